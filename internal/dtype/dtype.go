@@ -52,7 +52,7 @@ func Float32ToFloat16(f float32) uint16 {
 		if e < -10 {
 			return sign
 		}
-		m := man | 0x800000 // implicit bit; value = m · 2^(exp-150)
+		m := man | 0x800000     // implicit bit; value = m · 2^(exp-150)
 		shift := uint32(14 - e) // 150 - exp - 24 + ... = bits to drop
 		half := uint32(1) << (shift - 1)
 		r := m >> shift

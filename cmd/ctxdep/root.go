@@ -1,0 +1,111 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ctxdep/ctxdep/internal/blasimpl"
+	"github.com/ctxdep/ctxdep/internal/cuda"
+)
+
+// version is set at link time (-ldflags "-X main.version=…").
+var version = "dev"
+
+// globalOptions are CLI.md's persistent flags.
+type globalOptions struct {
+	model       string
+	transcoders string
+	transcoder  string
+	layer       int
+	device      string
+	threads     int
+	quiet       bool
+	verbose     bool
+	json        bool
+
+	blas   blasimpl.Info
+	stdout io.Writer
+	stderr io.Writer
+}
+
+func newRootCmd() *cobra.Command {
+	g := &globalOptions{stdout: os.Stdout, stderr: os.Stderr}
+	root := &cobra.Command{
+		Use:   "ctxdep",
+		Short: "How context-dependent are GPT-2 small's transcoder features?",
+		Long: `ctxdep caches TransformerLens-exact activations of GPT-2 small, loads the
+per-layer transcoders of Dunefsky et al. (pchlenski/gpt2-transcoders), and
+fits and evaluates midcoders, in one binary.
+
+Inputs are found through --model and --transcoders, or $CTXDEP_MODEL and
+$CTXDEP_TRANSCODERS, or the Hugging Face hub cache ($HF_HOME/hub, default
+~/.cache/huggingface/hub) where Python users' downloads already live.
+
+Exit status: 0 success, 1 runtime error, 2 usage error, 130 interrupted.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			return g.setup()
+		},
+	}
+	f := root.PersistentFlags()
+	f.StringVar(&g.model, "model", "", "GPT-2 checkpoint directory: config.json plus model.safetensors or pytorch_model.bin\n(default $CTXDEP_MODEL, else the hub cache entry of openai-community/gpt2)")
+	f.StringVar(&g.transcoders, "transcoders", "", "directory of per-layer transcoder files final_sparse_autoencoder_gpt2-small_blocks.{L}.ln2.hook_normalized_{F}.pt\n(default $CTXDEP_TRANSCODERS, else the hub cache entry of pchlenski/gpt2-transcoders)")
+	f.StringVar(&g.transcoder, "transcoder", "", "one transcoder .pt file, instead of looking it up in --transcoders")
+	f.IntVar(&g.layer, "layer", 8, "transformer block L whose MLP the transcoder replaces")
+	f.StringVar(&g.device, "device", "cpu", "cpu or cuda")
+	f.IntVar(&g.threads, "threads", 0, "CPU threads to use (default: all cores)")
+	f.BoolVarP(&g.quiet, "quiet", "q", false, "no progress output")
+	f.BoolVarP(&g.verbose, "verbose", "v", false, "more detail on stderr")
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return usageError{fmt.Errorf("%w (see `%s --help`)", err, cmd.CommandPath())}
+	})
+	root.AddCommand(newVersionCmd(g), newCacheCmd(g), newInspectCacheCmd(g))
+	return root
+}
+
+func (g *globalOptions) setup() error {
+	switch g.device {
+	case "cpu":
+	case "cuda":
+		if err := cuda.Available(); err != nil {
+			return err
+		}
+	default:
+		return usagef("--device %q: want cpu or cuda", g.device)
+	}
+	if g.threads < 0 {
+		return usagef("--threads %d: want a positive count", g.threads)
+	}
+	if g.threads > 0 {
+		runtime.GOMAXPROCS(g.threads)
+	}
+	g.blas = blasimpl.Use(g.threads)
+	return nil
+}
+
+// logf prints a verbose-only line on stderr.
+func (g *globalOptions) logf(format string, a ...any) {
+	if g.verbose {
+		fmt.Fprintf(g.stderr, format+"\n", a...)
+	}
+}
+
+// addJSONFlag adds --json to a reporting command.
+func addJSONFlag(cmd *cobra.Command, g *globalOptions) {
+	cmd.Flags().BoolVar(&g.json, "json", false, "print one JSON document on stdout instead of a table")
+}
+
+// noArgs rejects positional arguments as a usage error.
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usagef("%s takes %d argument(s), got %d (see `%s --help`)", cmd.Name(), n, len(args), cmd.CommandPath())
+		}
+		return nil
+	}
+}

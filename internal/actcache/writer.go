@@ -1,0 +1,236 @@
+package actcache
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/ctxdep/ctxdep/internal/provenance"
+	"github.com/ctxdep/ctxdep/internal/safetensors"
+	"github.com/ctxdep/ctxdep/internal/transcoder"
+)
+
+// Metadata keys of each shard's safetensors header.
+const (
+	metaFormat   = "format"
+	metaSettings = "ctxdep_settings"
+	metaFirstRow = "first_row"
+)
+
+// Writer builds a cache shard by shard, resuming a build that was
+// interrupted with the same settings.
+type Writer struct {
+	dir     string
+	man     Manifest
+	key     string
+	nShards int
+	kept    []*Shard // per shard index: the complete shard on disk, or nil
+}
+
+// settingsKey hashes what determines a cache's content (not paths, not
+// progress): two builds with the same key write identical shards.
+func settingsKey(m *Manifest) string {
+	id := struct {
+		Layer, DModel, T, PerShard, DSAE int
+		DType                            string
+		WithActs                         bool
+		Model, Transcoder, Data          string
+		Rows, FirstRow, RowsTaken        int
+		Format                           string
+	}{Layer: m.Layer, DModel: m.DModel, T: m.ContextLength, PerShard: m.SequencesPerShard, DSAE: m.DSAE,
+		DType: m.DType, WithActs: m.WithActs, Model: m.Model.SHA256, Data: m.Data.SHA256,
+		Rows: m.Data.Rows, FirstRow: m.Data.FirstRow, RowsTaken: m.Data.RowsTaken, Format: Format + "/" + strconv.Itoa(Version)}
+	if m.Transcoder != nil {
+		id.Transcoder = m.Transcoder.SHA256
+	}
+	raw, _ := json.Marshal(id)
+	sum := sha256.Sum256(raw)
+	return hex.EncodeToString(sum[:16])
+}
+
+// Create prepares dir for the build that man describes (its Shards and
+// Complete fields are ignored). Complete shards from an earlier run with the
+// same settings are kept; a directory holding a cache built with other
+// settings is an error, and nothing in it is touched.
+func Create(dir string, man Manifest) (*Writer, error) {
+	if man.SequencesPerShard <= 0 || man.NSequences <= 0 {
+		return nil, fmt.Errorf("actcache: nothing to write (%d sequences, %d per shard)", man.NSequences, man.SequencesPerShard)
+	}
+	man.Format, man.Version, man.Complete, man.Shards = Format, Version, false, nil
+	man.NTokens = int64(man.NSequences) * int64(man.ContextLength)
+	w := &Writer{dir: dir, man: man, key: settingsKey(&man)}
+	w.nShards = (man.NSequences + man.SequencesPerShard - 1) / man.SequencesPerShard
+	w.kept = make([]*Shard, w.nShards)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("actcache: %w", err)
+	}
+	if old, err := ReadManifest(dir); err == nil {
+		if settingsKey(old) != w.key {
+			return nil, fmt.Errorf("actcache: %s holds a cache built with other settings or inputs (layer %d, %d sequences, dtype %s, model %.12s, data %.12s); use another --out or remove it", dir, old.Layer, old.NSequences, old.DType, old.Model.SHA256, old.Data.SHA256)
+		}
+	} else if _, statErr := os.Stat(filepath.Join(dir, ManifestName)); statErr == nil {
+		return nil, err // a manifest we cannot read: do not overwrite it
+	}
+	for i := range w.kept {
+		s, err := w.existing(i)
+		if err != nil {
+			return nil, err
+		}
+		w.kept[i] = s
+	}
+	return w, nil
+}
+
+// existing checks shard i on disk: absent → nil; written by this build's
+// settings → its description; anything else → an error.
+func (w *Writer) existing(i int) (*Shard, error) {
+	path := filepath.Join(w.dir, ShardName(i))
+	f, err := safetensors.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("actcache: existing shard is unreadable (remove it to rebuild it): %w", err)
+	}
+	md := f.Metadata()
+	f.Close()
+	first, n := w.rows(i)
+	if md[metaSettings] != w.key || md[metaFirstRow] != strconv.Itoa(first) {
+		return nil, fmt.Errorf("actcache: %s was written by a build with other settings; use another --out or remove it", path)
+	}
+	p, err := provenance.Hash(path)
+	if err != nil {
+		return nil, fmt.Errorf("actcache: %w", err)
+	}
+	nnz, _ := strconv.ParseInt(md["nnz"], 10, 64)
+	return &Shard{File: ShardName(i), NSequences: n, FirstRow: first, Bytes: p.Size, SHA256: p.SHA256, NNZ: nnz}, nil
+}
+
+// NumShards returns how many shards the cache will have.
+func (w *Writer) NumShards() int { return w.nShards }
+
+// Rows returns the first input row (relative to the cached range) and the
+// sequence count of shard i.
+func (w *Writer) rows(i int) (first, n int) {
+	first = i * w.man.SequencesPerShard
+	return first, min(w.man.SequencesPerShard, w.man.NSequences-first)
+}
+
+// ShardRows returns the range [first, first+n) of cached sequences that
+// shard i holds.
+func (w *Writer) ShardRows(i int) (first, n int) { return w.rows(i) }
+
+// NumKept returns how many shards an earlier run left complete.
+func (w *Writer) NumKept() int {
+	n := 0
+	for _, s := range w.kept {
+		if s != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// Has reports whether shard i is already complete on disk.
+func (w *Writer) Has(i int) bool { return w.kept[i] != nil }
+
+// WriteShard writes shard i: tokens (S_i·T), x and y (S_i·T·C), and acts
+// (S_i·T rows) when the cache stores them. The file appears only when
+// complete; the manifest then lists it.
+func (w *Writer) WriteShard(i int, tokens []int32, x, y []float32, acts *transcoder.Acts) error {
+	first, n := w.rows(i)
+	t, c := w.man.ContextLength, w.man.DModel
+	if len(tokens) != n*t || len(x) != n*t*c || len(y) != n*t*c {
+		panic(fmt.Sprintf("actcache: shard %d: got %d tokens, %d x, %d y for %d sequences", i, len(tokens), len(x), len(y), n))
+	}
+	if (acts != nil) != w.man.WithActs || (acts != nil && acts.Rows() != n*t) {
+		panic(fmt.Sprintf("actcache: shard %d: acts do not match the manifest", i))
+	}
+	dt := safetensors.F32
+	if w.man.DType == "float16" {
+		dt = safetensors.F16
+	}
+	infos := []safetensors.TensorInfo{
+		{Name: "tokens", DType: safetensors.I32, Shape: []int{n, t}},
+		{Name: "x", DType: dt, Shape: []int{n, t, c}},
+		{Name: "y", DType: dt, Shape: []int{n, t, c}},
+	}
+	md := map[string]string{
+		metaFormat: Format + "-shard", metaSettings: w.key, metaFirstRow: strconv.Itoa(first),
+		"layer": strconv.Itoa(w.man.Layer), "x": w.man.Hooks.X, "y": w.man.Hooks.Y,
+	}
+	var nnz int64
+	if acts != nil {
+		nnz = int64(len(acts.Indices))
+		md["nnz"] = strconv.FormatInt(nnz, 10)
+		infos = append(infos,
+			safetensors.TensorInfo{Name: "acts_indptr", DType: safetensors.I64, Shape: []int{n*t + 1}},
+			safetensors.TensorInfo{Name: "acts_indices", DType: safetensors.I32, Shape: []int{int(nnz)}},
+			safetensors.TensorInfo{Name: "acts_values", DType: safetensors.F32, Shape: []int{int(nnz)}})
+	}
+	path := filepath.Join(w.dir, ShardName(i))
+	sw, err := safetensors.Create(path, infos, md)
+	if err != nil {
+		return fmt.Errorf("actcache: %w", err)
+	}
+	err = sw.WriteInt32(tokens)
+	if err == nil {
+		err = sw.WriteFloat32(x)
+	}
+	if err == nil {
+		err = sw.WriteFloat32(y)
+	}
+	if err == nil && acts != nil {
+		if err = sw.WriteInt64(acts.Indptr); err == nil {
+			if err = sw.WriteInt32(acts.Indices); err == nil {
+				err = sw.WriteFloat32(acts.Values)
+			}
+		}
+	}
+	if err != nil {
+		sw.Abort()
+		return fmt.Errorf("actcache: %w", err)
+	}
+	if err := sw.Close(); err != nil {
+		return fmt.Errorf("actcache: %w", err)
+	}
+	p, err := provenance.Hash(path)
+	if err != nil {
+		return fmt.Errorf("actcache: %w", err)
+	}
+	w.kept[i] = &Shard{File: ShardName(i), NSequences: n, FirstRow: first, Bytes: p.Size, SHA256: p.SHA256, NNZ: nnz}
+	return w.writeManifest(false)
+}
+
+// writeManifest lists the complete prefix of shards.
+func (w *Writer) writeManifest(complete bool) error {
+	m := w.man
+	m.Complete = complete
+	m.Shards = nil
+	for _, s := range w.kept {
+		if s == nil {
+			break
+		}
+		m.Shards = append(m.Shards, *s)
+	}
+	if err := writeManifest(w.dir, &m); err != nil {
+		return fmt.Errorf("actcache: %s: %w", w.dir, err)
+	}
+	return nil
+}
+
+// Finish marks the cache complete. Every shard must have been written or
+// kept.
+func (w *Writer) Finish() error {
+	for i, s := range w.kept {
+		if s == nil {
+			return fmt.Errorf("actcache: shard %d was never written", i)
+		}
+	}
+	return w.writeManifest(true)
+}

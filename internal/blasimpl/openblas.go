@@ -1,0 +1,25 @@
+//go:build openblas
+
+package blasimpl
+
+/*
+#cgo LDFLAGS: -lopenblas
+char* openblas_get_corename(void);
+char* openblas_get_config(void);
+void openblas_set_num_threads(int num_threads);
+*/
+import "C"
+
+import (
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/netlib/blas/netlib"
+)
+
+// Built reports the backend compiled into this binary.
+const Built = "openblas"
+
+func implementation(threads int) (blas.Float32, Info) {
+	C.openblas_set_num_threads(C.int(threads))
+	kernel := C.GoString(C.openblas_get_corename())
+	return netlib.Implementation{}, Info{Backend: Built, Kernel: kernel, Threads: threads}
+}

@@ -1,0 +1,172 @@
+// Package cachebuild runs GPT-2 over token rows to block L and writes the
+// activation cache (x = blocks.L.ln2.hook_normalized, y =
+// blocks.L.hook_mlp_out, optionally the transcoder's sparse activations of
+// x) shard by shard through actcache, resuming an interrupted build.
+//
+// Shape key: R input rows of T tokens, B rows per forward batch, P rows per
+// shard, C = d_model.
+package cachebuild
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/ctxdep/ctxdep/internal/actcache"
+	"github.com/ctxdep/ctxdep/internal/gpt2"
+	"github.com/ctxdep/ctxdep/internal/progress"
+	"github.com/ctxdep/ctxdep/internal/provenance"
+	"github.com/ctxdep/ctxdep/internal/transcoder"
+)
+
+// Rows is a source of token rows of equal length. The npy reader is one;
+// the text pipeline (tokenize_and_concatenate) plugs in here too.
+type Rows interface {
+	NumRows() int
+	RowLen() int
+	// Read copies rows [first, first+n) into dst (n·RowLen).
+	Read(dst []int32, first, n int) error
+}
+
+// Int32Rows is an in-memory Rows.
+type Int32Rows struct {
+	Data []int32 // (R, T)
+	T    int
+}
+
+func (r Int32Rows) NumRows() int { return len(r.Data) / r.T }
+func (r Int32Rows) RowLen() int  { return r.T }
+func (r Int32Rows) Read(dst []int32, first, n int) error {
+	copy(dst, r.Data[first*r.T:(first+n)*r.T])
+	return nil
+}
+
+// Options configures a build.
+type Options struct {
+	Out        string
+	Model      *gpt2.Model
+	ModelProv  provenance.File
+	Layer      int
+	Rows       Rows
+	DataKind   string
+	DataProv   provenance.File
+	NRows      int // rows to cache, from row 0; 0 means all
+	BatchSize  int // rows per forward pass
+	PerShard   int // rows per shard
+	DType      string
+	Transcoder *transcoder.Transcoder // non-nil: store sparse acts (--with-acts)
+	TransProv  *provenance.File
+	Progress   *progress.Bar // may be nil
+	Version    string
+}
+
+// Build writes or resumes the cache and returns its manifest.
+func Build(ctx context.Context, o Options) (*actcache.Manifest, error) {
+	m := o.Model
+	if o.Layer < 0 || o.Layer >= m.NLayer {
+		return nil, fmt.Errorf("layer %d is out of range: the model has layers 0..%d", o.Layer, m.NLayer-1)
+	}
+	t := o.Rows.RowLen()
+	if t > m.NCtx {
+		return nil, fmt.Errorf("rows of %d tokens are longer than the model's context of %d", t, m.NCtx)
+	}
+	n := o.Rows.NumRows()
+	if o.NRows > 0 {
+		if o.NRows > n {
+			return nil, fmt.Errorf("%d rows were asked for, the input has %d", o.NRows, n)
+		}
+		n = o.NRows
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("the input holds no rows")
+	}
+	tc := o.Transcoder
+	if tc != nil && tc.DIn != m.DModel {
+		return nil, fmt.Errorf("transcoder %s has d_in %d, the model's d_model is %d", tc.Path, tc.DIn, m.DModel)
+	}
+	man := actcache.Manifest{
+		Layer: o.Layer, DModel: m.DModel, ContextLength: t, NSequences: n, DType: o.DType,
+		Hooks: actcache.HookNames(o.Layer), SequencesPerShard: o.PerShard,
+		Model: o.ModelProv, Data: actcache.Data{Kind: o.DataKind, File: o.DataProv, Rows: o.Rows.NumRows(), RowsTaken: n},
+		CreatedBy: o.Version,
+	}
+	if tc != nil {
+		man.WithActs, man.DSAE, man.Transcoder = true, tc.DSAE, o.TransProv
+	}
+	w, err := actcache.Create(o.Out, man)
+	if err != nil {
+		return nil, err
+	}
+	c, b := m.DModel, o.BatchSize
+	ws := m.NewWorkspace(b * t)
+	tokens := make([]int32, o.PerShard*t)
+	x := make([]float32, o.PerShard*t*c)
+	y := make([]float32, o.PerShard*t*c)
+	var enc *transcoder.Encoder
+	var acts, batchActs transcoder.Acts
+	if tc != nil {
+		enc = tc.NewEncoder()
+	}
+	if kept := w.NumKept(); kept > 0 && o.Progress != nil {
+		o.Progress.Logf("resuming: keeping %d of %d shards from an earlier run", kept, w.NumShards())
+	}
+	for i := 0; i < w.NumShards(); i++ {
+		first, rows := w.ShardRows(i)
+		if w.Has(i) {
+			if o.Progress != nil {
+				o.Progress.Add(int64(rows*t), "")
+			}
+			continue
+		}
+		if err := o.Rows.Read(tokens[:rows*t], first, rows); err != nil {
+			return nil, err
+		}
+		if err := m.CheckTokens(tokens[:rows*t], rows, t); err != nil {
+			return nil, fmt.Errorf("rows %d..%d: %w", first, first+rows-1, err)
+		}
+		acts.Indptr, acts.Indices, acts.Values = append(acts.Indptr[:0], 0), acts.Indices[:0], acts.Values[:0]
+		for r := 0; r < rows; r += b {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			nb := min(b, rows-r)
+			xb, yb, err := m.RunToBlock(ws, tokens[r*t:(r+nb)*t], nb, t, o.Layer, nil)
+			if err != nil {
+				return nil, err
+			}
+			copy(x[r*t*c:], xb)
+			copy(y[r*t*c:], yb)
+			if enc != nil {
+				enc.Encode(&batchActs, xb, nb*t)
+				appendActs(&acts, &batchActs)
+			}
+			if o.Progress != nil {
+				o.Progress.Add(int64(nb*t), "")
+			}
+		}
+		var a *transcoder.Acts
+		if enc != nil {
+			a = &acts
+		}
+		if err := w.WriteShard(i, tokens[:rows*t], x[:rows*t*c], y[:rows*t*c], a); err != nil {
+			return nil, err
+		}
+	}
+	if err := w.Finish(); err != nil {
+		return nil, err
+	}
+	final, err := actcache.ReadManifest(o.Out)
+	if err != nil {
+		return nil, err
+	}
+	return final, nil
+}
+
+// appendActs appends the rows of src to dst.
+func appendActs(dst, src *transcoder.Acts) {
+	base := dst.Indptr[len(dst.Indptr)-1]
+	for _, p := range src.Indptr[1:] {
+		dst.Indptr = append(dst.Indptr, base+p)
+	}
+	dst.Indices = append(dst.Indices, src.Indices...)
+	dst.Values = append(dst.Values, src.Values...)
+}

@@ -1,0 +1,309 @@
+package cachebuild
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ctxdep/ctxdep/internal/actcache"
+	"github.com/ctxdep/ctxdep/internal/dtype"
+	"github.com/ctxdep/ctxdep/internal/gpt2"
+	"github.com/ctxdep/ctxdep/internal/npy"
+	"github.com/ctxdep/ctxdep/internal/provenance"
+	"github.com/ctxdep/ctxdep/internal/safetensors"
+	"github.com/ctxdep/ctxdep/internal/transcoder"
+)
+
+// Golden x and y for the token file come from testdata/gen/gen_fixtures.py
+// (PyTorch, float64 TransformerLens path; see testdata/gen/README.md).
+const (
+	modelDir    = "../../testdata/tiny-gpt2"
+	tokensFile  = "../../testdata/tokens/tiny-int64.npy"
+	goldenCache = "../../testdata/golden/cache_hooks.safetensors"
+	tcFile      = "../../testdata/tiny-transcoders/final_sparse_autoencoder_gpt2-small_blocks.1.ln2.hook_normalized_64.pt"
+)
+
+type fixture struct {
+	model     *gpt2.Model
+	modelProv provenance.File
+	rows      Int32Rows
+	dataProv  provenance.File
+}
+
+func load(t *testing.T) fixture {
+	t.Helper()
+	m, err := gpt2.Load(modelDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mp, err := provenance.Hash(filepath.Join(modelDir, "model.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, shape, err := npy.ReadInt32(tokensFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dp, err := provenance.Hash(tokensFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fixture{m, mp, Int32Rows{Data: tok, T: shape[1]}, dp}
+}
+
+func (f fixture) options(out string, layer int) Options {
+	return Options{Out: out, Model: f.model, ModelProv: f.modelProv, Layer: layer, Rows: f.rows,
+		DataKind: "tokens-npy", DataProv: f.dataProv, BatchSize: 4, PerShard: 4, DType: "float32", Version: "test"}
+}
+
+// readAll concatenates every shard of a cache.
+func readAll(t *testing.T, dir string) (tok []int32, x, y []float32, acts []*transcoder.Acts) {
+	t.Helper()
+	c, err := actcache.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range c.Manifest.Shards {
+		sd, err := c.ReadShard(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok = append(tok, sd.Tokens...)
+		x = append(x, sd.X...)
+		y = append(y, sd.Y...)
+		acts = append(acts, sd.Acts)
+	}
+	return
+}
+
+func checkClose(t *testing.T, what string, got, want []float32, abs, rel float64) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: length %d, want %d", what, len(got), len(want))
+	}
+	for i := range got {
+		if d := math.Abs(float64(got[i]) - float64(want[i])); !(d <= abs+rel*math.Abs(float64(want[i]))) {
+			t.Fatalf("%s[%d] = %.9g, want %.9g", what, i, got[i], want[i])
+		}
+	}
+}
+
+func golden(t *testing.T, name string) []float32 {
+	t.Helper()
+	f, err := safetensors.Open(goldenCache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	v, err := f.Float32(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// The cache holds TransformerLens's x and y for every row, in input order,
+// across shards (6 rows, 4 per shard: shards of 4 and 2).
+func TestBuildMatchesTransformerLens(t *testing.T) {
+	f := load(t)
+	for layer := 0; layer < 3; layer++ {
+		out := filepath.Join(t.TempDir(), "cache")
+		man, err := Build(context.Background(), f.options(out, layer))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !man.Complete || man.NSequences != 6 || man.NTokens != 96 || len(man.Shards) != 2 || man.Shards[1].NSequences != 2 {
+			t.Fatalf("manifest %+v", man)
+		}
+		if man.Hooks.X != fmt.Sprintf("blocks.%d.ln2.hook_normalized", layer) {
+			t.Errorf("hooks %+v", man.Hooks)
+		}
+		tok, x, y, _ := readAll(t, out)
+		for i := range tok {
+			if tok[i] != f.rows.Data[i] {
+				t.Fatalf("token %d = %d, want %d", i, tok[i], f.rows.Data[i])
+			}
+		}
+		// 1e-5 + 1e-5·|want|: PyTorch float32 itself is ≤ 5.2e-6 from the golden here.
+		checkClose(t, fmt.Sprint("x.", layer), x, golden(t, fmt.Sprint("x.", layer)), 1e-5, 1e-5)
+		checkClose(t, fmt.Sprint("y.", layer), y, golden(t, fmt.Sprint("y.", layer)), 1e-5, 1e-5)
+	}
+}
+
+// float16 storage holds exactly the float16 rounding of the float32 values.
+func TestBuildFloat16(t *testing.T) {
+	f := load(t)
+	dir := t.TempDir()
+	o32 := f.options(filepath.Join(dir, "f32"), 2)
+	o16 := f.options(filepath.Join(dir, "f16"), 2)
+	o16.DType = "float16"
+	for _, o := range []Options{o32, o16} {
+		if _, err := Build(context.Background(), o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, x32, y32, _ := readAll(t, o32.Out)
+	_, x16, y16, _ := readAll(t, o16.Out)
+	for i := range x32 {
+		if want := dtype.Float16ToFloat32(dtype.Float32ToFloat16(x32[i])); x16[i] != want {
+			t.Fatalf("x[%d] = %g, want float16(%g) = %g", i, x16[i], x32[i], want)
+		}
+		if want := dtype.Float16ToFloat32(dtype.Float32ToFloat16(y32[i])); y16[i] != want {
+			t.Fatalf("y[%d] = %g, want %g", i, y16[i], want)
+		}
+	}
+}
+
+// Stored activations equal encoding the stored x.
+func TestBuildWithActs(t *testing.T) {
+	f := load(t)
+	tc, err := transcoder.Load(tcFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp, err := provenance.Hash(tcFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := f.options(filepath.Join(t.TempDir(), "c"), 1)
+	o.Transcoder, o.TransProv = tc, &tp
+	man, err := Build(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !man.WithActs || man.DSAE != 64 || man.Transcoder.SHA256 != tp.SHA256 {
+		t.Fatalf("manifest %+v", man)
+	}
+	c, err := actcache.Open(o.Out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc := tc.NewEncoder()
+	for i := range man.Shards {
+		sd, err := c.ReadShard(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want transcoder.Acts
+		enc.Encode(&want, sd.X, len(sd.X)/16)
+		if fmt.Sprint(want.Indptr) != fmt.Sprint(sd.Acts.Indptr) || fmt.Sprint(want.Indices) != fmt.Sprint(sd.Acts.Indices) {
+			t.Fatalf("shard %d: stored acts differ from Encode(x)", i)
+		}
+		checkClose(t, "acts_values", sd.Acts.Values, want.Values, 0, 0)
+	}
+}
+
+// failingRows fails when asked for rows at or beyond failAt.
+type failingRows struct {
+	Int32Rows
+	failAt int
+}
+
+func (r failingRows) Read(dst []int32, first, n int) error {
+	if first+n > r.failAt {
+		return errors.New("disk on fire")
+	}
+	return r.Int32Rows.Read(dst, first, n)
+}
+
+// An interrupted build leaves only complete shards and an incomplete
+// manifest; re-running keeps them and ends with files identical to an
+// uninterrupted build.
+func TestResume(t *testing.T) {
+	f := load(t)
+	dir := t.TempDir()
+	ref := f.options(filepath.Join(dir, "ref"), 1)
+	if _, err := Build(context.Background(), ref); err != nil {
+		t.Fatal(err)
+	}
+	o := f.options(filepath.Join(dir, "resumed"), 1)
+	o.Rows = failingRows{f.rows, 4} // shard 0 (rows 0..3) succeeds, shard 1 fails
+	if _, err := Build(context.Background(), o); err == nil || !strings.Contains(err.Error(), "disk on fire") {
+		t.Fatalf("Build error = %v", err)
+	}
+	if _, err := actcache.Open(o.Out); err == nil || !strings.Contains(err.Error(), "incomplete") {
+		t.Fatalf("Open(interrupted) error = %v", err)
+	}
+	entries, _ := os.ReadDir(o.Out)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if fmt.Sprint(names) != "[manifest.json shard-00000.safetensors]" {
+		t.Fatalf("after interruption the directory holds %v", names)
+	}
+	st0, _ := os.Stat(filepath.Join(o.Out, actcache.ShardName(0)))
+	o.Rows = f.rows
+	if _, err := Build(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	st1, _ := os.Stat(filepath.Join(o.Out, actcache.ShardName(0)))
+	if !os.SameFile(st0, st1) || !st0.ModTime().Equal(st1.ModTime()) {
+		t.Error("the complete shard was rewritten instead of kept")
+	}
+	for i := 0; i < 2; i++ {
+		a, _ := os.ReadFile(filepath.Join(ref.Out, actcache.ShardName(i)))
+		b, _ := os.ReadFile(filepath.Join(o.Out, actcache.ShardName(i)))
+		if !bytes.Equal(a, b) {
+			t.Errorf("shard %d differs from the uninterrupted build", i)
+		}
+	}
+	// A cancelled context stops between batches with the context's error.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := Build(ctx, f.options(filepath.Join(dir, "cancelled"), 1)); !errors.Is(err, context.Canceled) {
+		t.Errorf("Build(cancelled) error = %v", err)
+	}
+}
+
+// A directory holding a cache of other settings is refused and untouched.
+func TestRefuseOtherSettings(t *testing.T) {
+	f := load(t)
+	out := filepath.Join(t.TempDir(), "c")
+	if _, err := Build(context.Background(), f.options(out, 1)); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(filepath.Join(out, actcache.ManifestName))
+	if _, err := Build(context.Background(), f.options(out, 2)); err == nil || !strings.Contains(err.Error(), "other settings") {
+		t.Fatalf("Build(other layer) error = %v", err)
+	}
+	after, _ := os.ReadFile(filepath.Join(out, actcache.ManifestName))
+	if !bytes.Equal(before, after) {
+		t.Error("manifest changed")
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	f := load(t)
+	dir := t.TempDir()
+	bad := make([]int32, 2*16)
+	bad[20] = 50257
+	for _, c := range []struct {
+		name string
+		mod  func(*Options)
+		want string
+	}{
+		{"layer out of range", func(o *Options) { o.Layer = 3 }, "out of range"},
+		{"token outside vocab", func(o *Options) { o.Rows = Int32Rows{Data: bad, T: 16} }, "outside the vocabulary"},
+		{"rows longer than context", func(o *Options) { o.Rows = Int32Rows{Data: make([]int32, 33), T: 33} }, "longer than the model's context"},
+		{"transcoder width", func(o *Options) { o.Transcoder = transcoder.Random(8, 4, 1, 1) }, "d_in 8"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			o := f.options(filepath.Join(dir, c.name), 1)
+			c.mod(&o)
+			_, err := Build(context.Background(), o)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("Build error = %v, want one containing %q", err, c.want)
+			}
+			if _, err := os.Stat(filepath.Join(o.Out, actcache.ShardName(0))); err == nil {
+				t.Error("a shard was written")
+			}
+		})
+	}
+}

@@ -1,0 +1,159 @@
+package gpt2
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Model is GPT-2 after TransformerLens's processing. Weight matrices are
+// row-major and multiply activations from the right (x @ W).
+type Model struct {
+	Config
+	WE     []float32 // (V, C) embed.W_E, centred
+	WPos   []float32 // (NCtx, C) pos_embed.W_pos, centred
+	Blocks []Block   // (NLayer)
+	WU     []float32 // (C, V) unembed.W_U
+	BU     []float32 // (V) unembed.b_U
+}
+
+// Block is one processed transformer block. TransformerLens's W_Q, W_K,
+// W_V [H, C, D] are stored fused as the columns of WQKV, in HF's c_attn
+// layout: column X·C + i·D + h holds W_X[i, :, h] for X = Q, K, V.
+type Block struct {
+	WQKV []float32 // (C, 3C)
+	BQKV []float32 // (3C); the V part is zero after fold_value_biases
+	WO   []float32 // (C, C) row i·D + h is W_O[i, h, :]
+	BO   []float32 // (C)
+	WIn  []float32 // (C, N) mlp.W_in
+	BIn  []float32 // (N)
+	WOut []float32 // (N, C) mlp.W_out
+	BOut []float32 // (C)
+}
+
+// Weight file names in a Hugging Face checkpoint directory, in order of
+// preference.
+const (
+	SafetensorsFile = "model.safetensors"
+	TorchFile       = "pytorch_model.bin"
+)
+
+// Load reads a Hugging Face GPT-2 checkpoint directory (config.json plus
+// model.safetensors or pytorch_model.bin) and returns the processed model.
+func Load(dir string) (*Model, error) {
+	cfg, err := ReadConfig(filepath.Join(dir, "config.json"))
+	if err != nil {
+		return nil, err
+	}
+	path, err := WeightsPath(dir)
+	if err != nil {
+		return nil, err
+	}
+	src, err := openSource(path)
+	if err != nil {
+		return nil, err
+	}
+	defer src.close()
+	hf, err := readHF(cfg, src)
+	if err != nil {
+		return nil, fmt.Errorf("gpt2: %s: %w", path, err)
+	}
+	return process(cfg, hf), nil
+}
+
+// WeightsPath returns the weights file Load would read in dir.
+func WeightsPath(dir string) (string, error) {
+	for _, name := range []string{SafetensorsFile, TorchFile} {
+		p := filepath.Join(dir, name)
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return "", fmt.Errorf("gpt2: %w", err)
+		}
+	}
+	return "", fmt.Errorf("gpt2: %s holds neither %s nor %s", dir, SafetensorsFile, TorchFile)
+}
+
+// hfName maps a checkpoint tensor name to the un-prefixed HF name, and
+// reports whether the tensor is a weight at all: the causal-mask buffers
+// (h.N.attn.bias, h.N.attn.masked_bias) and the tied lm_head are skipped.
+func hfName(name string) (string, bool) {
+	name = strings.TrimPrefix(name, "transformer.")
+	if name == "lm_head.weight" || strings.HasSuffix(name, ".attn.bias") || strings.HasSuffix(name, ".attn.masked_bias") {
+		return "", false
+	}
+	return name, true
+}
+
+func readHF(cfg Config, src source) (*hfWeights, error) {
+	c, n, v := cfg.DModel, cfg.DMLP, cfg.DVocab
+	want := map[string][]int{
+		"wte.weight": {v, c}, "wpe.weight": {cfg.NCtx, c},
+		"ln_f.weight": {c}, "ln_f.bias": {c},
+	}
+	for l := 0; l < cfg.NLayer; l++ {
+		p := "h." + strconv.Itoa(l) + "."
+		for name, shape := range map[string][]int{
+			"ln_1.weight": {c}, "ln_1.bias": {c},
+			"attn.c_attn.weight": {c, 3 * c}, "attn.c_attn.bias": {3 * c},
+			"attn.c_proj.weight": {c, c}, "attn.c_proj.bias": {c},
+			"ln_2.weight": {c}, "ln_2.bias": {c},
+			"mlp.c_fc.weight": {c, n}, "mlp.c_fc.bias": {n},
+			"mlp.c_proj.weight": {n, c}, "mlp.c_proj.bias": {c},
+		} {
+			want[p+name] = shape
+		}
+	}
+	got := make(map[string][]float32, len(want))
+	for _, t := range src.tensors() {
+		name, ok := hfName(t.name)
+		if !ok {
+			continue
+		}
+		shape, ok := want[name]
+		if !ok {
+			return nil, fmt.Errorf("unexpected tensor %q (is this a GPT-2 checkpoint matching config.json?)", t.name)
+		}
+		if _, dup := got[name]; dup {
+			return nil, fmt.Errorf("tensor %q appears twice", name)
+		}
+		if !slices.Equal(t.shape, shape) {
+			return nil, fmt.Errorf("tensor %q has shape %v, want %v (from config.json)", t.name, t.shape, shape)
+		}
+		data, err := t.load()
+		if err != nil {
+			return nil, fmt.Errorf("tensor %q: %w", t.name, err)
+		}
+		got[name] = data
+	}
+	var missing []string
+	for name := range want {
+		if _, ok := got[name]; !ok {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		slices.Sort(missing)
+		if len(missing) > 4 {
+			missing = append(missing[:4], fmt.Sprintf("and %d more", len(missing)-4))
+		}
+		return nil, fmt.Errorf("missing tensors %s", strings.Join(missing, ", "))
+	}
+	hf := &hfWeights{wte: got["wte.weight"], wpe: got["wpe.weight"], lnfW: got["ln_f.weight"], lnfB: got["ln_f.bias"]}
+	for l := 0; l < cfg.NLayer; l++ {
+		p := "h." + strconv.Itoa(l) + "."
+		hf.blocks = append(hf.blocks, hfBlock{
+			ln1W: got[p+"ln_1.weight"], ln1B: got[p+"ln_1.bias"],
+			attnW: got[p+"attn.c_attn.weight"], attnB: got[p+"attn.c_attn.bias"],
+			projW: got[p+"attn.c_proj.weight"], projB: got[p+"attn.c_proj.bias"],
+			ln2W: got[p+"ln_2.weight"], ln2B: got[p+"ln_2.bias"],
+			fcW: got[p+"mlp.c_fc.weight"], fcB: got[p+"mlp.c_fc.bias"],
+			outW: got[p+"mlp.c_proj.weight"], outB: got[p+"mlp.c_proj.bias"],
+		})
+	}
+	return hf, nil
+}

@@ -1,0 +1,148 @@
+package gpt2
+
+// TransformerLens's default weight processing (SPEC §2.3), computed in
+// float64 per element and rounded to float32 once, so each processed weight
+// is within one float32 rounding of the exact value (TransformerLens, doing
+// the same steps in float32, is within a few).
+
+// foldLayerNorm folds a LayerNorm's gain and bias into the matrix that reads
+// its output: b[j] += Σ_m w[m,j]·beta[m] (unscaled w); w[m,j] ← w[m,j]·gamma[m];
+// then each column of w loses its mean over m.
+// w (R, K), b (K), gamma, beta (R).
+func foldLayerNorm(w, b, gamma, beta []float32, r, k int) {
+	bacc := make([]float64, k)
+	sum := make([]float64, k)
+	for j := range bacc {
+		bacc[j] = float64(b[j])
+	}
+	for m := 0; m < r; m++ {
+		row := w[m*k : (m+1)*k]
+		g, be := float64(gamma[m]), float64(beta[m])
+		for j, v := range row {
+			bacc[j] += float64(v) * be
+			sum[j] += float64(v) * g
+		}
+	}
+	for j := range b {
+		b[j] = float32(bacc[j])
+		sum[j] /= float64(r)
+	}
+	for m := 0; m < r; m++ {
+		row := w[m*k : (m+1)*k]
+		g := float64(gamma[m])
+		for j, v := range row {
+			row[j] = float32(float64(v)*g - sum[j])
+		}
+	}
+}
+
+// centreRows subtracts from each row of w its mean. w (R, K).
+func centreRows(w []float32, r, k int) {
+	for m := 0; m < r; m++ {
+		row := w[m*k : (m+1)*k]
+		var s float64
+		for _, v := range row {
+			s += float64(v)
+		}
+		mean := s / float64(k)
+		for j, v := range row {
+			row[j] = float32(float64(v) - mean)
+		}
+	}
+}
+
+// transpose returns the (K, R) transpose of w (R, K).
+func transpose(w []float32, r, k int) []float32 {
+	out := make([]float32, len(w))
+	const tile = 32
+	for i0 := 0; i0 < r; i0 += tile {
+		for j0 := 0; j0 < k; j0 += tile {
+			for i := i0; i < min(i0+tile, r); i++ {
+				for j := j0; j < min(j0+tile, k); j++ {
+					out[j*r+i] = w[i*k+j]
+				}
+			}
+		}
+	}
+	return out
+}
+
+// hfWeights are the unprocessed tensors of a checkpoint, by role.
+type hfWeights struct {
+	wte, wpe   []float32 // (V, C), (NCtx, C)
+	lnfW, lnfB []float32 // (C)
+	blocks     []hfBlock
+}
+
+type hfBlock struct {
+	ln1W, ln1B   []float32 // (C)
+	attnW, attnB []float32 // (C, 3C), (3C): Q, K, V blocks, head i at i·D
+	projW, projB []float32 // (C, C), (C)
+	ln2W, ln2B   []float32 // (C)
+	fcW, fcB     []float32 // (C, N), (N)
+	outW, outB   []float32 // (N, C), (C)
+}
+
+// process applies SPEC §2.3 in order, reusing the checkpoint's buffers.
+func process(cfg Config, hf *hfWeights) *Model {
+	c, n, v := cfg.DModel, cfg.DMLP, cfg.DVocab
+	m := &Model{Config: cfg, Blocks: make([]Block, cfg.NLayer)}
+	// W_U is the transpose of the *unprocessed* wte (tied weights).
+	m.WU = transpose(hf.wte, v, c)
+	m.BU = make([]float32, v)
+
+	// 1. fold_layer_norm.
+	for l := range m.Blocks {
+		hb := &hf.blocks[l]
+		foldLayerNorm(hb.attnW, hb.attnB, hb.ln1W, hb.ln1B, c, 3*c)
+		foldLayerNorm(hb.fcW, hb.fcB, hb.ln2W, hb.ln2B, c, n)
+	}
+	foldLayerNorm(m.WU, m.BU, hf.lnfW, hf.lnfB, c, v)
+
+	// 2. center_writing_weights.
+	centreRows(hf.wte, v, c)
+	centreRows(hf.wpe, cfg.NCtx, c)
+	for l := range m.Blocks {
+		hb := &hf.blocks[l]
+		centreRows(hb.projW, c, c)
+		centreRows(hb.projB, 1, c)
+		centreRows(hb.outW, n, c)
+		centreRows(hb.outB, 1, c)
+	}
+
+	// 3. center_unembed: W_U loses its mean over the vocabulary, b_U too.
+	centreRows(m.WU, c, v)
+	centreRows(m.BU, 1, v)
+
+	// 4. fold_value_biases: b_O += b_V @ W_O, then b_V = 0.
+	for l := range m.Blocks {
+		hb := &hf.blocks[l]
+		bv := hb.attnB[2*c : 3*c]
+		acc := make([]float64, c)
+		for j := range acc {
+			acc[j] = float64(hb.projB[j])
+		}
+		for k, b := range bv {
+			row := hb.projW[k*c : (k+1)*c]
+			for j, w := range row {
+				acc[j] += float64(b) * float64(w)
+			}
+		}
+		for j := range acc {
+			hb.projB[j] = float32(acc[j])
+		}
+		clear(bv)
+	}
+
+	m.WE, m.WPos = hf.wte, hf.wpe
+	for l := range m.Blocks {
+		hb := &hf.blocks[l]
+		m.Blocks[l] = Block{
+			WQKV: hb.attnW, BQKV: hb.attnB,
+			WO: hb.projW, BO: hb.projB,
+			WIn: hb.fcW, BIn: hb.fcB,
+			WOut: hb.outW, BOut: hb.outB,
+		}
+	}
+	return m
+}

@@ -1,0 +1,132 @@
+package kernels
+
+import (
+	"math"
+	"runtime"
+	"sync"
+
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/blas32"
+)
+
+// CausalAttention computes z from the fused projections qkv for every batch
+// row b and head i (SPEC §2.4):
+//
+//	score[p, s] = q[p]·k[s] / sqrt(D) for s ≤ p, −∞ otherwise
+//	pattern     = softmax over s
+//	z[p]        = Σ_s pattern[p, s] · v[s]
+//
+// qkv (B·T, 3·C) holds, per token, Q of all heads, then K, then V, head i
+// at columns i·D … i·D+D−1 of each part; z (B·T, C) gets head i at the same
+// columns. scratch must hold at least ScratchSize(T) floats per worker
+// (len(scratch) / ScratchSize(T) workers are used, at least one).
+func CausalAttention(z, qkv, scratch []float32, b, t, h, d int) {
+	c := h * d
+	checkLen("CausalAttention z", z, b*t*c)
+	checkLen("CausalAttention qkv", qkv, b*t*3*c)
+	workers := len(scratch) / ScratchSize(t)
+	if workers < 1 {
+		panic("kernels: CausalAttention scratch too small")
+	}
+	jobs := b * h
+	workers = min(workers, jobs, runtime.GOMAXPROCS(0))
+	scale := float32(1 / math.Sqrt(float64(d)))
+	var next sync.Mutex
+	job := 0
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(sc []float32) {
+			defer wg.Done()
+			for {
+				next.Lock()
+				j := job
+				job++
+				next.Unlock()
+				if j >= jobs {
+					return
+				}
+				attendHead(z, qkv, sc, j/h, j%h, t, c, d, scale)
+			}
+		}(scratch[w*ScratchSize(t) : (w+1)*ScratchSize(t)])
+	}
+	wg.Wait()
+}
+
+// ScratchSize is the per-worker scratch CausalAttention needs for T
+// positions: one T×T score matrix.
+func ScratchSize(t int) int { return t * t }
+
+func attendHead(z, qkv, scores []float32, bi, hi, t, c, d int, scale float32) {
+	base := bi * t * 3 * c
+	q := blas32.General{Rows: t, Cols: d, Stride: 3 * c, Data: qkv[base+hi*d:]}
+	k := blas32.General{Rows: t, Cols: d, Stride: 3 * c, Data: qkv[base+c+hi*d:]}
+	v := blas32.General{Rows: t, Cols: d, Stride: 3 * c, Data: qkv[base+2*c+hi*d:]}
+	s := blas32.General{Rows: t, Cols: t, Stride: t, Data: scores[:t*t]}
+	// Trim the views so their Data ends at the last element they use;
+	// blas32 checks that the slice is long enough.
+	q.Data = q.Data[:(t-1)*3*c+d]
+	k.Data = k.Data[:(t-1)*3*c+d]
+	v.Data = v.Data[:(t-1)*3*c+d]
+	blas32.Gemm(blas.NoTrans, blas.Trans, scale, q, k, 0, s)
+	for p := 0; p < t; p++ {
+		causalSoftmaxRow(scores[p*t:(p+1)*t], p)
+	}
+	out := blas32.General{Rows: t, Cols: d, Stride: c, Data: z[bi*t*c+hi*d : bi*t*c+(t-1)*c+hi*d+d]}
+	blas32.Gemm(blas.NoTrans, blas.NoTrans, 1, s, v, 0, out)
+}
+
+// causalSoftmaxRow replaces row[0..p] by its softmax and zeroes row[p+1:].
+func causalSoftmaxRow(row []float32, p int) {
+	mx := row[0]
+	for _, v := range row[1 : p+1] {
+		mx = max(mx, v)
+	}
+	var sum float64
+	for s := 0; s <= p; s++ {
+		e := expf(row[s] - mx)
+		row[s] = e
+		sum += float64(e)
+	}
+	inv := float32(1 / sum)
+	for s := 0; s <= p; s++ {
+		row[s] *= inv
+	}
+	clear(row[p+1:])
+}
+
+// CausalAttentionNaive is the reference for CausalAttention, written
+// straight from the formula in float64.
+func CausalAttentionNaive(z, qkv []float32, b, t, h, d int) {
+	c := h * d
+	for bi := 0; bi < b; bi++ {
+		for hi := 0; hi < h; hi++ {
+			for p := 0; p < t; p++ {
+				q := qkv[(bi*t+p)*3*c+hi*d:]
+				scores := make([]float64, p+1)
+				mx := math.Inf(-1)
+				for s := 0; s <= p; s++ {
+					k := qkv[(bi*t+s)*3*c+c+hi*d:]
+					var dot float64
+					for e := 0; e < d; e++ {
+						dot += float64(q[e]) * float64(k[e])
+					}
+					scores[s] = dot / math.Sqrt(float64(d))
+					mx = math.Max(mx, scores[s])
+				}
+				var sum float64
+				for s := range scores {
+					scores[s] = math.Exp(scores[s] - mx)
+					sum += scores[s]
+				}
+				for e := 0; e < d; e++ {
+					var acc float64
+					for s := 0; s <= p; s++ {
+						acc += scores[s] / sum * float64(qkv[(bi*t+s)*3*c+2*c+hi*d+e])
+					}
+					z[(bi*t+p)*c+hi*d+e] = float32(acc)
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,157 @@
+package kernels
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+func randSlice(r *rand.Rand, n int, scale float32) []float32 {
+	s := make([]float32, n)
+	for i := range s {
+		s[i] = scale * float32(r.NormFloat64())
+	}
+	return s
+}
+
+// maxRelErr returns max_i |got−want| / (abs + |want|).
+func checkClose(t *testing.T, what string, got, want []float32, abs, rel float64) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: length %d, want %d", what, len(got), len(want))
+	}
+	for i := range got {
+		d := math.Abs(float64(got[i]) - float64(want[i]))
+		if !(d <= abs+rel*math.Abs(float64(want[i]))) {
+			t.Fatalf("%s[%d] = %g, want %g (tol %g + %g·|want|)", what, i, got[i], want[i], abs, rel)
+		}
+	}
+}
+
+// The BLAS path equals the float64 triple loop to float32 rounding of a
+// length-K dot product (K·ε relative to the sum of |terms|, bounded here).
+func TestMatMulMatchesNaive(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 1))
+	for _, sz := range [][3]int{{1, 1, 1}, {3, 5, 7}, {17, 64, 33}, {64, 130, 5}} {
+		m, k, n := sz[0], sz[1], sz[2]
+		a, b := randSlice(r, m*k, 1), randSlice(r, k*n, 1)
+		for _, acc := range []bool{false, true} {
+			got, want := randSlice(r, m*n, 1), make([]float32, m*n)
+			copy(want, got)
+			MatMul(got, a, b, m, k, n, acc)
+			MatMulNaive(want, a, b, m, k, n, acc)
+			checkClose(t, "MatMul", got, want, 1e-5*float64(k), 1e-5)
+		}
+	}
+}
+
+func TestLinearAddsBias(t *testing.T) {
+	a := []float32{1, 2, 3, 4}       // (2, 2)
+	w := []float32{1, 0, 1, 0, 1, 1} // (2, 3)
+	bias := []float32{10, 20, 30}    // (3)
+	got := make([]float32, 6)
+	Linear(got, a, w, bias, 2, 2, 3)
+	want := []float32{11, 22, 33, 13, 24, 37} // by hand
+	checkClose(t, "Linear", got, want, 0, 0)
+}
+
+func TestLayerNormPre(t *testing.T) {
+	r := rand.New(rand.NewPCG(2, 2))
+	m, c := 9, 48
+	src := randSlice(r, m*c, 3)
+	for i := range src {
+		src[i] += 5 // a large mean, as residual streams have
+	}
+	got, want := make([]float32, m*c), make([]float32, m*c)
+	LayerNormPre(got, src, m, c, LayerNormEps)
+	LayerNormPreNaive(want, src, m, c, LayerNormEps)
+	checkClose(t, "LayerNormPre", got, want, 1e-6, 1e-6)
+	// Invariant: each row has mean 0 and variance 1 − eps/(var+eps) ≈ 1.
+	for i := 0; i < m; i++ {
+		var s, ss float64
+		for _, v := range got[i*c : (i+1)*c] {
+			s += float64(v)
+			ss += float64(v) * float64(v)
+		}
+		if math.Abs(s/float64(c)) > 1e-6 || math.Abs(ss/float64(c)-1) > 1e-5 {
+			t.Errorf("row %d: mean %g, mean square %g", i, s/float64(c), ss/float64(c))
+		}
+	}
+	// Hand-checked: [1, 3] → mean 2, var 1 → [−1, 1]/sqrt(1+1e-5).
+	two := []float32{1, 3}
+	LayerNormPre(two, two, 1, 2, LayerNormEps)
+	w := float32(1 / math.Sqrt(1+1e-5))
+	checkClose(t, "LayerNormPre([1 3])", two, []float32{-w, w}, 0, 1e-7)
+}
+
+func TestExpf(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 3))
+	for i := 0; i < 200000; i++ {
+		x := float32(r.Float64()*190 - 100)
+		got, want := float64(expf(x)), math.Exp(float64(x))
+		if want < 1.2e-38 { // float32 subnormal range: absolute error of one subnormal ulp
+			if math.Abs(got-want) > 1.5e-45 {
+				t.Fatalf("expf(%g) = %g, want %g", x, got, want)
+			}
+			continue
+		}
+		if math.IsInf(want, 1) || want > math.MaxFloat32 {
+			continue
+		}
+		if math.Abs(got-want) > 2e-7*want {
+			t.Fatalf("expf(%g) = %g, want %g (rel %g)", x, got, want, math.Abs(got-want)/want)
+		}
+	}
+	if !math.IsInf(float64(expf(89)), 1) || expf(-104) != 0 || expf(0) != 1 {
+		t.Errorf("expf edge cases: %g %g %g", expf(89), expf(-104), expf(0))
+	}
+}
+
+func TestGeluNew(t *testing.T) {
+	r := rand.New(rand.NewPCG(4, 4))
+	src := randSlice(r, 5000, 4)
+	src = append(src, 0, -0.0, 1e-30, -1e-30, 20, -20, 100, -100, 1e10, -1e10)
+	got, want := make([]float32, len(src)), make([]float32, len(src))
+	GeluNew(got, src)
+	GeluNewNaive(want, src)
+	checkClose(t, "GeluNew", got, want, 1e-7, 4e-7)
+	// Hand-checked value: gelu_new(1) = 0.5·(1 + tanh(0.7978846·1.044715)) = 0.841192.
+	one := []float32{1}
+	GeluNew(one, one)
+	checkClose(t, "GeluNew(1)", one, []float32{0.8411920}, 1e-6, 0)
+}
+
+func TestCausalAttention(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 5))
+	for _, sz := range [][4]int{{1, 1, 1, 1}, {2, 7, 3, 4}, {3, 16, 2, 8}} {
+		b, tt, h, d := sz[0], sz[1], sz[2], sz[3]
+		qkv := randSlice(r, b*tt*3*h*d, 2)
+		got, want := make([]float32, b*tt*h*d), make([]float32, b*tt*h*d)
+		for _, workers := range []int{1, 3} {
+			CausalAttention(got, qkv, make([]float32, workers*ScratchSize(tt)), b, tt, h, d)
+			CausalAttentionNaive(want, qkv, b, tt, h, d)
+			checkClose(t, "CausalAttention", got, want, 2e-6, 2e-5)
+		}
+	}
+	// Position 0 attends only to itself: z[0] = v[0].
+	qkv := []float32{1, 2, 3, 4, 5, 6} // B=T=H=1, D=2: q=(1,2) k=(3,4) v=(5,6)
+	z := make([]float32, 2)
+	CausalAttention(z, qkv, make([]float32, 1), 1, 1, 1, 2)
+	checkClose(t, "CausalAttention T=1", z, []float32{5, 6}, 0, 0)
+}
+
+func TestCrossEntropyRows(t *testing.T) {
+	r := rand.New(rand.NewPCG(6, 6))
+	m, v := 5, 1000
+	logits := randSlice(r, m*v, 5)
+	target := []int32{0, 999, 3, 500, 7}
+	got, want := make([]float32, m), make([]float32, m)
+	lse := make([]float32, m)
+	CrossEntropyRows(got, lse, logits, target, m, v)
+	CrossEntropyRowsNaive(want, logits, target, m, v)
+	checkClose(t, "CrossEntropyRows", got, want, 1e-5, 1e-6)
+	// Uniform logits: loss = log V exactly.
+	uni := make([]float32, 4)
+	CrossEntropyRows(got[:1], nil, uni, []int32{2}, 1, 4)
+	checkClose(t, "CE(uniform)", got[:1], []float32{float32(math.Log(4))}, 0, 1e-7)
+}

@@ -1,0 +1,57 @@
+package kernels
+
+import "math"
+
+// LayerNormEps is GPT-2's layer_norm_epsilon (config.json, 1e-5), added to
+// the biased variance inside the square root as TransformerLens's LNPre does.
+const LayerNormEps = 1e-5
+
+// LayerNormPre sets each row of dst to (x − mean(x)) / sqrt(var(x) + eps),
+// the parameter-free LayerNorm of TransformerLens (LNPre, SPEC §2.4), with
+// the biased variance. Sums are accumulated in float64. dst may alias src.
+// dst, src (M, C).
+func LayerNormPre(dst, src []float32, m, c int, eps float64) {
+	checkLen("LayerNormPre dst", dst, m*c)
+	checkLen("LayerNormPre src", src, m*c)
+	ParallelFor(m, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			layerNormRow(dst[i*c:(i+1)*c], src[i*c:(i+1)*c], eps)
+		}
+	})
+}
+
+func layerNormRow(dst, x []float32, eps float64) {
+	var sum float64
+	for _, v := range x {
+		sum += float64(v)
+	}
+	mean := sum / float64(len(x))
+	var ss float64
+	for _, v := range x {
+		d := float64(v) - mean
+		ss += d * d
+	}
+	inv := 1 / math.Sqrt(ss/float64(len(x))+eps)
+	for j, v := range x {
+		dst[j] = float32((float64(v) - mean) * inv)
+	}
+}
+
+// LayerNormPreNaive is the reference for LayerNormPre: two plain passes,
+// written straight from the formula.
+func LayerNormPreNaive(dst, src []float32, m, c int, eps float64) {
+	for i := 0; i < m; i++ {
+		row := src[i*c : (i+1)*c]
+		mean := 0.0
+		for _, v := range row {
+			mean += float64(v) / float64(c)
+		}
+		variance := 0.0
+		for _, v := range row {
+			variance += (float64(v) - mean) * (float64(v) - mean) / float64(c)
+		}
+		for j, v := range row {
+			dst[i*c+j] = float32((float64(v) - mean) / math.Sqrt(variance+eps))
+		}
+	}
+}

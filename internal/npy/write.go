@@ -1,0 +1,130 @@
+package npy
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+)
+
+// WriteInt32 writes data, C-ordered with the given shape, as a '<i4' array.
+func WriteInt32(path string, data []int32, shape []int) error {
+	return writeArray(path, "<i4", data, shape, putInt32)
+}
+
+// WriteInt64 writes data, C-ordered with the given shape, as a '<i8' array.
+func WriteInt64(path string, data []int64, shape []int) error {
+	return writeArray(path, "<i8", data, shape, putInt64)
+}
+
+// WriteFloat32 writes data, C-ordered with the given shape, as a '<f4'
+// array.
+func WriteFloat32(path string, data []float32, shape []int) error {
+	return writeArray(path, "<f4", data, shape, putFloat32)
+}
+
+func putInt32(b []byte, v int32) []byte { return binary.LittleEndian.AppendUint32(b, uint32(v)) }
+func putInt64(b []byte, v int64) []byte { return binary.LittleEndian.AppendUint64(b, uint64(v)) }
+func putFloat32(b []byte, v float32) []byte {
+	return binary.LittleEndian.AppendUint32(b, math.Float32bits(v))
+}
+
+// writeArray writes the header and data to a temporary file next to path,
+// then fsyncs it and renames it into place.
+func writeArray[T int32 | int64 | float32](path, descr string, data []T, shape []int, put func([]byte, T) []byte) error {
+	for _, d := range shape {
+		if d < 0 {
+			return fmt.Errorf("npy: write %s: shape %v has a negative dimension", path, shape)
+		}
+	}
+	n, ok := numElements(shape)
+	if !ok {
+		return fmt.Errorf("npy: write %s: shape %s has too many elements", path, formatShape(shape))
+	}
+	if n != int64(len(data)) {
+		return fmt.Errorf("npy: write %s: shape %s holds %d elements, data has %d", path, formatShape(shape), n, len(data))
+	}
+	header, err := encodeHeader(descr, false, shape)
+	if err != nil {
+		return fmt.Errorf("npy: write %s: %w", path, err)
+	}
+	tmp, err := createTemp(path)
+	if err != nil {
+		return fmt.Errorf("npy: write %s: %w", path, err)
+	}
+	err = writeTo(tmp, header, data, put, littleEndianHost)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		if rerr := os.Remove(tmp.Name()); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			err = errors.Join(err, rerr)
+		}
+		return fmt.Errorf("npy: write %s: %w", path, err)
+	}
+	syncDir(filepath.Dir(path))
+	return nil
+}
+
+// writeTo writes header and data to f and fsyncs it. With raw set (on
+// little-endian hosts) the data's memory is written as is; otherwise each
+// value is encoded by put, the reference the tests compare against.
+func writeTo[T int32 | int64 | float32](f *os.File, header []byte, data []T, put func([]byte, T) []byte, raw bool) error {
+	w := bufio.NewWriterSize(f, 1<<16)
+	if _, err := w.Write(header); err != nil {
+		return err
+	}
+	if raw {
+		if _, err := w.Write(bytesOf(data)); err != nil {
+			return err
+		}
+	} else {
+		var buf []byte
+		for len(data) > 0 {
+			k := min(len(data), 1<<13)
+			buf = buf[:0]
+			for _, v := range data[:k] {
+				buf = put(buf, v)
+			}
+			if _, err := w.Write(buf); err != nil {
+				return err
+			}
+			data = data[k:]
+		}
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	return f.Sync()
+}
+
+// createTemp creates a new file next to path whose permissions follow the
+// umask, as os.Create's would.
+func createTemp(path string) (*os.File, error) {
+	dir, base := filepath.Split(path)
+	for range 100 {
+		name := filepath.Join(dir, fmt.Sprintf(".%s.tmp-%08x", base, rand.Uint32()))
+		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o666)
+		if errors.Is(err, os.ErrExist) {
+			continue
+		}
+		return f, err
+	}
+	return nil, errors.New("cannot find an unused temporary file name")
+}
+
+// syncDir makes a rename in dir durable. It is best effort: the file is
+// complete either way, and some filesystems refuse to fsync a directory.
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		_ = d.Close()
+	}
+}

@@ -1,0 +1,446 @@
+package safetensors
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"unicode/utf8"
+
+	"github.com/ctxdep/ctxdep/internal/dtype"
+)
+
+// Writer streams a safetensors file to a temporary file next to its
+// destination; Close renames it into place. Data are written tensor after
+// tensor in the declared order, through any mix of Write, WriteFloat32,
+// WriteInt32 and WriteInt64 calls, each of which may cover part of a tensor
+// or run on into the next. The first error sticks: every later call returns
+// it and Close removes the temporary file. A Writer is not safe for
+// concurrent use.
+type Writer struct {
+	path    string
+	tmp     *os.File
+	bw      *bufio.Writer
+	tensors []TensorInfo // declared order, offsets filled in
+	total   int64        // data bytes declared
+	pos     int64        // data bytes written
+	cur     int          // first tensor with End > pos; len(tensors) at the end
+	scratch []byte
+	err     error // sticky
+	done    bool  // Close or Abort called
+}
+
+// Create starts writing a safetensors file at path holding the given
+// tensors, in that order; only their Name, DType and Shape are used, and
+// offsets are computed. metadata (may be nil) becomes the __metadata__
+// entry. Nothing appears at path until Close succeeds; call Abort (a no-op
+// after Close) to give up.
+func Create(path string, tensors []TensorInfo, metadata map[string]string) (*Writer, error) {
+	laid, total, err := layout(tensors)
+	if err != nil {
+		return nil, fmt.Errorf("safetensors: create %s: %w", path, err)
+	}
+	header, err := encodeHeader(laid, metadata)
+	if err != nil {
+		return nil, fmt.Errorf("safetensors: create %s: %w", path, err)
+	}
+	tmp, err := createTemp(path)
+	if err != nil {
+		return nil, fmt.Errorf("safetensors: create %s: %w", path, err)
+	}
+	w := &Writer{path: path, tmp: tmp, bw: bufio.NewWriterSize(tmp, 1<<20), tensors: laid, total: total}
+	if _, err := w.bw.Write(header); err != nil {
+		w.fail(err)
+		return nil, errors.Join(w.err, w.Abort())
+	}
+	w.advance(0)
+	return w, nil
+}
+
+// createTemp creates a new file next to path whose permissions follow the
+// umask, as os.Create's would.
+func createTemp(path string) (*os.File, error) {
+	dir, base := filepath.Split(path)
+	for range 100 {
+		name := filepath.Join(dir, fmt.Sprintf(".%s.tmp-%08x", base, rand.Uint32()))
+		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o666)
+		if errors.Is(err, os.ErrExist) {
+			continue
+		}
+		return f, err
+	}
+	return nil, errors.New("cannot find an unused temporary file name")
+}
+
+// layout validates the declared tensors and assigns consecutive offsets.
+func layout(tensors []TensorInfo) ([]TensorInfo, int64, error) {
+	out := make([]TensorInfo, len(tensors))
+	seen := make(map[string]bool, len(tensors))
+	var pos int64
+	for i, t := range tensors {
+		switch {
+		case t.Name == "":
+			return nil, 0, fmt.Errorf("tensor %d has an empty name", i)
+		case t.Name == metadataKey:
+			return nil, 0, fmt.Errorf("tensor name %q is reserved", t.Name)
+		case !utf8.ValidString(t.Name):
+			return nil, 0, fmt.Errorf("tensor name %q is not valid UTF-8", t.Name)
+		case seen[t.Name]:
+			return nil, 0, fmt.Errorf("tensor %q is declared twice", t.Name)
+		case t.DType.Size() == 0:
+			return nil, 0, fmt.Errorf("tensor %q: unknown dtype %q", t.Name, t.DType)
+		}
+		seen[t.Name] = true
+		for _, d := range t.Shape {
+			if d < 0 {
+				return nil, 0, fmt.Errorf("tensor %q: shape %v has a negative dimension", t.Name, t.Shape)
+			}
+		}
+		n, ok := byteSize(t.Shape, t.DType.Size())
+		if !ok || n > uint64(math.MaxInt64-pos) {
+			return nil, 0, fmt.Errorf("tensor %q: shape %v × %s overflows the file size", t.Name, t.Shape, t.DType)
+		}
+		out[i] = TensorInfo{Name: t.Name, DType: t.DType, Shape: slices.Clone(t.Shape), Begin: pos, End: pos + int64(n)}
+		pos += int64(n)
+	}
+	return out, pos, nil
+}
+
+// encodeHeader returns the 8-byte length and the JSON header, padded with
+// spaces to a multiple of 8 bytes: __metadata__ first (keys sorted), then
+// the tensors in the given order.
+func encodeHeader(tensors []TensorInfo, metadata map[string]string) ([]byte, error) {
+	var b bytes.Buffer
+	b.Write(make([]byte, 8))
+	b.WriteByte('{')
+	if metadata != nil {
+		keys := make([]string, 0, len(metadata))
+		for k, v := range metadata {
+			if !utf8.ValidString(k) || !utf8.ValidString(v) {
+				return nil, fmt.Errorf("metadata %q: %q is not valid UTF-8", k, v)
+			}
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		writeJSONString(&b, metadataKey)
+		b.WriteString(":{")
+		for i, k := range keys {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			writeJSONString(&b, k)
+			b.WriteByte(':')
+			writeJSONString(&b, metadata[k])
+		}
+		b.WriteByte('}')
+	}
+	for i, t := range tensors {
+		if i > 0 || metadata != nil {
+			b.WriteByte(',')
+		}
+		writeJSONString(&b, t.Name)
+		fmt.Fprintf(&b, `:{"dtype":%q,"shape":[`, t.DType)
+		for j, d := range t.Shape {
+			if j > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprint(&b, d)
+		}
+		fmt.Fprintf(&b, `],"data_offsets":[%d,%d]}`, t.Begin, t.End)
+	}
+	b.WriteByte('}')
+	for b.Len()%8 != 0 {
+		b.WriteByte(' ')
+	}
+	out := b.Bytes()
+	if n := len(out) - 8; n > MaxHeaderSize {
+		return nil, fmt.Errorf("header of %d bytes exceeds the limit of %d", n, MaxHeaderSize)
+	}
+	binary.LittleEndian.PutUint64(out, uint64(len(out)-8))
+	return out, nil
+}
+
+// writeJSONString writes s as a JSON string, leaving <, > and & unescaped.
+func writeJSONString(b *bytes.Buffer, s string) {
+	enc := json.NewEncoder(b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(s)       // a valid UTF-8 string always encodes; writes to a Buffer never fail
+	b.Truncate(b.Len() - 1) // Encode appends a newline
+}
+
+// fail records the first error, naming the destination.
+func (w *Writer) fail(err error) error {
+	if w.err == nil {
+		w.err = fmt.Errorf("safetensors: write %s: %w", w.path, err)
+	}
+	return w.err
+}
+
+func (w *Writer) usable() error {
+	if w.done {
+		return fmt.Errorf("safetensors: write %s: writer is closed", w.path)
+	}
+	return w.err
+}
+
+// advance records n more data bytes and moves cur past finished (and empty)
+// tensors.
+func (w *Writer) advance(n int) {
+	w.pos += int64(n)
+	for w.cur < len(w.tensors) && w.tensors[w.cur].End <= w.pos {
+		w.cur++
+	}
+}
+
+// Write writes raw little-endian data bytes, continuing through the tensors
+// in declared order. Writing past the declared total is an error.
+func (w *Writer) Write(p []byte) (int, error) {
+	if err := w.usable(); err != nil {
+		return 0, err
+	}
+	if rem := w.total - w.pos; int64(len(p)) > rem {
+		return 0, w.fail(fmt.Errorf("%d bytes written past the end of the declared data (%d bytes)", int64(len(p))-rem, w.total))
+	}
+	n, err := w.bw.Write(p)
+	w.advance(n)
+	if err != nil {
+		return n, w.fail(err)
+	}
+	return n, nil
+}
+
+// chunkElems bounds the scratch buffer used to encode values.
+const chunkElems = 1 << 14
+
+// next returns the tensor the next value goes to and how many values fit in
+// it, checking that the position is on an element boundary and the dtype is
+// one of want.
+func (w *Writer) next(what string, want ...DType) (TensorInfo, int, error) {
+	if w.cur == len(w.tensors) {
+		return TensorInfo{}, 0, w.fail(fmt.Errorf("%s: more values than the declared tensors hold", what))
+	}
+	t := w.tensors[w.cur]
+	if !slices.Contains(want, t.DType) {
+		return TensorInfo{}, 0, w.fail(fmt.Errorf("%s: tensor %q has dtype %s, want one of %v", what, t.Name, t.DType, want))
+	}
+	size := int64(t.DType.Size())
+	if (w.pos-t.Begin)%size != 0 {
+		return TensorInfo{}, 0, w.fail(fmt.Errorf("%s: tensor %q: position %d is inside an element", what, t.Name, w.pos-t.Begin))
+	}
+	return t, int(min((t.End-w.pos)/size, chunkElems)), nil
+}
+
+// flushScratch writes w.scratch.
+func (w *Writer) flushScratch() error {
+	n, err := w.bw.Write(w.scratch)
+	w.advance(n)
+	if err != nil {
+		return w.fail(err)
+	}
+	return nil
+}
+
+// WriteFloat32 writes values encoded in the dtype of the tensor they fall
+// into: F32 as is, F16 and BF16 rounded to nearest even, F64 widened.
+func (w *Writer) WriteFloat32(v []float32) error {
+	if err := w.usable(); err != nil {
+		return err
+	}
+	for len(v) > 0 {
+		t, k, err := w.next("WriteFloat32", F32, F16, BF16, F64)
+		if err != nil {
+			return err
+		}
+		k = min(k, len(v))
+		c := v[:k]
+		v = v[k:]
+		w.scratch = w.scratch[:0]
+		switch t.DType {
+		case F32:
+			w.scratch = Float32Bytes(w.scratch, c)
+		case F16:
+			for _, x := range c {
+				w.scratch = binary.LittleEndian.AppendUint16(w.scratch, dtype.Float32ToFloat16(x))
+			}
+		case BF16:
+			for _, x := range c {
+				w.scratch = binary.LittleEndian.AppendUint16(w.scratch, dtype.Float32ToBFloat16(x))
+			}
+		case F64:
+			for _, x := range c {
+				w.scratch = binary.LittleEndian.AppendUint64(w.scratch, math.Float64bits(float64(x)))
+			}
+		}
+		if err := w.flushScratch(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// WriteInt32 writes values into I32 tensors, or widened into I64 tensors.
+func (w *Writer) WriteInt32(v []int32) error {
+	if err := w.usable(); err != nil {
+		return err
+	}
+	for len(v) > 0 {
+		t, k, err := w.next("WriteInt32", I32, I64)
+		if err != nil {
+			return err
+		}
+		k = min(k, len(v))
+		c := v[:k]
+		v = v[k:]
+		w.scratch = w.scratch[:0]
+		for _, x := range c {
+			if t.DType == I32 {
+				w.scratch = binary.LittleEndian.AppendUint32(w.scratch, uint32(x))
+			} else {
+				w.scratch = binary.LittleEndian.AppendUint64(w.scratch, uint64(int64(x)))
+			}
+		}
+		if err := w.flushScratch(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// WriteInt64 writes values into I64 tensors, or into I32 tensors when every
+// value fits.
+func (w *Writer) WriteInt64(v []int64) error {
+	if err := w.usable(); err != nil {
+		return err
+	}
+	for len(v) > 0 {
+		t, k, err := w.next("WriteInt64", I64, I32)
+		if err != nil {
+			return err
+		}
+		k = min(k, len(v))
+		c := v[:k]
+		v = v[k:]
+		w.scratch = w.scratch[:0]
+		for i, x := range c {
+			if t.DType == I64 {
+				w.scratch = binary.LittleEndian.AppendUint64(w.scratch, uint64(x))
+				continue
+			}
+			if x < math.MinInt32 || x > math.MaxInt32 {
+				el := (w.pos-t.Begin)/4 + int64(i)
+				return w.fail(fmt.Errorf("WriteInt64: tensor %q: element %d = %d does not fit in I32", t.Name, el, x))
+			}
+			w.scratch = binary.LittleEndian.AppendUint32(w.scratch, uint32(x))
+		}
+		if err := w.flushScratch(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close checks that exactly the declared bytes were written, then flushes,
+// fsyncs and renames the temporary file to the destination. On any error
+// the temporary file is removed and the destination is left as it was.
+func (w *Writer) Close() error {
+	if w.done {
+		return fmt.Errorf("safetensors: close %s: writer is already closed", w.path)
+	}
+	if w.err == nil && w.pos != w.total {
+		msg := fmt.Sprintf("wrote %d of %d data bytes", w.pos, w.total)
+		if w.cur < len(w.tensors) {
+			msg += fmt.Sprintf("; tensor %q is incomplete", w.tensors[w.cur].Name)
+		}
+		w.fail(errors.New(msg))
+	}
+	if w.err != nil {
+		return errors.Join(w.err, w.Abort())
+	}
+	w.done = true
+	name := w.tmp.Name()
+	err := w.bw.Flush()
+	if err == nil {
+		err = w.tmp.Sync()
+	}
+	if cerr := w.tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(name, w.path)
+	}
+	if err != nil {
+		if rerr := os.Remove(name); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			err = errors.Join(err, rerr)
+		}
+		return fmt.Errorf("safetensors: close %s: %w", w.path, err)
+	}
+	syncDir(filepath.Dir(w.path))
+	return nil
+}
+
+// syncDir makes a rename in dir durable. It is best effort: the file is
+// complete either way, and some filesystems refuse to fsync a directory.
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		_ = d.Close()
+	}
+}
+
+// Abort discards the file being written: it closes and removes the
+// temporary file. It is a no-op after Close or a previous Abort, so it can
+// be deferred.
+func (w *Writer) Abort() error {
+	if w.done {
+		return nil
+	}
+	w.done = true
+	name := w.tmp.Name()
+	cerr := w.tmp.Close()
+	if err := os.Remove(name); err != nil {
+		return fmt.Errorf("safetensors: abort %s: %w", w.path, err)
+	}
+	_ = cerr // the file is gone; a close error on it no longer matters
+	return nil
+}
+
+// Tensor is a tensor held in memory, for WriteFile. Data is little-endian,
+// C-ordered, len(Data) = prod(Shape)·DType.Size().
+type Tensor struct {
+	Name  string
+	DType DType
+	Shape []int
+	Data  []byte
+}
+
+// WriteFile writes tensors, in order, and metadata to a new safetensors file
+// at path, atomically.
+func WriteFile(path string, tensors []Tensor, metadata map[string]string) error {
+	infos := make([]TensorInfo, len(tensors))
+	for i, t := range tensors {
+		infos[i] = TensorInfo{Name: t.Name, DType: t.DType, Shape: t.Shape}
+	}
+	w, err := Create(path, infos, metadata)
+	if err != nil {
+		return err
+	}
+	for i, t := range tensors {
+		if n := w.tensors[i].End - w.tensors[i].Begin; int64(len(t.Data)) != n {
+			err := fmt.Errorf("safetensors: write %s: tensor %q: %d data bytes, shape %v × %s needs %d",
+				path, t.Name, len(t.Data), t.Shape, t.DType, n)
+			return errors.Join(err, w.Abort())
+		}
+		if _, err := w.Write(t.Data); err != nil {
+			return errors.Join(err, w.Abort())
+		}
+	}
+	return w.Close()
+}

@@ -1,0 +1,155 @@
+package transcoder
+
+import (
+	"fmt"
+
+	"github.com/ctxdep/ctxdep/internal/kernels"
+)
+
+// Acts holds sparse feature activations of M rows in CSR form.
+type Acts struct {
+	Indptr  []int64   // (M+1)
+	Indices []int32   // (nnz) ascending within a row
+	Values  []float32 // (nnz) all > 0
+}
+
+// Rows returns M.
+func (a *Acts) Rows() int { return len(a.Indptr) - 1 }
+
+// Row returns the active features of row r and their activations.
+func (a *Acts) Row(r int) ([]int32, []float32) {
+	lo, hi := a.Indptr[r], a.Indptr[r+1]
+	return a.Indices[lo:hi], a.Values[lo:hi]
+}
+
+// encodeRows is how many rows Encode computes densely at a time:
+// (256, 24576) float32 is 25 MB.
+const encodeRows = 256
+
+// Encoder holds the buffers for encoding; reuse one across batches. It is
+// not safe for concurrent use.
+type Encoder struct {
+	tc     *Transcoder
+	sae    []float32 // (encodeRows, C) x − b_dec
+	hidden []float32 // (encodeRows, F) hidden_pre
+	counts []int64   // (encodeRows)
+}
+
+// NewEncoder returns an Encoder for tc.
+func (tc *Transcoder) NewEncoder() *Encoder {
+	return &Encoder{
+		tc:     tc,
+		sae:    make([]float32, encodeRows*tc.DIn),
+		hidden: make([]float32, encodeRows*tc.DSAE),
+		counts: make([]int64, encodeRows),
+	}
+}
+
+// Encode sets acts to the feature activations relu((x − b_dec) @ W_enc +
+// b_enc) of x (M, C), keeping only those > 0 (SPEC §1.3). acts' slices are
+// reused when they have room.
+func (e *Encoder) Encode(acts *Acts, x []float32, m int) {
+	tc := e.tc
+	c, f := tc.DIn, tc.DSAE
+	if len(x) != m*c {
+		panic(fmt.Sprintf("transcoder: Encode x has length %d, want %d×%d", len(x), m, c))
+	}
+	acts.Indptr = append(acts.Indptr[:0], 0)
+	acts.Indices, acts.Values = acts.Indices[:0], acts.Values[:0]
+	for r0 := 0; r0 < m; r0 += encodeRows {
+		k := min(encodeRows, m-r0)
+		sae, hidden := e.sae[:k*c], e.hidden[:k*f]
+		for i := range sae {
+			sae[i] = x[r0*c+i] - tc.BDec[i%c]
+		}
+		kernels.Linear(hidden, sae, tc.WEnc, tc.BEnc, k, c, f)
+		// Count, then fill: rows are independent, so both passes run in
+		// parallel and the CSR stays in row order.
+		counts := e.counts[:k]
+		kernels.ParallelFor(k, func(lo, hi int) {
+			for r := lo; r < hi; r++ {
+				n := int64(0)
+				for _, v := range hidden[r*f : (r+1)*f] {
+					if v > 0 {
+						n++
+					}
+				}
+				counts[r] = n
+			}
+		})
+		base := int64(len(acts.Indices))
+		total := base
+		for _, n := range counts {
+			total += n
+			acts.Indptr = append(acts.Indptr, total)
+		}
+		acts.Indices = grow(acts.Indices, int(total))
+		acts.Values = grow(acts.Values, int(total))
+		ptr := acts.Indptr[r0:]
+		kernels.ParallelFor(k, func(lo, hi int) {
+			for r := lo; r < hi; r++ {
+				j := ptr[r]
+				for idx, v := range hidden[r*f : (r+1)*f] {
+					if v > 0 {
+						acts.Indices[j] = int32(idx)
+						acts.Values[j] = v
+						j++
+					}
+				}
+			}
+		})
+	}
+}
+
+func grow[T any](s []T, n int) []T {
+	if cap(s) >= n {
+		return s[:n]
+	}
+	out := make([]T, n, n+n/4)
+	copy(out, s)
+	return out
+}
+
+// Decode sets out (M, DOut) to acts @ W_dec + b_dec_out, summing only the
+// active rows of W_dec.
+func (tc *Transcoder) Decode(out []float32, acts *Acts) {
+	m, d := acts.Rows(), tc.DOut
+	if len(out) != m*d {
+		panic(fmt.Sprintf("transcoder: Decode out has length %d, want %d×%d", len(out), m, d))
+	}
+	kernels.ParallelFor(m, func(lo, hi int) {
+		acc := make([]float64, d)
+		for r := lo; r < hi; r++ {
+			for j, b := range tc.BDecOut {
+				acc[j] = float64(b)
+			}
+			idx, val := acts.Row(r)
+			for i, fi := range idx {
+				v := float64(val[i])
+				for j, w := range tc.WDec[int(fi)*d : (int(fi)+1)*d] {
+					acc[j] += v * float64(w)
+				}
+			}
+			for j := range acc {
+				out[r*d+j] = float32(acc[j])
+			}
+		}
+	})
+}
+
+// EncodeNaive is the reference for Encode: the dense formula of SPEC §1.3
+// in float64, returning hidden_pre (M, F).
+func (tc *Transcoder) EncodeNaive(x []float32, m int) []float32 {
+	c, f := tc.DIn, tc.DSAE
+	hidden := make([]float32, m*f)
+	for r := 0; r < m; r++ {
+		for j := 0; j < f; j++ {
+			s := float64(tc.BEnc[j])
+			for i := 0; i < c; i++ {
+				s += (float64(x[r*c+i]) - float64(tc.BDec[i])) * float64(tc.WEnc[i*f+j])
+			}
+			hidden[r*f+j] = float32(s)
+		}
+	}
+	return hidden
+}

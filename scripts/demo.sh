@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The README's demo: the main job end to end on the tiny SYNTHETIC bundle in
+# testdata/ (a 3-layer, d_model 16 GPT-2 with random weights and GPT-2's real
+# vocabulary size, 64-feature transcoders, 6 rows of 16 tokens). The numbers
+# it prints say nothing about GPT-2 small; they show the pipeline working.
+set -euo pipefail
+bin=${1:-bin/ctxdep}
+out=${DEMO_OUT:-$(mktemp -d)}
+echo "== synthetic demo bundle (testdata/), output in $out" >&2
+set -x
+"$bin" version
+"$bin" cache build --model testdata/tiny-gpt2 --transcoders testdata/tiny-transcoders --layer 1 \
+  --tokens testdata/tokens/tiny-int64.npy --batch-size 4 --sequences-per-shard 4 --with-acts --out "$out/cache"
+"$bin" inspect-cache "$out/cache" --transcoders testdata/tiny-transcoders
