@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"fmt"
+	"runtime"
 
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas32"
@@ -26,6 +27,24 @@ func MatMul(dst, a, b []float32, m, k, n int, accumulate bool) {
 		}
 		return
 	}
+	// The BLAS runs single-threaded (blasimpl); rows are split over
+	// GOMAXPROCS goroutines here, which also keeps the small concurrent
+	// GEMMs of attention from fighting over BLAS threads.
+	parts := min(runtime.GOMAXPROCS(0), m/minRowsPerPart)
+	if parts <= 1 {
+		gemm(dst, a, b, m, k, n, beta)
+		return
+	}
+	ParallelFor(parts, func(lo, hi int) {
+		r0, r1 := lo*m/parts, hi*m/parts
+		gemm(dst[r0*n:r1*n], a[r0*k:r1*k], b, r1-r0, k, n, beta)
+	})
+}
+
+// minRowsPerPart is the fewest rows worth a goroutine of their own.
+const minRowsPerPart = 64
+
+func gemm(dst, a, b []float32, m, k, n int, beta float32) {
 	blas32.Gemm(blas.NoTrans, blas.NoTrans, 1,
 		blas32.General{Rows: m, Cols: k, Stride: k, Data: a},
 		blas32.General{Rows: k, Cols: n, Stride: n, Data: b},
