@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -14,9 +15,19 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := newRootCmd().ExecuteContext(ctx)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
-	os.Exit(exitCode(err, ctx))
+	os.Exit(code)
+}
+
+// run executes one command line and returns its exit status; errors are
+// printed to stderr as one line.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	root := newRootCmd(stdout, stderr)
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	return exitCode(root.ExecuteContext(ctx), ctx, stderr)
 }
 
 // Exit statuses of CLI.md.
@@ -36,15 +47,15 @@ func (e usageError) Unwrap() error { return e.err }
 func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
 
 // exitCode prints err once, as one line, and maps it to an exit status.
-func exitCode(err error, ctx context.Context) int {
+func exitCode(err error, ctx context.Context, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
 	if ctx.Err() != nil || errors.Is(err, context.Canceled) {
-		fmt.Fprintln(os.Stderr, "ctxdep: interrupted")
+		fmt.Fprintln(stderr, "ctxdep: interrupted")
 		return exitInterrupted
 	}
-	fmt.Fprintln(os.Stderr, "ctxdep: "+oneLine(err.Error()))
+	fmt.Fprintln(stderr, "ctxdep: "+oneLine(err.Error()))
 	var u usageError
 	if errors.As(err, &u) {
 		return exitUsage

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
 	"runtime"
 
 	"github.com/spf13/cobra"
@@ -32,8 +31,8 @@ type globalOptions struct {
 	stderr io.Writer
 }
 
-func newRootCmd() *cobra.Command {
-	g := &globalOptions{stdout: os.Stdout, stderr: os.Stderr}
+func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
+	g := &globalOptions{stdout: stdout, stderr: stderr}
 	root := &cobra.Command{
 		Use:   "ctxdep",
 		Short: "How context-dependent are GPT-2 small's transcoder features?",

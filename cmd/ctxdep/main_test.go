@@ -1,0 +1,179 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ctxdep/ctxdep/internal/npy"
+)
+
+const (
+	tinyModel  = "../../testdata/tiny-gpt2"
+	tinyTC     = "../../testdata/tiny-transcoders"
+	tokensNpy  = "../../testdata/tokens/tiny-int64.npy"
+	disallowed = "../../testdata/torchfile/disallowed.pt"
+)
+
+// ctxdep runs one command line in-process and returns its exit status,
+// stdout and stderr.
+func ctxdep(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(context.Background(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// expectError checks CLI.md's error contract: the exit status, and exactly
+// one stderr line starting with "ctxdep: " that contains each of want.
+func expectError(t *testing.T, code int, stderr string, wantCode int, want ...string) {
+	t.Helper()
+	if code != wantCode {
+		t.Errorf("exit status %d, want %d (stderr %q)", code, wantCode, stderr)
+	}
+	lines := strings.Split(strings.TrimRight(stderr, "\n"), "\n")
+	last := lines[len(lines)-1]
+	if !strings.HasPrefix(last, "ctxdep: ") {
+		t.Errorf("last stderr line %q does not start with \"ctxdep: \"", last)
+	}
+	for _, w := range want {
+		if !strings.Contains(last, w) {
+			t.Errorf("error %q does not mention %q", last, w)
+		}
+	}
+	if strings.Contains(stderr, "goroutine ") || strings.Contains(stderr, "panic") {
+		t.Errorf("stderr holds a panic trace: %s", stderr)
+	}
+}
+
+func noShards(t *testing.T, dir string) {
+	t.Helper()
+	m, _ := filepath.Glob(filepath.Join(dir, "shard-*"))
+	if len(m) > 0 {
+		t.Errorf("partial output left in place: %v", m)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	code, out, _ := ctxdep(t, "version", "--json")
+	var v map[string]any
+	if code != 0 || json.Unmarshal([]byte(out), &v) != nil || v["blas_backend"] == "" || v["blas_kernel"] == "" {
+		t.Fatalf("version --json: status %d, output %q", code, out)
+	}
+}
+
+// The demo path end to end: build a cache with stored acts, inspect it.
+func TestCacheBuildAndInspect(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "cache")
+	code, out, errs := ctxdep(t, "cache", "build", "-q", "--model", tinyModel, "--transcoders", tinyTC, "--layer", "1",
+		"--tokens", tokensNpy, "--batch-size", "4", "--sequences-per-shard", "4", "--with-acts", "--out", dir)
+	if code != 0 {
+		t.Fatalf("cache build: status %d, stderr %s", code, errs)
+	}
+	if !strings.Contains(out, "6 sequences × 16 tokens = 96 tokens") || errs != "" {
+		t.Errorf("cache build -q printed %q, stderr %q", out, errs)
+	}
+	code, out, errs = ctxdep(t, "inspect-cache", dir, "--transcoders", tinyTC, "--json", "-q")
+	if code != 0 {
+		t.Fatalf("inspect-cache: status %d, stderr %s", code, errs)
+	}
+	var rep struct {
+		Manifest struct {
+			Format  string `json:"format"`
+			NTokens int    `json:"n_tokens"`
+		} `json:"manifest"`
+		X struct {
+			MeanRowVar float64 `json:"mean_token_variance"`
+		} `json:"x"`
+		Transcoder struct {
+			L0Mean     float64 `json:"l0_mean"`
+			NMSE       float64 `json:"nmse"`
+			ActsSource string  `json:"acts_source"`
+			Live       *int    `json:"live_features"`
+		} `json:"transcoder"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("inspect-cache --json is not JSON: %v\n%s", err, out)
+	}
+	if rep.Manifest.Format != "ctxdep-activation-cache" || rep.Manifest.NTokens != 96 ||
+		rep.Transcoder.ActsSource != "stored" || rep.Transcoder.L0Mean <= 0 || rep.Transcoder.Live == nil ||
+		rep.X.MeanRowVar < 0.99 || rep.X.MeanRowVar > 1 {
+		t.Errorf("inspect-cache report %+v", rep)
+	}
+	// The same statistics with the transcoder re-encoding x (no stored acts
+	// used when another transcoder file is named) agree.
+	code, out2, _ := ctxdep(t, "inspect-cache", dir, "--transcoder", filepath.Join(tinyTC, "legacy", "final_sparse_autoencoder_gpt2-small_blocks.1.ln2.hook_normalized_64.pt"), "--json", "-q")
+	if code != 0 || !strings.Contains(out2, `"acts_source":"encoded"`) || !strings.Contains(out2, `"l0_mean":`) {
+		t.Errorf("inspect-cache with a re-encoding transcoder: %d %s", code, out2)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	tmp := t.TempDir()
+	write := func(name string, data []byte) string {
+		p := filepath.Join(tmp, name)
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	// A model directory with a truncated safetensors file.
+	badModel := filepath.Join(tmp, "bad-model")
+	os.MkdirAll(badModel, 0o755)
+	cfg, _ := os.ReadFile(filepath.Join(tinyModel, "config.json"))
+	st, _ := os.ReadFile(filepath.Join(tinyModel, "model.safetensors"))
+	os.WriteFile(filepath.Join(badModel, "config.json"), cfg, 0o644)
+	os.WriteFile(filepath.Join(badModel, "model.safetensors"), st[:len(st)/3], 0o644)
+	// Token files: ids outside the vocabulary, rows longer than n_ctx, truncated.
+	outside := filepath.Join(tmp, "outside.npy")
+	npy.WriteInt32(outside, []int32{50256, 1, 2, 50257}, []int{1, 4})
+	long := filepath.Join(tmp, "long.npy")
+	npy.WriteInt32(long, make([]int32, 40), []int{1, 40})
+	goodNpy, _ := os.ReadFile(tokensNpy)
+	truncNpy := write("trunc.npy", goodNpy[:len(goodNpy)-10])
+	goodPt, _ := os.ReadFile(filepath.Join(tinyTC, "final_sparse_autoencoder_gpt2-small_blocks.1.ln2.hook_normalized_64.pt"))
+	truncPt := write("trunc.pt", goodPt[:len(goodPt)/2])
+
+	build := func(out string, extra ...string) []string {
+		return append([]string{"cache", "build", "-q", "--model", tinyModel, "--layer", "1", "--tokens", tokensNpy, "--out", out}, extra...)
+	}
+	cases := []struct {
+		name string
+		args []string
+		code int
+		want []string
+	}{
+		{"unknown flag", []string{"cache", "build", "--frobnicate"}, 2, []string{"frobnicate"}},
+		{"missing --out", []string{"cache", "build", "--tokens", tokensNpy}, 2, []string{"--out"}},
+		{"inspect without DIR", []string{"inspect-cache"}, 2, []string{"argument"}},
+		{"bad dtype", build(filepath.Join(tmp, "o1"), "--dtype", "int8"), 2, []string{"--dtype"}},
+		{"missing model dir", []string{"cache", "build", "--model", filepath.Join(tmp, "nope"), "--tokens", tokensNpy, "--out", filepath.Join(tmp, "o2")}, 1, []string{"nope"}},
+		{"truncated safetensors", []string{"cache", "build", "--model", badModel, "--tokens", tokensNpy, "--out", filepath.Join(tmp, "o3")}, 1, []string{"model.safetensors"}},
+		{"missing token file", build(filepath.Join(tmp, "o4"), "--tokens", filepath.Join(tmp, "none.npy")), 1, []string{"none.npy"}},
+		{"truncated npy", build(filepath.Join(tmp, "o5"), "--tokens", truncNpy), 1, []string{"trunc.npy"}},
+		{"token outside vocabulary", build(filepath.Join(tmp, "o6"), "--tokens", outside), 1, []string{"50257", "vocabulary"}},
+		{"rows longer than n_ctx", build(filepath.Join(tmp, "o7"), "--tokens", long), 1, []string{"40", "context"}},
+		{"layer out of range", build(filepath.Join(tmp, "o8"), "--layer", "3"), 2, []string{"--layer 3"}},
+		{"truncated transcoder", build(filepath.Join(tmp, "o9"), "--with-acts", "--transcoder", truncPt), 1, []string{"trunc.pt"}},
+		{"transcoder of another layer", build(filepath.Join(tmp, "o10"), "--with-acts", "--transcoder", filepath.Join(tinyTC, "final_sparse_autoencoder_gpt2-small_blocks.2.ln2.hook_normalized_64.pt")), 1, []string{"layer 2"}},
+		{"disallowed pickle class", build(filepath.Join(tmp, "o11"), "--with-acts", "--transcoder", disallowed), 1, []string{"allow-list"}},
+		{"no transcoder for the layer", build(filepath.Join(tmp, "o12"), "--with-acts", "--transcoders", tmp), 1, []string{"blocks.1"}},
+		{"not a cache", []string{"inspect-cache", tmp}, 1, []string{"manifest.json"}},
+		{"cuda without the build", []string{"--device", "cuda", "version"}, 1, []string{"without CUDA"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			code, _, errs := ctxdep(t, c.args...)
+			expectError(t, code, errs, c.code, c.want...)
+			for i, a := range c.args {
+				if a == "--out" {
+					noShards(t, c.args[i+1])
+				}
+			}
+		})
+	}
+}

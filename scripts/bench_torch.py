@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""PyTorch baseline for `make bench`: the TransformerLens-processed GPT-2 small
+forward to block 8 (LNPre, fused QKV, causal softmax, gelu_new) and the
+transcoder encoder 768 -> 24576 with ReLU and compaction to sparse indices,
+B=32, T=128, random weights (N(0, 0.02^2)), float32, torch.no_grad, eager.
+
+Run with Debian's python3-torch: /usr/bin/python3 scripts/bench_torch.py
+It prints tokens/s for the forward alone and for forward+encode (median of
+--reps runs after one warm-up), and which BLAS torch uses.
+"""
+import argparse, math, statistics, time
+import torch
+
+p = argparse.ArgumentParser()
+p.add_argument("--reps", type=int, default=5)
+p.add_argument("--threads", type=int, default=0)
+a = p.parse_args()
+if a.threads:
+    torch.set_num_threads(a.threads)
+torch.manual_seed(0)
+B, T, C, H, D, N, V, L, F = 32, 128, 768, 12, 64, 3072, 50257, 8, 24576
+g = lambda *s: torch.randn(*s) * 0.02
+W_E, W_pos = g(V, C), g(1024, C)
+blocks = [dict(Wqkv=g(C, 3 * C), bqkv=g(3 * C), WO=g(C, C), bO=g(C), Win=g(C, N), bin=g(N), Wout=g(N, C), bout=g(C)) for _ in range(L + 1)]
+W_enc, b_enc, b_dec = torch.randn(C, F) / math.sqrt(C), torch.full((F,), -2.65), torch.zeros(C)
+mask = torch.triu(torch.ones(T, T, dtype=torch.bool), 1)
+
+
+def lnpre(x):
+    x = x - x.mean(-1, keepdim=True)
+    return x / (x.pow(2).mean(-1, keepdim=True) + 1e-5).sqrt()
+
+
+def gelu_new(x):
+    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
+
+
+def forward(tok):
+    resid = W_E[tok] + W_pos[:T]
+    for l, b in enumerate(blocks):
+        x = lnpre(resid)
+        qkv = x @ b["Wqkv"] + b["bqkv"]
+        q, k, v = [t.view(B, T, H, D).transpose(1, 2) for t in qkv.split(C, -1)]
+        s = (q @ k.transpose(-1, -2)) / math.sqrt(D)
+        s = s.masked_fill(mask, float("-inf")).softmax(-1)
+        z = (s @ v).transpose(1, 2).reshape(B, T, C)
+        resid = resid + z @ b["WO"] + b["bO"]
+        x2 = lnpre(resid)
+        y = gelu_new(x2 @ b["Win"] + b["bin"]) @ b["Wout"] + b["bout"]
+        if l == L:
+            return x2, y
+        resid = resid + y
+
+
+def encode(x):
+    acts = torch.relu((x - b_dec) @ W_enc + b_enc)
+    return acts.nonzero(), acts[acts > 0]
+
+
+def bench(fn):
+    tok = torch.randint(0, V, (B, T))
+    with torch.no_grad():
+        fn(tok)
+        ts = []
+        for _ in range(a.reps):
+            t0 = time.perf_counter()
+            fn(tok)
+            ts.append(time.perf_counter() - t0)
+    return B * T / statistics.median(ts)
+
+
+print("torch", torch.__version__, "threads", torch.get_num_threads())
+print("blas:", [l for l in torch.__config__.show().splitlines() if "BLAS" in l])
+print(f"forward to block 8:  {bench(forward):8.0f} tokens/s")
+print(f"forward + encode:    {bench(lambda t: encode(forward(t)[0].reshape(-1, C))):8.0f} tokens/s")
