@@ -54,26 +54,34 @@ func CausalAttention(z, qkv, scratch []float32, b, t, h, d int) {
 }
 
 // ScratchSize is the per-worker scratch CausalAttention needs for T
-// positions: one T×T score matrix.
-func ScratchSize(t int) int { return t * t }
+// positions: one block of scores, at most attnBlock × T.
+func ScratchSize(t int) int { return min(t, attnBlock) * t }
+
+// attnBlock is the row block of the causal attention: queries of block r
+// only meet keys of blocks 0..r, which skips about a quarter of the work at
+// T = 128 while each GEMM stays large enough for the BLAS.
+const attnBlock = 64
 
 func attendHead(z, qkv, scores []float32, bi, hi, t, c, d int, scale float32) {
 	base := bi * t * 3 * c
-	q := blas32.General{Rows: t, Cols: d, Stride: 3 * c, Data: qkv[base+hi*d:]}
-	k := blas32.General{Rows: t, Cols: d, Stride: 3 * c, Data: qkv[base+c+hi*d:]}
-	v := blas32.General{Rows: t, Cols: d, Stride: 3 * c, Data: qkv[base+2*c+hi*d:]}
-	s := blas32.General{Rows: t, Cols: t, Stride: t, Data: scores[:t*t]}
-	// Trim the views so their Data ends at the last element they use;
-	// blas32 checks that the slice is long enough.
-	q.Data = q.Data[:(t-1)*3*c+d]
-	k.Data = k.Data[:(t-1)*3*c+d]
-	v.Data = v.Data[:(t-1)*3*c+d]
-	blas32.Gemm(blas.NoTrans, blas.Trans, scale, q, k, 0, s)
-	for p := 0; p < t; p++ {
-		causalSoftmaxRow(scores[p*t:(p+1)*t], p)
+	view := func(off, rows int) blas32.General { // rows of one head's Q, K or V
+		return blas32.General{Rows: rows, Cols: d, Stride: 3 * c, Data: qkv[off : off+(rows-1)*3*c+d]}
 	}
-	out := blas32.General{Rows: t, Cols: d, Stride: c, Data: z[bi*t*c+hi*d : bi*t*c+(t-1)*c+hi*d+d]}
-	blas32.Gemm(blas.NoTrans, blas.NoTrans, 1, s, v, 0, out)
+	for p0 := 0; p0 < t; p0 += attnBlock {
+		rows := min(attnBlock, t-p0)
+		keys := p0 + rows // causal: queries p0..p0+rows−1 see keys 0..keys−1
+		q := view(base+p0*3*c+hi*d, rows)
+		k := view(base+c+hi*d, keys)
+		v := view(base+2*c+hi*d, keys)
+		s := blas32.General{Rows: rows, Cols: keys, Stride: keys, Data: scores[:rows*keys]}
+		blas32.Gemm(blas.NoTrans, blas.Trans, scale, q, k, 0, s)
+		for i := 0; i < rows; i++ {
+			causalSoftmaxRow(scores[i*keys:(i+1)*keys], p0+i)
+		}
+		off := (bi*t+p0)*c + hi*d
+		out := blas32.General{Rows: rows, Cols: d, Stride: c, Data: z[off : off+(rows-1)*c+d]}
+		blas32.Gemm(blas.NoTrans, blas.NoTrans, 1, s, v, 0, out)
+	}
 }
 
 // causalSoftmaxRow replaces row[0..p] by its softmax and zeroes row[p+1:].
@@ -84,7 +92,7 @@ func causalSoftmaxRow(row []float32, p int) {
 	}
 	var sum float64
 	for s := 0; s <= p; s++ {
-		e := expf(row[s] - mx)
+		e := expf32(row[s] - mx)
 		row[s] = e
 		sum += float64(e)
 	}

@@ -32,7 +32,9 @@ func checkClose(t *testing.T, what string, got, want []float32, abs, rel float64
 // length-K dot product (K·ε relative to the sum of |terms|, bounded here).
 func TestMatMulMatchesNaive(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 1))
-	for _, sz := range [][3]int{{1, 1, 1}, {3, 5, 7}, {17, 64, 33}, {64, 130, 5}} {
+	// Sizes cover the unsplit path, the row split (m ≥ 128) and the column
+	// split (n ≥ 2048) of MatMul on two or more cores.
+	for _, sz := range [][3]int{{1, 1, 1}, {3, 5, 7}, {17, 64, 33}, {64, 130, 5}, {257, 19, 7}, {130, 9, 2111}} {
 		m, k, n := sz[0], sz[1], sz[2]
 		a, b := randSlice(r, m*k, 1), randSlice(r, k*n, 1)
 		for _, acc := range []bool{false, true} {
@@ -139,7 +141,8 @@ func TestGeluNew(t *testing.T) {
 
 func TestCausalAttention(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 5))
-	for _, sz := range [][4]int{{1, 1, 1, 1}, {2, 7, 3, 4}, {3, 16, 2, 8}} {
+	// T = 150 spans three causal row blocks, the last one partial.
+	for _, sz := range [][4]int{{1, 1, 1, 1}, {2, 7, 3, 4}, {3, 16, 2, 8}, {1, 150, 2, 8}} {
 		b, tt, h, d := sz[0], sz[1], sz[2], sz[3]
 		qkv := randSlice(r, b*tt*3*h*d, 2)
 		got, want := make([]float32, b*tt*h*d), make([]float32, b*tt*h*d)
