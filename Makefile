@@ -12,8 +12,6 @@ LDFLAGS   := -X main.version=$(VERSION)
 # OpenBLAS is usable when the linker finds libopenblas.so (Debian: libopenblas-dev).
 HAVE_OPENBLAS := $(shell printf 'int main(void){return 0;}' | $${CC:-cc} -x c - -lopenblas -o /dev/null 2>/dev/null && echo yes)
 BLAS_TAGS := $(if $(HAVE_OPENBLAS),openblas,)
-BENCHTIME ?= 5x
-BENCH_PKGS := ./internal/gpt2 ./internal/transcoder ./internal/cachebuild
 
 .PHONY: build build-purego build-openblas test demo bench fuzz fixtures clean
 
@@ -41,13 +39,12 @@ test:
 demo: build
 	./scripts/demo.sh $(BIN)
 
-# Benchmarks are not tests: run them on an idle machine. OPENBLAS_CORETYPE and
-# OPENBLAS_L2_SIZE are unset so OpenBLAS picks its kernel for this CPU
-# (`ctxdep version` and the benchmark log say which).
+# Benchmarks are not tests: run them on an idle machine. scripts/bench.sh runs
+# the pure-Go and OpenBLAS builds and PyTorch (when installed) in one run and
+# prints a table of median tokens/s; OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are
+# unset so OpenBLAS picks its kernel for this CPU.
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count 3 $(BENCH_PKGS)
-	@if [ -n "$(HAVE_OPENBLAS)" ]; then env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \
-		CGO_ENABLED=1 $(GO) test -tags openblas -run '^$$' -bench . -benchtime $(BENCHTIME) -count 3 -v $(BENCH_PKGS) | grep -E 'Benchmark|blas'; fi
+	./scripts/bench.sh
 
 # Short coverage-guided fuzzing of the file parsers (the seed corpora run in `make test`).
 fuzz:

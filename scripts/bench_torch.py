@@ -70,6 +70,7 @@ def bench(fn):
 
 
 print("torch", torch.__version__, "threads", torch.get_num_threads())
-print("blas:", [l for l in torch.__config__.show().splitlines() if "BLAS" in l])
+cfg = torch.__config__.show()
+print("blas:", cfg[cfg.find("BLAS_INFO="):].split(",")[0], "(Debian's torch: the system libblas.so.3, see update-alternatives)")
 print(f"forward to block 8:  {bench(forward):8.0f} tokens/s")
 print(f"forward + encode:    {bench(lambda t: encode(forward(t)[0].reshape(-1, C))):8.0f} tokens/s")

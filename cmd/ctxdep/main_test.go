@@ -177,3 +177,37 @@ func TestBadInput(t *testing.T) {
 		})
 	}
 }
+
+// Ctrl-C (a cancelled context) exits 130 and leaves no partial shard.
+func TestInterrupted(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	out := filepath.Join(t.TempDir(), "c")
+	var o, e bytes.Buffer
+	code := run(ctx, []string{"cache", "build", "-q", "--model", tinyModel, "--layer", "1", "--tokens", tokensNpy, "--out", out}, &o, &e)
+	if code != 130 || !strings.HasPrefix(e.String(), "ctxdep: interrupted") {
+		t.Errorf("exit %d, stderr %q; want 130 and \"ctxdep: interrupted\"", code, e.String())
+	}
+	noShards(t, out)
+}
+
+// The default --model lookup finds a checkpoint in the Hugging Face cache.
+func TestModelFromHubCache(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("HF_HOME", home)
+	t.Setenv("HF_HUB_CACHE", "")
+	t.Setenv("CTXDEP_MODEL", "")
+	snap := filepath.Join(home, "hub", "models--openai-community--gpt2", "snapshots", "abc")
+	os.MkdirAll(snap, 0o755)
+	for _, f := range []string{"config.json", "model.safetensors"} {
+		abs, _ := filepath.Abs(filepath.Join(tinyModel, f))
+		if err := os.Symlink(abs, filepath.Join(snap, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := filepath.Join(t.TempDir(), "c")
+	code, _, errs := ctxdep(t, "cache", "build", "-q", "--layer", "0", "--tokens", tokensNpy, "--out", out)
+	if code != 0 {
+		t.Fatalf("cache build with the hub-cache model: %d %s", code, errs)
+	}
+}

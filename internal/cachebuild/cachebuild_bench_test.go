@@ -13,7 +13,7 @@ import (
 // compaction, at GPT-2-small shapes (random weights), B=32, T=128.
 // Reference (SPEC, this 2-core machine): PyTorch 1.13 CPU ≈ 1,950 tokens/s.
 func BenchmarkForwardEncode(b *testing.B) {
-	info := blasimpl.Use(0)
+	info := blasimpl.Use(0) // already installed by TestMain; returns what is in use
 	b.Logf("blas %s, kernel %s, %d threads", info.Backend, info.Kernel, info.Threads)
 	m := gpt2.Random(gpt2.Small(), 1)
 	tc := transcoder.Random(m.DModel, 24576, 100, 2)

@@ -10,7 +10,7 @@ import (
 // shapes (random weights), B=32, T=128, with the build's BLAS
 // (`go test -tags openblas` for OpenBLAS).
 func BenchmarkRunToBlock8(b *testing.B) {
-	info := blasimpl.Use(0)
+	info := blasimpl.Use(0) // already installed by TestMain; returns what is in use
 	b.Logf("blas %s, kernel %s, %d threads", info.Backend, info.Kernel, info.Threads)
 	m := Random(Small(), 1)
 	const bs, t = 32, 128

@@ -31,9 +31,11 @@ func MatMul(dst, a, b []float32, m, k, n int, accumulate bool) {
 	// over GOMAXPROCS goroutines, which also lets attention run its many
 	// small GEMMs concurrently without BLAS threads contending. Wide
 	// products are split by columns (each part then packs only its share
-	// of b), tall ones by rows. With OpenBLAS's SkylakeX kernel on 2 cores
-	// this reaches 280–315 GFLOP/s against 315–330 for OpenBLAS's own
-	// threading (BenchmarkMatMul).
+	// of b), tall ones by rows. On the 2-core Xeon of the README, with
+	// OpenBLAS's SkylakeX kernel, this reached 280–315 GFLOP/s at the
+	// forward pass's shapes, against 315–330 for OpenBLAS's own threading
+	// on one call (measured once, outside this repository's benchmarks),
+	// a price worth the freedom to call the BLAS concurrently.
 	parts := runtime.GOMAXPROCS(0)
 	switch {
 	case parts > 1 && n >= 2048 && n/parts >= minPart:

@@ -11,7 +11,7 @@ import (
 // BenchmarkEncode measures the encoder 768 → 24,576 with compaction to
 // sparse activations, B·T = 32·128 tokens, ~100 active features per token.
 func BenchmarkEncode(b *testing.B) {
-	info := blasimpl.Use(0)
+	info := blasimpl.Use(0) // already installed by TestMain; returns what is in use
 	b.Logf("blas %s, kernel %s, %d threads", info.Backend, info.Kernel, info.Threads)
 	const m, c, f = 32 * 128, 768, 24576
 	tc := Random(c, f, 100, 1)

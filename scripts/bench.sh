@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# `make bench`: the forward to block 8, the transcoder encoder, and both
+# together at GPT-2-small shapes (random weights, B=32, T=128), for the
+# pure-Go and OpenBLAS builds and for PyTorch, in one run on this machine.
+# Prints the median tokens/s of each. Run it on an idle machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+count=${COUNT:-3}
+unset OPENBLAS_CORETYPE OPENBLAS_L2_SIZE   # let OpenBLAS pick its kernel for this CPU
+out=$(mktemp)
+median() { sort -n | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print "-"}'; }
+run() { # tags benchtime
+  go test ${1:+-tags $1} -run '^$' -bench 'RunToBlock8|BenchmarkEncode$|ForwardEncode' -benchtime "$2" -count "$count" -v \
+    ./internal/gpt2 ./internal/transcoder ./internal/cachebuild | tee -a "$out" | grep -E '^Benchmark|blas ' >&2
+}
+echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $(go version)" | tee "$out"
+echo "== pure Go" >&2; run "" 1x
+pure=$(cat "$out")
+: > "$out"
+if printf 'int main(void){return 0;}' | cc -x c - -lopenblas -o /dev/null 2>/dev/null; then
+  echo "== OpenBLAS" >&2; run openblas 3x
+fi
+blas=$(cat "$out")
+torch=""
+if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
+  echo "== PyTorch" >&2
+  torch=$(/usr/bin/python3 scripts/bench_torch.py --reps 5 --threads "$(nproc)")
+  echo "$torch" >&2
+fi
+pick() { grep "^$2-" <<<"$1" | sed -n 's/.* \([0-9.]*\) tokens\/s.*/\1/p' | median; }
+kernel=$(grep -o 'kernel [A-Za-z0-9]*' <<<"$blas" | head -1 | cut -d' ' -f2)
+printf '\n| tokens/s (median of %s) | forward to block 8 | encoder 768→24,576 | forward + encode |\n|---|---|---|---|\n' "$count"
+printf '| ctxdep, pure Go (gonum) | %s | %s | %s |\n' "$(pick "$pure" BenchmarkRunToBlock8)" "$(pick "$pure" BenchmarkEncode)" "$(pick "$pure" BenchmarkForwardEncode)"
+[ -n "$blas" ] && printf '| ctxdep, OpenBLAS (%s kernel) | %s | %s | %s |\n' "$kernel" "$(pick "$blas" BenchmarkRunToBlock8)" "$(pick "$blas" BenchmarkEncode)" "$(pick "$blas" BenchmarkForwardEncode)"
+[ -n "$torch" ] && printf '| PyTorch %s, eager, float32 | %s | – | %s |\n' "$(sed -n 's/^torch \([^ ]*\).*/\1/p' <<<"$torch")" \
+  "$(sed -n 's/^forward to block 8: *\([0-9]*\).*/\1/p' <<<"$torch")" "$(sed -n 's/^forward + encode: *\([0-9]*\).*/\1/p' <<<"$torch")"
+rm -f "$out"
