@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"github.com/ctxdep/ctxdep/internal/npy"
 	"github.com/ctxdep/ctxdep/internal/provenance"
 	"github.com/ctxdep/ctxdep/internal/safetensors"
+	"github.com/ctxdep/ctxdep/internal/testutil"
 	"github.com/ctxdep/ctxdep/internal/transcoder"
 )
 
@@ -82,18 +82,6 @@ func readAll(t *testing.T, dir string) (tok []int32, x, y []float32, acts []*tra
 	return
 }
 
-func checkClose(t *testing.T, what string, got, want []float32, abs, rel float64) {
-	t.Helper()
-	if len(got) != len(want) {
-		t.Fatalf("%s: length %d, want %d", what, len(got), len(want))
-	}
-	for i := range got {
-		if d := math.Abs(float64(got[i]) - float64(want[i])); !(d <= abs+rel*math.Abs(float64(want[i]))) {
-			t.Fatalf("%s[%d] = %.9g, want %.9g", what, i, got[i], want[i])
-		}
-	}
-}
-
 func golden(t *testing.T, name string) []float32 {
 	t.Helper()
 	f, err := safetensors.Open(goldenCache)
@@ -131,8 +119,8 @@ func TestBuildMatchesTransformerLens(t *testing.T) {
 			}
 		}
 		// 1e-5 + 1e-5·|want|: PyTorch float32 itself is ≤ 5.2e-6 from the golden here.
-		checkClose(t, fmt.Sprint("x.", layer), x, golden(t, fmt.Sprint("x.", layer)), 1e-5, 1e-5)
-		checkClose(t, fmt.Sprint("y.", layer), y, golden(t, fmt.Sprint("y.", layer)), 1e-5, 1e-5)
+		testutil.Close(t, fmt.Sprint("x.", layer), x, golden(t, fmt.Sprint("x.", layer)), 1e-5, 1e-5)
+		testutil.Close(t, fmt.Sprint("y.", layer), y, golden(t, fmt.Sprint("y.", layer)), 1e-5, 1e-5)
 	}
 }
 
@@ -195,7 +183,7 @@ func TestBuildWithActs(t *testing.T) {
 		if fmt.Sprint(want.Indptr) != fmt.Sprint(sd.Acts.Indptr) || fmt.Sprint(want.Indices) != fmt.Sprint(sd.Acts.Indices) {
 			t.Fatalf("shard %d: stored acts differ from Encode(x)", i)
 		}
-		checkClose(t, "acts_values", sd.Acts.Values, want.Values, 0, 0)
+		testutil.Close(t, "acts_values", sd.Acts.Values, want.Values, 0, 0)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/ctxdep/ctxdep/internal/safetensors"
+	"github.com/ctxdep/ctxdep/internal/testutil"
 )
 
 // Golden values come from testdata/gen/gen_fixtures.py (PyTorch 1.13, two
@@ -28,27 +29,6 @@ const (
 // 1e-5 + 1e-5·|want| leaves a margin without hiding an error in any step.
 const absTol, relTol = 1e-5, 1e-5
 
-func golden(t *testing.T, path string) map[string][]float32 {
-	t.Helper()
-	f, err := safetensors.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	out := map[string][]float32{}
-	for _, info := range f.Tensors() {
-		if info.DType != safetensors.F32 {
-			continue
-		}
-		v, err := f.Float32(info.Name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[info.Name] = v
-	}
-	return out
-}
-
 func goldenTokens(t *testing.T) []int32 {
 	t.Helper()
 	f, err := safetensors.Open(goldenHooks)
@@ -61,19 +41,6 @@ func goldenTokens(t *testing.T) []int32 {
 		t.Fatal(err)
 	}
 	return tok
-}
-
-func checkClose(t *testing.T, what string, got, want []float32, abs, rel float64) {
-	t.Helper()
-	if len(got) != len(want) {
-		t.Fatalf("%s: length %d, want %d", what, len(got), len(want))
-	}
-	for i := range got {
-		d := math.Abs(float64(got[i]) - float64(want[i]))
-		if !(d <= abs+rel*math.Abs(float64(want[i]))) {
-			t.Fatalf("%s[%d] = %.9g, want %.9g (tol %g + %g·|want|)", what, i, got[i], want[i], abs, rel)
-		}
-	}
 }
 
 func loadTiny(t *testing.T, dir string) *Model {
@@ -90,7 +57,7 @@ func loadTiny(t *testing.T, dir string) *Model {
 // difference is the final float32 rounding (and summation order): 1e-6.
 func TestProcessedWeightsMatchTransformerLens(t *testing.T) {
 	m := loadTiny(t, tinyDir)
-	g := golden(t, goldenWeight)
+	g := testutil.Golden(t, goldenWeight)
 	c, h, d := m.DModel, m.NHead, m.DHead
 	for l, blk := range m.Blocks {
 		p := fmt.Sprintf("blocks.%d.", l)
@@ -107,25 +74,25 @@ func TestProcessedWeightsMatchTransformerLens(t *testing.T) {
 					b[i*d+k] = blk.BQKV[x*c+i*d+k]
 				}
 			}
-			checkClose(t, p+"attn.W_"+name, w, g[p+"attn.W_"+name], 1e-6, 1e-6)
-			checkClose(t, p+"attn.b_"+name, b, g[p+"attn.b_"+name], 1e-6, 1e-6)
+			testutil.Close(t, p+"attn.W_"+name, w, g[p+"attn.W_"+name], 1e-6, 1e-6)
+			testutil.Close(t, p+"attn.b_"+name, b, g[p+"attn.b_"+name], 1e-6, 1e-6)
 		}
-		checkClose(t, p+"attn.W_O", blk.WO, g[p+"attn.W_O"], 1e-6, 1e-6) // [H, D, C] = our (C, C) rows
-		checkClose(t, p+"attn.b_O", blk.BO, g[p+"attn.b_O"], 1e-6, 1e-6)
-		checkClose(t, p+"mlp.W_in", blk.WIn, g[p+"mlp.W_in"], 1e-6, 1e-6)
-		checkClose(t, p+"mlp.b_in", blk.BIn, g[p+"mlp.b_in"], 1e-6, 1e-6)
-		checkClose(t, p+"mlp.W_out", blk.WOut, g[p+"mlp.W_out"], 1e-6, 1e-6)
-		checkClose(t, p+"mlp.b_out", blk.BOut, g[p+"mlp.b_out"], 1e-6, 1e-6)
+		testutil.Close(t, p+"attn.W_O", blk.WO, g[p+"attn.W_O"], 1e-6, 1e-6) // [H, D, C] = our (C, C) rows
+		testutil.Close(t, p+"attn.b_O", blk.BO, g[p+"attn.b_O"], 1e-6, 1e-6)
+		testutil.Close(t, p+"mlp.W_in", blk.WIn, g[p+"mlp.W_in"], 1e-6, 1e-6)
+		testutil.Close(t, p+"mlp.b_in", blk.BIn, g[p+"mlp.b_in"], 1e-6, 1e-6)
+		testutil.Close(t, p+"mlp.W_out", blk.WOut, g[p+"mlp.W_out"], 1e-6, 1e-6)
+		testutil.Close(t, p+"mlp.b_out", blk.BOut, g[p+"mlp.b_out"], 1e-6, 1e-6)
 	}
-	checkClose(t, "pos_embed.W_pos", m.WPos, g["pos_embed.W_pos"], 1e-6, 1e-6)
-	checkClose(t, "embed.W_E_head", m.WE[:256*c], g["embed.W_E_head"], 1e-6, 1e-6)
-	checkClose(t, "embed.W_E_last", m.WE[(m.DVocab-1)*c:], g["embed.W_E_last"], 1e-6, 1e-6)
-	checkClose(t, "unembed.b_U", m.BU, g["unembed.b_U"], 1e-6, 1e-6)
+	testutil.Close(t, "pos_embed.W_pos", m.WPos, g["pos_embed.W_pos"], 1e-6, 1e-6)
+	testutil.Close(t, "embed.W_E_head", m.WE[:256*c], g["embed.W_E_head"], 1e-6, 1e-6)
+	testutil.Close(t, "embed.W_E_last", m.WE[(m.DVocab-1)*c:], g["embed.W_E_last"], 1e-6, 1e-6)
+	testutil.Close(t, "unembed.b_U", m.BU, g["unembed.b_U"], 1e-6, 1e-6)
 	head := make([]float32, 0, c*256)
 	for mm := 0; mm < c; mm++ {
 		head = append(head, m.WU[mm*m.DVocab:mm*m.DVocab+256]...)
 	}
-	checkClose(t, "unembed.W_U_head", head, g["unembed.W_U_head"], 1e-6, 1e-6)
+	testutil.Close(t, "unembed.W_U_head", head, g["unembed.W_U_head"], 1e-6, 1e-6)
 }
 
 // Invariants of SPEC §2.3: writing weights have zero mean over d_model,
@@ -164,7 +131,7 @@ func TestProcessingInvariants(t *testing.T) {
 // Every hook value equals TransformerLens's.
 func TestForwardHooksMatchTransformerLens(t *testing.T) {
 	m := loadTiny(t, tinyDir)
-	g := golden(t, goldenHooks)
+	g := testutil.Golden(t, goldenHooks)
 	tok := goldenTokens(t)
 	b, tt := 2, 16
 	ws := m.NewWorkspace(b * tt)
@@ -173,7 +140,7 @@ func TestForwardHooksMatchTransformerLens(t *testing.T) {
 		"ln2.hook_normalized": "x", "hook_mlp_out": "y", "hook_resid_post": "resid_post"}
 	hooks := &Hooks{Observe: func(hook string, layer int, v []float32) {
 		name := fmt.Sprintf("%s.%d", names[hook], layer)
-		checkClose(t, name, v, g[name], absTol, relTol)
+		testutil.Close(t, name, v, g[name], absTol, relTol)
 		seen[name] = true
 	}}
 	ce, err := m.Loss(ws, tok, b, tt, hooks)
@@ -183,20 +150,20 @@ func TestForwardHooksMatchTransformerLens(t *testing.T) {
 	if len(seen) != 5*m.NLayer {
 		t.Errorf("saw %d hooks, want %d", len(seen), 5*m.NLayer)
 	}
-	checkClose(t, "ce", ce, g["ce"], absTol, relTol)
+	testutil.Close(t, "ce", ce, g["ce"], absTol, relTol)
 	var mean float64
 	for _, v := range ce {
 		mean += float64(v) / float64(len(ce))
 	}
-	checkClose(t, "loss", []float32{float32(mean)}, g["loss"], absTol, relTol)
+	testutil.Close(t, "loss", []float32{float32(mean)}, g["loss"], absTol, relTol)
 
 	for l := 0; l < m.NLayer; l++ {
 		x, y, err := m.RunToBlock(ws, tok, b, tt, l, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		checkClose(t, fmt.Sprint("RunToBlock x.", l), x, g[fmt.Sprint("x.", l)], absTol, relTol)
-		checkClose(t, fmt.Sprint("RunToBlock y.", l), y, g[fmt.Sprint("y.", l)], absTol, relTol)
+		testutil.Close(t, fmt.Sprint("RunToBlock x.", l), x, g[fmt.Sprint("x.", l)], absTol, relTol)
+		testutil.Close(t, fmt.Sprint("RunToBlock y.", l), y, g[fmt.Sprint("y.", l)], absTol, relTol)
 		// Invariant: x has zero mean and unit variance per token, up to eps.
 		c := m.DModel
 		for r := 0; r < b*tt; r++ {
@@ -216,7 +183,7 @@ func TestForwardHooksMatchTransformerLens(t *testing.T) {
 // TransformerLens's losses.
 func TestLossWithSplice(t *testing.T) {
 	m := loadTiny(t, tinyDir)
-	g := golden(t, goldenHooks)
+	g := testutil.Golden(t, goldenHooks)
 	tok := goldenTokens(t)
 	ws := m.NewWorkspace(32)
 	for l := 0; l < m.NLayer; l++ {
@@ -225,12 +192,12 @@ func TestLossWithSplice(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		checkClose(t, fmt.Sprint("ce_splice.", l), ce, g[fmt.Sprint("ce_splice.", l)], absTol, relTol)
+		testutil.Close(t, fmt.Sprint("ce_splice.", l), ce, g[fmt.Sprint("ce_splice.", l)], absTol, relTol)
 		ce, err = m.Loss(ws, tok, 2, 16, &Hooks{SpliceLayer: l, Splice: func(x, y []float32) { clear(y) }})
 		if err != nil {
 			t.Fatal(err)
 		}
-		checkClose(t, fmt.Sprint("ce_zero.", l), ce, g[fmt.Sprint("ce_zero.", l)], absTol, relTol)
+		testutil.Close(t, fmt.Sprint("ce_zero.", l), ce, g[fmt.Sprint("ce_zero.", l)], absTol, relTol)
 	}
 }
 
@@ -239,7 +206,7 @@ func TestLossWithSplice(t *testing.T) {
 // checked through the golden processed logits' head and tail.
 func TestLogitsMatch(t *testing.T) {
 	m := loadTiny(t, tinyDir)
-	g := golden(t, goldenHooks)
+	g := testutil.Golden(t, goldenHooks)
 	tok := goldenTokens(t)
 	ws := m.NewWorkspace(32)
 	c, v := m.DModel, m.DVocab
@@ -264,8 +231,8 @@ func TestLogitsMatch(t *testing.T) {
 			}
 		}
 	}
-	checkClose(t, "logits_head", head, g["logits_head"], absTol, relTol)
-	checkClose(t, "logits_tail", tail, g["logits_tail"], absTol, relTol)
+	testutil.Close(t, "logits_head", head, g["logits_head"], absTol, relTol)
+	testutil.Close(t, "logits_tail", tail, g["logits_tail"], absTol, relTol)
 }
 
 // The three container formats of the same checkpoint load to identical
@@ -277,11 +244,11 @@ func TestLoadFormatsAgree(t *testing.T) {
 		for l := range ref.Blocks {
 			a, b := ref.Blocks[l], m.Blocks[l]
 			for i, pair := range [][2][]float32{{a.WQKV, b.WQKV}, {a.BQKV, b.BQKV}, {a.WO, b.WO}, {a.BO, b.BO}, {a.WIn, b.WIn}, {a.BIn, b.BIn}, {a.WOut, b.WOut}, {a.BOut, b.BOut}} {
-				checkClose(t, fmt.Sprintf("%s block %d tensor %d", dir, l, i), pair[1], pair[0], 0, 0)
+				testutil.Close(t, fmt.Sprintf("%s block %d tensor %d", dir, l, i), pair[1], pair[0], 0, 0)
 			}
 		}
-		checkClose(t, dir+" W_E", m.WE, ref.WE, 0, 0)
-		checkClose(t, dir+" W_U", m.WU, ref.WU, 0, 0)
+		testutil.Close(t, dir+" W_E", m.WE, ref.WE, 0, 0)
+		testutil.Close(t, dir+" W_U", m.WU, ref.WU, 0, 0)
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/ctxdep/ctxdep/internal/testutil"
 )
 
 // geluPaths runs f once per GeluNew implementation this machine has: the
@@ -63,9 +65,9 @@ func TestGeluNewAsmMatchesGo(t *testing.T) {
 	GeluNew(asm, src)
 	useGeluAsm = false
 	GeluNew(gogo, src)
-	checkClose(t, "asm vs naive", asm, want, 1e-9, 1e-6)
-	checkClose(t, "go vs naive", gogo, want, 1e-9, 1e-6)
-	checkClose(t, "asm vs go", asm, gogo, 2e-9, 2e-6)
+	testutil.Close(t, "asm vs naive", asm, want, 1e-9, 1e-6)
+	testutil.Close(t, "go vs naive", gogo, want, 1e-9, 1e-6)
+	testutil.Close(t, "asm vs go", asm, gogo, 2e-9, 2e-6)
 	same := 0
 	for i := range asm {
 		if asm[i] == gogo[i] {
@@ -117,7 +119,7 @@ func TestGeluNewSpecialValues(t *testing.T) {
 					t.Errorf("GeluNew(%g) at %d = %g, want %g", c.x, pos, got, c.want)
 				}
 				// The neighbours are unaffected.
-				checkClose(t, "GeluNew(1) beside a special value", dst[:pos], make32(pos, 0.8411920), 1e-6, 0)
+				testutil.Close(t, "GeluNew(1) beside a special value", dst[:pos], make32(pos, 0.8411920), 1e-6, 0)
 			}
 		}
 	})
@@ -128,7 +130,7 @@ func TestGeluNewSpecialValues(t *testing.T) {
 		}
 		want := []float32{0}
 		GeluNewNaive(want, []float32{c.x})
-		checkClose(t, "special value vs naive", []float32{c.want}, want, 1e-9, 1e-6)
+		testutil.Close(t, "special value vs naive", []float32{c.want}, want, 1e-9, 1e-6)
 	}
 }
 
@@ -158,13 +160,13 @@ func TestGeluNewLengthsOffsetsAliasing(t *testing.T) {
 				buf := make32(off+n+8, sentinel)
 				dst := buf[off : off+n]
 				GeluNew(dst, src)
-				checkClose(t, "GeluNew", dst, want, 1e-9, 1e-6)
+				testutil.Close(t, "GeluNew", dst, want, 1e-9, 1e-6)
 				checkSentinels(t, buf, off, n, sentinel)
 
 				copy(buf, make32(len(buf), sentinel))
 				copy(dst, src)
 				GeluNew(dst, dst)
-				checkClose(t, "GeluNew in place", dst, want, 1e-9, 1e-6)
+				testutil.Close(t, "GeluNew in place", dst, want, 1e-9, 1e-6)
 				checkSentinels(t, buf, off, n, sentinel)
 				if t.Failed() {
 					t.Fatalf("n = %d, offset %d", n, off)

@@ -4,6 +4,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/ctxdep/ctxdep/internal/testutil"
 )
 
 func randSlice(r *rand.Rand, n int, scale float32) []float32 {
@@ -12,20 +14,6 @@ func randSlice(r *rand.Rand, n int, scale float32) []float32 {
 		s[i] = scale * float32(r.NormFloat64())
 	}
 	return s
-}
-
-// maxRelErr returns max_i |got−want| / (abs + |want|).
-func checkClose(t *testing.T, what string, got, want []float32, abs, rel float64) {
-	t.Helper()
-	if len(got) != len(want) {
-		t.Fatalf("%s: length %d, want %d", what, len(got), len(want))
-	}
-	for i := range got {
-		d := math.Abs(float64(got[i]) - float64(want[i]))
-		if !(d <= abs+rel*math.Abs(float64(want[i]))) {
-			t.Fatalf("%s[%d] = %g, want %g (tol %g + %g·|want|)", what, i, got[i], want[i], abs, rel)
-		}
-	}
 }
 
 // The BLAS path equals the float64 triple loop to float32 rounding of a
@@ -42,7 +30,7 @@ func TestMatMulMatchesNaive(t *testing.T) {
 			copy(want, got)
 			MatMul(got, a, b, m, k, n, acc)
 			MatMulNaive(want, a, b, m, k, n, acc)
-			checkClose(t, "MatMul", got, want, 1e-5*float64(k), 1e-5)
+			testutil.Close(t, "MatMul", got, want, 1e-5*float64(k), 1e-5)
 		}
 	}
 }
@@ -54,7 +42,7 @@ func TestLinearAddsBias(t *testing.T) {
 	got := make([]float32, 6)
 	Linear(got, a, w, bias, 2, 2, 3)
 	want := []float32{11, 22, 33, 13, 24, 37} // by hand
-	checkClose(t, "Linear", got, want, 0, 0)
+	testutil.Close(t, "Linear", got, want, 0, 0)
 }
 
 func TestLayerNormPre(t *testing.T) {
@@ -67,7 +55,7 @@ func TestLayerNormPre(t *testing.T) {
 	got, want := make([]float32, m*c), make([]float32, m*c)
 	LayerNormPre(got, src, m, c, LayerNormEps)
 	LayerNormPreNaive(want, src, m, c, LayerNormEps)
-	checkClose(t, "LayerNormPre", got, want, 1e-6, 1e-6)
+	testutil.Close(t, "LayerNormPre", got, want, 1e-6, 1e-6)
 	// Invariant: each row has mean 0 and variance 1 − eps/(var+eps) ≈ 1.
 	for i := 0; i < m; i++ {
 		var s, ss float64
@@ -83,7 +71,7 @@ func TestLayerNormPre(t *testing.T) {
 	two := []float32{1, 3}
 	LayerNormPre(two, two, 1, 2, LayerNormEps)
 	w := float32(1 / math.Sqrt(1+1e-5))
-	checkClose(t, "LayerNormPre([1 3])", two, []float32{-w, w}, 0, 1e-7)
+	testutil.Close(t, "LayerNormPre([1 3])", two, []float32{-w, w}, 0, 1e-7)
 }
 
 func TestExpf(t *testing.T) {
@@ -132,11 +120,11 @@ func TestGeluNew(t *testing.T) {
 	// (x < −5, |gelu| < 3e-7) the argument's float32 rounding is amplified
 	// by |2u| in relative terms, so 1e-9 absolute covers it; PyTorch's own
 	// float32 1 + tanh(u) cancels to exactly 0 there.
-	checkClose(t, "GeluNew", got, want, 1e-9, 1e-6)
+	testutil.Close(t, "GeluNew", got, want, 1e-9, 1e-6)
 	// Hand-checked value: gelu_new(1) = 0.5·(1 + tanh(0.7978846·1.044715)) = 0.841192.
 	one := []float32{1}
 	GeluNew(one, one)
-	checkClose(t, "GeluNew(1)", one, []float32{0.8411920}, 1e-6, 0)
+	testutil.Close(t, "GeluNew(1)", one, []float32{0.8411920}, 1e-6, 0)
 }
 
 func TestCausalAttention(t *testing.T) {
@@ -149,14 +137,14 @@ func TestCausalAttention(t *testing.T) {
 		for _, workers := range []int{1, 3} {
 			CausalAttention(got, qkv, make([]float32, workers*ScratchSize(tt)), b, tt, h, d)
 			CausalAttentionNaive(want, qkv, b, tt, h, d)
-			checkClose(t, "CausalAttention", got, want, 2e-6, 2e-5)
+			testutil.Close(t, "CausalAttention", got, want, 2e-6, 2e-5)
 		}
 	}
 	// Position 0 attends only to itself: z[0] = v[0].
 	qkv := []float32{1, 2, 3, 4, 5, 6} // B=T=H=1, D=2: q=(1,2) k=(3,4) v=(5,6)
 	z := make([]float32, 2)
 	CausalAttention(z, qkv, make([]float32, 1), 1, 1, 1, 2)
-	checkClose(t, "CausalAttention T=1", z, []float32{5, 6}, 0, 0)
+	testutil.Close(t, "CausalAttention T=1", z, []float32{5, 6}, 0, 0)
 }
 
 func TestCrossEntropyRows(t *testing.T) {
@@ -168,9 +156,9 @@ func TestCrossEntropyRows(t *testing.T) {
 	lse := make([]float32, m)
 	CrossEntropyRows(got, lse, logits, target, m, v)
 	CrossEntropyRowsNaive(want, logits, target, m, v)
-	checkClose(t, "CrossEntropyRows", got, want, 1e-5, 1e-6)
+	testutil.Close(t, "CrossEntropyRows", got, want, 1e-5, 1e-6)
 	// Uniform logits: loss = log V exactly.
 	uni := make([]float32, 4)
 	CrossEntropyRows(got[:1], nil, uni, []int32{2}, 1, 4)
-	checkClose(t, "CE(uniform)", got[:1], []float32{float32(math.Log(4))}, 0, 1e-7)
+	testutil.Close(t, "CE(uniform)", got[:1], []float32{float32(math.Log(4))}, 0, 1e-7)
 }

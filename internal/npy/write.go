@@ -6,9 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
+
+	"github.com/ctxdep/ctxdep/internal/atomicfile"
 )
 
 // WriteInt32 writes data, C-ordered with the given shape, as a '<i4' array.
@@ -52,7 +53,7 @@ func writeArray[T int32 | int64 | float32](path, descr string, data []T, shape [
 	if err != nil {
 		return fmt.Errorf("npy: write %s: %w", path, err)
 	}
-	tmp, err := createTemp(path)
+	tmp, err := atomicfile.CreateTemp(path)
 	if err != nil {
 		return fmt.Errorf("npy: write %s: %w", path, err)
 	}
@@ -69,7 +70,7 @@ func writeArray[T int32 | int64 | float32](path, descr string, data []T, shape [
 		}
 		return fmt.Errorf("npy: write %s: %w", path, err)
 	}
-	syncDir(filepath.Dir(path))
+	atomicfile.SyncDir(filepath.Dir(path))
 	return nil
 }
 
@@ -103,28 +104,4 @@ func writeTo[T int32 | int64 | float32](f *os.File, header []byte, data []T, put
 		return err
 	}
 	return f.Sync()
-}
-
-// createTemp creates a new file next to path whose permissions follow the
-// umask, as os.Create's would.
-func createTemp(path string) (*os.File, error) {
-	dir, base := filepath.Split(path)
-	for range 100 {
-		name := filepath.Join(dir, fmt.Sprintf(".%s.tmp-%08x", base, rand.Uint32()))
-		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o666)
-		if errors.Is(err, os.ErrExist) {
-			continue
-		}
-		return f, err
-	}
-	return nil, errors.New("cannot find an unused temporary file name")
-}
-
-// syncDir makes a rename in dir durable. It is best effort: the file is
-// complete either way, and some filesystems refuse to fsync a directory.
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		_ = d.Close()
-	}
 }

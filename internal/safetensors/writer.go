@@ -8,13 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
 	"unicode/utf8"
 
+	"github.com/ctxdep/ctxdep/internal/atomicfile"
 	"github.com/ctxdep/ctxdep/internal/dtype"
 )
 
@@ -52,7 +52,7 @@ func Create(path string, tensors []TensorInfo, metadata map[string]string) (*Wri
 	if err != nil {
 		return nil, fmt.Errorf("safetensors: create %s: %w", path, err)
 	}
-	tmp, err := createTemp(path)
+	tmp, err := atomicfile.CreateTemp(path)
 	if err != nil {
 		return nil, fmt.Errorf("safetensors: create %s: %w", path, err)
 	}
@@ -63,21 +63,6 @@ func Create(path string, tensors []TensorInfo, metadata map[string]string) (*Wri
 	}
 	w.advance(0)
 	return w, nil
-}
-
-// createTemp creates a new file next to path whose permissions follow the
-// umask, as os.Create's would.
-func createTemp(path string) (*os.File, error) {
-	dir, base := filepath.Split(path)
-	for range 100 {
-		name := filepath.Join(dir, fmt.Sprintf(".%s.tmp-%08x", base, rand.Uint32()))
-		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o666)
-		if errors.Is(err, os.ErrExist) {
-			continue
-		}
-		return f, err
-	}
-	return nil, errors.New("cannot find an unused temporary file name")
 }
 
 // layout validates the declared tensors and assigns consecutive offsets.
@@ -382,17 +367,8 @@ func (w *Writer) Close() error {
 		}
 		return fmt.Errorf("safetensors: close %s: %w", w.path, err)
 	}
-	syncDir(filepath.Dir(w.path))
+	atomicfile.SyncDir(filepath.Dir(w.path))
 	return nil
-}
-
-// syncDir makes a rename in dir durable. It is best effort: the file is
-// complete either way, and some filesystems refuse to fsync a directory.
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		_ = d.Close()
-	}
 }
 
 // Abort discards the file being written: it closes and removes the

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ctxdep/ctxdep/internal/safetensors"
+	"github.com/ctxdep/ctxdep/internal/testutil"
 )
 
 // Golden values come from testdata/gen/gen_fixtures.py: PyTorch computes
@@ -24,36 +24,6 @@ const (
 	relTol      = 1e-5
 )
 
-func readGolden(t *testing.T, path string) map[string][]float32 {
-	t.Helper()
-	f, err := safetensors.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	out := map[string][]float32{}
-	for _, info := range f.Tensors() {
-		if info.DType == safetensors.F32 {
-			if out[info.Name], err = f.Float32(info.Name); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	return out
-}
-
-func checkClose(t *testing.T, what string, got, want []float32, abs, rel float64) {
-	t.Helper()
-	if len(got) != len(want) {
-		t.Fatalf("%s: length %d, want %d", what, len(got), len(want))
-	}
-	for i := range got {
-		if d := math.Abs(float64(got[i]) - float64(want[i])); !(d <= abs+rel*math.Abs(float64(want[i]))) {
-			t.Fatalf("%s[%d] = %.9g, want %.9g (tol %g + %g·|want|)", what, i, got[i], want[i], abs, rel)
-		}
-	}
-}
-
 // dense expands acts to (M, F).
 func dense(a *Acts, f int) []float32 {
 	out := make([]float32, a.Rows()*f)
@@ -67,8 +37,8 @@ func dense(a *Acts, f int) []float32 {
 }
 
 func TestEncodeDecodeMatchPyTorch(t *testing.T) {
-	g := readGolden(t, goldenTC)
-	hooks := readGolden(t, goldenHooks)
+	g := testutil.Golden(t, goldenTC)
+	hooks := testutil.Golden(t, goldenHooks)
 	for _, tc := range []struct {
 		name, path, acts, recon string
 		layer                   int
@@ -98,16 +68,16 @@ func TestEncodeDecodeMatchPyTorch(t *testing.T) {
 					t.Fatalf("feature %d of token %d: active %v, PyTorch says %v", i%64, i/64, got[i] > 0, want[i] > 0)
 				}
 			}
-			checkClose(t, tc.acts, got, want, absTol, relTol)
+			testutil.Close(t, tc.acts, got, want, absTol, relTol)
 			recon := make([]float32, 32*16)
 			tr.Decode(recon, &a)
-			checkClose(t, tc.recon, recon, g[tc.recon], absTol, relTol)
+			testutil.Close(t, tc.recon, recon, g[tc.recon], absTol, relTol)
 			// The fast encoder equals the dense float64 reference.
 			ref := tr.EncodeNaive(x, 32)
 			for i := range ref {
 				ref[i] = max(ref[i], 0)
 			}
-			checkClose(t, "EncodeNaive", got, ref, 1e-6, 1e-6)
+			testutil.Close(t, "EncodeNaive", got, ref, 1e-6, 1e-6)
 		})
 	}
 }
@@ -130,7 +100,7 @@ func TestEncodeAcrossChunks(t *testing.T) {
 	for i := range ref {
 		ref[i] = max(ref[i], 0)
 	}
-	checkClose(t, "Encode", dense(&a, 40), ref, 1e-6, 1e-6)
+	testutil.Close(t, "Encode", dense(&a, 40), ref, 1e-6, 1e-6)
 	for r := 0; r < m; r++ {
 		idx, _ := a.Row(r)
 		for i := 1; i < len(idx); i++ {
@@ -142,14 +112,14 @@ func TestEncodeAcrossChunks(t *testing.T) {
 }
 
 func TestSparsity(t *testing.T) {
-	g := readGolden(t, goldenTC)
+	g := testutil.Golden(t, goldenTC)
 	for l := 0; l < 3; l++ {
 		s, err := LoadSparsity(filepath.Join(tinyDir, SparsityName(l, 64)))
 		if err != nil {
 			t.Fatal(err)
 		}
 		want := g[fmt.Sprint("log_feature_sparsity.", l)]
-		checkClose(t, "sparsity", s, want, 0, 0)
+		testutil.Close(t, "sparsity", s, want, 0, 0)
 		live := 0
 		for _, v := range want {
 			if v > -4 {
