@@ -1,0 +1,239 @@
+package midcoder
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/ctxdep/ctxdep/internal/kernels"
+	"github.com/ctxdep/ctxdep/internal/transcoder"
+)
+
+// Trainer runs training steps on batches of up to maxRows rows, reusing its
+// buffers: a step allocates nothing.
+type Trainer struct {
+	MLP    *MLP
+	Params *Params
+	Opt    *AdamW
+
+	maxRows int
+	mid     []float32 // (M, C) mid, then d mid
+	pre     []float32 // (M, N) pre-activation
+	h       []float32 // (M, N) act(pre), then d pre
+	out     []float32 // (M, C) output, then d out
+	colPtr  []int32   // (F+1) acts transposed to CSC: rows where feature f is active
+	colRow  []int32   // (nnz)
+	colVal  []float32 // (nnz)
+	fill    []int32   // (F)
+	gB      []float64 // (C)
+	gBf     []float32 // (C)
+}
+
+// NewTrainer returns a trainer for batches of up to maxRows rows.
+func NewTrainer(mlp *MLP, p *Params, opt *AdamW, maxRows int) *Trainer {
+	c, n := mlp.C, mlp.N
+	if p.C != c {
+		panic(fmt.Sprintf("midcoder: params width %d, MLP width %d", p.C, c))
+	}
+	return &Trainer{MLP: mlp, Params: p, Opt: opt, maxRows: maxRows,
+		mid: make([]float32, maxRows*c), pre: make([]float32, maxRows*n),
+		h: make([]float32, maxRows*n), out: make([]float32, maxRows*c),
+		colPtr: make([]int32, p.F+1), fill: make([]int32, p.F),
+		gB: make([]float64, c), gBf: make([]float32, c)}
+}
+
+// Forward sets out (M, C) to the midcoder's output for acts, keeping what
+// the backward pass needs, and returns it (a view, valid until the next
+// call).
+func (tr *Trainer) Forward(acts *transcoder.Acts) []float32 {
+	m, c, n := acts.Rows(), tr.MLP.C, tr.MLP.N
+	if m > tr.maxRows {
+		panic(fmt.Sprintf("midcoder: %d rows exceed the trainer's %d", m, tr.maxRows))
+	}
+	mid, pre, h, out := tr.mid[:m*c], tr.pre[:m*n], tr.h[:m*n], tr.out[:m*c]
+	p := tr.Params
+	// mid = acts @ W_mid + b_mid, gathering only active rows of W_mid.
+	kernels.ParallelFor(m, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			row := mid[r*c : (r+1)*c]
+			copy(row, p.BMid)
+			idx, val := acts.Row(r)
+			for i, f := range idx {
+				kernels.Axpy(row, val[i], p.WMid[int(f)*c:(int(f)+1)*c])
+			}
+		}
+	})
+	kernels.Linear(pre, mid, tr.MLP.WIn, tr.MLP.BIn, m, c, n)
+	switch tr.MLP.Act {
+	case ReLU:
+		kernels.ParallelFor(len(pre)/4096+1, func(lo, hi int) {
+			for i := lo * 4096; i < min(hi*4096, len(pre)); i++ {
+				h[i] = max(pre[i], 0)
+			}
+		})
+	case GeluNew:
+		kernels.GeluNew(h, pre)
+	}
+	kernels.Linear(out, h, tr.MLP.WOut, tr.MLP.BOut, m, n, c)
+	return out
+}
+
+// Loss returns mean((out − y)²) and mean(y²) over all elements,
+// accumulated in float64.
+func Loss(out, y []float32) (loss, meanY2 float64) {
+	var se, sy float64
+	for i, o := range out {
+		d := float64(o) - float64(y[i])
+		se += d * d
+		sy += float64(y[i]) * float64(y[i])
+	}
+	n := float64(len(out))
+	return se / n, sy / n
+}
+
+// Step runs forward, loss, backward and one AdamW update at learning rate
+// lr on a batch, and returns the batch's loss and loss_norm (computed before
+// the update, as the notebook records them).
+func (tr *Trainer) Step(acts *transcoder.Acts, y []float32, lr float64) (loss, lossNorm float64) {
+	if m, c := acts.Rows(), tr.MLP.C; len(y) != m*c {
+		panic(fmt.Sprintf("midcoder: y has %d values, want %d×%d", len(y), m, c))
+	}
+	loss, meanY2, dmid := tr.backward(acts, y)
+	tr.update(acts, dmid, lr)
+	return loss, loss / meanY2
+}
+
+// backward runs the forward pass and back-propagates the loss to mid: it
+// returns the loss, mean(y²) and d loss / d mid (M, C), a view into tr.
+func (tr *Trainer) backward(acts *transcoder.Acts, y []float32) (loss, meanY2 float64, dmid []float32) {
+	m, c, n := acts.Rows(), tr.MLP.C, tr.MLP.N
+	out := tr.Forward(acts)
+	loss, meanY2 = lossAndGrad(out, y)
+	// out now holds d loss / d out. Backward through the MLP:
+	dh := tr.h[:m*n]
+	kernels.MatMul(dh, out, tr.MLP.wOutT, m, c, n, false)
+	pre := tr.pre[:m*n]
+	switch tr.MLP.Act {
+	case ReLU:
+		kernels.ParallelFor(len(dh)/4096+1, func(lo, hi int) {
+			for i := lo * 4096; i < min(hi*4096, len(dh)); i++ {
+				if pre[i] <= 0 {
+					dh[i] = 0
+				}
+			}
+		})
+	case GeluNew:
+		geluNewBackward(dh, pre)
+	}
+	dmid = tr.mid[:m*c]
+	kernels.MatMul(dmid, dh, tr.MLP.wInT, m, n, c, false)
+	return loss, meanY2, dmid
+}
+
+// Gradients returns the dense gradients of the loss with respect to W_mid
+// (F·C) and b_mid (C) at the current parameters, without updating them.
+// For tests and diagnostics: it allocates.
+func (tr *Trainer) Gradients(acts *transcoder.Acts, y []float32) (gW, gB []float32) {
+	_, _, dmid := tr.backward(acts, y)
+	c := tr.MLP.C
+	gW = make([]float32, tr.Params.F*c)
+	gB = make([]float32, c)
+	for r := 0; r < acts.Rows(); r++ {
+		idx, val := acts.Row(r)
+		for i, f := range idx {
+			kernels.Axpy(gW[int(f)*c:(int(f)+1)*c], val[i], dmid[r*c:(r+1)*c])
+		}
+		kernels.Axpy(gB, 1, dmid[r*c:(r+1)*c])
+	}
+	return gW, gB
+}
+
+// lossAndGrad returns the loss and mean(y²), and replaces out by the
+// gradient of the loss, 2·(out − y)/(M·C).
+func lossAndGrad(out, y []float32) (loss, meanY2 float64) {
+	loss, meanY2 = Loss(out, y)
+	scale := float32(2 / float64(len(out)))
+	for i := range out {
+		out[i] = scale * (out[i] - y[i])
+	}
+	return loss, meanY2
+}
+
+// update computes the gradients of W_mid (one row per feature, from the
+// rows where it is active) and b_mid from dmid, and applies AdamW to every
+// parameter.
+func (tr *Trainer) update(acts *transcoder.Acts, dmid []float32, lr float64) {
+	p, c, o := tr.Params, tr.MLP.C, tr.Opt
+	m := acts.Rows()
+	tr.transposeActs(acts)
+	clear(tr.gB)
+	for r := 0; r < m; r++ {
+		for j, v := range dmid[r*c : (r+1)*c] {
+			tr.gB[j] += float64(v)
+		}
+	}
+	for j, v := range tr.gB {
+		tr.gBf[j] = float32(v)
+	}
+	o.Step++
+	k := o.coeffs(lr, o.Step)
+	k.update(p.BMid, o.MB, o.VB, tr.gBf)
+	kernels.ParallelFor(p.F, func(lo, hi int) {
+		g := make([]float32, c) // once per worker per step
+		for f := lo; f < hi; f++ {
+			w := p.WMid[f*c : (f+1)*c]
+			mw, vw := o.MW[f*c:(f+1)*c], o.VW[f*c:(f+1)*c]
+			a, b := tr.colPtr[f], tr.colPtr[f+1]
+			if a == b {
+				k.update(w, mw, vw, nil)
+				continue
+			}
+			clear(g)
+			for i := a; i < b; i++ {
+				r := int(tr.colRow[i])
+				kernels.Axpy(g, tr.colVal[i], dmid[r*c:(r+1)*c])
+			}
+			k.update(w, mw, vw, g)
+		}
+	})
+}
+
+// transposeActs fills the CSC form of acts (counting sort by feature), so
+// that each feature's gradient row is summed by one worker without locks.
+func (tr *Trainer) transposeActs(acts *transcoder.Acts) {
+	nnz := len(acts.Indices)
+	if cap(tr.colRow) < nnz {
+		tr.colRow = make([]int32, nnz, nnz+nnz/4)
+		tr.colVal = make([]float32, nnz, nnz+nnz/4)
+	}
+	tr.colRow, tr.colVal = tr.colRow[:nnz], tr.colVal[:nnz]
+	clear(tr.colPtr)
+	for _, f := range acts.Indices {
+		tr.colPtr[f+1]++
+	}
+	for f := 0; f < len(tr.fill); f++ {
+		tr.colPtr[f+1] += tr.colPtr[f]
+		tr.fill[f] = tr.colPtr[f]
+	}
+	for r := 0; r < acts.Rows(); r++ {
+		idx, val := acts.Row(r)
+		for i, f := range idx {
+			j := tr.fill[f]
+			tr.colRow[j], tr.colVal[j] = int32(r), val[i]
+			tr.fill[f]++
+		}
+	}
+}
+
+// geluNewBackward multiplies dh by gelu_new'(pre):
+// 0.5·(1 + tanh u) + 0.5·x·(1 − tanh² u)·√(2/π)·(1 + 3·0.044715·x²).
+func geluNewBackward(dh, pre []float32) {
+	const k, a = 0.7978845608028654, 0.044715
+	kernels.ParallelFor(len(dh)/4096+1, func(lo, hi int) {
+		for i := lo * 4096; i < min(hi*4096, len(dh)); i++ {
+			x := float64(pre[i])
+			t := math.Tanh(k * (x + a*x*x*x))
+			d := 0.5*(1+t) + 0.5*x*(1-t*t)*k*(1+3*a*x*x)
+			dh[i] = float32(float64(dh[i]) * d)
+		}
+	})
+}
