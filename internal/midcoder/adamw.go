@@ -2,7 +2,6 @@ package midcoder
 
 import (
 	"math"
-
 )
 
 // AdamW defaults of torch.optim.AdamW (betas, eps); lr and weight decay
@@ -81,6 +80,5 @@ func (o *AdamW) stepDense(p *Params, gW, gB []float32, lr float64) {
 	k.update(p.WMid, o.MW, o.VW, gW)
 	k.update(p.BMid, o.MB, o.VB, gB)
 }
-
 
 func sqrtf(x float64) float32 { return float32(math.Sqrt(x)) }

@@ -3,6 +3,7 @@ package midcoder
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"path/filepath"
@@ -288,4 +289,128 @@ func f32(v []float64) []float32 {
 		out[i] = float32(x)
 	}
 	return out
+}
+
+// A fit interrupted after an epoch and resumed from its checkpoint ends
+// bit for bit where an uninterrupted fit does.
+func TestResumeEqualsUninterrupted(t *testing.T) {
+	g := testutil.Golden(t, goldenMid)
+	fx := load(t, false)
+	var gc goldenCase
+	for _, c := range goldenCases(t) {
+		if c.Name == "relu3" { // 3 epochs, wraps around the cache
+			gc = c
+		}
+	}
+	want, wantSt, _ := fit(t, fx, gc, g, false, false)
+
+	cfg := gc.config()
+	newTrainer := func() *Trainer {
+		p := NewParams(64, 16)
+		copy(p.WMid, g[gc.Name+".W_mid_init"])
+		return NewTrainer(fx.mlp(ReLU), p, NewAdamW(p, cfg.WeightDecay), cfg.BatchSize*16)
+	}
+	ckpt := filepath.Join(t.TempDir(), "checkpoint.safetensors")
+	prov := Provenance{DataKind: "test"}
+	key := Key(cfg, prov)
+	meta := Meta{Layer: 1, DModel: 16, DSAE: 64, Method: "fit", Config: cfg, Provenance: prov}
+	interrupted := errors.New("interrupted")
+	tr := newTrainer()
+	src, _ := NewCacheSource(fx.cache, fx.tc, false)
+	err := Fit(context.Background(), cfg, tr, src, &State{LR: cfg.LR}, Hooks{AfterEpoch: func(st *State) error {
+		if err := SaveCheckpoint(ckpt, tr, st, meta, key); err != nil {
+			return err
+		}
+		if st.Epoch == 1 {
+			return interrupted
+		}
+		return nil
+	}})
+	if !errors.Is(err, interrupted) {
+		t.Fatalf("Fit error = %v", err)
+	}
+
+	tr = newTrainer()
+	if _, err := LoadCheckpoint(ckpt, tr, "another key"); err == nil {
+		t.Error("LoadCheckpoint accepted a checkpoint of other settings")
+	}
+	st, err := LoadCheckpoint(ckpt, tr, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Epoch != 1 || len(st.History) != 1 || tr.Opt.Step != cfg.StepsPerEpoch {
+		t.Fatalf("checkpoint state %+v, step %d", st, tr.Opt.Step)
+	}
+	src, _ = NewCacheSource(fx.cache, fx.tc, false)
+	if err := src.Skip(st.Rows); err != nil {
+		t.Fatal(err)
+	}
+	if err := Fit(context.Background(), cfg, tr, src, st, Hooks{}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Close(t, "W_mid", tr.Params.WMid, want.Params.WMid, 0, 0)
+	testutil.Close(t, "b_mid", tr.Params.BMid, want.Params.BMid, 0, 0)
+	if fmt.Sprint(st.History) != fmt.Sprint(wantSt.History) {
+		t.Errorf("history %v, want %v", st.History, wantSt.History)
+	}
+}
+
+// A non-finite loss stops the fit with an error naming epoch and step.
+func TestNonFiniteLoss(t *testing.T) {
+	fx := load(t, false)
+	p := NewParams(64, 16)
+	p.WMid[0] = float32(math.Inf(1))
+	for i := range p.WMid {
+		p.WMid[i] = float32(math.NaN())
+	}
+	cfg := Config{ContextLength: 16, BatchSize: 2, StepsPerEpoch: 2, TrainTokens: 10, LR: 1e-3}
+	tr := NewTrainer(fx.mlp(ReLU), p, NewAdamW(p, 0), 32)
+	src, _ := NewCacheSource(fx.cache, fx.tc, false)
+	err := Fit(context.Background(), cfg, tr, src, &State{LR: cfg.LR}, Hooks{})
+	var nf *NonFiniteError
+	if !errors.As(err, &nf) || nf.Epoch != 0 || nf.Step != 0 {
+		t.Fatalf("Fit error = %v, want a NonFiniteError at epoch 0, step 0", err)
+	}
+}
+
+// Save and Load round-trip a midcoder file with its metadata.
+func TestSaveLoad(t *testing.T) {
+	p := NewParams(5, 3)
+	p.KaimingUniform(1)
+	p.BMid[2] = 0.5
+	path := filepath.Join(t.TempDir(), "m.safetensors")
+	meta := Meta{Layer: 8, DModel: 3, DSAE: 5, Method: "fit", Config: Config{BatchSize: 64, LR: 1e-3, Act: "relu"},
+		History: []Record{{Epoch: 0, Loss: 1, LossNorm: 0.5, LR: 5e-4}}}
+	if err := Save(path, p, meta); err != nil {
+		t.Fatal(err)
+	}
+	q, got, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.Close(t, "W_mid", q.WMid, p.WMid, 0, 0)
+	testutil.Close(t, "b_mid", q.BMid, p.BMid, 0, 0)
+	if got.Layer != 8 || got.Config.BatchSize != 64 || len(got.History) != 1 || got.Format != FormatMidcoder {
+		t.Errorf("meta %+v", got)
+	}
+	// Kaiming bound sqrt(6/C).
+	b := math.Sqrt(6.0 / 3)
+	for _, v := range p.WMid {
+		if math.Abs(float64(v)) > b {
+			t.Fatalf("kaiming value %g beyond ±%g", v, b)
+		}
+	}
+}
+
+func TestEpochsAndCosine(t *testing.T) {
+	// The notebook: 100,000 tokens, T = 128, B = 64, 10 steps: 2 epochs.
+	if e := (Config{ContextLength: 128, BatchSize: 64, StepsPerEpoch: 10, TrainTokens: 100000}).Epochs(); e != 2 {
+		t.Errorf("Epochs = %d, want 2", e)
+	}
+	// Two epochs at lr 1e-3: 1e-3 during epoch 0, 5e-4 after it, then 0 (SPEC §4.2).
+	lr1 := CosineNext(1e-3, 1e-3, 1, 2)
+	lr2 := CosineNext(1e-3, lr1, 2, 2)
+	if math.Abs(lr1-5e-4) > 1e-18 || lr2 != 0 {
+		t.Errorf("cosine lrs %g, %g; want 5e-4, 0", lr1, lr2)
+	}
 }

@@ -1,0 +1,258 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ctxdep/ctxdep/internal/actcache"
+	"github.com/ctxdep/ctxdep/internal/atomicfile"
+	"github.com/ctxdep/ctxdep/internal/midcoder"
+	"github.com/ctxdep/ctxdep/internal/progress"
+	"github.com/ctxdep/ctxdep/internal/provenance"
+)
+
+type fitOptions struct {
+	cache  string
+	data   string
+	out    string
+	resume bool
+	cfg    midcoder.Config
+}
+
+// Output files of `fit` in --out.
+const (
+	midcoderFile   = "midcoder.safetensors"
+	historyFile    = "history.csv"
+	checkpointFile = "checkpoint.safetensors"
+)
+
+func newFitCmd(g *globalOptions) *cobra.Command {
+	o := &fitOptions{}
+	cmd := &cobra.Command{
+		Use:   "fit --cache DIR --out DIR",
+		Short: "Fit the midcoder: mid vectors W_mid such that the MLP of block L applied to acts @ W_mid + b_mid reproduces y",
+		Long: `Fits the notebook's midcoder (SPEC §4.2): trainable W_mid [F, C] and b_mid [C],
+mid = acts @ W_mid + b_mid, out = act(mid @ W_in + b_in) @ W_out + b_out with the
+block's frozen (TransformerLens-processed) MLP, loss = mean (out − y)², loss_norm =
+loss / mean(y²); AdamW (betas 0.9, 0.999, eps 1e-8, decoupled weight decay) and
+CosineAnnealingLR stepped once per epoch; epochs = floor(train_tokens / (T·B·
+steps_per_epoch)) + 1. Per-epoch means of loss and loss_norm are logged with the lr
+after the scheduler step, as the notebook prints them.
+
+Data: --cache DIR, an activation cache (ctxdep cache build) of the same layer and
+model; sequences are used in cache order, starting again from the first when the
+run needs more than the cache holds (it says so). Stored activations are used when
+their transcoder's SHA-256 matches; otherwise x is encoded batch by batch.
+
+--init kaiming draws W_mid ~ U(−√(6/C), √(6/C)) as torch's kaiming_uniform_ does,
+but from ctxdep's own seeded generator: torch's random stream cannot be reproduced,
+so runs match the notebook in distribution, not bit for bit. --init zeros is exact.
+
+Output in --out DIR: midcoder.safetensors (W_mid F32 [F, C], b_mid F32 [C];
+settings and the SHA-256 of model, transcoder and cache in its metadata) and
+history.csv (epoch,loss,loss_norm,lr). A checkpoint is written at each epoch end;
+after an interruption (Ctrl-C) --resume continues from it to the same result as an
+uninterrupted run.
+
+The notebook's run: --batch-size 64 --steps-per-epoch 10 --train-tokens 100000.`,
+		Example: `  ctxdep fit --cache cache-l8 --out fit-l8 --batch-size 64 --steps-per-epoch 10 --train-tokens 100000
+  ctxdep fit --cache /tmp/cache --model testdata/tiny-gpt2 --transcoders testdata/tiny-transcoders \
+      --layer 1 --batch-size 2 --steps-per-epoch 3 --train-tokens 200 --out /tmp/fit`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runFit(cmd.Context(), g, o, cmd.Flags().Changed("layer"))
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.cache, "cache", "", "activation cache directory (ctxdep cache build)")
+	f.StringVar(&o.data, "data", "", "stream text instead of a cache; not available in this version yet: build a cache")
+	f.StringVar(&o.out, "out", "", "output directory")
+	f.BoolVar(&o.resume, "resume", false, "continue an interrupted fit from --out's checkpoint (same flags and inputs)")
+	f.IntVar(&o.cfg.BatchSize, "batch-size", 32, "sequences per step (B)")
+	f.IntVar(&o.cfg.StepsPerEpoch, "steps-per-epoch", 10, "optimizer steps per epoch")
+	f.Int64Var(&o.cfg.TrainTokens, "train-tokens", 1000000, "tokens that set the number of epochs")
+	f.Float64Var(&o.cfg.LR, "lr", 1e-3, "AdamW learning rate")
+	f.Float64Var(&o.cfg.WeightDecay, "weight-decay", 1e-3, "AdamW decoupled weight decay")
+	f.Uint64Var(&o.cfg.Seed, "seed", 42, "seed of the kaiming initialisation")
+	f.StringVar(&o.cfg.Init, "init", "kaiming", "initial W_mid: kaiming, zeros or pinv")
+	f.StringVar(&o.cfg.Act, "act", "relu", "MLP activation the midcoder trains through: relu (the notebook's) or gelu_new")
+	addJSONFlag(cmd, g)
+	return cmd
+}
+
+func runFit(ctx context.Context, g *globalOptions, o *fitOptions, layerSet bool) error {
+	act, err := midcoder.ParseActivation(o.cfg.Act)
+	switch {
+	case err != nil:
+		return usagef("--act %q: want relu or gelu_new", o.cfg.Act)
+	case o.out == "":
+		return usagef("fit needs --out DIR")
+	case o.data != "":
+		return fmt.Errorf("--data (streaming text) is not available in this version yet; build a cache with `ctxdep cache build` and pass --cache")
+	case o.cache == "":
+		return usagef("fit needs --cache DIR")
+	case o.cfg.Init == "pinv":
+		return fmt.Errorf("--init pinv needs the pinv baseline, which this version does not have yet; use --init kaiming or zeros")
+	case o.cfg.Init != "kaiming" && o.cfg.Init != "zeros":
+		return usagef("--init %q: want kaiming, zeros or pinv", o.cfg.Init)
+	}
+	c, err := actcache.Open(o.cache)
+	if err != nil {
+		return err
+	}
+	m := c.Manifest
+	if layerSet && g.layer != m.Layer {
+		return fmt.Errorf("--layer %d, but the cache %s holds layer %d", g.layer, o.cache, m.Layer)
+	}
+	o.cfg.Layer, o.cfg.ContextLength = m.Layer, m.ContextLength
+	if err := o.cfg.Check(); err != nil {
+		return usagef("%v", err)
+	}
+	model, modelProv, err := g.loadModel()
+	if err != nil {
+		return err
+	}
+	if !provenance.Same(m.Model, modelProv) {
+		return fmt.Errorf("the cache %s was built from model %s (sha256 %.12s…), not %s (sha256 %.12s…)", o.cache, m.Model.Path, m.Model.SHA256, modelProv.Path, modelProv.SHA256)
+	}
+	if m.DModel != model.DModel || m.Layer >= model.NLayer {
+		return fmt.Errorf("the cache %s (layer %d, d_model %d) does not fit the model (%d layers, d_model %d)", o.cache, m.Layer, m.DModel, model.NLayer, model.DModel)
+	}
+	tc, tcProv, _, err := g.loadTranscoder(m.Layer, model.DModel)
+	if err != nil {
+		return err
+	}
+	cacheProv, err := provenance.Hash(filepath.Join(o.cache, actcache.ManifestName))
+	if err != nil {
+		return err
+	}
+	prov := midcoder.Provenance{Model: modelProv, Transcoder: tcProv, Data: cacheProv, DataKind: "cache"}
+	key := midcoder.Key(o.cfg, prov)
+	meta := midcoder.Meta{Layer: m.Layer, DModel: model.DModel, DSAE: tc.DSAE, Method: "fit", Config: o.cfg, Provenance: prov, CreatedBy: "ctxdep " + version}
+
+	if err := os.MkdirAll(o.out, 0o755); err != nil {
+		return err
+	}
+	ckpt := filepath.Join(o.out, checkpointFile)
+	_, ckptErr := os.Stat(ckpt)
+	if !o.resume {
+		for _, name := range []string{midcoderFile, checkpointFile} {
+			if _, err := os.Stat(filepath.Join(o.out, name)); err == nil {
+				return fmt.Errorf("%s already holds %s; pass --resume to continue an interrupted fit, or choose another --out", o.out, name)
+			}
+		}
+	} else if ckptErr != nil {
+		if _, err := os.Stat(filepath.Join(o.out, midcoderFile)); err == nil {
+			return fmt.Errorf("the fit in %s is already complete (%s); nothing to resume", o.out, midcoderFile)
+		}
+		return fmt.Errorf("--resume: %s has no %s", o.out, checkpointFile)
+	}
+
+	params := midcoder.NewParams(tc.DSAE, model.DModel)
+	if o.cfg.Init == "kaiming" {
+		params.KaimingUniform(o.cfg.Seed)
+	}
+	tr := midcoder.NewTrainer(midcoder.NewMLP(model, m.Layer, act), params, midcoder.NewAdamW(params, o.cfg.WeightDecay), o.cfg.BatchSize*m.ContextLength)
+	useStored := m.WithActs && m.Transcoder != nil && provenance.Same(*m.Transcoder, tcProv)
+	src, err := midcoder.NewCacheSource(c, tc, useStored)
+	if err != nil {
+		return err
+	}
+	st := &midcoder.State{LR: o.cfg.LR}
+	if o.resume {
+		if st, err = midcoder.LoadCheckpoint(ckpt, tr, key); err != nil {
+			return err
+		}
+		if err := src.Skip(st.Rows); err != nil {
+			return err
+		}
+	}
+	epochs := o.cfg.Epochs()
+	total := int64(epochs * o.cfg.StepsPerEpoch)
+	bar := progress.New(g.stderr, "fit", total, "steps", g.quiet)
+	bar.Add(int64(st.Epoch*o.cfg.StepsPerEpoch), "")
+	if o.resume {
+		bar.Logf("resuming at epoch %d of %d from %s", st.Epoch, epochs, ckpt)
+	}
+	if need := int64(epochs*o.cfg.StepsPerEpoch*o.cfg.BatchSize) - st.Rows; need > int64(m.NSequences) && !g.quiet {
+		bar.Logf("note: the run needs %d more sequences, the cache holds %d: it starts again from the first sequence when it runs out", need, m.NSequences)
+	}
+	acts := "encoded from x batch by batch"
+	if useStored {
+		acts = "stored in the cache"
+	}
+	g.logf("fit: layer %d, %d epochs × %d steps × %d sequences, acts %s", m.Layer, epochs, o.cfg.StepsPerEpoch, o.cfg.BatchSize, acts)
+	var runLoss, runNorm float64
+	var runN int
+	err = midcoder.Fit(ctx, o.cfg, tr, src, st, midcoder.Hooks{
+		AfterStep: func(_, _ int, loss, norm, lr float64) {
+			runLoss, runNorm, runN = runLoss+loss, runNorm+norm, runN+1
+			bar.Add(1, fmt.Sprintf("loss: %.3e, loss_norm: %.3e, lr: %.3e", runLoss/float64(runN), runNorm/float64(runN), lr))
+		},
+		AfterEpoch: func(st *midcoder.State) error {
+			runLoss, runNorm, runN = 0, 0, 0
+			r := st.History[len(st.History)-1]
+			bar.Add(0, fmt.Sprintf("loss: %.3e, loss_norm: %.3e, lr: %.3e", r.Loss, r.LossNorm, r.LR))
+			return midcoder.SaveCheckpoint(ckpt, tr, st, meta, key)
+		},
+	})
+	bar.Finish()
+	if err != nil {
+		var nf *midcoder.NonFiniteError
+		if errors.As(err, &nf) {
+			return fmt.Errorf("%w; the last good checkpoint is %s", err, ckpt)
+		}
+		if ctx.Err() != nil && st.Epoch > 0 {
+			fmt.Fprintf(g.stderr, "ctxdep: checkpoint after epoch %d is in %s: continue with --resume\n", st.Epoch, ckpt)
+		}
+		return err
+	}
+	meta.History = st.History
+	if err := midcoder.Save(filepath.Join(o.out, midcoderFile), tr.Params, meta); err != nil {
+		return err
+	}
+	if err := writeHistory(filepath.Join(o.out, historyFile), st.History); err != nil {
+		return err
+	}
+	os.Remove(ckpt)
+	return printHistory(g, st.History)
+}
+
+func writeHistory(path string, h []midcoder.Record) error {
+	var buf bytes.Buffer
+	cw := csv.NewWriter(&buf)
+	cw.Write([]string{"epoch", "loss", "loss_norm", "lr"})
+	for _, r := range h {
+		cw.Write([]string{strconv.Itoa(r.Epoch), strconv.FormatFloat(r.Loss, 'g', -1, 64), strconv.FormatFloat(r.LossNorm, 'g', -1, 64), strconv.FormatFloat(r.LR, 'g', -1, 64)})
+	}
+	cw.Flush()
+	if err := cw.Error(); err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(path, buf.Bytes())
+}
+
+func printHistory(g *globalOptions, h []midcoder.Record) error {
+	if g.json {
+		if h == nil {
+			h = []midcoder.Record{}
+		}
+		return json.NewEncoder(g.stdout).Encode(h)
+	}
+	t := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(t, "epoch\tloss\tloss_norm\tlr\t")
+	for _, r := range h {
+		fmt.Fprintf(t, "%d\t%.6g\t%.6g\t%.3e\t\n", r.Epoch, r.Loss, r.LossNorm, r.LR)
+	}
+	return t.Flush()
+}

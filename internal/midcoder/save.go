@@ -1,0 +1,255 @@
+package midcoder
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+
+	"github.com/ctxdep/ctxdep/internal/provenance"
+	"github.com/ctxdep/ctxdep/internal/safetensors"
+)
+
+// File formats (safetensors metadata "format", with "version").
+const (
+	FormatMidcoder   = "ctxdep-midcoder"
+	FormatCheckpoint = "ctxdep-midcoder-checkpoint"
+	formatVersion    = "1"
+)
+
+// Provenance names the inputs of a fit.
+type Provenance struct {
+	Model      provenance.File  `json:"model"`
+	Transcoder provenance.File  `json:"transcoder"`
+	Data       provenance.File  `json:"data"` // the cache's manifest.json, or the text input
+	DataKind   string           `json:"data_kind"`
+	Extra      *provenance.File `json:"extra,omitempty"`
+}
+
+// Meta is what a midcoder file says about itself.
+type Meta struct {
+	Format     string     `json:"format"`
+	Layer      int        `json:"layer"`
+	DModel     int        `json:"d_model"`
+	DSAE       int        `json:"d_sae"`
+	Method     string     `json:"method"` // "fit" or "pinv"
+	Config     Config     `json:"config"`
+	Provenance Provenance `json:"provenance"`
+	History    []Record   `json:"history,omitempty"`
+	CreatedBy  string     `json:"created_by"`
+}
+
+// Key identifies a fit's settings and inputs: a checkpoint resumes only
+// under the same key.
+func Key(cfg Config, prov Provenance) string {
+	id, _ := json.Marshal(struct {
+		Config
+		Model, Transcoder, Data string
+	}{cfg, prov.Model.SHA256, prov.Transcoder.SHA256, prov.Data.SHA256})
+	sum := sha256.Sum256(id)
+	return hex.EncodeToString(sum[:16])
+}
+
+// Save writes W_mid F32 (F, C) and b_mid F32 (C) with meta as safetensors
+// metadata (CLI.md: the layout `fit` and `pinv-baseline` share).
+func Save(path string, p *Params, meta Meta) error {
+	meta.Format = FormatMidcoder
+	md, err := metaStrings(meta)
+	if err != nil {
+		return err
+	}
+	return writeTensors(path, md, []named{{"W_mid", p.WMid, []int{p.F, p.C}}, {"b_mid", p.BMid, []int{p.C}}})
+}
+
+func metaStrings(meta Meta) (map[string]string, error) {
+	cfg, err := json.Marshal(meta.Config)
+	if err != nil {
+		return nil, err
+	}
+	prov, err := json.Marshal(meta.Provenance)
+	if err != nil {
+		return nil, err
+	}
+	hist, err := json.Marshal(meta.History)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]string{
+		"format": meta.Format, "version": formatVersion, "layer": strconv.Itoa(meta.Layer),
+		"d_model": strconv.Itoa(meta.DModel), "d_sae": strconv.Itoa(meta.DSAE), "method": meta.Method,
+		"config": string(cfg), "provenance": string(prov), "history": string(hist), "created_by": meta.CreatedBy,
+	}, nil
+}
+
+type named struct {
+	name  string
+	data  []float32
+	shape []int
+}
+
+func writeTensors(path string, md map[string]string, ts []named) error {
+	infos := make([]safetensors.TensorInfo, len(ts))
+	for i, t := range ts {
+		infos[i] = safetensors.TensorInfo{Name: t.name, DType: safetensors.F32, Shape: t.shape}
+	}
+	w, err := safetensors.Create(path, infos, md)
+	if err != nil {
+		return fmt.Errorf("midcoder: %w", err)
+	}
+	for _, t := range ts {
+		if err := w.WriteFloat32(t.data); err != nil {
+			w.Abort()
+			return fmt.Errorf("midcoder: %w", err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		return fmt.Errorf("midcoder: %w", err)
+	}
+	return nil
+}
+
+// Load reads a midcoder file written by Save (by `fit` or
+// `pinv-baseline`).
+func Load(path string) (*Params, Meta, error) {
+	f, err := safetensors.Open(path)
+	if err != nil {
+		return nil, Meta{}, fmt.Errorf("midcoder: %w", err)
+	}
+	defer f.Close()
+	md := f.Metadata()
+	meta, err := parseMeta(md)
+	if err != nil {
+		return nil, Meta{}, fmt.Errorf("midcoder: %s: %w", path, err)
+	}
+	if meta.Format != FormatMidcoder {
+		return nil, Meta{}, fmt.Errorf("midcoder: %s: format %q is not %q (not a midcoder file from ctxdep fit or pinv-baseline)", path, meta.Format, FormatMidcoder)
+	}
+	p, err := readParams(f, meta)
+	if err != nil {
+		return nil, Meta{}, fmt.Errorf("midcoder: %s: %w", path, err)
+	}
+	return p, meta, nil
+}
+
+func parseMeta(md map[string]string) (Meta, error) {
+	var m Meta
+	m.Format = md["format"]
+	if md["version"] != formatVersion {
+		return m, fmt.Errorf("version %q is not supported (this ctxdep reads version %s)", md["version"], formatVersion)
+	}
+	var err error
+	for _, f := range []struct {
+		key string
+		dst *int
+	}{{"layer", &m.Layer}, {"d_model", &m.DModel}, {"d_sae", &m.DSAE}} {
+		if *f.dst, err = strconv.Atoi(md[f.key]); err != nil {
+			return m, fmt.Errorf("metadata %q: %w", f.key, err)
+		}
+	}
+	m.Method, m.CreatedBy = md["method"], md["created_by"]
+	for key, dst := range map[string]any{"config": &m.Config, "provenance": &m.Provenance, "history": &m.History} {
+		if md[key] == "" {
+			continue
+		}
+		if err := json.Unmarshal([]byte(md[key]), dst); err != nil {
+			return m, fmt.Errorf("metadata %q: %w", key, err)
+		}
+	}
+	return m, nil
+}
+
+func readParams(f *safetensors.File, meta Meta) (*Params, error) {
+	if meta.DSAE <= 0 || meta.DModel <= 0 {
+		return nil, fmt.Errorf("bad shape in metadata: d_sae %d, d_model %d", meta.DSAE, meta.DModel)
+	}
+	p := NewParams(meta.DSAE, meta.DModel)
+	for _, t := range []named{{"W_mid", p.WMid, []int{p.F, p.C}}, {"b_mid", p.BMid, []int{p.C}}} {
+		info, ok := f.Tensor(t.name)
+		if !ok {
+			return nil, fmt.Errorf("no tensor %q", t.name)
+		}
+		if !slices.Equal(info.Shape, t.shape) {
+			return nil, fmt.Errorf("tensor %q has shape %v, metadata implies %v", t.name, info.Shape, t.shape)
+		}
+		if err := f.Float32Into(t.data, t.name); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// Checkpoint is a fit's complete state at an epoch end.
+type Checkpoint struct {
+	Key   string
+	Meta  Meta
+	State State
+	Step  int // optimizer steps taken
+}
+
+// SaveCheckpoint writes parameters, AdamW moments and the fit state.
+func SaveCheckpoint(path string, tr *Trainer, st *State, meta Meta, key string) error {
+	meta.Format = FormatCheckpoint
+	md, err := metaStrings(meta)
+	if err != nil {
+		return err
+	}
+	state, err := json.Marshal(struct {
+		Epoch   int      `json:"epoch"`
+		LR      float64  `json:"lr"`
+		Rows    int64    `json:"rows"`
+		Step    int      `json:"step"`
+		History []Record `json:"history"`
+	}{st.Epoch, st.LR, st.Rows, tr.Opt.Step, st.History})
+	if err != nil {
+		return err
+	}
+	md["state"], md["key"] = string(state), key
+	p, o := tr.Params, tr.Opt
+	return writeTensors(path, md, []named{
+		{"W_mid", p.WMid, []int{p.F, p.C}}, {"b_mid", p.BMid, []int{p.C}},
+		{"adam_m.W_mid", o.MW, []int{p.F, p.C}}, {"adam_v.W_mid", o.VW, []int{p.F, p.C}},
+		{"adam_m.b_mid", o.MB, []int{p.C}}, {"adam_v.b_mid", o.VB, []int{p.C}},
+	})
+}
+
+// LoadCheckpoint restores tr's parameters and optimizer from path and
+// returns the fit state. The checkpoint must carry key (same settings and
+// inputs).
+func LoadCheckpoint(path string, tr *Trainer, key string) (*State, error) {
+	f, err := safetensors.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("midcoder: %w", err)
+	}
+	defer f.Close()
+	md := f.Metadata()
+	if md["format"] != FormatCheckpoint {
+		return nil, fmt.Errorf("midcoder: %s is not a fit checkpoint", path)
+	}
+	if md["key"] != key {
+		return nil, fmt.Errorf("midcoder: %s was written by a fit with other settings or inputs; --resume needs the same flags, model, transcoder and data", path)
+	}
+	var s struct {
+		Epoch   int      `json:"epoch"`
+		LR      float64  `json:"lr"`
+		Rows    int64    `json:"rows"`
+		Step    int      `json:"step"`
+		History []Record `json:"history"`
+	}
+	if err := json.Unmarshal([]byte(md["state"]), &s); err != nil {
+		return nil, fmt.Errorf("midcoder: %s: state: %w", path, err)
+	}
+	p, o := tr.Params, tr.Opt
+	for _, t := range []named{
+		{"W_mid", p.WMid, nil}, {"b_mid", p.BMid, nil},
+		{"adam_m.W_mid", o.MW, nil}, {"adam_v.W_mid", o.VW, nil},
+		{"adam_m.b_mid", o.MB, nil}, {"adam_v.b_mid", o.VB, nil},
+	} {
+		if err := f.Float32Into(t.data, t.name); err != nil {
+			return nil, fmt.Errorf("midcoder: %s: %w", path, err)
+		}
+	}
+	o.Step = s.Step
+	return &State{Epoch: s.Epoch, LR: s.LR, Rows: s.Rows, History: s.History}, nil
+}
