@@ -14,11 +14,13 @@ import torch
 p = argparse.ArgumentParser()
 p.add_argument("--reps", type=int, default=5)
 p.add_argument("--threads", type=int, default=0)
+p.add_argument("--midcoder", action="store_true", help="also time the dense midcoder step and the notebook's whole step")
+p.add_argument("--batch", type=int, default=32)
 a = p.parse_args()
 if a.threads:
     torch.set_num_threads(a.threads)
 torch.manual_seed(0)
-B, T, C, H, D, N, V, L, F = 32, 128, 768, 12, 64, 3072, 50257, 8, 24576
+B, T, C, H, D, N, V, L, F = a.batch, 128, 768, 12, 64, 3072, 50257, 8, 24576
 g = lambda *s: torch.randn(*s) * 0.02
 W_E, W_pos = g(V, C), g(1024, C)
 blocks = [dict(Wqkv=g(C, 3 * C), bqkv=g(3 * C), WO=g(C, C), bO=g(C), Win=g(C, N), bin=g(N), Wout=g(N, C), bout=g(C)) for _ in range(L + 1)]
@@ -74,3 +76,42 @@ cfg = torch.__config__.show()
 print("blas:", cfg[cfg.find("BLAS_INFO="):].split(",")[0], "(Debian's torch: the system libblas.so.3, see update-alternatives)")
 print(f"forward to block 8:  {bench(forward):8.0f} tokens/s")
 print(f"forward + encode:    {bench(lambda t: encode(forward(t)[0].reshape(-1, C))):8.0f} tokens/s")
+
+if a.midcoder:
+    # The notebook's midcoder step (SPEC §4.2) as PyTorch runs it: dense acts @ W_mid, ReLU MLP,
+    # MSE, backward, AdamW. Acts: ~100 random active features per token, as in the Go benchmark.
+    W_in, b_in, W_out, b_out = blocks[L]["Win"], blocks[L]["bin"], blocks[L]["Wout"], blocks[L]["bout"]
+    W_mid = torch.nn.Parameter(torch.empty(F, C).uniform_(-math.sqrt(6 / C), math.sqrt(6 / C)))
+    b_mid = torch.nn.Parameter(torch.zeros(C))
+    opt = torch.optim.AdamW([W_mid, b_mid], lr=1e-3, weight_decay=1e-3)
+    M = B * T
+    idx = torch.randint(0, F, (M, 100))
+    acts = torch.zeros(M, F).scatter_(1, idx, torch.rand(M, 100) + 0.1)
+    y = torch.randn(M, C)
+
+    def mid_step(acts, y):
+        out = torch.relu((acts @ W_mid + b_mid) @ W_in + b_in) @ W_out + b_out
+        loss = torch.nn.functional.mse_loss(out, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    def timed(fn, reps):
+        fn()
+        ts = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+        return M / statistics.median(ts)
+
+    print(f"midcoder step (dense, from cached acts): {timed(lambda: mid_step(acts, y), a.reps):8.0f} tokens/s")
+
+    def whole():
+        tok = torch.randint(0, V, (B, T))
+        with torch.no_grad():
+            x, yy = forward(tok)
+            ac = torch.relu((x.reshape(-1, C) - b_dec) @ W_enc + b_enc)
+        mid_step(ac, yy.reshape(-1, C))
+
+    print(f"whole step (forward, encode, midcoder step): {timed(whole, a.reps):8.0f} tokens/s")

@@ -12,3 +12,6 @@ set -x
 "$bin" cache build --model testdata/tiny-gpt2 --transcoders testdata/tiny-transcoders --layer 1 \
   --tokens testdata/tokens/tiny-int64.npy --batch-size 4 --sequences-per-shard 4 --with-acts --out "$out/cache"
 "$bin" inspect-cache "$out/cache" --transcoders testdata/tiny-transcoders
+"$bin" fit --cache "$out/cache" --model testdata/tiny-gpt2 --transcoders testdata/tiny-transcoders --layer 1 \
+  --batch-size 2 --steps-per-epoch 3 --train-tokens 200 --out "$out/fit"
+head -n 5 "$out/fit/history.csv"

@@ -210,7 +210,10 @@ func runFit(ctx context.Context, g *globalOptions, o *fitOptions, layerSet bool)
 	if err != nil {
 		var nf *midcoder.NonFiniteError
 		if errors.As(err, &nf) {
-			return fmt.Errorf("%w; the last good checkpoint is %s", err, ckpt)
+			if st.Epoch == 0 {
+				return fmt.Errorf("%w (in the first epoch: no checkpoint was written)", err)
+			}
+			return fmt.Errorf("%w; the last good checkpoint, after epoch %d, is %s", err, st.Epoch, ckpt)
 		}
 		if ctx.Err() != nil && st.Epoch > 0 {
 			fmt.Fprintf(g.stderr, "ctxdep: checkpoint after epoch %d is in %s: continue with --resume\n", st.Epoch, ckpt)

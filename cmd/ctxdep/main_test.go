@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ctxdep/ctxdep/internal/midcoder"
 	"github.com/ctxdep/ctxdep/internal/npy"
 )
 
@@ -210,4 +211,133 @@ func TestModelFromHubCache(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("cache build with the hub-cache model: %d %s", code, errs)
 	}
+}
+
+// buildCache runs `cache build` of layer 1 into a fresh directory.
+func buildCache(t *testing.T, withActs bool) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "cache")
+	args := []string{"cache", "build", "-q", "--model", tinyModel, "--transcoders", tinyTC, "--layer", "1",
+		"--tokens", tokensNpy, "--sequences-per-shard", "4", "--out", dir}
+	if withActs {
+		args = append(args, "--with-acts")
+	}
+	if code, _, errs := ctxdep(t, args...); code != 0 {
+		t.Fatalf("cache build: %d %s", code, errs)
+	}
+	return dir
+}
+
+func fitArgs(cache, out string, extra ...string) []string {
+	return append([]string{"fit", "-q", "--cache", cache, "--model", tinyModel, "--transcoders", tinyTC,
+		"--batch-size", "2", "--steps-per-epoch", "3", "--train-tokens", "200", "--out", out}, extra...)
+}
+
+func TestFit(t *testing.T) {
+	cache := buildCache(t, true)
+	out := filepath.Join(t.TempDir(), "fit")
+	code, stdout, errs := ctxdep(t, fitArgs(cache, out, "--json")...)
+	if code != 0 {
+		t.Fatalf("fit: %d %s", code, errs)
+	}
+	var hist []struct {
+		Epoch    int     `json:"epoch"`
+		Loss     float64 `json:"loss"`
+		LossNorm float64 `json:"loss_norm"`
+		LR       float64 `json:"lr"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &hist); err != nil || len(hist) != 3 || hist[2].LR != 0 || hist[0].Loss <= 0 {
+		t.Fatalf("fit --json printed %q (%v)", stdout, err)
+	}
+	csvText, _ := os.ReadFile(filepath.Join(out, "history.csv"))
+	if lines := strings.Split(strings.TrimSpace(string(csvText)), "\n"); len(lines) != 4 || lines[0] != "epoch,loss,loss_norm,lr" {
+		t.Errorf("history.csv = %q", csvText)
+	}
+	if _, err := os.Stat(filepath.Join(out, "checkpoint.safetensors")); err == nil {
+		t.Error("the checkpoint of a finished fit was left behind")
+	}
+	st, err := os.Stat(filepath.Join(out, "midcoder.safetensors"))
+	if err != nil || st.Size() < 64*16*4 {
+		t.Fatalf("midcoder.safetensors: %v", err)
+	}
+	// The same fit from the cache without stored acts (x encoded batch by
+	// batch) gives the same numbers: stored acts are the encoder's output.
+	out2 := filepath.Join(t.TempDir(), "fit")
+	code, stdout2, _ := ctxdep(t, fitArgs(buildCache(t, false), out2, "--json")...)
+	if code != 0 || stdout2 != stdout {
+		t.Errorf("fit from a cache without acts printed %q, want %q", stdout2, stdout)
+	}
+
+	before, _ := os.ReadFile(filepath.Join(out, "midcoder.safetensors"))
+	for _, c := range []struct {
+		name string
+		args []string
+		code int
+		want []string
+	}{
+		{"existing output", fitArgs(cache, out), 1, []string{"already holds", "--resume"}},
+		{"resume a finished fit", fitArgs(cache, out, "--resume"), 1, []string{"already complete"}},
+		{"pinv init", fitArgs(cache, filepath.Join(t.TempDir(), "p"), "--init", "pinv"), 1, []string{"pinv"}},
+		{"zero steps", fitArgs(cache, filepath.Join(t.TempDir(), "z"), "--steps-per-epoch", "0"), 2, []string{"steps per epoch"}},
+		{"bad act", fitArgs(cache, filepath.Join(t.TempDir(), "a"), "--act", "tanh"), 2, []string{"--act"}},
+		{"other layer", fitArgs(cache, filepath.Join(t.TempDir(), "l"), "--layer", "2"), 1, []string{"layer 1"}},
+		{"no cache", []string{"fit", "--out", filepath.Join(t.TempDir(), "n")}, 2, []string{"--cache"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			code, _, errs := ctxdep(t, c.args...)
+			expectError(t, code, errs, c.code, c.want...)
+		})
+	}
+	if after, _ := os.ReadFile(filepath.Join(out, "midcoder.safetensors")); !bytes.Equal(before, after) {
+		t.Error("a failed fit overwrote the finished midcoder")
+	}
+}
+
+// A cache built from another model is refused.
+func TestFitOtherModel(t *testing.T) {
+	cache := buildCache(t, false)
+	other := filepath.Join(t.TempDir(), "model")
+	os.MkdirAll(other, 0o755)
+	cfg, _ := os.ReadFile(filepath.Join(tinyModel, "config.json"))
+	st, _ := os.ReadFile(filepath.Join(tinyModel, "model.safetensors"))
+	st[len(st)-1] ^= 1 // another weight value: another model
+	os.WriteFile(filepath.Join(other, "config.json"), cfg, 0o644)
+	os.WriteFile(filepath.Join(other, "model.safetensors"), st, 0o644)
+	args := fitArgs(cache, filepath.Join(t.TempDir(), "f"))
+	args[5] = other // --model
+	code, _, errs := ctxdep(t, args...)
+	expectError(t, code, errs, 1, "built from model")
+}
+
+// A loss that blows up stops the fit with an error naming epoch and step
+// and writes no midcoder.
+func TestFitNonFinite(t *testing.T) {
+	cache := buildCache(t, false)
+	out := filepath.Join(t.TempDir(), "fit")
+	code, _, errs := ctxdep(t, fitArgs(cache, out, "--lr", "1e30", "--weight-decay", "0")...)
+	expectError(t, code, errs, 1, "loss became", "epoch 0, step", "no checkpoint")
+	if _, err := os.Stat(filepath.Join(out, "midcoder.safetensors")); err == nil {
+		t.Error("a failed fit wrote midcoder.safetensors")
+	}
+}
+
+// --resume refuses a checkpoint written under other settings, and leaves it.
+func TestFitResumeOtherSettings(t *testing.T) {
+	cache := buildCache(t, false)
+	out := t.TempDir()
+	p := midcoder.NewParams(64, 16)
+	mlp := &midcoder.MLP{C: 16, N: 64}
+	tr := midcoder.NewTrainer(mlp, p, midcoder.NewAdamW(p, 0), 1)
+	ckpt := filepath.Join(out, "checkpoint.safetensors")
+	if err := midcoder.SaveCheckpoint(ckpt, tr, &midcoder.State{Epoch: 1}, midcoder.Meta{}, "some other key"); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(ckpt)
+	code, _, errs := ctxdep(t, fitArgs(cache, out, "--resume")...)
+	expectError(t, code, errs, 1, "other settings")
+	if after, _ := os.ReadFile(ckpt); !bytes.Equal(before, after) {
+		t.Error("the checkpoint changed")
+	}
+	code, _, errs = ctxdep(t, fitArgs(cache, filepath.Join(t.TempDir(), "empty"), "--resume")...)
+	expectError(t, code, errs, 1, "no checkpoint.safetensors")
 }
