@@ -1,8 +1,3 @@
-// Package hub finds files in the local Hugging Face hub cache
-// ($HF_HOME/hub, default ~/.cache/huggingface/hub), whose layout is
-// models--{owner}--{name}/snapshots/{revision}/… with refs/{branch} naming
-// the revision a branch points at. Files Python users already downloaded
-// are found there.
 package hub
 
 import (
@@ -32,9 +27,34 @@ func CacheDir() string {
 	return filepath.Join(home, ".cache", "huggingface", "hub")
 }
 
+// RepoKind says what a repository holds. Models and datasets live in
+// different namespaces: their URLs and cache folders differ.
+type RepoKind int
+
+const (
+	// Model is a model repository (https://huggingface.co/{repo}).
+	Model RepoKind = iota
+	// Dataset is a dataset repository (https://huggingface.co/datasets/{repo}).
+	Dataset
+)
+
+// String returns "model" or "dataset", as huggingface_hub's repo_type.
+func (k RepoKind) String() string {
+	if k == Dataset {
+		return "dataset"
+	}
+	return "model"
+}
+
+// repoFolder is the cache folder name of a repository:
+// {kind}s--{owner}--{name}.
+func repoFolder(kind RepoKind, repo string) string {
+	return kind.String() + "s--" + strings.ReplaceAll(repo, "/", "--")
+}
+
 // RepoDir returns the cache folder of a model repository ("owner/name").
 func RepoDir(repo string) string {
-	return filepath.Join(CacheDir(), "models--"+strings.ReplaceAll(repo, "/", "--"))
+	return filepath.Join(CacheDir(), repoFolder(Model, repo))
 }
 
 // ErrNotCached is returned when a repository has no snapshot in the cache.
@@ -43,7 +63,17 @@ var ErrNotCached = errors.New("not in the Hugging Face cache")
 // Snapshot returns the snapshot directory of repo for revision ("" means
 // main: the revision refs/main names, or the only snapshot there is).
 func Snapshot(repo, revision string) (string, error) {
-	dir := RepoDir(repo)
+	return snapshotIn(CacheDir(), Model, repo, revision)
+}
+
+// Snapshot returns the snapshot directory of a model or dataset repository
+// in the client's cache, as the package-level Snapshot does for models.
+func (c *Client) Snapshot(kind RepoKind, repo, revision string) (string, error) {
+	return snapshotIn(c.cacheDir(), kind, repo, revision)
+}
+
+func snapshotIn(cache string, kind RepoKind, repo, revision string) (string, error) {
+	dir := filepath.Join(cache, repoFolder(kind, repo))
 	if revision == "" {
 		revision = "main"
 	}

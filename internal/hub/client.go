@@ -1,0 +1,473 @@
+package hub
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// DefaultEndpoint is the hub's address when $HF_ENDPOINT is not set.
+const DefaultEndpoint = "https://huggingface.co"
+
+// Errors that Client methods wrap, for errors.Is.
+var (
+	// ErrOffline: the hub (or the mirror in $HF_ENDPOINT) could not be reached.
+	ErrOffline = errors.New("hub unreachable")
+	// ErrUnauthorized: the hub answered 401 or 403 (private or gated
+	// repository, missing or refused token; also a missing repository when
+	// no token is sent, as the hub does not tell the two apart).
+	ErrUnauthorized = errors.New("not authorized")
+	// ErrNotFound: the hub answered 404 for a repository, revision or file.
+	ErrNotFound = errors.New("not found")
+	// ErrChecksum: downloaded bytes did not match the hash the hub announced.
+	ErrChecksum = errors.New("checksum mismatch")
+)
+
+// stallTimeout bounds how long a request may go without the server sending
+// anything (headers or body bytes) before it is abandoned and, for a
+// download, resumed: long enough for a slow CDN, short enough that a dead
+// connection does not hang the command.
+const stallTimeout = 60 * time.Second
+
+// Client downloads files from the Hugging Face hub into the local hub
+// cache. The zero value works (the public hub, no token, no progress, the
+// default cache, no retries); NewClient fills it from the environment.
+type Client struct {
+	// Endpoint is the hub's base URL ("" means DefaultEndpoint).
+	Endpoint string
+	// Token, when set, is sent as "Authorization: Bearer" to Endpoint (never
+	// to the CDN that large files are redirected to).
+	Token string
+	// HTTP is the client requests go through (nil means http.DefaultClient).
+	HTTP *http.Client
+	// Progress receives per-file progress (bytes, bytes/s) and notes such as
+	// "cached"; nil silences it.
+	Progress io.Writer
+	// Quiet silences Progress.
+	Quiet bool
+	// CacheDir is the hub cache ("" means CacheDir()).
+	CacheDir string
+	// Retries is how many times a download whose connection broke is resumed
+	// (with a Range request) before Download gives up; the count restarts
+	// whenever data arrives.
+	Retries int
+
+	retryWait time.Duration // first pause before resuming (0 means 1s); tests shorten it
+}
+
+// NewClient returns a client configured as huggingface_hub configures
+// itself: $HF_ENDPOINT, the token in $HF_TOKEN or else in the file that
+// `huggingface-cli login` writes ($HF_TOKEN_PATH, default $HF_HOME/token),
+// the cache of CacheDir(), progress on stderr and 5 retries.
+func NewClient() *Client {
+	return &Client{
+		Endpoint: os.Getenv("HF_ENDPOINT"),
+		Token:    envToken(),
+		Progress: os.Stderr,
+		CacheDir: CacheDir(),
+		Retries:  5,
+	}
+}
+
+func envToken() string {
+	if t := strings.TrimSpace(os.Getenv("HF_TOKEN")); t != "" {
+		return t
+	}
+	path := os.Getenv("HF_TOKEN_PATH")
+	if path == "" {
+		// $HF_HOME/token, HF_HOME defaulting as huggingface_hub's constants.py
+		// has it (independently of $HF_HUB_CACHE).
+		home := os.Getenv("HF_HOME")
+		if home == "" {
+			if x := os.Getenv("XDG_CACHE_HOME"); x != "" {
+				home = filepath.Join(x, "huggingface")
+			} else if u, err := os.UserHomeDir(); err == nil {
+				home = filepath.Join(u, ".cache", "huggingface")
+			} else {
+				return ""
+			}
+		}
+		path = filepath.Join(home, "token")
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return "" // no login: anonymous access, which public repositories allow
+	}
+	return strings.TrimSpace(string(raw))
+}
+
+func (c *Client) cacheDir() string {
+	if c.CacheDir != "" {
+		return c.CacheDir
+	}
+	return CacheDir()
+}
+
+func (c *Client) endpoint() string {
+	if c.Endpoint == "" {
+		return DefaultEndpoint
+	}
+	return strings.TrimRight(c.Endpoint, "/")
+}
+
+// checkEndpoint rejects an endpoint that is not an http(s) URL before any
+// request is made, so that a typo in $HF_ENDPOINT does not read as "offline".
+func (c *Client) checkEndpoint() (*url.URL, error) {
+	u, err := url.Parse(c.endpoint())
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("hub: endpoint %q is not an http(s) URL (check $HF_ENDPOINT)", c.endpoint())
+	}
+	return u, nil
+}
+
+func (c *Client) logf(format string, a ...any) {
+	if c.Quiet || c.Progress == nil {
+		return
+	}
+	fmt.Fprintf(c.Progress, format+"\n", a...)
+}
+
+// httpClient returns the client for GETs: redirects are followed (the hub
+// sends large files to a CDN) but the token is dropped as soon as a
+// redirect leaves the endpoint's host, as huggingface_hub does: the CDN
+// URL is signed and some storage services reject a second credential.
+func (c *Client) httpClient() *http.Client {
+	base := c.HTTP
+	if base == nil {
+		base = http.DefaultClient
+	}
+	cl := *base
+	cl.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		if req.URL.Host != via[0].URL.Host {
+			req.Header.Del("Authorization")
+		}
+		if base.CheckRedirect != nil {
+			return base.CheckRedirect(req, via)
+		}
+		return nil
+	}
+	return &cl
+}
+
+// newRequest builds a request with the headers every hub call carries. The
+// identity encoding keeps Content-Length the file's size and the bytes the
+// ones the ETag hashes.
+func (c *Client) newRequest(ctx context.Context, method, rawURL string) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, method, rawURL, nil)
+	if err != nil {
+		return nil, fmt.Errorf("hub: %s %s: %w", method, rawURL, err)
+	}
+	req.Header.Set("User-Agent", "ctxdep (go; hub)")
+	req.Header.Set("Accept-Encoding", "identity")
+	if c.Token != "" && c.onEndpoint(req.URL) {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	return req, nil
+}
+
+func (c *Client) onEndpoint(u *url.URL) bool {
+	ep, err := url.Parse(c.endpoint())
+	return err == nil && strings.EqualFold(ep.Host, u.Host)
+}
+
+// offline wraps a transport error (no answer at all) as ErrOffline.
+func (c *Client) offline(err error) error {
+	cause := err
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		cause = ue.Err
+	}
+	return &hubError{
+		msg:  fmt.Sprintf("hub: cannot reach %s (%v): are you offline? set HF_ENDPOINT for a mirror", c.endpoint(), cause),
+		errs: []error{ErrOffline, err},
+	}
+}
+
+// hubError carries a complete message and the errors it wraps (a sentinel
+// and the cause), so that the message reads as one sentence while
+// errors.Is still sees both.
+type hubError struct {
+	msg  string
+	errs []error
+}
+
+func (e *hubError) Error() string   { return e.msg }
+func (e *hubError) Unwrap() []error { return e.errs }
+
+// target names what a request was about, for error messages: the file (if
+// any) first, as in "hub: config.json: …".
+type target struct {
+	kind            RepoKind
+	repo, rev, file string // rev as sent in URLs
+	asked           string // the revision asked for, when rev is its commit
+}
+
+func (t target) prefix() string {
+	if t.file == "" {
+		return "hub: "
+	}
+	return "hub: " + t.file + ": "
+}
+
+func (t target) repoAt() string {
+	if t.asked != "" && t.asked != t.rev {
+		return fmt.Sprintf("%s %s at revision %s (commit %s)", t.kind, t.repo, t.asked, t.rev)
+	}
+	return fmt.Sprintf("%s %s at revision %s", t.kind, t.repo, t.rev)
+}
+
+// statusError turns a hub answer of 4xx or 5xx into an error that says what
+// to do. The hub's X-Error-Code header (RepoNotFound, RevisionNotFound,
+// EntryNotFound, GatedRepo) refines 401, 403 and 404, as huggingface_hub
+// reads it.
+func (c *Client) statusError(resp *http.Response, t target) error {
+	code := resp.Header.Get("X-Error-Code")
+	msg := resp.Header.Get("X-Error-Message")
+	if msg == "" && resp.Body != nil {
+		// The API puts its message in a JSON body: {"error": "..."}.
+		var body struct {
+			Error string `json:"error"`
+		}
+		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		if json.Unmarshal(raw, &body) == nil {
+			msg = body.Error
+		}
+	}
+	status := strconv.Itoa(resp.StatusCode)
+	if code != "" {
+		status += " " + code
+	}
+	if msg != "" {
+		status += ": " + msg
+	}
+	fromHub := resp.Request == nil || c.onEndpoint(resp.Request.URL)
+	switch {
+	case fromHub && (resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden):
+		page := c.endpoint() + "/" + t.repo
+		if t.kind == Dataset {
+			page = c.endpoint() + "/datasets/" + t.repo
+		}
+		var m string
+		switch {
+		case c.Token == "":
+			m = fmt.Sprintf("%s%s needs a token (set HF_TOKEN): it is private or gated, or does not exist (%s)", t.prefix(), t.repoAt(), status)
+		case code == "GatedRepo":
+			m = fmt.Sprintf("%s%s is gated and HF_TOKEN's account has no access: ask for it at %s (%s)", t.prefix(), t.repoAt(), page, status)
+		default:
+			m = fmt.Sprintf("%s%s refused HF_TOKEN: check the token, and that the repository exists and the token may read it (%s)", t.prefix(), t.repoAt(), status)
+		}
+		return &hubError{msg: m, errs: []error{ErrUnauthorized}}
+	case resp.StatusCode == http.StatusNotFound:
+		var m string
+		switch code {
+		case "RevisionNotFound":
+			m = fmt.Sprintf("%srevision %s not found in %s %s (%s)", t.prefix(), t.rev, t.kind, t.repo, status)
+		case "RepoNotFound":
+			m = fmt.Sprintf("%s%s %s not found (revision %s; %s)", t.prefix(), t.kind, t.repo, t.rev, status)
+		default:
+			m = fmt.Sprintf("%snot found in %s (%s)", t.prefix(), t.repoAt(), status)
+		}
+		return &hubError{msg: m, errs: []error{ErrNotFound}}
+	case fromHub:
+		return fmt.Errorf("%s%s: the hub answered %s", t.prefix(), t.repoAt(), status)
+	default:
+		return fmt.Errorf("%s%s: the download server %s answered %s", t.prefix(), t.repoAt(), resp.Request.URL.Host, status)
+	}
+}
+
+// fileURL is the resolve URL of a file, escaped as huggingface_hub's
+// hf_hub_url escapes it: the revision as one path segment ("refs/pr/1"
+// becomes "refs%2Fpr%2F1"), the file name segment by segment.
+func (c *Client) fileURL(kind RepoKind, repo, rev, file string) string {
+	segs := strings.Split(file, "/")
+	for i, s := range segs {
+		segs[i] = url.PathEscape(s)
+	}
+	prefix := ""
+	if kind == Dataset {
+		prefix = "datasets/"
+	}
+	return c.endpoint() + "/" + prefix + repo + "/resolve/" + url.PathEscape(rev) + "/" + strings.Join(segs, "/")
+}
+
+// meta is what a HEAD on a file's resolve URL tells.
+type meta struct {
+	commit string // the commit the revision resolved to
+	etag   string // sha256 (LFS) or git blob sha1; the blob's name
+	size   int64  // -1 when the hub did not say
+}
+
+var (
+	commitRe = regexp.MustCompile(`^[0-9a-f]{40}$`)
+	sha256Re = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	etagRe   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+)
+
+// normalizeETag strips the weak-validator prefix and the quotes, as
+// huggingface_hub's _normalize_etag does.
+func normalizeETag(s string) string {
+	s = strings.TrimSpace(s)
+	s = strings.TrimPrefix(s, "W/")
+	return strings.Trim(s, `"`)
+}
+
+// head asks the hub for a file's commit, ETag and size. Like
+// huggingface_hub it does not follow the redirect to the CDN (whose
+// answer lacks the hub's headers) but reads the redirect itself, which
+// carries X-Repo-Commit, X-Linked-Etag and X-Linked-Size. A redirect
+// without X-Repo-Commit (a renamed repository, or a mirror's own hop) is
+// followed.
+func (c *Client) head(ctx context.Context, t target) (meta, error) {
+	cl := *c.httpClient()
+	cl.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	u := c.fileURL(t.kind, t.repo, t.rev, t.file)
+	for hop := 0; ; hop++ {
+		hctx, cancel := context.WithTimeout(ctx, stallTimeout)
+		req, err := c.newRequest(hctx, http.MethodHead, u)
+		if err != nil {
+			cancel()
+			return meta{}, err
+		}
+		resp, err := cl.Do(req)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return meta{}, fmt.Errorf("%s%w", t.prefix(), ctx.Err())
+			}
+			return meta{}, c.offline(err)
+		}
+		resp.Body.Close()
+		h := resp.Header
+		redirect := resp.StatusCode >= 300 && resp.StatusCode < 400
+		if redirect && h.Get("X-Repo-Commit") == "" {
+			loc, err := resp.Location()
+			if err != nil || hop >= 10 {
+				return meta{}, fmt.Errorf("%s%s: bad redirect from %s (%d, Location %q)", t.prefix(), t.repoAt(), u, resp.StatusCode, h.Get("Location"))
+			}
+			u = loc.String()
+			continue
+		}
+		if resp.StatusCode >= 400 {
+			return meta{}, c.statusError(resp, t)
+		}
+		if !redirect && resp.StatusCode != http.StatusOK {
+			return meta{}, fmt.Errorf("%s%s: unexpected answer %s to HEAD %s", t.prefix(), t.repoAt(), resp.Status, u)
+		}
+		m := meta{commit: h.Get("X-Repo-Commit"), size: -1}
+		if !commitRe.MatchString(m.commit) {
+			return meta{}, fmt.Errorf("%s%s: %s sent no commit hash (X-Repo-Commit %q): is it a Hugging Face hub? check HF_ENDPOINT", t.prefix(), t.repoAt(), c.endpoint(), m.commit)
+		}
+		m.etag = normalizeETag(h.Get("X-Linked-Etag"))
+		if m.etag == "" {
+			m.etag = normalizeETag(h.Get("ETag"))
+		}
+		if !etagRe.MatchString(m.etag) {
+			return meta{}, fmt.Errorf("%s%s: the hub sent no usable ETag (%q), so the download cannot be named or verified", t.prefix(), t.repoAt(), m.etag)
+		}
+		if sha256Re.MatchString(strings.ToLower(m.etag)) || commitRe.MatchString(strings.ToLower(m.etag)) {
+			m.etag = strings.ToLower(m.etag)
+		}
+		if s := h.Get("X-Linked-Size"); s != "" {
+			m.size, err = strconv.ParseInt(s, 10, 64)
+			if err != nil || m.size < 0 {
+				return meta{}, fmt.Errorf("%s%s: bad X-Linked-Size %q", t.prefix(), t.repoAt(), s)
+			}
+		} else if !redirect && resp.ContentLength >= 0 {
+			// A redirect's Content-Length is that of its own body, not the file's.
+			m.size = resp.ContentLength
+		}
+		return m, nil
+	}
+}
+
+// FileInfo describes a file of a repository at a revision.
+type FileInfo struct {
+	Path   string // path in the repository, "/"-separated
+	Size   int64  // bytes; -1 when the hub did not say
+	BlobID string // git blob sha1 (of the LFS pointer, for LFS files)
+	SHA256 string // sha256 of the contents, for LFS files only
+}
+
+// ListFiles lists the files of a repository at revision ("" means main)
+// and the commit the revision resolves to, from the hub's API
+// (GET /api/{models|datasets}/{repo}/revision/{revision}?blobs=true).
+// Files come sorted by path.
+func (c *Client) ListFiles(ctx context.Context, kind RepoKind, repo, revision string) ([]FileInfo, string, error) {
+	if revision == "" {
+		revision = "main"
+	}
+	if err := checkRepo(repo, revision); err != nil {
+		return nil, "", err
+	}
+	if _, err := c.checkEndpoint(); err != nil {
+		return nil, "", err
+	}
+	t := target{kind: kind, repo: repo, rev: revision}
+	u := c.endpoint() + "/api/" + kind.String() + "s/" + repo + "/revision/" + url.PathEscape(revision) + "?blobs=true"
+	rctx, cancel := context.WithTimeout(ctx, stallTimeout)
+	defer cancel()
+	req, err := c.newRequest(rctx, http.MethodGet, u)
+	if err != nil {
+		return nil, "", err
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.httpClient().Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, "", fmt.Errorf("hub: list %s: %w", repo, ctx.Err())
+		}
+		return nil, "", c.offline(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, "", c.statusError(resp, t)
+	}
+	var info struct {
+		SHA      string `json:"sha"`
+		Siblings []struct {
+			RFilename string `json:"rfilename"`
+			Size      *int64 `json:"size"`
+			BlobID    string `json:"blobId"`
+			LFS       *struct {
+				SHA256 string `json:"sha256"`
+				Size   int64  `json:"size"`
+			} `json:"lfs"`
+		} `json:"siblings"`
+	}
+	// The listing of a large dataset runs to megabytes; 256 MiB bounds a
+	// misbehaving server without limiting any real repository.
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 256<<20)).Decode(&info); err != nil {
+		return nil, "", fmt.Errorf("hub: list %s: decode %s: %w", t.repoAt(), u, err)
+	}
+	if !commitRe.MatchString(info.SHA) {
+		return nil, "", fmt.Errorf("hub: list %s: the answer has no commit hash (sha %q)", t.repoAt(), info.SHA)
+	}
+	files := make([]FileInfo, 0, len(info.Siblings))
+	for _, s := range info.Siblings {
+		f := FileInfo{Path: s.RFilename, Size: -1, BlobID: s.BlobID}
+		if s.Size != nil {
+			f.Size = *s.Size
+		}
+		if s.LFS != nil {
+			f.SHA256 = s.LFS.SHA256
+			f.Size = s.LFS.Size
+		}
+		files = append(files, f)
+	}
+	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
+	return files, info.SHA, nil
+}
