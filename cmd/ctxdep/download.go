@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ctxdep/ctxdep/internal/hub"
+	"github.com/ctxdep/ctxdep/internal/transcoder"
+)
+
+// What `download` fetches.
+const (
+	owtRepo          = "Skylion007/openwebtext"
+	transcoderWidth  = 24576
+	owtParquetBranch = "refs/convert/parquet"
+)
+
+var modelFiles = []string{"config.json", "model.safetensors", "vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json"}
+
+type downloadOptions struct {
+	layers   string
+	revision string
+	maxFiles int
+}
+
+func newDownloadCmd(g *globalOptions) *cobra.Command {
+	o := &downloadOptions{}
+	cmd := &cobra.Command{
+		Use:   "download [model|transcoders|owt]...",
+		Short: "Fetch GPT-2, the transcoders or OpenWebText into the Hugging Face cache",
+		Long: `Fetches from the Hugging Face hub into the standard hub cache ($HF_HOME/hub,
+default ~/.cache/huggingface/hub), where Python's huggingface_hub finds them too,
+and where the default --model and --transcoders lookups of ctxdep look:
+
+  model        openai-community/gpt2: config.json, model.safetensors and the tokenizer files
+  transcoders  pchlenski/gpt2-transcoders: final_sparse_autoencoder_gpt2-small_blocks.{L}
+               .ln2.hook_normalized_24576.pt and its _log_feature_sparsity.pt, for --layers
+  owt          Skylion007/openwebtext parquet shards (the hub's parquet conversion when the
+               main branch has none); --max-files limits how many
+
+With no argument it fetches model and transcoders. Files already in the cache
+(downloaded by ctxdep or by Python) are not fetched again; an interrupted transfer
+resumes; LFS files are checked against their SHA-256. HF_ENDPOINT selects a mirror,
+HF_TOKEN (or huggingface-cli login's token file) authenticates. Prints where the
+files are.`,
+		Example: `  ctxdep download
+  ctxdep download transcoders --layers 8,9
+  ctxdep download owt --max-files 2`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runDownload(cmd.Context(), g, o, args)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.layers, "layers", "", "transcoder layers, e.g. 8,9 (default: all 12)")
+	f.StringVar(&o.revision, "revision", "", "branch, tag or commit to fetch (default main)")
+	f.IntVar(&o.maxFiles, "max-files", 0, "owt: fetch at most this many parquet files (default all)")
+	addJSONFlag(cmd, g)
+	return cmd
+}
+
+func parseLayers(s string) ([]int, error) {
+	if s == "" {
+		out := make([]int, 12)
+		for i := range out {
+			out[i] = i
+		}
+		return out, nil
+	}
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		l, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || l < 0 || l > 11 {
+			return nil, fmt.Errorf("--layers %q: want layer numbers 0..11 separated by commas", s)
+		}
+		out = append(out, l)
+	}
+	return out, nil
+}
+
+func runDownload(ctx context.Context, g *globalOptions, o *downloadOptions, what []string) error {
+	if len(what) == 0 {
+		what = []string{"model", "transcoders"}
+	}
+	layers, err := parseLayers(o.layers)
+	if err != nil {
+		return usageError{err}
+	}
+	for _, w := range what {
+		if w != "model" && w != "transcoders" && w != "owt" {
+			return usagef("download %q: want model, transcoders or owt", w)
+		}
+	}
+	c := hub.NewClient()
+	c.Quiet = g.quiet
+	c.Progress = g.stderr
+	got := map[string]string{}
+	for _, w := range what {
+		var dir string
+		switch w {
+		case "model":
+			dir, err = c.Download(ctx, hub.Model, modelRepo, o.revision, modelFiles)
+		case "transcoders":
+			var files []string
+			for _, l := range layers {
+				files = append(files, transcoder.FileName(l, transcoderWidth), transcoder.SparsityName(l, transcoderWidth))
+			}
+			dir, err = c.Download(ctx, hub.Model, transcodersRepo, o.revision, files)
+		case "owt":
+			dir, err = downloadOWT(ctx, c, o)
+		}
+		if err != nil {
+			return err
+		}
+		got[w] = dir
+	}
+	if g.json {
+		return json.NewEncoder(g.stdout).Encode(got)
+	}
+	for _, w := range what {
+		fmt.Fprintf(g.stdout, "%s\t%s\n", w, got[w])
+	}
+	return nil
+}
+
+// downloadOWT fetches OpenWebText's parquet files: from the requested
+// revision, or from the hub's parquet conversion when main has none.
+func downloadOWT(ctx context.Context, c *hub.Client, o *downloadOptions) (string, error) {
+	rev := o.revision
+	for _, try := range []string{rev, owtParquetBranch} {
+		files, _, err := c.ListFiles(ctx, hub.Dataset, owtRepo, try)
+		if err != nil {
+			return "", err
+		}
+		var parquet []string
+		for _, f := range files {
+			if path.Ext(f.Path) == ".parquet" {
+				parquet = append(parquet, f.Path)
+			}
+		}
+		if len(parquet) == 0 {
+			if rev != "" {
+				return "", fmt.Errorf("%s at %s has no parquet files", owtRepo, rev)
+			}
+			continue
+		}
+		if o.maxFiles > 0 && len(parquet) > o.maxFiles {
+			parquet = parquet[:o.maxFiles]
+		}
+		return c.Download(ctx, hub.Dataset, owtRepo, try, parquet)
+	}
+	return "", fmt.Errorf("%s has no parquet files on main or %s", owtRepo, owtParquetBranch)
+}
