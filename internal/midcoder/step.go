@@ -176,7 +176,7 @@ func (tr *Trainer) update(acts *transcoder.Acts, dmid []float32, lr float64) {
 	}
 	o.Step++
 	k := o.coeffs(lr, o.Step)
-	k.update(p.BMid, o.MB, o.VB, tr.gBf)
+	k.Update(p.BMid, o.MB, o.VB, tr.gBf)
 	kernels.ParallelFor(p.F, func(lo, hi int) {
 		g := make([]float32, c) // once per worker per step
 		for f := lo; f < hi; f++ {
@@ -184,7 +184,7 @@ func (tr *Trainer) update(acts *transcoder.Acts, dmid []float32, lr float64) {
 			mw, vw := o.MW[f*c:(f+1)*c], o.VW[f*c:(f+1)*c]
 			a, b := tr.colPtr[f], tr.colPtr[f+1]
 			if a == b {
-				k.update(w, mw, vw, nil)
+				k.Update(w, mw, vw, nil)
 				continue
 			}
 			clear(g)
@@ -192,7 +192,7 @@ func (tr *Trainer) update(acts *transcoder.Acts, dmid []float32, lr float64) {
 				r := int(tr.colRow[i])
 				kernels.Axpy(g, tr.colVal[i], dmid[r*c:(r+1)*c])
 			}
-			k.update(w, mw, vw, g)
+			k.Update(w, mw, vw, g)
 		}
 	})
 }
