@@ -33,6 +33,7 @@ type cacheBuildOptions struct {
 	perShard  int
 	dtype     string
 	withActs  bool
+	dataOptions
 }
 
 func newCacheBuildCmd(g *globalOptions) *cobra.Command {
@@ -45,8 +46,10 @@ func newCacheBuildCmd(g *globalOptions) *cobra.Command {
 transcoder's input) and y = blocks.L.hook_mlp_out (its target).
 
 Input: --tokens FILE.npy, an int32 or int64 array of shape [rows, T] used
-verbatim (rows from ctxdep tokenize, or numpy). --n-tokens stops after that
-many tokens, rounded up to whole rows.
+verbatim (rows from ctxdep tokenize, or numpy); or --data PATH, a text corpus
+streamed, shuffled and tokenized exactly as ` + "`ctxdep tokenize`" + ` does (same flags),
+overlapped with the forward pass. --n-tokens stops after that many tokens,
+rounded up to whole rows (required with --data).
 
 Output in --out DIR: manifest.json (format ctxdep-activation-cache, version
 1, with the paths and SHA-256 of model, transcoder and data) and
@@ -68,13 +71,14 @@ or settings is refused and left untouched.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.tokens, "tokens", "", "token rows: .npy of int32 or int64, shape [rows, T]")
-	f.StringVar(&o.data, "data", "", "text input (tokenized as SPEC §2.6); not available yet in this version: use --tokens")
+	f.StringVar(&o.data, "data", "", "text corpus, streamed and tokenized as `ctxdep tokenize` does (needs --n-tokens)")
 	f.StringVar(&o.out, "out", "", "output cache directory (created; resumed when it holds an interrupted build)")
 	f.Int64Var(&o.nTokens, "n-tokens", 0, "stop after this many tokens, rounded up to whole rows (default: all rows)")
 	f.IntVar(&o.batchSize, "batch-size", 32, "rows per forward pass")
 	f.IntVar(&o.perShard, "sequences-per-shard", 128, "rows per shard file")
 	f.StringVar(&o.dtype, "dtype", "float32", "storage type of x and y: float32 or float16")
 	f.BoolVar(&o.withActs, "with-acts", false, "also store the layer's transcoder activations of x (sparse CSR)")
+	addDataFlags(f, &o.dataOptions)
 	addJSONFlag(cmd, g)
 	return cmd
 }
@@ -85,30 +89,44 @@ func runCacheBuild(ctx context.Context, g *globalOptions, o *cacheBuildOptions) 
 		return usagef("cache build needs --out DIR")
 	case o.data != "" && o.tokens != "":
 		return usagef("give either --tokens or --data, not both")
-	case o.data != "":
-		return fmt.Errorf("--data (text input) is not available in this version yet; tokenize to a .npy of [rows, T] token ids and pass --tokens")
-	case o.tokens == "":
-		return usagef("cache build needs --tokens FILE.npy")
+	case o.data == "" && o.tokens == "":
+		return usagef("cache build needs --tokens FILE.npy or --data PATH")
 	case o.batchSize <= 0 || o.perShard <= 0 || o.nTokens < 0:
 		return usagef("--batch-size, --sequences-per-shard and --n-tokens must be positive")
 	case o.dtype != "float32" && o.dtype != "float16":
 		return usagef("--dtype %q: want float32 or float16", o.dtype)
+	case o.data != "" && o.nTokens == 0:
+		return usagef("--data needs --n-tokens N: the corpus is streamed, and its row count is not known in advance")
 	}
-	tokens, shape, err := npy.ReadInt32(o.tokens)
-	if err != nil {
-		return err
-	}
-	if len(shape) != 2 || shape[0] == 0 || shape[1] == 0 {
-		return fmt.Errorf("%s: token array has shape %v, want [rows, T] with rows, T > 0", o.tokens, shape)
-	}
-	rows := cachebuild.Int32Rows{Data: tokens, T: shape[1]}
-	dataProv, err := provenance.Hash(o.tokens)
-	if err != nil {
-		return err
-	}
-	nRows := 0
-	if o.nTokens > 0 {
-		nRows = int(min((o.nTokens+int64(shape[1])-1)/int64(shape[1]), int64(shape[0])))
+	opts := cachebuild.Options{Out: o.out, BatchSize: o.batchSize, PerShard: o.perShard, DType: o.dtype, Version: "ctxdep " + version}
+	if o.data != "" {
+		src, err := openText(o.data, o.dataOptions)
+		if err != nil {
+			return err
+		}
+		defer src.Close()
+		t := o.maxLength
+		opts.Rows = cachebuild.NewStreamRows(src.Next, t, int((o.nTokens+int64(t)-1)/int64(t)))
+		opts.DataKind, opts.DataProv = "text", src.prov
+		opts.DataSet = map[string]string{"shuffle_buffer": fmt.Sprint(o.shuffleBuffer), "seed": fmt.Sprint(o.seed),
+			"max_length": fmt.Sprint(t), "format": o.format, "tokenizer": tokenizerName(o.tokenizer)}
+		opts.DataCounts = src.counts
+	} else {
+		tokens, shape, err := npy.ReadInt32(o.tokens)
+		if err != nil {
+			return err
+		}
+		if len(shape) != 2 || shape[0] == 0 || shape[1] == 0 {
+			return fmt.Errorf("%s: token array has shape %v, want [rows, T] with rows, T > 0", o.tokens, shape)
+		}
+		opts.Rows = cachebuild.Int32Rows{Data: tokens, T: shape[1]}
+		if opts.DataProv, err = provenance.Hash(o.tokens); err != nil {
+			return err
+		}
+		opts.DataKind = "tokens-npy"
+		if o.nTokens > 0 {
+			opts.NRows = int(min((o.nTokens+int64(shape[1])-1)/int64(shape[1]), int64(shape[0])))
+		}
 	}
 	m, modelProv, err := g.loadModel()
 	if err != nil {
@@ -117,11 +135,7 @@ func runCacheBuild(ctx context.Context, g *globalOptions, o *cacheBuildOptions) 
 	if g.layer < 0 || g.layer >= m.NLayer {
 		return usagef("--layer %d is out of range: the model has layers 0..%d", g.layer, m.NLayer-1)
 	}
-	opts := cachebuild.Options{
-		Out: o.out, Model: m, ModelProv: modelProv, Layer: g.layer,
-		Rows: rows, DataKind: "tokens-npy", DataProv: dataProv, NRows: nRows,
-		BatchSize: o.batchSize, PerShard: o.perShard, DType: o.dtype, Version: "ctxdep " + version,
-	}
+	opts.Model, opts.ModelProv, opts.Layer = m, modelProv, g.layer
 	if o.withActs {
 		tc, tp, _, err := g.loadTranscoder(g.layer, m.DModel)
 		if err != nil {
@@ -129,11 +143,11 @@ func runCacheBuild(ctx context.Context, g *globalOptions, o *cacheBuildOptions) 
 		}
 		opts.Transcoder, opts.TransProv = tc, &tp
 	}
-	total := nRows
+	total := opts.NRows
 	if total == 0 {
-		total = rows.NumRows()
+		total = opts.Rows.NumRows()
 	}
-	bar := progress.New(g.stderr, "cache build", int64(total*shape[1]), "tokens", g.quiet)
+	bar := progress.New(g.stderr, "cache build", int64(total*opts.Rows.RowLen()), "tokens", g.quiet)
 	opts.Progress = bar
 	start := time.Now()
 	man, err := cachebuild.Build(ctx, opts)

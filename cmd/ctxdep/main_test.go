@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/ctxdep/ctxdep/internal/actcache"
 	"github.com/ctxdep/ctxdep/internal/midcoder"
 	"github.com/ctxdep/ctxdep/internal/npy"
 )
@@ -340,4 +342,74 @@ func TestFitResumeOtherSettings(t *testing.T) {
 	}
 	code, _, errs = ctxdep(t, fitArgs(cache, filepath.Join(t.TempDir(), "empty"), "--resume")...)
 	expectError(t, code, errs, 1, "no checkpoint.safetensors")
+}
+
+// writeCorpus writes n short JSON-lines documents.
+func writeCorpus(t *testing.T, n int) string {
+	t.Helper()
+	words := strings.Fields("the quick brown fox jumps over a lazy dog while transcoder features fire in context")
+	var b strings.Builder
+	for i := 0; i < n; i++ {
+		doc := make([]string, 5+i%37)
+		for j := range doc {
+			doc[j] = words[(i*7+j*3)%len(words)]
+		}
+		fmt.Fprintf(&b, "{\"text\": %q}\n", strings.Join(doc, " ")+".")
+	}
+	p := filepath.Join(t.TempDir(), "docs.jsonl")
+	if err := os.WriteFile(p, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// `cache build --data` caches exactly the rows `tokenize` writes for the
+// same corpus and flags.
+func TestTextInputMatchesTokenize(t *testing.T) {
+	corpus := writeCorpus(t, 2500)
+	rows := filepath.Join(t.TempDir(), "rows.npy")
+	code, _, errs := ctxdep(t, "tokenize", "-q", "--data", corpus, "--max-length", "16", "--out", rows)
+	if code != 0 {
+		t.Fatalf("tokenize: %d %s", code, errs)
+	}
+	want, shape, err := npy.ReadInt32(rows)
+	if err != nil || shape[1] != 16 || shape[0] < 10 {
+		t.Fatalf("tokenize wrote %v, %v", shape, err)
+	}
+	for r := 0; r < shape[0]; r++ {
+		if want[r*16] != 50256 {
+			t.Fatalf("row %d does not start with BOS: %v", r, want[r*16:r*16+16])
+		}
+	}
+	dir := filepath.Join(t.TempDir(), "c")
+	code, _, errs = ctxdep(t, "cache", "build", "-q", "--model", tinyModel, "--layer", "0", "--data", corpus,
+		"--max-length", "16", "--n-tokens", "150", "--sequences-per-shard", "4", "--out", dir)
+	if code != 0 {
+		t.Fatalf("cache build --data: %d %s", code, errs)
+	}
+	c, err := actcache.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []int32
+	for i := range c.Manifest.Shards {
+		sd, err := c.ReadShard(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, sd.Tokens...)
+	}
+	if len(got) != 10*16 || fmt.Sprint(got) != fmt.Sprint(want[:len(got)]) {
+		t.Errorf("cache build --data cached %d tokens that differ from tokenize's rows", len(got))
+	}
+	if c.Manifest.Data.Kind != "text" || c.Manifest.Data.Settings["shuffle_buffer"] != "10000" || c.Manifest.Data.Counts["documents"] == 0 {
+		t.Errorf("manifest data %+v", c.Manifest.Data)
+	}
+	code, _, errs = ctxdep(t, "cache", "build", "--model", tinyModel, "--data", corpus, "--out", filepath.Join(t.TempDir(), "x"))
+	expectError(t, code, errs, 2, "--n-tokens")
+	code, _, errs = ctxdep(t, "cache", "build", "-q", "--model", tinyModel, "--layer", "0", "--data", corpus, "--max-length", "16",
+		"--n-tokens", "100000000", "--out", filepath.Join(t.TempDir(), "y"))
+	expectError(t, code, errs, 1, "ended after")
+	code, _, errs = ctxdep(t, "tokenize", "--data", filepath.Join(t.TempDir(), "missing.jsonl"), "--out", rows)
+	expectError(t, code, errs, 1, "missing.jsonl")
 }

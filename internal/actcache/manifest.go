@@ -61,9 +61,15 @@ type Shard struct {
 type Data struct {
 	Kind string `json:"kind"` // "tokens-npy"
 	provenance.File
-	Rows      int `json:"rows"`       // sequences in the input
+	Rows      int `json:"rows"`       // sequences in the input (for text: the rows asked for)
 	FirstRow  int `json:"first_row"`  // first input row cached
 	RowsTaken int `json:"rows_taken"` // rows cached (n_sequences)
+	// Settings that shape the rows from text: shuffle buffer and seed,
+	// row length, tokenizer, format. Part of the cache's identity.
+	Settings map[string]string `json:"settings,omitempty"`
+	// Counts of what a text build read: documents, empty ones, skipped
+	// ones by reason, invalid UTF-8 replaced, tokens dropped.
+	Counts map[string]int64 `json:"counts,omitempty"`
 }
 
 // HookNames returns the TransformerLens names of x and y at layer.

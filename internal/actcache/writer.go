@@ -42,9 +42,10 @@ func settingsKey(m *Manifest) string {
 		Model, Transcoder, Data          string
 		Rows, FirstRow, RowsTaken        int
 		Format                           string
+		DataSettings                     map[string]string
 	}{Layer: m.Layer, DModel: m.DModel, T: m.ContextLength, PerShard: m.SequencesPerShard, DSAE: m.DSAE,
 		DType: m.DType, WithActs: m.WithActs, Model: m.Model.SHA256, Data: m.Data.SHA256,
-		Rows: m.Data.Rows, FirstRow: m.Data.FirstRow, RowsTaken: m.Data.RowsTaken, Format: Format + "/" + strconv.Itoa(Version)}
+		Rows: m.Data.Rows, FirstRow: m.Data.FirstRow, RowsTaken: m.Data.RowsTaken, Format: Format + "/" + strconv.Itoa(Version), DataSettings: m.Data.Settings}
 	if m.Transcoder != nil {
 		id.Transcoder = m.Transcoder.SHA256
 	}
@@ -223,6 +224,10 @@ func (w *Writer) writeManifest(complete bool) error {
 	}
 	return nil
 }
+
+// SetDataCounts records what the build read from its input, for the
+// manifest that Finish writes.
+func (w *Writer) SetDataCounts(c map[string]int64) { w.man.Data.Counts = c }
 
 // Finish marks the cache complete. Every shard must have been written or
 // kept.

@@ -49,9 +49,11 @@ type Options struct {
 	Rows       Rows
 	DataKind   string
 	DataProv   provenance.File
-	NRows      int // rows to cache, from row 0; 0 means all
-	BatchSize  int // rows per forward pass
-	PerShard   int // rows per shard
+	DataSet    map[string]string       // settings that shape the rows (text input)
+	DataCounts func() map[string]int64 // what was read, asked once the rows are done
+	NRows      int                     // rows to cache, from row 0; 0 means all
+	BatchSize  int                     // rows per forward pass
+	PerShard   int                     // rows per shard
 	DType      string
 	Transcoder *transcoder.Transcoder // non-nil: store sparse acts (--with-acts)
 	TransProv  *provenance.File
@@ -86,7 +88,7 @@ func Build(ctx context.Context, o Options) (*actcache.Manifest, error) {
 	man := actcache.Manifest{
 		Layer: o.Layer, DModel: m.DModel, ContextLength: t, NSequences: n, DType: o.DType,
 		Hooks: actcache.HookNames(o.Layer), SequencesPerShard: o.PerShard,
-		Model: o.ModelProv, Data: actcache.Data{Kind: o.DataKind, File: o.DataProv, Rows: o.Rows.NumRows(), RowsTaken: n},
+		Model: o.ModelProv, Data: actcache.Data{Kind: o.DataKind, File: o.DataProv, Rows: o.Rows.NumRows(), RowsTaken: n, Settings: o.DataSet},
 		CreatedBy: o.Version,
 	}
 	if tc != nil {
@@ -150,6 +152,9 @@ func Build(ctx context.Context, o Options) (*actcache.Manifest, error) {
 		if err := w.WriteShard(i, tokens[:rows*t], x[:rows*t*c], y[:rows*t*c], a); err != nil {
 			return nil, err
 		}
+	}
+	if o.DataCounts != nil {
+		w.SetDataCounts(o.DataCounts())
 	}
 	if err := w.Finish(); err != nil {
 		return nil, err

@@ -28,7 +28,7 @@ type Bar struct {
 	finished bool
 }
 
-// New starts a bar for total units (e.g. "tokens") writing to w. live
+// New starts a bar for total units (e.g. "tokens"; 0 when unknown) writing to w. live
 // redraws are used only when w is a terminal; quiet silences everything.
 func New(w io.Writer, label string, total int64, unit string, quiet bool) *Bar {
 	now := time.Now()
@@ -66,8 +66,13 @@ func (b *Bar) line() string {
 	if el > 0 {
 		rate = float64(b.done) / el
 	}
-	s := fmt.Sprintf("%s: %d/%d %s (%.0f%%), %.0f %s/s, %s", b.label, b.done, b.total, b.unit,
-		100*float64(b.done)/float64(max(b.total, 1)), rate, b.unit, time.Duration(el*float64(time.Second)).Round(100*time.Millisecond))
+	var s string
+	if b.total > 0 {
+		s = fmt.Sprintf("%s: %d/%d %s (%.0f%%)", b.label, b.done, b.total, b.unit, 100*float64(b.done)/float64(b.total))
+	} else { // total unknown
+		s = fmt.Sprintf("%s: %d %s", b.label, b.done, b.unit)
+	}
+	s += fmt.Sprintf(", %.0f %s/s, %s", rate, b.unit, time.Duration(el*float64(time.Second)).Round(100*time.Millisecond))
 	if b.extra != "" {
 		s += ", " + b.extra
 	}

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/pflag"
+
+	"github.com/ctxdep/ctxdep/internal/bpe"
+	"github.com/ctxdep/ctxdep/internal/owt"
+	"github.com/ctxdep/ctxdep/internal/provenance"
+	"github.com/ctxdep/ctxdep/internal/tokrows"
+)
+
+// dataOptions are the flags of text input (CLI.md `tokenize`), shared by
+// tokenize, cache build --data and fit --data.
+type dataOptions struct {
+	shuffleBuffer int
+	seed          uint64
+	maxLength     int
+	format        string
+	tokenizer     string
+}
+
+func addDataFlags(f *pflag.FlagSet, o *dataOptions) {
+	f.IntVar(&o.shuffleBuffer, "shuffle-buffer", 10000, "Hugging Face streaming shuffle buffer (0 disables the shuffle)")
+	f.Uint64Var(&o.seed, "data-seed", 42, "seed of the streaming shuffle (numpy default_rng)")
+	f.IntVar(&o.maxLength, "max-length", 128, "tokens per row, BOS included")
+	f.StringVar(&o.format, "format", "", "corpus layout: jsonl, parquet, owt-tar or txt (default: from the path)")
+	f.StringVar(&o.tokenizer, "tokenizer", "", "directory with a Hugging Face tokenizer.json or vocab.json + merges.txt (default: GPT-2's embedded BPE)")
+}
+
+// textRows streams token rows from a text corpus: documents in the Hugging
+// Face streaming order, tokenized as tokenize_and_concatenate (SPEC §2.6).
+type textRows struct {
+	reader *owt.Reader
+	stream *tokrows.Stream
+	prov   provenance.File
+}
+
+func openText(path string, o dataOptions) (*textRows, error) {
+	if o.maxLength < 2 {
+		return nil, usagef("--max-length %d: want at least 2 (BOS and one token)", o.maxLength)
+	}
+	tok, err := loadTokenizer(o.tokenizer)
+	if err != nil {
+		return nil, err
+	}
+	r, err := owt.Open(path, owt.Options{ShuffleBuffer: o.shuffleBuffer, Seed: o.seed, Format: owt.Format(o.format)})
+	if err != nil {
+		return nil, err
+	}
+	prov, err := provenance.Listing(path, r.Files())
+	if err != nil {
+		r.Close()
+		return nil, fmt.Errorf("data: %w", err)
+	}
+	return &textRows{reader: r, stream: tokrows.New(tok, r.Next, o.maxLength), prov: prov}, nil
+}
+
+func loadTokenizer(dir string) (*bpe.Tokenizer, error) {
+	if dir != "" {
+		return bpe.FromFiles(dir)
+	}
+	return bpe.GPT2()
+}
+
+// Next fills one row.
+func (t *textRows) Next(dst []int32) error { return t.stream.Next(dst) }
+
+// Close stops the tokenizer and closes the corpus.
+func (t *textRows) Close() {
+	t.stream.Close()
+	t.reader.Close()
+}
+
+// summary describes what was read, for the log.
+func (t *textRows) summary() string {
+	rs, ts := t.reader.Stats(), t.stream.Stats()
+	s := fmt.Sprintf("%d documents from %d file(s)", rs.Documents, rs.Files)
+	if rs.Empty > 0 || rs.Replaced > 0 {
+		s += fmt.Sprintf(" (%d empty, %d with invalid UTF-8 replaced)", rs.Empty, rs.Replaced)
+	}
+	for reason, n := range rs.Skipped {
+		s += fmt.Sprintf(", %d skipped (%s)", n, reason)
+	}
+	return s + fmt.Sprintf("; %d tokens in %d batches, %d EOT removed, %d remainder tokens dropped", ts.Tokens, ts.Batches, ts.EOTRemoved, ts.Discarded)
+}
+
+// counts reports what was read, for the cache manifest.
+func (t *textRows) counts() map[string]int64 {
+	rs, ts := t.reader.Stats(), t.stream.Stats()
+	c := map[string]int64{"files": int64(rs.Files), "documents": rs.Documents, "empty_documents": rs.Empty,
+		"invalid_utf8_replaced": rs.Replaced, "rows": ts.Rows, "tokens_discarded": ts.Discarded}
+	for reason, n := range rs.Skipped {
+		c["skipped: "+reason] = n
+	}
+	return c
+}
+
+func tokenizerName(dir string) string {
+	if dir == "" {
+		return "gpt2 (r50k_base, embedded)"
+	}
+	return dir
+}
