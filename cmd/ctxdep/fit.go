@@ -27,6 +27,7 @@ type fitOptions struct {
 	out    string
 	resume bool
 	cfg    midcoder.Config
+	dataOptions
 }
 
 // Output files of `fit` in --out.
@@ -52,7 +53,10 @@ after the scheduler step, as the notebook prints them.
 Data: --cache DIR, an activation cache (ctxdep cache build) of the same layer and
 model; sequences are used in cache order, starting again from the first when the
 run needs more than the cache holds (it says so). Stored activations are used when
-their transcoder's SHA-256 matches; otherwise x is encoded batch by batch.
+their transcoder's SHA-256 matches; otherwise x is encoded batch by batch. Or
+--data PATH, a text corpus streamed as ` + "`ctxdep tokenize`" + ` does (the notebook's
+pipeline: shuffled OpenWebText, rows of 128 tokens): x and y come from the model's
+forward pass batch by batch, computed while the previous batch trains.
 
 --init kaiming draws W_mid ~ U(−√(6/C), √(6/C)) as torch's kaiming_uniform_ does,
 but from ctxdep's own seeded generator: torch's random stream cannot be reproduced,
@@ -75,7 +79,7 @@ The notebook's run: --batch-size 64 --steps-per-epoch 10 --train-tokens 100000.`
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.cache, "cache", "", "activation cache directory (ctxdep cache build)")
-	f.StringVar(&o.data, "data", "", "stream text instead of a cache; not available in this version yet: build a cache")
+	f.StringVar(&o.data, "data", "", "stream a text corpus instead of a cache: x, y computed batch by batch by the model (tokenize's flags apply)")
 	f.StringVar(&o.out, "out", "", "output directory")
 	f.BoolVar(&o.resume, "resume", false, "continue an interrupted fit from --out's checkpoint (same flags and inputs)")
 	f.IntVar(&o.cfg.BatchSize, "batch-size", 32, "sequences per step (B)")
@@ -86,6 +90,7 @@ The notebook's run: --batch-size 64 --steps-per-epoch 10 --train-tokens 100000.`
 	f.Uint64Var(&o.cfg.Seed, "seed", 42, "seed of the kaiming initialisation")
 	f.StringVar(&o.cfg.Init, "init", "kaiming", "initial W_mid: kaiming, zeros or pinv")
 	f.StringVar(&o.cfg.Act, "act", "relu", "MLP activation the midcoder trains through: relu (the notebook's) or gelu_new")
+	addDataFlags(f, &o.dataOptions)
 	addJSONFlag(cmd, g)
 	return cmd
 }
@@ -97,24 +102,25 @@ func runFit(ctx context.Context, g *globalOptions, o *fitOptions, layerSet bool)
 		return usagef("--act %q: want relu or gelu_new", o.cfg.Act)
 	case o.out == "":
 		return usagef("fit needs --out DIR")
-	case o.data != "":
-		return fmt.Errorf("--data (streaming text) is not available in this version yet; build a cache with `ctxdep cache build` and pass --cache")
-	case o.cache == "":
-		return usagef("fit needs --cache DIR")
+	case (o.cache == "") == (o.data == ""):
+		return usagef("fit needs either --cache DIR or --data PATH")
 	case o.cfg.Init == "pinv":
 		return fmt.Errorf("--init pinv needs the pinv baseline, which this version does not have yet; use --init kaiming or zeros")
 	case o.cfg.Init != "kaiming" && o.cfg.Init != "zeros":
 		return usagef("--init %q: want kaiming, zeros or pinv", o.cfg.Init)
 	}
-	c, err := actcache.Open(o.cache)
-	if err != nil {
-		return err
+	var c *actcache.Cache
+	if o.cache != "" {
+		if c, err = actcache.Open(o.cache); err != nil {
+			return err
+		}
+		if layerSet && g.layer != c.Manifest.Layer {
+			return fmt.Errorf("--layer %d, but the cache %s holds layer %d", g.layer, o.cache, c.Manifest.Layer)
+		}
+		o.cfg.Layer, o.cfg.ContextLength = c.Manifest.Layer, c.Manifest.ContextLength
+	} else {
+		o.cfg.Layer, o.cfg.ContextLength = g.layer, o.maxLength
 	}
-	m := c.Manifest
-	if layerSet && g.layer != m.Layer {
-		return fmt.Errorf("--layer %d, but the cache %s holds layer %d", g.layer, o.cache, m.Layer)
-	}
-	o.cfg.Layer, o.cfg.ContextLength = m.Layer, m.ContextLength
 	if err := o.cfg.Check(); err != nil {
 		return usagef("%v", err)
 	}
@@ -122,23 +128,47 @@ func runFit(ctx context.Context, g *globalOptions, o *fitOptions, layerSet bool)
 	if err != nil {
 		return err
 	}
-	if !provenance.Same(m.Model, modelProv) {
-		return fmt.Errorf("the cache %s was built from model %s (sha256 %.12s…), not %s (sha256 %.12s…)", o.cache, m.Model.Path, m.Model.SHA256, modelProv.Path, modelProv.SHA256)
+	if o.cfg.Layer < 0 || o.cfg.Layer >= model.NLayer {
+		return usagef("--layer %d is out of range: the model has layers 0..%d", o.cfg.Layer, model.NLayer-1)
 	}
-	if m.DModel != model.DModel || m.Layer >= model.NLayer {
-		return fmt.Errorf("the cache %s (layer %d, d_model %d) does not fit the model (%d layers, d_model %d)", o.cache, m.Layer, m.DModel, model.NLayer, model.DModel)
+	if c != nil {
+		m := c.Manifest
+		if !provenance.Same(m.Model, modelProv) {
+			return fmt.Errorf("the cache %s was built from model %s (sha256 %.12s…), not %s (sha256 %.12s…)", o.cache, m.Model.Path, m.Model.SHA256, modelProv.Path, modelProv.SHA256)
+		}
+		if m.DModel != model.DModel {
+			return fmt.Errorf("the cache %s has d_model %d, the model %d", o.cache, m.DModel, model.DModel)
+		}
 	}
-	tc, tcProv, _, err := g.loadTranscoder(m.Layer, model.DModel)
+	tc, tcProv, _, err := g.loadTranscoder(o.cfg.Layer, model.DModel)
 	if err != nil {
 		return err
 	}
-	cacheProv, err := provenance.Hash(filepath.Join(o.cache, actcache.ManifestName))
-	if err != nil {
-		return err
+	var src midcoder.Source
+	prov := midcoder.Provenance{Model: modelProv, Transcoder: tcProv}
+	useStored := false
+	if c != nil {
+		if prov.Data, err = provenance.Hash(filepath.Join(o.cache, actcache.ManifestName)); err != nil {
+			return err
+		}
+		prov.DataKind = "cache"
+		useStored = c.Manifest.WithActs && c.Manifest.Transcoder != nil && provenance.Same(*c.Manifest.Transcoder, tcProv)
+		if src, err = midcoder.NewCacheSource(c, tc, useStored); err != nil {
+			return err
+		}
+	} else {
+		text, err := openText(o.data, o.dataOptions)
+		if err != nil {
+			return err
+		}
+		defer text.Close()
+		prov.Data, prov.DataKind = text.prov, fmt.Sprintf("text (shuffle buffer %d, seed %d, max length %d, tokenizer %s)", o.shuffleBuffer, o.seed, o.maxLength, tokenizerName(o.tokenizer))
+		stream := midcoder.NewStreamSource(model, o.cfg.Layer, tc, text.Next, o.maxLength, o.cfg.BatchSize)
+		defer stream.Close()
+		src = stream
 	}
-	prov := midcoder.Provenance{Model: modelProv, Transcoder: tcProv, Data: cacheProv, DataKind: "cache"}
 	key := midcoder.Key(o.cfg, prov)
-	meta := midcoder.Meta{Layer: m.Layer, DModel: model.DModel, DSAE: tc.DSAE, Method: "fit", Config: o.cfg, Provenance: prov, CreatedBy: "ctxdep " + version}
+	meta := midcoder.Meta{Layer: o.cfg.Layer, DModel: model.DModel, DSAE: tc.DSAE, Method: "fit", Config: o.cfg, Provenance: prov, CreatedBy: "ctxdep " + version}
 
 	if err := os.MkdirAll(o.out, 0o755); err != nil {
 		return err
@@ -162,12 +192,7 @@ func runFit(ctx context.Context, g *globalOptions, o *fitOptions, layerSet bool)
 	if o.cfg.Init == "kaiming" {
 		params.KaimingUniform(o.cfg.Seed)
 	}
-	tr := midcoder.NewTrainer(midcoder.NewMLP(model, m.Layer, act), params, midcoder.NewAdamW(params, o.cfg.WeightDecay), o.cfg.BatchSize*m.ContextLength)
-	useStored := m.WithActs && m.Transcoder != nil && provenance.Same(*m.Transcoder, tcProv)
-	src, err := midcoder.NewCacheSource(c, tc, useStored)
-	if err != nil {
-		return err
-	}
+	tr := midcoder.NewTrainer(midcoder.NewMLP(model, o.cfg.Layer, act), params, midcoder.NewAdamW(params, o.cfg.WeightDecay), o.cfg.BatchSize*o.cfg.ContextLength)
 	st := &midcoder.State{LR: o.cfg.LR}
 	if o.resume {
 		if st, err = midcoder.LoadCheckpoint(ckpt, tr, key); err != nil {
@@ -184,14 +209,14 @@ func runFit(ctx context.Context, g *globalOptions, o *fitOptions, layerSet bool)
 	if o.resume {
 		bar.Logf("resuming at epoch %d of %d from %s", st.Epoch, epochs, ckpt)
 	}
-	if need := int64(epochs*o.cfg.StepsPerEpoch*o.cfg.BatchSize) - st.Rows; need > int64(m.NSequences) && !g.quiet {
-		bar.Logf("note: the run needs %d more sequences, the cache holds %d: it starts again from the first sequence when it runs out", need, m.NSequences)
+	if need := int64(epochs*o.cfg.StepsPerEpoch*o.cfg.BatchSize) - st.Rows; c != nil && need > int64(c.Manifest.NSequences) {
+		bar.Logf("note: the run needs %d more sequences, the cache holds %d: it starts again from the first sequence when it runs out", need, c.Manifest.NSequences)
 	}
 	acts := "encoded from x batch by batch"
 	if useStored {
 		acts = "stored in the cache"
 	}
-	g.logf("fit: layer %d, %d epochs × %d steps × %d sequences, acts %s", m.Layer, epochs, o.cfg.StepsPerEpoch, o.cfg.BatchSize, acts)
+	g.logf("fit: layer %d, %d epochs × %d steps × %d sequences, acts %s", o.cfg.Layer, epochs, o.cfg.StepsPerEpoch, o.cfg.BatchSize, acts)
 	var runLoss, runNorm float64
 	var runN int
 	err = midcoder.Fit(ctx, o.cfg, tr, src, st, midcoder.Hooks{

@@ -413,3 +413,31 @@ func TestTextInputMatchesTokenize(t *testing.T) {
 	code, _, errs = ctxdep(t, "tokenize", "--data", filepath.Join(t.TempDir(), "missing.jsonl"), "--out", rows)
 	expectError(t, code, errs, 1, "missing.jsonl")
 }
+
+// `fit --data` (x and y computed on the fly, overlapped with training)
+// gives exactly the fit from a cache of the same rows.
+func TestFitFromTextEqualsFromCache(t *testing.T) {
+	corpus := writeCorpus(t, 2500)
+	common := []string{"-q", "--model", tinyModel, "--transcoders", tinyTC, "--layer", "0", "--max-length", "16"}
+	cache := filepath.Join(t.TempDir(), "c")
+	if code, _, errs := ctxdep(t, append([]string{"cache", "build", "--data", corpus, "--n-tokens", "288", "--out", cache}, common...)...); code != 0 {
+		t.Fatalf("cache build: %s", errs)
+	}
+	fitFlags := []string{"fit", "--batch-size", "2", "--steps-per-epoch", "3", "--train-tokens", "200", "--json"}
+	code, fromCache, errs := ctxdep(t, append(append(fitFlags, "--cache", cache, "--out", filepath.Join(t.TempDir(), "a")), common...)...)
+	if code != 0 {
+		t.Fatalf("fit --cache: %s", errs)
+	}
+	outB := filepath.Join(t.TempDir(), "b")
+	code, fromText, errs := ctxdep(t, append(append(fitFlags, "--data", corpus, "--out", outB), common...)...)
+	if code != 0 {
+		t.Fatalf("fit --data: %s", errs)
+	}
+	if fromText != fromCache {
+		t.Errorf("fit --data printed %s, fit --cache %s", fromText, fromCache)
+	}
+	_, meta, err := midcoder.Load(filepath.Join(outB, "midcoder.safetensors"))
+	if err != nil || !strings.HasPrefix(meta.Provenance.DataKind, "text") || meta.Config.ContextLength != 16 {
+		t.Errorf("fit --data metadata %+v, %v", meta, err)
+	}
+}
