@@ -33,7 +33,7 @@ test:
 	$(GO) test ./...
 	@if [ -n "$(HAVE_OPENBLAS)" ]; then \
 		echo "OpenBLAS build: numerics tests"; \
-		CGO_ENABLED=1 $(GO) test -tags openblas ./internal/blasimpl ./internal/kernels ./internal/gpt2 ./internal/transcoder ./internal/cachebuild; \
+		CGO_ENABLED=1 $(GO) test -tags openblas ./internal/blasimpl ./internal/kernels ./internal/gpt2 ./internal/transcoder ./internal/cachebuild ./internal/midcoder; \
 	else echo "libopenblas not found: skipped the OpenBLAS build's tests"; fi
 
 demo: build
