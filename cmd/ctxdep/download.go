@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -42,7 +43,8 @@ and where the default --model and --transcoders lookups of ctxdep look:
   transcoders  pchlenski/gpt2-transcoders: final_sparse_autoencoder_gpt2-small_blocks.{L}
                .ln2.hook_normalized_24576.pt and its _log_feature_sparsity.pt, for --layers
   owt          Skylion007/openwebtext parquet shards (the hub's parquet conversion when the
-               main branch has none); --max-files limits how many
+               main branch has none); --max-files limits how many; prints the folder that
+               holds them, ready for --data
 
 With no argument it fetches model and transcoders. Files already in the cache
 (downloaded by ctxdep or by Python) are not fetched again; an interrupted transfer
@@ -152,7 +154,13 @@ func downloadOWT(ctx context.Context, c *hub.Client, o *downloadOptions) (string
 		if o.maxFiles > 0 && len(parquet) > o.maxFiles {
 			parquet = parquet[:o.maxFiles]
 		}
-		return c.Download(ctx, hub.Dataset, owtRepo, try, parquet)
+		snap, err := c.Download(ctx, hub.Dataset, owtRepo, try, parquet)
+		if err != nil {
+			return "", err
+		}
+		// Print the folder that holds the shards (the parquet conversion
+		// keeps them in a subfolder), ready for --data.
+		return filepath.Join(snap, path.Dir(parquet[0])), nil
 	}
 	return "", fmt.Errorf("%s has no parquet files on main or %s", owtRepo, owtParquetBranch)
 }
