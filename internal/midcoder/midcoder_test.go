@@ -167,19 +167,36 @@ func TestFitMatchesPyTorch(t *testing.T) {
 }
 
 // The sparse path (gather, scatter, fused AdamW) equals the dense
-// reference (PyTorch's formulation) step by step.
+// reference (PyTorch's formulation) step by step. The two sum each
+// gradient entry in different orders (a GEMM over all rows, or AXPYs over
+// the active ones; OpenBLAS may fuse multiply-adds), so an entry whose terms
+// nearly cancel differs by float32 rounding of its largest terms: the
+// tolerance is 1e-5 relative plus 1e-5 of the tensor's largest magnitude.
 func TestSparseEqualsDense(t *testing.T) {
 	g := testutil.Golden(t, goldenMid)
 	fx := load(t, false)
 	for _, gc := range goldenCases(t) {
 		sp, _, ls := fit(t, fx, gc, g, false, false)
 		de, _, ld := fit(t, fx, gc, g, true, false)
-		testutil.Close(t, gc.Name+" W_mid", sp.Params.WMid, de.Params.WMid, 1e-6, 1e-5)
-		testutil.Close(t, gc.Name+" b_mid", sp.Params.BMid, de.Params.BMid, 1e-6, 1e-5)
-		testutil.Close(t, gc.Name+" m_W", sp.Opt.MW, de.Opt.MW, 1e-9, 1e-5)
-		testutil.Close(t, gc.Name+" v_W", sp.Opt.VW, de.Opt.VW, 1e-12, 1e-5)
+		for _, c := range []struct {
+			name      string
+			got, want []float32
+		}{
+			{"W_mid", sp.Params.WMid, de.Params.WMid}, {"b_mid", sp.Params.BMid, de.Params.BMid},
+			{"m_W", sp.Opt.MW, de.Opt.MW}, {"v_W", sp.Opt.VW, de.Opt.VW},
+		} {
+			testutil.Close(t, gc.Name+" "+c.name, c.got, c.want, 1e-5*maxAbs(c.want), 1e-5)
+		}
 		testutil.Close(t, gc.Name+" losses", f32(ls), f32(ld), 0, 1e-6)
 	}
+}
+
+func maxAbs(v []float32) float64 {
+	m := 0.0
+	for _, x := range v {
+		m = math.Max(m, math.Abs(float64(x)))
+	}
+	return m
 }
 
 // The backward pass is the gradient of the loss: central finite

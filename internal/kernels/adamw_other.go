@@ -1,0 +1,12 @@
+//go:build !amd64
+
+package kernels
+
+// Without an assembly kernel for this architecture AdamWStep.Update is
+// updateGo only.
+var (
+	adamwAsmSupported = false
+	useAdamWAsm       = false
+)
+
+func (k *AdamWStep) updateAsm(theta, m, v, g []float32) int { return 0 }
