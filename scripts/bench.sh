@@ -2,7 +2,10 @@
 # `make bench`: the forward to block 8, the transcoder encoder, and both
 # together at GPT-2-small shapes (random weights, B=32, T=128), for the
 # pure-Go and OpenBLAS builds and for PyTorch, in one run on this machine.
-# Prints the median tokens/s of each. Run it on an idle machine.
+# Then the midcoder: one training step from cached activations (sparse, and
+# the dense reference) and the notebook's whole step from token ids, B = 64,
+# OpenBLAS build and PyTorch. Prints the median tokens/s of each. Run it on
+# an idle machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${COUNT:-3}
@@ -17,14 +20,16 @@ echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $(go ver
 echo "== pure Go" >&2; run "" 1x
 pure=$(cat "$out")
 : > "$out"
+mid=""
 if printf 'int main(void){return 0;}' | cc -x c - -lopenblas -o /dev/null 2>/dev/null; then
   echo "== OpenBLAS" >&2; run openblas 3x
+  mid=$(go test -tags openblas -run '^$' -bench 'Step/.*B=64|StreamStep' -benchtime 3x -count "$count" ./internal/midcoder | tee /dev/stderr)
 fi
 blas=$(cat "$out")
 torch=""
 if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
   echo "== PyTorch" >&2
-  torch=$(/usr/bin/python3 scripts/bench_torch.py --reps 5 --threads "$(nproc)")
+  torch=$(/usr/bin/python3 scripts/bench_torch.py --reps 5 --threads "$(nproc)" --midcoder --batch 64)
   echo "$torch" >&2
 fi
 pick() { grep "^$2-" <<<"$1" | sed -n 's/.* \([0-9.]*\) tokens\/s.*/\1/p' | median; }
@@ -34,4 +39,11 @@ printf '| ctxdep, pure Go (gonum) | %s | %s | %s |\n' "$(pick "$pure" BenchmarkR
 [ -n "$blas" ] && printf '| ctxdep, OpenBLAS (%s kernel) | %s | %s | %s |\n' "$kernel" "$(pick "$blas" BenchmarkRunToBlock8)" "$(pick "$blas" BenchmarkEncode)" "$(pick "$blas" BenchmarkForwardEncode)"
 [ -n "$torch" ] && printf '| PyTorch %s, eager, float32 | %s | – | %s |\n' "$(sed -n 's/^torch \([^ ]*\).*/\1/p' <<<"$torch")" \
   "$(sed -n 's/^forward to block 8: *\([0-9]*\).*/\1/p' <<<"$torch")" "$(sed -n 's/^forward + encode: *\([0-9]*\).*/\1/p' <<<"$torch")"
+if [ -n "$mid" ]; then
+  printf '\n| tokens/s (median of %s), B = 64 | midcoder step from a cache | whole step from token ids |\n|---|---|---|\n' "$count"
+  printf '| ctxdep, sparse, OpenBLAS (%s kernel) | %s | %s |\n' "$kernel" "$(pick "$mid" BenchmarkStep/sparse/B=64)" "$(pick "$mid" BenchmarkStreamStep)"
+  printf '| ctxdep, dense reference path, OpenBLAS | %s | – |\n' "$(pick "$mid" BenchmarkStep/dense/B=64)"
+  [ -n "$torch" ] && printf '| PyTorch, dense (the notebook'"'"'s formulation) | %s | %s |\n' \
+    "$(sed -n 's/^midcoder step[^:]*: *\([0-9]*\).*/\1/p' <<<"$torch")" "$(sed -n 's/^whole step[^:]*: *\([0-9]*\).*/\1/p' <<<"$torch")"
+fi
 rm -f "$out"

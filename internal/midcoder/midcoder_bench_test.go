@@ -1,11 +1,13 @@
 package midcoder
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"slices"
 	"testing"
 
+	"github.com/ctxdep/ctxdep/internal/gpt2"
 	"github.com/ctxdep/ctxdep/internal/transcoder"
 )
 
@@ -64,4 +66,36 @@ func BenchmarkStep(b *testing.B) {
 			b.ReportMetric(float64(acts.Rows()*b.N)/b.Elapsed().Seconds(), "tokens/s")
 		})
 	}
+}
+
+// BenchmarkStreamStep measures the notebook's whole step from token ids:
+// the forward pass to block 8, the encoder and the midcoder step, at
+// GPT-2-small shapes (random weights, ~100 active features), B = 64,
+// T = 128, with the next batch's forward overlapped with the step.
+func BenchmarkStreamStep(b *testing.B) {
+	const batch, t = 64, 128
+	m := gpt2.Random(gpt2.Small(), 1)
+	tc := transcoder.Random(m.DModel, 24576, 100, 2)
+	tok := gpt2.RandomTokens(256*t, m.DVocab, 3)
+	row := 0
+	next := func(dst []int32) error {
+		copy(dst, tok[(row%256)*t:])
+		row++
+		return nil
+	}
+	src := NewStreamSource(m, 8, tc, next, t, batch)
+	defer src.Close()
+	p := NewParams(24576, m.DModel)
+	p.KaimingUniform(1)
+	tr := NewTrainer(NewMLP(m, 8, ReLU), p, NewAdamW(p, 1e-3), batch*t)
+	ctx := context.Background()
+	b.ResetTimer()
+	for b.Loop() {
+		acts, y, err := src.Next(ctx, batch)
+		if err != nil {
+			b.Fatal(err)
+		}
+		tr.Step(acts, y, 1e-3)
+	}
+	b.ReportMetric(float64(batch*t*b.N)/b.Elapsed().Seconds(), "tokens/s")
 }
