@@ -78,7 +78,7 @@ or settings is refused and left untouched.`,
 	f.IntVar(&o.perShard, "sequences-per-shard", 128, "rows per shard file")
 	f.StringVar(&o.dtype, "dtype", "float32", "storage type of x and y: float32 or float16")
 	f.BoolVar(&o.withActs, "with-acts", false, "also store the layer's transcoder activations of x (sparse CSR)")
-	addDataFlags(f, &o.dataOptions)
+	addDataFlags(f, &o.dataOptions, "seed")
 	addJSONFlag(cmd, g)
 	return cmd
 }

@@ -90,7 +90,7 @@ The notebook's run: --batch-size 64 --steps-per-epoch 10 --train-tokens 100000.`
 	f.Uint64Var(&o.cfg.Seed, "seed", 42, "seed of the kaiming initialisation")
 	f.StringVar(&o.cfg.Init, "init", "kaiming", "initial W_mid: kaiming, zeros or pinv")
 	f.StringVar(&o.cfg.Act, "act", "relu", "MLP activation the midcoder trains through: relu (the notebook's) or gelu_new")
-	addDataFlags(f, &o.dataOptions)
+	addDataFlags(f, &o.dataOptions, "data-seed")
 	addJSONFlag(cmd, g)
 	return cmd
 }

@@ -21,9 +21,11 @@ type dataOptions struct {
 	tokenizer     string
 }
 
-func addDataFlags(f *pflag.FlagSet, o *dataOptions) {
+// seedFlag names the shuffle seed: --seed (CLI.md's tokenize and cache
+// build), or --data-seed for fit, whose --seed seeds the initialisation.
+func addDataFlags(f *pflag.FlagSet, o *dataOptions, seedFlag string) {
 	f.IntVar(&o.shuffleBuffer, "shuffle-buffer", 10000, "Hugging Face streaming shuffle buffer (0 disables the shuffle)")
-	f.Uint64Var(&o.seed, "data-seed", 42, "seed of the streaming shuffle (numpy default_rng)")
+	f.Uint64Var(&o.seed, seedFlag, 42, "seed of the streaming shuffle (numpy default_rng)")
 	f.IntVar(&o.maxLength, "max-length", 128, "tokens per row, BOS included")
 	f.StringVar(&o.format, "format", "", "corpus layout: jsonl, parquet, owt-tar or txt (default: from the path)")
 	f.StringVar(&o.tokenizer, "tokenizer", "", "directory with a Hugging Face tokenizer.json or vocab.json + merges.txt (default: GPT-2's embedded BPE)")

@@ -35,7 +35,7 @@ prepended, each batch's remainder dropped.
 
 Documents come in the order of the Hugging Face streaming pipeline that the
 notebook used: the files (shards) permuted and a --shuffle-buffer of 10,000
-documents shuffled with numpy's generator seeded by --data-seed (SPEC §5.2);
+documents shuffled with numpy's generator seeded by --seed (SPEC §5.2);
 --shuffle-buffer 0 reads files in name order and documents in file order.
 
 Formats: JSON lines with a "text" field (.jsonl/.json, optionally .gz/.zst/.xz),
@@ -55,7 +55,7 @@ becomes U+FFFD, as Python's errors="replace" does, and is counted.`,
 	f.StringVar(&o.out, "out", "", "output .npy")
 	f.IntVar(&o.nRows, "n-rows", 0, "stop after this many rows (default: the whole corpus)")
 	f.BoolVar(&o.int64, "int64", false, "write int64 (as torch's tokenizer output) instead of int32")
-	addDataFlags(f, &o.dataOptions)
+	addDataFlags(f, &o.dataOptions, "seed")
 	addJSONFlag(cmd, g)
 	return cmd
 }
