@@ -1,0 +1,104 @@
+package analysis
+
+import (
+	"fmt"
+	"math"
+
+	"gonum.org/v1/gonum/mat"
+)
+
+// Float32Eps is float32's machine epsilon, 2^-23: torch.linalg.pinv's
+// default relative cut-off is max(m, n)·eps of the input's dtype, and the
+// notebook's input is float32.
+const Float32Eps = 1.0 / (1 << 23)
+
+// Spectrum describes a pseudo-inverse.
+type Spectrum struct {
+	Sigma    []float64 // singular values, descending
+	SigmaMax float64
+	RTol     float64 // relative cut-off
+	Cutoff   float64 // RTol·SigmaMax: smaller singular values are dropped
+	Rank     int     // singular values kept
+}
+
+// Pinv returns the Moore–Penrose pseudo-inverse (n, m) of a (m, n), from
+// gonum's float64 SVD, dropping singular values ≤ rtol·σ_max as
+// torch.linalg.pinv does. rtol ≤ 0 means torch's default for float32
+// input, max(m, n)·Float32Eps. With float64's own ε the null directions
+// that float32 rounding leaves at σ ≈ 1e-8·σ_max would be kept and blow
+// the result up (SPEC §4.2).
+func Pinv(a []float64, m, n int, rtol float64) ([]float64, Spectrum, error) {
+	if len(a) != m*n || m == 0 || n == 0 {
+		return nil, Spectrum{}, fmt.Errorf("pinv: %d values for a %d×%d matrix", len(a), m, n)
+	}
+	for _, v := range a {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return nil, Spectrum{}, fmt.Errorf("pinv: the matrix holds %g", v)
+		}
+	}
+	if rtol <= 0 {
+		rtol = float64(max(m, n)) * Float32Eps
+	}
+	var svd mat.SVD
+	if !svd.Factorize(mat.NewDense(m, n, a), mat.SVDThin) {
+		return nil, Spectrum{}, fmt.Errorf("pinv: the SVD of the %d×%d matrix did not converge", m, n)
+	}
+	sigma := svd.Values(nil)
+	var u, v mat.Dense
+	svd.UTo(&u) // (m, k)
+	svd.VTo(&v) // (n, k)
+	sp := Spectrum{Sigma: sigma, SigmaMax: sigma[0], RTol: rtol, Cutoff: rtol * sigma[0]}
+	// pinv = V diag(1/σ) Uᵀ over the kept singular values.
+	out := make([]float64, n*m)
+	for k, s := range sigma {
+		if s <= sp.Cutoff || s == 0 {
+			continue
+		}
+		sp.Rank++
+		for i := 0; i < n; i++ {
+			vi := v.At(i, k) / s
+			for j := 0; j < m; j++ {
+				out[i*m+j] += vi * u.At(j, k)
+			}
+		}
+	}
+	return out, sp, nil
+}
+
+// PinvBaseline returns W_mid = W_dec @ pinv(W_in @ W_out) (F, C), with
+// W_in @ W_out and the product computed in float64.
+// wDec (F, C), wIn (C, N), wOut (N, C).
+func PinvBaseline(wDec, wIn, wOut []float32, f, c, n int) ([]float32, Spectrum, error) {
+	if len(wDec) != f*c || len(wIn) != c*n || len(wOut) != n*c {
+		panic("analysis: PinvBaseline shape mismatch")
+	}
+	prod := make([]float64, c*c) // W_in @ W_out (C, C)
+	for i := 0; i < c; i++ {
+		for k := 0; k < n; k++ {
+			a := float64(wIn[i*n+k])
+			row := wOut[k*c : (k+1)*c]
+			for j, b := range row {
+				prod[i*c+j] += a * float64(b)
+			}
+		}
+	}
+	p, sp, err := Pinv(prod, c, c, 0)
+	if err != nil {
+		return nil, sp, err
+	}
+	out := make([]float32, f*c)
+	acc := make([]float64, c)
+	for r := 0; r < f; r++ {
+		clear(acc)
+		for k, d := range wDec[r*c : (r+1)*c] {
+			dk := float64(d)
+			for j, v := range p[k*c : (k+1)*c] {
+				acc[j] += dk * v
+			}
+		}
+		for j, v := range acc {
+			out[r*c+j] = float32(v)
+		}
+	}
+	return out, sp, nil
+}
