@@ -61,6 +61,7 @@ forward pass batch by batch, computed while the previous batch trains.
 --init kaiming draws W_mid ~ U(−√(6/C), √(6/C)) as torch's kaiming_uniform_ does,
 but from ctxdep's own seeded generator: torch's random stream cannot be reproduced,
 so runs match the notebook in distribution, not bit for bit. --init zeros is exact.
+--init pinv starts from the pinv baseline (see ctxdep pinv-baseline --help).
 
 Output in --out DIR: midcoder.safetensors (W_mid F32 [F, C], b_mid F32 [C];
 settings and the SHA-256 of model, transcoder and cache in its metadata) and
@@ -104,9 +105,7 @@ func runFit(ctx context.Context, g *globalOptions, o *fitOptions, layerSet bool)
 		return usagef("fit needs --out DIR")
 	case (o.cache == "") == (o.data == ""):
 		return usagef("fit needs either --cache DIR or --data PATH")
-	case o.cfg.Init == "pinv":
-		return fmt.Errorf("--init pinv needs the pinv baseline, which this version does not have yet; use --init kaiming or zeros")
-	case o.cfg.Init != "kaiming" && o.cfg.Init != "zeros":
+	case o.cfg.Init != "kaiming" && o.cfg.Init != "zeros" && o.cfg.Init != "pinv":
 		return usagef("--init %q: want kaiming, zeros or pinv", o.cfg.Init)
 	}
 	var c *actcache.Cache
@@ -189,8 +188,16 @@ func runFit(ctx context.Context, g *globalOptions, o *fitOptions, layerSet bool)
 	}
 
 	params := midcoder.NewParams(tc.DSAE, model.DModel)
-	if o.cfg.Init == "kaiming" {
+	switch o.cfg.Init {
+	case "kaiming":
 		params.KaimingUniform(o.cfg.Seed)
+	case "pinv":
+		p, sp, err := pinvParams(model, o.cfg.Layer, tc)
+		if err != nil {
+			return err
+		}
+		params = p
+		g.logf("init: pinv baseline, rank %d of %d, sigma_max %.4g", sp.Rank, len(sp.Sigma), sp.SigmaMax)
 	}
 	tr := midcoder.NewTrainer(midcoder.NewMLP(model, o.cfg.Layer, act), params, midcoder.NewAdamW(params, o.cfg.WeightDecay), o.cfg.BatchSize*o.cfg.ContextLength)
 	st := &midcoder.State{LR: o.cfg.LR}

@@ -13,6 +13,7 @@ import (
 	"github.com/ctxdep/ctxdep/internal/actcache"
 	"github.com/ctxdep/ctxdep/internal/midcoder"
 	"github.com/ctxdep/ctxdep/internal/npy"
+	"github.com/ctxdep/ctxdep/internal/testutil"
 )
 
 const (
@@ -279,7 +280,7 @@ func TestFit(t *testing.T) {
 	}{
 		{"existing output", fitArgs(cache, out), 1, []string{"already holds", "--resume"}},
 		{"resume a finished fit", fitArgs(cache, out, "--resume"), 1, []string{"already complete"}},
-		{"pinv init", fitArgs(cache, filepath.Join(t.TempDir(), "p"), "--init", "pinv"), 1, []string{"pinv"}},
+		{"bad init", fitArgs(cache, filepath.Join(t.TempDir(), "p"), "--init", "orthogonal"), 2, []string{"--init"}},
 		{"zero steps", fitArgs(cache, filepath.Join(t.TempDir(), "z"), "--steps-per-epoch", "0"), 2, []string{"steps per epoch"}},
 		{"bad act", fitArgs(cache, filepath.Join(t.TempDir(), "a"), "--act", "tanh"), 2, []string{"--act"}},
 		{"other layer", fitArgs(cache, filepath.Join(t.TempDir(), "l"), "--layer", "2"), 1, []string{"layer 1"}},
@@ -440,4 +441,40 @@ func TestFitFromTextEqualsFromCache(t *testing.T) {
 	if err != nil || !strings.HasPrefix(meta.Provenance.DataKind, "text") || meta.Config.ContextLength != 16 {
 		t.Errorf("fit --data metadata %+v, %v", meta, err)
 	}
+}
+
+// pinv-baseline writes the baseline in fit's layout, reports the CLI.md
+// keys, and fit --init pinv starts from it.
+func TestPinvBaseline(t *testing.T) {
+	cache := buildCache(t, true)
+	out := filepath.Join(t.TempDir(), "pinv.safetensors")
+	code, stdout, errs := ctxdep(t, "pinv-baseline", "-q", "--model", tinyModel, "--transcoders", tinyTC, "--cache", cache, "--out", out, "--json")
+	if code != 0 {
+		t.Fatalf("pinv-baseline: %d %s", code, errs)
+	}
+	var res map[string]any
+	if err := json.Unmarshal([]byte(stdout), &res); err != nil {
+		t.Fatalf("--json: %v in %q", err, stdout)
+	}
+	for _, k := range []string{"rank", "rtol", "sigma_max", "loss", "loss_norm"} {
+		if _, ok := res[k]; !ok {
+			t.Errorf("--json has no %q: %s", k, stdout)
+		}
+	}
+	if res["rank"].(float64) != 15 {
+		t.Errorf("rank %v, want 15 (16 less the centring's null direction)", res["rank"])
+	}
+	p, meta, err := midcoder.Load(out)
+	if err != nil || meta.Method != "pinv" || meta.Layer != 1 || p.F != 64 || p.BMid[0] != 0 {
+		t.Fatalf("pinv file: %+v, %v", meta, err)
+	}
+	// torch.linalg.pinv in float64 (testdata/gen/gen_pinv.py).
+	g := testutil.Golden(t, "../../testdata/golden/pinv.safetensors")
+	testutil.Close(t, "W_mid", p.WMid, g["layer1.W_mid_f64"], 1e-5, 1e-5)
+	fitOut := filepath.Join(t.TempDir(), "fit")
+	if code, _, errs := ctxdep(t, fitArgs(cache, fitOut, "--init", "pinv")...); code != 0 {
+		t.Fatalf("fit --init pinv: %d %s", code, errs)
+	}
+	code, _, errs = ctxdep(t, "pinv-baseline", "--model", tinyModel, "--transcoders", tinyTC, "--cache", cache, "--layer", "2", "--out", out)
+	expectError(t, code, errs, 1, "layer 1")
 }

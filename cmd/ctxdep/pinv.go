@@ -1,0 +1,179 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ctxdep/ctxdep/internal/actcache"
+	"github.com/ctxdep/ctxdep/internal/analysis"
+	"github.com/ctxdep/ctxdep/internal/gpt2"
+	"github.com/ctxdep/ctxdep/internal/midcoder"
+	"github.com/ctxdep/ctxdep/internal/provenance"
+	"github.com/ctxdep/ctxdep/internal/transcoder"
+)
+
+type pinvOptions struct {
+	out   string
+	cache string
+	act   string
+}
+
+func newPinvCmd(g *globalOptions) *cobra.Command {
+	o := &pinvOptions{}
+	cmd := &cobra.Command{
+		Use:   "pinv-baseline --out FILE",
+		Short: "The notebook's baseline mid vectors W_mid = W_dec @ pinv(W_in @ W_out)",
+		Long: `Computes W_mid = W_dec @ pinv(W_in @ W_out) for layer L: W_dec is the
+transcoder's decoder [F, C], W_in and W_out the block's TransformerLens-processed MLP
+weights. If the MLP were linear, these mid vectors would map each feature through it
+to its decoder direction. The SVD runs in float64 with torch.linalg.pinv's cut-off for
+float32 input: singular values ≤ rtol·σ_max are dropped, rtol = max(m, n)·ε_float32
+(9.16e-5 for 768). The processed W_in @ W_out has an exact null direction (the
+all-ones vector, from the centring), so this rule decides the result; float64's own
+ε would keep that direction and give values thousands of times too large.
+
+Writes --out in fit's layout (W_mid F32 [F, C], b_mid F32 [C] of zeros; settings and
+the SHA-256 of model and transcoder in the metadata) and prints σ_max, the cut-off,
+the rank and a summary of the spectrum. With --cache DIR it also reports loss and
+loss_norm of the midcoder forward (--act) with these weights over all cached tokens.`,
+		Example: `  ctxdep pinv-baseline --layer 8 --out pinv-l8.safetensors --cache cache-l8
+  ctxdep fit --init pinv --cache cache-l8 --out fit-l8   # start the fit from it`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runPinv(cmd.Context(), g, o, cmd.Flags().Changed("layer"))
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.out, "out", "", "output safetensors file")
+	f.StringVar(&o.cache, "cache", "", "activation cache to report loss and loss_norm on")
+	f.StringVar(&o.act, "act", "relu", "MLP activation of the midcoder forward: relu or gelu_new")
+	addJSONFlag(cmd, g)
+	return cmd
+}
+
+// pinvResult is what pinv-baseline reports (CLI.md's --json keys first).
+type pinvResult struct {
+	Rank     int       `json:"rank"`
+	RTol     float64   `json:"rtol"`
+	SigmaMax float64   `json:"sigma_max"`
+	Loss     *float64  `json:"loss,omitempty"`
+	LossNorm *float64  `json:"loss_norm,omitempty"`
+	Cutoff   float64   `json:"cutoff"`
+	Sigma    []float64 `json:"sigma"`
+	Out      string    `json:"out"`
+}
+
+func runPinv(ctx context.Context, g *globalOptions, o *pinvOptions, layerSet bool) error {
+	act, err := midcoder.ParseActivation(o.act)
+	if err != nil {
+		return usagef("--act %q: want relu or gelu_new", o.act)
+	}
+	if o.out == "" {
+		return usagef("pinv-baseline needs --out FILE")
+	}
+	layer := g.layer
+	var c *actcache.Cache
+	if o.cache != "" {
+		if c, err = actcache.Open(o.cache); err != nil {
+			return err
+		}
+		if layerSet && layer != c.Manifest.Layer {
+			return fmt.Errorf("--layer %d, but the cache %s holds layer %d", layer, o.cache, c.Manifest.Layer)
+		}
+		layer = c.Manifest.Layer
+	}
+	model, modelProv, err := g.loadModel()
+	if err != nil {
+		return err
+	}
+	if layer < 0 || layer >= model.NLayer {
+		return usagef("--layer %d is out of range: the model has layers 0..%d", layer, model.NLayer-1)
+	}
+	tc, tcProv, _, err := g.loadTranscoder(layer, model.DModel)
+	if err != nil {
+		return err
+	}
+	p, sp, err := pinvParams(model, layer, tc)
+	if err != nil {
+		return err
+	}
+	res := pinvResult{Rank: sp.Rank, RTol: sp.RTol, SigmaMax: sp.SigmaMax, Cutoff: sp.Cutoff, Sigma: sp.Sigma, Out: o.out}
+	if c != nil {
+		if !provenance.Same(c.Manifest.Model, modelProv) {
+			return fmt.Errorf("the cache %s was built from another model (sha256 %.12s…) than %s", o.cache, c.Manifest.Model.SHA256, modelProv.Path)
+		}
+		useStored := c.Manifest.WithActs && c.Manifest.Transcoder != nil && provenance.Same(*c.Manifest.Transcoder, tcProv)
+		loss, norm, err := cacheLoss(ctx, c, tc, useStored, midcoder.NewMLP(model, layer, act), p)
+		if err != nil {
+			return err
+		}
+		res.Loss, res.LossNorm = &loss, &norm
+	}
+	meta := midcoder.Meta{Layer: layer, DModel: model.DModel, DSAE: tc.DSAE, Method: "pinv",
+		Config:     midcoder.Config{Layer: layer, Init: "pinv", Act: act.String()},
+		Provenance: midcoder.Provenance{Model: modelProv, Transcoder: tcProv}, CreatedBy: "ctxdep " + version}
+	if err := midcoder.Save(o.out, p, meta); err != nil {
+		return err
+	}
+	if g.json {
+		return json.NewEncoder(g.stdout).Encode(res)
+	}
+	fmt.Fprintf(g.stdout, "pinv baseline, layer %d: W_dec [%d, %d] @ pinv(W_in @ W_out [%d, %d])\n", layer, tc.DSAE, tc.DOut, model.DModel, model.DModel)
+	fmt.Fprintf(g.stdout, "sigma_max  %.6g\nrtol       %.6g (max(m, n)·eps_float32)\ncutoff     %.6g\nrank       %d of %d\n", sp.SigmaMax, sp.RTol, sp.Cutoff, sp.Rank, len(sp.Sigma))
+	s := sp.Sigma
+	fmt.Fprintf(g.stdout, "spectrum   max %.4g, median %.4g, smallest kept %.4g, largest dropped %s\n", s[0], s[len(s)/2], s[max(sp.Rank-1, 0)], dropped(sp))
+	if res.Loss != nil {
+		fmt.Fprintf(g.stdout, "loss       %.6g\nloss_norm  %.6g   (%s, over the %d tokens of %s)\n", *res.Loss, *res.LossNorm, act, c.Manifest.NTokens, o.cache)
+	}
+	fmt.Fprintf(g.stdout, "wrote      %s\n", o.out)
+	return nil
+}
+
+func dropped(sp analysis.Spectrum) string {
+	if sp.Rank == len(sp.Sigma) {
+		return "none"
+	}
+	return fmt.Sprintf("%.4g (%.2g·σ_max)", sp.Sigma[sp.Rank], sp.Sigma[sp.Rank]/sp.SigmaMax)
+}
+
+// pinvParams returns the baseline as midcoder parameters (b_mid zero).
+func pinvParams(m *gpt2.Model, layer int, tc *transcoder.Transcoder) (*midcoder.Params, analysis.Spectrum, error) {
+	if tc.DOut != m.DModel {
+		return nil, analysis.Spectrum{}, fmt.Errorf("transcoder %s has d_out %d, the model's d_model is %d", tc.Path, tc.DOut, m.DModel)
+	}
+	b := m.Blocks[layer]
+	w, sp, err := analysis.PinvBaseline(tc.WDec, b.WIn, b.WOut, tc.DSAE, m.DModel, m.DMLP)
+	if err != nil {
+		return nil, sp, err
+	}
+	p := midcoder.NewParams(tc.DSAE, m.DModel)
+	copy(p.WMid, w)
+	return p, sp, nil
+}
+
+// cacheLoss is the midcoder forward's loss and loss_norm with parameters p
+// over every token of c, accumulated in float64.
+func cacheLoss(ctx context.Context, c *actcache.Cache, tc *transcoder.Transcoder, useStored bool, mlp *midcoder.MLP, p *midcoder.Params) (loss, lossNorm float64, err error) {
+	src, err := midcoder.NewCacheSource(c, tc, useStored)
+	if err != nil {
+		return 0, 0, err
+	}
+	const batch = 16
+	t := c.Manifest.ContextLength
+	tr := midcoder.NewTrainer(mlp, p, midcoder.NewAdamW(p, 0), batch*t)
+	var se, sy, n float64
+	for left := c.Manifest.NSequences; left > 0; left -= batch {
+		k := min(batch, left)
+		acts, y, err := src.Next(ctx, k)
+		if err != nil {
+			return 0, 0, err
+		}
+		l, my2 := midcoder.Loss(tr.Forward(acts), y)
+		m := float64(len(y))
+		se, sy, n = se+l*m, sy+my2*m, n+m
+	}
+	return se / n, se / sy, nil
+}
