@@ -15,3 +15,5 @@ set -x
 "$bin" fit --cache "$out/cache" --model testdata/tiny-gpt2 --transcoders testdata/tiny-transcoders --layer 1 \
   --batch-size 2 --steps-per-epoch 3 --train-tokens 200 --out "$out/fit"
 head -n 5 "$out/fit/history.csv"
+"$bin" pinv-baseline --cache "$out/cache" --model testdata/tiny-gpt2 --transcoders testdata/tiny-transcoders \
+  --out "$out/pinv.safetensors"
