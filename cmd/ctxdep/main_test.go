@@ -13,6 +13,7 @@ import (
 	"github.com/ctxdep/ctxdep/internal/actcache"
 	"github.com/ctxdep/ctxdep/internal/midcoder"
 	"github.com/ctxdep/ctxdep/internal/npy"
+	"github.com/ctxdep/ctxdep/internal/safetensors"
 	"github.com/ctxdep/ctxdep/internal/testutil"
 )
 
@@ -477,4 +478,70 @@ func TestPinvBaseline(t *testing.T) {
 	}
 	code, _, errs = ctxdep(t, "pinv-baseline", "--model", tinyModel, "--transcoders", tinyTC, "--cache", cache, "--layer", "2", "--out", out)
 	expectError(t, code, errs, 1, "layer 1")
+}
+
+// evaluate's cross-entropies equal PyTorch's on the golden rows
+// (testdata/gen/gen_fixtures.py: clean, transcoder reconstruction spliced
+// into blocks.1.hook_mlp_out, zero ablation; float64 reference), and a
+// midcoder of another layer is refused.
+func TestEvaluateMatchesPyTorch(t *testing.T) {
+	const hooks = "../../testdata/golden/gpt2_hooks.safetensors"
+	f, err := safetensors.Open(hooks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := f.Int32("tokens")
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := filepath.Join(t.TempDir(), "golden.npy")
+	if err := npy.WriteInt32(rows, tok, []int{2, 16}); err != nil {
+		t.Fatal(err)
+	}
+	cache := filepath.Join(t.TempDir(), "c")
+	if code, _, errs := ctxdep(t, "cache", "build", "-q", "--model", tinyModel, "--layer", "1", "--tokens", rows, "--out", cache); code != 0 {
+		t.Fatalf("cache build: %s", errs)
+	}
+	pinv := filepath.Join(t.TempDir(), "pinv.safetensors")
+	if code, _, errs := ctxdep(t, "pinv-baseline", "-q", "--model", tinyModel, "--transcoders", tinyTC, "--cache", cache, "--out", pinv); code != 0 {
+		t.Fatalf("pinv-baseline: %s", errs)
+	}
+	code, stdout, errs := ctxdep(t, "evaluate", "-q", "--model", tinyModel, "--transcoders", tinyTC, "--cache", cache, "--midcoder", pinv, "--json")
+	if code != 0 {
+		t.Fatalf("evaluate: %d %s", code, errs)
+	}
+	var res struct {
+		CEClean        float64 `json:"ce_clean"`
+		CETranscoder   float64 `json:"ce_transcoder"`
+		CEZeroAblation float64 `json:"ce_zero_ablation"`
+		Midcoders      []struct {
+			File string  `json:"file"`
+			CE   float64 `json:"ce"`
+			MSE  float64 `json:"mse"`
+			NMSE float64 `json:"nmse"`
+		} `json:"midcoders"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &res); err != nil {
+		t.Fatalf("--json: %v: %s", err, stdout)
+	}
+	g := testutil.Golden(t, hooks)
+	mean := func(v []float32) float32 {
+		var s float64
+		for _, x := range v {
+			s += float64(x)
+		}
+		return float32(s / float64(len(v)))
+	}
+	got := []float32{float32(res.CEClean), float32(res.CETranscoder), float32(res.CEZeroAblation)}
+	want := []float32{mean(g["ce"]), mean(g["ce_splice.1"]), mean(g["ce_zero.1"])}
+	testutil.Close(t, "ce clean, transcoder, zero", got, want, 1e-5, 1e-5)
+	if len(res.Midcoders) != 1 || res.Midcoders[0].File != pinv || !(res.Midcoders[0].NMSE > 0) {
+		t.Errorf("midcoders %+v", res.Midcoders)
+	}
+	// A midcoder fitted on another layer is refused.
+	cache2 := filepath.Join(t.TempDir(), "c2")
+	ctxdep(t, "cache", "build", "-q", "--model", tinyModel, "--layer", "2", "--tokens", rows, "--out", cache2)
+	code, _, errs = ctxdep(t, "evaluate", "--model", tinyModel, "--transcoders", tinyTC, "--cache", cache2, "--midcoder", pinv)
+	expectError(t, code, errs, 1, "is for layer 1")
 }

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ctxdep/ctxdep/internal/actcache"
+	"github.com/ctxdep/ctxdep/internal/analysis"
+	"github.com/ctxdep/ctxdep/internal/midcoder"
+	"github.com/ctxdep/ctxdep/internal/progress"
+	"github.com/ctxdep/ctxdep/internal/provenance"
+)
+
+type evaluateOptions struct {
+	cache     string
+	midcoders []string
+}
+
+func newEvaluateCmd(g *globalOptions) *cobra.Command {
+	o := &evaluateOptions{}
+	cmd := &cobra.Command{
+		Use:   "evaluate --cache DIR [--midcoder FILE]...",
+		Short: "Cross-entropy with reconstructions spliced into blocks.L.hook_mlp_out",
+		Long: `Runs the model over every cached sequence and reports the mean next-token
+cross-entropy (nats, over all positions that have a next token):
+  ce_clean          the model as it is
+  ce_transcoder     blocks.L.hook_mlp_out replaced at every position by the
+                    transcoder's reconstruction of blocks.L.ln2.hook_normalized
+  midcoders[].ce    replaced by each --midcoder file's output (from fit or
+                    pinv-baseline; its activation is read from the file)
+  ce_zero_ablation  replaced by zeros
+and each reconstruction's mse (mean over all elements of (recon − y)²) and nmse
+(mse / mean(y²)) against the clean hook_mlp_out. Memory stays at one shard.`,
+		Example: `  ctxdep evaluate --cache cache-l8 --midcoder fit-l8/midcoder.safetensors --midcoder pinv-l8.safetensors`,
+		Args:    exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runEvaluate(cmd.Context(), g, o, cmd.Flags().Changed("layer"))
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.cache, "cache", "", "activation cache whose sequences are evaluated")
+	f.StringArrayVar(&o.midcoders, "midcoder", nil, "midcoder file to splice in (repeatable)")
+	addJSONFlag(cmd, g)
+	return cmd
+}
+
+func runEvaluate(ctx context.Context, g *globalOptions, o *evaluateOptions, layerSet bool) error {
+	if o.cache == "" {
+		return usagef("evaluate needs --cache DIR")
+	}
+	c, err := actcache.Open(o.cache)
+	if err != nil {
+		return err
+	}
+	layer := c.Manifest.Layer
+	if layerSet && g.layer != layer {
+		return fmt.Errorf("--layer %d, but the cache %s holds layer %d", g.layer, o.cache, layer)
+	}
+	if c.Manifest.ContextLength < 2 {
+		return fmt.Errorf("the cache %s has sequences of %d token: no next-token targets", o.cache, c.Manifest.ContextLength)
+	}
+	model, modelProv, err := g.loadModel()
+	if err != nil {
+		return err
+	}
+	if !provenance.Same(c.Manifest.Model, modelProv) {
+		return fmt.Errorf("the cache %s was built from another model (sha256 %.12s…) than %s", o.cache, c.Manifest.Model.SHA256, modelProv.Path)
+	}
+	tc, _, _, err := g.loadTranscoder(layer, model.DModel)
+	if err != nil {
+		return err
+	}
+	var mids []analysis.Midcoder
+	for _, f := range o.midcoders {
+		p, meta, err := midcoder.Load(f)
+		if err != nil {
+			return err
+		}
+		if meta.Layer != layer || meta.DModel != model.DModel || meta.DSAE != tc.DSAE {
+			return fmt.Errorf("midcoder %s is for layer %d, d_model %d, %d features; the cache, model and transcoder have layer %d, d_model %d, %d features",
+				f, meta.Layer, meta.DModel, meta.DSAE, layer, model.DModel, tc.DSAE)
+		}
+		act := midcoder.ReLU
+		if meta.Config.Act != "" {
+			if act, err = midcoder.ParseActivation(meta.Config.Act); err != nil {
+				return fmt.Errorf("midcoder %s: %w", f, err)
+			}
+		}
+		mids = append(mids, analysis.Midcoder{File: f, Params: p, MLP: midcoder.NewMLP(model, layer, act)})
+	}
+	bar := progress.New(g.stderr, "evaluate", c.Manifest.NTokens, "tokens", g.quiet)
+	res, err := analysis.Evaluate(ctx, model, c, tc, mids, bar)
+	bar.Finish()
+	if err != nil {
+		return err
+	}
+	if g.json {
+		if res.Midcoders == nil {
+			res.Midcoders = []analysis.MidcoderResult{}
+		}
+		return json.NewEncoder(g.stdout).Encode(res)
+	}
+	w := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(w, "splice at blocks.%d.hook_mlp_out\tce (nats)\tmse\tnmse\n", layer)
+	fmt.Fprintf(w, "clean\t%.5f\t\t\n", res.CEClean)
+	fmt.Fprintf(w, "transcoder\t%.5f\t%.5g\t%.5g\n", res.CETranscoder, res.MSETranscoder, res.NMSETranscoder)
+	for _, m := range res.Midcoders {
+		fmt.Fprintf(w, "%s\t%.5f\t%.5g\t%.5g\n", m.File, m.CE, m.MSE, m.NMSE)
+	}
+	fmt.Fprintf(w, "zero ablation\t%.5f\t\t\n", res.CEZeroAblation)
+	fmt.Fprintf(w, "(%d tokens, %d predictions)\t\t\t\n", res.Tokens, res.Predictions)
+	return w.Flush()
+}

@@ -1,0 +1,142 @@
+package analysis
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/ctxdep/ctxdep/internal/actcache"
+	"github.com/ctxdep/ctxdep/internal/gpt2"
+	"github.com/ctxdep/ctxdep/internal/midcoder"
+	"github.com/ctxdep/ctxdep/internal/progress"
+	"github.com/ctxdep/ctxdep/internal/transcoder"
+)
+
+// Midcoder is one set of mid vectors to evaluate (from fit or
+// pinv-baseline).
+type Midcoder struct {
+	File   string
+	Params *midcoder.Params
+	MLP    *midcoder.MLP // the layer's MLP with the file's activation
+}
+
+// MidcoderResult is one midcoder's scores.
+type MidcoderResult struct {
+	File string  `json:"file"`
+	CE   float64 `json:"ce"`   // mean next-token cross-entropy with its output spliced in
+	MSE  float64 `json:"mse"`  // mean over all elements of (out − y)²
+	NMSE float64 `json:"nmse"` // mse / mean(y²)
+}
+
+// EvalResult is what `ctxdep evaluate` reports (CLI.md).
+type EvalResult struct {
+	Tokens         int64            `json:"tokens"`      // cached tokens
+	Predictions    int64            `json:"predictions"` // positions with a next token
+	CEClean        float64          `json:"ce_clean"`
+	CETranscoder   float64          `json:"ce_transcoder"`
+	MSETranscoder  float64          `json:"mse_transcoder"`
+	NMSETranscoder float64          `json:"nmse_transcoder"`
+	CEZeroAblation float64          `json:"ce_zero_ablation"`
+	Midcoders      []MidcoderResult `json:"midcoders"`
+}
+
+// evalBatch is how many cached sequences one forward pass takes.
+const evalBatch = 8
+
+// Evaluate runs the model over every cached sequence with
+// blocks.L.hook_mlp_out as it is (clean), replaced by the transcoder's
+// reconstruction, by each midcoder's output, and by zeros; it returns the
+// mean next-token cross-entropy of each (nats) and the reconstruction
+// errors against the clean hook_mlp_out. Memory is one shard and one batch.
+func Evaluate(ctx context.Context, m *gpt2.Model, c *actcache.Cache, tc *transcoder.Transcoder, mids []Midcoder, bar *progress.Bar) (*EvalResult, error) {
+	man := c.Manifest
+	layer, t, d := man.Layer, man.ContextLength, man.DModel
+	if d != m.DModel || layer >= m.NLayer || tc.DIn != d || tc.DOut != d {
+		return nil, fmt.Errorf("the cache (layer %d, d_model %d), model (%d layers, d_model %d) and transcoder (%d → %d) do not fit together", layer, d, m.NLayer, m.DModel, tc.DIn, tc.DOut)
+	}
+	ws := m.NewWorkspace(evalBatch * t)
+	enc := tc.NewEncoder()
+	var acts transcoder.Acts
+	trainers := make([]*midcoder.Trainer, len(mids))
+	for i, mc := range mids {
+		trainers[i] = midcoder.NewTrainer(mc.MLP, mc.Params, nil, evalBatch*t)
+	}
+	// Sums in float64: CE per variant; squared errors per reconstruction.
+	nv := 3 + len(mids) // clean, transcoder, zero, midcoders…
+	ceSum := make([]float64, nv)
+	seSum := make([]float64, 1+len(mids))
+	var y2Sum float64
+	var preds int64
+	recon := make([]float32, evalBatch*t*d)
+	for si := range man.Shards {
+		sd, err := c.ReadShard(si)
+		if err != nil {
+			return nil, err
+		}
+		for r0 := 0; r0 < sd.NSequences; r0 += evalBatch {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			b := min(evalBatch, sd.NSequences-r0)
+			tok := sd.Tokens[r0*t : (r0+b)*t]
+			n := b * t * d
+			for v := 0; v < nv; v++ {
+				var hooks *gpt2.Hooks
+				switch {
+				case v == 0: // clean; y² of the clean hook_mlp_out
+					hooks = &gpt2.Hooks{SpliceLayer: layer, Splice: func(x, y []float32) {
+						for _, yv := range y {
+							y2Sum += float64(yv) * float64(yv)
+						}
+					}}
+				case v == 1: // transcoder reconstruction
+					hooks = &gpt2.Hooks{SpliceLayer: layer, Splice: func(x, y []float32) {
+						enc.Encode(&acts, x, b*t)
+						tc.Decode(recon[:n], &acts)
+						seSum[0] += sqErr(recon[:n], y)
+						copy(y, recon[:n])
+					}}
+				case v == 2: // zero ablation
+					hooks = &gpt2.Hooks{SpliceLayer: layer, Splice: func(x, y []float32) { clear(y) }}
+				default:
+					k := v - 3
+					hooks = &gpt2.Hooks{SpliceLayer: layer, Splice: func(x, y []float32) {
+						enc.Encode(&acts, x, b*t)
+						out := trainers[k].Forward(&acts)
+						seSum[1+k] += sqErr(out, y)
+						copy(y, out)
+					}}
+				}
+				ce, err := m.Loss(ws, tok, b, t, hooks)
+				if err != nil {
+					return nil, err
+				}
+				for _, l := range ce {
+					ceSum[v] += float64(l)
+				}
+			}
+			preds += int64(b * (t - 1))
+			if bar != nil {
+				bar.Add(int64(b*t), "")
+			}
+		}
+	}
+	elems := float64(man.NTokens) * float64(d)
+	meanY2 := y2Sum / elems
+	res := &EvalResult{Tokens: man.NTokens, Predictions: preds,
+		CEClean: ceSum[0] / float64(preds), CETranscoder: ceSum[1] / float64(preds), CEZeroAblation: ceSum[2] / float64(preds),
+		MSETranscoder: seSum[0] / elems, NMSETranscoder: seSum[0] / elems / meanY2}
+	for k, mc := range mids {
+		mse := seSum[1+k] / elems
+		res.Midcoders = append(res.Midcoders, MidcoderResult{File: mc.File, CE: ceSum[3+k] / float64(preds), MSE: mse, NMSE: mse / meanY2})
+	}
+	return res, nil
+}
+
+func sqErr(a, b []float32) float64 {
+	var s float64
+	for i, v := range a {
+		e := float64(v) - float64(b[i])
+		s += e * e
+	}
+	return s
+}
