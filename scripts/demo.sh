@@ -17,3 +17,5 @@ set -x
 head -n 5 "$out/fit/history.csv"
 "$bin" pinv-baseline --cache "$out/cache" --model testdata/tiny-gpt2 --transcoders testdata/tiny-transcoders \
   --out "$out/pinv.safetensors"
+"$bin" evaluate --cache "$out/cache" --model testdata/tiny-gpt2 --transcoders testdata/tiny-transcoders \
+  --midcoder "$out/fit/midcoder.safetensors" --midcoder "$out/pinv.safetensors"
