@@ -66,7 +66,19 @@ func Evaluate(ctx context.Context, m *gpt2.Model, c *actcache.Cache, tc *transco
 	seSum := make([]float64, 1+len(mids))
 	var y2Sum float64
 	var preds int64
-	recon := make([]float32, evalBatch*t*d)
+	// Per batch, the blocks up to L run once: x, y and resid_mid of block L
+	// are kept, and each variant continues from resid_mid + its
+	// replacement of y (gpt2.LossFrom).
+	x := make([]float32, evalBatch*t*d)
+	y := make([]float32, evalBatch*t*d)
+	residMid := make([]float32, evalBatch*t*d)
+	repl := make([]float32, evalBatch*t*d)
+	post := make([]float32, evalBatch*t*d)
+	keepMid := &gpt2.Hooks{Observe: func(hook string, l int, v []float32) {
+		if hook == "hook_resid_mid" && l == layer {
+			copy(residMid, v)
+		}
+	}}
 	for si := range man.Shards {
 		sd, err := c.ReadShard(si)
 		if err != nil {
@@ -79,34 +91,34 @@ func Evaluate(ctx context.Context, m *gpt2.Model, c *actcache.Cache, tc *transco
 			b := min(evalBatch, sd.NSequences-r0)
 			tok := sd.Tokens[r0*t : (r0+b)*t]
 			n := b * t * d
+			xb, yb, err := m.RunToBlock(ws, tok, b, t, layer, keepMid)
+			if err != nil {
+				return nil, err
+			}
+			copy(x, xb)
+			copy(y, yb)
+			for _, yv := range y[:n] {
+				y2Sum += float64(yv) * float64(yv)
+			}
+			enc.Encode(&acts, x[:n], b*t)
 			for v := 0; v < nv; v++ {
-				var hooks *gpt2.Hooks
 				switch {
-				case v == 0: // clean; y² of the clean hook_mlp_out
-					hooks = &gpt2.Hooks{SpliceLayer: layer, Splice: func(x, y []float32) {
-						for _, yv := range y {
-							y2Sum += float64(yv) * float64(yv)
-						}
-					}}
-				case v == 1: // transcoder reconstruction
-					hooks = &gpt2.Hooks{SpliceLayer: layer, Splice: func(x, y []float32) {
-						enc.Encode(&acts, x, b*t)
-						tc.Decode(recon[:n], &acts)
-						seSum[0] += sqErr(recon[:n], y)
-						copy(y, recon[:n])
-					}}
+				case v == 0: // clean
+					copy(repl, y[:n])
+				case v == 1: // the transcoder's reconstruction
+					tc.Decode(repl[:n], &acts)
+					seSum[0] += sqErr(repl[:n], y[:n])
 				case v == 2: // zero ablation
-					hooks = &gpt2.Hooks{SpliceLayer: layer, Splice: func(x, y []float32) { clear(y) }}
+					clear(repl[:n])
 				default:
 					k := v - 3
-					hooks = &gpt2.Hooks{SpliceLayer: layer, Splice: func(x, y []float32) {
-						enc.Encode(&acts, x, b*t)
-						out := trainers[k].Forward(&acts)
-						seSum[1+k] += sqErr(out, y)
-						copy(y, out)
-					}}
+					copy(repl, trainers[k].Forward(&acts))
+					seSum[1+k] += sqErr(repl[:n], y[:n])
 				}
-				ce, err := m.Loss(ws, tok, b, t, hooks)
+				for i := 0; i < n; i++ {
+					post[i] = residMid[i] + repl[i]
+				}
+				ce, err := m.LossFrom(ws, tok, b, t, layer, post[:n])
 				if err != nil {
 					return nil, err
 				}

@@ -103,6 +103,34 @@ func (m *Model) Loss(ws *Workspace, tokens []int32, b, t int, hooks *Hooks) ([]f
 	if err := m.run(ws, tokens, b, t, m.NLayer-1, hooks); err != nil {
 		return nil, err
 	}
+	return m.unembedLoss(ws, tokens, b, t), nil
+}
+
+// LossFrom continues a forward pass from resid (B·T, C), the residual
+// stream after block layer (blocks.layer.hook_resid_post), through the
+// remaining blocks and the unembedding, and returns the cross-entropy as
+// Loss does. Evaluating several replacements of one block's output this
+// way runs the blocks before it once.
+func (m *Model) LossFrom(ws *Workspace, tokens []int32, b, t, layer int, resid []float32) ([]float32, error) {
+	if layer < 0 || layer >= m.NLayer {
+		return nil, fmt.Errorf("gpt2: layer %d is out of range [0, %d)", layer, m.NLayer)
+	}
+	if t < 2 {
+		return nil, fmt.Errorf("gpt2: sequences of %d token have no next-token targets", t)
+	}
+	if len(resid) != b*t*m.DModel || b*t > ws.maxTokens {
+		return nil, fmt.Errorf("gpt2: LossFrom: residual of %d values for %d×%d tokens", len(resid), b, t)
+	}
+	copy(ws.resid, resid)
+	if err := m.runFrom(ws, tokens, b, t, layer+1, m.NLayer-1, nil); err != nil {
+		return nil, err
+	}
+	return m.unembedLoss(ws, tokens, b, t), nil
+}
+
+// unembedLoss applies the final LayerNorm and the unembedding to ws.resid
+// and returns the per-token cross-entropy (B, T−1), a view into ws.
+func (m *Model) unembedLoss(ws *Workspace, tokens []int32, b, t int) []float32 {
 	c, v := m.DModel, m.DVocab
 	if ws.logits == nil {
 		ws.logits = make([]float32, logitRows*v)
@@ -143,11 +171,17 @@ func (m *Model) Loss(ws *Workspace, tokens []int32, b, t int, hooks *Hooks) ([]f
 		}
 	}
 	flush()
-	return out, nil
+	return out
 }
 
 // run computes the residual stream through block stop (inclusive).
 func (m *Model) run(ws *Workspace, tokens []int32, b, t, stop int, hooks *Hooks) error {
+	return m.runFrom(ws, tokens, b, t, 0, stop, hooks)
+}
+
+// runFrom runs blocks start..stop; for start > 0 the caller has put the
+// residual stream after block start−1 in ws.resid.
+func (m *Model) runFrom(ws *Workspace, tokens []int32, b, t, start, stop int, hooks *Hooks) error {
 	if ws.m != m {
 		panic("gpt2: workspace belongs to another model")
 	}
@@ -168,17 +202,10 @@ func (m *Model) run(ws *Workspace, tokens []int32, b, t, stop int, hooks *Hooks)
 		observe = hooks.Observe
 	}
 
-	kernels.ParallelFor(mt, func(lo, hi int) {
-		for r := lo; r < hi; r++ {
-			e := m.WE[int(tokens[r])*c:][:c]
-			p := m.WPos[(r%t)*c:][:c]
-			dst := resid[r*c : (r+1)*c]
-			for j := range dst {
-				dst[j] = e[j] + p[j]
-			}
-		}
-	})
-	for l := 0; l <= stop; l++ {
+	if start == 0 {
+		m.embed(resid, tokens, mt, t)
+	}
+	for l := start; l <= stop; l++ {
 		blk := &m.Blocks[l]
 		kernels.LayerNormPre(xn, resid, mt, c, m.Eps)
 		kernels.Linear(qkv, xn, blk.WQKV, blk.BQKV, mt, c, 3*c)
@@ -203,6 +230,22 @@ func (m *Model) run(ws *Workspace, tokens []int32, b, t, stop int, hooks *Hooks)
 		observe("hook_resid_post", l, resid)
 	}
 	return nil
+}
+
+// embed sets resid (B·T, C) to W_E[token] + W_pos[position]
+// (hook_embed + hook_pos_embed).
+func (m *Model) embed(resid []float32, tokens []int32, mt, t int) {
+	c := m.DModel
+	kernels.ParallelFor(mt, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			e := m.WE[int(tokens[r])*c:][:c]
+			p := m.WPos[(r%t)*c:][:c]
+			dst := resid[r*c : (r+1)*c]
+			for j := range dst {
+				dst[j] = e[j] + p[j]
+			}
+		}
+	})
 }
 
 func addInPlace(dst, src []float32) {

@@ -312,3 +312,38 @@ func TestLoadErrors(t *testing.T) {
 	write("model.safetensors", string(st))
 	expect("has shape")
 }
+
+// LossFrom, continuing from resid_mid + replacement after block l, gives
+// the same losses as Loss with the replacement spliced in (golden
+// ce_splice.l and ce_zero.l).
+func TestLossFrom(t *testing.T) {
+	m := loadTiny(t, tinyDir)
+	g := testutil.Golden(t, goldenHooks)
+	tok := goldenTokens(t)
+	ws := m.NewWorkspace(32)
+	for l := 0; l < m.NLayer; l++ {
+		var residMid []float32
+		_, _, err := m.RunToBlock(ws, tok, 2, 16, l, &Hooks{Observe: func(hook string, layer int, v []float32) {
+			if hook == "hook_resid_mid" && layer == l {
+				residMid = append([]float32(nil), v...)
+			}
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []struct {
+			name   string
+			splice []float32
+		}{{"ce_splice", g[fmt.Sprint("splice.", l)]}, {"ce_zero", make([]float32, 32*16)}} {
+			post := make([]float32, len(residMid))
+			for i := range post {
+				post[i] = residMid[i] + c.splice[i]
+			}
+			ce, err := m.LossFrom(ws, tok, 2, 16, l, post)
+			if err != nil {
+				t.Fatal(err)
+			}
+			testutil.Close(t, fmt.Sprint(c.name, ".", l), ce, g[fmt.Sprint(c.name, ".", l)], absTol, relTol)
+		}
+	}
+}
