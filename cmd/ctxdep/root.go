@@ -63,7 +63,7 @@ Exit status: 0 success, 1 runtime error, 2 usage error, 130 interrupted.`,
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return usageError{fmt.Errorf("%w (see `%s --help`)", err, cmd.CommandPath())}
 	})
-	root.AddCommand(newVersionCmd(g), newCacheCmd(g), newInspectCacheCmd(g), newFitCmd(g), newDownloadCmd(g), newTokenizeCmd(g), newPinvCmd(g), newEvaluateCmd(g))
+	root.AddCommand(newVersionCmd(g), newCacheCmd(g), newInspectCacheCmd(g), newFitCmd(g), newDownloadCmd(g), newTokenizeCmd(g), newPinvCmd(g), newEvaluateCmd(g), newReportCmd(g))
 	return root
 }
 

@@ -1,0 +1,424 @@
+package analysis
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"slices"
+
+	"github.com/ctxdep/ctxdep/internal/actcache"
+	"github.com/ctxdep/ctxdep/internal/kernels"
+	"github.com/ctxdep/ctxdep/internal/midcoder"
+	"github.com/ctxdep/ctxdep/internal/progress"
+	"github.com/ctxdep/ctxdep/internal/transcoder"
+)
+
+// The context-dependence report (issue 5, CLI.md `ctxdep report`).
+//
+// Definitions (also written into index.md and index.html):
+//
+//	freq_f         fraction of cached tokens t with acts_f(t) > 0.
+//	drive_f        W_mid[f] @ W_in (N): how strongly f's fitted mid vector
+//	               drives each MLP neuron (W_in the layer's processed MLP
+//	               input weights, C × N).
+//	top-k neurons  the k neurons n with the largest |drive_f[n]| (ties: the
+//	               lower index first), in that order.
+//	active_n(t)    the midcoder's pre-activation (mid(t) @ W_in + b_in)[n] > 0
+//	               on token t, with mid(t) = acts(t) @ W_mid + b_mid: the
+//	               midcoder forward on all of the token's features, not f alone.
+//	P_f[n]         P(active_n | f active) = #{t : acts_f(t) > 0, active_n(t)}
+//	               / #{t : acts_f(t) > 0}.
+//	consistency_f  mean over f's top-k neurons of |2·P_f[n] − 1|: 1 when f
+//	               switches the same neurons on (or off) every time it fires
+//	               (context-independent), 0 when each is on half the time
+//	               (context-dependent). NaN when f never fires.
+//	cos_fit_pinv_f cosine between W_mid_fit[f] and W_mid_pinv[f] (NaN without
+//	               --pinv, or when either vector is zero).
+//	norm_fit_f     ‖W_mid_fit[f]‖₂; norm_pinv_f ‖W_mid_pinv[f]‖₂.
+
+// ReportInput is what Report needs.
+type ReportInput struct {
+	Cache *actcache.Cache
+	// TC encodes the cached x when the cache stores no acts; it may be nil
+	// when it does.
+	TC   *transcoder.Transcoder
+	MLP  *midcoder.MLP    // the layer's processed MLP (W_in, b_in)
+	Fit  *midcoder.Params // the fitted midcoder
+	Pinv *midcoder.Params // optional: the pinv baseline
+	TopK int              // neurons per feature (≥ 1)
+	// Features, when > 0, keeps only the first Features live features
+	// (those that fire at least once on the cache) in the table.
+	Features int
+}
+
+// FeatureStat is one row of the report's table.
+type FeatureStat struct {
+	Feature     int       `json:"feature"`
+	Count       int64     `json:"count"` // tokens on which it fires
+	Freq        float64   `json:"freq"`
+	Consistency float64   `json:"consistency"`
+	CosFitPinv  float64   `json:"cos_fit_pinv"`
+	NormFit     float64   `json:"norm_fit"`
+	NormPinv    float64   `json:"norm_pinv"`
+	Neurons     []int32   `json:"neurons"`  // top-k neurons by |drive|
+	Drive       []float32 `json:"drive"`    // drive_f at those neurons
+	PActive     []float64 `json:"p_active"` // P(neuron active | f active)
+}
+
+// Summary is summary.json.
+type Summary struct {
+	Layer                  int     `json:"layer"`
+	DModel                 int     `json:"d_model"`
+	DSAE                   int     `json:"d_sae"`
+	DMLP                   int     `json:"d_mlp"`
+	Tokens                 int64   `json:"tokens"`
+	TopK                   int     `json:"top_k"`
+	FeaturesFlag           int     `json:"features_flag"` // --features (0: all)
+	Selection              string  `json:"selection"`
+	ActsSource             string  `json:"acts_source"` // "stored in the cache" or "encoded by the transcoder"
+	FeaturesTotal          int     `json:"features_total"`
+	FeaturesLive           int     `json:"features_live"` // fire at least once on the cache
+	FeaturesInTable        int     `json:"features_in_table"`
+	HasPinv                bool    `json:"has_pinv"`
+	FreqMean               float64 `json:"freq_mean"` // over the table's live features
+	FreqMedian             float64 `json:"freq_median"`
+	ConsistencyMean        float64 `json:"consistency_mean"` // over the table's live features
+	ConsistencyMedian      float64 `json:"consistency_median"`
+	ConsistencyP10         float64 `json:"consistency_p10"`
+	ConsistencyP90         float64 `json:"consistency_p90"`
+	FracConsistencyAbove09 float64 `json:"frac_consistency_above_0.9"`
+	FracConsistencyBelow05 float64 `json:"frac_consistency_below_0.5"`
+	CosMean                float64 `json:"cos_fit_pinv_mean,omitempty"` // over the table's features with a defined cosine
+	CosMedian              float64 `json:"cos_fit_pinv_median,omitempty"`
+	NormFitMean            float64 `json:"norm_fit_mean"`
+	NormPinvMean           float64 `json:"norm_pinv_mean,omitempty"`
+}
+
+// ReportResult is the report's content.
+type ReportResult struct {
+	Summary  Summary
+	Features []FeatureStat
+}
+
+// CheckMidcoderMeta returns a clear error when a midcoder file's metadata
+// does not match the cache's layer and width and the transcoder's width.
+func CheckMidcoderMeta(file string, meta midcoder.Meta, layer, dModel, dSAE int) error {
+	if meta.Layer != layer || meta.DModel != dModel || meta.DSAE != dSAE {
+		return fmt.Errorf("midcoder %s is for layer %d, d_model %d, %d features; the cache and transcoder have layer %d, d_model %d, %d features",
+			file, meta.Layer, meta.DModel, meta.DSAE, layer, dModel, dSAE)
+	}
+	return nil
+}
+
+// reportRows is how many tokens one pass step handles.
+const reportRows = 512
+
+// Report streams once over the cache and computes the per-feature
+// statistics defined above. Memory: one shard, reportRows × (C + N) floats,
+// and F × TopK counters.
+func Report(ctx context.Context, in ReportInput, bar *progress.Bar) (*ReportResult, error) {
+	if in.Cache == nil || in.MLP == nil || in.Fit == nil {
+		return nil, fmt.Errorf("report: cache, MLP and midcoder are required")
+	}
+	man := in.Cache.Manifest
+	c, n, f := in.MLP.C, in.MLP.N, in.Fit.F
+	if man.NTokens <= 0 || len(man.Shards) == 0 {
+		return nil, fmt.Errorf("report: the cache %s holds no tokens", in.Cache.Dir)
+	}
+	if man.DModel != c || in.Fit.C != c {
+		return nil, fmt.Errorf("report: the cache has d_model %d, the MLP %d, the midcoder %d", man.DModel, c, in.Fit.C)
+	}
+	if in.Pinv != nil && (in.Pinv.F != f || in.Pinv.C != c) {
+		return nil, fmt.Errorf("report: the pinv midcoder is %d × %d, the fitted one %d × %d", in.Pinv.F, in.Pinv.C, f, c)
+	}
+	source := "stored in the cache"
+	if !man.WithActs {
+		if in.TC == nil {
+			return nil, fmt.Errorf("report: the cache %s stores no acts: a transcoder is needed to encode its x", in.Cache.Dir)
+		}
+		if in.TC.DIn != c || in.TC.DSAE != f {
+			return nil, fmt.Errorf("report: the transcoder (d_in %d, %d features) does not fit the cache (d_model %d) and midcoder (%d features)", in.TC.DIn, in.TC.DSAE, c, f)
+		}
+		source = "encoded by the transcoder"
+	} else if man.DSAE != f {
+		return nil, fmt.Errorf("report: the cache stores acts of %d features, the midcoder has %d", man.DSAE, f)
+	}
+	if in.TopK < 1 {
+		return nil, fmt.Errorf("report: --top-k %d: want at least 1", in.TopK)
+	}
+	if in.Features < 0 {
+		return nil, fmt.Errorf("report: --features %d: want 0 (all) or more", in.Features)
+	}
+	k := min(in.TopK, n)
+
+	neurons, drive := topNeurons(in.Fit.WMid, in.MLP.WIn, f, c, n, k)
+
+	count := make([]int64, f)
+	on := make([]int64, f*k)
+	mid := make([]float32, reportRows*c)
+	pre := make([]float32, reportRows*n)
+	var enc *transcoder.Encoder
+	var encoded transcoder.Acts
+	if !man.WithActs {
+		enc = in.TC.NewEncoder()
+	}
+	var tokens int64
+	for si := range man.Shards {
+		sd, err := in.Cache.ReadShard(si)
+		if err != nil {
+			return nil, err
+		}
+		rows := len(sd.Tokens)
+		for r0 := 0; r0 < rows; r0 += reportRows {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			m := min(reportRows, rows-r0)
+			var acts *transcoder.Acts
+			if man.WithActs {
+				acts = &transcoder.Acts{Indptr: sd.Acts.Indptr[r0 : r0+m+1], Indices: sd.Acts.Indices, Values: sd.Acts.Values}
+			} else {
+				enc.Encode(&encoded, sd.X[r0*c:(r0+m)*c], m)
+				acts = &encoded
+			}
+			accumulate(acts, in.Fit, in.MLP, mid[:m*c], pre[:m*n], neurons, k, count, on)
+			if bar != nil {
+				bar.Add(int64(m), "")
+			}
+		}
+		tokens += int64(rows)
+	}
+	if tokens == 0 {
+		return nil, fmt.Errorf("report: the cache %s holds no tokens", in.Cache.Dir)
+	}
+
+	live := 0
+	for _, v := range count {
+		if v > 0 {
+			live++
+		}
+	}
+	var sel []int
+	selection := fmt.Sprintf("all %d features (%d of them fire on the cache; the others have freq 0 and consistency NaN); gating statistics over each feature's top %d neurons by |W_mid[f] @ W_in|", f, live, k)
+	if in.Features > 0 {
+		for i := 0; i < f && len(sel) < in.Features; i++ {
+			if count[i] > 0 {
+				sel = append(sel, i)
+			}
+		}
+		selection = fmt.Sprintf("the first %d live features by index (of %d live, %d in all; --features %d); gating statistics over each feature's top %d neurons by |W_mid[f] @ W_in|", len(sel), live, f, in.Features, k)
+	} else {
+		sel = make([]int, f)
+		for i := range sel {
+			sel[i] = i
+		}
+	}
+
+	res := &ReportResult{Features: make([]FeatureStat, len(sel))}
+	for i, fi := range sel {
+		st := FeatureStat{Feature: fi, Count: count[fi], Freq: float64(count[fi]) / float64(tokens),
+			Neurons: neurons[fi*k : (fi+1)*k], Drive: drive[fi*k : (fi+1)*k],
+			CosFitPinv: math.NaN(), NormPinv: math.NaN()}
+		st.PActive = make([]float64, k)
+		st.Consistency = math.NaN()
+		if count[fi] > 0 {
+			var s float64
+			for j := 0; j < k; j++ {
+				p := float64(on[fi*k+j]) / float64(count[fi])
+				st.PActive[j] = p
+				s += math.Abs(2*p - 1)
+			}
+			st.Consistency = s / float64(k)
+		} else {
+			for j := range st.PActive {
+				st.PActive[j] = math.NaN()
+			}
+		}
+		fit := in.Fit.WMid[fi*c : (fi+1)*c]
+		st.NormFit = norm64(fit)
+		if in.Pinv != nil {
+			pv := in.Pinv.WMid[fi*c : (fi+1)*c]
+			st.NormPinv = norm64(pv)
+			if st.NormFit > 0 && st.NormPinv > 0 {
+				var d float64
+				for j, v := range fit {
+					d += float64(v) * float64(pv[j])
+				}
+				st.CosFitPinv = d / (st.NormFit * st.NormPinv)
+			}
+		}
+		res.Features[i] = st
+	}
+	res.Summary = summarize(res.Features, Summary{
+		Layer: man.Layer, DModel: c, DSAE: f, DMLP: n, Tokens: tokens, TopK: k, FeaturesFlag: in.Features,
+		Selection: selection, ActsSource: source, FeaturesTotal: f, FeaturesLive: live,
+		FeaturesInTable: len(sel), HasPinv: in.Pinv != nil,
+	})
+	return res, nil
+}
+
+// accumulate adds one batch of tokens to the counters: count[f] += 1 per
+// token where f fires; on[f·k + j] += 1 when, in addition, the
+// pre-activation of f's j-th top neuron is > 0.
+func accumulate(acts *transcoder.Acts, p *midcoder.Params, mlp *midcoder.MLP, mid, pre []float32, neurons []int32, k int, count, on []int64) {
+	m, c, n := acts.Rows(), mlp.C, mlp.N
+	kernels.ParallelFor(m, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			row := mid[r*c : (r+1)*c]
+			copy(row, p.BMid)
+			idx, val := acts.Row(r)
+			for i, fi := range idx {
+				kernels.Axpy(row, val[i], p.WMid[int(fi)*c:(int(fi)+1)*c])
+			}
+		}
+	})
+	kernels.Linear(pre, mid, mlp.WIn, mlp.BIn, m, c, n)
+	for r := 0; r < m; r++ {
+		idx, val := acts.Row(r)
+		pr := pre[r*n : (r+1)*n]
+		for i, fi := range idx {
+			if !(val[i] > 0) {
+				continue
+			}
+			count[fi]++
+			nb := neurons[int(fi)*k : (int(fi)+1)*k]
+			o := on[int(fi)*k : (int(fi)+1)*k]
+			for j, nn := range nb {
+				if pr[nn] > 0 {
+					o[j]++
+				}
+			}
+		}
+	}
+}
+
+// topNeurons returns, for each feature, the k neurons with the largest
+// |(W_mid[f] @ W_in)[n]| (descending; ties by lower index) and those
+// drive values, both (F, k). It computes the product in blocks of
+// features so that memory stays at a block × N.
+func topNeurons(wMid, wIn []float32, f, c, n, k int) ([]int32, []float32) {
+	const block = 256
+	neurons := make([]int32, f*k)
+	drive := make([]float32, f*k)
+	buf := make([]float32, block*n)
+	for f0 := 0; f0 < f; f0 += block {
+		b := min(block, f-f0)
+		d := buf[:b*n]
+		kernels.MatMul(d, wMid[f0*c:(f0+b)*c], wIn, b, c, n, false)
+		kernels.ParallelFor(b, func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				row := d[i*n : (i+1)*n]
+				nb := neurons[(f0+i)*k : (f0+i+1)*k]
+				dv := drive[(f0+i)*k : (f0+i+1)*k]
+				topK(row, nb, dv)
+			}
+		})
+	}
+	return neurons, drive
+}
+
+// topK fills idx and val with the len(idx) entries of row of largest
+// absolute value, descending, ties to the lower index.
+func topK(row []float32, idx []int32, val []float32) {
+	k := len(idx)
+	filled := 0
+	for j, v := range row {
+		a := abs32(v)
+		if filled == k && !(a > abs32(val[k-1])) {
+			continue
+		}
+		pos := min(filled, k-1)
+		for pos > 0 && a > abs32(val[pos-1]) {
+			if pos < k {
+				idx[pos], val[pos] = idx[pos-1], val[pos-1]
+			}
+			pos--
+		}
+		idx[pos], val[pos] = int32(j), v
+		if filled < k {
+			filled++
+		}
+	}
+}
+
+func abs32(v float32) float32 { return float32(math.Abs(float64(v))) }
+
+func norm64(v []float32) float64 {
+	var s float64
+	for _, x := range v {
+		s += float64(x) * float64(x)
+	}
+	return math.Sqrt(s)
+}
+
+func summarize(fs []FeatureStat, s Summary) Summary {
+	var freq, cons, cos, nf, np []float64
+	for _, st := range fs {
+		nf = append(nf, st.NormFit)
+		if !math.IsNaN(st.NormPinv) {
+			np = append(np, st.NormPinv)
+		}
+		if !math.IsNaN(st.CosFitPinv) {
+			cos = append(cos, st.CosFitPinv)
+		}
+		if st.Count > 0 {
+			freq = append(freq, st.Freq)
+			cons = append(cons, st.Consistency)
+		}
+	}
+	s.FreqMean, s.FreqMedian = mean(freq), quantile(freq, 0.5)
+	s.ConsistencyMean, s.ConsistencyMedian = mean(cons), quantile(cons, 0.5)
+	s.ConsistencyP10, s.ConsistencyP90 = quantile(cons, 0.1), quantile(cons, 0.9)
+	var hi, lo int
+	for _, v := range cons {
+		if v > 0.9 {
+			hi++
+		}
+		if v < 0.5 {
+			lo++
+		}
+	}
+	if len(cons) > 0 {
+		s.FracConsistencyAbove09 = float64(hi) / float64(len(cons))
+		s.FracConsistencyBelow05 = float64(lo) / float64(len(cons))
+	}
+	s.NormFitMean = mean(nf)
+	if s.HasPinv {
+		s.CosMean, s.CosMedian = mean(cos), quantile(cos, 0.5)
+		s.NormPinvMean = mean(np)
+	}
+	// JSON cannot hold NaN: empty sets give 0 here.
+	for _, p := range []*float64{&s.FreqMean, &s.FreqMedian, &s.ConsistencyMean, &s.ConsistencyMedian, &s.ConsistencyP10, &s.ConsistencyP90, &s.CosMean, &s.CosMedian, &s.NormFitMean, &s.NormPinvMean} {
+		if math.IsNaN(*p) || math.IsInf(*p, 0) {
+			*p = 0
+		}
+	}
+	return s
+}
+
+func mean(v []float64) float64 {
+	if len(v) == 0 {
+		return math.NaN()
+	}
+	var s float64
+	for _, x := range v {
+		s += x
+	}
+	return s / float64(len(v))
+}
+
+// quantile is the linear-interpolation quantile (numpy's default).
+func quantile(v []float64, q float64) float64 {
+	if len(v) == 0 {
+		return math.NaN()
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	pos := q * float64(len(s)-1)
+	i := int(pos)
+	if i >= len(s)-1 {
+		return s[len(s)-1]
+	}
+	fr := pos - float64(i)
+	return s[i] + fr*(s[i+1]-s[i])
+}

@@ -1,0 +1,295 @@
+package analysis
+
+import (
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/ctxdep/ctxdep/internal/actcache"
+	"github.com/ctxdep/ctxdep/internal/midcoder"
+	"github.com/ctxdep/ctxdep/internal/safetensors"
+	"github.com/ctxdep/ctxdep/internal/transcoder"
+)
+
+// The hand-computed case: C = 2, N = 3 neurons, F = 3 features, k = 2.
+//
+//	W_in = [[1, 0, −1], [0, 1, 1]], b_in = 0, b_mid = [0, −0.5]
+//	W_mid_fit:  f0 [1, 0], f1 [0, 2], f2 [3, 4]
+//	drive = W_mid @ W_in: f0 [1, 0, −1] → top neurons 0, 2 (tie, lower first)
+//	                      f1 [0, 2, 2]  → 1, 2
+//	                      f2 [3, 4, 1]  → 1, 0
+//
+// Four tokens (2 sequences × 2), acts (f0, f1, f2):
+//
+//	t0 (1, 0, 0):   mid [1, −0.5]  pre [1, −0.5, −1.5]  on: n0
+//	t1 (2, 1, 0):   mid [2, 1.5]   pre [2, 1.5, −0.5]   on: n0 n1
+//	t2 (0, 0.5, 0): mid [0, 0.5]   pre [0, 0.5, 0.5]    on: n1 n2 (0 is not > 0)
+//	t3 (0, 0, 0):   no feature
+//
+// f0 fires on t0, t1: freq 2/4; P(n0) = 1, P(n2) = 0 → consistency 1.
+// f1 fires on t1, t2: freq 2/4; P(n1) = 1, P(n2) = 1/2 → consistency 1/2.
+// f2 never fires: freq 0, consistency NaN.
+// W_mid_pinv: f0 [1, 1] → cos 1/√2, norm √2; f1 [0, −1] → cos −1, norm 1;
+// f2 [4, −3] → cos 0, norm 5. norm_fit: 1, 2, 5.
+var (
+	handX    = []float32{1, 0, 2, 1, 0, 0.5, 0, 0} // (4, 2): with the transcoder below, acts are x0, x1
+	handWIn  = []float32{1, 0, -1, 0, 1, 1}
+	handFit  = &midcoder.Params{F: 3, C: 2, WMid: []float32{1, 0, 0, 2, 3, 4}, BMid: []float32{0, -0.5}}
+	handPinv = &midcoder.Params{F: 3, C: 2, WMid: []float32{1, 1, 0, -1, 4, -3}, BMid: []float32{0, 0}}
+)
+
+func handMLP() *midcoder.MLP {
+	return &midcoder.MLP{C: 2, N: 3, WIn: handWIn, BIn: []float32{0, 0, 0}, WOut: make([]float32, 6), BOut: make([]float32, 2)}
+}
+
+// handTranscoder encodes x into (relu x0, relu x1, relu(−x0 − x1)).
+func handTranscoder() *transcoder.Transcoder {
+	return &transcoder.Transcoder{DIn: 2, DOut: 2, DSAE: 3, Layer: 0,
+		WEnc: []float32{1, 0, -1, 0, 1, -1}, BEnc: make([]float32, 3),
+		WDec: make([]float32, 6), BDec: make([]float32, 2), BDecOut: make([]float32, 2)}
+}
+
+func handCache(t *testing.T, withActs bool) *actcache.Cache {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "cache")
+	man := actcache.Manifest{Layer: 0, DModel: 2, ContextLength: 2, NSequences: 2, DType: "float32",
+		Hooks: actcache.HookNames(0), SequencesPerShard: 1, Data: actcache.Data{Kind: "test"}, WithActs: withActs}
+	if withActs {
+		man.DSAE = 3
+	}
+	w, err := actcache.Create(dir, man)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acts := []*transcoder.Acts{
+		{Indptr: []int64{0, 1, 3}, Indices: []int32{0, 0, 1}, Values: []float32{1, 2, 1}},
+		{Indptr: []int64{0, 1, 1}, Indices: []int32{1}, Values: []float32{0.5}},
+	}
+	for i := 0; i < 2; i++ {
+		var a *transcoder.Acts
+		if withActs {
+			a = acts[i]
+		}
+		if err := w.WriteShard(i, []int32{1, 2}, handX[i*4:(i+1)*4], make([]float32, 4), a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	c, err := actcache.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func near(a, b float64) bool {
+	if math.IsNaN(a) || math.IsNaN(b) {
+		return math.IsNaN(a) && math.IsNaN(b)
+	}
+	return math.Abs(a-b) <= 1e-12
+}
+
+func TestReportHandComputed(t *testing.T) {
+	want := []FeatureStat{
+		{Feature: 0, Count: 2, Freq: 0.5, Consistency: 1, CosFitPinv: 1 / math.Sqrt2, NormFit: 1, NormPinv: math.Sqrt2,
+			Neurons: []int32{0, 2}, Drive: []float32{1, -1}, PActive: []float64{1, 0}},
+		{Feature: 1, Count: 2, Freq: 0.5, Consistency: 0.5, CosFitPinv: -1, NormFit: 2, NormPinv: 1,
+			Neurons: []int32{1, 2}, Drive: []float32{2, 2}, PActive: []float64{1, 0.5}},
+		{Feature: 2, Count: 0, Freq: 0, Consistency: math.NaN(), CosFitPinv: 0, NormFit: 5, NormPinv: 5,
+			Neurons: []int32{1, 0}, Drive: []float32{4, 3}, PActive: []float64{math.NaN(), math.NaN()}},
+	}
+	for _, stored := range []bool{true, false} {
+		in := ReportInput{Cache: handCache(t, stored), MLP: handMLP(), Fit: handFit, Pinv: handPinv, TopK: 2}
+		if !stored {
+			in.TC = handTranscoder()
+		}
+		res, err := Report(context.Background(), in, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Features) != 3 {
+			t.Fatalf("stored %v: %d rows, want 3", stored, len(res.Features))
+		}
+		for i, w := range want {
+			g := res.Features[i]
+			if g.Feature != w.Feature || g.Count != w.Count || !near(g.Freq, w.Freq) || !near(g.Consistency, w.Consistency) ||
+				!near(g.CosFitPinv, w.CosFitPinv) || !near(g.NormFit, w.NormFit) || !near(g.NormPinv, w.NormPinv) ||
+				!slices.Equal(g.Neurons, w.Neurons) || !slices.Equal(g.Drive, w.Drive) ||
+				!slices.EqualFunc(g.PActive, w.PActive, near) {
+				t.Errorf("stored acts %v, feature %d:\n got %+v\nwant %+v", stored, i, g, w)
+			}
+		}
+		s := res.Summary
+		if s.Tokens != 4 || s.FeaturesLive != 2 || s.FeaturesInTable != 3 || s.TopK != 2 || !near(s.ConsistencyMean, 0.75) ||
+			!near(s.FreqMean, 0.5) || !near(s.CosMean, (1/math.Sqrt2-1+0)/3) || !near(s.NormFitMean, 8.0/3) {
+			t.Errorf("stored acts %v: summary %+v", stored, s)
+		}
+	}
+}
+
+func TestReportFeaturesSampleAndNoPinv(t *testing.T) {
+	res, err := Report(context.Background(), ReportInput{Cache: handCache(t, true), MLP: handMLP(), Fit: handFit, TopK: 5, Features: 1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Features) != 1 || res.Features[0].Feature != 0 {
+		t.Fatalf("--features 1 kept %+v, want feature 0 alone", res.Features)
+	}
+	g := res.Features[0]
+	// k clamps to N = 3: neurons 0, 2, 1 (|drive| 1, 1, 0); P(n1 | f0) = 1/2.
+	if !slices.Equal(g.Neurons, []int32{0, 2, 1}) || !slices.EqualFunc(g.PActive, []float64{1, 0, 0.5}, near) || !near(g.Consistency, 2.0/3) {
+		t.Errorf("got %+v", g)
+	}
+	if !math.IsNaN(g.CosFitPinv) || !math.IsNaN(g.NormPinv) || res.Summary.HasPinv {
+		t.Errorf("without pinv: cos %v, norm_pinv %v, has_pinv %v", g.CosFitPinv, g.NormPinv, res.Summary.HasPinv)
+	}
+	if !strings.Contains(res.Summary.Selection, "first 1 live features") || !strings.Contains(res.Summary.Selection, "top 3 neurons") {
+		t.Errorf("selection %q does not say which features and neurons", res.Summary.Selection)
+	}
+}
+
+func TestReportBadInput(t *testing.T) {
+	if err := CheckMidcoderMeta("m.safetensors", midcoder.Meta{Layer: 3, DModel: 2, DSAE: 3}, 0, 2, 3); err == nil || !strings.Contains(err.Error(), "layer 3") {
+		t.Errorf("layer mismatch: %v", err)
+	}
+	if err := CheckMidcoderMeta("m.safetensors", midcoder.Meta{Layer: 0, DModel: 2, DSAE: 4}, 0, 2, 3); err == nil || !strings.Contains(err.Error(), "4 features") {
+		t.Errorf("width mismatch: %v", err)
+	}
+	if err := CheckMidcoderMeta("m.safetensors", midcoder.Meta{Layer: 0, DModel: 2, DSAE: 3}, 0, 2, 3); err != nil {
+		t.Error(err)
+	}
+	c := handCache(t, false)
+	if _, err := Report(context.Background(), ReportInput{Cache: c, MLP: handMLP(), Fit: handFit, TopK: 2}, nil); err == nil || !strings.Contains(err.Error(), "transcoder") {
+		t.Errorf("no acts and no transcoder: %v", err)
+	}
+	wide := &midcoder.Params{F: 4, C: 2, WMid: make([]float32, 8), BMid: make([]float32, 2)}
+	if _, err := Report(context.Background(), ReportInput{Cache: handCache(t, true), MLP: handMLP(), Fit: wide, TopK: 2}, nil); err == nil {
+		t.Error("a midcoder of 4 features on a cache of 3: no error")
+	}
+	if _, err := Report(context.Background(), ReportInput{Cache: handCache(t, true), MLP: handMLP(), Fit: handFit, TopK: 0}, nil); err == nil {
+		t.Error("--top-k 0: no error")
+	}
+	// An empty cache cannot be opened.
+	empty := filepath.Join(t.TempDir(), "empty")
+	os.MkdirAll(empty, 0o755)
+	os.WriteFile(filepath.Join(empty, actcache.ManifestName), []byte(`{"format":"ctxdep-activation-cache","version":1,"complete":true,"layer":0,"d_model":2,"context_length":2,"n_sequences":0,"n_tokens":0,"dtype":"float32","shards":[]}`), 0o644)
+	if _, err := actcache.Open(empty); err == nil {
+		t.Error("empty cache opened")
+	}
+}
+
+func TestReadHistory(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.csv")
+	os.WriteFile(good, []byte("epoch,loss,loss_norm,lr\n1,0.5,0.25,0.001\n2,0.25,0.125,0.0005\n"), 0o644)
+	h, err := ReadHistory(good)
+	if err != nil || len(h) != 2 || h[1].Epoch != 2 || h[1].Loss != 0.25 || h[1].LossNorm != 0.125 || h[1].LR != 0.0005 {
+		t.Fatalf("%+v %v", h, err)
+	}
+	for name, text := range map[string]string{
+		"header.csv": "a,b\n1,2\n",
+		"empty.csv":  "epoch,loss,loss_norm,lr\n",
+		"nan.csv":    "epoch,loss,loss_norm,lr\n1,NaN,1,1\n",
+		"short.csv":  "epoch,loss,loss_norm,lr\n1,2\n",
+	} {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, []byte(text), 0o644)
+		if _, err := ReadHistory(p); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+	if _, err := ReadHistory(filepath.Join(dir, "missing.csv")); err == nil {
+		t.Error("missing file: no error")
+	}
+}
+
+func TestWriteReport(t *testing.T) {
+	res, err := Report(context.Background(), ReportInput{Cache: handCache(t, true), MLP: handMLP(), Fit: handFit, Pinv: handPinv, TopK: 2}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	hist := filepath.Join(dir, "history.csv")
+	os.WriteFile(hist, []byte("epoch,loss,loss_norm,lr\n1,0.5,0.25,0.001\n2,0.25,0.125,0.0005\n"), 0o644)
+	out := filepath.Join(dir, "report")
+	r, err := WriteReport(out, RenderInput{Result: res, CacheDir: "cache", MidcoderFile: "fit.safetensors", PinvFile: "pinv.safetensors", HistoryPath: hist})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{ReportCSV, ReportSafetensors, ReportSummary, ReportMarkdown, ReportHTML, plotConsistency, plotScatter, plotCosine, plotLoss} {
+		if st, err := os.Stat(filepath.Join(out, f)); err != nil || st.Size() == 0 {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	if len(r.Omitted) != 0 {
+		t.Errorf("omitted %v", r.Omitted)
+	}
+	page, _ := os.ReadFile(filepath.Join(out, ReportHTML))
+	for _, d := range ReportDefinitions {
+		if !strings.Contains(string(page), d.Name) {
+			t.Errorf("index.html lacks the definition of %s", d.Name)
+		}
+	}
+	for _, s := range []string{"mean over f", "|2·P(active | f) − 1|", "data:image/png;base64,", "all 3 features"} {
+		if !strings.Contains(string(page), s) {
+			t.Errorf("index.html lacks %q", s)
+		}
+	}
+	if strings.Contains(string(page), "src=\"consistency") {
+		t.Error("index.html links a PNG file instead of embedding it")
+	}
+	md, _ := os.ReadFile(filepath.Join(out, ReportMarkdown))
+	if !strings.Contains(string(md), "](consistency_hist.png)") || !strings.Contains(string(md), "consistency**:") {
+		t.Errorf("index.md:\n%s", md)
+	}
+	// The CSV holds the hand-computed values.
+	f, _ := os.Open(filepath.Join(out, ReportCSV))
+	rows, err := csv.NewReader(f).ReadAll()
+	f.Close()
+	if err != nil || len(rows) != 4 || strings.Join(rows[0], ",") != "feature,freq,consistency,cos_fit_pinv,norm_fit,norm_pinv" ||
+		strings.Join(rows[2], ",") != "1,0.5,0.5,-1,2,1" || rows[3][2] != "NaN" {
+		t.Errorf("features.csv: %v %v", rows, err)
+	}
+	// The safetensors table has the same columns.
+	st, err := safetensors.Open(filepath.Join(out, ReportSafetensors))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	cons, err := st.Float32("consistency")
+	if err != nil || cons[0] != 1 || cons[1] != 0.5 || !math.IsNaN(float64(cons[2])) {
+		t.Errorf("consistency tensor %v %v", cons, err)
+	}
+	var sum Summary
+	b, _ := os.ReadFile(filepath.Join(out, ReportSummary))
+	if err := json.Unmarshal(b, &sum); err != nil || sum.FeaturesLive != 2 || sum.Tokens != 4 {
+		t.Errorf("summary.json %s: %v", b, err)
+	}
+
+	// A malformed history omits the loss plot and says why.
+	bad := filepath.Join(dir, "bad.csv")
+	os.WriteFile(bad, []byte("nonsense\n"), 0o644)
+	out2 := filepath.Join(dir, "report2")
+	r, err = WriteReport(out2, RenderInput{Result: res, CacheDir: "cache", MidcoderFile: "fit.safetensors", HistoryPath: bad})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Omitted) != 2 {
+		t.Errorf("omitted %v, want the cosine histogram (no pinv) and the loss curves", r.Omitted)
+	}
+	md, _ = os.ReadFile(filepath.Join(out2, ReportMarkdown))
+	if !strings.Contains(string(md), "loss curves: ") || !strings.Contains(string(md), "header") {
+		t.Errorf("index.md does not say why the loss curves are missing:\n%s", md)
+	}
+	if _, err := os.Stat(filepath.Join(out2, plotLoss)); err == nil {
+		t.Error("loss plot written from a malformed history")
+	}
+}
