@@ -19,3 +19,5 @@ head -n 5 "$out/fit/history.csv"
   --out "$out/pinv.safetensors"
 "$bin" evaluate --cache "$out/cache" --model testdata/tiny-gpt2 --transcoders testdata/tiny-transcoders \
   --midcoder "$out/fit/midcoder.safetensors" --midcoder "$out/pinv.safetensors"
+"$bin" report --cache "$out/cache" --model testdata/tiny-gpt2 --transcoders testdata/tiny-transcoders \
+  --midcoder "$out/fit/midcoder.safetensors" --pinv "$out/pinv.safetensors" --out "$out/report"
