@@ -155,8 +155,7 @@ func Report(ctx context.Context, in ReportInput, bar *progress.Bar) (*ReportResu
 
 	count := make([]int64, f)
 	on := make([]int64, f*k)
-	mid := make([]float32, reportRows*c)
-	pre := make([]float32, reportRows*n)
+	tr := midcoder.NewTrainer(in.MLP, in.Fit, nil, reportRows) // forward only
 	var enc *transcoder.Encoder
 	var encoded transcoder.Acts
 	if !man.WithActs {
@@ -181,7 +180,7 @@ func Report(ctx context.Context, in ReportInput, bar *progress.Bar) (*ReportResu
 				enc.Encode(&encoded, sd.X[r0*c:(r0+m)*c], m)
 				acts = &encoded
 			}
-			accumulate(acts, in.Fit, in.MLP, mid[:m*c], pre[:m*n], neurons, k, count, on)
+			accumulate(acts, tr.PreActivations(acts), n, neurons, k, count, on)
 			if bar != nil {
 				bar.Add(int64(m), "")
 			}
@@ -259,20 +258,10 @@ func Report(ctx context.Context, in ReportInput, bar *progress.Bar) (*ReportResu
 
 // accumulate adds one batch of tokens to the counters: count[f] += 1 per
 // token where f fires; on[f·k + j] += 1 when, in addition, the
-// pre-activation of f's j-th top neuron is > 0.
-func accumulate(acts *transcoder.Acts, p *midcoder.Params, mlp *midcoder.MLP, mid, pre []float32, neurons []int32, k int, count, on []int64) {
-	m, c, n := acts.Rows(), mlp.C, mlp.N
-	kernels.ParallelFor(m, func(lo, hi int) {
-		for r := lo; r < hi; r++ {
-			row := mid[r*c : (r+1)*c]
-			copy(row, p.BMid)
-			idx, val := acts.Row(r)
-			for i, fi := range idx {
-				kernels.Axpy(row, val[i], p.WMid[int(fi)*c:(int(fi)+1)*c])
-			}
-		}
-	})
-	kernels.Linear(pre, mid, mlp.WIn, mlp.BIn, m, c, n)
+// pre-activation (pre (M, N), the midcoder's mid @ W_in + b_in) of f's
+// j-th top neuron is > 0.
+func accumulate(acts *transcoder.Acts, pre []float32, n int, neurons []int32, k int, count, on []int64) {
+	m := acts.Rows()
 	for r := 0; r < m; r++ {
 		idx, val := acts.Row(r)
 		pr := pre[r*n : (r+1)*n]

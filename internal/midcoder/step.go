@@ -46,23 +46,7 @@ func NewTrainer(mlp *MLP, p *Params, opt *AdamW, maxRows int) *Trainer {
 // call).
 func (tr *Trainer) Forward(acts *transcoder.Acts) []float32 {
 	m, c, n := acts.Rows(), tr.MLP.C, tr.MLP.N
-	if m > tr.maxRows {
-		panic(fmt.Sprintf("midcoder: %d rows exceed the trainer's %d", m, tr.maxRows))
-	}
-	mid, pre, h, out := tr.mid[:m*c], tr.pre[:m*n], tr.h[:m*n], tr.out[:m*c]
-	p := tr.Params
-	// mid = acts @ W_mid + b_mid, gathering only active rows of W_mid.
-	kernels.ParallelFor(m, func(lo, hi int) {
-		for r := lo; r < hi; r++ {
-			row := mid[r*c : (r+1)*c]
-			copy(row, p.BMid)
-			idx, val := acts.Row(r)
-			for i, f := range idx {
-				kernels.Axpy(row, val[i], p.WMid[int(f)*c:(int(f)+1)*c])
-			}
-		}
-	})
-	kernels.Linear(pre, mid, tr.MLP.WIn, tr.MLP.BIn, m, c, n)
+	pre, h, out := tr.PreActivations(acts), tr.h[:m*n], tr.out[:m*c]
 	switch tr.MLP.Act {
 	case ReLU:
 		kernels.ParallelFor(len(pre)/4096+1, func(lo, hi int) {
@@ -75,6 +59,30 @@ func (tr *Trainer) Forward(acts *transcoder.Acts) []float32 {
 	}
 	kernels.Linear(out, h, tr.MLP.WOut, tr.MLP.BOut, m, n, c)
 	return out
+}
+
+// PreActivations sets and returns the MLP's pre-activations mid @ W_in +
+// b_in (M, N) for acts, with mid = acts @ W_mid + b_mid gathered from the
+// active rows of W_mid only; a view into tr, valid until its next use.
+func (tr *Trainer) PreActivations(acts *transcoder.Acts) []float32 {
+	m, c, n := acts.Rows(), tr.MLP.C, tr.MLP.N
+	if m > tr.maxRows {
+		panic(fmt.Sprintf("midcoder: %d rows exceed the trainer's %d", m, tr.maxRows))
+	}
+	mid, pre := tr.mid[:m*c], tr.pre[:m*n]
+	p := tr.Params
+	kernels.ParallelFor(m, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			row := mid[r*c : (r+1)*c]
+			copy(row, p.BMid)
+			idx, val := acts.Row(r)
+			for i, f := range idx {
+				kernels.Axpy(row, val[i], p.WMid[int(f)*c:(int(f)+1)*c])
+			}
+		}
+	})
+	kernels.Linear(pre, mid, tr.MLP.WIn, tr.MLP.BIn, m, c, n)
+	return pre
 }
 
 // Loss returns mean((out − y)²) and mean(y²) over all elements,
