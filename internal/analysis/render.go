@@ -9,9 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"html"
-	"image"
-	"image/color"
-	"image/png"
 	"math"
 	"os"
 	"path/filepath"
@@ -156,18 +153,18 @@ func WriteReport(dir string, in RenderInput) (*Rendered, error) {
 		for i, st := range live {
 			cons[i], lf[i] = st.Consistency, math.Log10(st.Freq)
 		}
-		img, cap := histogram(cons, 0, 1, 40)
+		img, cap := histogram(cons, 0, 1, 40, "Consistency of the neuron gating", "consistency (0: context-dependent, 1: context-independent)")
 		plots = append(plots, plotInfo{plotConsistency, "Histogram of consistency",
-			fmt.Sprintf("%d live features; x: consistency from 0 (context-dependent) to 1 (context-independent), 40 bins of 0.025; y: features per bin, 0 to %s.", len(live), cap), img})
+			fmt.Sprintf("%d live features, 40 bins of 0.025; the tallest holds %s.", len(live), cap), img})
 		xlo, xhi := minMax(lf)
 		if xhi-xlo < 1e-9 {
 			xlo, xhi = xlo-0.5, xhi+0.5
 		}
 		pad := 0.03 * (xhi - xlo)
 		xlo, xhi = xlo-pad, xhi+pad
-		img2 := scatter(lf, cons, xlo, xhi, 0, 1)
+		img2 := scatter(lf, cons, xlo, xhi, 0, 1, "Consistency against firing frequency", "log10(freq)", "consistency")
 		plots = append(plots, plotInfo{plotScatter, "Consistency against log10 frequency",
-			fmt.Sprintf("one point per live feature (%d); x: log10(freq) from %.3g to %.3g; y: consistency from 0 to 1 (grid lines at 0.25, 0.5, 0.75).", len(live), xlo, xhi), img2})
+			fmt.Sprintf("one point per live feature (%d).", len(live)), img2})
 	}
 	if in.PinvFile == "" {
 		out.Omitted = append(out.Omitted, "histogram of cos(fit, pinv): no --pinv file given")
@@ -181,9 +178,9 @@ func WriteReport(dir string, in RenderInput) (*Rendered, error) {
 		if len(cos) == 0 {
 			out.Omitted = append(out.Omitted, "histogram of cos(fit, pinv): every feature in the table has a zero fitted or pinv vector")
 		} else {
-			img, cap := histogram(cos, -1, 1, 40)
+			img, cap := histogram(cos, -1, 1, 40, "Fitted mid vectors against the pinv baseline", "cos(fit, pinv)")
 			plots = append(plots, plotInfo{plotCosine, "Histogram of cos(fit, pinv)",
-				fmt.Sprintf("%d features; x: cosine from −1 to 1, 40 bins of 0.05 (grid lines at −0.5, 0, 0.5); y: features per bin, 0 to %s.", len(cos), cap), img})
+				fmt.Sprintf("%d features, 40 bins of 0.05; the tallest holds %s.", len(cos), cap), img})
 		}
 	}
 	if in.HistoryPath == "" {
@@ -453,204 +450,3 @@ func htmlPage(in RenderInput, plots []plotInfo, omitted []string) string {
 	return b.String()
 }
 
-// Plotting with the standard library: no text in the images; the captions
-// give the axes' ranges.
-
-const (
-	plotW, plotH = 640, 400
-	margin       = 40
-)
-
-var (
-	colAxis  = color.RGBA{0, 0, 0, 255}
-	colGrid  = color.RGBA{225, 225, 225, 255}
-	colBar   = color.RGBA{70, 120, 190, 255}
-	colPt    = color.RGBA{70, 120, 190, 140}
-	colLine2 = color.RGBA{210, 100, 40, 255}
-)
-
-type canvas struct {
-	img            *image.RGBA
-	x0, y0, x1, y1 int // plot area in pixels (y0 top)
-}
-
-func newCanvas(w, h int) *canvas {
-	img := image.NewRGBA(image.Rect(0, 0, w, h))
-	for i := range img.Pix {
-		img.Pix[i] = 255
-	}
-	return &canvas{img: img, x0: margin, y0: margin / 2, x1: w - margin/2, y1: h - margin}
-}
-
-func (c *canvas) set(x, y int, col color.RGBA) {
-	if !image.Pt(x, y).In(c.img.Rect) {
-		return
-	}
-	if col.A == 255 {
-		c.img.SetRGBA(x, y, col)
-		return
-	}
-	o := c.img.RGBAAt(x, y)
-	a := float64(col.A) / 255
-	mix := func(s, d uint8) uint8 { return uint8(float64(s)*a + float64(d)*(1-a)) }
-	c.img.SetRGBA(x, y, color.RGBA{mix(col.R, o.R), mix(col.G, o.G), mix(col.B, o.B), 255})
-}
-
-func (c *canvas) rect(x0, y0, x1, y1 int, col color.RGBA) {
-	for y := y0; y <= y1; y++ {
-		for x := x0; x <= x1; x++ {
-			c.set(x, y, col)
-		}
-	}
-}
-
-func (c *canvas) line(x0, y0, x1, y1 int, col color.RGBA) {
-	dx, dy := abs(x1-x0), -abs(y1-y0)
-	sx, sy := 1, 1
-	if x0 > x1 {
-		sx = -1
-	}
-	if y0 > y1 {
-		sy = -1
-	}
-	err := dx + dy
-	for {
-		c.set(x0, y0, col)
-		if x0 == x1 && y0 == y1 {
-			return
-		}
-		e2 := 2 * err
-		if e2 >= dy {
-			err += dy
-			x0 += sx
-		}
-		if e2 <= dx {
-			err += dx
-			y0 += sy
-		}
-	}
-}
-
-func abs(v int) int {
-	if v < 0 {
-		return -v
-	}
-	return v
-}
-
-// grid draws four evenly spaced grid lines each way and the axes, with
-// tick marks.
-func (c *canvas) grid() {
-	for i := 1; i < 4; i++ {
-		x := c.x0 + i*(c.x1-c.x0)/4
-		y := c.y0 + i*(c.y1-c.y0)/4
-		c.line(x, c.y0, x, c.y1, colGrid)
-		c.line(c.x0, y, c.x1, y, colGrid)
-	}
-	c.line(c.x0, c.y1, c.x1, c.y1, colAxis)
-	c.line(c.x0, c.y0, c.x0, c.y1, colAxis)
-	for i := 0; i <= 4; i++ {
-		x := c.x0 + i*(c.x1-c.x0)/4
-		y := c.y0 + i*(c.y1-c.y0)/4
-		c.line(x, c.y1, x, c.y1+5, colAxis)
-		c.line(c.x0-5, y, c.x0, y, colAxis)
-	}
-}
-
-func (c *canvas) px(v, lo, hi float64) int {
-	return c.x0 + int(math.Round((v-lo)/(hi-lo)*float64(c.x1-c.x0)))
-}
-
-func (c *canvas) py(v, lo, hi float64) int {
-	return c.y1 - int(math.Round((v-lo)/(hi-lo)*float64(c.y1-c.y0)))
-}
-
-func (c *canvas) encode() []byte {
-	var b bytes.Buffer
-	png.Encode(&b, c.img)
-	return b.Bytes()
-}
-
-func minMax(v []float64) (lo, hi float64) {
-	lo, hi = math.Inf(1), math.Inf(-1)
-	for _, x := range v {
-		lo, hi = min(lo, x), max(hi, x)
-	}
-	return lo, hi
-}
-
-// histogram draws bins equal-width bins over [lo, hi] (values outside are
-// clamped into the end bins) and returns the PNG and the y-axis maximum.
-func histogram(v []float64, lo, hi float64, bins int) ([]byte, string) {
-	counts := make([]int, bins)
-	for _, x := range v {
-		i := int((x - lo) / (hi - lo) * float64(bins))
-		counts[min(max(i, 0), bins-1)]++
-	}
-	top := slices.Max(counts)
-	c := newCanvas(plotW, plotH)
-	c.grid()
-	for i, n := range counts {
-		if n == 0 {
-			continue
-		}
-		x0 := c.px(lo+float64(i)*(hi-lo)/float64(bins), lo, hi)
-		x1 := c.px(lo+float64(i+1)*(hi-lo)/float64(bins), lo, hi) - 1
-		c.rect(x0+1, c.py(float64(n), 0, float64(top)), x1, c.y1-1, colBar)
-	}
-	c.grid()
-	return c.encode(), strconv.Itoa(top)
-}
-
-func scatter(xs, ys []float64, xlo, xhi, ylo, yhi float64) []byte {
-	c := newCanvas(plotW, plotH)
-	c.grid()
-	for i, x := range xs {
-		px, py := c.px(x, xlo, xhi), c.py(ys[i], ylo, yhi)
-		c.rect(px-1, py-1, px+1, py+1, colPt)
-	}
-	return c.encode()
-}
-
-// lossCurves draws loss (blue, top panel) and loss_norm (orange, bottom
-// panel) against epoch.
-func lossCurves(h []midcoder.Record) ([]byte, string) {
-	full := image.NewRGBA(image.Rect(0, 0, plotW, 2*plotH))
-	var caps []string
-	for panel, s := range []struct {
-		name string
-		get  func(midcoder.Record) float64
-		col  color.RGBA
-	}{{"loss (blue, top)", func(r midcoder.Record) float64 { return r.Loss }, colBar},
-		{"loss_norm (orange, bottom)", func(r midcoder.Record) float64 { return r.LossNorm }, colLine2}} {
-		xs := make([]float64, len(h))
-		ys := make([]float64, len(h))
-		for i, r := range h {
-			xs[i], ys[i] = float64(r.Epoch), s.get(r)
-		}
-		xlo, xhi := minMax(xs)
-		ylo, yhi := minMax(ys)
-		if xhi == xlo {
-			xlo, xhi = xlo-1, xhi+1
-		}
-		if yhi == ylo {
-			ylo, yhi = ylo-max(math.Abs(ylo)*0.1, 1e-12), yhi+max(math.Abs(yhi)*0.1, 1e-12)
-		}
-		c := newCanvas(plotW, plotH)
-		c.grid()
-		for i := range xs {
-			px, py := c.px(xs[i], xlo, xhi), c.py(ys[i], ylo, yhi)
-			if i > 0 {
-				c.line(c.px(xs[i-1], xlo, xhi), c.py(ys[i-1], ylo, yhi), px, py, s.col)
-			}
-			c.rect(px-2, py-2, px+2, py+2, s.col)
-		}
-		for y := 0; y < plotH; y++ {
-			copy(full.Pix[(panel*plotH+y)*full.Stride:(panel*plotH+y)*full.Stride+plotW*4], c.img.Pix[y*c.img.Stride:y*c.img.Stride+plotW*4])
-		}
-		caps = append(caps, fmt.Sprintf("%s: x epoch %g to %g, y %.4g to %.4g", s.name, xlo, xhi, ylo, yhi))
-	}
-	var b bytes.Buffer
-	png.Encode(&b, full)
-	return b.Bytes(), strings.Join(caps, "; ") + "."
-}

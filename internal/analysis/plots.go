@@ -1,0 +1,117 @@
+package analysis
+
+import (
+	"bytes"
+	"fmt"
+	"image/color"
+	"math"
+	"slices"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+
+	"github.com/ctxdep/ctxdep/internal/midcoder"
+)
+
+// Report plots, drawn with gonum/plot as 16 cm × 10 cm PNGs with titled,
+// labelled axes.
+
+var (
+	colBar   = color.RGBA{70, 120, 190, 255}
+	colPt    = color.NRGBA{70, 120, 190, 170}
+	colLine2 = color.RGBA{210, 100, 40, 255}
+)
+
+func encodePNG(p *plot.Plot) []byte {
+	w, err := p.WriterTo(16*vg.Centimeter, 10*vg.Centimeter, "png")
+	if err != nil {
+		panic(fmt.Sprintf("analysis: png writer: %v", err)) // only for an unknown format
+	}
+	var b bytes.Buffer
+	w.WriteTo(&b)
+	return b.Bytes()
+}
+
+// histogram plots v in bins equal bins over [lo, hi] and returns the PNG
+// and the tallest bin's count for the caption.
+func histogram(v []float64, lo, hi float64, bins int, title, xlabel string) ([]byte, string) {
+	counts := make([]int, bins)
+	for _, x := range v {
+		i := int((x - lo) / (hi - lo) * float64(bins))
+		counts[min(max(i, 0), bins-1)]++
+	}
+	xys := make(plotter.XYs, bins)
+	for i, n := range counts {
+		xys[i].X, xys[i].Y = lo+(float64(i)+0.5)*(hi-lo)/float64(bins), float64(n)
+	}
+	p := plot.New()
+	p.Title.Text, p.X.Label.Text, p.Y.Label.Text = title, xlabel, "features"
+	h, err := plotter.NewHistogram(xys, bins)
+	if err == nil {
+		h.FillColor = colBar
+		h.LineStyle.Width = 0
+		p.Add(h)
+	}
+	p.X.Min, p.X.Max = lo, hi
+	p.Add(plotter.NewGrid())
+	return encodePNG(p), fmt.Sprint(slices.Max(counts))
+}
+
+func scatter(xs, ys []float64, xlo, xhi, ylo, yhi float64, title, xlabel, ylabel string) []byte {
+	xys := make(plotter.XYs, len(xs))
+	for i := range xs {
+		xys[i].X, xys[i].Y = xs[i], ys[i]
+	}
+	p := plot.New()
+	p.Title.Text, p.X.Label.Text, p.Y.Label.Text = title, xlabel, ylabel
+	if sc, err := plotter.NewScatter(xys); err == nil {
+		sc.GlyphStyle.Color = colPt
+		sc.GlyphStyle.Radius = vg.Points(1.5)
+		sc.GlyphStyle.Shape = draw.CircleGlyph{}
+		p.Add(sc)
+	}
+	p.X.Min, p.X.Max, p.Y.Min, p.Y.Max = xlo, xhi, ylo, yhi
+	p.Add(plotter.NewGrid())
+	return encodePNG(p)
+}
+
+// lossCurves plots loss and loss_norm against epoch on one axis, with a
+// legend.
+func lossCurves(h []midcoder.Record) ([]byte, string) {
+	loss := make(plotter.XYs, len(h))
+	norm := make(plotter.XYs, len(h))
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for i, r := range h {
+		loss[i].X, loss[i].Y = float64(r.Epoch), r.Loss
+		norm[i].X, norm[i].Y = float64(r.Epoch), r.LossNorm
+		lo, hi = min(lo, r.Loss, r.LossNorm), max(hi, r.Loss, r.LossNorm)
+	}
+	p := plot.New()
+	p.Title.Text, p.X.Label.Text, p.Y.Label.Text = "Midcoder fit", "epoch", "per-epoch mean"
+	for _, c := range []struct {
+		name string
+		xys  plotter.XYs
+		col  color.RGBA
+	}{{"loss", loss, colBar}, {"loss_norm", norm, colLine2}} {
+		l, pts, err := plotter.NewLinePoints(c.xys)
+		if err != nil {
+			continue
+		}
+		l.Color, pts.Color = c.col, c.col
+		p.Add(l, pts)
+		p.Legend.Add(c.name, l, pts)
+	}
+	p.Legend.Top = true
+	p.Add(plotter.NewGrid())
+	return encodePNG(p), fmt.Sprintf("loss (blue) and loss_norm (orange) per epoch, values from %.4g to %.4g", lo, hi)
+}
+
+func minMax(v []float64) (lo, hi float64) {
+	lo, hi = math.Inf(1), math.Inf(-1)
+	for _, x := range v {
+		lo, hi = min(lo, x), max(hi, x)
+	}
+	return lo, hi
+}
