@@ -449,4 +449,3 @@ func htmlPage(in RenderInput, plots []plotInfo, omitted []string) string {
 	fmt.Fprintf(&b, "<p>The full table is <code>%s</code> (and <code>%s</code>); the summary is <code>%s</code>.</p>\n</body></html>\n", ReportCSV, ReportSafetensors, ReportSummary)
 	return b.String()
 }
-
