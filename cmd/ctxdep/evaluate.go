@@ -80,9 +80,8 @@ func runEvaluate(ctx context.Context, g *globalOptions, o *evaluateOptions, laye
 		if err != nil {
 			return err
 		}
-		if meta.Layer != layer || meta.DModel != model.DModel || meta.DSAE != tc.DSAE {
-			return fmt.Errorf("midcoder %s is for layer %d, d_model %d, %d features; the cache, model and transcoder have layer %d, d_model %d, %d features",
-				f, meta.Layer, meta.DModel, meta.DSAE, layer, model.DModel, tc.DSAE)
+		if err := analysis.CheckMidcoderMeta(f, meta, layer, model.DModel, tc.DSAE, modelProv); err != nil {
+			return err
 		}
 		act := midcoder.ReLU
 		if meta.Config.Act != "" {

@@ -76,12 +76,12 @@ cache stores no acts (built without --with-acts).`,
 	return cmd
 }
 
-func loadReportMidcoder(file string, layer, dModel, dSAE int) (*midcoder.Params, error) {
+func loadReportMidcoder(file string, layer, dModel, dSAE int, model provenance.File) (*midcoder.Params, error) {
 	p, meta, err := midcoder.Load(file)
 	if err != nil {
 		return nil, err
 	}
-	if err := analysis.CheckMidcoderMeta(file, meta, layer, dModel, dSAE); err != nil {
+	if err := analysis.CheckMidcoderMeta(file, meta, layer, dModel, dSAE, model); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -121,13 +121,13 @@ func runReport(ctx context.Context, g *globalOptions, o *reportOptions, layerSet
 		}
 		dSAE = tc.DSAE
 	}
-	fit, err := loadReportMidcoder(o.midcoder, layer, man.DModel, dSAE)
+	fit, err := loadReportMidcoder(o.midcoder, layer, man.DModel, dSAE, man.Model)
 	if err != nil {
 		return err
 	}
 	var pinv *midcoder.Params
 	if o.pinv != "" {
-		if pinv, err = loadReportMidcoder(o.pinv, layer, man.DModel, dSAE); err != nil {
+		if pinv, err = loadReportMidcoder(o.pinv, layer, man.DModel, dSAE, man.Model); err != nil {
 			return err
 		}
 	}

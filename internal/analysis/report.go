@@ -10,6 +10,7 @@ import (
 	"github.com/ctxdep/ctxdep/internal/kernels"
 	"github.com/ctxdep/ctxdep/internal/midcoder"
 	"github.com/ctxdep/ctxdep/internal/progress"
+	"github.com/ctxdep/ctxdep/internal/provenance"
 	"github.com/ctxdep/ctxdep/internal/transcoder"
 )
 
@@ -102,10 +103,13 @@ type ReportResult struct {
 
 // CheckMidcoderMeta returns a clear error when a midcoder file's metadata
 // does not match the cache's layer and width and the transcoder's width.
-func CheckMidcoderMeta(file string, meta midcoder.Meta, layer, dModel, dSAE int) error {
+func CheckMidcoderMeta(file string, meta midcoder.Meta, layer, dModel, dSAE int, model provenance.File) error {
 	if meta.Layer != layer || meta.DModel != dModel || meta.DSAE != dSAE {
 		return fmt.Errorf("midcoder %s is for layer %d, d_model %d, %d features; the cache and transcoder have layer %d, d_model %d, %d features",
 			file, meta.Layer, meta.DModel, meta.DSAE, layer, dModel, dSAE)
+	}
+	if m := meta.Provenance.Model; m.SHA256 != "" && model.SHA256 != "" && !provenance.Same(m, model) {
+		return fmt.Errorf("midcoder %s was made with another model (%s, sha256 %.12s…) than the cache's (sha256 %.12s…)", file, m.Path, m.SHA256, model.SHA256)
 	}
 	return nil
 }

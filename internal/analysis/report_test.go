@@ -13,6 +13,7 @@ import (
 
 	"github.com/ctxdep/ctxdep/internal/actcache"
 	"github.com/ctxdep/ctxdep/internal/midcoder"
+	"github.com/ctxdep/ctxdep/internal/provenance"
 	"github.com/ctxdep/ctxdep/internal/safetensors"
 	"github.com/ctxdep/ctxdep/internal/transcoder"
 )
@@ -157,13 +158,17 @@ func TestReportFeaturesSampleAndNoPinv(t *testing.T) {
 }
 
 func TestReportBadInput(t *testing.T) {
-	if err := CheckMidcoderMeta("m.safetensors", midcoder.Meta{Layer: 3, DModel: 2, DSAE: 3}, 0, 2, 3); err == nil || !strings.Contains(err.Error(), "layer 3") {
+	if err := CheckMidcoderMeta("m.safetensors", midcoder.Meta{Layer: 3, DModel: 2, DSAE: 3}, 0, 2, 3, provenance.File{}); err == nil || !strings.Contains(err.Error(), "layer 3") {
 		t.Errorf("layer mismatch: %v", err)
 	}
-	if err := CheckMidcoderMeta("m.safetensors", midcoder.Meta{Layer: 0, DModel: 2, DSAE: 4}, 0, 2, 3); err == nil || !strings.Contains(err.Error(), "4 features") {
+	if err := CheckMidcoderMeta("m.safetensors", midcoder.Meta{Layer: 0, DModel: 2, DSAE: 4}, 0, 2, 3, provenance.File{}); err == nil || !strings.Contains(err.Error(), "4 features") {
 		t.Errorf("width mismatch: %v", err)
 	}
-	if err := CheckMidcoderMeta("m.safetensors", midcoder.Meta{Layer: 0, DModel: 2, DSAE: 3}, 0, 2, 3); err != nil {
+	other := midcoder.Meta{Layer: 0, DModel: 2, DSAE: 3, Provenance: midcoder.Provenance{Model: provenance.File{SHA256: "aa", Size: 1}}}
+	if err := CheckMidcoderMeta("m.safetensors", other, 0, 2, 3, provenance.File{SHA256: "bb", Size: 1}); err == nil || !strings.Contains(err.Error(), "another model") {
+		t.Errorf("CheckMidcoderMeta(other model) = %v", err)
+	}
+	if err := CheckMidcoderMeta("m.safetensors", midcoder.Meta{Layer: 0, DModel: 2, DSAE: 3}, 0, 2, 3, provenance.File{}); err != nil {
 		t.Error(err)
 	}
 	c := handCache(t, false)
