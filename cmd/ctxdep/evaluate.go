@@ -8,11 +8,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ctxdep/ctxdep/internal/actcache"
 	"github.com/ctxdep/ctxdep/internal/analysis"
 	"github.com/ctxdep/ctxdep/internal/midcoder"
 	"github.com/ctxdep/ctxdep/internal/progress"
-	"github.com/ctxdep/ctxdep/internal/provenance"
 )
 
 type evaluateOptions struct {
@@ -52,14 +50,11 @@ func runEvaluate(ctx context.Context, g *globalOptions, o *evaluateOptions, laye
 	if o.cache == "" {
 		return usagef("evaluate needs --cache DIR")
 	}
-	c, err := actcache.Open(o.cache)
+	c, err := g.openCacheAt(o.cache, layerSet)
 	if err != nil {
 		return err
 	}
 	layer := c.Manifest.Layer
-	if layerSet && g.layer != layer {
-		return fmt.Errorf("--layer %d, but the cache %s holds layer %d", g.layer, o.cache, layer)
-	}
 	if c.Manifest.ContextLength < 2 {
 		return fmt.Errorf("the cache %s has sequences of %d token: no next-token targets", o.cache, c.Manifest.ContextLength)
 	}
@@ -67,8 +62,8 @@ func runEvaluate(ctx context.Context, g *globalOptions, o *evaluateOptions, laye
 	if err != nil {
 		return err
 	}
-	if !provenance.Same(c.Manifest.Model, modelProv) {
-		return fmt.Errorf("the cache %s was built from another model (sha256 %.12s…) than %s", o.cache, c.Manifest.Model.SHA256, modelProv.Path)
+	if err := c.CheckModel(modelProv); err != nil {
+		return err
 	}
 	tc, _, _, err := g.loadTranscoder(layer, model.DModel)
 	if err != nil {

@@ -110,11 +110,8 @@ func runFit(ctx context.Context, g *globalOptions, o *fitOptions, layerSet bool)
 	}
 	var c *actcache.Cache
 	if o.cache != "" {
-		if c, err = actcache.Open(o.cache); err != nil {
+		if c, err = g.openCacheAt(o.cache, layerSet); err != nil {
 			return err
-		}
-		if layerSet && g.layer != c.Manifest.Layer {
-			return fmt.Errorf("--layer %d, but the cache %s holds layer %d", g.layer, o.cache, c.Manifest.Layer)
 		}
 		o.cfg.Layer, o.cfg.ContextLength = c.Manifest.Layer, c.Manifest.ContextLength
 	} else {
@@ -132,8 +129,8 @@ func runFit(ctx context.Context, g *globalOptions, o *fitOptions, layerSet bool)
 	}
 	if c != nil {
 		m := c.Manifest
-		if !provenance.Same(m.Model, modelProv) {
-			return fmt.Errorf("the cache %s was built from model %s (sha256 %.12s…), not %s (sha256 %.12s…)", o.cache, m.Model.Path, m.Model.SHA256, modelProv.Path, modelProv.SHA256)
+		if err := c.CheckModel(modelProv); err != nil {
+			return err
 		}
 		if m.DModel != model.DModel {
 			return fmt.Errorf("the cache %s has d_model %d, the model %d", o.cache, m.DModel, model.DModel)
@@ -151,7 +148,7 @@ func runFit(ctx context.Context, g *globalOptions, o *fitOptions, layerSet bool)
 			return err
 		}
 		prov.DataKind = "cache"
-		useStored = c.Manifest.WithActs && c.Manifest.Transcoder != nil && provenance.Same(*c.Manifest.Transcoder, tcProv)
+		useStored = c.Manifest.StoresActsOf(tcProv)
 		if src, err = midcoder.NewCacheSource(c, tc, useStored); err != nil {
 			return err
 		}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ctxdep/ctxdep/internal/actcache"
 	"github.com/ctxdep/ctxdep/internal/gpt2"
 	"github.com/ctxdep/ctxdep/internal/hub"
 	"github.com/ctxdep/ctxdep/internal/provenance"
@@ -108,4 +109,17 @@ func (g *globalOptions) loadTranscoder(layer, dModel int) (*transcoder.Transcode
 	}
 	g.logf("transcoder %s: %d features, d_in %d", path, tc.DSAE, tc.DIn)
 	return tc, p, sparsity, nil
+}
+
+// openCacheAt opens the cache in dir and checks an explicit --layer
+// against the layer it holds.
+func (g *globalOptions) openCacheAt(dir string, layerSet bool) (*actcache.Cache, error) {
+	c, err := actcache.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	if layerSet && g.layer != c.Manifest.Layer {
+		return nil, fmt.Errorf("--layer %d, but the cache %s holds layer %d", g.layer, dir, c.Manifest.Layer)
+	}
+	return c, nil
 }

@@ -109,8 +109,8 @@ func TestCacheBuildAndInspect(t *testing.T) {
 		rep.X.MeanRowVar < 0.99 || rep.X.MeanRowVar > 1 {
 		t.Errorf("inspect-cache report %+v", rep)
 	}
-	// The same statistics with the transcoder re-encoding x (no stored acts
-	// used when another transcoder file is named) agree.
+	// Another transcoder file (same weights, legacy container, so another
+	// hash) is not trusted with the stored acts: x is encoded again.
 	code, out2, _ := ctxdep(t, "inspect-cache", dir, "--transcoder", filepath.Join(tinyTC, "legacy", "final_sparse_autoencoder_gpt2-small_blocks.1.ln2.hook_normalized_64.pt"), "--json", "-q")
 	if code != 0 || !strings.Contains(out2, `"acts_source":"encoded"`) || !strings.Contains(out2, `"l0_mean":`) {
 		t.Errorf("inspect-cache with a re-encoding transcoder: %d %s", code, out2)

@@ -11,7 +11,6 @@ import (
 	"github.com/ctxdep/ctxdep/internal/analysis"
 	"github.com/ctxdep/ctxdep/internal/gpt2"
 	"github.com/ctxdep/ctxdep/internal/midcoder"
-	"github.com/ctxdep/ctxdep/internal/provenance"
 	"github.com/ctxdep/ctxdep/internal/transcoder"
 )
 
@@ -77,11 +76,8 @@ func runPinv(ctx context.Context, g *globalOptions, o *pinvOptions, layerSet boo
 	layer := g.layer
 	var c *actcache.Cache
 	if o.cache != "" {
-		if c, err = actcache.Open(o.cache); err != nil {
+		if c, err = g.openCacheAt(o.cache, layerSet); err != nil {
 			return err
-		}
-		if layerSet && layer != c.Manifest.Layer {
-			return fmt.Errorf("--layer %d, but the cache %s holds layer %d", layer, o.cache, c.Manifest.Layer)
 		}
 		layer = c.Manifest.Layer
 	}
@@ -102,11 +98,10 @@ func runPinv(ctx context.Context, g *globalOptions, o *pinvOptions, layerSet boo
 	}
 	res := pinvResult{Rank: sp.Rank, RTol: sp.RTol, SigmaMax: sp.SigmaMax, Cutoff: sp.Cutoff, Sigma: sp.Sigma, Out: o.out}
 	if c != nil {
-		if !provenance.Same(c.Manifest.Model, modelProv) {
-			return fmt.Errorf("the cache %s was built from another model (sha256 %.12s…) than %s", o.cache, c.Manifest.Model.SHA256, modelProv.Path)
+		if err := c.CheckModel(modelProv); err != nil {
+			return err
 		}
-		useStored := c.Manifest.WithActs && c.Manifest.Transcoder != nil && provenance.Same(*c.Manifest.Transcoder, tcProv)
-		loss, norm, err := cacheLoss(ctx, c, tc, useStored, midcoder.NewMLP(model, layer, act), p)
+		loss, norm, err := cacheLoss(ctx, c, tc, c.Manifest.StoresActsOf(tcProv), midcoder.NewMLP(model, layer, act), p)
 		if err != nil {
 			return err
 		}

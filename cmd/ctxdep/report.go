@@ -10,7 +10,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ctxdep/ctxdep/internal/actcache"
 	"github.com/ctxdep/ctxdep/internal/analysis"
 	"github.com/ctxdep/ctxdep/internal/midcoder"
 	"github.com/ctxdep/ctxdep/internal/progress"
@@ -100,15 +99,12 @@ func runReport(ctx context.Context, g *globalOptions, o *reportOptions, layerSet
 	case o.features < 0:
 		return usagef("--features %d: want 0 (all) or more", o.features)
 	}
-	c, err := actcache.Open(o.cache)
+	c, err := g.openCacheAt(o.cache, layerSet)
 	if err != nil {
 		return err
 	}
 	man := c.Manifest
 	layer := man.Layer
-	if layerSet && g.layer != layer {
-		return fmt.Errorf("--layer %d, but the cache %s holds layer %d", g.layer, o.cache, layer)
-	}
 	if man.NTokens <= 0 {
 		return fmt.Errorf("the cache %s holds no tokens", o.cache)
 	}
@@ -135,8 +131,8 @@ func runReport(ctx context.Context, g *globalOptions, o *reportOptions, layerSet
 	if err != nil {
 		return err
 	}
-	if !provenance.Same(man.Model, modelProv) {
-		return fmt.Errorf("the cache %s was built from another model (sha256 %.12s…) than %s", o.cache, man.Model.SHA256, modelProv.Path)
+	if err := c.CheckModel(modelProv); err != nil {
+		return err
 	}
 	if model.DModel != man.DModel || layer >= model.NLayer {
 		return fmt.Errorf("the cache %s (layer %d, d_model %d) does not fit the model (%d layers, d_model %d)", o.cache, layer, man.DModel, model.NLayer, model.DModel)

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/ctxdep/ctxdep/internal/provenance"
 	"github.com/ctxdep/ctxdep/internal/safetensors"
 	"github.com/ctxdep/ctxdep/internal/transcoder"
 )
@@ -121,4 +122,20 @@ func readActs(f *safetensors.File, rows, dsae int) (*transcoder.Acts, error) {
 		}
 	}
 	return a, nil
+}
+
+// StoresActsOf reports whether the cache stores the sparse activations of
+// the transcoder with provenance p (so they can be used instead of
+// encoding x).
+func (m *Manifest) StoresActsOf(p provenance.File) bool {
+	return m.WithActs && m.Transcoder != nil && provenance.Same(*m.Transcoder, p)
+}
+
+// CheckModel returns an error when the cache was built from another model
+// than the one with provenance p.
+func (c *Cache) CheckModel(p provenance.File) error {
+	if m := c.Manifest.Model; !provenance.Same(m, p) {
+		return fmt.Errorf("the cache %s was built from model %s (sha256 %.12s…), not %s (sha256 %.12s…)", c.Dir, m.Path, m.SHA256, p.Path, p.SHA256)
+	}
+	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ctxdep/ctxdep/internal/kernels"
 	"github.com/ctxdep/ctxdep/internal/safetensors"
 	"github.com/ctxdep/ctxdep/internal/testutil"
 )
@@ -117,14 +118,14 @@ func TestProcessingInvariants(t *testing.T) {
 		rowMeans(fmt.Sprint("W_O ", l), b.WO, c, c)
 		rowMeans(fmt.Sprint("W_out ", l), b.WOut, m.DMLP, c)
 		rowMeans(fmt.Sprint("b_O ", l), b.BO, 1, c)
-		rowMeans(fmt.Sprint("W_in^T ", l), transpose(b.WIn, c, m.DMLP), m.DMLP, c)
+		rowMeans(fmt.Sprint("W_in^T ", l), kernels.Transpose(b.WIn, c, m.DMLP), m.DMLP, c)
 		for _, v := range b.BQKV[2*c:] {
 			if v != 0 {
 				t.Fatalf("layer %d: b_V not folded: %g", l, v)
 			}
 		}
 	}
-	rowMeans("W_U^T", transpose(m.WU, c, m.DVocab), m.DVocab, c)
+	rowMeans("W_U^T", kernels.Transpose(m.WU, c, m.DVocab), m.DVocab, c)
 	rowMeans("W_U rows (centre unembed)", m.WU, c, m.DVocab)
 }
 

@@ -1,5 +1,7 @@
 package gpt2
 
+import "github.com/ctxdep/ctxdep/internal/kernels"
+
 // TransformerLens's default weight processing (SPEC §2.3), computed in
 // float64 per element and rounded to float32 once, so each processed weight
 // is within one float32 rounding of the exact value (TransformerLens, doing
@@ -51,22 +53,6 @@ func centreRows(w []float32, r, k int) {
 	}
 }
 
-// transpose returns the (K, R) transpose of w (R, K).
-func transpose(w []float32, r, k int) []float32 {
-	out := make([]float32, len(w))
-	const tile = 32
-	for i0 := 0; i0 < r; i0 += tile {
-		for j0 := 0; j0 < k; j0 += tile {
-			for i := i0; i < min(i0+tile, r); i++ {
-				for j := j0; j < min(j0+tile, k); j++ {
-					out[j*r+i] = w[i*k+j]
-				}
-			}
-		}
-	}
-	return out
-}
-
 // hfWeights are the unprocessed tensors of a checkpoint, by role.
 type hfWeights struct {
 	wte, wpe   []float32 // (V, C), (NCtx, C)
@@ -88,7 +74,7 @@ func process(cfg Config, hf *hfWeights) *Model {
 	c, n, v := cfg.DModel, cfg.DMLP, cfg.DVocab
 	m := &Model{Config: cfg, Blocks: make([]Block, cfg.NLayer)}
 	// W_U is the transpose of the *unprocessed* wte (tied weights).
-	m.WU = transpose(hf.wte, v, c)
+	m.WU = kernels.Transpose(hf.wte, v, c)
 	m.BU = make([]float32, v)
 
 	// 1. fold_layer_norm.

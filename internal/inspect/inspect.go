@@ -115,7 +115,7 @@ func Run(ctx context.Context, c *actcache.Cache, o Options) (*Report, error) {
 	if tc != nil {
 		enc = tc.NewEncoder()
 		fired = make([]bool, tc.DSAE)
-		useStored = m.WithActs && m.Transcoder != nil && provenance.Same(*m.Transcoder, o.TransProv)
+		useStored = m.StoresActsOf(o.TransProv)
 	}
 	for i := range m.Shards {
 		if err := ctx.Err(); err != nil {

@@ -103,3 +103,19 @@ func checkLen(what string, s []float32, want int) {
 		panic(fmt.Sprintf("kernels: %s has length %d, want %d", what, len(s), want))
 	}
 }
+
+// Transpose returns the (K, R) transpose of w (R, K).
+func Transpose(w []float32, r, k int) []float32 {
+	out := make([]float32, len(w))
+	const tile = 32
+	for i0 := 0; i0 < r; i0 += tile {
+		for j0 := 0; j0 < k; j0 += tile {
+			for i := i0; i < min(i0+tile, r); i++ {
+				for j := j0; j < min(j0+tile, k); j++ {
+					out[j*r+i] = w[i*k+j]
+				}
+			}
+		}
+	}
+	return out
+}

@@ -49,7 +49,7 @@ func (tr *Trainer) DenseStep(acts *transcoder.Acts, y []float32, lr float64) (lo
 	dmid := make([]float32, m*c)
 	kernels.MatMul(dmid, dh, tr.MLP.wInT, m, n, c, false)
 	gW := make([]float32, f*c)
-	kernels.MatMul(gW, transpose(dense, m, f), dmid, f, m, c, false)
+	kernels.MatMul(gW, kernels.Transpose(dense, m, f), dmid, f, m, c, false)
 	gB := make([]float32, c)
 	for r := 0; r < m; r++ {
 		for j := 0; j < c; j++ {

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 
 	"github.com/ctxdep/ctxdep/internal/gpt2"
+	"github.com/ctxdep/ctxdep/internal/kernels"
 )
 
 // Activation is the MLP nonlinearity the midcoder trains through.
@@ -55,17 +56,7 @@ func NewMLP(m *gpt2.Model, layer int, act Activation) *MLP {
 
 func newMLP(wIn, bIn, wOut, bOut []float32, c, n int, act Activation) *MLP {
 	return &MLP{C: c, N: n, Act: act, WIn: wIn, BIn: bIn, WOut: wOut, BOut: bOut,
-		wInT: transpose(wIn, c, n), wOutT: transpose(wOut, n, c)}
-}
-
-func transpose(w []float32, r, k int) []float32 {
-	out := make([]float32, len(w))
-	for i := 0; i < r; i++ {
-		for j := 0; j < k; j++ {
-			out[j*r+i] = w[i*k+j]
-		}
-	}
-	return out
+		wInT: kernels.Transpose(wIn, c, n), wOutT: kernels.Transpose(wOut, n, c)}
 }
 
 // Params are the trainable parameters.
