@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -18,9 +21,23 @@ import (
 func newCacheCmd(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "cache",
-		Short: "Build activation caches",
+		Short: "Build, merge, verify and plan activation caches",
+		Long: `Activation caches hold x = blocks.L.ln2.hook_normalized and
+y = blocks.L.hook_mlp_out per token for one layer (see ` + "`ctxdep cache build --help`" + `).
+
+On one machine: ctxdep cache build --tokens rows.npy --out DIR.
+
+On a cluster, in two stages:
+  1. ctxdep tokenize --data CORPUS --out rows.npy        (once)
+  2. ctxdep cache build --tokens rows.npy --out DIR --shard i/N
+                                                          (on N workers; the
+     index and count default from a Slurm array or a Kubernetes indexed Job)
+  3. ctxdep cache merge DIR                               (once, when all are done)
+  4. ctxdep cache verify DIR                              (any time: re-hashes
+     every shard, names the workers to rerun)
+Size N first with ctxdep cache plan --n-tokens N --workers N.`,
 	}
-	cmd.AddCommand(newCacheBuildCmd(g))
+	cmd.AddCommand(newCacheBuildCmd(g), newCacheMergeCmd(g), newCacheVerifyCmd(g), newCachePlanCmd(g))
 	return cmd
 }
 
@@ -33,6 +50,8 @@ type cacheBuildOptions struct {
 	perShard  int
 	dtype     string
 	withActs  bool
+	shard     string
+	shardN    int
 	dataOptions
 }
 
@@ -59,31 +78,62 @@ activations as CSR (acts_indptr I64, acts_indices I32, acts_values F32).
 Python reads them with safetensors.torch.load_file.
 
 A shard appears only when complete. Re-running the same command into the
-same DIR resumes: complete shards are kept. A DIR built with other inputs
-or settings is refused and left untouched.`,
+same DIR resumes: complete shards are kept (one that no longer matches the
+hash its manifest recorded is rewritten). A DIR built with other inputs or
+settings is refused and left untouched. --tokens files are read by offset,
+a batch at a time, so they may be larger than memory.
+
+Sharded builds (a cluster; tokenize once, then run this on N workers):
+--shard i/N makes this process worker i of N (0 ≤ i < N). It caches rows
+[⌊i·R/N⌋, ⌊(i+1)·R/N⌋) of the R rows (with --n-tokens: of the first rows
+that hold that many tokens) into the shared --out DIR as
+wIIIII-of-NNNNN-shard-KKKKK.safetensors plus its own manifest
+worker-IIIII-of-NNNNN.json; workers never touch each other's files, and a
+rerun worker resumes. When all N are done, ` + "`ctxdep cache merge DIR`" + ` checks
+them and writes DIR/manifest.json; then fit, inspect-cache, evaluate and
+report read DIR as any cache. Sharding needs --tokens (` + "`ctxdep tokenize`" + ` first).
+
+Without --shard the worker comes from the environment:
+  Slurm job array   i = $SLURM_ARRAY_TASK_ID − $SLURM_ARRAY_TASK_MIN (min 0
+                    when unset), N = $SLURM_ARRAY_TASK_COUNT, or
+                    $SLURM_ARRAY_TASK_MAX − min + 1 (use --array=0-(N−1))
+  Kubernetes        i = $JOB_COMPLETION_INDEX (Indexed Job), N = --shard-count
+                    or $CTXDEP_SHARD_COUNT (set it to the Job's completions)
+so one command line runs under either. --shard none builds on this machine
+alone whatever the environment says (e.g. a Slurm array over layers).
+
+Exit status: 0 done, 1 runtime error, 2 usage error (bad --shard, or a
+worker index or count from the environment that does not make sense),
+130 interrupted (resumable).`,
 		Example: `  ctxdep cache build --model testdata/tiny-gpt2 --layer 1 \
       --tokens testdata/tokens/tiny-int64.npy --out /tmp/cache
-  ctxdep cache build --layer 8 --tokens owt.npy --n-tokens 1000000 --with-acts --out cache-l8`,
+  ctxdep cache build --layer 8 --tokens owt.npy --n-tokens 1000000 --with-acts --out cache-l8
+
+  # worker 2 of 4 (or leave --shard out in a Slurm array --array=0-3)
+  ctxdep cache build --layer 8 --tokens owt.npy --out /shared/cache-l8 --shard 2/4
+  ctxdep cache merge /shared/cache-l8`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runCacheBuild(cmd.Context(), g, o)
+			return runCacheBuild(cmd.Context(), g, o, os.Getenv, cmd.Flags().Changed("shard-count"))
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.tokens, "tokens", "", "token rows: .npy of int32 or int64, shape [rows, T]")
-	f.StringVar(&o.data, "data", "", "text corpus, streamed and tokenized as `ctxdep tokenize` does (needs --n-tokens)")
+	f.StringVar(&o.data, "data", "", "text corpus, streamed and tokenized as ctxdep tokenize does (needs --n-tokens)")
 	f.StringVar(&o.out, "out", "", "output cache directory (created; resumed when it holds an interrupted build)")
 	f.Int64Var(&o.nTokens, "n-tokens", 0, "stop after this many tokens, rounded up to whole rows (default: all rows)")
 	f.IntVar(&o.batchSize, "batch-size", 32, "rows per forward pass")
 	f.IntVar(&o.perShard, "sequences-per-shard", 128, "rows per shard file")
 	f.StringVar(&o.dtype, "dtype", "float32", "storage type of x and y: float32 or float16")
 	f.BoolVar(&o.withActs, "with-acts", false, "also store the layer's transcoder activations of x (sparse CSR)")
+	f.StringVar(&o.shard, "shard", "", "run as worker i of N of a sharded build: i/N, or i with --shard-count; none: never sharded\n(default from $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT or $JOB_COMPLETION_INDEX)")
+	f.IntVar(&o.shardN, "shard-count", 0, "worker count N for --shard i or $JOB_COMPLETION_INDEX (default $CTXDEP_SHARD_COUNT)")
 	addDataFlags(f, &o.dataOptions, "seed")
 	addJSONFlag(cmd, g)
 	return cmd
 }
 
-func runCacheBuild(ctx context.Context, g *globalOptions, o *cacheBuildOptions) error {
+func runCacheBuild(ctx context.Context, g *globalOptions, o *cacheBuildOptions, getenv func(string) string, countSet bool) error {
 	switch {
 	case o.out == "":
 		return usagef("cache build needs --out DIR")
@@ -97,6 +147,13 @@ func runCacheBuild(ctx context.Context, g *globalOptions, o *cacheBuildOptions) 
 		return usagef("--dtype %q: want float32 or float16", o.dtype)
 	case o.data != "" && o.nTokens == 0:
 		return usagef("--data needs --n-tokens N: the corpus is streamed, and its row count is not known in advance")
+	}
+	shard, err := resolveShard(o.shard, o.shardN, countSet, getenv)
+	if err != nil {
+		return err
+	}
+	if shard != nil && o.data != "" {
+		return usagef("worker %d of %d (%s): a sharded build reads a token file, not --data; run `ctxdep tokenize --data %s --out rows.npy` once, then `cache build --tokens rows.npy` on each worker (or pass --shard none to build on this machine alone)", shard.index, shard.count, shard.source, o.data)
 	}
 	opts := cachebuild.Options{Out: o.out, BatchSize: o.batchSize, PerShard: o.perShard, DType: o.dtype, Version: "ctxdep " + version}
 	if o.data != "" {
@@ -112,21 +169,31 @@ func runCacheBuild(ctx context.Context, g *globalOptions, o *cacheBuildOptions) 
 			"max_length": fmt.Sprint(t), "format": o.format, "tokenizer": tokenizerName(o.tokenizer)}
 		opts.DataCounts = src.counts
 	} else {
-		tokens, shape, err := npy.ReadInt32(o.tokens)
+		rows, err := npy.OpenRows(o.tokens)
 		if err != nil {
 			return err
 		}
-		if len(shape) != 2 || shape[0] == 0 || shape[1] == 0 {
-			return fmt.Errorf("%s: token array has shape %v, want [rows, T] with rows, T > 0", o.tokens, shape)
-		}
-		opts.Rows = cachebuild.Int32Rows{Data: tokens, T: shape[1]}
+		defer rows.Close()
+		opts.Rows = rows
 		if opts.DataProv, err = provenance.Hash(o.tokens); err != nil {
 			return err
 		}
 		opts.DataKind = "tokens-npy"
 		if o.nTokens > 0 {
-			opts.NRows = int(min((o.nTokens+int64(shape[1])-1)/int64(shape[1]), int64(shape[0])))
+			t := int64(rows.RowLen())
+			opts.NRows = int(min((o.nTokens+t-1)/t, int64(rows.NumRows())))
 		}
+	}
+	total := opts.NRows
+	if total == 0 {
+		total = opts.Rows.NumRows()
+	}
+	if shard != nil {
+		if shard.count > total {
+			return usagef("%d workers (%s) for %d rows would leave workers without rows: use at most %d", shard.count, shard.source, total, total)
+		}
+		opts.Shard = &cachebuild.Shard{Index: shard.index, Count: shard.count}
+		_, total = actcache.Worker{Index: shard.index, Count: shard.count, TotalRows: total}.Range()
 	}
 	m, modelProv, err := g.loadModel()
 	if err != nil {
@@ -143,11 +210,10 @@ func runCacheBuild(ctx context.Context, g *globalOptions, o *cacheBuildOptions) 
 		}
 		opts.Transcoder, opts.TransProv = tc, &tp
 	}
-	total := opts.NRows
-	if total == 0 {
-		total = opts.Rows.NumRows()
-	}
 	bar := progress.New(g.stderr, "cache build", int64(total*opts.Rows.RowLen()), "tokens", g.quiet)
+	if shard != nil {
+		bar.Logf("cache build: worker %d of %d (%s)", shard.index, shard.count, shard.source)
+	}
 	opts.Progress = bar
 	start := time.Now()
 	man, err := cachebuild.Build(ctx, opts)
@@ -155,16 +221,168 @@ func runCacheBuild(ctx context.Context, g *globalOptions, o *cacheBuildOptions) 
 	if err != nil {
 		return err
 	}
-	return printBuildSummary(g, o.out, man, time.Since(start))
+	return printBuildSummary(g, o.out, man, shard, time.Since(start))
 }
 
-func printBuildSummary(g *globalOptions, dir string, m *actcache.Manifest, el time.Duration) error {
+// shardSpec is the worker a build runs as, and where that came from.
+type shardSpec struct {
+	index, count int
+	source       string // e.g. "--shard 2/4", "SLURM_ARRAY_TASK_ID=2, SLURM_ARRAY_TASK_COUNT=4"
+}
+
+// maxWorkers keeps worker numbers within the five digits of the file names.
+const maxWorkers = 99999
+
+// resolveShard works out which worker of a sharded build this process is
+// (nil: not sharded): from --shard ("i/N", "i" with the count, "none"),
+// else from a Slurm job array, else from a Kubernetes Indexed Job. The
+// count for a bare index comes from --shard-count (countSet), else
+// $CTXDEP_SHARD_COUNT. Anything that does not make sense is a usage error
+// that names where the value came from.
+func resolveShard(flag string, flagCount int, countSet bool, getenv func(string) string) (*shardSpec, error) {
+	num := func(what, v string) (int, error) {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || n < 0 {
+			return 0, usagef("%s: %q is not a non-negative integer", what, v)
+		}
+		return n, nil
+	}
+	// count returns the worker count of --shard-count or $CTXDEP_SHARD_COUNT.
+	count := func() (int, string, error) {
+		if countSet {
+			return flagCount, fmt.Sprintf("--shard-count %d", flagCount), nil
+		}
+		if v := getenv("CTXDEP_SHARD_COUNT"); v != "" {
+			n, err := num("$CTXDEP_SHARD_COUNT", v)
+			return n, "CTXDEP_SHARD_COUNT=" + v, err
+		}
+		return 0, "", nil
+	}
+	finish := func(i, n int, source string) (*shardSpec, error) {
+		switch {
+		case n < 1 || n > maxWorkers:
+			return nil, usagef("worker count %d (%s) is not in 1..%d", n, source, maxWorkers)
+		case i >= n:
+			return nil, usagef("worker index %d (%s) is not below the worker count %d: workers are numbered 0..%d", i, source, n, n-1)
+		case countSet && flagCount != n:
+			return nil, usagef("--shard-count %d disagrees with the worker count %d (%s)", flagCount, n, source)
+		}
+		return &shardSpec{index: i, count: n, source: source}, nil
+	}
+	switch flag = strings.TrimSpace(flag); {
+	case flag == "none":
+		if countSet {
+			return nil, usagef("--shard none and --shard-count contradict each other")
+		}
+		return nil, nil
+	case flag != "":
+		is, ns, hasN := strings.Cut(flag, "/")
+		i, err := num("--shard "+flag+" (want i/N)", is)
+		if err != nil {
+			return nil, err
+		}
+		if hasN {
+			n, err := num("--shard "+flag+" (want i/N)", ns)
+			if err != nil {
+				return nil, err
+			}
+			return finish(i, n, "--shard "+flag)
+		}
+		n, src, err := count()
+		if err != nil {
+			return nil, err
+		}
+		if src == "" {
+			return nil, usagef("--shard %s needs the worker count: --shard %s/N, --shard-count N or $CTXDEP_SHARD_COUNT", flag, flag)
+		}
+		return finish(i, n, "--shard "+flag+", "+src)
+	case getenv("SLURM_ARRAY_TASK_ID") != "":
+		v := getenv("SLURM_ARRAY_TASK_ID")
+		id, err := num("$SLURM_ARRAY_TASK_ID", v)
+		if err != nil {
+			return nil, err
+		}
+		src := "SLURM_ARRAY_TASK_ID=" + v
+		lo := 0
+		if v := getenv("SLURM_ARRAY_TASK_MIN"); v != "" {
+			if lo, err = num("$SLURM_ARRAY_TASK_MIN", v); err != nil {
+				return nil, err
+			}
+			src += ", SLURM_ARRAY_TASK_MIN=" + v
+		}
+		if id < lo {
+			return nil, usagef("$SLURM_ARRAY_TASK_ID %d is below $SLURM_ARRAY_TASK_MIN %d", id, lo)
+		}
+		n := -1
+		if v := getenv("SLURM_ARRAY_TASK_MAX"); v != "" {
+			hi, err := num("$SLURM_ARRAY_TASK_MAX", v)
+			if err != nil {
+				return nil, err
+			}
+			if hi < lo {
+				return nil, usagef("$SLURM_ARRAY_TASK_MAX %d is below $SLURM_ARRAY_TASK_MIN %d", hi, lo)
+			}
+			n = hi - lo + 1
+			src += ", SLURM_ARRAY_TASK_MAX=" + v
+		}
+		if v := getenv("SLURM_ARRAY_TASK_COUNT"); v != "" {
+			c, err := num("$SLURM_ARRAY_TASK_COUNT", v)
+			if err != nil {
+				return nil, err
+			}
+			if n >= 0 && c != n {
+				return nil, usagef("the Slurm array is not one range of consecutive indices (%s, SLURM_ARRAY_TASK_COUNT=%s): submit it with --array=0-%d, or pass --shard i/N", src, v, c-1)
+			}
+			n = c
+			src += ", SLURM_ARRAY_TASK_COUNT=" + v
+		}
+		if n < 0 {
+			c, csrc, err := count()
+			if err != nil {
+				return nil, err
+			}
+			if csrc == "" {
+				return nil, usagef("%s is set but not the array's size ($SLURM_ARRAY_TASK_COUNT or $SLURM_ARRAY_TASK_MAX): pass --shard i/N or --shard-count N", src)
+			}
+			n, src = c, src+", "+csrc
+		}
+		return finish(id-lo, n, src)
+	case getenv("JOB_COMPLETION_INDEX") != "":
+		v := getenv("JOB_COMPLETION_INDEX")
+		i, err := num("$JOB_COMPLETION_INDEX", v)
+		if err != nil {
+			return nil, err
+		}
+		n, csrc, err := count()
+		if err != nil {
+			return nil, err
+		}
+		if csrc == "" {
+			return nil, usagef("JOB_COMPLETION_INDEX=%s is set but not the worker count: pass --shard-count N or set $CTXDEP_SHARD_COUNT to the Job's completions (or --shard none to build on this machine alone)", v)
+		}
+		return finish(i, n, "JOB_COMPLETION_INDEX="+v+", "+csrc)
+	case countSet:
+		return nil, usagef("--shard-count %d needs a worker index: --shard i, $SLURM_ARRAY_TASK_ID or $JOB_COMPLETION_INDEX", flagCount)
+	}
+	return nil, nil
+}
+
+func printBuildSummary(g *globalOptions, dir string, m *actcache.Manifest, shard *shardSpec, el time.Duration) error {
 	if g.json {
-		return json.NewEncoder(g.stdout).Encode(map[string]any{"dir": dir, "manifest": m, "seconds": el.Seconds()})
+		doc := map[string]any{"dir": dir, "manifest": m, "seconds": el.Seconds()}
+		if shard != nil {
+			doc["worker"] = map[string]any{"index": shard.index, "count": shard.count, "source": shard.source}
+		}
+		return json.NewEncoder(g.stdout).Encode(doc)
 	}
 	var bytes int64
 	for _, s := range m.Shards {
 		bytes += s.Bytes
+	}
+	if shard != nil {
+		fmt.Fprintf(g.stdout, "worker %d of %d in %s: rows %d..%d, layer %d, %d sequences × %d tokens = %d tokens, %s, %d shards, %s; once all %d workers are done: ctxdep cache merge %s\n",
+			shard.index, shard.count, dir, m.Data.FirstRow, m.Data.FirstRow+m.NSequences-1, m.Layer, m.NSequences, m.ContextLength, m.NTokens, m.DType, len(m.Shards), humanBytes(bytes), shard.count, dir)
+		return nil
 	}
 	fmt.Fprintf(g.stdout, "cache %s: layer %d, %d sequences × %d tokens = %d tokens, %s, %d shards, %s\n",
 		dir, m.Layer, m.NSequences, m.ContextLength, m.NTokens, m.DType, len(m.Shards), humanBytes(bytes))

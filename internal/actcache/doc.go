@@ -7,9 +7,19 @@
 // (`acts_indptr` I64 (S_i·T+1), `acts_indices` I32 (nnz), `acts_values`
 // F32 (nnz)).
 //
+// A sharded build (CLI.md, "Sharded caching") has N workers write into one
+// directory: worker i of N caches input rows [⌊i·R/N⌋, ⌊(i+1)·R/N⌋) as
+// wIIIII-of-NNNNN-shard-KKKKK.safetensors and keeps its own manifest
+// worker-IIIII-of-NNNNN.json (a Manifest with Worker set); Merge checks the
+// workers and writes manifest.json listing their shards (Workers set), which
+// readers open like any cache. Verify re-hashes a cache of either kind.
+//
 // Invariants: a shard file exists only when complete (written to a
-// temporary name and renamed); shard i holds sequences [i·P, i·P+S_i) of
-// the input, P = the manifest's sequences_per_shard; each shard's
-// safetensors metadata carries the build's settings key, so a resumed
-// build keeps exactly the shards that the same settings produced.
+// temporary name and renamed); a manifest's shards hold consecutive input
+// rows from its data.first_row (0 for a cache, the worker's first row for a
+// worker); in a single-machine build shard i holds rows [i·P, i·P+S_i), P =
+// sequences_per_shard; each shard's safetensors metadata carries the
+// build's settings key (worker index and count included), so a resumed
+// build keeps exactly the shards that the same settings produced, and
+// workers of another count are never mistaken for its own.
 package actcache

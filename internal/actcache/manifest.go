@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/ctxdep/ctxdep/internal/atomicfile"
 	"github.com/ctxdep/ctxdep/internal/provenance"
@@ -39,7 +40,32 @@ type Manifest struct {
 	Transcoder        *provenance.File `json:"transcoder"` // the transcoder whose acts are stored; null without --with-acts
 	Data              Data             `json:"data"`
 	CreatedBy         string           `json:"created_by"`
+	// Worker is set in the manifest of one worker of a sharded build
+	// (WorkerManifestName), absent otherwise.
+	Worker *Worker `json:"worker,omitempty"`
+	// Workers is set in a merged manifest: how many workers wrote the
+	// shards it lists (0 for a single-machine build).
+	Workers int `json:"workers,omitempty"`
 }
+
+// Worker identifies one of the workers of a sharded build (CLI.md,
+// "Sharded caching"): worker Index of Count caches input rows
+// [⌊Index·TotalRows/Count⌋, ⌊(Index+1)·TotalRows/Count⌋).
+type Worker struct {
+	Index     int `json:"index"`
+	Count     int `json:"count"`
+	TotalRows int `json:"total_rows"` // rows split among all workers: [0, TotalRows) of the input
+}
+
+// Range returns the input rows [first, first+n) that worker w caches.
+func (w Worker) Range() (first, n int) {
+	lo := int(int64(w.Index) * int64(w.TotalRows) / int64(w.Count))
+	hi := int(int64(w.Index+1) * int64(w.TotalRows) / int64(w.Count))
+	return lo, hi - lo
+}
+
+// Flag returns the --shard value that reruns worker w.
+func (w Worker) Flag() string { return fmt.Sprintf("%d/%d", w.Index, w.Count) }
 
 // Hooks names the TransformerLens hooks of x and y.
 type Hooks struct {
@@ -77,15 +103,78 @@ func HookNames(layer int) Hooks {
 	return Hooks{X: fmt.Sprintf("blocks.%d.ln2.hook_normalized", layer), Y: fmt.Sprintf("blocks.%d.hook_mlp_out", layer)}
 }
 
-// ShardName returns the file name of shard i.
+// ShardName returns the file name of shard i of a single-machine build.
 func ShardName(i int) string { return fmt.Sprintf("shard-%05d.safetensors", i) }
+
+// WorkerShardName returns the file name of shard i of worker w of n: the
+// worker index and count in the name keep workers that share a directory
+// from colliding, and keep builds with different worker counts apart.
+func WorkerShardName(w, n, i int) string {
+	return fmt.Sprintf("w%05d-of-%05d-shard-%05d.safetensors", w, n, i)
+}
+
+// WorkerManifestName returns the file name of worker w of n's manifest.
+func WorkerManifestName(w, n int) string { return fmt.Sprintf("worker-%05d-of-%05d.json", w, n) }
+
+// ParseWorkerShardName returns the worker index and count in a name made by
+// WorkerShardName.
+func ParseWorkerShardName(name string) (w, n int, ok bool) {
+	var i int
+	k, err := fmt.Sscanf(name, "w%05d-of-%05d-shard-%05d.safetensors", &w, &n, &i)
+	return w, n, err == nil && k == 3 && name == WorkerShardName(w, n, i)
+}
+
+// parseWorkerManifestName returns the worker index and count in a name made
+// by WorkerManifestName.
+func parseWorkerManifestName(name string) (w, n int, ok bool) {
+	k, err := fmt.Sscanf(name, "worker-%05d-of-%05d.json", &w, &n)
+	return w, n, err == nil && k == 2 && name == WorkerManifestName(w, n) && n > 0 && w < n
+}
+
+// shardName returns the file name of shard i of the build m describes.
+func (m *Manifest) shardName(i int) string {
+	if w := m.Worker; w != nil {
+		return WorkerShardName(w.Index, w.Count, i)
+	}
+	return ShardName(i)
+}
+
+// fileName returns the name of the manifest file of the build m describes.
+func (m *Manifest) fileName() string {
+	if w := m.Worker; w != nil {
+		return WorkerManifestName(w.Index, w.Count)
+	}
+	return ManifestName
+}
+
+// safeName reports whether name is a plain file name inside the cache
+// directory (no separator, not "." or "..").
+func safeName(name string) bool {
+	return name != "" && name != "." && name != ".." && !strings.ContainsAny(name, "/\\\x00") && filepath.Base(name) == name
+}
 
 // ReadManifest reads and checks dir's manifest.
 func ReadManifest(dir string) (*Manifest, error) {
 	path := filepath.Join(dir, ManifestName)
+	m, err := ReadManifestFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		if names, _ := workerManifests(dir); len(names) > 0 {
+			return nil, fmt.Errorf("actcache: %s holds the shards of a sharded build but no %s: run `ctxdep cache merge %s` once every worker is done", dir, ManifestName, dir)
+		}
+		return nil, fmt.Errorf("actcache: %s is not an activation cache (no %s); build one with `ctxdep cache build`", dir, ManifestName)
+	}
+	if err == nil && m.Worker != nil {
+		return nil, fmt.Errorf("actcache: %s: a worker's manifest stands in for the cache's; run `ctxdep cache merge %s`", path, dir)
+	}
+	return m, err
+}
+
+// ReadManifestFile reads and checks one manifest file (the cache's or a
+// worker's). A missing file is an error that wraps os.ErrNotExist.
+func ReadManifestFile(path string) (*Manifest, error) {
 	raw, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("actcache: %s is not an activation cache (no %s); build one with `ctxdep cache build`", dir, ManifestName)
+		return nil, err
 	}
 	if err != nil {
 		return nil, fmt.Errorf("actcache: %w", err)
@@ -113,24 +202,69 @@ func (m *Manifest) check() error {
 	if m.DType != "float32" && m.DType != "float16" {
 		return fmt.Errorf("dtype %q is neither float32 nor float16", m.DType)
 	}
-	n := 0
+	if w := m.Worker; w != nil {
+		first, n := w.Range()
+		if w.Count <= 0 || w.Index < 0 || w.Index >= w.Count || w.TotalRows < w.Count || m.Workers != 0 ||
+			m.Data.FirstRow != first || m.Data.RowsTaken != n || m.NSequences != n {
+			return fmt.Errorf("worker %+v does not match its rows (first row %d, %d rows)", *w, m.Data.FirstRow, m.Data.RowsTaken)
+		}
+	}
+	if m.Workers < 0 {
+		return fmt.Errorf("workers %d is negative", m.Workers)
+	}
+	// Shards hold consecutive input rows from the first cached one. A
+	// merged manifest lists the workers' files, so only their names'
+	// safety and uniqueness are checked there.
+	n := m.Data.FirstRow
+	seen := map[string]bool{}
 	for i, s := range m.Shards {
-		if s.File != ShardName(i) || s.NSequences <= 0 || s.FirstRow != n {
+		name := s.File == m.shardName(i)
+		if m.Workers > 0 {
+			name = safeName(s.File) && strings.HasSuffix(s.File, ".safetensors") && !seen[s.File]
+		}
+		if !name || s.NSequences <= 0 || s.FirstRow != n {
 			return fmt.Errorf("shard list is inconsistent at entry %d (%+v)", i, s)
 		}
+		seen[s.File] = true
 		n += s.NSequences
 	}
+	n -= m.Data.FirstRow
 	if m.Complete && (n != m.NSequences || m.NTokens != int64(n)*int64(m.ContextLength)) {
 		return fmt.Errorf("shards hold %d sequences, manifest says %d sequences and %d tokens", n, m.NSequences, m.NTokens)
 	}
 	return nil
 }
 
-// writeManifest writes m to dir atomically.
-func writeManifest(dir string, m *Manifest) error {
+// encodeManifest returns the bytes of m's manifest file.
+func encodeManifest(m *Manifest) ([]byte, error) {
 	raw, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(raw, '\n'), nil
+}
+
+// writeManifest writes m to dir atomically, under the cache's or the
+// worker's manifest name.
+func writeManifest(dir string, m *Manifest) error {
+	raw, err := encodeManifest(m)
 	if err != nil {
 		return err
 	}
-	return atomicfile.WriteFile(filepath.Join(dir, ManifestName), append(raw, '\n'))
+	return atomicfile.WriteFile(filepath.Join(dir, m.fileName()), raw)
+}
+
+// workerManifests returns the names of the worker manifests in dir, sorted.
+func workerManifests(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, e := range entries {
+		if _, _, ok := parseWorkerManifestName(e.Name()); ok && e.Type().IsRegular() {
+			names = append(names, e.Name())
+		}
+	}
+	return names, nil
 }

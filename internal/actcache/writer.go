@@ -25,11 +25,13 @@ const (
 // Writer builds a cache shard by shard, resuming a build that was
 // interrupted with the same settings.
 type Writer struct {
-	dir     string
-	man     Manifest
-	key     string
-	nShards int
-	kept    []*Shard // per shard index: the complete shard on disk, or nil
+	dir      string
+	man      Manifest
+	key      string
+	nShards  int
+	kept     []*Shard         // per shard index: the complete shard on disk, or nil
+	recorded map[string]Shard // shards the earlier run's manifest lists, by file name
+	repair   []string         // shards on disk that do not match that record: rewritten
 }
 
 // settingsKey hashes what determines a cache's content (not paths, not
@@ -43,9 +45,10 @@ func settingsKey(m *Manifest) string {
 		Rows, FirstRow, RowsTaken        int
 		Format                           string
 		DataSettings                     map[string]string
+		Worker                           *Worker `json:",omitempty"` // absent: single-machine keys stay as they were
 	}{Layer: m.Layer, DModel: m.DModel, T: m.ContextLength, PerShard: m.SequencesPerShard, DSAE: m.DSAE,
 		DType: m.DType, WithActs: m.WithActs, Model: m.Model.SHA256, Data: m.Data.SHA256,
-		Rows: m.Data.Rows, FirstRow: m.Data.FirstRow, RowsTaken: m.Data.RowsTaken, Format: Format + "/" + strconv.Itoa(Version), DataSettings: m.Data.Settings}
+		Rows: m.Data.Rows, FirstRow: m.Data.FirstRow, RowsTaken: m.Data.RowsTaken, Format: Format + "/" + strconv.Itoa(Version), DataSettings: m.Data.Settings, Worker: m.Worker}
 	if m.Transcoder != nil {
 		id.Transcoder = m.Transcoder.SHA256
 	}
@@ -57,12 +60,26 @@ func settingsKey(m *Manifest) string {
 // Create prepares dir for the build that man describes (its Shards and
 // Complete fields are ignored). Complete shards from an earlier run with the
 // same settings are kept; a directory holding a cache built with other
-// settings is an error, and nothing in it is touched.
+// settings is an error, and nothing in it is touched. A shard that the
+// earlier run's manifest lists but that no longer matches its recorded hash
+// (truncated or corrupted on disk) is rewritten.
+//
+// With man.Worker set, the writer is one worker of a sharded build: it
+// caches the worker's range of rows (man's NSequences and the Data row
+// fields are set from it), names its files with WorkerShardName and
+// WorkerManifestName, and never writes the cache's manifest.json.
 func Create(dir string, man Manifest) (*Writer, error) {
+	if wk := man.Worker; wk != nil {
+		if wk.Count <= 0 || wk.Index < 0 || wk.Index >= wk.Count || wk.TotalRows < wk.Count {
+			return nil, fmt.Errorf("actcache: worker %d of %d cannot split %d rows", wk.Index, wk.Count, wk.TotalRows)
+		}
+		man.Data.FirstRow, man.Data.RowsTaken = wk.Range()
+		man.NSequences = man.Data.RowsTaken
+	}
 	if man.SequencesPerShard <= 0 || man.NSequences <= 0 {
 		return nil, fmt.Errorf("actcache: nothing to write (%d sequences, %d per shard)", man.NSequences, man.SequencesPerShard)
 	}
-	man.Format, man.Version, man.Complete, man.Shards = Format, Version, false, nil
+	man.Format, man.Version, man.Complete, man.Shards, man.Workers = Format, Version, false, nil, 0
 	man.NTokens = int64(man.NSequences) * int64(man.ContextLength)
 	w := &Writer{dir: dir, man: man, key: settingsKey(&man)}
 	w.nShards = (man.NSequences + man.SequencesPerShard - 1) / man.SequencesPerShard
@@ -70,11 +87,19 @@ func Create(dir string, man Manifest) (*Writer, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("actcache: %w", err)
 	}
-	if old, err := ReadManifest(dir); err == nil {
+	if err := w.checkLayout(); err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, man.fileName())
+	if old, err := ReadManifestFile(path); err == nil {
 		if settingsKey(old) != w.key {
-			return nil, fmt.Errorf("actcache: %s holds a cache built with other settings or inputs (layer %d, %d sequences, dtype %s, model %.12s, data %.12s); use another --out or remove it", dir, old.Layer, old.NSequences, old.DType, old.Model.SHA256, old.Data.SHA256)
+			return nil, fmt.Errorf("actcache: %s holds a cache built with other settings or inputs (layer %d, %d sequences, dtype %s, model %.12s, data %.12s); use another --out or remove it", path, old.Layer, old.NSequences, old.DType, old.Model.SHA256, old.Data.SHA256)
 		}
-	} else if _, statErr := os.Stat(filepath.Join(dir, ManifestName)); statErr == nil {
+		w.recorded = map[string]Shard{}
+		for _, s := range old.Shards {
+			w.recorded[s.File] = s
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, err // a manifest we cannot read: do not overwrite it
 	}
 	for i := range w.kept {
@@ -87,10 +112,64 @@ func Create(dir string, man Manifest) (*Writer, error) {
 	return w, nil
 }
 
+// checkLayout refuses to mix a single-machine build and the workers of a
+// sharded one, or workers of different counts, in one directory: their
+// files would not add up to one cache.
+func (w *Writer) checkLayout() error {
+	names, err := workerManifests(w.dir)
+	if err != nil {
+		return fmt.Errorf("actcache: %w", err)
+	}
+	merged, err := ReadManifestFile(filepath.Join(w.dir, ManifestName))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	wk := w.man.Worker
+	if wk == nil {
+		if len(names) > 0 {
+			return fmt.Errorf("actcache: %s holds the shards of a sharded build (%s…): run its workers with --shard i/N, or use another --out", w.dir, names[0])
+		}
+		if merged != nil && merged.Workers > 0 {
+			return fmt.Errorf("actcache: %s holds a cache merged from %d workers: rerun a worker with --shard i/%d, or use another --out", w.dir, merged.Workers, merged.Workers)
+		}
+		return nil
+	}
+	if merged != nil && merged.Workers == 0 {
+		return fmt.Errorf("actcache: %s holds a single-machine cache: a sharded build needs another --out", w.dir)
+	}
+	if merged != nil && merged.Workers != wk.Count {
+		return fmt.Errorf("actcache: %s holds a cache merged from %d workers, and this is worker %d of %d: the worker count cannot change between runs; rerun with --shard %d/%d, or use another --out", w.dir, merged.Workers, wk.Index, wk.Count, wk.Index, merged.Workers)
+	}
+	for _, name := range names {
+		if _, n, _ := parseWorkerManifestName(name); n != wk.Count {
+			return fmt.Errorf("actcache: %s holds %s, written by a build with %d workers, and this is worker %d of %d: the worker count cannot change between runs; rerun every worker with --shard i/%d, or use another --out (or remove the %d-worker files)", w.dir, name, n, wk.Index, wk.Count, n, n)
+		}
+	}
+	return nil
+}
+
 // existing checks shard i on disk: absent → nil; written by this build's
-// settings → its description; anything else → an error.
+// settings → its description; listed by the earlier manifest but no longer
+// matching its hash → nil (it is rewritten); anything else → an error.
 func (w *Writer) existing(i int) (*Shard, error) {
-	path := filepath.Join(w.dir, ShardName(i))
+	name := w.man.shardName(i)
+	path := filepath.Join(w.dir, name)
+	first, n := w.rows(i)
+	if rec, ok := w.recorded[name]; ok {
+		p, err := provenance.Hash(path)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("actcache: %w", err)
+		}
+		if p.SHA256 == rec.SHA256 && p.Size == rec.Bytes && rec.FirstRow == first && rec.NSequences == n {
+			s := rec
+			return &s, nil
+		}
+		w.repair = append(w.repair, name)
+		return nil, nil
+	}
 	f, err := safetensors.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -100,7 +179,6 @@ func (w *Writer) existing(i int) (*Shard, error) {
 	}
 	md := f.Metadata()
 	f.Close()
-	first, n := w.rows(i)
 	if md[metaSettings] != w.key || md[metaFirstRow] != strconv.Itoa(first) {
 		return nil, fmt.Errorf("actcache: %s was written by a build with other settings; use another --out or remove it", path)
 	}
@@ -109,21 +187,28 @@ func (w *Writer) existing(i int) (*Shard, error) {
 		return nil, fmt.Errorf("actcache: %w", err)
 	}
 	nnz, _ := strconv.ParseInt(md["nnz"], 10, 64)
-	return &Shard{File: ShardName(i), NSequences: n, FirstRow: first, Bytes: p.Size, SHA256: p.SHA256, NNZ: nnz}, nil
+	return &Shard{File: name, NSequences: n, FirstRow: first, Bytes: p.Size, SHA256: p.SHA256, NNZ: nnz}, nil
 }
+
+// Repaired returns the shards that an earlier run left but that no longer
+// match the hash its manifest recorded; this run rewrites them.
+func (w *Writer) Repaired() []string { return w.repair }
+
+// ManifestPath returns the path of the manifest the writer keeps: the
+// cache's, or the worker's.
+func (w *Writer) ManifestPath() string { return filepath.Join(w.dir, w.man.fileName()) }
 
 // NumShards returns how many shards the cache will have.
 func (w *Writer) NumShards() int { return w.nShards }
 
-// Rows returns the first input row (relative to the cached range) and the
-// sequence count of shard i.
+// rows returns the first input row and the sequence count of shard i.
 func (w *Writer) rows(i int) (first, n int) {
-	first = i * w.man.SequencesPerShard
-	return first, min(w.man.SequencesPerShard, w.man.NSequences-first)
+	off := i * w.man.SequencesPerShard
+	return w.man.Data.FirstRow + off, min(w.man.SequencesPerShard, w.man.NSequences-off)
 }
 
-// ShardRows returns the range [first, first+n) of cached sequences that
-// shard i holds.
+// ShardRows returns the range [first, first+n) of input rows that shard i
+// holds.
 func (w *Writer) ShardRows(i int) (first, n int) { return w.rows(i) }
 
 // NumKept returns how many shards an earlier run left complete.
@@ -174,7 +259,8 @@ func (w *Writer) WriteShard(i int, tokens []int32, x, y []float32, acts *transco
 			safetensors.TensorInfo{Name: "acts_indices", DType: safetensors.I32, Shape: []int{int(nnz)}},
 			safetensors.TensorInfo{Name: "acts_values", DType: safetensors.F32, Shape: []int{int(nnz)}})
 	}
-	path := filepath.Join(w.dir, ShardName(i))
+	name := w.man.shardName(i)
+	path := filepath.Join(w.dir, name)
 	sw, err := safetensors.Create(path, infos, md)
 	if err != nil {
 		return fmt.Errorf("actcache: %w", err)
@@ -204,7 +290,7 @@ func (w *Writer) WriteShard(i int, tokens []int32, x, y []float32, acts *transco
 	if err != nil {
 		return fmt.Errorf("actcache: %w", err)
 	}
-	w.kept[i] = &Shard{File: ShardName(i), NSequences: n, FirstRow: first, Bytes: p.Size, SHA256: p.SHA256, NNZ: nnz}
+	w.kept[i] = &Shard{File: name, NSequences: n, FirstRow: first, Bytes: p.Size, SHA256: p.SHA256, NNZ: nnz}
 	return w.writeManifest(false)
 }
 
@@ -220,7 +306,7 @@ func (w *Writer) writeManifest(complete bool) error {
 		m.Shards = append(m.Shards, *s)
 	}
 	if err := writeManifest(w.dir, &m); err != nil {
-		return fmt.Errorf("actcache: %s: %w", w.dir, err)
+		return fmt.Errorf("actcache: %s: %w", w.ManifestPath(), err)
 	}
 	return nil
 }

@@ -1,10 +1,12 @@
 // Package cachebuild runs GPT-2 over token rows to block L and writes the
 // activation cache (x = blocks.L.ln2.hook_normalized, y =
 // blocks.L.hook_mlp_out, optionally the transcoder's sparse activations of
-// x) shard by shard through actcache, resuming an interrupted build.
+// x) shard by shard through actcache, resuming an interrupted build. With
+// Options.Shard it is one worker of a sharded build and caches only its
+// range of rows. Measure times the same forward pass for `cache plan`.
 //
 // Shape key: R input rows of T tokens, B rows per forward batch, P rows per
-// shard, C = d_model.
+// shard, C = d_model, N workers.
 package cachebuild
 
 import (
@@ -18,8 +20,9 @@ import (
 	"github.com/ctxdep/ctxdep/internal/transcoder"
 )
 
-// Rows is a source of token rows of equal length. The npy reader is one;
-// the text pipeline (tokenize_and_concatenate) plugs in here too.
+// Rows is a source of token rows of equal length. npy.RowFile (a token
+// file read by offset) is one; the text pipeline (tokenize_and_concatenate)
+// plugs in here too.
 type Rows interface {
 	NumRows() int
 	RowLen() int
@@ -59,9 +62,19 @@ type Options struct {
 	TransProv  *provenance.File
 	Progress   *progress.Bar // may be nil
 	Version    string
+	// Shard, when set, makes this build one worker of a sharded build: it
+	// caches its range of the NRows rows (actcache.Worker.Range) under
+	// worker file names, for `ctxdep cache merge` to join.
+	Shard *Shard
 }
 
-// Build writes or resumes the cache and returns its manifest.
+// Shard is worker Index of Count.
+type Shard struct {
+	Index, Count int
+}
+
+// Build writes or resumes the cache (or a worker's part of it) and returns
+// its manifest (the worker's, for a sharded build).
 func Build(ctx context.Context, o Options) (*actcache.Manifest, error) {
 	m := o.Model
 	if o.Layer < 0 || o.Layer >= m.NLayer {
@@ -94,6 +107,12 @@ func Build(ctx context.Context, o Options) (*actcache.Manifest, error) {
 	if tc != nil {
 		man.WithActs, man.DSAE, man.Transcoder = true, tc.DSAE, o.TransProv
 	}
+	if s := o.Shard; s != nil {
+		if s.Count > n {
+			return nil, fmt.Errorf("%d workers for %d rows would leave workers without rows: use at most %d workers", s.Count, n, n)
+		}
+		man.Worker = &actcache.Worker{Index: s.Index, Count: s.Count, TotalRows: n}
+	}
 	w, err := actcache.Create(o.Out, man)
 	if err != nil {
 		return nil, err
@@ -110,6 +129,9 @@ func Build(ctx context.Context, o Options) (*actcache.Manifest, error) {
 	}
 	if kept := w.NumKept(); kept > 0 && o.Progress != nil {
 		o.Progress.Logf("resuming: keeping %d of %d shards from an earlier run", kept, w.NumShards())
+	}
+	if bad := w.Repaired(); len(bad) > 0 && o.Progress != nil {
+		o.Progress.Logf("rewriting %d shard(s) that no longer match their recorded hash: %v", len(bad), bad)
 	}
 	for i := 0; i < w.NumShards(); i++ {
 		first, rows := w.ShardRows(i)
@@ -159,7 +181,7 @@ func Build(ctx context.Context, o Options) (*actcache.Manifest, error) {
 	if err := w.Finish(); err != nil {
 		return nil, err
 	}
-	final, err := actcache.ReadManifest(o.Out)
+	final, err := actcache.ReadManifestFile(w.ManifestPath())
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"slices"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ctxdep/ctxdep/internal/actcache"
+	"github.com/ctxdep/ctxdep/internal/cachebuild"
+)
+
+type cachePlanOptions struct {
+	nTokens    int64
+	layers     []int
+	dtypes     []string
+	workers    int
+	maxLength  int
+	perShard   int
+	sampleRows int
+}
+
+func newCachePlanCmd(g *globalOptions) *cobra.Command {
+	o := &cachePlanOptions{}
+	cmd := &cobra.Command{
+		Use:   "plan --n-tokens N [--layer L]… [--dtype D]… [--workers N]",
+		Short: "Estimate a cache's disk size and the time per worker before spending cluster time",
+		Long: `Estimates, for a cache of --n-tokens tokens (rounded up to whole rows of
+--max-length tokens), per layer and dtype:
+  bytes per token   2·C·4 + 4 (float32) or 2·C·2 + 4 (float16): x and y of
+                    C = d_model values each, plus the int32 token; shard
+                    headers and manifests add under a kilobyte per shard
+  disk              tokens × bytes per token (without --with-acts, which adds
+                    8 bytes per token plus 8 per active feature)
+  time per worker   the model load plus the largest worker's rows
+                    (⌈R/N⌉) at the forward speed measured here
+The speed is measured now, on this machine, with this --model (the tiny
+test model works too) and --threads: a warm-up row, then --sample-rows rows
+to each --layer, as ` + "`cache build`" + ` runs them. Workers on other hardware run at
+their own speed: measure there (e.g. in an interactive job) for numbers
+you can trust. Sharding itself costs nothing per token.
+
+--layer may be repeated (or comma-separated); each layer is its own cache.
+
+Exit status: 0, 1 runtime error (no model), 2 usage error.`,
+		Example: `  ctxdep cache plan --n-tokens 100000000 --layer 8 --dtype float16 --workers 16
+  ctxdep cache plan --model testdata/tiny-gpt2 --n-tokens 1000000 --layer 0,2 --dtype float32,float16 --workers 4 --json`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runCachePlan(cmd.Context(), g, o, cmd.Flags().Changed("max-length"))
+		},
+	}
+	f := cmd.Flags()
+	f.Int64Var(&o.nTokens, "n-tokens", 0, "tokens to cache (required)")
+	// Shadows the persistent --layer so that it can be repeated.
+	f.IntSliceVar(&o.layers, "layer", []int{8}, "layer(s) to plan for: repeat or comma-separate")
+	f.StringSliceVar(&o.dtypes, "dtype", []string{"float32"}, "storage type(s) of x and y: float32, float16")
+	f.IntVar(&o.workers, "workers", 1, "number of workers N")
+	f.IntVar(&o.maxLength, "max-length", 128, "tokens per row, as in ctxdep tokenize (capped at the model's context unless given)")
+	f.IntVar(&o.perShard, "sequences-per-shard", 128, "rows per shard file, as in cache build")
+	f.IntVar(&o.sampleRows, "sample-rows", 8, "rows in the timed forward pass")
+	addJSONFlag(cmd, g)
+	return cmd
+}
+
+type planLine struct {
+	Layer            int     `json:"layer"`
+	DType            string  `json:"dtype"`
+	BytesPerToken    int64   `json:"bytes_per_token"`
+	Bytes            int64   `json:"bytes"`
+	Shards           int     `json:"shards"`
+	TokensPerSecond  float64 `json:"tokens_per_second"`
+	SecondsTotal     float64 `json:"seconds_total"`      // all tokens on one worker, without the model load
+	SecondsPerWorker float64 `json:"seconds_per_worker"` // the largest worker, model load included
+}
+
+type planResult struct {
+	NTokens        int64      `json:"n_tokens"` // as asked
+	Tokens         int64      `json:"tokens"`   // rounded up to whole rows
+	Rows           int        `json:"rows"`
+	ContextLength  int        `json:"context_length"`
+	Workers        int        `json:"workers"`
+	RowsPerWorker  int        `json:"rows_per_worker_max"`
+	Model          string     `json:"model"`
+	DModel         int        `json:"d_model"`
+	MeasuredTokens int        `json:"measured_tokens"` // per layer
+	Threads        int        `json:"threads"`
+	BLAS           string     `json:"blas"`
+	LoadSeconds    float64    `json:"load_seconds"`
+	Plans          []planLine `json:"plans"`
+	BytesTotal     int64      `json:"bytes_total"`
+}
+
+func runCachePlan(ctx context.Context, g *globalOptions, o *cachePlanOptions, lengthSet bool) error {
+	switch {
+	case o.nTokens <= 0:
+		return usagef("cache plan needs --n-tokens N (N > 0)")
+	case o.workers < 1 || o.workers > maxWorkers:
+		return usagef("--workers %d is not in 1..%d", o.workers, maxWorkers)
+	case o.maxLength <= 0 || o.perShard <= 0 || o.sampleRows <= 0:
+		return usagef("--max-length, --sequences-per-shard and --sample-rows must be positive")
+	case len(o.layers) == 0:
+		return usagef("--layer: give at least one layer")
+	}
+	for _, d := range o.dtypes {
+		if d != "float32" && d != "float16" {
+			return usagef("--dtype %q: want float32 or float16", d)
+		}
+	}
+	start := time.Now()
+	m, modelProv, err := g.loadModel()
+	if err != nil {
+		return err
+	}
+	load := time.Since(start).Seconds()
+	for _, l := range o.layers {
+		if l < 0 || l >= m.NLayer {
+			return usagef("--layer %d is out of range: the model has layers 0..%d", l, m.NLayer-1)
+		}
+	}
+	t := o.maxLength
+	if t > m.NCtx {
+		if lengthSet {
+			return usagef("--max-length %d is longer than the model's context of %d", t, m.NCtx)
+		}
+		t = m.NCtx
+	}
+	rows64 := (o.nTokens + int64(t) - 1) / int64(t)
+	if rows64 > math.MaxInt32 {
+		return usagef("--n-tokens %d is more rows than a token file can hold", o.nTokens)
+	}
+	rows := int(rows64)
+	if o.workers > rows {
+		return usagef("--workers %d for %d rows would leave workers without rows: use at most %d", o.workers, rows, rows)
+	}
+	res := planResult{NTokens: o.nTokens, Tokens: rows64 * int64(t), Rows: rows, ContextLength: t, Workers: o.workers,
+		RowsPerWorker: (rows + o.workers - 1) / o.workers, Model: modelProv.Path, DModel: m.DModel,
+		MeasuredTokens: o.sampleRows * t, Threads: g.blas.Threads, BLAS: g.blas.Backend, LoadSeconds: load}
+	shards := 0
+	for i := range o.workers {
+		_, n := actcache.Worker{Index: i, Count: o.workers, TotalRows: rows}.Range()
+		shards += (n + o.perShard - 1) / o.perShard
+	}
+	layers := slices.Clone(o.layers)
+	slices.Sort(layers)
+	layers = slices.Compact(layers)
+	for _, l := range layers {
+		tps, err := cachebuild.Measure(ctx, m, l, o.sampleRows, t)
+		if err != nil {
+			return err
+		}
+		for _, d := range o.dtypes {
+			bpt := cachebuild.BytesPerToken(m.DModel, d)
+			p := planLine{Layer: l, DType: d, BytesPerToken: bpt, Bytes: res.Tokens * bpt, Shards: shards, TokensPerSecond: tps,
+				SecondsTotal:     float64(res.Tokens) / tps,
+				SecondsPerWorker: load + float64(res.RowsPerWorker*t)/tps}
+			res.Plans = append(res.Plans, p)
+			res.BytesTotal += p.Bytes
+		}
+	}
+	if g.json {
+		return json.NewEncoder(g.stdout).Encode(res)
+	}
+	fmt.Fprintf(g.stdout, "%d tokens = %d rows of %d tokens; %d worker(s), at most %d rows (%d tokens) each\n",
+		res.NTokens, res.Rows, t, res.Workers, res.RowsPerWorker, res.RowsPerWorker*t)
+	fmt.Fprintf(g.stdout, "measured here: %s (d_model %d), %d tokens per layer, %d threads (%s), model load %s\n",
+		res.Model, m.DModel, res.MeasuredTokens, res.Threads, res.BLAS, fmtSeconds(load))
+	tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "layer\tdtype\tbytes/token\tdisk\tshards\ttokens/s\ttime (1 worker)\ttime per worker\t")
+	for _, p := range res.Plans {
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%d\t%.0f\t%s\t%s\t\n", p.Layer, p.DType, p.BytesPerToken, humanBytes(p.Bytes), p.Shards,
+			p.TokensPerSecond, fmtSeconds(p.SecondsTotal), fmtSeconds(p.SecondsPerWorker))
+	}
+	tw.Flush()
+	if len(res.Plans) > 1 {
+		fmt.Fprintf(g.stdout, "disk for all: %s\n", humanBytes(res.BytesTotal))
+	}
+	return nil
+}
+
+// fmtSeconds prints a duration rounded for reading: 850ms, 42s, 3m20s, 5h12m.
+func fmtSeconds(s float64) string {
+	d := time.Duration(s * float64(time.Second))
+	switch {
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	case d < time.Minute:
+		return d.Round(100 * time.Millisecond).String()
+	case d < time.Hour:
+		return d.Round(time.Second).String()
+	default:
+		return d.Round(time.Minute).String()
+	}
+}

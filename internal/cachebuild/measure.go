@@ -1,0 +1,56 @@
+package cachebuild
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/ctxdep/ctxdep/internal/gpt2"
+)
+
+// BytesPerToken returns the bytes a cache stores per token without acts:
+// x and y of c values each in dtype ("float32": 4 bytes, "float16": 2)
+// plus the int32 token, 2·c·size + 4. Safetensors headers and the
+// manifest add well under a kilobyte per shard.
+func BytesPerToken(c int, dtype string) int64 {
+	size := int64(4)
+	if dtype == "float16" {
+		size = 2
+	}
+	return 2*int64(c)*size + 4
+}
+
+// Measure times what Build computes per batch, the forward pass of rows
+// rows of t tokens to block layer, after a warm-up run of one row (which
+// allocates and touches the weights), and returns tokens per second.
+// Token ids are fixed (BOS, then a deterministic walk through the
+// vocabulary): the forward pass costs the same for any ids.
+func Measure(ctx context.Context, m *gpt2.Model, layer, rows, t int) (float64, error) {
+	if layer < 0 || layer >= m.NLayer {
+		return 0, fmt.Errorf("layer %d is out of range: the model has layers 0..%d", layer, m.NLayer-1)
+	}
+	if t <= 0 || t > m.NCtx || rows <= 0 {
+		return 0, fmt.Errorf("cannot measure %d rows of %d tokens (the model's context is %d)", rows, t, m.NCtx)
+	}
+	tokens := make([]int32, rows*t) // (rows, t)
+	for i := range tokens {
+		if i%t == 0 {
+			tokens[i] = int32(m.DVocab - 1) // BOS (50256 in GPT-2)
+		} else {
+			tokens[i] = int32((i * 7919) % (m.DVocab - 1))
+		}
+	}
+	ws := m.NewWorkspace(rows * t)
+	if _, _, err := m.RunToBlock(ws, tokens[:t], 1, t, layer, nil); err != nil {
+		return 0, err
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	if _, _, err := m.RunToBlock(ws, tokens, rows, t, layer, nil); err != nil {
+		return 0, err
+	}
+	el := time.Since(start).Seconds()
+	return float64(rows*t) / max(el, 1e-9), nil
+}
