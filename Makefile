@@ -4,6 +4,8 @@
 #   make test         vet + all tests (and the OpenBLAS build's numerics tests when available)
 #   make demo         the main job end to end on the tiny synthetic bundle in testdata/
 #   make bench        forward / encode benchmarks at GPT-2-small shapes, both BLAS backends
+#   make build-cuda   ./bin/ctxdep-cuda with the CUDA backend (compiles without a GPU: see README)
+#   make ptx          regenerate internal/cuda/kernels.ptx from kernels.cu (needs nvcc)
 
 GO        ?= go
 BIN       ?= bin/ctxdep
@@ -13,7 +15,16 @@ LDFLAGS   := -X main.version=$(VERSION)
 HAVE_OPENBLAS := $(shell printf 'int main(void){return 0;}' | $${CC:-cc} -x c - -lopenblas -o /dev/null 2>/dev/null && echo yes)
 BLAS_TAGS := $(if $(HAVE_OPENBLAS),openblas,)
 
-.PHONY: build build-purego build-openblas test demo bench fuzz fixtures clean
+# The CUDA build compiles and links against CUDA 11.8's headers and driver
+# stub (gorgonia.org/cu v0.9.6 does not compile against CUDA 13's cuda.h);
+# scripts/cuda-sdk.sh fetches them from Debian's non-free archive into
+# .cuda-sdk. The binary needs only the NVIDIA driver (libcuda.so.1) and a
+# cuBLAS 11, 12 or 13, which it loads at run time.
+CUDA_SDK  ?= .cuda-sdk
+CUDA_ENV   = CGO_ENABLED=1 CGO_CFLAGS="-I$(abspath $(CUDA_SDK))/include" CGO_LDFLAGS="-L$(abspath $(CUDA_SDK))/lib/stubs"
+NVCC      ?= $(if $(wildcard $(CUDA_SDK)/bin/nvcc),$(CUDA_SDK)/bin/nvcc,nvcc)
+
+.PHONY: build build-purego build-openblas build-cuda cuda-sdk ptx gpu-check-build test test-cuda demo bench fuzz fixtures clean
 
 build:
 	@if [ -n "$(HAVE_OPENBLAS)" ]; then $(MAKE) --no-print-directory build-openblas; \
@@ -27,6 +38,33 @@ build-purego:
 build-openblas:
 	CGO_ENABLED=1 $(GO) build -tags openblas -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/ctxdep
 	@echo "built $(BIN) with the OpenBLAS backend"
+
+$(CUDA_SDK)/include/cuda.h:
+	./scripts/cuda-sdk.sh $(CUDA_SDK)
+
+cuda-sdk: $(CUDA_SDK)/include/cuda.h
+
+build-cuda: cuda-sdk
+	$(CUDA_ENV) $(GO) build -tags cuda -ldflags '$(LDFLAGS)' -o bin/ctxdep-cuda ./cmd/ctxdep
+	@echo "built bin/ctxdep-cuda with the CUDA backend (it starts only where an NVIDIA driver is installed)"
+
+# Regenerate the embedded PTX: compute_80, so the driver compiles it for
+# Ampere, Hopper and later GPUs. scripts/cuda-sdk.sh --nvcc fetches nvcc 11.8.
+ptx:
+	$(NVCC) -ptx -arch=compute_80 -O3 -ccbin $${CUDAHOSTCXX:-gcc-12} --allow-unsupported-compiler \
+		internal/cuda/kernels.cu -o internal/cuda/kernels.ptx
+
+# What scripts/gpu-check.sh runs on a GPU machine, built here.
+gpu-check-build: cuda-sdk
+	mkdir -p bin/gpu
+	$(CUDA_ENV) $(GO) build -tags cuda -ldflags '-s -w $(LDFLAGS)' -o bin/gpu/ctxdep ./cmd/ctxdep
+	$(CUDA_ENV) $(GO) test -tags cuda -ldflags '-s -w' -c -o bin/gpu/cuda.test ./internal/cuda
+
+# The CUDA build compiles, links and vets (its tests need a GPU: scripts/gpu-check.sh).
+test-cuda: cuda-sdk
+	$(CUDA_ENV) $(GO) vet -tags cuda ./internal/cuda ./cmd/ctxdep
+	$(CUDA_ENV) $(GO) test -tags cuda -c -o /dev/null ./internal/cuda
+	$(MAKE) --no-print-directory build-cuda
 
 test:
 	$(GO) vet ./...

@@ -7,6 +7,11 @@ B=32, T=128, random weights (N(0, 0.02^2)), float32, torch.no_grad, eager.
 Run with Debian's python3-torch: /usr/bin/python3 scripts/bench_torch.py
 It prints tokens/s for the forward alone and for forward+encode (median of
 --reps runs after one warm-up), and which BLAS torch uses.
+
+--device cuda runs the same on a GPU (scripts/gpu-check.sh: TF32 off, as
+ctxdep's default; --tf32 turns it on), --midcoder adds the notebook's
+midcoder step and whole step, and --notebook-fit the notebook's whole fit
+from token ids (2 epochs x 10 steps x 64 rows x 128 tokens, cosine schedule).
 """
 import argparse, math, statistics, time
 import torch
@@ -16,10 +21,18 @@ p.add_argument("--reps", type=int, default=5)
 p.add_argument("--threads", type=int, default=0)
 p.add_argument("--midcoder", action="store_true", help="also time the dense midcoder step and the notebook's whole step")
 p.add_argument("--batch", type=int, default=32)
+p.add_argument("--device", default="cpu")
+p.add_argument("--tf32", action="store_true")
+p.add_argument("--notebook-fit", action="store_true")
 a = p.parse_args()
 if a.threads:
     torch.set_num_threads(a.threads)
 torch.manual_seed(0)
+dev = torch.device(a.device)
+if dev.type != "cpu":
+    torch.set_default_device(dev)  # torch 2.x; the CPU is the default anyway
+torch.backends.cuda.matmul.allow_tf32 = a.tf32
+sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
 B, T, C, H, D, N, V, L, F = a.batch, 128, 768, 12, 64, 3072, 50257, 8, 24576
 g = lambda *s: torch.randn(*s) * 0.02
 W_E, W_pos = g(V, C), g(1024, C)
@@ -65,15 +78,20 @@ def bench(fn):
         fn(tok)
         ts = []
         for _ in range(a.reps):
+            sync()
             t0 = time.perf_counter()
             fn(tok)
+            sync()
             ts.append(time.perf_counter() - t0)
     return B * T / statistics.median(ts)
 
 
-print("torch", torch.__version__, "threads", torch.get_num_threads())
-cfg = torch.__config__.show()
-print("blas:", cfg[cfg.find("BLAS_INFO="):].split(",")[0], "(Debian's torch: the system libblas.so.3, see update-alternatives)")
+print("torch", torch.__version__, "threads", torch.get_num_threads(), "device", dev)
+if dev.type == "cuda":
+    print("gpu:", torch.cuda.get_device_name(), "tf32:", a.tf32)
+else:
+    cfg = torch.__config__.show()
+    print("blas:", cfg[cfg.find("BLAS_INFO="):].split(",")[0], "(Debian's torch: the system libblas.so.3, see update-alternatives)")
 print(f"forward to block 8:  {bench(forward):8.0f} tokens/s")
 print(f"forward + encode:    {bench(lambda t: encode(forward(t)[0].reshape(-1, C))):8.0f} tokens/s")
 
@@ -100,8 +118,10 @@ if a.midcoder:
         fn()
         ts = []
         for _ in range(reps):
+            sync()
             t0 = time.perf_counter()
             fn()
+            sync()
             ts.append(time.perf_counter() - t0)
         return M / statistics.median(ts)
 
@@ -115,3 +135,39 @@ if a.midcoder:
         mid_step(ac, yy.reshape(-1, C))
 
     print(f"whole step (forward, encode, midcoder step): {timed(whole, a.reps):8.0f} tokens/s")
+
+if a.notebook_fit:
+    # The notebook's fit (SPEC 4.2) from token ids: per step forward to block 8 (no grad), dense
+    # encode, midcoder step; CosineAnnealingLR stepped per epoch; losses read once per epoch.
+    W_in, b_in, W_out, b_out = blocks[L]["Win"], blocks[L]["bin"], blocks[L]["Wout"], blocks[L]["bout"]
+    toks = torch.randint(0, V, (20, B, T))
+
+    def notebook_fit():
+        W_mid = torch.nn.Parameter(torch.empty(F, C).uniform_(-math.sqrt(6 / C), math.sqrt(6 / C)))
+        b_mid = torch.nn.Parameter(torch.zeros(C))
+        opt = torch.optim.AdamW([W_mid, b_mid], lr=1e-3, weight_decay=1e-3)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=2, eta_min=0)
+        sync()
+        t0 = time.perf_counter()
+        for e in range(2):
+            losses = []
+            for s in range(10):
+                with torch.no_grad():
+                    x, yy = forward(toks[e * 10 + s])
+                    ac = torch.relu((x.reshape(-1, C) - b_dec) @ W_enc + b_enc)
+                out = torch.relu((ac @ W_mid + b_mid) @ W_in + b_in) @ W_out + b_out
+                loss = torch.nn.functional.mse_loss(out, yy.reshape(-1, C))
+                losses.append(loss.detach())
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            torch.stack(losses).mean().item()
+            sched.step()
+        W_mid.detach().cpu()
+        sync()
+        return time.perf_counter() - t0
+
+    notebook_fit()
+    ts = sorted(notebook_fit() for _ in range(a.reps))
+    med = ts[len(ts) // 2]
+    print(f"notebook fit (163,840 tokens from token ids): {med:.3f} s = {20 * B * T / med:8.0f} tokens/s")

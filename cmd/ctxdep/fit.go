@@ -16,9 +16,12 @@ import (
 
 	"github.com/ctxdep/ctxdep/internal/actcache"
 	"github.com/ctxdep/ctxdep/internal/atomicfile"
+	"github.com/ctxdep/ctxdep/internal/cuda"
+	"github.com/ctxdep/ctxdep/internal/gpt2"
 	"github.com/ctxdep/ctxdep/internal/midcoder"
 	"github.com/ctxdep/ctxdep/internal/progress"
 	"github.com/ctxdep/ctxdep/internal/provenance"
+	"github.com/ctxdep/ctxdep/internal/transcoder"
 )
 
 type fitOptions struct {
@@ -140,28 +143,21 @@ func runFit(ctx context.Context, g *globalOptions, o *fitOptions, layerSet bool)
 	if err != nil {
 		return err
 	}
-	var src midcoder.Source
 	prov := midcoder.Provenance{Model: modelProv, Transcoder: tcProv}
 	useStored := false
+	var text *textRows
 	if c != nil {
 		if prov.Data, err = provenance.Hash(filepath.Join(o.cache, actcache.ManifestName)); err != nil {
 			return err
 		}
 		prov.DataKind = "cache"
-		useStored = c.Manifest.StoresActsOf(tcProv)
-		if src, err = midcoder.NewCacheSource(c, tc, useStored); err != nil {
-			return err
-		}
+		useStored = c.Manifest.StoresActsOf(tcProv) && g.device != "cuda"
 	} else {
-		text, err := openText(o.data, o.dataOptions)
-		if err != nil {
+		if text, err = openText(o.data, o.dataOptions); err != nil {
 			return err
 		}
 		defer text.Close()
 		prov.Data, prov.DataKind = text.prov, fmt.Sprintf("text (shuffle buffer %d, seed %d, max length %d, tokenizer %s)", o.shuffleBuffer, o.seed, o.maxLength, tokenizerName(o.tokenizer))
-		stream := midcoder.NewStreamSource(model, o.cfg.Layer, tc, text.Next, o.maxLength, o.cfg.BatchSize)
-		defer stream.Close()
-		src = stream
 	}
 	key := midcoder.Key(o.cfg, prov)
 	meta := midcoder.Meta{Layer: o.cfg.Layer, DModel: model.DModel, DSAE: tc.DSAE, Method: "fit", Config: o.cfg, Provenance: prov, CreatedBy: "ctxdep " + version}
@@ -196,16 +192,24 @@ func runFit(ctx context.Context, g *globalOptions, o *fitOptions, layerSet bool)
 		params = p
 		g.logf("init: pinv baseline, rank %d of %d, sigma_max %.4g", sp.Rank, len(sp.Sigma), sp.SigmaMax)
 	}
-	tr := midcoder.NewTrainer(midcoder.NewMLP(model, o.cfg.Layer, act), params, midcoder.NewAdamW(params, o.cfg.WeightDecay), o.cfg.BatchSize*o.cfg.ContextLength)
+	mlp, opt := midcoder.NewMLP(model, o.cfg.Layer, act), midcoder.NewAdamW(params, o.cfg.WeightDecay)
+	var tr *midcoder.Trainer
+	if g.device == "cuda" {
+		tr = &midcoder.Trainer{MLP: mlp, Params: params, Opt: opt} // the host copy of the GPU's parameters
+	} else {
+		tr = midcoder.NewTrainer(mlp, params, opt, o.cfg.BatchSize*o.cfg.ContextLength)
+	}
 	st := &midcoder.State{LR: o.cfg.LR}
 	if o.resume {
 		if st, err = midcoder.LoadCheckpoint(ckpt, tr, key); err != nil {
 			return err
 		}
-		if err := src.Skip(st.Rows); err != nil {
-			return err
-		}
 	}
+	step, sync, err := g.fitSteps(fitData{cache: c, text: text, model: model, tc: tc, useStored: useStored}, o.cfg, tr, st.Rows)
+	if err != nil {
+		return err
+	}
+	defer sync.free()
 	epochs := o.cfg.Epochs()
 	total := int64(epochs * o.cfg.StepsPerEpoch)
 	bar := progress.New(g.stderr, "fit", total, "steps", g.quiet)
@@ -217,13 +221,16 @@ func runFit(ctx context.Context, g *globalOptions, o *fitOptions, layerSet bool)
 		bar.Logf("note: the run needs %d more sequences, the cache holds %d: it starts again from the first sequence when it runs out", need, c.Manifest.NSequences)
 	}
 	acts := "encoded from x batch by batch"
-	if useStored {
+	switch {
+	case g.device == "cuda":
+		acts = "computed on the GPU"
+	case useStored:
 		acts = "stored in the cache"
 	}
 	g.logf("fit: layer %d, %d epochs × %d steps × %d sequences, acts %s", o.cfg.Layer, epochs, o.cfg.StepsPerEpoch, o.cfg.BatchSize, acts)
 	var runLoss, runNorm float64
 	var runN int
-	err = midcoder.Fit(ctx, o.cfg, tr, src, st, midcoder.Hooks{
+	err = midcoder.FitSteps(ctx, o.cfg, step, st, midcoder.Hooks{
 		AfterStep: func(_, _ int, loss, norm, lr float64) {
 			runLoss, runNorm, runN = runLoss+loss, runNorm+norm, runN+1
 			bar.Add(1, fmt.Sprintf("loss: %.3e, loss_norm: %.3e, lr: %.3e", runLoss/float64(runN), runNorm/float64(runN), lr))
@@ -232,6 +239,9 @@ func runFit(ctx context.Context, g *globalOptions, o *fitOptions, layerSet bool)
 			runLoss, runNorm, runN = 0, 0, 0
 			r := st.History[len(st.History)-1]
 			bar.Add(0, fmt.Sprintf("loss: %.3e, loss_norm: %.3e, lr: %.3e", r.Loss, r.LossNorm, r.LR))
+			if err := sync.toHost(); err != nil {
+				return err
+			}
 			return midcoder.SaveCheckpoint(ckpt, tr, st, meta, key)
 		},
 	})
@@ -250,6 +260,9 @@ func runFit(ctx context.Context, g *globalOptions, o *fitOptions, layerSet bool)
 		return err
 	}
 	meta.History = st.History
+	if err := sync.toHost(); err != nil {
+		return err
+	}
 	if err := midcoder.Save(filepath.Join(o.out, midcoderFile), tr.Params, meta); err != nil {
 		return err
 	}
@@ -287,4 +300,79 @@ func printHistory(g *globalOptions, h []midcoder.Record) error {
 		fmt.Fprintf(t, "%d\t%.6g\t%.6g\t%.3e\t\n", r.Epoch, r.Loss, r.LossNorm, r.LR)
 	}
 	return t.Flush()
+}
+
+// fitData is where a fit's batches come from: a cache or a text stream.
+type fitData struct {
+	cache     *actcache.Cache
+	text      *textRows
+	model     *gpt2.Model
+	tc        *transcoder.Transcoder
+	useStored bool // the cache's stored activations are of tc
+}
+
+// fitSync copies a device's parameters to the host trainer (a no-op on the
+// CPU) and frees what the fit holds.
+type fitSync struct {
+	toHost func() error
+	free   func()
+}
+
+// fitSteps returns the step function of a fit on g.device, positioned
+// after skip sequences (a resumed fit). On the CPU: a CacheSource or
+// StreamSource and tr. On CUDA: the whole step on the GPU, from x and y of
+// the cache or from the text's token ids.
+func (g *globalOptions) fitSteps(fd fitData, cfg midcoder.Config, tr *midcoder.Trainer, skip int64) (midcoder.StepFunc, fitSync, error) {
+	none := fitSync{toHost: func() error { return nil }, free: func() {}}
+	t, b := cfg.ContextLength, cfg.BatchSize
+	if g.device != "cuda" {
+		var src midcoder.Source
+		if fd.cache != nil {
+			cs, err := midcoder.NewCacheSource(fd.cache, fd.tc, fd.useStored)
+			if err != nil {
+				return nil, none, err
+			}
+			src = cs
+		} else {
+			stream := midcoder.NewStreamSource(fd.model, cfg.Layer, fd.tc, fd.text.Next, t, b)
+			src = stream
+			none.free = stream.Close
+		}
+		if err := src.Skip(skip); err != nil {
+			none.free()
+			return nil, none, err
+		}
+		return func(ctx context.Context, n int, lr float64) (float64, float64, error) {
+			acts, y, err := src.Next(ctx, n)
+			if err != nil {
+				return 0, 0, err
+			}
+			loss, norm := tr.Step(acts, y, lr)
+			return loss, norm, nil
+		}, none, nil
+	}
+	dev, err := g.openDevice()
+	if err != nil {
+		return nil, none, err
+	}
+	var fit *cuda.Fit
+	if fd.cache != nil {
+		xy := midcoder.NewCacheXYSource(fd.cache)
+		if err = xy.Skip(skip); err == nil {
+			fit, err = dev.NewXYFit(fd.tc, tr, xy.NextXY, t, b)
+		}
+	} else {
+		row := make([]int32, t)
+		for i := int64(0); i < skip && err == nil; i++ { // one row per sequence
+			err = fd.text.Next(row)
+		}
+		if err == nil {
+			fit, err = dev.NewTokenFit(fd.model, cfg.Layer, fd.tc, tr, fd.text.Next, t, b)
+		}
+	}
+	if err != nil {
+		dev.Close()
+		return nil, none, err
+	}
+	return fit.Step, fitSync{toHost: fit.Sync, free: func() { fit.Free(); dev.Close() }}, nil
 }

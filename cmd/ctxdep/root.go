@@ -21,6 +21,7 @@ type globalOptions struct {
 	transcoder  string
 	layer       int
 	device      string
+	tf32        bool
 	threads     int
 	quiet       bool
 	verbose     bool
@@ -56,7 +57,8 @@ Exit status: 0 success, 1 runtime error, 2 usage error, 130 interrupted.`,
 	f.StringVar(&g.transcoders, "transcoders", "", "directory of per-layer transcoder files final_sparse_autoencoder_gpt2-small_blocks.{L}.ln2.hook_normalized_{F}.pt\n(default $CTXDEP_TRANSCODERS, else the hub cache entry of pchlenski/gpt2-transcoders)")
 	f.StringVar(&g.transcoder, "transcoder", "", "one transcoder .pt file, instead of looking it up in --transcoders")
 	f.IntVar(&g.layer, "layer", 8, "transformer block L whose MLP the transcoder replaces")
-	f.StringVar(&g.device, "device", "cpu", "cpu or cuda")
+	f.StringVar(&g.device, "device", "cpu", "cpu or cuda: where cache build and fit run (a build with CUDA: make build-cuda)")
+	f.BoolVar(&g.tf32, "tf32", false, "with --device cuda, let cuBLAS use TF32 tensor cores for GEMMs (faster; ~1e-3 relative error instead of float32's exact products)")
 	f.IntVar(&g.threads, "threads", 0, "CPU threads to use (default: all cores)")
 	f.BoolVarP(&g.quiet, "quiet", "q", false, "no progress output")
 	f.BoolVarP(&g.verbose, "verbose", "v", false, "more detail on stderr")
@@ -85,6 +87,25 @@ func (g *globalOptions) setup() error {
 	}
 	g.blas = blasimpl.Use(g.threads)
 	return nil
+}
+
+// openDevice opens the GPU for --device cuda and says which it is.
+func (g *globalOptions) openDevice() (*cuda.Device, error) {
+	dev, err := cuda.Open(cuda.Options{TF32: g.tf32})
+	if err != nil {
+		return nil, err
+	}
+	if !g.quiet {
+		fmt.Fprintf(g.stderr, "device: %s\n", dev.Name())
+	}
+	return dev, nil
+}
+
+// cpuOnly notes that a command runs on the CPU whatever --device says.
+func (g *globalOptions) cpuOnly(cmd string) {
+	if g.device == "cuda" && !g.quiet {
+		fmt.Fprintf(g.stderr, "note: %s runs on the CPU; --device cuda applies to cache build and fit\n", cmd)
+	}
 }
 
 // logf prints a verbose-only line on stderr.

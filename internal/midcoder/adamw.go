@@ -29,7 +29,9 @@ func NewAdamW(p *Params, weightDecay float64) *AdamW {
 		MB: make([]float32, len(p.BMid)), VB: make([]float32, len(p.BMid))}
 }
 
-func (o *AdamW) coeffs(lr float64, t int) kernels.AdamWStep {
+// Coeffs returns the scalars of AdamW step t at learning rate lr, as
+// torch computes them; a GPU backend applies them with its own kernel.
+func (o *AdamW) Coeffs(lr float64, t int) kernels.AdamWStep {
 	bc1 := 1 - math.Pow(Beta1, float64(t))
 	bc2 := 1 - math.Pow(Beta2, float64(t))
 	return kernels.AdamWStep{
@@ -46,7 +48,7 @@ func (o *AdamW) coeffs(lr float64, t int) kernels.AdamWStep {
 // gB (C).
 func (o *AdamW) stepDense(p *Params, gW, gB []float32, lr float64) {
 	o.Step++
-	k := o.coeffs(lr, o.Step)
+	k := o.Coeffs(lr, o.Step)
 	k.Update(p.WMid, o.MW, o.VW, gW)
 	k.Update(p.BMid, o.MB, o.VB, gB)
 }

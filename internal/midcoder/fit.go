@@ -100,6 +100,23 @@ func (e *NonFiniteError) Error() string {
 // → record → backward → AdamW step; per epoch, CosineAnnealingLR(T_max =
 // epochs, eta_min = 0).step() and a history record of the epoch's means.
 func Fit(ctx context.Context, cfg Config, tr Stepper, src Source, st *State, hooks Hooks) error {
+	return FitSteps(ctx, cfg, func(ctx context.Context, n int, lr float64) (float64, float64, error) {
+		acts, y, err := src.Next(ctx, n)
+		if err != nil {
+			return 0, 0, err
+		}
+		loss, norm := tr.Step(acts, y, lr)
+		return loss, norm, nil
+	}, st, hooks)
+}
+
+// StepFunc takes one training step on the next n sequences of a fit's data
+// at learning rate lr and returns the batch's loss and loss_norm. A backend
+// that holds data and parameters elsewhere (the GPU) provides one.
+type StepFunc func(ctx context.Context, n int, lr float64) (loss, lossNorm float64, err error)
+
+// FitSteps is Fit with the data and the step in one function.
+func FitSteps(ctx context.Context, cfg Config, step StepFunc, st *State, hooks Hooks) error {
 	epochs := cfg.Epochs()
 	for e := st.Epoch; e < epochs; e++ {
 		var sumLoss, sumNorm float64
@@ -107,11 +124,10 @@ func Fit(ctx context.Context, cfg Config, tr Stepper, src Source, st *State, hoo
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			acts, y, err := src.Next(ctx, cfg.BatchSize)
+			loss, norm, err := step(ctx, cfg.BatchSize, st.LR)
 			if err != nil {
 				return err
 			}
-			loss, norm := tr.Step(acts, y, st.LR)
 			if math.IsNaN(loss) || math.IsInf(loss, 0) {
 				return &NonFiniteError{Epoch: e, Step: s, Loss: loss}
 			}

@@ -25,8 +25,10 @@ type CacheSource struct {
 	wraps  int              // times the source started again from the first sequence
 	OnWrap func(times int)  // called each time it starts again
 
+	xOnly bool // NextXY: no activations are made
+
 	batch transcoder.Acts
-	y     []float32
+	x, y  []float32
 }
 
 // NewCacheSource reads c. tc encodes x unless useStored is set (the cache
@@ -53,6 +55,9 @@ func (s *CacheSource) load(i int) error {
 		return err
 	}
 	s.shard, s.data, s.pos = i, d, 0
+	if s.xOnly {
+		return nil
+	}
 	if s.enc == nil {
 		s.acts = d.Acts
 	} else {
@@ -105,6 +110,33 @@ func (s *CacheSource) Next(ctx context.Context, n int) (*transcoder.Acts, []floa
 		s.pos++
 	}
 	return b, s.y, nil
+}
+
+// NewCacheXYSource reads c for NextXY: batches of x and y, in the same
+// order as a CacheSource, for a backend that encodes x itself (the GPU).
+func NewCacheXYSource(c *actcache.Cache) *CacheSource {
+	m := c.Manifest
+	return &CacheSource{cache: c, t: m.ContextLength, c: m.DModel, shard: -1, xOnly: true}
+}
+
+// NextXY returns the next n sequences' x and y (n·T·C each); valid until
+// the next call.
+func (s *CacheSource) NextXY(ctx context.Context, n int) (x, y []float32, err error) {
+	t, c := s.t, s.c
+	s.x, s.y = s.x[:0], s.y[:0]
+	for k := 0; k < n; k++ {
+		if err := ctx.Err(); err != nil {
+			return nil, nil, err
+		}
+		if err := s.advance(); err != nil {
+			return nil, nil, err
+		}
+		r0 := s.pos * t
+		s.x = append(s.x, s.data.X[r0*c:(r0+t)*c]...)
+		s.y = append(s.y, s.data.Y[r0*c:(r0+t)*c]...)
+		s.pos++
+	}
+	return s.x, s.y, nil
 }
 
 // Skip implements Source. It moves the position without reading shards it

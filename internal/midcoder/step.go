@@ -183,7 +183,7 @@ func (tr *Trainer) update(acts *transcoder.Acts, dmid []float32, lr float64) {
 		tr.gBf[j] = float32(v)
 	}
 	o.Step++
-	k := o.coeffs(lr, o.Step)
+	k := o.Coeffs(lr, o.Step)
 	k.Update(p.BMid, o.MB, o.VB, tr.gBf)
 	kernels.ParallelFor(p.F, func(lo, hi int) {
 		g := make([]float32, c) // once per worker per step

@@ -1,0 +1,415 @@
+//go:build cuda
+
+package cuda
+
+// These tests need a GPU: they compare every device computation with the
+// CPU implementation it replaces (itself checked against PyTorch's
+// goldens in its own package), on the committed tiny fixtures and on
+// GPT-2-small-shaped random weights. scripts/gpu-check.sh runs them on a
+// GPU machine, with the benchmarks below.
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ctxdep/ctxdep/internal/blasimpl"
+	"github.com/ctxdep/ctxdep/internal/gpt2"
+	"github.com/ctxdep/ctxdep/internal/midcoder"
+	"github.com/ctxdep/ctxdep/internal/npy"
+	"github.com/ctxdep/ctxdep/internal/safetensors"
+	"github.com/ctxdep/ctxdep/internal/testutil"
+	"github.com/ctxdep/ctxdep/internal/transcoder"
+)
+
+const (
+	modelDir    = "../../testdata/tiny-gpt2"
+	tokensFile  = "../../testdata/tokens/tiny-int64.npy"
+	goldenCache = "../../testdata/golden/cache_hooks.safetensors"
+	tcFile      = "../../testdata/tiny-transcoders/final_sparse_autoencoder_gpt2-small_blocks.1.ln2.hook_normalized_64.pt"
+)
+
+var dev *Device
+
+func TestMain(m *testing.M) {
+	blasimpl.Use(0)
+	var err error
+	if dev, err = Open(Options{TF32: os.Getenv("CTXDEP_TF32") == "1"}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Fprintln(os.Stderr, "device:", dev.Name())
+	code := m.Run()
+	dev.Close()
+	os.Exit(code)
+}
+
+// maxRel returns max |got − want| / max |want|, the error measure of the
+// float32 comparisons below (sums in another order differ in the last bits,
+// relative to the values' scale, not to each small element).
+func maxRel(got, want []float32) float64 {
+	var d, s float64
+	for i := range want {
+		d = math.Max(d, math.Abs(float64(got[i])-float64(want[i])))
+		s = math.Max(s, math.Abs(float64(want[i])))
+	}
+	return d / math.Max(s, 1e-30)
+}
+
+func cpuRun(m *gpt2.Model, tokens []int32, b, t, layer int) (x, y []float32) {
+	ws := m.NewWorkspace(b * t)
+	xv, yv, err := m.RunToBlock(ws, tokens, b, t, layer, nil)
+	if err != nil {
+		panic(err)
+	}
+	return append([]float32(nil), xv...), append([]float32(nil), yv...)
+}
+
+func gpuRun(t *testing.T, m *gpt2.Model, tc *transcoder.Transcoder, tokens []int32, b, tt, layer int) (x, y []float32, acts *transcoder.Acts) {
+	t.Helper()
+	f, err := dev.NewForward(m, layer, tc, b, tt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Free()
+	n := b * tt * m.DModel
+	x, y = make([]float32, n), make([]float32, n)
+	acts = &transcoder.Acts{}
+	if tc == nil {
+		acts = nil
+	}
+	if err := f.Run(tokens, b, tt, x, y, acts); err != nil {
+		t.Fatal(err)
+	}
+	return x, y, acts
+}
+
+// On the tiny fixture the device's x and y are TransformerLens's (the
+// PyTorch goldens) to the CPU test's tolerance, at every layer.
+func TestForwardTinyMatchesTransformerLens(t *testing.T) {
+	m, err := gpt2.Load(modelDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, shape, err := npy.ReadInt32(tokensFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := safetensors.Open(goldenCache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	b, tt := shape[0], shape[1]
+	for layer := 0; layer < m.NLayer; layer++ {
+		x, y, _ := gpuRun(t, m, nil, tok, b, tt, layer)
+		wx, _ := g.Float32(fmt.Sprint("x.", layer))
+		wy, _ := g.Float32(fmt.Sprint("y.", layer))
+		testutil.Close(t, fmt.Sprint("x.", layer), x, wx, 1e-5, 1e-5)
+		testutil.Close(t, fmt.Sprint("y.", layer), y, wy, 1e-5, 1e-5)
+	}
+}
+
+// The device's sparse activations equal the CPU encoder's on the tiny
+// fixture: same features, values to float32 tolerance.
+func TestEncodeTiny(t *testing.T) {
+	m, err := gpt2.Load(modelDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc, err := transcoder.Load(tcFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, shape, _ := npy.ReadInt32(tokensFile)
+	b, tt := shape[0], shape[1]
+	x, _, acts := gpuRun(t, m, tc, tok, b, tt, 1)
+	var want transcoder.Acts
+	tc.NewEncoder().Encode(&want, x, b*tt)
+	compareActs(t, acts, &want, 0)
+}
+
+// compareActs checks that got and want have the same active features per
+// row, except at most maxFlips entries whose value is within 1e-4 of zero
+// (where float32 rounding decides), and values within float32 tolerance.
+func compareActs(t *testing.T, got, want *transcoder.Acts, maxFlips int) {
+	t.Helper()
+	if got.Rows() != want.Rows() {
+		t.Fatalf("acts have %d rows, want %d", got.Rows(), want.Rows())
+	}
+	flips := 0
+	var maxDiff, maxVal float64
+	for r := 0; r < want.Rows(); r++ {
+		gi, gv := got.Row(r)
+		wi, wv := want.Row(r)
+		gm := map[int32]float32{}
+		for k, f := range gi {
+			gm[f] = gv[k]
+			if k > 0 && gi[k-1] >= f {
+				t.Fatalf("row %d: features not ascending", r)
+			}
+		}
+		for k, f := range wi {
+			maxVal = math.Max(maxVal, float64(wv[k]))
+			v, ok := gm[f]
+			if !ok {
+				if wv[k] > 1e-4 {
+					t.Fatalf("row %d: feature %d (%g) missing on the device", r, f, wv[k])
+				}
+				flips++
+				continue
+			}
+			maxDiff = math.Max(maxDiff, math.Abs(float64(v-wv[k])))
+			delete(gm, f)
+		}
+		for f, v := range gm {
+			if v > 1e-4 {
+				t.Fatalf("row %d: feature %d (%g) active only on the device", r, f, v)
+			}
+			flips++
+		}
+	}
+	if flips > maxFlips {
+		t.Errorf("%d features flipped at the threshold, allowed %d", flips, maxFlips)
+	}
+	if maxDiff > 1e-4*math.Max(maxVal, 1) {
+		t.Errorf("activations differ by up to %g (largest %g)", maxDiff, maxVal)
+	}
+	t.Logf("acts: %d rows, nnz %d (device %d), %d threshold flips, max |diff| %.3g of max %.3g", want.Rows(), len(want.Indices), len(got.Indices), flips, maxDiff, maxVal)
+}
+
+// smallShaped returns GPT-2-small-shaped random weights, a random
+// transcoder of width 24,576 firing ≈64 features per token, and tokens.
+func smallShaped(b, tt int) (*gpt2.Model, *transcoder.Transcoder, []int32) {
+	smallOnce.Do(func() {
+		cfg := gpt2.Small()
+		smallModel = gpt2.Random(cfg, 1)
+		smallTC = transcoder.Random(cfg.DModel, 24576, 64, 2)
+	})
+	return smallModel, smallTC, gpt2.RandomTokens(b*tt, smallModel.DVocab, 3)
+}
+
+var (
+	smallOnce  sync.Once
+	smallModel *gpt2.Model
+	smallTC    *transcoder.Transcoder
+)
+
+// At GPT-2 small's shapes (layer 8, rows of 128) the device matches the
+// CPU on x, y and the acts.
+func TestForwardSmallShape(t *testing.T) {
+	b, tt, layer := 4, 128, 8
+	m, tc, tok := smallShaped(b, tt)
+	x, y, acts := gpuRun(t, m, tc, tok, b, tt, layer)
+	wx, wy := cpuRun(m, tok, b, tt, layer)
+	tol := 2e-5
+	if dev.opts.TF32 {
+		tol = 5e-3
+	}
+	if e := maxRel(x, wx); e > tol {
+		t.Errorf("x: max error %.3g of the scale, want ≤ %g", e, tol)
+	} else {
+		t.Logf("x: max error %.3g of the scale", e)
+	}
+	if e := maxRel(y, wy); e > tol {
+		t.Errorf("y: max error %.3g of the scale, want ≤ %g", e, tol)
+	} else {
+		t.Logf("y: max error %.3g of the scale", e)
+	}
+	var want transcoder.Acts
+	tc.NewEncoder().Encode(&want, x, b*tt)
+	compareActs(t, acts, &want, len(want.Indices)/1000)
+}
+
+// A short fit on the device follows the CPU trainer's trajectory: the
+// per-step losses and the final parameters agree to float32 tolerance
+// (the device sums W_mid's gradient with atomics, in another order).
+func TestFitTrajectory(t *testing.T) {
+	for _, act := range []midcoder.Activation{midcoder.ReLU, midcoder.GeluNew} {
+		t.Run(act.String(), func(t *testing.T) { fitTrajectory(t, act) })
+	}
+}
+
+func fitTrajectory(t *testing.T, act midcoder.Activation) {
+	b, tt, layer, steps := 2, 128, 8, 6
+	m, tc, _ := smallShaped(b, tt)
+	mlp := midcoder.NewMLP(m, layer, act)
+	newParams := func() *midcoder.Params {
+		p := midcoder.NewParams(tc.DSAE, m.DModel)
+		p.KaimingUniform(7)
+		return p
+	}
+	cp, gp := newParams(), newParams()
+	cpu := midcoder.NewTrainer(mlp, cp, midcoder.NewAdamW(cp, 1e-3), b*tt)
+	host := &midcoder.Trainer{MLP: mlp, Params: gp, Opt: midcoder.NewAdamW(gp, 1e-3)}
+	// The fit reads rows ahead of the steps it takes: room for a few more.
+	tok := gpt2.RandomTokens((steps+4)*b*tt, m.DVocab, 11)
+	i := 0
+	next := func(dst []int32) error {
+		if i+tt > len(tok) {
+			return io.EOF
+		}
+		copy(dst, tok[i:i+tt])
+		i += tt
+		return nil
+	}
+	fit, err := dev.NewTokenFit(m, layer, tc, host, next, tt, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fit.Free()
+	enc := tc.NewEncoder()
+	var acts transcoder.Acts
+	lr := 1e-3
+	for s := 0; s < steps; s++ {
+		x, y := cpuRun(m, tok[s*b*tt:(s+1)*b*tt], b, tt, layer)
+		enc.Encode(&acts, x, b*tt)
+		wl, wn := cpu.Step(&acts, y, lr)
+		gl, gn, err := fit.Step(context.Background(), b, lr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("step %d: loss cpu %.7g gpu %.7g; loss_norm cpu %.7g gpu %.7g", s, wl, gl, wn, gn)
+		if math.Abs(gl-wl) > 1e-4*math.Abs(wl) || math.Abs(gn-wn) > 1e-4*math.Abs(wn) {
+			t.Errorf("step %d: loss %.7g, loss_norm %.7g on the device; %.7g, %.7g on the CPU", s, gl, gn, wl, wn)
+		}
+		lr *= 0.9
+	}
+	if err := fit.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if host.Opt.Step != cpu.Opt.Step {
+		t.Errorf("device took %d AdamW steps, CPU %d", host.Opt.Step, cpu.Opt.Step)
+	}
+	// AdamW normalises each update by sqrt(v), so a gradient component
+	// that cancels to nearly zero can take either sign when summed in
+	// another order and move its weight by up to lr either way: the
+	// parameters are compared on the scale of the total move, and only a
+	// tiny fraction may differ by more than 1% of it.
+	move := lrSum(1e-3, steps)
+	for _, c := range []struct {
+		name      string
+		got, want []float32
+	}{{"W_mid", gp.WMid, cp.WMid}, {"b_mid", gp.BMid, cp.BMid}} {
+		worst, far := diffs(c.got, c.want, 1e-2*move)
+		t.Logf("%s: max |diff| %.3g, %d of %d differ by more than 1%% of the total move %.3g", c.name, worst, far, len(c.want), move)
+		if worst > 2*move || far > len(c.want)/10000 {
+			t.Errorf("%s: device and CPU parameters disagree (max |diff| %.3g, %d beyond %.3g)", c.name, worst, far, 1e-2*move)
+		}
+	}
+}
+
+// diffs returns max |a − b| and how many elements differ by more than tol.
+func diffs(a, b []float32, tol float64) (worst float64, far int) {
+	for i := range a {
+		d := math.Abs(float64(a[i]) - float64(b[i]))
+		worst = math.Max(worst, d)
+		if d > tol {
+			far++
+		}
+	}
+	return worst, far
+}
+
+func lrSum(lr float64, steps int) float64 {
+	s := 0.0
+	for i := 0; i < steps; i++ {
+		s += lr
+		lr *= 0.9
+	}
+	return s
+}
+
+// BenchmarkForwardEncode is cache build's work per token on the device:
+// GPT-2 small to block 8 and the transcoder's encoder for 64 rows of 128
+// tokens, x, y and the acts copied back to the host.
+func BenchmarkForwardEncode(b *testing.B) {
+	rows, tt := 64, 128
+	m, tc, tok := smallShaped(rows, tt)
+	f, err := dev.NewForward(m, 8, tc, rows, tt)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Free()
+	n := rows * tt * m.DModel
+	x, y := make([]float32, n), make([]float32, n)
+	var acts transcoder.Acts
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := f.Run(tok, rows, tt, x, y, &acts); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*rows*tt)/b.Elapsed().Seconds(), "tokens/s")
+}
+
+// BenchmarkFitStep is one training step of the notebook's fit from token
+// ids (B = 64 rows of 128): forward to block 8, encode, midcoder step.
+func BenchmarkFitStep(b *testing.B) {
+	rows, tt := 64, 128
+	m, tc, _ := smallShaped(rows, tt)
+	tok := gpt2.RandomTokens(8*rows*tt, m.DVocab, 5)
+	fit, _ := notebookFit(b, m, tc, tok, rows, tt)
+	defer fit.Free()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, _, err := fit.Step(context.Background(), rows, 1e-3); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*rows*tt)/b.Elapsed().Seconds(), "tokens/s")
+}
+
+func notebookFit(b testing.TB, m *gpt2.Model, tc *transcoder.Transcoder, tok []int32, rows, tt int) (*Fit, *midcoder.Trainer) {
+	p := midcoder.NewParams(tc.DSAE, m.DModel)
+	p.KaimingUniform(42)
+	host := &midcoder.Trainer{MLP: midcoder.NewMLP(m, 8, midcoder.ReLU), Params: p, Opt: midcoder.NewAdamW(p, 1e-3)}
+	i := 0
+	next := func(dst []int32) error { // cycles through tok
+		copy(dst, tok[i:i+tt])
+		i = (i + tt) % len(tok)
+		return nil
+	}
+	fit, err := dev.NewTokenFit(m, 8, tc, host, next, tt, rows)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return fit, host
+}
+
+// BenchmarkNotebookFit is the notebook's whole fit from token ids: 2
+// epochs × 10 steps × 64 rows × 128 tokens = 163,840 tokens through
+// midcoder.FitSteps (cosine schedule included), set-up excluded, the
+// final parameters copied back to the host included.
+func BenchmarkNotebookFit(b *testing.B) {
+	rows, tt := 64, 128
+	m, tc, _ := smallShaped(rows, tt)
+	tok := gpt2.RandomTokens(20*rows*tt, m.DVocab, 6)
+	cfg := midcoder.Config{Layer: 8, ContextLength: tt, BatchSize: rows, StepsPerEpoch: 10, TrainTokens: 100000, LR: 1e-3, WeightDecay: 1e-3}
+	var secs []float64
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		fit, _ := notebookFit(b, m, tc, tok, rows, tt)
+		b.StartTimer()
+		start := time.Now()
+		if err := midcoder.FitSteps(context.Background(), cfg, fit.Step, &midcoder.State{LR: cfg.LR}, midcoder.Hooks{}); err != nil {
+			b.Fatal(err)
+		}
+		if err := fit.Sync(); err != nil {
+			b.Fatal(err)
+		}
+		secs = append(secs, time.Since(start).Seconds())
+		b.StopTimer()
+		fit.Free()
+		b.StartTimer()
+	}
+	sort.Float64s(secs)
+	b.ReportMetric(secs[len(secs)/2], "s/fit")
+	b.ReportMetric(float64(cfg.Epochs()*cfg.StepsPerEpoch*rows*tt)/secs[len(secs)/2], "tokens/s")
+}

@@ -1,0 +1,287 @@
+//go:build cuda
+
+package cuda
+
+import (
+	_ "embed"
+	"errors"
+	"fmt"
+	"math"
+	"runtime"
+	"unsafe"
+
+	"gorgonia.org/cu"
+)
+
+// Built reports whether this binary has the CUDA backend.
+const Built = true
+
+//go:embed kernels.ptx
+var kernelsPTX string
+
+// Available reports whether a CUDA device can be used. (cu's package
+// initialisation has already exited the process when no driver works.)
+func Available() error {
+	n, err := cu.NumDevices()
+	if err != nil {
+		return fmt.Errorf("cuda: %v", err)
+	}
+	if n == 0 {
+		return errors.New("cuda: no CUDA device is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES)")
+	}
+	return nil
+}
+
+// Device is one GPU with a context, ctxdep's kernels and a cuBLAS handle.
+// Every method makes the context current on the calling OS thread for
+// its duration, so a Device can be used from any goroutine, one at a time.
+type Device struct {
+	dev  cu.Device
+	ctx  cu.CUContext
+	mod  cu.Module
+	blas *cublas
+	fn   map[string]cu.Function
+	name string
+	opts Options
+	sms  int
+}
+
+// Open creates a context on the device o.Ordinal, compiles the embedded
+// PTX for it and loads cuBLAS.
+func Open(o Options) (*Device, error) {
+	if err := Available(); err != nil {
+		return nil, err
+	}
+	n, _ := cu.NumDevices()
+	if o.Ordinal < 0 || o.Ordinal >= n {
+		return nil, fmt.Errorf("cuda: device %d does not exist (%d visible)", o.Ordinal, n)
+	}
+	dev, err := cu.GetDevice(o.Ordinal)
+	if err != nil {
+		return nil, fmt.Errorf("cuda: %v", err)
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	ctx, err := dev.MakeContext(cu.SchedAuto)
+	if err != nil {
+		return nil, fmt.Errorf("cuda: creating a context on device %d: %v", o.Ordinal, err)
+	}
+	d := &Device{dev: dev, ctx: ctx, opts: o, fn: map[string]cu.Function{}}
+	d.name, _ = dev.Name()
+	d.sms, _ = dev.Attribute(cu.MultiprocessorCount)
+	if d.mod, err = cu.LoadData(kernelsPTX); err != nil {
+		d.ctx.Destroy()
+		return nil, fmt.Errorf("cuda: the driver could not compile ctxdep's kernels (PTX for compute_80) for %s: %v; a driver for CUDA 11.8 or newer and a GPU of compute capability 8.0 or newer are needed", d.name, err)
+	}
+	for _, name := range kernelNames {
+		f, err := d.mod.Function(name)
+		if err != nil {
+			d.ctx.Destroy()
+			return nil, fmt.Errorf("cuda: kernel %s missing from kernels.ptx: %v", name, err)
+		}
+		d.fn[name] = f
+	}
+	if d.blas, err = loadCublas(o.TF32); err != nil {
+		d.ctx.Destroy()
+		return nil, err
+	}
+	return d, nil
+}
+
+var kernelNames = []string{"embed", "layernorm_pre", "add_inplace", "bias_act", "causal_softmax", "sub_bias",
+	"encode_count", "exclusive_scan", "encode_fill", "gather_mid", "scatter_grad", "mse_grad", "relu_grad",
+	"gelu_new_grad", "adamw"}
+
+// Close releases the device's resources.
+func (d *Device) Close() {
+	d.enter()()
+	d.blas.close()
+	d.ctx.Destroy()
+}
+
+// Name describes the device: name, compute capability, driver and cuBLAS
+// versions, and whether TF32 is on.
+func (d *Device) Name() string {
+	major, minor, _ := d.dev.ComputeCapability()
+	mem, _ := d.dev.TotalMem()
+	tf := "float32 exact (no TF32)"
+	if d.opts.TF32 {
+		tf = "TF32 tensor cores"
+	}
+	dv := cu.Version()
+	return fmt.Sprintf("%s (sm_%d%d, %d SMs, %.0f GiB), driver API %d.%d, cuBLAS %d (%s), GEMMs %s",
+		d.name, major, minor, d.sms, float64(mem)/(1<<30), dv/1000, dv%1000/10, d.blas.version, d.blas.path, tf)
+}
+
+// enter makes the context current on this goroutine's OS thread until the
+// returned function is called.
+func (d *Device) enter() func() {
+	runtime.LockOSThread()
+	if err := cu.SetCurrentContext(d.ctx); err != nil {
+		panic(fmt.Sprintf("cuda: cannot make the context current: %v", err))
+	}
+	return runtime.UnlockOSThread
+}
+
+// buf is a device allocation of n elements of 4 bytes (or 8 for int64).
+type buf struct {
+	p     cu.DevicePtr
+	n     int
+	bytes int64
+}
+
+// alloc allocates bytes of device memory, with an error that says how much
+// was asked, how much is free, and what to do.
+func (d *Device) alloc(what string, bytes int64) (buf, error) {
+	if bytes <= 0 {
+		bytes = 4
+	}
+	p, err := cu.MemAlloc(bytes)
+	if err != nil {
+		free, total, _ := cu.MemInfo()
+		if errors.Is(err, cu.OutOfMemory) || err == cu.OutOfMemory {
+			return buf{}, fmt.Errorf("cuda: out of device memory allocating %s (%.1f MiB; %.1f of %.1f MiB free on %s): lower --batch-size", what, mib(bytes), mib(free), mib(total), d.name)
+		}
+		return buf{}, fmt.Errorf("cuda: allocating %s (%.1f MiB): %v", what, mib(bytes), err)
+	}
+	return buf{p: p, bytes: bytes}, nil
+}
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+func (d *Device) free(b *buf) {
+	if b.p != 0 {
+		cu.MemFree(b.p)
+		*b = buf{}
+	}
+}
+
+// allocs allocates several float32 buffers; on failure it frees what it got.
+type allocList struct {
+	d    *Device
+	bufs []*buf
+	err  error
+}
+
+func (l *allocList) f32(dst *buf, what string, n int) {
+	if l.err != nil {
+		return
+	}
+	*dst, l.err = l.d.alloc(what, int64(n)*4)
+	dst.n = n
+	if l.err == nil {
+		l.bufs = append(l.bufs, dst)
+	}
+}
+
+func (l *allocList) i64(dst *buf, what string, n int) {
+	if l.err != nil {
+		return
+	}
+	*dst, l.err = l.d.alloc(what, int64(n)*8)
+	dst.n = n
+	if l.err == nil {
+		l.bufs = append(l.bufs, dst)
+	}
+}
+
+func (l *allocList) upload(dst *buf, what string, src []float32) {
+	l.f32(dst, what, len(src))
+	if l.err == nil {
+		l.err = h2d(*dst, src)
+	}
+}
+
+func (l *allocList) freeAll() {
+	for _, b := range l.bufs {
+		l.d.free(b)
+	}
+	l.bufs = nil
+}
+
+func h2d[T int32 | int64 | float32](dst buf, src []T) error {
+	if len(src) == 0 {
+		return nil
+	}
+	n := int64(len(src)) * int64(unsafe.Sizeof(src[0]))
+	if n > dst.bytes {
+		return fmt.Errorf("cuda: copy of %d bytes into a buffer of %d", n, dst.bytes)
+	}
+	if err := cu.MemcpyHtoD(dst.p, unsafe.Pointer(&src[0]), n); err != nil {
+		return fmt.Errorf("cuda: copy to device: %v", err)
+	}
+	return nil
+}
+
+func d2h[T int32 | int64 | float32 | float64](dst []T, src buf) error {
+	if len(dst) == 0 {
+		return nil
+	}
+	n := int64(len(dst)) * int64(unsafe.Sizeof(dst[0]))
+	if n > src.bytes {
+		return fmt.Errorf("cuda: copy of %d bytes out of a buffer of %d", n, src.bytes)
+	}
+	if err := cu.MemcpyDtoH(unsafe.Pointer(&dst[0]), src.p, n); err != nil {
+		return fmt.Errorf("cuda: copy from device: %v", err)
+	}
+	return nil
+}
+
+func zero(b buf, bytes int64) error {
+	if err := cu.MemsetD8(b.p, 0, bytes); err != nil {
+		return fmt.Errorf("cuda: memset: %v", err)
+	}
+	return nil
+}
+
+// at returns the address of element i of a float32 or int32 buffer.
+func (b buf) at(i int) cu.DevicePtr { return b.p + cu.DevicePtr(4*i) }
+
+// launch runs kernel name on grid×block threads. Arguments are device
+// pointers (cu.DevicePtr or buf), int (passed as a 32-bit int), int64 and
+// float32, each in a 64-bit slot as cu.Function.Launch copies them.
+func (d *Device) launch(name string, grid, block int, args ...any) error {
+	slots := make([]uint64, len(args))
+	ptrs := make([]unsafe.Pointer, len(args))
+	for i, a := range args {
+		switch v := a.(type) {
+		case cu.DevicePtr:
+			slots[i] = uint64(v)
+		case buf:
+			slots[i] = uint64(v.p)
+		case int:
+			if v > math.MaxInt32 || v < math.MinInt32 {
+				return fmt.Errorf("cuda: %s: argument %d = %d does not fit a 32-bit int", name, i, v)
+			}
+			slots[i] = uint64(uint32(int32(v)))
+		case int64:
+			slots[i] = uint64(v)
+		case float32:
+			slots[i] = uint64(math.Float32bits(v))
+		default:
+			panic(fmt.Sprintf("cuda: launch %s: argument %d has type %T", name, i, a))
+		}
+		ptrs[i] = unsafe.Pointer(&slots[i])
+	}
+	if grid <= 0 {
+		return nil
+	}
+	if err := d.fn[name].Launch(grid, 1, 1, block, 1, 1, 0, cu.Stream{}, ptrs); err != nil {
+		return fmt.Errorf("cuda: launching %s (%d blocks of %d): %v", name, grid, block, err)
+	}
+	return nil
+}
+
+// grid1D returns a grid for a grid-stride loop over n elements.
+func (d *Device) grid1D(n int) int {
+	g := (n + 255) / 256
+	return max(1, min(g, 32*max(d.sms, 1)))
+}
+
+// sync waits for the device and reports an asynchronous error.
+func (d *Device) sync(what string) error {
+	if err := cu.Synchronize(); err != nil {
+		return fmt.Errorf("cuda: %s: %v", what, err)
+	}
+	return nil
+}

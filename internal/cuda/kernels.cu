@@ -1,0 +1,302 @@
+// ctxdep's own CUDA kernels. `make ptx` compiles this file to kernels.ptx
+// (PTX for compute_80, which the driver compiles for the GPU at hand:
+// Ampere, Hopper and later) and kernels.go embeds it. GEMMs are not here:
+// they go through cuBLAS.
+//
+// Conventions: row-major float32 matrices; every scalar parameter is 32
+// bits (int or float), passed by the Go side in 64-bit slots; row counts
+// and lengths are int, so one launch covers fewer than 2^31 elements.
+// Each kernel computes what its CPU twin in internal/kernels,
+// internal/transcoder or internal/midcoder computes, in the same order
+// where the order is visible in the result.
+
+#include <stdint.h>
+
+#define FULL 0xffffffffu
+
+__device__ __forceinline__ double warp_sum_d(double v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(FULL, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float warp_max_f(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_down_sync(FULL, v, o));
+    return v;
+}
+
+// block_sum_d returns the sum of v over the block (blockDim.x a multiple of
+// 32, at most 1024) to every thread.
+__device__ double block_sum_d(double v) {
+    __shared__ double part[32];
+    __shared__ double total;
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    v = warp_sum_d(v);
+    if (lane == 0) part[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        double s = lane < (blockDim.x >> 5) ? part[lane] : 0.0;
+        s = warp_sum_d(s);
+        if (lane == 0) total = s;
+    }
+    __syncthreads();
+    double r = total;
+    __syncthreads();
+    return r;
+}
+
+__device__ float block_max_f(float v) {
+    __shared__ float part[32];
+    __shared__ float total;
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    v = warp_max_f(v);
+    if (lane == 0) part[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        float s = lane < (blockDim.x >> 5) ? part[lane] : -INFINITY;
+        s = warp_max_f(s);
+        if (lane == 0) total = s;
+    }
+    __syncthreads();
+    float r = total;
+    __syncthreads();
+    return r;
+}
+
+// embed: resid[r] = W_E[tok[r]] + W_pos[r % T]. Grid: one block per row.
+extern "C" __global__ void embed(float* resid, const int* tok, const float* we, const float* wpos, int T, int C) {
+    int r = blockIdx.x;
+    const float* e = we + (size_t)tok[r] * C;
+    const float* p = wpos + (size_t)(r % T) * C;
+    float* d = resid + (size_t)r * C;
+    for (int j = threadIdx.x; j < C; j += blockDim.x) d[j] = e[j] + p[j];
+}
+
+// layernorm_pre: dst[r] = (x − mean) / sqrt(var + eps), biased variance,
+// sums in float64 (kernels.LayerNormPre). One block per row; dst may alias src.
+extern "C" __global__ void layernorm_pre(float* dst, const float* src, int C, float eps) {
+    const float* x = src + (size_t)blockIdx.x * C;
+    float* y = dst + (size_t)blockIdx.x * C;
+    double s = 0;
+    for (int j = threadIdx.x; j < C; j += blockDim.x) s += (double)x[j];
+    double mean = block_sum_d(s) / C;
+    double ss = 0;
+    for (int j = threadIdx.x; j < C; j += blockDim.x) {
+        double d = (double)x[j] - mean;
+        ss += d * d;
+    }
+    double inv = 1.0 / sqrt(block_sum_d(ss) / C + (double)eps);
+    for (int j = threadIdx.x; j < C; j += blockDim.x) y[j] = (float)(((double)x[j] - mean) * inv);
+}
+
+// add_inplace: a[i] += b[i].
+extern "C" __global__ void add_inplace(float* a, const float* b, int n) {
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) a[i] += b[i];
+}
+
+__device__ __forceinline__ float gelu_new(float x) {
+    // 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), as kernels.GeluNew.
+    return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+}
+
+// Activations of bias_act.
+#define ACT_NONE 0
+#define ACT_GELU_NEW 1
+#define ACT_RELU 2
+
+// bias_act: pre[r, j] += bias[j] (bias may be null); out[r, j] = act(pre[r, j]).
+// out may alias pre. Over M·N elements.
+extern "C" __global__ void bias_act(float* out, float* pre, const float* bias, int M, int N, int act) {
+    long long n = (long long)M * N;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+        float v = pre[i];
+        if (bias) {
+            v += bias[i % N];
+            pre[i] = v;
+        }
+        if (act == ACT_GELU_NEW) v = gelu_new(v);
+        else if (act == ACT_RELU) v = fmaxf(v, 0.0f);
+        out[i] = v;
+    }
+}
+
+// causal_softmax: rows of T scores, row r holding query position p = r % T:
+// s ← softmax(scale·s[0..p]) with s[p+1..] = 0 (kernels.CausalAttention).
+// One block per row.
+extern "C" __global__ void causal_softmax(float* s, int T, float scale) {
+    float* row = s + (size_t)blockIdx.x * T;
+    int p = blockIdx.x % T;
+    float mx = -INFINITY;
+    for (int j = threadIdx.x; j <= p; j += blockDim.x) mx = fmaxf(mx, row[j] * scale);
+    mx = block_max_f(mx);
+    double sum = 0;
+    for (int j = threadIdx.x; j <= p; j += blockDim.x) {
+        float e = __expf(row[j] * scale - mx);
+        row[j] = e;
+        sum += (double)e;
+    }
+    float inv = (float)(1.0 / block_sum_d(sum));
+    for (int j = threadIdx.x; j < T; j += blockDim.x) row[j] = j <= p ? row[j] * inv : 0.0f;
+}
+
+// sub_bias: dst[r, j] = x[r, j] − b[j] (the transcoder's x − b_dec).
+extern "C" __global__ void sub_bias(float* dst, const float* x, const float* b, int M, int C) {
+    long long n = (long long)M * C;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+        dst[i] = x[i] - b[i % C];
+}
+
+// encode_count: h[r] ← h[r] + b_enc and counts[r] = #{j : h[r, j] > 0}.
+// One block per row.
+extern "C" __global__ void encode_count(float* h, const float* benc, long long* counts, int F) {
+    float* row = h + (size_t)blockIdx.x * F;
+    double n = 0;
+    for (int j = threadIdx.x; j < F; j += blockDim.x) {
+        float v = row[j] + benc[j];
+        row[j] = v;
+        n += v > 0.0f ? 1.0 : 0.0;
+    }
+    n = block_sum_d(n);
+    if (threadIdx.x == 0) counts[blockIdx.x] = (long long)n;
+}
+
+// exclusive_scan: indptr[0] = 0, indptr[r+1] = indptr[r] + counts[r], for
+// M rows, by one block of 1024 threads in chunks.
+extern "C" __global__ void exclusive_scan(long long* indptr, const long long* counts, int M) {
+    __shared__ long long buf[1024];
+    __shared__ long long carry;
+    if (threadIdx.x == 0) {
+        carry = 0;
+        indptr[0] = 0;
+    }
+    __syncthreads();
+    for (int base = 0; base < M; base += 1024) {
+        int i = base + threadIdx.x;
+        buf[threadIdx.x] = i < M ? counts[i] : 0;
+        __syncthreads();
+        for (int o = 1; o < 1024; o <<= 1) { // Hillis–Steele inclusive scan
+            long long v = threadIdx.x >= o ? buf[threadIdx.x - o] : 0;
+            __syncthreads();
+            buf[threadIdx.x] += v;
+            __syncthreads();
+        }
+        if (i < M) indptr[i + 1] = carry + buf[threadIdx.x];
+        __syncthreads();
+        if (threadIdx.x == 1023) carry += buf[1023];
+        __syncthreads();
+    }
+}
+
+// encode_fill: writes the positive entries of each row of h, in ascending
+// column order, to idx/val from indptr[r]. One block of 256 threads per
+// row; nothing is written past cap entries (the caller grows its buffers
+// and runs again when indptr[M] > cap).
+extern "C" __global__ void encode_fill(const float* h, const long long* indptr, int* idx, float* val, int F, long long cap) {
+    __shared__ int warpCount[8];
+    __shared__ long long base;
+    const float* row = h + (size_t)blockIdx.x * F;
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    if (threadIdx.x == 0) base = indptr[blockIdx.x];
+    __syncthreads();
+    for (int j0 = 0; j0 < F; j0 += 256) {
+        int j = j0 + threadIdx.x;
+        float v = j < F ? row[j] : 0.0f;
+        bool on = v > 0.0f;
+        unsigned mask = __ballot_sync(FULL, on);
+        if (lane == 0) warpCount[warp] = __popc(mask);
+        __syncthreads();
+        long long off = base;
+        for (int w = 0; w < warp; w++) off += warpCount[w];
+        off += __popc(mask & ((1u << lane) - 1));
+        if (on && off < cap) {
+            idx[off] = j;
+            val[off] = v;
+        }
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            long long s = 0;
+            for (int w = 0; w < 8; w++) s += warpCount[w];
+            base += s;
+        }
+        __syncthreads();
+    }
+}
+
+// gather_mid: mid[r] = b_mid + Σ_k val[k]·W_mid[idx[k]] over row r's
+// active features in order (midcoder.Trainer.PreActivations). One block per row.
+extern "C" __global__ void gather_mid(float* mid, const long long* indptr, const int* idx, const float* val,
+                                      const float* wmid, const float* bmid, int C) {
+    int r = blockIdx.x;
+    long long lo = indptr[r], hi = indptr[r + 1];
+    for (int j = threadIdx.x; j < C; j += blockDim.x) {
+        float acc = bmid[j];
+        for (long long k = lo; k < hi; k++) acc = fmaf(val[k], wmid[(size_t)idx[k] * C + j], acc);
+        mid[(size_t)r * C + j] = acc;
+    }
+}
+
+// scatter_grad: gw[idx[k]] += val[k]·dmid[r] for every active (r, k), and
+// gb += Σ_r dmid[r]; gw and gb must be zero before. One block per row;
+// float atomics, so the order of the sums (and their last bits) varies.
+extern "C" __global__ void scatter_grad(float* gw, float* gb, const long long* indptr, const int* idx, const float* val,
+                                        const float* dmid, int C) {
+    int r = blockIdx.x;
+    long long lo = indptr[r], hi = indptr[r + 1];
+    for (int j = threadIdx.x; j < C; j += blockDim.x) {
+        float d = dmid[(size_t)r * C + j];
+        atomicAdd(&gb[j], d);
+        for (long long k = lo; k < hi; k++) atomicAdd(&gw[(size_t)idx[k] * C + j], val[k] * d);
+    }
+}
+
+// mse_grad: sums[0] += Σ (out − y)², sums[1] += Σ y² (float64), and
+// out ← scale·(out − y) with scale = 2 / n (midcoder.lossAndGrad).
+extern "C" __global__ void mse_grad(float* out, const float* y, int n, float scale, double* sums) {
+    double se = 0, sy = 0;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        double d = (double)out[i] - (double)y[i];
+        se += d * d;
+        sy += (double)y[i] * (double)y[i];
+        out[i] = scale * (out[i] - y[i]);
+    }
+    se = block_sum_d(se);
+    sy = block_sum_d(sy);
+    if (threadIdx.x == 0) {
+        atomicAdd(&sums[0], se);
+        atomicAdd(&sums[1], sy);
+    }
+}
+
+// relu_grad: dh[i] = 0 where pre[i] ≤ 0.
+extern "C" __global__ void relu_grad(float* dh, const float* pre, long long n) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+        if (pre[i] <= 0.0f) dh[i] = 0.0f;
+}
+
+// gelu_new_grad: dh[i] ·= gelu_new'(pre[i]) (midcoder.geluNewBackward, in float64).
+extern "C" __global__ void gelu_new_grad(float* dh, const float* pre, long long n) {
+    const double k = 0.7978845608028654, a = 0.044715;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+        double x = pre[i];
+        double t = tanh(k * (x + a * x * x * x));
+        double d = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * k * (1 + 3 * a * x * x);
+        dh[i] = (float)((double)dh[i] * d);
+    }
+}
+
+// adamw: one AdamW step over n parameters in torch's operation order
+// (kernels.AdamWStep.updateGo; __fmul_rn/__fadd_rn keep the compiler from
+// fusing, as the Go code does). g may be null (zero gradient).
+extern "C" __global__ void adamw(float* theta, float* m, float* v, const float* g, int n,
+                                 float decay, float b1, float b1c, float b2, float b2c,
+                                 float bc2sqrt, float stepsize, float eps) {
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        float gi = g ? g[i] : 0.0f;
+        float th = __fmul_rn(theta[i], decay);
+        float mi = __fadd_rn(__fmul_rn(m[i], b1), __fmul_rn(gi, b1c));
+        float vi = __fadd_rn(__fmul_rn(v[i], b2), __fmul_rn(__fmul_rn(b2c, gi), gi));
+        float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), bc2sqrt), eps);
+        theta[i] = __fsub_rn(th, __fdiv_rn(__fmul_rn(stepsize, mi), denom));
+        m[i] = mi;
+        v[i] = vi;
+    }
+}

@@ -1,0 +1,173 @@
+//go:build cuda
+
+package cuda
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/ctxdep/ctxdep/internal/gpt2"
+)
+
+// Model is GPT-2 up to one block on the device, with buffers for passes of
+// up to maxTokens tokens. After Run, X and Y hold blocks.L.ln2.hook_normalized
+// and blocks.L.hook_mlp_out (B·T, C) on the device.
+type Model struct {
+	d         *Device
+	cfg       gpt2.Config
+	layer     int
+	maxTokens int
+	maxT      int
+
+	we, wpos buf
+	blocks   []devBlock
+	tokens   buf // (B·T) int32
+	resid    buf // (B·T, C)
+	xn       buf // (B·T, C): x after Run
+	qkv      buf // (B·T, 3C)
+	z        buf // (B·T, C)
+	tmp      buf // (B·T, C): y after Run
+	hidden   buf // (B·T, N)
+	scores   buf // (B, H, T, T)
+	all      allocList
+}
+
+type devBlock struct{ wqkv, bqkv, wo, bo, win, bin, wout, bout buf }
+
+// LoadModel uploads the weights of blocks 0..layer of m and allocates
+// buffers for passes of up to maxTokens tokens in rows of at most maxT.
+func (d *Device) LoadModel(m *gpt2.Model, layer, maxTokens, maxT int) (*Model, error) {
+	defer d.enter()()
+	if layer < 0 || layer >= m.NLayer {
+		return nil, fmt.Errorf("cuda: layer %d is out of range [0, %d)", layer, m.NLayer)
+	}
+	if maxT > m.NCtx || maxT <= 0 || maxTokens < maxT {
+		return nil, fmt.Errorf("cuda: rows of %d tokens in batches of %d do not fit the model's context of %d", maxT, maxTokens, m.NCtx)
+	}
+	g := &Model{d: d, cfg: m.Config, layer: layer, maxTokens: maxTokens, maxT: maxT, all: allocList{d: d}}
+	a := &g.all
+	a.upload(&g.we, "W_E", m.WE)
+	a.upload(&g.wpos, "W_pos", m.WPos)
+	g.blocks = make([]devBlock, layer+1)
+	for l := 0; l <= layer; l++ {
+		b, src := &g.blocks[l], &m.Blocks[l]
+		a.upload(&b.wqkv, "W_QKV", src.WQKV)
+		a.upload(&b.bqkv, "b_QKV", src.BQKV)
+		a.upload(&b.wo, "W_O", src.WO)
+		a.upload(&b.bo, "b_O", src.BO)
+		a.upload(&b.win, "W_in", src.WIn)
+		a.upload(&b.bin, "b_in", src.BIn)
+		a.upload(&b.wout, "W_out", src.WOut)
+		a.upload(&b.bout, "b_out", src.BOut)
+	}
+	c, n := m.DModel, m.DMLP
+	a.f32(&g.tokens, "token ids", maxTokens)
+	a.f32(&g.resid, "residual stream", maxTokens*c)
+	a.f32(&g.xn, "LayerNorm output", maxTokens*c)
+	a.f32(&g.qkv, "Q, K, V", maxTokens*3*c)
+	a.f32(&g.z, "attention output", maxTokens*c)
+	a.f32(&g.tmp, "block output", maxTokens*c)
+	a.f32(&g.hidden, "MLP hidden", maxTokens*n)
+	a.f32(&g.scores, "attention scores", maxTokens*m.NHead*maxT)
+	if a.err != nil {
+		a.freeAll()
+		return nil, a.err
+	}
+	return g, nil
+}
+
+// Free releases the model's device memory.
+func (g *Model) Free() {
+	defer g.d.enter()()
+	g.all.freeAll()
+}
+
+// X and Y are the device buffers of x and y after Run.
+func (g *Model) X() buf { return g.xn }
+func (g *Model) Y() buf { return g.tmp }
+
+// Run runs tokens (B·T, checked by the caller with gpt2.Model.CheckTokens)
+// through blocks 0..layer, leaving x and y on the device.
+func (g *Model) Run(tokens []int32, b, t int) error {
+	defer g.d.enter()()
+	return g.run(tokens, b, t)
+}
+
+func (g *Model) run(tokens []int32, b, t int) error {
+	d, cfg := g.d, g.cfg
+	mt, c, n, h, dh := b*t, cfg.DModel, cfg.DMLP, cfg.NHead, cfg.DHead
+	if mt > g.maxTokens || t > g.maxT || len(tokens) != mt {
+		return fmt.Errorf("cuda: %d×%d tokens exceed the model's buffers (%d tokens, rows of %d)", b, t, g.maxTokens, g.maxT)
+	}
+	if err := h2d(g.tokens, tokens); err != nil {
+		return err
+	}
+	eps := float32(cfg.Eps)
+	scale := float32(1 / math.Sqrt(float64(dh)))
+	steps := []func() error{func() error { return d.launch("embed", mt, 256, g.resid, g.tokens, g.we, g.wpos, t, c) }}
+	for l := 0; l <= g.layer; l++ {
+		blk := &g.blocks[l]
+		last := l == g.layer
+		steps = append(steps,
+			func() error { return d.launch("layernorm_pre", mt, 256, g.xn, g.resid, c, eps) },
+			func() error { return d.linear(g.qkv, g.xn, blk.wqkv, blk.bqkv, mt, c, 3*c, actNone) },
+			func() error { return g.attention(b, t, h, dh, c, scale) },
+			func() error { return d.linear(g.tmp, g.z, blk.wo, blk.bo, mt, c, c, actNone) },
+			func() error { return d.launch("add_inplace", d.grid1D(mt*c), 256, g.resid, g.tmp, mt*c) },
+			func() error { return d.launch("layernorm_pre", mt, 256, g.xn, g.resid, c, eps) },
+			func() error { return d.linear(g.hidden, g.xn, blk.win, blk.bin, mt, c, n, actGeluNew) },
+			func() error { return d.linear(g.tmp, g.hidden, blk.wout, blk.bout, mt, n, c, actNone) },
+		)
+		if !last {
+			steps = append(steps, func() error { return d.launch("add_inplace", d.grid1D(mt*c), 256, g.resid, g.tmp, mt*c) })
+		}
+	}
+	for _, s := range steps {
+		if err := s(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// attention computes z from qkv: per head, the scores of all B rows in one
+// strided-batched GEMM, one causal softmax over all rows, then per head
+// pattern @ V (kernels.CausalAttention).
+func (g *Model) attention(b, t, h, dh, c int, scale float32) error {
+	d := g.d
+	for hi := 0; hi < h; hi++ {
+		q, k := g.qkv.at(hi*dh), g.qkv.at(c+hi*dh)
+		s := g.scores.at(hi * t * t)
+		if err := d.blas.gemmBatched(false, true, t, t, dh, 1, q, 3*c, t*3*c, k, 3*c, t*3*c, 0, s, t, h*t*t, b); err != nil {
+			return err
+		}
+	}
+	if err := d.launch("causal_softmax", b*h*t, 128, g.scores, t, scale); err != nil {
+		return err
+	}
+	for hi := 0; hi < h; hi++ {
+		v, s, z := g.qkv.at(2*c+hi*dh), g.scores.at(hi*t*t), g.z.at(hi*dh)
+		if err := d.blas.gemmBatched(false, false, t, dh, t, 1, s, t, h*t*t, v, 3*c, t*3*c, 0, z, c, t*c, b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Activations of the bias_act kernel.
+const (
+	actNone    = 0
+	actGeluNew = 1
+	actReLU    = 2
+)
+
+// linear sets dst (M, N) = act(a (M, K) @ w (K, N) + bias).
+func (d *Device) linear(dst, a, w, bias buf, m, k, n, act int) error {
+	if err := d.blas.gemm(false, false, m, n, k, 1, a.p, k, w.p, n, 0, dst.p, n); err != nil {
+		return err
+	}
+	if bias.p == 0 && act == actNone {
+		return nil
+	}
+	return d.launch("bias_act", d.grid1D(m*n), 256, dst, dst, bias, m, n, act)
+}

@@ -1,0 +1,252 @@
+//go:build cuda
+
+package cuda
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/ctxdep/ctxdep/internal/gpt2"
+	"github.com/ctxdep/ctxdep/internal/midcoder"
+	"github.com/ctxdep/ctxdep/internal/transcoder"
+)
+
+// startL0 is the room for active features per row that activation buffers
+// start with; they grow when a batch needs more.
+const startL0 = 128
+
+// Forward is `cache build`'s pass on the device: GPT-2 to block L and,
+// optionally, the transcoder's encoder; x, y and the activations come back
+// to the host.
+type Forward struct {
+	d    *Device
+	m    *Model
+	enc  *Encoder
+	acts *Acts
+	c    int
+}
+
+// NewForward prepares passes of up to maxRows rows of t tokens; tc may be
+// nil (no activations).
+func (d *Device) NewForward(m *gpt2.Model, layer int, tc *transcoder.Transcoder, maxRows, t int) (*Forward, error) {
+	f := &Forward{d: d, c: m.DModel}
+	var err error
+	if f.m, err = d.LoadModel(m, layer, maxRows*t, t); err != nil {
+		return nil, err
+	}
+	if tc != nil {
+		if f.enc, err = d.LoadEncoder(tc, maxRows*t); err != nil {
+			f.Free()
+			return nil, err
+		}
+		if f.acts, err = d.NewActs(maxRows*t, startL0); err != nil {
+			f.Free()
+			return nil, err
+		}
+	}
+	return f, nil
+}
+
+// Run computes x and y (B·T·C each) of tokens (B·T) into the host slices,
+// and, when the Forward has an encoder and acts is not nil, the sparse
+// activations of x.
+func (f *Forward) Run(tokens []int32, b, t int, x, y []float32, acts *transcoder.Acts) error {
+	defer f.d.enter()()
+	if err := f.m.run(tokens, b, t); err != nil {
+		return err
+	}
+	n := b * t * f.c
+	if err := d2h(x[:n], f.m.X()); err != nil {
+		return err
+	}
+	if err := d2h(y[:n], f.m.Y()); err != nil {
+		return err
+	}
+	if f.enc == nil || acts == nil {
+		return nil
+	}
+	if err := f.enc.encode(f.acts, f.m.X(), b*t); err != nil {
+		return err
+	}
+	return f.d.Download(acts, f.acts)
+}
+
+// Free releases the device memory.
+func (f *Forward) Free() {
+	if f.m != nil {
+		f.m.Free()
+	}
+	if f.enc != nil {
+		f.enc.Free()
+	}
+	if f.acts != nil {
+		f.d.FreeActs(f.acts)
+	}
+}
+
+// Fit is a fit's step on the device: from token ids (forward to block L,
+// encode, train) or from cached x and y (encode, train). Only the losses
+// come back each step; Sync copies the parameters to the host.
+type Fit struct {
+	d      *Device
+	m      *Model // nil for x, y input
+	enc    *Encoder
+	acts   *Acts
+	tr     *Trainer
+	x, y   buf // device x and y of x, y input
+	t, c   int
+	rows   chan tokenBatch
+	cancel context.CancelFunc
+	nextXY func(ctx context.Context, n int) (x, y []float32, err error)
+	m2     *gpt2.Model
+}
+
+type tokenBatch struct {
+	tokens []int32
+	err    error
+}
+
+// NewTokenFit trains host's parameters (uploaded now) on rows of t tokens
+// read by next, b rows per step: rows are read ahead on the CPU while the
+// device works.
+func (d *Device) NewTokenFit(m *gpt2.Model, layer int, tc *transcoder.Transcoder, host *midcoder.Trainer, next func(dst []int32) error, t, b int) (*Fit, error) {
+	f, err := d.newFit(tc, host, t, b)
+	if err != nil {
+		return nil, err
+	}
+	f.m2 = m
+	if f.m, err = d.LoadModel(m, layer, b*t, t); err != nil {
+		f.Free()
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	f.cancel = cancel
+	f.rows = make(chan tokenBatch, 2)
+	go func() {
+		defer close(f.rows)
+		for {
+			tb := tokenBatch{tokens: make([]int32, b*t)}
+			for r := 0; r < b && tb.err == nil; r++ {
+				tb.err = next(tb.tokens[r*t : (r+1)*t])
+			}
+			select {
+			case f.rows <- tb:
+			case <-ctx.Done():
+				return
+			}
+			if tb.err != nil {
+				return
+			}
+		}
+	}()
+	return f, nil
+}
+
+// NewXYFit trains host's parameters on cached x and y that next returns.
+func (d *Device) NewXYFit(tc *transcoder.Transcoder, host *midcoder.Trainer, next func(ctx context.Context, n int) (x, y []float32, err error), t, b int) (*Fit, error) {
+	f, err := d.newFit(tc, host, t, b)
+	if err != nil {
+		return nil, err
+	}
+	f.nextXY = next
+	l := allocList{d: d}
+	defer d.enter()()
+	l.f32(&f.x, "batch x", b*t*f.c)
+	l.f32(&f.y, "batch y", b*t*f.c)
+	if l.err != nil {
+		f.Free()
+		return nil, l.err
+	}
+	return f, nil
+}
+
+func (d *Device) newFit(tc *transcoder.Transcoder, host *midcoder.Trainer, t, b int) (*Fit, error) {
+	f := &Fit{d: d, t: t, c: host.MLP.C}
+	var err error
+	if f.enc, err = d.LoadEncoder(tc, b*t); err != nil {
+		return nil, err
+	}
+	if f.acts, err = d.NewActs(b*t, startL0); err != nil {
+		f.Free()
+		return nil, err
+	}
+	if f.tr, err = d.NewTrainer(host.MLP, host.Params, host.Opt, b*t); err != nil {
+		f.Free()
+		return nil, err
+	}
+	return f, nil
+}
+
+// Step implements midcoder.StepFunc.
+func (f *Fit) Step(ctx context.Context, n int, lr float64) (loss, lossNorm float64, err error) {
+	defer f.d.enter()()
+	rows := n * f.t
+	var x, y buf
+	if f.m != nil {
+		var tb tokenBatch
+		select {
+		case tb = <-f.rows:
+		case <-ctx.Done():
+			return 0, 0, ctx.Err()
+		}
+		if tb.err != nil {
+			return 0, 0, tb.err
+		}
+		if len(tb.tokens) != rows {
+			return 0, 0, fmt.Errorf("cuda: a step of %d sequences, batches of %d tokens", n, len(tb.tokens))
+		}
+		if err := f.m2.CheckTokens(tb.tokens, n, f.t); err != nil {
+			return 0, 0, err
+		}
+		if err := f.m.run(tb.tokens, n, f.t); err != nil {
+			return 0, 0, err
+		}
+		x, y = f.m.X(), f.m.Y()
+	} else {
+		hx, hy, err := f.nextXY(ctx, n)
+		if err != nil {
+			return 0, 0, err
+		}
+		if err := h2d(f.x, hx); err != nil {
+			return 0, 0, err
+		}
+		if err := h2d(f.y, hy); err != nil {
+			return 0, 0, err
+		}
+		x, y = f.x, f.y
+	}
+	if err := f.enc.encode(f.acts, x, rows); err != nil {
+		return 0, 0, err
+	}
+	return f.tr.step(f.acts, y, lr)
+}
+
+// Sync copies the parameters and moments to the host trainer.
+func (f *Fit) Sync() error { return f.tr.Sync() }
+
+// Load copies the host trainer's parameters and moments to the device.
+func (f *Fit) Load() error { return f.tr.Load() }
+
+// Free releases the device memory and stops reading ahead.
+func (f *Fit) Free() {
+	if f.cancel != nil {
+		f.cancel()
+	}
+	if f.m != nil {
+		f.m.Free()
+	}
+	if f.enc != nil {
+		f.enc.Free()
+	}
+	if f.acts != nil {
+		f.d.FreeActs(f.acts)
+	}
+	if f.tr != nil {
+		f.tr.Free()
+	}
+	if f.x.p != 0 || f.y.p != 0 {
+		defer f.d.enter()()
+		f.d.free(&f.x)
+		f.d.free(&f.y)
+	}
+}

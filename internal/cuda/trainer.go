@@ -1,0 +1,183 @@
+//go:build cuda
+
+package cuda
+
+import (
+	"fmt"
+
+	"github.com/ctxdep/ctxdep/internal/kernels"
+	"github.com/ctxdep/ctxdep/internal/midcoder"
+)
+
+// Trainer is midcoder.Trainer on the device: the same forward pass, loss,
+// backward pass and AdamW step, with W_mid's gradient scattered densely
+// (float atomics) and every parameter updated each step, as torch does.
+// The parameters and moments live on the device; Sync copies them to the
+// host Params and AdamW (for checkpoints and the result), Load the other
+// way.
+type Trainer struct {
+	d       *Device
+	Params  *midcoder.Params
+	Opt     *midcoder.AdamW
+	c, n, f int
+	act     int
+	maxRows int
+
+	win, bin, wout, bout buf
+	wmid, bmid           buf
+	mw, vw, mb, vb       buf
+	gw, gb               buf
+	mid, pre, h, out     buf
+	sums                 buf // 2 float64
+	all                  allocList
+}
+
+// NewTrainer uploads the frozen MLP, p and opt, for batches of up to
+// maxRows rows.
+func (d *Device) NewTrainer(mlp *midcoder.MLP, p *midcoder.Params, opt *midcoder.AdamW, maxRows int) (*Trainer, error) {
+	defer d.enter()()
+	if p.C != mlp.C {
+		return nil, fmt.Errorf("cuda: params width %d, MLP width %d", p.C, mlp.C)
+	}
+	t := &Trainer{d: d, Params: p, Opt: opt, c: mlp.C, n: mlp.N, f: p.F, maxRows: maxRows, all: allocList{d: d}}
+	t.act = actReLU
+	if mlp.Act == midcoder.GeluNew {
+		t.act = actGeluNew
+	}
+	a := &t.all
+	a.upload(&t.win, "W_in", mlp.WIn)
+	a.upload(&t.bin, "b_in", mlp.BIn)
+	a.upload(&t.wout, "W_out", mlp.WOut)
+	a.upload(&t.bout, "b_out", mlp.BOut)
+	a.f32(&t.wmid, "W_mid", len(p.WMid))
+	a.f32(&t.bmid, "b_mid", len(p.BMid))
+	a.f32(&t.mw, "AdamW m of W_mid", len(p.WMid))
+	a.f32(&t.vw, "AdamW v of W_mid", len(p.WMid))
+	a.f32(&t.mb, "AdamW m of b_mid", len(p.BMid))
+	a.f32(&t.vb, "AdamW v of b_mid", len(p.BMid))
+	a.f32(&t.gw, "W_mid gradient", len(p.WMid))
+	a.f32(&t.gb, "b_mid gradient", len(p.BMid))
+	a.f32(&t.mid, "mid", maxRows*t.c)
+	a.f32(&t.pre, "MLP pre-activations", maxRows*t.n)
+	a.f32(&t.h, "MLP activations", maxRows*t.n)
+	a.f32(&t.out, "MLP output", maxRows*t.c)
+	a.i64(&t.sums, "loss sums", 2)
+	if a.err != nil {
+		a.freeAll()
+		return nil, a.err
+	}
+	if err := t.load(); err != nil {
+		a.freeAll()
+		return nil, err
+	}
+	return t, nil
+}
+
+// Free releases the trainer's device memory.
+func (t *Trainer) Free() {
+	defer t.d.enter()()
+	t.all.freeAll()
+}
+
+// Load copies the host Params and AdamW moments to the device (after a
+// checkpoint was loaded into them).
+func (t *Trainer) Load() error {
+	defer t.d.enter()()
+	return t.load()
+}
+
+func (t *Trainer) load() error {
+	p, o := t.Params, t.Opt
+	for _, c := range []struct {
+		dst buf
+		src []float32
+	}{{t.wmid, p.WMid}, {t.bmid, p.BMid}, {t.mw, o.MW}, {t.vw, o.VW}, {t.mb, o.MB}, {t.vb, o.VB}} {
+		if err := h2d(c.dst, c.src); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Sync copies the device's parameters and moments to the host Params and
+// AdamW.
+func (t *Trainer) Sync() error {
+	defer t.d.enter()()
+	p, o := t.Params, t.Opt
+	for _, c := range []struct {
+		dst []float32
+		src buf
+	}{{p.WMid, t.wmid}, {p.BMid, t.bmid}, {o.MW, t.mw}, {o.VW, t.vw}, {o.MB, t.mb}, {o.VB, t.vb}} {
+		if err := d2h(c.dst, c.src); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Step runs forward, loss, backward and one AdamW update at learning rate
+// lr on acts and targets y (a device buffer (M, C)), and returns the
+// batch's loss and loss_norm, computed before the update
+// (midcoder.Trainer.Step).
+func (t *Trainer) Step(acts *Acts, y buf, lr float64) (loss, lossNorm float64, err error) {
+	defer t.d.enter()()
+	return t.step(acts, y, lr)
+}
+
+func (t *Trainer) step(acts *Acts, y buf, lr float64) (loss, lossNorm float64, err error) {
+	d, c, n, m := t.d, t.c, t.n, acts.M
+	if m > t.maxRows {
+		return 0, 0, fmt.Errorf("cuda: %d rows exceed the trainer's %d", m, t.maxRows)
+	}
+	o := t.Opt
+	o.Step++
+	k := o.Coeffs(lr, o.Step)
+	steps := []func() error{
+		// Forward: mid = acts @ W_mid + b_mid (gathered), pre = mid @ W_in + b_in,
+		// h = act(pre), out = h @ W_out + b_out.
+		func() error {
+			return d.launch("gather_mid", m, 256, t.mid, acts.indptr, acts.idx, acts.val, t.wmid, t.bmid, c)
+		},
+		func() error { return d.blas.gemm(false, false, m, n, c, 1, t.mid.p, c, t.win.p, n, 0, t.pre.p, n) },
+		func() error { return d.launch("bias_act", d.grid1D(m*n), 256, t.h, t.pre, t.bin, m, n, t.act) },
+		func() error { return d.linear(t.out, t.h, t.wout, t.bout, m, n, c, actNone) },
+		// Loss and its gradient 2(out − y)/(M·C), in place.
+		func() error { return zero(t.sums, 16) },
+		func() error {
+			return d.launch("mse_grad", d.grid1D(m*c), 256, t.out, y, m*c, float32(2/float64(m*c)), t.sums)
+		},
+		// Backward: dh = dout @ W_outᵀ, through the activation, dmid = dpre @ W_inᵀ.
+		func() error { return d.blas.gemm(false, true, m, n, c, 1, t.out.p, c, t.wout.p, c, 0, t.h.p, n) },
+		func() error {
+			if t.act == actReLU {
+				return d.launch("relu_grad", d.grid1D(m*n), 256, t.h, t.pre, int64(m*n))
+			}
+			return d.launch("gelu_new_grad", d.grid1D(m*n), 256, t.h, t.pre, int64(m*n))
+		},
+		func() error { return d.blas.gemm(false, true, m, c, n, 1, t.h.p, n, t.win.p, n, 0, t.mid.p, c) },
+		// Gradients of W_mid (scattered from the active rows) and b_mid.
+		func() error { return zero(t.gw, t.gw.bytes) },
+		func() error { return zero(t.gb, t.gb.bytes) },
+		func() error {
+			return d.launch("scatter_grad", m, 256, t.gw, t.gb, acts.indptr, acts.idx, acts.val, t.mid, c)
+		},
+		func() error { return t.adamw(t.bmid, t.mb, t.vb, t.gb, c, k) },
+		func() error { return t.adamw(t.wmid, t.mw, t.vw, t.gw, t.f*c, k) },
+	}
+	for _, s := range steps {
+		if err := s(); err != nil {
+			return 0, 0, err
+		}
+	}
+	var sums [2]float64
+	if err := d2h(sums[:], t.sums); err != nil {
+		return 0, 0, err
+	}
+	total := float64(m * c)
+	loss, meanY2 := sums[0]/total, sums[1]/total
+	return loss, loss / meanY2, nil
+}
+
+func (t *Trainer) adamw(theta, m, v, g buf, n int, s kernels.AdamWStep) error {
+	return t.d.launch("adamw", t.d.grid1D(n), 256, theta, m, v, g, n, s.Decay, s.B1, s.B1c, s.B2, s.B2c, s.BC2Sqrt, s.StepSize, s.Eps)
+}
