@@ -65,6 +65,11 @@ test-cuda: cuda-sdk
 	$(CUDA_ENV) $(GO) vet -tags cuda ./internal/cuda ./cmd/ctxdep
 	$(CUDA_ENV) $(GO) test -tags cuda -c -o /dev/null ./internal/cuda
 	$(MAKE) --no-print-directory build-cuda
+	@# Without a GPU the binary must stop with a clear error, exit 1: run it on the driver's link stub.
+	@mkdir -p bin/stub && ln -sf $(abspath $(CUDA_SDK))/lib/stubs/libcuda.so bin/stub/libcuda.so.1
+	@out=$$(LD_LIBRARY_PATH=bin/stub ./bin/ctxdep-cuda version 2>&1); rc=$$?; \
+	if [ $$rc = 1 ] && echo "$$out" | grep -q "needs a working GPU driver"; then echo "ctxdep-cuda without a GPU: exit 1, \"$$out\""; \
+	else echo "ctxdep-cuda without a GPU: want exit 1 and a clear error, got exit $$rc: $$out"; exit 1; fi
 
 test:
 	$(GO) vet ./...

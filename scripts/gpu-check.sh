@@ -42,8 +42,30 @@ grep -q '^PASS' "$out/tests.txt" || { echo "CUDA TESTS FAILED"; fail=1; }
 step "(a) CLI: fit --device cuda against --device cpu on the tiny bundle"
 m=testdata/tiny-gpt2 tcs=testdata/tiny-transcoders
 tmp=$(mktemp -d)
-"$bin/ctxdep" -q --model $m --layer 1 cache build --tokens testdata/tokens/tiny-int64.npy --out "$tmp/cache-cpu"
-"$bin/ctxdep" -q --device cuda --model $m --layer 1 cache build --tokens testdata/tokens/tiny-int64.npy --out "$tmp/cache-gpu" --with-acts --transcoders $tcs 2>&1 | tail -3
+trap 'rm -rf "$tmp"' EXIT
+for d in cpu cuda; do
+  "$bin/ctxdep" -q --device $d --model $m --layer 1 --transcoders $tcs cache build --tokens testdata/tokens/tiny-int64.npy \
+    --with-acts --batch-size 4 --sequences-per-shard 4 --out "$tmp/cache-$d" || { echo "cache build --device $d failed"; fail=1; }
+done
+"$py" - "$tmp" <<'EOF' || fail=1
+import glob, os, sys
+import numpy as np
+from safetensors.numpy import load_file
+d = sys.argv[1]
+ok = True
+for f in sorted(glob.glob(f"{d}/cache-cpu/shard-*.safetensors")):
+    a, b = load_file(f), load_file(f"{d}/cache-cuda/" + os.path.basename(f))
+    for k in ("x", "y"):
+        e = np.abs(a[k] - b[k]).max() / np.abs(a[k]).max()
+        ok &= bool(e < 1e-5)
+        print(f"cache build {os.path.basename(f)} {k}: max error {e:.2e} of the scale")
+    same = all(np.array_equal(a[k], b[k]) for k in ("tokens", "acts_indptr", "acts_indices"))
+    va = np.abs(a["acts_values"] - b["acts_values"]).max() if same else float("inf")
+    print(f"  tokens and acts' sparsity identical: {same}; acts values max |diff| {va:.2e}")
+    ok &= bool(same and va < 1e-4)
+print("CLI cache build --device cuda:", "OK" if ok else "FAIL")
+sys.exit(0 if ok else 1)
+EOF
 for d in cpu cuda; do
   "$bin/ctxdep" -q --device $d --model $m --transcoders $tcs fit --cache "$tmp/cache-cpu" --batch-size 2 --steps-per-epoch 3 --train-tokens 200 --out "$tmp/fit-$d" --json >"$tmp/fit-$d.json" 2>"$tmp/fit-$d.err" || { echo "fit --device $d failed:"; cat "$tmp/fit-$d.err"; fail=1; }
 done
@@ -57,14 +79,49 @@ print("fit history gpu:", [round(r["loss"], 7) for r in b])
 print(f"CLI fit: max relative loss difference {worst:.2e}", "OK" if worst < 1e-4 and len(a) == len(b) else "FAIL")
 sys.exit(0 if worst < 1e-4 and len(a) == len(b) else 1)
 EOF
-"$bin/ctxdep" --device cuda --model $m --layer 1 inspect-cache "$tmp/cache-gpu" --transcoders $tcs --json >"$out/inspect-gpu.json" 2>&1 && echo "inspect-cache of the GPU-built cache: OK" || { echo "inspect-cache of the GPU-built cache failed"; cat "$out/inspect-gpu.json"; fail=1; }
+# fit --data: token ids streamed from text, the whole step on the GPU.
+"$py" - "$tmp/docs.jsonl" <<'EOF'
+import json, random, sys
+random.seed(1)
+w = "the of and to in is was for on that with as by at from his her they this".split()
+with open(sys.argv[1], "w") as f:
+    for i in range(200):
+        f.write(json.dumps({"text": " ".join(random.choice(w) for _ in range(random.randint(5, 60)))}) + "\n")
+EOF
+for d in cpu cuda; do
+  "$bin/ctxdep" -q --device $d --model $m --transcoders $tcs --layer 1 fit --data "$tmp/docs.jsonl" --max-length 16 --batch-size 4 \
+    --steps-per-epoch 3 --train-tokens 300 --out "$tmp/fitd-$d" --json >"$tmp/fitd-$d.json" 2>"$tmp/fitd-$d.err" || { echo "fit --data --device $d failed:"; cat "$tmp/fitd-$d.err"; fail=1; }
+done
+"$py" - "$tmp" <<'EOF' || fail=1
+import json, sys
+d = sys.argv[1]
+a, b = json.load(open(f"{d}/fitd-cpu.json")), json.load(open(f"{d}/fitd-cuda.json"))
+w = max(abs(x["loss"] - y["loss"]) / abs(x["loss"]) for x, y in zip(a, b))
+print(f"CLI fit --data: {len(a)} epochs, max relative loss difference {w:.2e}", "OK" if w < 1e-4 and len(a) == len(b) else "FAIL")
+sys.exit(0 if w < 1e-4 and len(a) == len(b) else 1)
+EOF
+"$bin/ctxdep" --device cuda --model $m cache plan --n-tokens 1000000 --layer 1 2>&1 | tail -4
+"$bin/ctxdep" --device cuda --model $m --layer 1 inspect-cache "$tmp/cache-cuda" --transcoders $tcs --json >"$out/inspect-gpu.json" 2>&1 && echo "inspect-cache of the GPU-built cache: OK" || { echo "inspect-cache of the GPU-built cache failed"; cat "$out/inspect-gpu.json"; fail=1; }
+
+step "(a) bad input: no visible GPU, and a batch too large for the GPU's memory"
+msg=$(CUDA_VISIBLE_DEVICES= "$bin/ctxdep" version 2>&1); rc=$?
+echo "no visible GPU: exit $rc: $msg"; [ $rc = 1 ] || fail=1
+msg=$("$bin/ctxdep" -q --device cuda --model $m --layer 1 cache build --tokens testdata/tokens/tiny-int64.npy \
+  --batch-size 50000000 --out "$tmp/oom" 2>&1); rc=$?
+echo "oversized --batch-size: exit $rc: $msg"
+{ [ $rc = 1 ] && echo "$msg" | grep -q 'lower --batch-size' && [ ! -e "$tmp/oom" ]; } || { echo "FAIL: want exit 1, advice and no output"; fail=1; }
 
 step "(b) benchmarks: the CUDA backend"
-(cd internal/cuda && timeout 150 "../../$bin/cuda.test" -test.run '^$' -test.bench 'ForwardEncode|FitStep' -test.benchtime 20x -test.count 3 2>&1; \
+(cd internal/cuda && timeout 150 "../../$bin/cuda.test" -test.run '^$' -test.bench 'ForwardEncode|FitStep|Phases' -test.benchtime 20x -test.count 3 2>&1; \
  timeout 120 "../../$bin/cuda.test" -test.run '^$' -test.bench 'NotebookFit' -test.benchtime 3x -test.count 1 2>&1) | tee "$out/bench-go.txt" | grep -E '^Benchmark|device:'
 
 step "(c) the same pipeline in PyTorch, same GPU, float32 (TF32 off)"
 timeout 200 "$py" scripts/bench_torch.py --device cuda --batch 64 --midcoder --notebook-fit --reps 5 2>&1 | tee "$out/bench-torch.txt"
+
+step "(d) with --tf32: ctxdep and PyTorch both on TF32 tensor cores"
+(cd internal/cuda && CTXDEP_TF32=1 timeout 120 "../../$bin/cuda.test" -test.run 'TestForwardSmallShape' -test.v -test.bench 'NotebookFit' -test.benchtime 3x 2>&1) \
+  | tee "$out/bench-go-tf32.txt" | grep -E '^Benchmark|max error|^--- |device:'
+timeout 120 "$py" scripts/bench_torch.py --device cuda --tf32 --batch 64 --notebook-fit --reps 3 2>&1 | tee "$out/bench-torch-tf32.txt" | grep -E 'notebook|tf32'
 
 step "summary"
 med() { grep "$1" "$out/bench-go.txt" | grep -o '[0-9.e+]* tokens/s' | awk '{print $1}' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
@@ -80,7 +137,9 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2fx", a
   printf '%-44s %14s %14s %8s\n' "forward+encode, B=64, tokens/s" "$fe" "$tfe" "$(ratio "$fe" "$tfe")"
   printf '%-44s %14s %14s %8s\n' "fit step from token ids, B=64, tokens/s" "$fs" "$tfs" "$(ratio "$fs" "$tfs")"
   printf '%-44s %14s %14s %8s\n' "notebook fit, 163,840 tokens, seconds" "$nb" "$tnb" "$(ratio "$tnb" "$nb")"
+  nb32=$(grep BenchmarkNotebookFit "$out/bench-go-tf32.txt" | grep -o '[0-9.]* s/fit' | awk '{print $1}')
+  tnb32=$(grep 'notebook fit' "$out/bench-torch-tf32.txt" | awk '{print $(NF-4)}')
+  printf '%-44s %14s %14s %8s\n' "notebook fit with TF32 (--tf32), seconds" "$nb32" "$tnb32" "$(ratio "$tnb32" "$nb32")"
   echo "correctness: $([ $fail = 0 ] && echo PASS || echo FAIL)"
 } | tee "$out/summary.txt"
-rm -rf "$tmp"
 exit $fail

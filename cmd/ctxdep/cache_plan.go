@@ -13,6 +13,7 @@ import (
 
 	"github.com/ctxdep/ctxdep/internal/actcache"
 	"github.com/ctxdep/ctxdep/internal/cachebuild"
+	"github.com/ctxdep/ctxdep/internal/cuda"
 )
 
 type cachePlanOptions struct {
@@ -149,8 +150,25 @@ func runCachePlan(ctx context.Context, g *globalOptions, o *cachePlanOptions, le
 	layers := slices.Clone(o.layers)
 	slices.Sort(layers)
 	layers = slices.Compact(layers)
+	var dev *cuda.Device
+	if g.device == "cuda" {
+		if dev, err = g.openDevice(); err != nil {
+			return err
+		}
+		defer dev.Close()
+		res.BLAS = "cuda: " + dev.Name()
+	}
 	for _, l := range layers {
-		tps, err := cachebuild.Measure(ctx, m, l, o.sampleRows, t)
+		var pass cachebuild.Pass // the CPU's
+		if dev != nil {
+			f, err := dev.NewForward(m, l, nil, o.sampleRows, t)
+			if err != nil {
+				return err
+			}
+			defer f.Free()
+			pass = f
+		}
+		tps, err := cachebuild.Measure(ctx, m, pass, l, o.sampleRows, t)
 		if err != nil {
 			return err
 		}

@@ -260,7 +260,7 @@ func runFit(ctx context.Context, g *globalOptions, o *fitOptions, layerSet bool)
 		return err
 	}
 	meta.History = st.History
-	if err := sync.toHost(); err != nil {
+	if err := sync.params(); err != nil {
 		return err
 	}
 	if err := midcoder.Save(filepath.Join(o.out, midcoderFile), tr.Params, meta); err != nil {
@@ -314,7 +314,8 @@ type fitData struct {
 // fitSync copies a device's parameters to the host trainer (a no-op on the
 // CPU) and frees what the fit holds.
 type fitSync struct {
-	toHost func() error
+	toHost func() error // parameters and AdamW moments, for a checkpoint
+	params func() error // W_mid and b_mid, for the result
 	free   func()
 }
 
@@ -323,7 +324,8 @@ type fitSync struct {
 // StreamSource and tr. On CUDA: the whole step on the GPU, from x and y of
 // the cache or from the text's token ids.
 func (g *globalOptions) fitSteps(fd fitData, cfg midcoder.Config, tr *midcoder.Trainer, skip int64) (midcoder.StepFunc, fitSync, error) {
-	none := fitSync{toHost: func() error { return nil }, free: func() {}}
+	nop := func() error { return nil }
+	none := fitSync{toHost: nop, params: nop, free: func() {}}
 	t, b := cfg.ContextLength, cfg.BatchSize
 	if g.device != "cuda" {
 		var src midcoder.Source
@@ -374,5 +376,5 @@ func (g *globalOptions) fitSteps(fd fitData, cfg midcoder.Config, tr *midcoder.T
 		dev.Close()
 		return nil, none, err
 	}
-	return fit.Step, fitSync{toHost: fit.Sync, free: func() { fit.Free(); dev.Close() }}, nil
+	return fit.Step, fitSync{toHost: fit.Sync, params: fit.SyncParams, free: func() { fit.Free(); dev.Close() }}, nil
 }

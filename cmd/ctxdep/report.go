@@ -87,6 +87,7 @@ func loadReportMidcoder(file string, layer, dModel, dSAE int, model provenance.F
 }
 
 func runReport(ctx context.Context, g *globalOptions, o *reportOptions, layerSet bool) error {
+	g.cpuOnly("report")
 	switch {
 	case o.cache == "":
 		return usagef("report needs --cache DIR")

@@ -43,6 +43,49 @@ func (r Int32Rows) Read(dst []int32, first, n int) error {
 	return nil
 }
 
+// Pass computes one batch of a build: x and y (B·T·C each, into the
+// caller's slices) of tokens (B·T), and, when acts is not nil, the
+// transcoder's sparse activations of x. The CPU pass is NewCPUPass; the
+// GPU backend's cuda.Forward is another.
+type Pass interface {
+	Run(tokens []int32, b, t int, x, y []float32, acts *transcoder.Acts) error
+}
+
+// cpuPass is Pass on the CPU: gpt2.Model.RunToBlock and
+// transcoder.Encoder.Encode.
+type cpuPass struct {
+	m     *gpt2.Model
+	layer int
+	ws    *gpt2.Workspace
+	enc   *transcoder.Encoder
+}
+
+// NewCPUPass returns the CPU's Pass for batches of up to maxTokens tokens;
+// tc may be nil when no activations are asked for.
+func NewCPUPass(m *gpt2.Model, layer int, tc *transcoder.Transcoder, maxTokens int) Pass {
+	p := &cpuPass{m: m, layer: layer, ws: m.NewWorkspace(maxTokens)}
+	if tc != nil {
+		p.enc = tc.NewEncoder()
+	}
+	return p
+}
+
+func (p *cpuPass) Run(tokens []int32, b, t int, x, y []float32, acts *transcoder.Acts) error {
+	xb, yb, err := p.m.RunToBlock(p.ws, tokens, b, t, p.layer, nil)
+	if err != nil {
+		return err
+	}
+	copy(x, xb)
+	copy(y, yb)
+	if acts != nil {
+		if p.enc == nil {
+			return fmt.Errorf("cachebuild: activations asked of a pass without a transcoder")
+		}
+		p.enc.Encode(acts, xb, b*t)
+	}
+	return nil
+}
+
 // Options configures a build.
 type Options struct {
 	Out        string
@@ -66,6 +109,7 @@ type Options struct {
 	// caches its range of the NRows rows (actcache.Worker.Range) under
 	// worker file names, for `ctxdep cache merge` to join.
 	Shard *Shard
+	Pass  Pass // computes each batch; nil: the CPU (NewCPUPass)
 }
 
 // Shard is worker Index of Count.
@@ -118,14 +162,17 @@ func Build(ctx context.Context, o Options) (*actcache.Manifest, error) {
 		return nil, err
 	}
 	c, b := m.DModel, o.BatchSize
-	ws := m.NewWorkspace(b * t)
+	pass := o.Pass
+	if pass == nil {
+		pass = NewCPUPass(m, o.Layer, tc, b*t)
+	}
 	tokens := make([]int32, o.PerShard*t)
 	x := make([]float32, o.PerShard*t*c)
 	y := make([]float32, o.PerShard*t*c)
-	var enc *transcoder.Encoder
 	var acts, batchActs transcoder.Acts
+	var actsOut *transcoder.Acts
 	if tc != nil {
-		enc = tc.NewEncoder()
+		actsOut = &batchActs
 	}
 	if kept := w.NumKept(); kept > 0 && o.Progress != nil {
 		o.Progress.Logf("resuming: keeping %d of %d shards from an earlier run", kept, w.NumShards())
@@ -153,22 +200,19 @@ func Build(ctx context.Context, o Options) (*actcache.Manifest, error) {
 				return nil, err
 			}
 			nb := min(b, rows-r)
-			xb, yb, err := m.RunToBlock(ws, tokens[r*t:(r+nb)*t], nb, t, o.Layer, nil)
-			if err != nil {
+			lo, hi := r*t*c, (r+nb)*t*c
+			if err := pass.Run(tokens[r*t:(r+nb)*t], nb, t, x[lo:hi], y[lo:hi], actsOut); err != nil {
 				return nil, err
 			}
-			copy(x[r*t*c:], xb)
-			copy(y[r*t*c:], yb)
-			if enc != nil {
-				enc.Encode(&batchActs, xb, nb*t)
-				appendActs(&acts, &batchActs)
+			if actsOut != nil {
+				appendActs(&acts, actsOut)
 			}
 			if o.Progress != nil {
 				o.Progress.Add(int64(nb*t), "")
 			}
 		}
 		var a *transcoder.Acts
-		if enc != nil {
+		if actsOut != nil {
 			a = &acts
 		}
 		if err := w.WriteShard(i, tokens[:rows*t], x[:rows*t*c], y[:rows*t*c], a); err != nil {

@@ -25,7 +25,8 @@ func BytesPerToken(c int, dtype string) int64 {
 // allocates and touches the weights), and returns tokens per second.
 // Token ids are fixed (BOS, then a deterministic walk through the
 // vocabulary): the forward pass costs the same for any ids.
-func Measure(ctx context.Context, m *gpt2.Model, layer, rows, t int) (float64, error) {
+// pass is the Pass to time; nil means the CPU's.
+func Measure(ctx context.Context, m *gpt2.Model, pass Pass, layer, rows, t int) (float64, error) {
 	if layer < 0 || layer >= m.NLayer {
 		return 0, fmt.Errorf("layer %d is out of range: the model has layers 0..%d", layer, m.NLayer-1)
 	}
@@ -40,15 +41,18 @@ func Measure(ctx context.Context, m *gpt2.Model, layer, rows, t int) (float64, e
 			tokens[i] = int32((i * 7919) % (m.DVocab - 1))
 		}
 	}
-	ws := m.NewWorkspace(rows * t)
-	if _, _, err := m.RunToBlock(ws, tokens[:t], 1, t, layer, nil); err != nil {
+	if pass == nil {
+		pass = NewCPUPass(m, layer, nil, rows*t)
+	}
+	x, y := make([]float32, rows*t*m.DModel), make([]float32, rows*t*m.DModel)
+	if err := pass.Run(tokens[:t], 1, t, x, y, nil); err != nil {
 		return 0, err
 	}
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
 	start := time.Now()
-	if _, _, err := m.RunToBlock(ws, tokens, rows, t, layer, nil); err != nil {
+	if err := pass.Run(tokens, rows, t, x, y, nil); err != nil {
 		return 0, err
 	}
 	el := time.Since(start).Seconds()

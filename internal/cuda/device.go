@@ -11,6 +11,8 @@ import (
 	"unsafe"
 
 	"gorgonia.org/cu"
+
+	_ "github.com/ctxdep/ctxdep/internal/cuda/probe" // a clear error, before cu's init, when no GPU works
 )
 
 // Built reports whether this binary has the CUDA backend.
@@ -88,7 +90,7 @@ func Open(o Options) (*Device, error) {
 	return d, nil
 }
 
-var kernelNames = []string{"embed", "layernorm_pre", "add_inplace", "bias_act", "causal_softmax", "sub_bias",
+var kernelNames = []string{"embed", "layernorm_pre", "add_inplace", "bias_act", "causal_softmax", "split_heads", "merge_heads", "sub_bias",
 	"encode_count", "exclusive_scan", "encode_fill", "gather_mid", "scatter_grad", "mse_grad", "relu_grad",
 	"gelu_new_grad", "adamw"}
 

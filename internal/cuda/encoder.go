@@ -115,7 +115,7 @@ func (e *Encoder) encode(acts *Acts, x buf, m int) error {
 		}
 	}
 	acts.M, acts.NNZ = m, int(nnz[0])
-	return d.launch("encode_fill", m, 256, e.hidden, acts.indptr, acts.idx, acts.val, f, int64(acts.capNNZ))
+	return d.launch("encode_fill", m, 256, e.hidden, e.benc, acts.indptr, acts.idx, acts.val, f, int64(acts.capNNZ))
 }
 
 func (d *Device) growActs(a *Acts, need int) error {

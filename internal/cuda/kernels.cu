@@ -138,6 +138,28 @@ extern "C" __global__ void causal_softmax(float* s, int T, float scale) {
     for (int j = threadIdx.x; j < T; j += blockDim.x) row[j] = j <= p ? row[j] * inv : 0.0f;
 }
 
+// split_heads: qkv (B·T, 3C) with head i of Q, K, V at columns X·C + i·D
+// → heads (3, B, H, T, D), so that one strided-batched GEMM covers all
+// (row, head) pairs. One block per token.
+extern "C" __global__ void split_heads(float* heads, const float* qkv, int B, int T, int H, int D) {
+    int r = blockIdx.x, b = r / T, p = r % T, C = H * D;
+    size_t part = (size_t)B * T * C;
+    const float* src = qkv + (size_t)r * 3 * C;
+    for (int j = threadIdx.x; j < 3 * C; j += blockDim.x) {
+        int x = j / C, i = (j % C) / D, e = j % D;
+        heads[x * part + (((size_t)b * H + i) * T + p) * D + e] = src[j];
+    }
+}
+
+// merge_heads: zh (B, H, T, D) → z (B·T, C), head i at columns i·D.
+extern "C" __global__ void merge_heads(float* z, const float* zh, int B, int T, int H, int D) {
+    int r = blockIdx.x, b = r / T, p = r % T, C = H * D;
+    for (int j = threadIdx.x; j < C; j += blockDim.x) {
+        int i = j / D, e = j % D;
+        z[(size_t)r * C + j] = zh[(((size_t)b * H + i) * T + p) * D + e];
+    }
+}
+
 // sub_bias: dst[r, j] = x[r, j] − b[j] (the transcoder's x − b_dec).
 extern "C" __global__ void sub_bias(float* dst, const float* x, const float* b, int M, int C) {
     long long n = (long long)M * C;
@@ -145,16 +167,13 @@ extern "C" __global__ void sub_bias(float* dst, const float* x, const float* b, 
         dst[i] = x[i] - b[i % C];
 }
 
-// encode_count: h[r] ← h[r] + b_enc and counts[r] = #{j : h[r, j] > 0}.
-// One block per row.
-extern "C" __global__ void encode_count(float* h, const float* benc, long long* counts, int F) {
-    float* row = h + (size_t)blockIdx.x * F;
+// encode_count: counts[r] = #{j : h[r, j] + b_enc[j] > 0}, h = (x − b_dec) @ W_enc.
+// One block per row. h is left as it is: encode_fill adds b_enc again, which
+// costs less than writing the biased values back.
+extern "C" __global__ void encode_count(const float* h, const float* benc, long long* counts, int F) {
+    const float* row = h + (size_t)blockIdx.x * F;
     double n = 0;
-    for (int j = threadIdx.x; j < F; j += blockDim.x) {
-        float v = row[j] + benc[j];
-        row[j] = v;
-        n += v > 0.0f ? 1.0 : 0.0;
-    }
+    for (int j = threadIdx.x; j < F; j += blockDim.x) n += row[j] + benc[j] > 0.0f ? 1.0 : 0.0;
     n = block_sum_d(n);
     if (threadIdx.x == 0) counts[blockIdx.x] = (long long)n;
 }
@@ -186,11 +205,11 @@ extern "C" __global__ void exclusive_scan(long long* indptr, const long long* co
     }
 }
 
-// encode_fill: writes the positive entries of each row of h, in ascending
-// column order, to idx/val from indptr[r]. One block of 256 threads per
+// encode_fill: writes the positive entries of each row of h + b_enc, in
+// ascending column order, to idx/val from indptr[r]. One block of 256 threads per
 // row; nothing is written past cap entries (the caller grows its buffers
 // and runs again when indptr[M] > cap).
-extern "C" __global__ void encode_fill(const float* h, const long long* indptr, int* idx, float* val, int F, long long cap) {
+extern "C" __global__ void encode_fill(const float* h, const float* benc, const long long* indptr, int* idx, float* val, int F, long long cap) {
     __shared__ int warpCount[8];
     __shared__ long long base;
     const float* row = h + (size_t)blockIdx.x * F;
@@ -199,7 +218,7 @@ extern "C" __global__ void encode_fill(const float* h, const long long* indptr, 
     __syncthreads();
     for (int j0 = 0; j0 < F; j0 += 256) {
         int j = j0 + threadIdx.x;
-        float v = j < F ? row[j] : 0.0f;
+        float v = j < F ? row[j] + benc[j] : 0.0f;
         bool on = v > 0.0f;
         unsigned mask = __ballot_sync(FULL, on);
         if (lane == 0) warpCount[warp] = __popc(mask);

@@ -28,6 +28,7 @@ type Model struct {
 	z        buf // (B·T, C)
 	tmp      buf // (B·T, C): y after Run
 	hidden   buf // (B·T, N)
+	heads    buf // (3, B, H, T, D): Q, K, V by head; then pattern @ V in Q's place
 	scores   buf // (B, H, T, T)
 	all      allocList
 }
@@ -68,6 +69,7 @@ func (d *Device) LoadModel(m *gpt2.Model, layer, maxTokens, maxT int) (*Model, e
 	a.f32(&g.z, "attention output", maxTokens*c)
 	a.f32(&g.tmp, "block output", maxTokens*c)
 	a.f32(&g.hidden, "MLP hidden", maxTokens*n)
+	a.f32(&g.heads, "Q, K, V by head", maxTokens*3*c)
 	a.f32(&g.scores, "attention scores", maxTokens*m.NHead*maxT)
 	if a.err != nil {
 		a.freeAll()
@@ -130,28 +132,28 @@ func (g *Model) run(tokens []int32, b, t int) error {
 	return nil
 }
 
-// attention computes z from qkv: per head, the scores of all B rows in one
-// strided-batched GEMM, one causal softmax over all rows, then per head
-// pattern @ V (kernels.CausalAttention).
+// attention computes z from qkv (kernels.CausalAttention): the heads are
+// laid out as (B, H, T, D) so that the scores of all B·H (row, head) pairs
+// are one strided-batched GEMM, then one causal softmax over all rows,
+// pattern @ V as another batched GEMM, and the heads merged back.
 func (g *Model) attention(b, t, h, dh, c int, scale float32) error {
 	d := g.d
-	for hi := 0; hi < h; hi++ {
-		q, k := g.qkv.at(hi*dh), g.qkv.at(c+hi*dh)
-		s := g.scores.at(hi * t * t)
-		if err := d.blas.gemmBatched(false, true, t, t, dh, 1, q, 3*c, t*3*c, k, 3*c, t*3*c, 0, s, t, h*t*t, b); err != nil {
-			return err
-		}
+	part := b * t * c
+	q, k, v := g.heads.at(0), g.heads.at(part), g.heads.at(2*part)
+	if err := d.launch("split_heads", b*t, 256, g.heads, g.qkv, b, t, h, dh); err != nil {
+		return err
+	}
+	if err := d.blas.gemmBatched(false, true, t, t, dh, 1, q, dh, t*dh, k, dh, t*dh, 0, g.scores.p, t, t*t, b*h); err != nil {
+		return err
 	}
 	if err := d.launch("causal_softmax", b*h*t, 128, g.scores, t, scale); err != nil {
 		return err
 	}
-	for hi := 0; hi < h; hi++ {
-		v, s, z := g.qkv.at(2*c+hi*dh), g.scores.at(hi*t*t), g.z.at(hi*dh)
-		if err := d.blas.gemmBatched(false, false, t, dh, t, 1, s, t, h*t*t, v, 3*c, t*3*c, 0, z, c, t*c, b); err != nil {
-			return err
-		}
+	// The pattern @ V of each pair goes where its Q was (no longer needed).
+	if err := d.blas.gemmBatched(false, false, t, dh, t, 1, g.scores.p, t, t*t, v, dh, t*dh, 0, q, dh, t*dh, b*h); err != nil {
+		return err
 	}
-	return nil
+	return d.launch("merge_heads", b*t, 256, g.z, g.heads, b, t, h, dh)
 }
 
 // Activations of the bias_act kernel.

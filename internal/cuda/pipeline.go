@@ -224,6 +224,9 @@ func (f *Fit) Step(ctx context.Context, n int, lr float64) (loss, lossNorm float
 // Sync copies the parameters and moments to the host trainer.
 func (f *Fit) Sync() error { return f.tr.Sync() }
 
+// SyncParams copies W_mid and b_mid (not the moments) to the host trainer.
+func (f *Fit) SyncParams() error { return f.tr.SyncParams() }
+
 // Load copies the host trainer's parameters and moments to the device.
 func (f *Fit) Load() error { return f.tr.Load() }
 

@@ -67,6 +67,9 @@ func (f *Fit) Step(context.Context, int, float64) (float64, float64, error) { re
 // Sync fails: this build has no CUDA backend.
 func (f *Fit) Sync() error { return ErrNotBuilt }
 
+// SyncParams fails: this build has no CUDA backend.
+func (f *Fit) SyncParams() error { return ErrNotBuilt }
+
 // Load fails: this build has no CUDA backend.
 func (f *Fit) Load() error { return ErrNotBuilt }
 

@@ -115,6 +115,16 @@ func (t *Trainer) Sync() error {
 	return nil
 }
 
+// SyncParams copies only W_mid and b_mid to the host Params: what a
+// finished fit saves.
+func (t *Trainer) SyncParams() error {
+	defer t.d.enter()()
+	if err := d2h(t.Params.WMid, t.wmid); err != nil {
+		return err
+	}
+	return d2h(t.Params.BMid, t.bmid)
+}
+
 // Step runs forward, loss, backward and one AdamW update at learning rate
 // lr on acts and targets y (a device buffer (M, C)), and returns the
 // batch's loss and loss_norm, computed before the update
