@@ -1,7 +1,9 @@
 # ctxdep — build, test, benchmark.
 #
 #   make build        ./bin/ctxdep with OpenBLAS when libopenblas is installed, else pure Go
-#   make test         vet + all tests (and the OpenBLAS build's numerics tests when available)
+#   make test         vet + all tests; the OpenBLAS build's numerics tests, the CUDA build
+#                     (compile, link, no-GPU error) and a real Slurm job array when their
+#                     prerequisites are installed (.ci/run installs them all)
 #   make demo         the main job end to end on the tiny synthetic bundle in testdata/
 #   make bench        forward / encode benchmarks at GPT-2-small shapes, both BLAS backends
 #   make build-cuda   ./bin/ctxdep-cuda with the CUDA backend (compiles without a GPU: see README)
@@ -78,6 +80,10 @@ test:
 		echo "OpenBLAS build: numerics tests"; \
 		CGO_ENABLED=1 $(GO) test -tags openblas ./internal/blasimpl ./internal/kernels ./internal/gpt2 ./internal/transcoder ./internal/cachebuild ./internal/midcoder; \
 	else echo "libopenblas not found: skipped the OpenBLAS build's tests"; fi
+	@if [ -f $(CUDA_SDK)/include/cuda.h ]; then $(MAKE) --no-print-directory test-cuda; \
+	else echo "no CUDA 11.8 headers in $(CUDA_SDK) (scripts/cuda-sdk.sh fetches them): skipped the CUDA build"; fi
+	@if command -v slurmctld >/dev/null && command -v munged >/dev/null && [ "$$(id -u)" = 0 ]; then ./scripts/slurm-test.sh; \
+	else echo "slurm-wlm and munge not installed, or not root (scripts/slurm-test.sh install): skipped the Slurm array test"; fi
 
 demo: build
 	./scripts/demo.sh $(BIN)

@@ -320,6 +320,14 @@ func resolveShard(flag string, flagCount int, countSet bool, getenv func(string)
 			return nil, err
 		}
 		src := "SLURM_ARRAY_TASK_ID=" + v
+		if n, csrc, err := count(); err != nil {
+			return nil, err
+		} else if csrc != "" {
+			// A count given with the task ID: a rerun of some tasks of the
+			// array (sbatch --array=3), whose own size says nothing, so the
+			// task ID is the worker index.
+			return finish(id, n, src+", "+csrc)
+		}
 		lo := 0
 		if v := getenv("SLURM_ARRAY_TASK_MIN"); v != "" {
 			if lo, err = num("$SLURM_ARRAY_TASK_MIN", v); err != nil {
@@ -354,14 +362,10 @@ func resolveShard(flag string, flagCount int, countSet bool, getenv func(string)
 			src += ", SLURM_ARRAY_TASK_COUNT=" + v
 		}
 		if n < 0 {
-			c, csrc, err := count()
-			if err != nil {
-				return nil, err
-			}
-			if csrc == "" {
-				return nil, usagef("%s is set but not the array's size ($SLURM_ARRAY_TASK_COUNT or $SLURM_ARRAY_TASK_MAX): pass --shard i/N or --shard-count N", src)
-			}
-			n, src = c, src+", "+csrc
+			return nil, usagef("%s is set but not the array's size ($SLURM_ARRAY_TASK_COUNT or $SLURM_ARRAY_TASK_MAX): pass --shard i/N or --shard-count N", src)
+		}
+		if n == 1 && id > 0 {
+			return nil, usagef("a one-task Slurm array with task ID %d (%s): to rerun task %d of a larger array, set $CTXDEP_SHARD_COUNT or --shard-count to the array's size; to build the whole cache on this machine, pass --shard none", id, src, id)
 		}
 		return finish(id-lo, n, src)
 	case getenv("JOB_COMPLETION_INDEX") != "":
