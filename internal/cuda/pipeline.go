@@ -15,10 +15,10 @@ import (
 // start with; they grow when a batch needs more.
 const startL0 = 128
 
-// Forward is `cache build`'s pass on the device: GPT-2 to block L and,
-// optionally, the transcoder's encoder; x, y and the activations come back
-// to the host.
-type Forward struct {
+// devicePass holds what a pass over a batch uses on the device: the model
+// to block L (nil when x comes from a cache), the encoder and its
+// activations.
+type devicePass struct {
 	d    *Device
 	m    *Model
 	enc  *Encoder
@@ -26,10 +26,27 @@ type Forward struct {
 	c    int
 }
 
+func (p *devicePass) free() {
+	if p.m != nil {
+		p.m.Free()
+	}
+	if p.enc != nil {
+		p.enc.Free()
+	}
+	if p.acts != nil {
+		p.d.FreeActs(p.acts)
+	}
+}
+
+// Forward is `cache build`'s pass on the device: GPT-2 to block L and,
+// optionally, the transcoder's encoder; x, y and the activations come back
+// to the host.
+type Forward struct{ devicePass }
+
 // NewForward prepares passes of up to maxRows rows of t tokens; tc may be
 // nil (no activations).
 func (d *Device) NewForward(m *gpt2.Model, layer int, tc *transcoder.Transcoder, maxRows, t int) (*Forward, error) {
-	f := &Forward{d: d, c: m.DModel}
+	f := &Forward{devicePass{d: d, c: m.DModel}}
 	var err error
 	if f.m, err = d.LoadModel(m, layer, maxRows*t, t); err != nil {
 		return nil, err
@@ -72,29 +89,16 @@ func (f *Forward) Run(tokens []int32, b, t int, x, y []float32, acts *transcoder
 }
 
 // Free releases the device memory.
-func (f *Forward) Free() {
-	if f.m != nil {
-		f.m.Free()
-	}
-	if f.enc != nil {
-		f.enc.Free()
-	}
-	if f.acts != nil {
-		f.d.FreeActs(f.acts)
-	}
-}
+func (f *Forward) Free() { f.free() }
 
 // Fit is a fit's step on the device: from token ids (forward to block L,
 // encode, train) or from cached x and y (encode, train). Only the losses
 // come back each step; Sync copies the parameters to the host.
 type Fit struct {
-	d      *Device
-	m      *Model // nil for x, y input
-	enc    *Encoder
-	acts   *Acts
+	devicePass
 	tr     *Trainer
 	x, y   buf // device x and y of x, y input
-	t, c   int
+	t      int
 	rows   chan tokenBatch
 	cancel context.CancelFunc
 	nextXY func(ctx context.Context, n int) (x, y []float32, err error)
@@ -161,7 +165,7 @@ func (d *Device) NewXYFit(tc *transcoder.Transcoder, host *midcoder.Trainer, nex
 }
 
 func (d *Device) newFit(tc *transcoder.Transcoder, host *midcoder.Trainer, t, b int) (*Fit, error) {
-	f := &Fit{d: d, t: t, c: host.MLP.C}
+	f := &Fit{devicePass: devicePass{d: d, c: host.MLP.C}, t: t}
 	var err error
 	if f.enc, err = d.LoadEncoder(tc, b*t); err != nil {
 		return nil, err
@@ -235,15 +239,7 @@ func (f *Fit) Free() {
 	if f.cancel != nil {
 		f.cancel()
 	}
-	if f.m != nil {
-		f.m.Free()
-	}
-	if f.enc != nil {
-		f.enc.Free()
-	}
-	if f.acts != nil {
-		f.d.FreeActs(f.acts)
-	}
+	f.free()
 	if f.tr != nil {
 		f.tr.Free()
 	}

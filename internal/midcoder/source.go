@@ -85,20 +85,29 @@ func (s *CacheSource) advance() error {
 	return s.load(next)
 }
 
+// sequences calls fn with the first row (in the loaded shard) of each of
+// the next n sequences, loading shards as it goes.
+func (s *CacheSource) sequences(ctx context.Context, n int, fn func(r0 int)) error {
+	for k := 0; k < n; k++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := s.advance(); err != nil {
+			return err
+		}
+		fn(s.pos * s.t)
+		s.pos++
+	}
+	return nil
+}
+
 // Next implements Source.
 func (s *CacheSource) Next(ctx context.Context, n int) (*transcoder.Acts, []float32, error) {
 	t, c := s.t, s.c
 	b := &s.batch
 	b.Indptr, b.Indices, b.Values = append(b.Indptr[:0], 0), b.Indices[:0], b.Values[:0]
 	s.y = s.y[:0]
-	for k := 0; k < n; k++ {
-		if err := ctx.Err(); err != nil {
-			return nil, nil, err
-		}
-		if err := s.advance(); err != nil {
-			return nil, nil, err
-		}
-		r0 := s.pos * t
+	err := s.sequences(ctx, n, func(r0 int) {
 		s.y = append(s.y, s.data.Y[r0*c:(r0+t)*c]...)
 		base := b.Indptr[len(b.Indptr)-1] - s.acts.Indptr[r0]
 		for r := r0; r < r0+t; r++ {
@@ -107,7 +116,9 @@ func (s *CacheSource) Next(ctx context.Context, n int) (*transcoder.Acts, []floa
 		lo, hi := s.acts.Indptr[r0], s.acts.Indptr[r0+t]
 		b.Indices = append(b.Indices, s.acts.Indices[lo:hi]...)
 		b.Values = append(b.Values, s.acts.Values[lo:hi]...)
-		s.pos++
+	})
+	if err != nil {
+		return nil, nil, err
 	}
 	return b, s.y, nil
 }
@@ -124,17 +135,12 @@ func NewCacheXYSource(c *actcache.Cache) *CacheSource {
 func (s *CacheSource) NextXY(ctx context.Context, n int) (x, y []float32, err error) {
 	t, c := s.t, s.c
 	s.x, s.y = s.x[:0], s.y[:0]
-	for k := 0; k < n; k++ {
-		if err := ctx.Err(); err != nil {
-			return nil, nil, err
-		}
-		if err := s.advance(); err != nil {
-			return nil, nil, err
-		}
-		r0 := s.pos * t
+	err = s.sequences(ctx, n, func(r0 int) {
 		s.x = append(s.x, s.data.X[r0*c:(r0+t)*c]...)
 		s.y = append(s.y, s.data.Y[r0*c:(r0+t)*c]...)
-		s.pos++
+	})
+	if err != nil {
+		return nil, nil, err
 	}
 	return s.x, s.y, nil
 }
