@@ -103,9 +103,12 @@ EOF
 "$bin/ctxdep" --device cuda --model $m cache plan --n-tokens 1000000 --layer 1 2>&1 | tail -4
 "$bin/ctxdep" --device cuda --model $m --layer 1 inspect-cache "$tmp/cache-cuda" --transcoders $tcs --json >"$out/inspect-gpu.json" 2>&1 && echo "inspect-cache of the GPU-built cache: OK" || { echo "inspect-cache of the GPU-built cache failed"; cat "$out/inspect-gpu.json"; fail=1; }
 
-step "(a) bad input: no visible GPU, and a batch too large for the GPU's memory"
+step "(a) bad input: no visible GPU, no cuBLAS, and a batch too large for the GPU's memory"
 msg=$(CUDA_VISIBLE_DEVICES= "$bin/ctxdep" version 2>&1); rc=$?
 echo "no visible GPU: exit $rc: $msg"; [ $rc = 1 ] || fail=1
+msg=$(CTXDEP_CUBLAS=/nonexistent/libcublas.so.13 "$bin/ctxdep" -q --device cuda --model $m --layer 1 --transcoders $tcs fit \
+  --cache "$tmp/cache-cpu" --out "$tmp/nocublas" 2>&1); rc=$?
+echo "no cuBLAS: exit $rc: $msg"; { [ $rc = 1 ] && echo "$msg" | grep -q 'cuBLAS not found'; } || { echo "FAIL: want exit 1 and 'cuBLAS not found'"; fail=1; }
 msg=$("$bin/ctxdep" -q --device cuda --model $m --layer 1 cache build --tokens testdata/tokens/tiny-int64.npy \
   --batch-size 50000000 --out "$tmp/oom" 2>&1); rc=$?
 echo "oversized --batch-size: exit $rc: $msg"
