@@ -162,9 +162,6 @@ func runFit(ctx context.Context, g *globalOptions, o *fitOptions, layerSet bool)
 	key := midcoder.Key(o.cfg, prov)
 	meta := midcoder.Meta{Layer: o.cfg.Layer, DModel: model.DModel, DSAE: tc.DSAE, Method: "fit", Config: o.cfg, Provenance: prov, CreatedBy: "ctxdep " + version}
 
-	if err := os.MkdirAll(o.out, 0o755); err != nil {
-		return err
-	}
 	ckpt := filepath.Join(o.out, checkpointFile)
 	_, ckptErr := os.Stat(ckpt)
 	if !o.resume {
@@ -210,6 +207,11 @@ func runFit(ctx context.Context, g *globalOptions, o *fitOptions, layerSet bool)
 		return err
 	}
 	defer sync.free()
+	// --out is made only now, so that a fit that cannot start (no GPU, no
+	// memory) leaves nothing behind.
+	if err := os.MkdirAll(o.out, 0o755); err != nil {
+		return err
+	}
 	epochs := o.cfg.Epochs()
 	total := int64(epochs * o.cfg.StepsPerEpoch)
 	bar := progress.New(g.stderr, "fit", total, "steps", g.quiet)
