@@ -102,6 +102,10 @@ Without --shard the worker comes from the environment:
 so one command line runs under either. --shard none builds on this machine
 alone whatever the environment says (e.g. a Slurm array over layers).
 
+With --device cuda (a build with CUDA, make build-cuda) the forward pass and
+the encoder run on the GPU, x, y and the activations being copied back for
+writing; --tf32 lets its GEMMs use TF32 tensor cores.
+
 Exit status: 0 done, 1 runtime error, 2 usage error (bad --shard, or a
 worker index or count from the environment that does not make sense),
 130 interrupted (resumable).`,

@@ -72,6 +72,11 @@ history.csv (epoch,loss,loss_norm,lr). A checkpoint is written at each epoch end
 after an interruption (Ctrl-C) --resume continues from it to the same result as an
 uninterrupted run.
 
+With --device cuda (a build with CUDA, make build-cuda) each step runs on the GPU:
+from --data, token ids go in and the forward pass, the encoder and the midcoder
+step stay there; from --cache, x and y go in. Only the losses come back, and the
+parameters at each checkpoint. Exact float32 by default; --tf32 is ~3x faster.
+
 The notebook's run: --batch-size 64 --steps-per-epoch 10 --train-tokens 100000.`,
 		Example: `  ctxdep fit --cache cache-l8 --out fit-l8 --batch-size 64 --steps-per-epoch 10 --train-tokens 100000
   ctxdep fit --cache /tmp/cache --model testdata/tiny-gpt2 --transcoders testdata/tiny-transcoders \

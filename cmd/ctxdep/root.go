@@ -57,7 +57,7 @@ Exit status: 0 success, 1 runtime error, 2 usage error, 130 interrupted.`,
 	f.StringVar(&g.transcoders, "transcoders", "", "directory of per-layer transcoder files final_sparse_autoencoder_gpt2-small_blocks.{L}.ln2.hook_normalized_{F}.pt\n(default $CTXDEP_TRANSCODERS, else the hub cache entry of pchlenski/gpt2-transcoders)")
 	f.StringVar(&g.transcoder, "transcoder", "", "one transcoder .pt file, instead of looking it up in --transcoders")
 	f.IntVar(&g.layer, "layer", 8, "transformer block L whose MLP the transcoder replaces")
-	f.StringVar(&g.device, "device", "cpu", "cpu or cuda: where cache build and fit run (a build with CUDA: make build-cuda)")
+	f.StringVar(&g.device, "device", "cpu", "cpu or cuda: where cache build, cache plan and fit run (cuda needs a build with CUDA: make build-cuda)")
 	f.BoolVar(&g.tf32, "tf32", false, "with --device cuda, let cuBLAS use TF32 tensor cores for GEMMs (faster; ~1e-3 relative error instead of float32's exact products)")
 	f.IntVar(&g.threads, "threads", 0, "CPU threads to use (default: all cores)")
 	f.BoolVarP(&g.quiet, "quiet", "q", false, "no progress output")
