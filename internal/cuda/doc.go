@@ -1,5 +1,24 @@
-// Package cuda is the GPU backend (build tag cuda). In a build without the
-// tag, as this one, it only reports that CUDA is not available, so that
-// `--device cuda` fails with a clear message instead of silently running
-// on the CPU.
+// Package cuda is the GPU backend (build tag cuda): GPT-2 to block L, the
+// transcoder's encoder and the midcoder's training step on one NVIDIA GPU,
+// computing what internal/gpt2, internal/transcoder and internal/midcoder
+// compute on the CPU, to float32 rounding.
+//
+// The driver API (context, memory, module, launches) goes through
+// gorgonia.org/cu, the only importer of it in ctxdep; cuBLAS is loaded at
+// run time (cublas.go), so the binary is not tied to one CUDA version; the
+// other kernels are ctxdep's own (kernels.cu, embedded as PTX for
+// compute_80, `make ptx`). In a build without the tag, stub.go exports the
+// same API and every call reports that this binary has no CUDA, so that
+// `--device cuda` fails clearly instead of running on the CPU.
+//
+// Shape key: B rows of T tokens, M = B·T, C = d_model, N = d_mlp, H heads
+// of D, F transcoder features. Matrices are row-major float32, as on the
+// CPU; cuBLAS (column-major) computes their transposes.
+//
+// Invariants: every method makes the Device's context current on its OS
+// thread for its duration; all work goes to the default stream, so
+// kernels and GEMMs run in call order and a copy to the host waits for
+// them. Activations on the device are CSR with ascending features per row,
+// as transcoder.Acts. The W_mid gradient is summed with float atomics, so
+// its last bits (not its value to float32 tolerance) vary run to run.
 package cuda
