@@ -10,16 +10,20 @@ import (
 type Info struct {
 	Backend string // "gonum" (pure Go) or "openblas"
 	Kernel  string // the kernel OpenBLAS picked for this CPU, or "pure-go"
-	Threads int    // threads the BLAS may use
+	Threads int    // the threads Use was given, for reports
 }
 
-// Use installs the build's BLAS as blas32's implementation and limits it to
-// threads threads (0 means all cores). It returns what is now in use.
+// Use installs the build's BLAS as blas32's implementation and returns what
+// is now in use, with threads (0 means all cores) recorded in Info.Threads.
+// It limits nothing itself: OpenBLAS always runs single-threaded, and
+// gonum's Sgemm and kernels.MatMul use GOMAXPROCS goroutines, which the
+// CLI sets from --threads.
 func Use(threads int) Info {
 	if threads <= 0 {
 		threads = runtime.NumCPU()
 	}
-	impl, info := implementation(threads)
+	impl, info := implementation()
+	info.Threads = threads
 	blas32.Use(impl)
 	return info
 }

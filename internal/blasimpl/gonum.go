@@ -10,8 +10,8 @@ import (
 // Built reports the backend compiled into this binary.
 const Built = "gonum"
 
-func implementation(threads int) (blas.Float32, Info) {
+func implementation() (blas.Float32, Info) {
 	// gonum's Sgemm splits work over GOMAXPROCS goroutines; the caller sets
 	// GOMAXPROCS from --threads.
-	return gonum.Implementation{}, Info{Backend: Built, Kernel: "pure-go", Threads: threads}
+	return gonum.Implementation{}, Info{Backend: Built, Kernel: "pure-go"}
 }

@@ -18,11 +18,11 @@ import (
 // Built reports the backend compiled into this binary.
 const Built = "openblas"
 
-func implementation(threads int) (blas.Float32, Info) {
+func implementation() (blas.Float32, Info) {
 	// OpenBLAS itself runs single-threaded: kernels.MatMul splits rows over
 	// goroutines, and attention runs many small GEMMs concurrently, which
 	// OpenBLAS's own threads would contend for.
 	C.openblas_set_num_threads(1)
 	kernel := C.GoString(C.openblas_get_corename())
-	return netlib.Implementation{}, Info{Backend: Built, Kernel: kernel, Threads: threads}
+	return netlib.Implementation{}, Info{Backend: Built, Kernel: kernel}
 }

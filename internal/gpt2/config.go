@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+
+	"github.com/ctxdep/ctxdep/internal/kernels"
 )
 
 // Config holds the shapes and constants of a GPT-2 model, read from a
@@ -33,7 +35,6 @@ type hfConfig struct {
 	ActivationFunction         *string  `json:"activation_function"`
 	ScaleAttnWeights           *bool    `json:"scale_attn_weights"`
 	ScaleAttnByInverseLayerIdx *bool    `json:"scale_attn_by_inverse_layer_idx"`
-	ReorderAndUpcastAttn       *bool    `json:"reorder_and_upcast_attn"`
 }
 
 // ReadConfig reads and validates a Hugging Face GPT-2 config.json.
@@ -63,7 +64,7 @@ func ReadConfig(path string) (Config, error) {
 			return bad("%s = %d is out of range", f.name, *f.v)
 		}
 	}
-	c := Config{NLayer: *h.NLayer, NHead: *h.NHead, DModel: *h.NEmbd, DVocab: *h.VocabSize, Eps: 1e-5}
+	c := Config{NLayer: *h.NLayer, NHead: *h.NHead, DModel: *h.NEmbd, DVocab: *h.VocabSize, Eps: kernels.LayerNormEps}
 	switch {
 	case h.NPositions != nil:
 		c.NCtx = *h.NPositions

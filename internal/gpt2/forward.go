@@ -155,7 +155,7 @@ func (m *Model) unembedLoss(ws *Workspace, tokens []int32, b, t int) []float32 {
 		}
 		kernels.Linear(lg, xs, m.WU, m.BU, k, c, v)
 		ce := ws.tmp[:k] // tmp is free too
-		kernels.CrossEntropyRows(ce, nil, lg, ws.target[:k], k, v)
+		kernels.CrossEntropyRows(ce, lg, ws.target[:k], k, v)
 		for i, r := range rows {
 			out[(r/t)*(t-1)+r%t] = ce[i]
 		}
@@ -249,8 +249,7 @@ func (m *Model) embed(resid []float32, tokens []int32, mt, t int) {
 }
 
 func addInPlace(dst, src []float32) {
-	kernels.ParallelFor(len(dst)/4096+1, func(lo, hi int) {
-		lo, hi = lo*4096, min(hi*4096, len(dst))
+	kernels.ParallelChunks(len(dst), 4096, func(lo, hi int) {
 		d, s := dst[lo:hi], src[lo:hi]
 		for i := range d {
 			d[i] += s[i]

@@ -16,7 +16,6 @@ func BenchmarkRunToBlock8(b *testing.B) {
 	const bs, t = 32, 128
 	tok := RandomTokens(bs*t, m.DVocab, 2)
 	ws := m.NewWorkspace(bs * t)
-	b.ResetTimer()
 	for b.Loop() {
 		if _, _, err := m.RunToBlock(ws, tok, bs, t, 8, nil); err != nil {
 			b.Fatal(err)

@@ -1,10 +1,14 @@
 package gpt2
 
-import "math/rand/v2"
+import (
+	"math/rand/v2"
+
+	"github.com/ctxdep/ctxdep/internal/kernels"
+)
 
 // Small returns GPT-2 small's configuration (SPEC §3.1).
 func Small() Config {
-	return Config{NLayer: 12, NHead: 12, DModel: 768, DHead: 64, DMLP: 3072, NCtx: 1024, DVocab: 50257, Eps: 1e-5}
+	return Config{NLayer: 12, NHead: 12, DModel: 768, DHead: 64, DMLP: 3072, NCtx: 1024, DVocab: 50257, Eps: kernels.LayerNormEps}
 }
 
 // Random returns a model of shape cfg with seeded N(0, 0.02²) weights

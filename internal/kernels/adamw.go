@@ -10,6 +10,23 @@ type AdamWStep struct {
 	Decay, B1, B1c, B2, B2c, BC2Sqrt, StepSize, Eps float32
 }
 
+// TorchAdamWStep returns step t (counted from 1) of AdamW at learning rate
+// lr, weight decay weightDecay, betas beta1, beta2 and eps, computed in
+// float64 as torch computes them (Python floats) before it applies them to
+// float32 tensors.
+func TorchAdamWStep(lr, weightDecay, beta1, beta2, eps float64, t int) AdamWStep {
+	bc1 := 1 - math.Pow(beta1, float64(t))
+	bc2 := 1 - math.Pow(beta2, float64(t))
+	return AdamWStep{
+		Decay: float32(1 - lr*weightDecay),
+		B1:    float32(beta1), B1c: float32(1 - beta1),
+		B2: float32(beta2), B2c: float32(1 - beta2),
+		BC2Sqrt:  float32(math.Sqrt(bc2)),
+		StepSize: float32(lr / bc1),
+		Eps:      float32(eps),
+	}
+}
+
 // Update applies the step to parameters theta with moments m and v and
 // gradient g (nil means zero: the parameters still decay and move, as in
 // torch, where every parameter has a gradient, zero or not):

@@ -1,14 +1,11 @@
 package kernels
 
-// adamwAsmSupported reports whether this CPU and OS run the assembly AdamW
-// kernel. adamwAVX needs only AVX; it is gated on hasAVX2FMA (cpu_amd64.go)
-// with the other kernels, which every CPU with AVX since Haswell passes.
-var adamwAsmSupported = hasAVX2FMA
-
 // useAdamWAsm selects the assembly kernel in AdamWStep.Update; tests switch
 // it off to exercise updateGo on the same machine. It must stay false where
-// adamwAsmSupported is.
-var useAdamWAsm = adamwAsmSupported
+// hasAVX2FMA is. adamwAVX needs only AVX; it is gated on hasAVX2FMA
+// (cpu_amd64.go) with the other kernels, which every CPU with AVX since
+// Haswell passes.
+var useAdamWAsm = hasAVX2FMA
 
 // updateAsm runs adamwAVX over the leading multiple of 8 elements and
 // returns how many it did. The slices have Update's lengths.

@@ -4,9 +4,6 @@ package kernels
 
 // Without an assembly kernel for this architecture AdamWStep.Update is
 // updateGo only.
-var (
-	adamwAsmSupported = false
-	useAdamWAsm       = false
-)
+var useAdamWAsm = false
 
 func (k *AdamWStep) updateAsm(theta, m, v, g []float32) int { return 0 }

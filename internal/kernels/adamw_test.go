@@ -3,45 +3,14 @@ package kernels
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/ctxdep/ctxdep/internal/testutil"
 )
 
-// adamwPaths runs f once per AdamWStep.Update implementation this machine
-// has: the assembly kernel (where adamwAsmSupported) and the pure-Go
-// updateGo, chosen through useAdamWAsm and restored afterwards.
-func adamwPaths(t *testing.T, f func(t *testing.T)) {
-	t.Helper()
-	saved := useAdamWAsm
-	t.Cleanup(func() { useAdamWAsm = saved })
-	for _, asm := range []bool{true, false} {
-		name := "go"
-		if asm {
-			name = "asm"
-			if !adamwAsmSupported {
-				t.Logf("no assembly kernel on this CPU/architecture; testing updateGo only")
-				continue
-			}
-		}
-		useAdamWAsm = asm
-		t.Run(name, f)
-	}
-}
-
-// adamwCoeffs is the step of midcoder.AdamW.coeffs: torch's defaults β1 =
-// 0.9, β2 = 0.999, eps = 1e-8 at learning rate lr, weight decay wd, step t.
-func adamwCoeffs(lr, wd float64, t int) AdamWStep {
-	const b1, b2 = 0.9, 0.999
-	return AdamWStep{
-		Decay: float32(1 - lr*wd),
-		B1:    b1, B1c: float32(1 - b1),
-		B2: b2, B2c: float32(1 - b2),
-		BC2Sqrt:  float32(math.Sqrt(1 - math.Pow(b2, float64(t)))),
-		StepSize: float32(lr / (1 - math.Pow(b1, float64(t)))),
-		Eps:      1e-8,
-	}
-}
+// torch.optim.AdamW's default betas and eps.
+const beta1, beta2, eps = 0.9, 0.999, 1e-8
 
 // adamwState is parameters, moments and gradients of n elements as a
 // training run has them: θ ~ N(0, 0.05²), m ~ N(0, σ²) and v ~ σ²·χ²
@@ -66,16 +35,9 @@ func adamwState(r *rand.Rand, n int) (theta, m, v, g []float32) {
 	return
 }
 
-func clone32(s []float32) []float32 {
-	if s == nil {
-		return nil
-	}
-	return append([]float32(nil), s...)
-}
-
 // adamwGo applies k through updateGo to copies of the state.
 func adamwGo(k AdamWStep, theta, m, v, g []float32) (th, mm, vv []float32) {
-	th, mm, vv = clone32(theta), clone32(m), clone32(v)
+	th, mm, vv = slices.Clone(theta), slices.Clone(m), slices.Clone(v)
 	k.updateGo(th, mm, vv, g)
 	return
 }
@@ -111,7 +73,7 @@ func adamwSame(t *testing.T, what string, got, want []float32) {
 // gradient, over learning rates and steps that span torch's bias
 // corrections.
 func TestAdamWAsmMatchesGo(t *testing.T) {
-	if !adamwAsmSupported {
+	if !hasAVX2FMA {
 		t.Skip("no assembly kernel on this CPU/architecture")
 	}
 	saved := useAdamWAsm
@@ -122,11 +84,11 @@ func TestAdamWAsmMatchesGo(t *testing.T) {
 		lr, wd float64
 		t      int
 	}{{1e-3, 0, 1}, {1e-3, 0.01, 2}, {3e-4, 0.1, 10}, {1e-2, 0.01, 1000}, {1e-4, 1e-5, 123456}} {
-		k := adamwCoeffs(c.lr, c.wd, c.t)
+		k := TorchAdamWStep(c.lr, c.wd, beta1, beta2, eps, c.t)
 		theta, m, v, g := adamwState(r, 3*4096+13)
 		for _, grad := range [][]float32{g, nil} {
 			wt, wm, wv := adamwGo(k, theta, m, v, grad)
-			th, mm, vv := clone32(theta), clone32(m), clone32(v)
+			th, mm, vv := slices.Clone(theta), slices.Clone(m), slices.Clone(v)
 			k.Update(th, mm, vv, grad)
 			adamwSame(t, "theta", th, wt)
 			adamwSame(t, "m", mm, wm)
@@ -144,9 +106,9 @@ func TestAdamWAsmMatchesGo(t *testing.T) {
 // nothing outside the slices is written.
 func TestAdamWLengthsOffsets(t *testing.T) {
 	r := rand.New(rand.NewPCG(11, 11))
-	k := adamwCoeffs(1e-3, 0.01, 7)
+	k := TorchAdamWStep(1e-3, 0.01, beta1, beta2, eps, 7)
 	const sentinel = float32(-12345)
-	adamwPaths(t, func(t *testing.T) {
+	asmPaths(t, &useAdamWAsm, func(t *testing.T) {
 		for n := 0; n <= 40; n++ {
 			for off := 0; off < 8; off++ {
 				for _, nilG := range []bool{false, true} {
@@ -190,14 +152,14 @@ func TestAdamWLengthsOffsets(t *testing.T) {
 // the same infinity where it gives one), and leave their neighbours alone.
 func TestAdamWSpecialValues(t *testing.T) {
 	inf, nan := float32(math.Inf(1)), float32(math.NaN())
-	k := adamwCoeffs(1e-3, 0.01, 3)
+	k := TorchAdamWStep(1e-3, 0.01, beta1, beta2, eps, 3)
 	r := rand.New(rand.NewPCG(12, 12))
 	base, bm, bv, bg := adamwState(r, 21)
-	adamwPaths(t, func(t *testing.T) {
+	asmPaths(t, &useAdamWAsm, func(t *testing.T) {
 		for which := 0; which < 4; which++ {
 			for _, x := range []float32{nan, inf, -inf, math.MaxFloat32} {
 				for _, pos := range []int{0, 5, 16, 20} {
-					theta, m, v, g := clone32(base), clone32(bm), clone32(bv), clone32(bg)
+					theta, m, v, g := slices.Clone(base), slices.Clone(bm), slices.Clone(bv), slices.Clone(bg)
 					[][]float32{theta, m, v, g}[which][pos] = x
 					wt, wm, wv := adamwGo(k, theta, m, v, g)
 					k.Update(theta, m, v, g)
@@ -212,7 +174,7 @@ func TestAdamWSpecialValues(t *testing.T) {
 		}
 		// Spot checks of the propagation itself: an infinite gradient
 		// makes m and v infinite and θ NaN (∞/∞); a NaN moment makes θ NaN.
-		theta, m, v, g := clone32(base), clone32(bm), clone32(bv), clone32(bg)
+		theta, m, v, g := slices.Clone(base), slices.Clone(bm), slices.Clone(bv), slices.Clone(bg)
 		g[5], m[16] = inf, nan
 		k.Update(theta, m, v, g)
 		if !math.IsInf(float64(m[5]), 1) || !math.IsInf(float64(v[5]), 1) || theta[5] == theta[5] {
@@ -229,7 +191,7 @@ func TestAdamWSpecialValues(t *testing.T) {
 // decay: the textbook sign step, checked in float64.
 func TestAdamWFirstStep(t *testing.T) {
 	const lr, wd = 1e-3, 0.01
-	k := adamwCoeffs(lr, wd, 1)
+	k := TorchAdamWStep(lr, wd, beta1, beta2, eps, 1)
 	r := rand.New(rand.NewPCG(13, 13))
 	theta, _, _, g := adamwState(r, 37)
 	want := make([]float32, len(theta))
@@ -237,8 +199,8 @@ func TestAdamWFirstStep(t *testing.T) {
 		gi := float64(g[i])
 		want[i] = float32(float64(theta[i])*(1-lr*wd) - lr*gi/(math.Abs(gi)+1e-8))
 	}
-	adamwPaths(t, func(t *testing.T) {
-		th, m, v := clone32(theta), make([]float32, len(theta)), make([]float32, len(theta))
+	asmPaths(t, &useAdamWAsm, func(t *testing.T) {
+		th, m, v := slices.Clone(theta), make([]float32, len(theta)), make([]float32, len(theta))
 		k.Update(th, m, v, g)
 		testutil.Close(t, "θ after step 1", th, want, 1e-9, 1e-6)
 	})
@@ -248,12 +210,12 @@ func TestAdamWFirstStep(t *testing.T) {
 // inputs are read before its outputs are written, in both paths), and
 // mismatched lengths panic.
 func TestAdamWAliasingAndLengths(t *testing.T) {
-	k := adamwCoeffs(1e-3, 0.01, 5)
+	k := TorchAdamWStep(1e-3, 0.01, beta1, beta2, eps, 5)
 	r := rand.New(rand.NewPCG(14, 14))
 	theta, m, v, _ := adamwState(r, 29)
 	wt, wm, wv := adamwGo(k, theta, m, v, m)
-	adamwPaths(t, func(t *testing.T) {
-		th, mm, vv := clone32(theta), clone32(m), clone32(v)
+	asmPaths(t, &useAdamWAsm, func(t *testing.T) {
+		th, mm, vv := slices.Clone(theta), slices.Clone(m), slices.Clone(v)
 		k.Update(th, mm, vv, mm)
 		adamwSame(t, "theta", th, wt)
 		adamwSame(t, "m", mm, wm)

@@ -1,14 +1,10 @@
 package kernels
 
-// axpyAsmSupported reports whether this CPU and OS run the assembly Axpy
-// kernel. axpyAVX needs only AVX; it is gated on hasAVX2FMA
-// (cpu_amd64.go) with the other kernels.
-var axpyAsmSupported = hasAVX2FMA
-
 // useAxpyAsm selects the assembly kernel in Axpy; tests switch it off to
-// exercise axpyGo on the same machine. It must stay false where
-// axpyAsmSupported is.
-var useAxpyAsm = axpyAsmSupported
+// exercise axpyGo on the same machine. It must stay false where hasAVX2FMA
+// is. axpyAVX needs only AVX; it is gated on hasAVX2FMA (cpu_amd64.go)
+// with the other kernels.
+var useAxpyAsm = hasAVX2FMA
 
 // axpyAsm is axpyAVX; len(x) == len(y).
 func axpyAsm(y []float32, a float32, x []float32) { axpyAVX(y, a, x) }

@@ -3,9 +3,6 @@
 package kernels
 
 // Without an assembly kernel for this architecture Axpy is axpyGo only.
-var (
-	axpyAsmSupported = false
-	useAxpyAsm       = false
-)
+var useAxpyAsm = false
 
 func axpyAsm(y []float32, a float32, x []float32) { axpyGo(y, a, x) }

@@ -3,29 +3,9 @@ package kernels
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
-
-// axpyPaths runs f once per Axpy implementation this machine has: the
-// assembly kernel (where axpyAsmSupported) and gonum's Saxpy (axpyGo),
-// chosen through useAxpyAsm and restored afterwards.
-func axpyPaths(t *testing.T, f func(t *testing.T)) {
-	t.Helper()
-	saved := useAxpyAsm
-	t.Cleanup(func() { useAxpyAsm = saved })
-	for _, asm := range []bool{true, false} {
-		name := "go"
-		if asm {
-			name = "asm"
-			if !axpyAsmSupported {
-				t.Logf("no assembly kernel on this CPU/architecture; testing axpyGo only")
-				continue
-			}
-		}
-		useAxpyAsm = asm
-		t.Run(name, f)
-	}
-}
 
 // axpyRef is y + a·x with the product and the sum each rounded to float32
 // (the explicit conversion keeps the compiler from fusing them): what
@@ -55,7 +35,7 @@ func axpySame(t *testing.T, what string, got, want []float32) {
 // + |y|), the error bound of a rounded product and a rounded sum.
 func TestAxpyMatchesReference(t *testing.T) {
 	r := rand.New(rand.NewPCG(20, 20))
-	axpyPaths(t, func(t *testing.T) {
+	asmPaths(t, &useAxpyAsm, func(t *testing.T) {
 		for _, n := range []int{16, 768, 768 + 8 + 7, 4099} {
 			for trial := 0; trial < 20; trial++ {
 				a := float32(r.NormFloat64())
@@ -65,7 +45,7 @@ func TestAxpyMatchesReference(t *testing.T) {
 						y[i] = -a*x[i] + float32(1e-3*r.NormFloat64())
 					}
 				}
-				got := clone32(y)
+				got := slices.Clone(y)
 				Axpy(got, a, x)
 				axpySame(t, "Axpy", got, axpyRef(y, a, x))
 				for i, g := range got {
@@ -78,13 +58,13 @@ func TestAxpyMatchesReference(t *testing.T) {
 			}
 		}
 	})
-	if !axpyAsmSupported {
+	if !hasAVX2FMA {
 		return
 	}
 	// The kernel and gonum's Saxpy agree bit for bit, called directly.
 	a := float32(0.37)
 	x, y := randSlice(r, 1000, 1), randSlice(r, 1000, 1)
-	asm, gonum := clone32(y), clone32(y)
+	asm, gonum := slices.Clone(y), slices.Clone(y)
 	axpyAsm(asm, a, x)
 	axpyGo(gonum, a, x)
 	axpySame(t, "asm vs Saxpy", asm, gonum)
@@ -97,7 +77,7 @@ func TestAxpyMatchesReference(t *testing.T) {
 func TestAxpyLengthsOffsetsAliasing(t *testing.T) {
 	r := rand.New(rand.NewPCG(21, 21))
 	const sentinel = float32(-12345)
-	axpyPaths(t, func(t *testing.T) {
+	asmPaths(t, &useAxpyAsm, func(t *testing.T) {
 		for n := 0; n <= 40; n++ {
 			for off := 0; off < 8; off++ {
 				a := float32(r.NormFloat64())
@@ -136,7 +116,7 @@ func TestAxpySpecialValues(t *testing.T) {
 	r := rand.New(rand.NewPCG(22, 22))
 	const n = 27
 	x0, y0 := randSlice(r, n, 1), randSlice(r, n, 1)
-	axpyPaths(t, func(t *testing.T) {
+	asmPaths(t, &useAxpyAsm, func(t *testing.T) {
 		for _, c := range []struct {
 			a, x, y float32
 			want    float32 // NaN for NaN
@@ -156,7 +136,7 @@ func TestAxpySpecialValues(t *testing.T) {
 			{math.MaxFloat32, 2, 0, inf},
 		} {
 			for _, pos := range []int{0, 13, 18, 25} {
-				x, y := clone32(x0), clone32(y0)
+				x, y := slices.Clone(x0), slices.Clone(y0)
 				x[pos], y[pos] = c.x, c.y
 				Axpy(y, c.a, x)
 				got := y[pos]
@@ -170,7 +150,7 @@ func TestAxpySpecialValues(t *testing.T) {
 				// The neighbours are y + a·x as usual (or y for a == 0).
 				want := axpyRef(y0, c.a, x0)
 				if c.a == 0 {
-					want = clone32(y0)
+					want = slices.Clone(y0)
 				}
 				y[pos], want[pos] = 0, 0
 				axpySame(t, "neighbours", y, want)
@@ -180,7 +160,7 @@ func TestAxpySpecialValues(t *testing.T) {
 }
 
 func TestAxpyLengthMismatch(t *testing.T) {
-	axpyPaths(t, func(t *testing.T) {
+	asmPaths(t, &useAxpyAsm, func(t *testing.T) {
 		defer func() {
 			if recover() == nil {
 				t.Error("Axpy with len(x) != len(y): no panic")

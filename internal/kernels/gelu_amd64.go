@@ -1,13 +1,9 @@
 package kernels
 
-// geluAsmSupported reports whether this CPU and OS run the AVX2+FMA kernel
-// (hasAVX2FMA, cpu_amd64.go).
-var geluAsmSupported = hasAVX2FMA
-
-// useGeluAsm selects the assembly kernel in geluRange; tests switch it off
-// to exercise geluGo on the same machine. It must stay false where
-// geluAsmSupported is.
-var useGeluAsm = geluAsmSupported
+// useGeluAsm selects the AVX2+FMA kernel in geluRange where this CPU and
+// OS run it (hasAVX2FMA, cpu_amd64.go); tests switch it off to exercise
+// geluGo on the same machine. It must stay false where hasAVX2FMA is.
+var useGeluAsm = hasAVX2FMA
 
 // geluAsm runs geluAVX2FMA over the leading multiple of 8 elements of src
 // and returns how many it did. len(dst) ≥ len(src).

@@ -3,9 +3,6 @@
 package kernels
 
 // Without an assembly kernel for this architecture GeluNew is geluGo only.
-var (
-	geluAsmSupported = false
-	useGeluAsm       = false
-)
+var useGeluAsm = false
 
 func geluAsm(dst, src []float32) int { return 0 }

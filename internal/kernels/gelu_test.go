@@ -8,27 +8,6 @@ import (
 	"github.com/ctxdep/ctxdep/internal/testutil"
 )
 
-// geluPaths runs f once per GeluNew implementation this machine has: the
-// assembly kernel (where geluAsmSupported) and the pure-Go geluGo, chosen
-// through useGeluAsm and restored afterwards.
-func geluPaths(t *testing.T, f func(t *testing.T)) {
-	t.Helper()
-	saved := useGeluAsm
-	t.Cleanup(func() { useGeluAsm = saved })
-	for _, asm := range []bool{true, false} {
-		name := "go"
-		if asm {
-			name = "asm"
-			if !geluAsmSupported {
-				t.Logf("no assembly kernel on this CPU/architecture; testing geluGo only")
-				continue
-			}
-		}
-		useGeluAsm = asm
-		t.Run(name, f)
-	}
-}
-
 // geluTestData is N(0, 4²) activations, a uniform sweep through the
 // region where the exponential over- and underflows (|x| ≲ 11), and
 // magnitudes from 1e-30 to 1e30 of both signs.
@@ -52,7 +31,7 @@ func geluTestData(r *rand.Rand, n int) []float32 {
 // TestGeluNew), and so within twice that of each other; they differ at all
 // only through FMA rounding and the order of x·x·x.
 func TestGeluNewAsmMatchesGo(t *testing.T) {
-	if !geluAsmSupported {
+	if !hasAVX2FMA {
 		t.Skip("no assembly kernel on this CPU/architecture")
 	}
 	saved := useGeluAsm
@@ -100,7 +79,7 @@ func TestGeluNewSpecialValues(t *testing.T) {
 		{x: math.SmallestNonzeroFloat32, want: math.SmallestNonzeroFloat32 / 2},
 		{x: 1e30, want: 1e30},
 	}
-	geluPaths(t, func(t *testing.T) {
+	asmPaths(t, &useGeluAsm, func(t *testing.T) {
 		for _, c := range cases {
 			for _, pos := range []int{0, 5, 8, 9} { // block lanes 0 and 5; tail
 				src := make([]float32, 10)
@@ -150,7 +129,7 @@ func make32(n int, v float32) []float32 {
 func TestGeluNewLengthsOffsetsAliasing(t *testing.T) {
 	r := rand.New(rand.NewPCG(9, 9))
 	const sentinel = float32(-12345)
-	geluPaths(t, func(t *testing.T) {
+	asmPaths(t, &useGeluAsm, func(t *testing.T) {
 		for n := 0; n <= 40; n++ {
 			for off := 0; off < 8; off++ {
 				src := geluTestData(r, off+n+8)[off : off+n]

@@ -72,10 +72,10 @@ func BenchmarkAdamWUpdate(b *testing.B) {
 		}
 	}
 	theta, m, v := make([]float32, n), make([]float32, n), make([]float32, n)
-	k := adamwCoeffs(1e-3, 0.01, 100)
+	k := TorchAdamWStep(1e-3, 0.01, beta1, beta2, eps, 100)
 	run := func(b *testing.B, asm bool) {
 		saved := useAdamWAsm
-		useAdamWAsm = asm && adamwAsmSupported
+		useAdamWAsm = asm && hasAVX2FMA
 		defer func() { useAdamWAsm = saved }()
 		copy(theta, theta0)
 		copy(m, m0)

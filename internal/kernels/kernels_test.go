@@ -3,6 +3,7 @@ package kernels
 import (
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 
 	"github.com/ctxdep/ctxdep/internal/testutil"
@@ -16,12 +17,38 @@ func randSlice(r *rand.Rand, n int, scale float32) []float32 {
 	return s
 }
 
+// asmPaths runs f once per implementation of a kernel this machine has: as
+// subtest "asm" with the assembly kernel (where hasAVX2FMA) and as "go"
+// with the pure-Go path, chosen through *use (useGeluAsm, useAxpyAsm or
+// useAdamWAsm) and restored afterwards.
+func asmPaths(t *testing.T, use *bool, f func(t *testing.T)) {
+	t.Helper()
+	saved := *use
+	t.Cleanup(func() { *use = saved })
+	for _, asm := range []bool{true, false} {
+		name := "go"
+		if asm {
+			name = "asm"
+			if !hasAVX2FMA {
+				t.Logf("no assembly kernel on this CPU/architecture; testing the Go path only")
+				continue
+			}
+		}
+		*use = asm
+		t.Run(name, f)
+	}
+}
+
 // The BLAS path equals the float64 triple loop to float32 rounding of a
 // length-K dot product (K·ε relative to the sum of |terms|, bounded here).
 func TestMatMulMatchesNaive(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 1))
 	// Sizes cover the unsplit path, the row split (m ≥ 128) and the column
-	// split (n ≥ 2048) of MatMul on two or more cores.
+	// split (n ≥ 2048) of MatMul on two cores, pinned so that every path
+	// runs whatever this machine's core count (on more than four the row
+	// split would need m ≥ 64·GOMAXPROCS).
+	saved := runtime.GOMAXPROCS(2)
+	t.Cleanup(func() { runtime.GOMAXPROCS(saved) })
 	for _, sz := range [][3]int{{1, 1, 1}, {3, 5, 7}, {17, 64, 33}, {64, 130, 5}, {257, 19, 7}, {130, 9, 2111}} {
 		m, k, n := sz[0], sz[1], sz[2]
 		a, b := randSlice(r, m*k, 1), randSlice(r, k*n, 1)
@@ -127,6 +154,23 @@ func TestGeluNew(t *testing.T) {
 	testutil.Close(t, "GeluNew(1)", one, []float32{0.8411920}, 1e-6, 0)
 }
 
+// GeluNewBackward matches a central difference of the gelu_new formula in
+// float64, times dh.
+func TestGeluNewBackward(t *testing.T) {
+	gelu := func(x float64) float64 {
+		return 0.5 * x * (1 + math.Tanh(geluSqrt2OverPi*(x+geluCubic*x*x*x)))
+	}
+	r := rand.New(rand.NewPCG(15, 15))
+	pre := append(randSlice(r, 5000, 4), 0, 1, -1, 20, -20)
+	dh, want := randSlice(r, len(pre), 1), make([]float32, len(pre))
+	for i, v := range pre {
+		x, h := float64(v), 1e-5
+		want[i] = float32(float64(dh[i]) * (gelu(x+h) - gelu(x-h)) / (2 * h))
+	}
+	GeluNewBackward(dh, pre)
+	testutil.Close(t, "GeluNewBackward", dh, want, 1e-7, 1e-6)
+}
+
 func TestCausalAttention(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 5))
 	// T = 150 spans three causal row blocks, the last one partial.
@@ -134,9 +178,9 @@ func TestCausalAttention(t *testing.T) {
 		b, tt, h, d := sz[0], sz[1], sz[2], sz[3]
 		qkv := randSlice(r, b*tt*3*h*d, 2)
 		got, want := make([]float32, b*tt*h*d), make([]float32, b*tt*h*d)
+		CausalAttentionNaive(want, qkv, b, tt, h, d)
 		for _, workers := range []int{1, 3} {
 			CausalAttention(got, qkv, make([]float32, workers*ScratchSize(tt)), b, tt, h, d)
-			CausalAttentionNaive(want, qkv, b, tt, h, d)
 			testutil.Close(t, "CausalAttention", got, want, 2e-6, 2e-5)
 		}
 	}
@@ -153,12 +197,11 @@ func TestCrossEntropyRows(t *testing.T) {
 	logits := randSlice(r, m*v, 5)
 	target := []int32{0, 999, 3, 500, 7}
 	got, want := make([]float32, m), make([]float32, m)
-	lse := make([]float32, m)
-	CrossEntropyRows(got, lse, logits, target, m, v)
+	CrossEntropyRows(got, logits, target, m, v)
 	CrossEntropyRowsNaive(want, logits, target, m, v)
 	testutil.Close(t, "CrossEntropyRows", got, want, 1e-5, 1e-6)
 	// Uniform logits: loss = log V exactly.
 	uni := make([]float32, 4)
-	CrossEntropyRows(got[:1], nil, uni, []int32{2}, 1, 4)
+	CrossEntropyRows(got[:1], uni, []int32{2}, 1, 4)
 	testutil.Close(t, "CE(uniform)", got[:1], []float32{float32(math.Log(4))}, 0, 1e-7)
 }

@@ -27,15 +27,14 @@ func MatMul(dst, a, b []float32, m, k, n int, accumulate bool) {
 		}
 		return
 	}
-	// The BLAS runs single-threaded (blasimpl): the product is split here
+	// OpenBLAS runs single-threaded (blasimpl): the product is split here
 	// over GOMAXPROCS goroutines, which also lets attention run its many
 	// small GEMMs concurrently without BLAS threads contending. Wide
 	// products are split by columns (each part then packs only its share
-	// of b), tall ones by rows. On the 2-core Xeon of the README, with
-	// OpenBLAS's SkylakeX kernel, this reached 280–315 GFLOP/s at the
-	// forward pass's shapes, against 315–330 for OpenBLAS's own threading
-	// on one call (measured once, outside this repository's benchmarks),
-	// a price worth the freedom to call the BLAS concurrently.
+	// of b), tall ones by rows. This gives up some of the speed of
+	// OpenBLAS's own threading on one large call, a price worth the
+	// freedom to call the BLAS concurrently. gonum's Sgemm also spreads a
+	// large product over GOMAXPROCS goroutines itself, beneath this split.
 	parts := runtime.GOMAXPROCS(0)
 	switch {
 	case parts > 1 && n >= 2048 && n/parts >= minPart:

@@ -30,3 +30,13 @@ func ParallelFor(n int, fn func(lo, hi int)) {
 	}
 	wg.Wait()
 }
+
+// ParallelChunks calls fn on contiguous element ranges [lo, hi) that cover
+// [0, n), each a whole number of chunks of chunk elements (the last range
+// may end short): ParallelFor over the chunks, for elementwise loops too
+// cheap per element to split finer, or to run inline when n is small.
+func ParallelChunks(n, chunk int, fn func(lo, hi int)) {
+	ParallelFor((n+chunk-1)/chunk, func(lo, hi int) {
+		fn(lo*chunk, min(hi*chunk, n))
+	})
+}

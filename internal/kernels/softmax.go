@@ -3,12 +3,11 @@ package kernels
 import "math"
 
 // CrossEntropyRows sets loss[i] = −log_softmax(logits[i])[target[i]] for
-// each row (natural log, nats), and lse[i] to the row's logsumexp when lse
-// is not nil. The max and the exponentials are float32; the sum of
-// exponentials is accumulated in float64, which keeps the result within a
-// few float32 ulps of the exact value for V = 50,257.
-// loss (M), logits (M, V), target (M), lse (M) or nil.
-func CrossEntropyRows(loss, lse, logits []float32, target []int32, m, v int) {
+// each row (natural log, nats). The max and the exponentials are float32;
+// the sum of exponentials is accumulated in float64, which keeps the result
+// within a few float32 ulps of the exact value for V = 50,257.
+// loss (M), logits (M, V), target (M).
+func CrossEntropyRows(loss, logits []float32, target []int32, m, v int) {
 	checkLen("CrossEntropyRows loss", loss, m)
 	checkLen("CrossEntropyRows logits", logits, m*v)
 	if len(target) != m {
@@ -26,9 +25,6 @@ func CrossEntropyRows(loss, lse, logits []float32, target []int32, m, v int) {
 				sum += float64(expf(x - mx))
 			}
 			l := float64(mx) + math.Log(sum)
-			if lse != nil {
-				lse[i] = float32(l)
-			}
 			loss[i] = float32(l - float64(row[target[i]]))
 		}
 	})
