@@ -12,13 +12,20 @@ import (
 	"path/filepath"
 )
 
-// CreateTemp creates a new file next to path (named .BASE.tmp-XXXXXXXX)
-// whose permissions follow the umask, as os.Create's would.
-func CreateTemp(path string) (*os.File, error) {
+// TempName returns a fresh random name next to path, .BASE.tmp-XXXXXXXX,
+// for a temporary file or link to be renamed onto path. The leading dot
+// keeps it out of ordinary listings and the suffix makes leftovers
+// recognisable.
+func TempName(path string) string {
 	dir, base := filepath.Split(path)
+	return filepath.Join(dir, fmt.Sprintf(".%s.tmp-%08x", base, rand.Uint32()))
+}
+
+// CreateTemp creates a new file named TempName(path) whose permissions
+// follow the umask, as os.Create's would.
+func CreateTemp(path string) (*os.File, error) {
 	for range 100 {
-		name := filepath.Join(dir, fmt.Sprintf(".%s.tmp-%08x", base, rand.Uint32()))
-		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o666)
+		f, err := os.OpenFile(TempName(path), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o666)
 		if errors.Is(err, os.ErrExist) {
 			continue
 		}
@@ -36,16 +43,13 @@ func SyncDir(dir string) {
 	}
 }
 
-// WriteFile writes data to path atomically.
-func WriteFile(path string, data []byte) error {
-	f, err := CreateTemp(path)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
+// Commit puts f, a temporary file from CreateTemp holding the complete
+// contents, in place at path: it fsyncs and closes f, renames it onto path
+// and syncs the directory. On error f is closed and removed, and path is
+// left as it was. A caller that gives up before Commit closes and removes
+// f itself.
+func Commit(f *os.File, path string) error {
+	err := f.Sync()
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -53,9 +57,25 @@ func WriteFile(path string, data []byte) error {
 		err = os.Rename(f.Name(), path)
 	}
 	if err != nil {
-		os.Remove(f.Name())
+		if rerr := os.Remove(f.Name()); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			err = errors.Join(err, rerr)
+		}
 		return err
 	}
 	SyncDir(filepath.Dir(path))
 	return nil
+}
+
+// WriteFile writes data to path atomically.
+func WriteFile(path string, data []byte) error {
+	f, err := CreateTemp(path)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return err
+	}
+	return Commit(f, path)
 }

@@ -6,6 +6,10 @@
 // subsets of float32), subnormals, ±Inf and NaN included. Conversions from
 // float32 round to nearest, ties to even, as torch's .half() and
 // .bfloat16() do; values beyond the float16 range become ±Inf.
+//
+// It also holds the memory-layout helpers that the .npy and safetensors
+// packages share: a host byte-order test, a byte view of numeric slices and
+// an overflow-checked size product.
 package dtype
 
 import "math"

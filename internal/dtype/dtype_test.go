@@ -96,3 +96,25 @@ func TestBFloat16(t *testing.T) {
 		t.Errorf("NaN lost")
 	}
 }
+
+func TestCheckedProduct(t *testing.T) {
+	tests := []struct {
+		start int64
+		shape []int
+		want  int64
+		ok    bool
+	}{
+		{4, nil, 4, true},
+		{4, []int{2, 3}, 24, true},
+		{4, []int{math.MaxInt, 0}, 0, true},
+		{1, []int{math.MaxInt64}, math.MaxInt64, true},
+		{2, []int{math.MaxInt64}, 0, false},
+		{1, []int{1 << 32, 1 << 32}, 0, false},
+		{1, []int{-1}, 0, false},
+	}
+	for _, tc := range tests {
+		if got, ok := CheckedProduct(tc.start, tc.shape); got != tc.want || ok != tc.ok {
+			t.Errorf("CheckedProduct(%d, %v) = %d, %v, want %d, %v", tc.start, tc.shape, got, ok, tc.want, tc.ok)
+		}
+	}
+}

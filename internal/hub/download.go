@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -171,7 +170,7 @@ func link(blob, pointer string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("link %s: %w", pointer, err)
 	}
-	tmp := filepath.Join(dir, fmt.Sprintf(".%s.tmp-%08x", filepath.Base(pointer), rand.Uint32()))
+	tmp := atomicfile.TempName(pointer)
 	if err := os.Symlink(rel, tmp); err != nil {
 		return fmt.Errorf("link %s: %w", pointer, err)
 	}

@@ -6,10 +6,11 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"math/bits"
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/ctxdep/ctxdep/internal/dtype"
 )
 
 // magic starts every .npy file.
@@ -341,26 +342,7 @@ func parseDict(s []byte) (Header, error) {
 
 // numElements returns prod(shape), or false if it exceeds math.MaxInt64.
 func numElements(shape []int) (int64, bool) {
-	return mulChecked(1, shape)
-}
-
-// mulChecked returns start·prod(shape), or false on overflow of int64. A
-// zero dimension makes the product zero whatever the others.
-func mulChecked(start int64, shape []int) (int64, bool) {
-	for _, d := range shape {
-		if d == 0 {
-			return 0, true
-		}
-	}
-	p := uint64(start)
-	for _, d := range shape {
-		hi, lo := bits.Mul64(p, uint64(d))
-		if hi != 0 || lo > math.MaxInt64 {
-			return 0, false
-		}
-		p = lo
-	}
-	return int64(p), true
+	return dtype.CheckedProduct(1, shape)
 }
 
 // formatShape writes a shape as Python's repr of a tuple: (), (5,), (6, 16).

@@ -9,15 +9,9 @@ import (
 	"math"
 	"os"
 	"strconv"
-	"unsafe"
 
 	"github.com/ctxdep/ctxdep/internal/dtype"
 )
-
-// littleEndianHost reports whether the machine stores numbers little-endian,
-// as the files ctxdep reads do; then '<i4' and '<f4' data are read straight
-// into the result.
-var littleEndianHost = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
 
 // elemType is a parsed descr: kind 'i', 'u', 'f' or 'b' and the size in
 // bytes.
@@ -110,7 +104,7 @@ func checkArray(path string, f *os.File, accept func(elemType) bool, want string
 	if h.FortranOrder {
 		return nil, errors.New("fortran_order is True; only C-order arrays are supported (re-save with np.ascontiguousarray)")
 	}
-	need, ok := mulChecked(int64(et.size), h.Shape)
+	need, ok := dtype.CheckedProduct(int64(et.size), h.Shape)
 	if !ok {
 		return nil, fmt.Errorf("shape %s of %s overflows", formatShape(h.Shape), h.Descr)
 	}
@@ -151,14 +145,6 @@ func (a *array) dataErr(err error) error {
 		return fmt.Errorf("npy: %s: file shrank while being read", a.path)
 	}
 	return fmt.Errorf("npy: read %s: %w", a.path, err)
-}
-
-// bytesOf views a slice of fixed-size numbers as its bytes.
-func bytesOf[T int32 | int64 | float32](s []T) []byte {
-	if len(s) == 0 {
-		return nil
-	}
-	return unsafe.Slice((*byte)(unsafe.Pointer(&s[0])), len(s)*int(unsafe.Sizeof(s[0])))
 }
 
 // intAt returns element i of little-endian integer data b of type et;
@@ -204,8 +190,9 @@ func ReadInt32(path string) (data []int32, shape []int, err error) {
 	}
 	defer a.f.Close()
 	data = make([]int32, a.n)
-	if a.et.kind == 'i' && a.et.size == 4 && littleEndianHost {
-		if _, err := io.ReadFull(a.r, bytesOf(data)); err != nil {
+	// On a little-endian host '<i4' data is read straight into the result.
+	if a.et.kind == 'i' && a.et.size == 4 && dtype.LittleEndianHost() {
+		if _, err := io.ReadFull(a.r, dtype.Bytes(data)); err != nil {
 			return nil, nil, a.dataErr(err)
 		}
 		return data, a.h.Shape, nil
@@ -235,8 +222,8 @@ func ReadFloat32(path string) ([]float32, []int, error) {
 	}
 	defer a.f.Close()
 	data := make([]float32, a.n)
-	if a.et.size == 4 && littleEndianHost {
-		if _, err := io.ReadFull(a.r, bytesOf(data)); err != nil {
+	if a.et.size == 4 && dtype.LittleEndianHost() {
+		if _, err := io.ReadFull(a.r, dtype.Bytes(data)); err != nil {
 			return nil, nil, a.dataErr(err)
 		}
 		return data, a.h.Shape, nil

@@ -2,10 +2,10 @@ package npy
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/ctxdep/ctxdep/internal/atomicfile"
 )
@@ -55,10 +55,12 @@ func (w *RowWriter) Append(row []int32) error {
 		panic(fmt.Sprintf("npy: row of %d values, want %d", len(row), w.cols))
 	}
 	w.buf = w.buf[:0]
-	for _, v := range row {
-		if w.descr == "<i8" {
+	if w.descr == "<i8" {
+		for _, v := range row {
 			w.buf = binary.LittleEndian.AppendUint64(w.buf, uint64(int64(v)))
-		} else {
+		}
+	} else {
+		for _, v := range row {
 			w.buf = binary.LittleEndian.AppendUint32(w.buf, uint32(v))
 		}
 	}
@@ -81,27 +83,20 @@ func (w *RowWriter) Close() error {
 	if err == nil {
 		// Pad the dict with spaces before its newline to the reserved length.
 		pad := rowHeaderLen - len(header)
-		header = append(header[:len(header)-1], append(spaces(pad), '\n')...)
+		header = append(header[:len(header)-1], append(bytes.Repeat([]byte{' '}, pad), '\n')...)
 		binary.LittleEndian.PutUint16(header[8:10], uint16(rowHeaderLen-10))
 		err = w.bw.Flush()
 	}
 	if err == nil {
 		_, err = w.tmp.WriteAt(header, 0)
 	}
-	if err == nil {
-		err = w.tmp.Sync()
-	}
-	if cerr := w.tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(w.tmp.Name(), w.path)
-	}
 	if err != nil {
-		os.Remove(w.tmp.Name())
+		w.Abort()
 		return fmt.Errorf("npy: write %s: %w", w.path, err)
 	}
-	atomicfile.SyncDir(filepath.Dir(w.path))
+	if err := atomicfile.Commit(w.tmp, w.path); err != nil {
+		return fmt.Errorf("npy: write %s: %w", w.path, err)
+	}
 	return nil
 }
 
@@ -109,12 +104,4 @@ func (w *RowWriter) Close() error {
 func (w *RowWriter) Abort() {
 	w.tmp.Close()
 	os.Remove(w.tmp.Name())
-}
-
-func spaces(n int) []byte {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = ' '
-	}
-	return b
 }

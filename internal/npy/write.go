@@ -5,11 +5,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
-	"path/filepath"
 
 	"github.com/ctxdep/ctxdep/internal/atomicfile"
+	"github.com/ctxdep/ctxdep/internal/dtype"
 )
 
 // WriteInt32 writes data, C-ordered with the given shape, as a '<i4' array.
@@ -57,33 +58,29 @@ func writeArray[T int32 | int64 | float32](path, descr string, data []T, shape [
 	if err != nil {
 		return fmt.Errorf("npy: write %s: %w", path, err)
 	}
-	err = writeTo(tmp, header, data, put, littleEndianHost)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
+	if err := writeTo(tmp, header, data, put, dtype.LittleEndianHost()); err != nil {
+		tmp.Close()
 		if rerr := os.Remove(tmp.Name()); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
 			err = errors.Join(err, rerr)
 		}
 		return fmt.Errorf("npy: write %s: %w", path, err)
 	}
-	atomicfile.SyncDir(filepath.Dir(path))
+	if err := atomicfile.Commit(tmp, path); err != nil {
+		return fmt.Errorf("npy: write %s: %w", path, err)
+	}
 	return nil
 }
 
-// writeTo writes header and data to f and fsyncs it. With raw set (on
-// little-endian hosts) the data's memory is written as is; otherwise each
-// value is encoded by put, the reference the tests compare against.
-func writeTo[T int32 | int64 | float32](f *os.File, header []byte, data []T, put func([]byte, T) []byte, raw bool) error {
+// writeTo writes header and data to f. With raw set (on little-endian
+// hosts) the data's memory is written as is; otherwise each value is
+// encoded by put, the reference the tests compare against.
+func writeTo[T int32 | int64 | float32](f io.Writer, header []byte, data []T, put func([]byte, T) []byte, raw bool) error {
 	w := bufio.NewWriterSize(f, 1<<16)
 	if _, err := w.Write(header); err != nil {
 		return err
 	}
 	if raw {
-		if _, err := w.Write(bytesOf(data)); err != nil {
+		if _, err := w.Write(dtype.Bytes(data)); err != nil {
 			return err
 		}
 	} else {
@@ -100,8 +97,5 @@ func writeTo[T int32 | int64 | float32](f *os.File, header []byte, data []T, put
 			data = data[k:]
 		}
 	}
-	if err := w.Flush(); err != nil {
-		return err
-	}
-	return f.Sync()
+	return w.Flush()
 }

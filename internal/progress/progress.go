@@ -54,7 +54,7 @@ func (b *Bar) Add(n int64, extra string) {
 	if !b.live {
 		return
 	}
-	if now := time.Now(); now.Sub(b.last) >= 200*time.Millisecond || b.done >= b.total {
+	if now := time.Now(); now.Sub(b.last) >= 200*time.Millisecond || b.total > 0 && b.done >= b.total {
 		b.last = now
 		b.draw("\r")
 	}

@@ -5,14 +5,9 @@ import (
 	"math"
 	"slices"
 	"strconv"
-	"unsafe"
 
 	"github.com/ctxdep/ctxdep/internal/dtype"
 )
-
-// littleEndianHost reports whether the machine stores numbers little-endian,
-// as the format does; then F32/I32/I64 data can be copied without decoding.
-var littleEndianHost = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
 
 // Float32 returns the named tensor as a new []float32 in C order. F32 is
 // copied; F16 and BF16 are widened exactly; F64 is rounded to nearest.
@@ -59,8 +54,8 @@ func checkFloat(f *File, t TensorInfo) error {
 func decodeFloat32(dst []float32, b []byte, dt DType) {
 	switch dt {
 	case F32:
-		if littleEndianHost {
-			copy(bytesOf(dst), b)
+		if dtype.LittleEndianHost() { // the format is little-endian too
+			copy(dtype.Bytes(dst), b)
 			return
 		}
 		decodeFloat32Naive(dst, b, dt)
@@ -93,62 +88,36 @@ func decodeFloat32Naive(dst []float32, b []byte, dt DType) {
 	}
 }
 
-// bytesOf views a slice of fixed-size numbers as its bytes.
-func bytesOf[T float32 | int32 | int64](s []T) []byte {
-	if len(s) == 0 {
-		return nil
-	}
-	return unsafe.Slice((*byte)(unsafe.Pointer(&s[0])), len(s)*int(unsafe.Sizeof(s[0])))
-}
-
 // Int32 returns the named tensor as a new []int32. I32 is copied; I64, U64,
 // U32 are range-checked; narrower integers and BOOL are widened.
-func (f *File) Int32(name string) ([]int32, error) {
-	t, b, err := f.lookup(name)
-	if err != nil {
-		return nil, err
-	}
-	if !isInt(t.DType) {
-		return nil, f.errorf("tensor %q: dtype %s cannot be read as int32 (want an integer dtype)", name, t.DType)
-	}
-	n := len(b) / t.DType.Size()
-	dst := make([]int32, n)
-	if t.DType == I32 && littleEndianHost {
-		copy(bytesOf(dst), b)
-		return dst, nil
-	}
-	for i := range dst {
-		v, ok := intAt(b, i, t.DType)
-		if !ok || v < math.MinInt32 || v > math.MaxInt32 {
-			return nil, f.errorf("tensor %q: element %d (%s) does not fit in int32", name, i, formatInt(b, i, t.DType))
-		}
-		dst[i] = int32(v)
-	}
-	return dst, nil
-}
+func (f *File) Int32(name string) ([]int32, error) { return readInts[int32](f, name, I32, "int32") }
 
 // Int64 returns the named tensor as a new []int64. I64 is copied; U64 is
 // range-checked; narrower integers and BOOL are widened.
-func (f *File) Int64(name string) ([]int64, error) {
+func (f *File) Int64(name string) ([]int64, error) { return readInts[int64](f, name, I64, "int64") }
+
+// readInts reads the named integer tensor as a new []T: a tensor of dtype
+// same (T's own) is copied, any other is converted element by element,
+// failing on the first value T cannot hold.
+func readInts[T int32 | int64](f *File, name string, same DType, typeName string) ([]T, error) {
 	t, b, err := f.lookup(name)
 	if err != nil {
 		return nil, err
 	}
 	if !isInt(t.DType) {
-		return nil, f.errorf("tensor %q: dtype %s cannot be read as int64 (want an integer dtype)", name, t.DType)
+		return nil, f.errorf("tensor %q: dtype %s cannot be read as %s (want an integer dtype)", name, t.DType, typeName)
 	}
-	n := len(b) / t.DType.Size()
-	dst := make([]int64, n)
-	if t.DType == I64 && littleEndianHost {
-		copy(bytesOf(dst), b)
+	dst := make([]T, len(b)/t.DType.Size())
+	if t.DType == same && dtype.LittleEndianHost() {
+		copy(dtype.Bytes(dst), b)
 		return dst, nil
 	}
 	for i := range dst {
 		v, ok := intAt(b, i, t.DType)
-		if !ok {
-			return nil, f.errorf("tensor %q: element %d (%s) does not fit in int64", name, i, formatInt(b, i, t.DType))
+		if !ok || int64(T(v)) != v {
+			return nil, f.errorf("tensor %q: element %d (%s) does not fit in %s", name, i, formatInt(b, i, t.DType), typeName)
 		}
-		dst[i] = v
+		dst[i] = T(v)
 	}
 	return dst, nil
 }
@@ -198,8 +167,8 @@ func formatInt(b []byte, i int, d DType) string {
 // the extended slice, as the F32 data of a tensor.
 func Float32Bytes(dst []byte, src []float32) []byte {
 	dst = slices.Grow(dst, 4*len(src))
-	if littleEndianHost {
-		return append(dst, bytesOf(src)...)
+	if dtype.LittleEndianHost() {
+		return append(dst, dtype.Bytes(src)...)
 	}
 	for _, v := range src {
 		dst = binary.LittleEndian.AppendUint32(dst, math.Float32bits(v))

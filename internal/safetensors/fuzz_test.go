@@ -5,6 +5,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/ctxdep/ctxdep/internal/dtype"
 )
 
 // FuzzParse checks that Parse never panics and that whatever it accepts is
@@ -26,8 +28,8 @@ func FuzzParse(f *testing.F) {
 		ts := file.Tensors()
 		var pos int64
 		for _, ti := range ts {
-			n, ok := byteSize(ti.Shape, ti.DType.Size())
-			if ti.Begin != pos || !ok || int64(n) != ti.End-ti.Begin {
+			n, ok := dtype.CheckedProduct(int64(ti.DType.Size()), ti.Shape)
+			if ti.Begin != pos || !ok || n != ti.End-ti.Begin {
 				t.Fatalf("tensor %+v breaks the tiling at %d", ti, pos)
 			}
 			pos = ti.End

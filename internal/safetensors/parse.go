@@ -2,16 +2,18 @@ package safetensors
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
-	"math/bits"
 	"slices"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/ctxdep/ctxdep/internal/dtype"
 )
 
 // MaxHeaderSize is the largest JSON header accepted, in bytes; it is the
@@ -43,14 +45,13 @@ func (t TensorInfo) NumElements() int {
 // File is a parsed safetensors file. Its methods are safe for concurrent use
 // until Close.
 type File struct {
-	path      string
-	buf       []byte // whole file; nil after Close
-	data      []byte // data section, a sub-slice of buf
-	tensors   []TensorInfo
-	index     map[string]int // name → position in tensors
-	metadata  map[string]string
-	release   func() error // unmaps the file, if it is mapped
-	closedErr error
+	path     string
+	buf      []byte // whole file; nil after Close
+	data     []byte // data section, a sub-slice of buf
+	tensors  []TensorInfo
+	index    map[string]int // name → position in tensors
+	metadata map[string]string
+	release  func() error // unmaps the file, if it is mapped
 }
 
 // Parse parses and validates a whole safetensors file held in buf. The File
@@ -252,32 +253,15 @@ func parseTensor(name string, raw json.RawMessage, dataLen int64) (TensorInfo, e
 	if t.End > dataLen {
 		return TensorInfo{}, fmt.Errorf("data_offsets [%d, %d] run past the %d-byte data section", t.Begin, t.End, dataLen)
 	}
-	nbytes, ok := byteSize(t.Shape, size)
+	nbytes, ok := dtype.CheckedProduct(int64(size), t.Shape)
 	if !ok {
 		return TensorInfo{}, fmt.Errorf("shape %v × %s overflows", t.Shape, t.DType)
 	}
-	if nbytes != uint64(t.End-t.Begin) {
+	if nbytes != t.End-t.Begin {
 		return TensorInfo{}, fmt.Errorf("data_offsets [%d, %d] do not match shape %v × %s (%d bytes)",
 			t.Begin, t.End, t.Shape, t.DType, nbytes)
 	}
 	return t, nil
-}
-
-// byteSize returns prod(shape)·size, or false if it exceeds math.MaxInt64.
-// A zero dimension makes the product zero whatever the other dimensions.
-func byteSize(shape []int, size int) (uint64, bool) {
-	if slices.Contains(shape, 0) {
-		return 0, true
-	}
-	p := uint64(size)
-	for _, d := range shape {
-		hi, lo := bits.Mul64(p, uint64(d))
-		if hi != 0 || lo > math.MaxInt64 {
-			return 0, false
-		}
-		p = lo
-	}
-	return p, true
 }
 
 // checkLayout sorts tensors by offset and checks that they tile the data
@@ -285,13 +269,7 @@ func byteSize(shape []int, size int) (uint64, bool) {
 // the end of the data.
 func checkLayout(ts []TensorInfo, dataLen int64) error {
 	slices.SortFunc(ts, func(a, b TensorInfo) int {
-		if a.Begin != b.Begin {
-			return cmpInt64(a.Begin, b.Begin)
-		}
-		if a.End != b.End {
-			return cmpInt64(a.End, b.End)
-		}
-		return strings.Compare(a.Name, b.Name)
+		return cmp.Or(cmp.Compare(a.Begin, b.Begin), cmp.Compare(a.End, b.End), strings.Compare(a.Name, b.Name))
 	})
 	var pos int64
 	prev := ""
@@ -308,16 +286,6 @@ func checkLayout(ts []TensorInfo, dataLen int64) error {
 		return fmt.Errorf("data section is %d bytes but the tensors cover only %d", dataLen, pos)
 	}
 	return nil
-}
-
-func cmpInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Close releases the file's memory mapping, if any. Views returned by Raw

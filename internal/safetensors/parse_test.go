@@ -351,10 +351,11 @@ func TestFloat32IntoNoAlloc(t *testing.T) {
 }
 
 // The fast decoding paths agree bit for bit with the element-wise reference,
-// NaN payloads included.
+// NaN payloads included. F64 is left out: decodeFloat32 hands it to the
+// reference itself.
 func TestDecodeMatchesNaive(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
-	for _, dt := range []DType{F32, F16, BF16, F64} {
+	for _, dt := range []DType{F32, F16, BF16} {
 		t.Run(string(dt), func(t *testing.T) {
 			n := 1001
 			b := make([]byte, n*dt.Size())

@@ -3,13 +3,16 @@ package safetensors
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
+	"io"
 	"math"
 	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"unicode/utf8"
@@ -36,6 +39,13 @@ type Writer struct {
 	scratch []byte
 	err     error // sticky
 	done    bool  // Close or Abort called
+
+	// Everything written to tmp also goes through hash, so that Sum needs
+	// no second read of a file that may be hundreds of megabytes.
+	hash      hash.Hash
+	headerLen int64
+	size      int64  // set by a successful Close
+	sha256    string // set by a successful Close
 }
 
 // Create starts writing a safetensors file at path holding the given
@@ -56,7 +66,9 @@ func Create(path string, tensors []TensorInfo, metadata map[string]string) (*Wri
 	if err != nil {
 		return nil, fmt.Errorf("safetensors: create %s: %w", path, err)
 	}
-	w := &Writer{path: path, tmp: tmp, bw: bufio.NewWriterSize(tmp, 1<<20), tensors: laid, total: total}
+	h := sha256.New()
+	w := &Writer{path: path, tmp: tmp, bw: bufio.NewWriterSize(io.MultiWriter(tmp, h), 1<<20), tensors: laid, total: total,
+		hash: h, headerLen: int64(len(header))}
 	if _, err := w.bw.Write(header); err != nil {
 		w.fail(err)
 		return nil, errors.Join(w.err, w.Abort())
@@ -89,12 +101,12 @@ func layout(tensors []TensorInfo) ([]TensorInfo, int64, error) {
 				return nil, 0, fmt.Errorf("tensor %q: shape %v has a negative dimension", t.Name, t.Shape)
 			}
 		}
-		n, ok := byteSize(t.Shape, t.DType.Size())
-		if !ok || n > uint64(math.MaxInt64-pos) {
+		n, ok := dtype.CheckedProduct(int64(t.DType.Size()), t.Shape)
+		if !ok || n > math.MaxInt64-pos {
 			return nil, 0, fmt.Errorf("tensor %q: shape %v × %s overflows the file size", t.Name, t.Shape, t.DType)
 		}
-		out[i] = TensorInfo{Name: t.Name, DType: t.DType, Shape: slices.Clone(t.Shape), Begin: pos, End: pos + int64(n)}
-		pos += int64(n)
+		out[i] = TensorInfo{Name: t.Name, DType: t.DType, Shape: slices.Clone(t.Shape), Begin: pos, End: pos + n}
+		pos += n
 	}
 	return out, pos, nil
 }
@@ -233,37 +245,23 @@ func (w *Writer) flushScratch() error {
 	return nil
 }
 
-// WriteFloat32 writes values encoded in the dtype of the tensor they fall
-// into: F32 as is, F16 and BF16 rounded to nearest even, F64 widened.
-func (w *Writer) WriteFloat32(v []float32) error {
+// writeValues writes v through the tensors in chunks; enc appends the
+// encoding of chunk c in the dtype of tensor t, or fails on a value t
+// cannot hold. what names the calling method in errors.
+func writeValues[T any](w *Writer, what string, v []T, want []DType, enc func(b []byte, t TensorInfo, c []T) ([]byte, error)) error {
 	if err := w.usable(); err != nil {
 		return err
 	}
 	for len(v) > 0 {
-		t, k, err := w.next("WriteFloat32", F32, F16, BF16, F64)
+		t, k, err := w.next(what, want...)
 		if err != nil {
 			return err
 		}
 		k = min(k, len(v))
-		c := v[:k]
-		v = v[k:]
-		w.scratch = w.scratch[:0]
-		switch t.DType {
-		case F32:
-			w.scratch = Float32Bytes(w.scratch, c)
-		case F16:
-			for _, x := range c {
-				w.scratch = binary.LittleEndian.AppendUint16(w.scratch, dtype.Float32ToFloat16(x))
-			}
-		case BF16:
-			for _, x := range c {
-				w.scratch = binary.LittleEndian.AppendUint16(w.scratch, dtype.Float32ToBFloat16(x))
-			}
-		case F64:
-			for _, x := range c {
-				w.scratch = binary.LittleEndian.AppendUint64(w.scratch, math.Float64bits(float64(x)))
-			}
+		if w.scratch, err = enc(w.scratch[:0], t, v[:k]); err != nil {
+			return w.fail(err)
 		}
+		v = v[k:]
 		if err := w.flushScratch(); err != nil {
 			return err
 		}
@@ -271,65 +269,61 @@ func (w *Writer) WriteFloat32(v []float32) error {
 	return nil
 }
 
-// WriteInt32 writes values into I32 tensors, or widened into I64 tensors.
-func (w *Writer) WriteInt32(v []int32) error {
-	if err := w.usable(); err != nil {
-		return err
-	}
-	for len(v) > 0 {
-		t, k, err := w.next("WriteInt32", I32, I64)
-		if err != nil {
-			return err
-		}
-		k = min(k, len(v))
-		c := v[:k]
-		v = v[k:]
-		w.scratch = w.scratch[:0]
-		for _, x := range c {
-			if t.DType == I32 {
-				w.scratch = binary.LittleEndian.AppendUint32(w.scratch, uint32(x))
-			} else {
-				w.scratch = binary.LittleEndian.AppendUint64(w.scratch, uint64(int64(x)))
+// WriteFloat32 writes values encoded in the dtype of the tensor they fall
+// into: F32 as is, F16 and BF16 rounded to nearest even, F64 widened.
+func (w *Writer) WriteFloat32(v []float32) error {
+	return writeValues(w, "WriteFloat32", v, []DType{F32, F16, BF16, F64}, func(b []byte, t TensorInfo, c []float32) ([]byte, error) {
+		switch t.DType {
+		case F32:
+			b = Float32Bytes(b, c)
+		case F16:
+			for _, x := range c {
+				b = binary.LittleEndian.AppendUint16(b, dtype.Float32ToFloat16(x))
+			}
+		case BF16:
+			for _, x := range c {
+				b = binary.LittleEndian.AppendUint16(b, dtype.Float32ToBFloat16(x))
+			}
+		case F64:
+			for _, x := range c {
+				b = binary.LittleEndian.AppendUint64(b, math.Float64bits(float64(x)))
 			}
 		}
-		if err := w.flushScratch(); err != nil {
-			return err
+		return b, nil
+	})
+}
+
+// WriteInt32 writes values into I32 tensors, or widened into I64 tensors.
+func (w *Writer) WriteInt32(v []int32) error {
+	return writeValues(w, "WriteInt32", v, []DType{I32, I64}, func(b []byte, t TensorInfo, c []int32) ([]byte, error) {
+		for _, x := range c {
+			if t.DType == I32 {
+				b = binary.LittleEndian.AppendUint32(b, uint32(x))
+			} else {
+				b = binary.LittleEndian.AppendUint64(b, uint64(int64(x)))
+			}
 		}
-	}
-	return nil
+		return b, nil
+	})
 }
 
 // WriteInt64 writes values into I64 tensors, or into I32 tensors when every
 // value fits.
 func (w *Writer) WriteInt64(v []int64) error {
-	if err := w.usable(); err != nil {
-		return err
-	}
-	for len(v) > 0 {
-		t, k, err := w.next("WriteInt64", I64, I32)
-		if err != nil {
-			return err
-		}
-		k = min(k, len(v))
-		c := v[:k]
-		v = v[k:]
-		w.scratch = w.scratch[:0]
+	return writeValues(w, "WriteInt64", v, []DType{I64, I32}, func(b []byte, t TensorInfo, c []int64) ([]byte, error) {
 		for i, x := range c {
 			if t.DType == I64 {
-				w.scratch = binary.LittleEndian.AppendUint64(w.scratch, uint64(x))
+				b = binary.LittleEndian.AppendUint64(b, uint64(x))
 				continue
 			}
 			if x < math.MinInt32 || x > math.MaxInt32 {
 				el := (w.pos-t.Begin)/4 + int64(i)
-				return w.fail(fmt.Errorf("WriteInt64: tensor %q: element %d = %d does not fit in I32", t.Name, el, x))
+				return b, fmt.Errorf("WriteInt64: tensor %q: element %d = %d does not fit in I32", t.Name, el, x)
 			}
-			w.scratch = binary.LittleEndian.AppendUint32(w.scratch, uint32(x))
+			b = binary.LittleEndian.AppendUint32(b, uint32(x))
 		}
-		if err := w.flushScratch(); err != nil {
-			return err
-		}
-	}
-	return nil
+		return b, nil
+	})
 }
 
 // Close checks that exactly the declared bytes were written, then flushes,
@@ -349,26 +343,23 @@ func (w *Writer) Close() error {
 	if w.err != nil {
 		return errors.Join(w.err, w.Abort())
 	}
+	if err := w.bw.Flush(); err != nil {
+		return errors.Join(fmt.Errorf("safetensors: close %s: %w", w.path, err), w.Abort())
+	}
 	w.done = true
-	name := w.tmp.Name()
-	err := w.bw.Flush()
-	if err == nil {
-		err = w.tmp.Sync()
-	}
-	if cerr := w.tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(name, w.path)
-	}
-	if err != nil {
-		if rerr := os.Remove(name); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
-			err = errors.Join(err, rerr)
-		}
+	if err := atomicfile.Commit(w.tmp, w.path); err != nil {
 		return fmt.Errorf("safetensors: close %s: %w", w.path, err)
 	}
-	atomicfile.SyncDir(filepath.Dir(w.path))
+	w.size = w.headerLen + w.total
+	w.sha256 = hex.EncodeToString(w.hash.Sum(nil))
 	return nil
+}
+
+// Sum returns the size and the hex SHA-256 of the file as written: the Size
+// and SHA256 that provenance.Hash would report after reading it back. They
+// are valid only after Close returned nil; until then Sum returns 0 and "".
+func (w *Writer) Sum() (size int64, sha256hex string) {
+	return w.size, w.sha256
 }
 
 // Abort discards the file being written: it closes and removes the

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/ctxdep/ctxdep/internal/dtype"
+	"github.com/ctxdep/ctxdep/internal/provenance"
 )
 
 var allDTypes = []DType{F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL, U64, U32, U16, F8E4M3, F8E5M2}
@@ -24,7 +25,7 @@ func TestRoundTripAllDTypes(t *testing.T) {
 	var tensors []Tensor
 	for _, dt := range allDTypes {
 		for _, shape := range [][]int{{}, {3}, {2, 3, 5}, {4, 0}} {
-			n, _ := byteSize(shape, dt.Size())
+			n, _ := dtype.CheckedProduct(int64(dt.Size()), shape)
 			data := make([]byte, n)
 			for i := range data {
 				data[i] = byte(r.Uint32())
@@ -414,5 +415,39 @@ func TestFloat32Bytes(t *testing.T) {
 	}
 	if got := Float32Bytes(nil, nil); len(got) != 0 {
 		t.Errorf("Float32Bytes(nil, nil) = %x", got)
+	}
+}
+
+// Sum reports what reading the file back would: a data section larger
+// than the write buffer, so large writes that bypass it are hashed too.
+func TestWriterSum(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "out.safetensors")
+	big := make([]byte, 3<<20)
+	for i := range big {
+		big[i] = byte(i * 7)
+	}
+	w, err := Create(path, []TensorInfo{{Name: "h", DType: F16, Shape: []int{3}}, {Name: "big", DType: U8, Shape: []int{len(big)}}},
+		map[string]string{"k": "v"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WriteFloat32([]float32{1, 2, 3}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(big); err != nil {
+		t.Fatal(err)
+	}
+	if size, sum := w.Sum(); size != 0 || sum != "" {
+		t.Errorf("Sum before Close = %d, %q", size, sum)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	want, err := provenance.Hash(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if size, sum := w.Sum(); size != want.Size || sum != want.SHA256 {
+		t.Errorf("Sum = %d, %s; provenance.Hash = %d, %s", size, sum, want.Size, want.SHA256)
 	}
 }

@@ -129,6 +129,28 @@ func (s *scanner) memoPut(i int) error {
 	return nil
 }
 
+// memoIndex reads the memo slot argument of a GET or PUT opcode: a decimal
+// line (GET, PUT), one byte (BINGET, BINPUT) or four little-endian bytes
+// (LONG_BINGET, LONG_BINPUT).
+func (s *scanner) memoIndex(op byte) (int, error) {
+	switch op {
+	case 'g', 'p':
+		return s.lineInt()
+	case 'h', 'q':
+		b, err := s.take(1)
+		if err != nil {
+			return 0, err
+		}
+		return int(b[0]), nil
+	default:
+		b, err := s.take(4)
+		if err != nil {
+			return 0, err
+		}
+		return int(binary.LittleEndian.Uint32(b)), nil
+	}
+}
+
 func (s *scanner) lineInt() (int, error) {
 	b, err := s.line()
 	if err != nil {
@@ -338,42 +360,18 @@ func (s *scanner) step() error {
 			return s.errorf("odd number of items (%d) for key/value pairs", n)
 		}
 		return s.need(1)
-	case 'g': // GET
-		i, err := s.lineInt()
+	case 'g', 'h', 'j': // GET, BINGET, LONG_BINGET
+		i, err := s.memoIndex(op)
 		if err != nil {
 			return err
 		}
 		return s.memoGet(i)
-	case 'h': // BINGET
-		b, err := s.take(1)
-		if err != nil {
-			return err
-		}
-		return s.memoGet(int(b[0]))
-	case 'j': // LONG_BINGET
-		b, err := s.take(4)
-		if err != nil {
-			return err
-		}
-		return s.memoGet(int(binary.LittleEndian.Uint32(b)))
-	case 'p': // PUT
-		i, err := s.lineInt()
+	case 'p', 'q', 'r': // PUT, BINPUT, LONG_BINPUT
+		i, err := s.memoIndex(op)
 		if err != nil {
 			return err
 		}
 		return s.memoPut(i)
-	case 'q': // BINPUT
-		b, err := s.take(1)
-		if err != nil {
-			return err
-		}
-		return s.memoPut(int(b[0]))
-	case 'r': // LONG_BINPUT
-		b, err := s.take(4)
-		if err != nil {
-			return err
-		}
-		return s.memoPut(int(binary.LittleEndian.Uint32(b)))
 	case 0x94: // MEMOIZE: gopickle, like Python, uses the memo's size as slot
 		return s.memoPut(len(s.memo))
 	case 0x80: // PROTO

@@ -16,7 +16,7 @@ func synthTensor(dt string, storageElems int, shape, stride []int, offset int, r
 	}
 	root := &rootStorage{key: "0", location: "cpu", dtype: dt, numel: storageElems, nbytes: len(data), data: data}
 	return &Tensor{DType: dt, Shape: shape, Stride: stride, Offset: offset,
-		storage: &storageView{root: root, n: len(data), dtype: dt}}
+		storage: &storageView{root: root, n: len(data)}}
 }
 
 var allDTypes = []string{"float32", "float16", "bfloat16", "float64", "int64", "int32", "int16", "int8", "uint8", "bool"}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"math/big"
 	"sort"
 	"strconv"
@@ -180,9 +181,8 @@ func (o *pyObject) PySetState(state any) error {
 // loader holds what one file's unpickling shares: options, the storages
 // met so far, and how to find a storage's bytes.
 type loader struct {
-	opts   LoadOptions
-	legacy bool
-	extra  map[string]bool // LoadOptions.AllowClasses
+	opts  LoadOptions
+	extra map[string]bool // LoadOptions.AllowClasses
 	// record returns the zip record data/<key>; nil in the legacy format,
 	// whose storages are attached after the object pickle.
 	record func(key string) ([]byte, error)
@@ -247,22 +247,23 @@ func (l *loader) unpickle(p []byte, persistent bool) (v any, n int, err error) {
 	}
 	raw, err := u.Load()
 	if err != nil {
-		var na *NotAllowedError
-		if errors.As(err, &na) {
-			return nil, 0, err
-		}
-		return nil, 0, fmt.Errorf("pickle: %w", err)
+		return nil, 0, pickleErr(err)
 	}
 	c := converter{done: map[any]any{}, busy: map[any]bool{}}
 	v, err = c.conv(raw)
 	if err != nil {
-		var na *NotAllowedError
-		if errors.As(err, &na) {
-			return nil, 0, err
-		}
-		return nil, 0, fmt.Errorf("pickle: %w", err)
+		return nil, 0, pickleErr(err)
 	}
 	return v, n, nil
+}
+
+// pickleErr marks an unpickling error as such, except a NotAllowedError,
+// which already says what went wrong and must stay recognisable.
+func pickleErr(err error) error {
+	if _, ok := errors.AsType[*NotAllowedError](err); ok {
+		return err
+	}
+	return fmt.Errorf("pickle: %w", err)
 }
 
 // persistentLoad resolves torch's storage ids:
@@ -311,7 +312,7 @@ func (l *loader) persistentLoad(pid any) (any, error) {
 	if v, ok := l.rootView[key]; ok {
 		return v, nil
 	}
-	v := &storageView{root: root, off: 0, n: root.nbytes, dtype: root.dtype}
+	v := &storageView{root: root, off: 0, n: root.nbytes}
 	l.rootView[key] = v
 	return v, nil
 }
@@ -370,7 +371,7 @@ func (l *loader) view(root *rootStorage, meta any) (*storageView, error) {
 		return nil, fmt.Errorf("storage view %q: elements [%d, %d+%d) outside storage %q of %d elements", key, off, off, size, root.key, root.numel)
 	}
 	es := elemSize[root.dtype]
-	v := &storageView{root: root, off: off * es, n: size * es, dtype: root.dtype}
+	v := &storageView{root: root, off: off * es, n: size * es}
 	l.views[key] = v
 	return v, nil
 }
@@ -405,7 +406,7 @@ func (l *loader) rebuildTensor(kind classKind, args []any) (*Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &Tensor{DType: sv.dtype, Shape: shape, Stride: stride, Offset: offset, storage: sv, maxExpanded: l.opts.MaxExpandedElements}
+	t := &Tensor{DType: sv.root.dtype, Shape: shape, Stride: stride, Offset: offset, storage: sv, maxExpanded: l.opts.MaxExpandedElements}
 	if kind != kindTensorV1 {
 		if t.RequiresGrad, ok = args[4].(bool); !ok {
 			return nil, fmt.Errorf("requires_grad is %T, not a bool", args[4])
@@ -419,8 +420,8 @@ func (l *loader) rebuildTensor(kind classKind, args []any) (*Tensor, error) {
 		if elemSize[g.name] == 0 {
 			return nil, fmt.Errorf("dtype torch.%s is not supported", g.name)
 		}
-		if sv.dtype != "uint8" && sv.dtype != g.name {
-			return nil, fmt.Errorf("dtype torch.%s on a %s storage", g.name, sv.dtype)
+		if sv.root.dtype != "uint8" && sv.root.dtype != g.name {
+			return nil, fmt.Errorf("dtype torch.%s on a %s storage", g.name, sv.root.dtype)
 		}
 		t.DType = g.name
 	}
@@ -566,21 +567,9 @@ func (c *converter) container(v any) (any, error) {
 		}
 		return d, nil
 	case *types.Set:
-		return c.set("set", len(*v), func(yield func(any) bool) {
-			for k := range *v {
-				if !yield(k) {
-					return
-				}
-			}
-		})
+		return c.set("set", len(*v), maps.Keys(*v))
 	case *types.FrozenSet:
-		return c.set("frozenset", len(*v), func(yield func(any) bool) {
-			for k := range *v {
-				if !yield(k) {
-					return
-				}
-			}
-		})
+		return c.set("frozenset", len(*v), maps.Keys(*v))
 	case *pyObject:
 		o := &Object{Module: v.class.module, Name: v.class.name}
 		var err error
@@ -672,10 +661,7 @@ func (c *converter) setItem(d *Dict, rawKey, rawValue any) error {
 func canonKey(k any) (string, bool) {
 	switch k := k.(type) {
 	case string:
-		if len(k) > 0 && k[0] == 0 {
-			return "\x00s" + k, true
-		}
-		return k, true
+		return indexKey(k), true
 	case int64:
 		return "\x00i" + strconv.FormatInt(k, 10), true
 	case float64:
