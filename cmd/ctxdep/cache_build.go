@@ -400,18 +400,19 @@ func printBuildSummary(g *globalOptions, dir string, m *actcache.Manifest, shard
 		}
 		return json.NewEncoder(g.stdout).Encode(doc)
 	}
-	var bytes int64
-	for _, s := range m.Shards {
-		bytes += s.Bytes
-	}
 	if shard != nil {
-		fmt.Fprintf(g.stdout, "worker %d of %d in %s: rows %d..%d, layer %d, %d sequences × %d tokens = %d tokens, %s, %d shards, %s; once all %d workers are done: ctxdep cache merge %s\n",
-			shard.index, shard.count, dir, m.Data.FirstRow, m.Data.FirstRow+m.NSequences-1, m.Layer, m.NSequences, m.ContextLength, m.NTokens, m.DType, len(m.Shards), humanBytes(bytes), shard.count, dir)
+		fmt.Fprintf(g.stdout, "worker %d of %d in %s: rows %d..%d, %s; once all %d workers are done: ctxdep cache merge %s\n",
+			shard.index, shard.count, dir, m.Data.FirstRow, m.Data.FirstRow+m.NSequences-1, cacheSummary(m), shard.count, dir)
 		return nil
 	}
-	fmt.Fprintf(g.stdout, "cache %s: layer %d, %d sequences × %d tokens = %d tokens, %s, %d shards, %s\n",
-		dir, m.Layer, m.NSequences, m.ContextLength, m.NTokens, m.DType, len(m.Shards), humanBytes(bytes))
+	fmt.Fprintf(g.stdout, "cache %s: %s\n", dir, cacheSummary(m))
 	return nil
+}
+
+// cacheSummary describes the cache m lists, as build and merge print it.
+func cacheSummary(m *actcache.Manifest) string {
+	return fmt.Sprintf("layer %d, %d sequences × %d tokens = %d tokens, %s, %d shards, %s",
+		m.Layer, m.NSequences, m.ContextLength, m.NTokens, m.DType, len(m.Shards), humanBytes(m.Bytes()))
 }
 
 func humanBytes(n int64) string {

@@ -65,11 +65,6 @@ func runCacheMerge(ctx context.Context, g *globalOptions, dir string) error {
 	if g.json {
 		return json.NewEncoder(g.stdout).Encode(map[string]any{"dir": dir, "manifest_path": path, "manifest": m, "seconds": time.Since(start).Seconds()})
 	}
-	var bytes int64
-	for _, s := range m.Shards {
-		bytes += s.Bytes
-	}
-	fmt.Fprintf(g.stdout, "merged %d workers into %s: layer %d, %d sequences × %d tokens = %d tokens, %s, %d shards, %s\n",
-		m.Workers, path, m.Layer, m.NSequences, m.ContextLength, m.NTokens, m.DType, len(m.Shards), humanBytes(bytes))
+	fmt.Fprintf(g.stdout, "merged %d workers into %s: %s\n", m.Workers, path, cacheSummary(m))
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/ctxdep/ctxdep/internal/actcache"
 	"github.com/ctxdep/ctxdep/internal/cachebuild"
 	"github.com/ctxdep/ctxdep/internal/cuda"
+	"github.com/ctxdep/ctxdep/internal/tokrows"
 )
 
 type cachePlanOptions struct {
@@ -62,7 +63,7 @@ Exit status: 0, 1 runtime error (no model), 2 usage error.`,
 	f.IntSliceVar(&o.layers, "layer", []int{8}, "layer(s) to plan for: repeat or comma-separate")
 	f.StringSliceVar(&o.dtypes, "dtype", []string{"float32"}, "storage type(s) of x and y: float32, float16")
 	f.IntVar(&o.workers, "workers", 1, "number of workers N")
-	f.IntVar(&o.maxLength, "max-length", 128, "tokens per row, as in ctxdep tokenize (capped at the model's context unless given)")
+	f.IntVar(&o.maxLength, "max-length", tokrows.DefaultMaxLength, "tokens per row, as in ctxdep tokenize (capped at the model's context unless given)")
 	f.IntVar(&o.perShard, "sequences-per-shard", 128, "rows per shard file, as in cache build")
 	f.IntVar(&o.sampleRows, "sample-rows", 8, "rows in the timed forward pass")
 	addJSONFlag(cmd, g)
@@ -158,17 +159,20 @@ func runCachePlan(ctx context.Context, g *globalOptions, o *cachePlanOptions, le
 		defer dev.Close()
 		res.BLAS = "cuda: " + dev.Name()
 	}
-	for _, l := range layers {
-		var pass cachebuild.Pass // the CPU's
-		if dev != nil {
-			f, err := dev.NewForward(m, l, nil, o.sampleRows, t)
-			if err != nil {
-				return err
-			}
-			defer f.Free()
-			pass = f
+	// measure times layer l, freeing its GPU pass before the next layer's.
+	measure := func(l int) (float64, error) {
+		if dev == nil {
+			return cachebuild.Measure(ctx, m, nil, l, o.sampleRows, t) // the CPU's pass
 		}
-		tps, err := cachebuild.Measure(ctx, m, pass, l, o.sampleRows, t)
+		f, err := dev.NewForward(m, l, nil, o.sampleRows, t)
+		if err != nil {
+			return 0, err
+		}
+		defer f.Free()
+		return cachebuild.Measure(ctx, m, f, l, o.sampleRows, t)
+	}
+	for _, l := range layers {
+		tps, err := measure(l)
 		if err != nil {
 			return err
 		}

@@ -68,7 +68,7 @@ func runCacheVerify(ctx context.Context, g *globalOptions, dir string) error {
 	}
 	msg := fmt.Sprintf("cache %s has %d problem(s)", dir, len(c.Problems))
 	if len(c.Rerun) > 0 {
-		msg += "; rerun worker(s) " + joinInts(c.Rerun) + fmt.Sprintf(" of %d with the same flags (they resume), then `ctxdep cache merge %s`", c.Workers, dir)
+		msg += "; rerun worker(s) " + c.RerunList() + fmt.Sprintf(" of %d with the same flags (they resume), then `ctxdep cache merge %s`", c.Workers, dir)
 	}
 	return fmt.Errorf("%s", msg)
 }
@@ -111,12 +111,4 @@ func printCheck(g *globalOptions, c *actcache.Check) {
 		}
 		fmt.Fprintf(g.stdout, "rerun: %s\n", strings.Join(flags, ", "))
 	}
-}
-
-func joinInts(v []int) string {
-	s := make([]string, len(v))
-	for i, x := range v {
-		s[i] = fmt.Sprint(x)
-	}
-	return strings.Join(s, ", ")
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ctxdep/ctxdep/internal/atomicfile"
 	"github.com/ctxdep/ctxdep/internal/provenance"
+	"github.com/ctxdep/ctxdep/internal/safetensors"
 )
 
 // Format and Version identify the manifest; a reader rejects others.
@@ -64,9 +65,6 @@ func (w Worker) Range() (first, n int) {
 	return lo, hi - lo
 }
 
-// Flag returns the --shard value that reruns worker w.
-func (w Worker) Flag() string { return fmt.Sprintf("%d/%d", w.Index, w.Count) }
-
 // Hooks names the TransformerLens hooks of x and y.
 type Hooks struct {
 	X string `json:"x"`
@@ -96,6 +94,24 @@ type Data struct {
 	// Counts of what a text build read: documents, empty ones, skipped
 	// ones by reason, invalid UTF-8 replaced, tokens dropped.
 	Counts map[string]int64 `json:"counts,omitempty"`
+}
+
+// StorageDType returns the safetensors dtype that x and y are stored in for
+// the manifest dtype s ("float16", else "float32").
+func StorageDType(s string) safetensors.DType {
+	if s == "float16" {
+		return safetensors.F16
+	}
+	return safetensors.F32
+}
+
+// Bytes returns the size of the shards m lists.
+func (m *Manifest) Bytes() int64 {
+	var n int64
+	for _, s := range m.Shards {
+		n += s.Bytes
+	}
+	return n
 }
 
 // HookNames returns the TransformerLens names of x and y at layer.
@@ -179,6 +195,12 @@ func ReadManifestFile(path string) (*Manifest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("actcache: %w", err)
 	}
+	return parseManifest(path, raw)
+}
+
+// parseManifest parses and checks the manifest file at path, whose bytes
+// are raw.
+func parseManifest(path string, raw []byte) (*Manifest, error) {
 	var m Manifest
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return nil, fmt.Errorf("actcache: %s: malformed manifest: %w", path, err)

@@ -51,10 +51,7 @@ func (c *Cache) ReadShard(i int) (*ShardData, error) {
 	}
 	defer f.Close()
 	n, t, d := s.NSequences, m.ContextLength, m.DModel
-	dt := safetensors.F32
-	if m.DType == "float16" {
-		dt = safetensors.F16
-	}
+	dt := StorageDType(m.DType)
 	want := map[string]struct {
 		dtype safetensors.DType
 		shape []int

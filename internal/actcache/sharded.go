@@ -73,13 +73,18 @@ func (c *Check) Err() error {
 		msg += fmt.Sprintf(" (and %d more problem(s); `ctxdep cache verify %s` lists them)", k, c.Dir)
 	}
 	if len(c.Rerun) > 0 && c.Workers > 0 {
-		ws := make([]string, len(c.Rerun))
-		for i, w := range c.Rerun {
-			ws[i] = fmt.Sprint(w)
-		}
-		msg += fmt.Sprintf("; workers to rerun: %s (of %d)", strings.Join(ws, ", "), c.Workers)
+		msg += fmt.Sprintf("; workers to rerun: %s (of %d)", c.RerunList(), c.Workers)
 	}
 	return errors.New(msg)
+}
+
+// RerunList returns the workers to rerun as text: "1, 3".
+func (c *Check) RerunList() string {
+	ws := make([]string, len(c.Rerun))
+	for i, w := range c.Rerun {
+		ws[i] = fmt.Sprint(w)
+	}
+	return strings.Join(ws, ", ")
 }
 
 // workerSet is the workers' manifests of a sharded build, by index.
@@ -338,20 +343,18 @@ func (ws *workerSet) jobs() []hashJob {
 // TotalBytes returns the bytes Verify or Merge will hash in dir (for a
 // progress bar); 0 when it cannot tell.
 func TotalBytes(dir string) int64 {
-	var total int64
 	var c Check
 	if ws, _ := scanWorkers(dir, &c); ws != nil {
+		var total int64
 		for _, j := range ws.jobs() {
 			total += j.rec.Bytes
 		}
 		return total
 	}
 	if m, err := ReadManifest(dir); err == nil {
-		for _, s := range m.Shards {
-			total += s.Bytes
-		}
+		return m.Bytes()
 	}
-	return total
+	return 0
 }
 
 // merged returns the manifest of the whole cache that the complete,
@@ -492,7 +495,7 @@ func Merge(ctx context.Context, dir string, progress func(int64)) (*Manifest, *C
 	case err == nil && bytes.Equal(old, raw):
 		return m, c, nil // merged before: nothing to do
 	case err == nil:
-		om, rerr := ReadManifestFile(path)
+		om, rerr := parseManifest(path, old)
 		if rerr != nil {
 			return nil, c, fmt.Errorf("%w; it is left as it is: remove it to merge", rerr)
 		}

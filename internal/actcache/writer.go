@@ -28,7 +28,6 @@ type Writer struct {
 	dir      string
 	man      Manifest
 	key      string
-	nShards  int
 	kept     []*Shard         // per shard index: the complete shard on disk, or nil
 	recorded map[string]Shard // shards the earlier run's manifest lists, by file name
 	repair   []string         // shards on disk that do not match that record: rewritten
@@ -82,16 +81,23 @@ func Create(dir string, man Manifest) (*Writer, error) {
 	man.Format, man.Version, man.Complete, man.Shards, man.Workers = Format, Version, false, nil, 0
 	man.NTokens = int64(man.NSequences) * int64(man.ContextLength)
 	w := &Writer{dir: dir, man: man, key: settingsKey(&man)}
-	w.nShards = (man.NSequences + man.SequencesPerShard - 1) / man.SequencesPerShard
-	w.kept = make([]*Shard, w.nShards)
+	w.kept = make([]*Shard, (man.NSequences+man.SequencesPerShard-1)/man.SequencesPerShard)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("actcache: %w", err)
 	}
-	if err := w.checkLayout(); err != nil {
+	// The earlier run's manifest: checkLayout has read manifest.json, a
+	// single-machine build's own; a worker keeps its own file.
+	old, err := w.checkLayout()
+	if err != nil {
 		return nil, err
 	}
 	path := filepath.Join(dir, man.fileName())
-	if old, err := ReadManifestFile(path); err == nil {
+	if man.Worker != nil {
+		if old, err = ReadManifestFile(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, err // a manifest we cannot read: do not overwrite it
+		}
+	}
+	if old != nil {
 		if settingsKey(old) != w.key {
 			return nil, fmt.Errorf("actcache: %s holds a cache built with other settings or inputs (layer %d, %d sequences, dtype %s, model %.12s, data %.12s); use another --out or remove it", path, old.Layer, old.NSequences, old.DType, old.Model.SHA256, old.Data.SHA256)
 		}
@@ -99,8 +105,6 @@ func Create(dir string, man Manifest) (*Writer, error) {
 		for _, s := range old.Shards {
 			w.recorded[s.File] = s
 		}
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, err // a manifest we cannot read: do not overwrite it
 	}
 	for i := range w.kept {
 		s, err := w.existing(i)
@@ -114,38 +118,40 @@ func Create(dir string, man Manifest) (*Writer, error) {
 
 // checkLayout refuses to mix a single-machine build and the workers of a
 // sharded one, or workers of different counts, in one directory: their
-// files would not add up to one cache.
-func (w *Writer) checkLayout() error {
+// files would not add up to one cache. It returns the directory's
+// manifest.json, nil when there is none; a manifest.json it cannot read is
+// an error, so that it is not overwritten.
+func (w *Writer) checkLayout() (*Manifest, error) {
 	names, err := workerManifests(w.dir)
 	if err != nil {
-		return fmt.Errorf("actcache: %w", err)
+		return nil, fmt.Errorf("actcache: %w", err)
 	}
 	merged, err := ReadManifestFile(filepath.Join(w.dir, ManifestName))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
+		return nil, err
 	}
 	wk := w.man.Worker
 	if wk == nil {
 		if len(names) > 0 {
-			return fmt.Errorf("actcache: %s holds the shards of a sharded build (%s…): run its workers with --shard i/N, or use another --out", w.dir, names[0])
+			return nil, fmt.Errorf("actcache: %s holds the shards of a sharded build (%s…): run its workers with --shard i/N, or use another --out", w.dir, names[0])
 		}
 		if merged != nil && merged.Workers > 0 {
-			return fmt.Errorf("actcache: %s holds a cache merged from %d workers: rerun a worker with --shard i/%d, or use another --out", w.dir, merged.Workers, merged.Workers)
+			return nil, fmt.Errorf("actcache: %s holds a cache merged from %d workers: rerun a worker with --shard i/%d, or use another --out", w.dir, merged.Workers, merged.Workers)
 		}
-		return nil
+		return merged, nil
 	}
 	if merged != nil && merged.Workers == 0 {
-		return fmt.Errorf("actcache: %s holds a single-machine cache: a sharded build needs another --out", w.dir)
+		return nil, fmt.Errorf("actcache: %s holds a single-machine cache: a sharded build needs another --out", w.dir)
 	}
 	if merged != nil && merged.Workers != wk.Count {
-		return fmt.Errorf("actcache: %s holds a cache merged from %d workers, and this is worker %d of %d: the worker count cannot change between runs; rerun with --shard %d/%d, or use another --out", w.dir, merged.Workers, wk.Index, wk.Count, wk.Index, merged.Workers)
+		return nil, fmt.Errorf("actcache: %s holds a cache merged from %d workers, and this is worker %d of %d: the worker count cannot change between runs; rerun with --shard %d/%d, or use another --out", w.dir, merged.Workers, wk.Index, wk.Count, wk.Index, merged.Workers)
 	}
 	for _, name := range names {
 		if _, n, _ := parseWorkerManifestName(name); n != wk.Count {
-			return fmt.Errorf("actcache: %s holds %s, written by a build with %d workers, and this is worker %d of %d: the worker count cannot change between runs; rerun every worker with --shard i/%d, or use another --out (or remove the %d-worker files)", w.dir, name, n, wk.Index, wk.Count, n, n)
+			return nil, fmt.Errorf("actcache: %s holds %s, written by a build with %d workers, and this is worker %d of %d: the worker count cannot change between runs; rerun every worker with --shard i/%d, or use another --out (or remove the %d-worker files)", w.dir, name, n, wk.Index, wk.Count, n, n)
 		}
 	}
-	return nil
+	return merged, nil
 }
 
 // existing checks shard i on disk: absent → nil; written by this build's
@@ -154,7 +160,7 @@ func (w *Writer) checkLayout() error {
 func (w *Writer) existing(i int) (*Shard, error) {
 	name := w.man.shardName(i)
 	path := filepath.Join(w.dir, name)
-	first, n := w.rows(i)
+	first, n := w.ShardRows(i)
 	if rec, ok := w.recorded[name]; ok {
 		p, err := provenance.Hash(path)
 		if errors.Is(err, os.ErrNotExist) {
@@ -199,17 +205,14 @@ func (w *Writer) Repaired() []string { return w.repair }
 func (w *Writer) ManifestPath() string { return filepath.Join(w.dir, w.man.fileName()) }
 
 // NumShards returns how many shards the cache will have.
-func (w *Writer) NumShards() int { return w.nShards }
-
-// rows returns the first input row and the sequence count of shard i.
-func (w *Writer) rows(i int) (first, n int) {
-	off := i * w.man.SequencesPerShard
-	return w.man.Data.FirstRow + off, min(w.man.SequencesPerShard, w.man.NSequences-off)
-}
+func (w *Writer) NumShards() int { return len(w.kept) }
 
 // ShardRows returns the range [first, first+n) of input rows that shard i
 // holds.
-func (w *Writer) ShardRows(i int) (first, n int) { return w.rows(i) }
+func (w *Writer) ShardRows(i int) (first, n int) {
+	off := i * w.man.SequencesPerShard
+	return w.man.Data.FirstRow + off, min(w.man.SequencesPerShard, w.man.NSequences-off)
+}
 
 // NumKept returns how many shards an earlier run left complete.
 func (w *Writer) NumKept() int {
@@ -229,7 +232,7 @@ func (w *Writer) Has(i int) bool { return w.kept[i] != nil }
 // (S_i·T rows) when the cache stores them. The file appears only when
 // complete; the manifest then lists it.
 func (w *Writer) WriteShard(i int, tokens []int32, x, y []float32, acts *transcoder.Acts) error {
-	first, n := w.rows(i)
+	first, n := w.ShardRows(i)
 	t, c := w.man.ContextLength, w.man.DModel
 	if len(tokens) != n*t || len(x) != n*t*c || len(y) != n*t*c {
 		panic(fmt.Sprintf("actcache: shard %d: got %d tokens, %d x, %d y for %d sequences", i, len(tokens), len(x), len(y), n))
@@ -237,10 +240,7 @@ func (w *Writer) WriteShard(i int, tokens []int32, x, y []float32, acts *transco
 	if (acts != nil) != w.man.WithActs || (acts != nil && acts.Rows() != n*t) {
 		panic(fmt.Sprintf("actcache: shard %d: acts do not match the manifest", i))
 	}
-	dt := safetensors.F32
-	if w.man.DType == "float16" {
-		dt = safetensors.F16
-	}
+	dt := StorageDType(w.man.DType)
 	infos := []safetensors.TensorInfo{
 		{Name: "tokens", DType: safetensors.I32, Shape: []int{n, t}},
 		{Name: "x", DType: dt, Shape: []int{n, t, c}},
@@ -286,11 +286,9 @@ func (w *Writer) WriteShard(i int, tokens []int32, x, y []float32, acts *transco
 	if err := sw.Close(); err != nil {
 		return fmt.Errorf("actcache: %w", err)
 	}
-	p, err := provenance.Hash(path)
-	if err != nil {
-		return fmt.Errorf("actcache: %w", err)
-	}
-	w.kept[i] = &Shard{File: name, NSequences: n, FirstRow: first, Bytes: p.Size, SHA256: p.SHA256, NNZ: nnz}
+	// The writer hashed the bytes as it wrote them: no second read of the shard.
+	size, sum := sw.Sum()
+	w.kept[i] = &Shard{File: name, NSequences: n, FirstRow: first, Bytes: size, SHA256: sum, NNZ: nnz}
 	return w.writeManifest(false)
 }
 

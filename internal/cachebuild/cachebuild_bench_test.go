@@ -11,7 +11,8 @@ import (
 // BenchmarkForwardEncode measures what `cache build --with-acts` computes
 // per batch: the forward pass to block 8 and the transcoder encoder with
 // compaction, at GPT-2-small shapes (random weights), B=32, T=128.
-// Reference (SPEC, this 2-core machine): PyTorch 1.13 CPU ≈ 1,950 tokens/s.
+// scripts/bench.sh runs it beside scripts/bench_torch.py, for a PyTorch
+// figure measured on the same machine in the same run.
 func BenchmarkForwardEncode(b *testing.B) {
 	info := blasimpl.Use(0) // already installed by TestMain; returns what is in use
 	b.Logf("blas %s, kernel %s, %d threads", info.Backend, info.Kernel, info.Threads)
@@ -22,7 +23,6 @@ func BenchmarkForwardEncode(b *testing.B) {
 	ws := m.NewWorkspace(bs * t)
 	enc := tc.NewEncoder()
 	var acts transcoder.Acts
-	b.ResetTimer()
 	for b.Loop() {
 		x, _, err := m.RunToBlock(ws, tok, bs, t, 8, nil)
 		if err != nil {

@@ -15,7 +15,6 @@ import (
 	"github.com/ctxdep/ctxdep/internal/gpt2"
 	"github.com/ctxdep/ctxdep/internal/npy"
 	"github.com/ctxdep/ctxdep/internal/provenance"
-	"github.com/ctxdep/ctxdep/internal/safetensors"
 	"github.com/ctxdep/ctxdep/internal/testutil"
 	"github.com/ctxdep/ctxdep/internal/transcoder"
 )
@@ -82,24 +81,11 @@ func readAll(t *testing.T, dir string) (tok []int32, x, y []float32, acts []*tra
 	return
 }
 
-func golden(t *testing.T, name string) []float32 {
-	t.Helper()
-	f, err := safetensors.Open(goldenCache)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	v, err := f.Float32(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
-}
-
 // The cache holds TransformerLens's x and y for every row, in input order,
 // across shards (6 rows, 4 per shard: shards of 4 and 2).
 func TestBuildMatchesTransformerLens(t *testing.T) {
 	f := load(t)
+	g := testutil.Golden(t, goldenCache)
 	for layer := 0; layer < 3; layer++ {
 		out := filepath.Join(t.TempDir(), "cache")
 		man, err := Build(context.Background(), f.options(out, layer))
@@ -119,8 +105,8 @@ func TestBuildMatchesTransformerLens(t *testing.T) {
 			}
 		}
 		// 1e-5 + 1e-5·|want|: PyTorch float32 itself is ≤ 5.2e-6 from the golden here.
-		testutil.Close(t, fmt.Sprint("x.", layer), x, golden(t, fmt.Sprint("x.", layer)), 1e-5, 1e-5)
-		testutil.Close(t, fmt.Sprint("y.", layer), y, golden(t, fmt.Sprint("y.", layer)), 1e-5, 1e-5)
+		testutil.Close(t, fmt.Sprint("x.", layer), x, g[fmt.Sprint("x.", layer)], 1e-5, 1e-5)
+		testutil.Close(t, fmt.Sprint("y.", layer), y, g[fmt.Sprint("y.", layer)], 1e-5, 1e-5)
 	}
 }
 
@@ -151,28 +137,20 @@ func TestBuildFloat16(t *testing.T) {
 // Stored activations equal encoding the stored x.
 func TestBuildWithActs(t *testing.T) {
 	f := load(t)
-	tc, err := transcoder.Load(tcFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tp, err := provenance.Hash(tcFile)
-	if err != nil {
-		t.Fatal(err)
-	}
 	o := f.options(filepath.Join(t.TempDir(), "c"), 1)
-	o.Transcoder, o.TransProv = tc, &tp
+	withActs(t)(0, &o)
 	man, err := Build(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !man.WithActs || man.DSAE != 64 || man.Transcoder.SHA256 != tp.SHA256 {
+	if !man.WithActs || man.DSAE != 64 || man.Transcoder.SHA256 != o.TransProv.SHA256 {
 		t.Fatalf("manifest %+v", man)
 	}
 	c, err := actcache.Open(o.Out)
 	if err != nil {
 		t.Fatal(err)
 	}
-	enc := tc.NewEncoder()
+	enc := o.Transcoder.NewEncoder()
 	for i := range man.Shards {
 		sd, err := c.ReadShard(i)
 		if err != nil {

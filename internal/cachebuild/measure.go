@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ctxdep/ctxdep/internal/actcache"
 	"github.com/ctxdep/ctxdep/internal/gpt2"
 )
 
@@ -13,11 +14,7 @@ import (
 // plus the int32 token, 2·c·size + 4. Safetensors headers and the
 // manifest add well under a kilobyte per shard.
 func BytesPerToken(c int, dtype string) int64 {
-	size := int64(4)
-	if dtype == "float16" {
-		size = 2
-	}
-	return 2*int64(c)*size + 4
+	return 2*int64(c)*int64(actcache.StorageDType(dtype).Size()) + 4
 }
 
 // Measure times what Build computes per batch, the forward pass of rows

@@ -47,6 +47,7 @@ func buildWorkers(t *testing.T, f fixture, out string, n, perShard int, mod func
 }
 
 func withActs(t *testing.T) func(int, *Options) {
+	t.Helper()
 	tc, err := transcoder.Load(tcFile)
 	if err != nil {
 		t.Fatal(err)

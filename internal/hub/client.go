@@ -86,17 +86,10 @@ func envToken() string {
 	}
 	path := os.Getenv("HF_TOKEN_PATH")
 	if path == "" {
-		// $HF_HOME/token, HF_HOME defaulting as huggingface_hub's constants.py
-		// has it (independently of $HF_HUB_CACHE).
-		home := os.Getenv("HF_HOME")
+		// $HF_HOME/token, independently of $HF_HUB_CACHE.
+		home := hfHome()
 		if home == "" {
-			if x := os.Getenv("XDG_CACHE_HOME"); x != "" {
-				home = filepath.Join(x, "huggingface")
-			} else if u, err := os.UserHomeDir(); err == nil {
-				home = filepath.Join(u, ".cache", "huggingface")
-			} else {
-				return ""
-			}
+			return ""
 		}
 		path = filepath.Join(home, "token")
 	}

@@ -148,11 +148,10 @@ func TestDownloadResume(t *testing.T) {
 		name        string
 		retries     int
 		ignoreRange bool
-		wantRange   bool // a "Range: bytes=100000-" request is expected
 	}{
-		{"retry in the same call", 2, false, true},
-		{"resume in the next call", 0, false, true},
-		{"server without Range support", 2, true, true},
+		{"retry in the same call", 2, false},
+		{"resume in the next call", 0, false},
+		{"server without Range support", 2, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			files := gpt2Files()
@@ -183,9 +182,9 @@ func TestDownloadResume(t *testing.T) {
 			}
 			checkSnapshot(t, repoDir, snap, files)
 			gets := h.requests("GET /repos/")
-			ranged := slices.ContainsFunc(gets, func(e string) bool { return strings.HasSuffix(e, "bytes=100000-") })
-			if ranged != tc.wantRange {
-				t.Errorf("CDN GETs %v: Range from byte %d sent = %v, want %v", gets, cut, ranged, tc.wantRange)
+			// Every case asks to resume, even of a server that then ignores it.
+			if !slices.ContainsFunc(gets, func(e string) bool { return strings.HasSuffix(e, "bytes=100000-") }) {
+				t.Errorf("CDN GETs %v: no Range from byte %d was sent", gets, cut)
 			}
 		})
 	}

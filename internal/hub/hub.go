@@ -14,17 +14,27 @@ func CacheDir() string {
 	if d := os.Getenv("HF_HUB_CACHE"); d != "" {
 		return d
 	}
+	if h := hfHome(); h != "" {
+		return filepath.Join(h, "hub")
+	}
+	return filepath.Join(".cache", "huggingface", "hub")
+}
+
+// hfHome returns $HF_HOME, defaulting as huggingface_hub's constants.py has
+// it: $XDG_CACHE_HOME/huggingface, else ~/.cache/huggingface; "" when there
+// is no home directory.
+func hfHome() string {
 	if d := os.Getenv("HF_HOME"); d != "" {
-		return filepath.Join(d, "hub")
+		return d
 	}
 	if d := os.Getenv("XDG_CACHE_HOME"); d != "" {
-		return filepath.Join(d, "huggingface", "hub")
+		return filepath.Join(d, "huggingface")
 	}
 	home, err := os.UserHomeDir()
 	if err != nil {
-		return filepath.Join(".cache", "huggingface", "hub")
+		return ""
 	}
-	return filepath.Join(home, ".cache", "huggingface", "hub")
+	return filepath.Join(home, ".cache", "huggingface")
 }
 
 // RepoKind says what a repository holds. Models and datasets live in
@@ -50,11 +60,6 @@ func (k RepoKind) String() string {
 // {kind}s--{owner}--{name}.
 func repoFolder(kind RepoKind, repo string) string {
 	return kind.String() + "s--" + strings.ReplaceAll(repo, "/", "--")
-}
-
-// RepoDir returns the cache folder of a model repository ("owner/name").
-func RepoDir(repo string) string {
-	return filepath.Join(CacheDir(), repoFolder(Model, repo))
 }
 
 // ErrNotCached is returned when a repository has no snapshot in the cache.
@@ -84,7 +89,7 @@ func snapshotIn(cache string, kind RepoKind, repo, revision string) (string, err
 	if st, err := os.Stat(snap); err == nil && st.IsDir() {
 		return snap, nil
 	}
-	if revision == "main" || revision == "" {
+	if revision == "main" {
 		entries, err := os.ReadDir(filepath.Join(dir, "snapshots"))
 		if err == nil && len(entries) == 1 && entries[0].IsDir() {
 			return filepath.Join(dir, "snapshots", entries[0].Name()), nil

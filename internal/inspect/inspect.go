@@ -110,7 +110,6 @@ func Run(ctx context.Context, c *actcache.Cache, o Options) (*Report, error) {
 		fired     []bool
 		l0, sqErr float64
 		useStored bool
-		tokens    int64
 	)
 	if tc != nil {
 		enc = tc.NewEncoder()
@@ -128,7 +127,6 @@ func Run(ctx context.Context, c *actcache.Cache, o Options) (*Report, error) {
 		xa.add(sd.X, d)
 		ya.add(sd.Y, d)
 		rows := len(sd.X) / d
-		tokens += int64(rows)
 		if tc != nil {
 			a := sd.Acts
 			if !useStored {
@@ -159,8 +157,8 @@ func Run(ctx context.Context, c *actcache.Cache, o Options) (*Report, error) {
 		if useStored {
 			q.ActsSource = "stored"
 		}
-		q.L0Mean = l0 / float64(tokens)
-		q.MSE = sqErr / float64(tokens*int64(d))
+		q.L0Mean = l0 / float64(xa.rows)
+		q.MSE = sqErr / float64(ya.n)
 		q.NMSE = q.MSE / r.Y.MeanSquare
 		for _, f := range fired {
 			if !f {
