@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/spf13/pflag"
 
@@ -24,9 +26,9 @@ type dataOptions struct {
 // seedFlag names the shuffle seed: --seed (CLI.md's tokenize and cache
 // build), or --data-seed for fit, whose --seed seeds the initialisation.
 func addDataFlags(f *pflag.FlagSet, o *dataOptions, seedFlag string) {
-	f.IntVar(&o.shuffleBuffer, "shuffle-buffer", 10000, "Hugging Face streaming shuffle buffer (0 disables the shuffle)")
-	f.Uint64Var(&o.seed, seedFlag, 42, "seed of the streaming shuffle (numpy default_rng)")
-	f.IntVar(&o.maxLength, "max-length", 128, "tokens per row, BOS included")
+	f.IntVar(&o.shuffleBuffer, "shuffle-buffer", owt.DefaultShuffleBuffer, "Hugging Face streaming shuffle buffer (0 disables the shuffle)")
+	f.Uint64Var(&o.seed, seedFlag, owt.DefaultSeed, "seed of the streaming shuffle (numpy default_rng)")
+	f.IntVar(&o.maxLength, "max-length", tokrows.DefaultMaxLength, "tokens per row, BOS included")
 	f.StringVar(&o.format, "format", "", "corpus layout: jsonl, parquet, owt-tar or txt (default: from the path)")
 	f.StringVar(&o.tokenizer, "tokenizer", "", "directory with a Hugging Face tokenizer.json or vocab.json + merges.txt (default: GPT-2's embedded BPE)")
 }
@@ -82,8 +84,8 @@ func (t *textRows) summary() string {
 	if rs.Empty > 0 || rs.Replaced > 0 {
 		s += fmt.Sprintf(" (%d empty, %d with invalid UTF-8 replaced)", rs.Empty, rs.Replaced)
 	}
-	for reason, n := range rs.Skipped {
-		s += fmt.Sprintf(", %d skipped (%s)", n, reason)
+	for _, reason := range slices.Sorted(maps.Keys(rs.Skipped)) {
+		s += fmt.Sprintf(", %d skipped (%s)", rs.Skipped[reason], reason)
 	}
 	return s + fmt.Sprintf("; %d tokens in %d batches, %d EOT removed, %d remainder tokens dropped", ts.Tokens, ts.Batches, ts.EOTRemoved, ts.Discarded)
 }

@@ -33,7 +33,6 @@ type Tokenizer struct {
 	re      *regexp2.Regexp
 	ranks   map[string]int // ordinary token bytes → id (= merge priority), V−1 entries
 	decoder [][]byte       // (V) id → bytes; EOT → "<|endoftext|>"
-	merges  [][2]string    // merge pairs as bytes, from FromFiles; nil for GPT2
 }
 
 // GPT2 returns the tokenizer of GPT-2 small from the r50k_base ranks that

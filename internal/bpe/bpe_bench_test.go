@@ -2,9 +2,10 @@ package bpe
 
 import "testing"
 
-// BenchmarkEncode measures Encode (tiktoken-go) on 1 MiB of generated
-// English-like text, one goroutine; BenchmarkEncodeNaive is the same-run
-// baseline (the encoder.py reference).
+// BenchmarkEncode measures Encode (this package's rank-BPE; tiktoken-go only
+// supplies the embedded ranks) on 1 MiB of generated English-like text, one
+// goroutine; BenchmarkEncodeNaive is the same-run baseline (the encoder.py
+// reference).
 func BenchmarkEncode(b *testing.B) {
 	tok, _ := gpt2(b)
 	benchEncode(b, tok.Encode)

@@ -195,9 +195,8 @@ func TestEncodeMatchesNaive(t *testing.T) {
 // rank-BPE below its id, into exactly two tokens.
 func TestEmbeddedRanksFollowMergeOrder(t *testing.T) {
 	gpt2(t)
-	if len(shared.merges) != numMerges {
-		t.Fatalf("%d merges, want %d", len(shared.merges), numMerges)
-	}
+	// gpt2 fails unless deriveMerges split every rank ≥ 256 in two, and
+	// GPT2 has V−1 ranks, so there are numMerges merges.
 	if m := shared.merges[0]; m != [2]string{" ", "t"} {
 		t.Errorf("merge 0 = %q, want GPT-2's first merge \"Ġ t\"", m)
 	}

@@ -212,7 +212,6 @@ func fromVocabMerges(vocab map[string]int, merges [][2]string, vocabName, merges
 	if len(merges) != numMerges {
 		return nil, fmt.Errorf("%s: %d merges, want GPT-2's %d", mergesName, len(merges), numMerges)
 	}
-	t.merges = make([][2]string, len(merges))
 	for i, m := range merges {
 		want := 256 + i
 		var parts [2][]byte
@@ -234,7 +233,6 @@ func fromVocabMerges(vocab map[string]int, merges [][2]string, vocabName, merges
 		if len(split) != 2 || len(split[0]) != len(parts[0]) {
 			return nil, fmt.Errorf("%s: rank-BPE splits %q as %q, not as this merge; these files are not GPT-2-like", mergeName(i), merged, split)
 		}
-		t.merges[i] = [2]string{string(parts[0]), string(parts[1])}
 	}
 	return t, nil
 }

@@ -2,21 +2,23 @@ package owt
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"io"
 	"os"
+
+	"github.com/ctxdep/ctxdep/internal/bpe"
+	"github.com/ctxdep/ctxdep/internal/tokrows"
 )
 
-// GPT-2 vocabulary facts (SPEC §2.5): ids run 0..50256 and
-// "<|endoftext|>" = 50256 is BOS, EOS and pad at once.
+// GPT-2 vocabulary facts (SPEC §2.5), from package bpe: ids run 0..50256
+// and "<|endoftext|>" = 50256, the last id, is BOS, EOS and pad at once.
 const (
-	VocabSize = 50257
-	EOT       = 50256
+	eot       = bpe.EOT
+	vocabSize = bpe.EOT + 1
 )
 
-// DefaultRowLen is TransformerLens's max_length: 1 BOS + 127 tokens.
-const DefaultRowLen = 128
+// defaultRowLen is TransformerLens's max_length (1 BOS + 127 tokens), as
+// tokrows cuts text rows.
+const defaultRowLen = tokrows.DefaultMaxLength
 
 // binIndexStride is how many rows apart the DropEOT index records a file
 // position: a Read walks at most this many rows of the file before its
@@ -30,7 +32,7 @@ const binChunk = 32 << 10
 // BinOptions configures OpenBin.
 type BinOptions struct {
 	// RowLen is the row length including the leading BOS; 0 means
-	// DefaultRowLen.
+	// tokrows.DefaultMaxLength (128).
 	RowLen int
 	// DropEOT removes every 50256 from the token stream before rows are
 	// cut, as tokenize_and_concatenate's pad removal does (SPEC §2.6 d).
@@ -61,7 +63,7 @@ type BinRows struct {
 // (and by OpenBin itself with DropEOT, which reads every token).
 func OpenBin(path string, o BinOptions) (*BinRows, error) {
 	if o.RowLen == 0 {
-		o.RowLen = DefaultRowLen
+		o.RowLen = defaultRowLen
 	}
 	if o.RowLen < 2 {
 		return nil, fmt.Errorf("owt: row length %d is too short (want ≥ 2: BOS and a token)", o.RowLen)
@@ -121,7 +123,7 @@ func (b *BinRows) Close() error { return b.f.Close() }
 func (b *BinRows) buildIndex() error {
 	var kept int64
 	err := b.scan(0, b.tokens, func(pos int64, id uint16) bool {
-		if id == EOT {
+		if id == eot {
 			return true
 		}
 		if kept%int64(b.body) == 0 && (kept/int64(b.body))%binIndexStride == 0 {
@@ -144,15 +146,13 @@ func (b *BinRows) scan(start, end int64, fn func(pos int64, id uint16) bool) err
 	for pos := start; pos < end; {
 		n := min(int64(binChunk), end-pos)
 		if _, err := b.f.ReadAt(buf[:2*n], 2*pos); err != nil {
-			if errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF // the file shrank under us
-			}
-			return fmt.Errorf("owt: read %s at byte %d: %w", b.path, 2*pos, err)
+			// io.EOF here means the file shrank under us.
+			return fmt.Errorf("owt: read %s at byte %d: %w", b.path, 2*pos, noEOF(err))
 		}
 		for k := range n {
 			id := binary.LittleEndian.Uint16(buf[2*k:])
-			if id >= VocabSize {
-				return fmt.Errorf("owt: %s: token id %d at byte offset %d is outside the GPT-2 vocabulary (< %d)", b.path, id, 2*(pos+k), VocabSize)
+			if id >= vocabSize {
+				return fmt.Errorf("owt: %s: token id %d at byte offset %d is outside the GPT-2 vocabulary (< %d)", b.path, id, 2*(pos+k), vocabSize)
 			}
 			if !fn(pos+k, id) {
 				return nil
@@ -188,7 +188,7 @@ func (b *BinRows) Read(dst []int32, first, n int) error {
 	}
 	var got int64
 	err := b.scan(start, end, func(_ int64, id uint16) bool {
-		if b.drop && id == EOT {
+		if b.drop && id == eot {
 			return true
 		}
 		if skip > 0 {
@@ -197,7 +197,7 @@ func (b *BinRows) Read(dst []int32, first, n int) error {
 		}
 		r, c := got/int64(b.body), got%int64(b.body)
 		if c == 0 {
-			dst[r*int64(b.rowLen)] = EOT
+			dst[r*int64(b.rowLen)] = eot
 		}
 		dst[r*int64(b.rowLen)+1+c] = int32(id)
 		got++

@@ -28,9 +28,9 @@ func fakeStream(seed uint64, n int) []uint16 {
 	var ids []uint16
 	for len(ids) < n {
 		for range rng.IntN(300) {
-			ids = append(ids, uint16(rng.IntN(EOT)))
+			ids = append(ids, uint16(rng.IntN(eot)))
 		}
-		ids = append(ids, EOT)
+		ids = append(ids, eot)
 	}
 	return ids[:n]
 }
@@ -39,7 +39,7 @@ func fakeStream(seed uint64, n int) []uint16 {
 func binRowsNaive(ids []uint16, rowLen int, drop bool) [][]int32 {
 	var stream []int32
 	for _, id := range ids {
-		if drop && id == EOT {
+		if drop && id == eot {
 			continue
 		}
 		stream = append(stream, int32(id))
@@ -47,7 +47,7 @@ func binRowsNaive(ids []uint16, rowLen int, drop bool) [][]int32 {
 	body := rowLen - 1
 	var rows [][]int32
 	for r := 0; (r+1)*body <= len(stream); r++ {
-		rows = append(rows, append([]int32{EOT}, stream[r*body:(r+1)*body]...))
+		rows = append(rows, append([]int32{eot}, stream[r*body:(r+1)*body]...))
 	}
 	return rows
 }
@@ -105,13 +105,13 @@ func TestBinRowsConcurrentReads(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	want := binRowsNaive(ids, DefaultRowLen, true)
+	want := binRowsNaive(ids, defaultRowLen, true)
 	var wg sync.WaitGroup
 	errs := make(chan error, 4)
 	for g := range 4 {
 		wg.Go(func() {
 			for first := g; first < len(want); first += 4 {
-				dst := make([]int32, DefaultRowLen)
+				dst := make([]int32, defaultRowLen)
 				if err := b.Read(dst, first, 1); err != nil {
 					errs <- err
 					return
@@ -137,7 +137,7 @@ func TestBinErrors(t *testing.T) {
 	badID := writeBin(t, filepath.Join(dir, "bad"), ids)
 	odd := writeFile(t, dir, "odd.bin", []byte{1, 2, 3})
 	short := writeBin(t, filepath.Join(dir, "short"), make([]uint16, 126))
-	onlyEOT := writeBin(t, filepath.Join(dir, "eot"), []uint16{EOT, EOT, EOT, EOT})
+	onlyEOT := writeBin(t, filepath.Join(dir, "eot"), []uint16{eot, eot, eot, eot})
 
 	_, err := OpenBin(odd, BinOptions{})
 	wantErr(t, err, "odd.bin", "3 bytes is odd")
@@ -161,7 +161,7 @@ func TestBinErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	dst := make([]int32, 2*DefaultRowLen)
+	dst := make([]int32, 2*defaultRowLen)
 	if err := b.Read(dst, 0, 2); err != nil {
 		t.Errorf("rows 0–1 hold no bad id, Read: %v", err)
 	}
@@ -180,5 +180,5 @@ func TestBinErrors(t *testing.T) {
 	if err := os.Truncate(shrink, 500); err != nil {
 		t.Fatal(err)
 	}
-	wantErr(t, b2.Read(make([]int32, DefaultRowLen), 5, 1), "shrink/train.bin")
+	wantErr(t, b2.Read(make([]int32, defaultRowLen), 5, 1), "shrink/train.bin")
 }

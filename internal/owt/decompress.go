@@ -7,6 +7,7 @@ import (
 	"compress/gzip"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
@@ -87,4 +88,45 @@ func streamErr(name, kind string, err error) error {
 		return fmt.Errorf("owt: read %s: %w", name, err)
 	}
 	return fmt.Errorf("owt: %s: corrupt or truncated %s stream: %w", name, kind, err)
+}
+
+// fileStream is what jsonSource and tarSource share: their input's name (for
+// messages), its decompressor and, when openFileStream opened it, the file.
+type fileStream struct {
+	path    string
+	f       io.Closer // the file, or nil
+	release func()    // the decompressor's resources
+}
+
+func (s *fileStream) setFile(f io.Closer) { s.f = f }
+
+// close releases the decompressor, then closes the file if there is one.
+func (s *fileStream) close() error {
+	s.release()
+	if s.f == nil {
+		return nil
+	}
+	if err := s.f.Close(); err != nil {
+		return fmt.Errorf("owt: close %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// openFileStream opens path and reads it with newSource; the source owns
+// the file from then on and closes it in close.
+func openFileStream[S interface {
+	docSource
+	setFile(io.Closer)
+}](path string, maxDoc int, st *Stats, newSource func(name string, r io.Reader, maxDoc int, st *Stats) (S, error)) (docSource, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("owt: open corpus: %w", err)
+	}
+	s, err := newSource(path, f, maxDoc, st)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	s.setFile(f)
+	return s, nil
 }

@@ -8,18 +8,17 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"os"
 	"slices"
 	"unicode/utf8"
+
+	"github.com/ctxdep/ctxdep/internal/pyutf8"
 )
 
 // jsonSource reads the "text" field of JSON lines, or of one JSON array of
 // objects, from a possibly compressed file.
 type jsonSource struct {
-	path    string
-	kind    string    // compression, "" for none
-	f       io.Closer // the file, or nil
-	release func()
+	fileStream
+	kind    string // compression, "" for none
 	br      *bufio.Reader
 	maxDoc  int // bytes in one line or document
 	stats   *Stats
@@ -30,38 +29,13 @@ type jsonSource struct {
 	started bool
 }
 
-func openJSONL(path string, maxDoc int, st *Stats) (docSource, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("owt: open corpus: %w", err)
-	}
-	s, err := newJSONSource(path, f, maxDoc, st)
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	s.f = f
-	return s, nil
-}
-
 // newJSONSource reads JSON documents from r; name is for messages.
 func newJSONSource(name string, r io.Reader, maxDoc int, st *Stats) (*jsonSource, error) {
 	r, release, kind, err := decompressed(r)
 	if err != nil {
 		return nil, streamErr(name, kind, err)
 	}
-	return &jsonSource{path: name, kind: kind, release: release, br: bufio.NewReaderSize(r, 256<<10), maxDoc: maxDoc, stats: st}, nil
-}
-
-func (s *jsonSource) close() error {
-	s.release()
-	if s.f == nil {
-		return nil
-	}
-	if err := s.f.Close(); err != nil {
-		return fmt.Errorf("owt: close %s: %w", s.path, err)
-	}
-	return nil
+	return &jsonSource{fileStream: fileStream{path: name, release: release}, kind: kind, br: bufio.NewReaderSize(r, 256<<10), maxDoc: maxDoc, stats: st}, nil
 }
 
 func (s *jsonSource) next() (string, error) {
@@ -191,7 +165,7 @@ func (s *jsonSource) nextElement() (string, error) {
 // null text, which is counted as skipped.
 func (s *jsonSource) decodeRecord(b []byte) (text string, ok bool, err error) {
 	if !utf8.Valid(b) {
-		fixed, _ := decodeUTF8(b)
+		fixed, _ := pyutf8.Bytes(b)
 		b = []byte(fixed)
 		s.stats.Replaced++
 	}

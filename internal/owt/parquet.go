@@ -7,6 +7,8 @@ import (
 	"os"
 
 	"github.com/parquet-go/parquet-go"
+
+	"github.com/ctxdep/ctxdep/internal/pyutf8"
 )
 
 // parquetSource reads the top-level "text" column of a parquet file page by
@@ -103,7 +105,7 @@ func (s *parquetSource) next() (doc string, err error) {
 				s.stats.Skipped["null text"]++
 				continue
 			}
-			text, bad := decodeUTF8(v.ByteArray())
+			text, bad := pyutf8.Bytes(v.ByteArray())
 			if bad > 0 {
 				s.stats.Replaced++
 			}

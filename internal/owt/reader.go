@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 )
 
@@ -255,11 +254,11 @@ func (r *Reader) fromFiles() (string, error) {
 func (r *Reader) openFile(path string) (docSource, error) {
 	switch r.format {
 	case FormatJSONL:
-		return openJSONL(path, r.opts.MaxDocBytes, &r.stats)
+		return openFileStream(path, r.opts.MaxDocBytes, &r.stats, newJSONSource)
 	case FormatParquet:
 		return openParquet(path, &r.stats)
 	case FormatTar:
-		return openTar(path, r.opts.MaxDocBytes, &r.stats)
+		return openFileStream(path, r.opts.MaxDocBytes, &r.stats, newTarSource)
 	case FormatTxt:
 		return openTxt(path, r.opts.MaxDocBytes, &r.stats)
 	}
@@ -338,7 +337,7 @@ func fileFormat(path string, forced Format) (Format, error) {
 		return f, nil
 	}
 	if strings.HasSuffix(strings.ToLower(path), ".bin") {
-		return "", fmt.Errorf("owt: %s is a token file, not documents: read it with the nanogpt-bin reader (OpenBin)", path)
+		return "", fmt.Errorf("owt: %s is a nanoGPT token file, not text documents; ctxdep reads token rows from a .npy (cache build --tokens)", path)
 	}
 	head := make([]byte, 512)
 	f, err := os.Open(path)
@@ -411,9 +410,6 @@ func listDir(dir string, forced Format, skipped map[string]int64) (Format, []str
 		}
 		return "", nil, fmt.Errorf("owt: %s mixes corpus formats (%s); pass one file, a directory of one format, or a format", dir, strings.Join(kinds, ", "))
 	}
-	for f, files := range byFormat {
-		sort.Strings(files) // already sorted by ReadDir; keep it explicit
-		return f, files, nil
-	}
-	panic("unreachable")
+	f := slices.Collect(maps.Keys(byFormat))[0]
+	return f, byFormat[f], nil // in name order, as ReadDir lists them
 }

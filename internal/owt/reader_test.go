@@ -200,7 +200,7 @@ func TestOpenErrors(t *testing.T) {
 		{"mixed directory", mixed, Options{}, []string{"mixes corpus formats", "1 jsonl", "2 txt"}},
 		{"no corpus files", empty, Options{}, []string{"no corpus files", "1 hidden file", "1 file of another format", "1 directory entry not a file"}},
 		{"unknown file", unknown, Options{}, []string{"blob.dat", "cannot tell the corpus format"}},
-		{"token file", bin, Options{}, []string{"train.bin", "OpenBin"}},
+		{"token file", bin, Options{}, []string{"train.bin", "nanoGPT token file", "--tokens"}},
 		{"missing", filepath.Join(empty, "nope"), Options{}, []string{"nope", "no such file"}},
 		{"negative buffer", mixed, Options{ShuffleBuffer: -1}, []string{"shuffle buffer -1"}},
 		{"negative max", mixed, Options{MaxDocBytes: -1}, []string{"max document size"}},

@@ -159,9 +159,7 @@ func (g *Generator) Integers(n uint64) uint64 {
 		return uint64(g.Next32())
 	case rng < 0xFFFFFFFF:
 		return uint64(g.lemire32(uint32(rng)))
-	case rng == ^uint64(0):
-		return g.Next64()
-	default:
+	default: // rng < 2⁶⁴−1, since n ≥ 1
 		return g.lemire64(rng)
 	}
 }

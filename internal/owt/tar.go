@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path"
 	"strings"
 )
@@ -17,33 +16,17 @@ import (
 // documents, in tar order. At both levels members whose base name starts
 // with "." or "__" are skipped (datasets' _iter_tar). Every skip is counted.
 type tarSource struct {
-	path    string
-	f       io.Closer // the file, or nil
-	release func()
-	outerR  *tailReader // the decompressed archive, as the tar reader sees it
-	outer   *tar.Reader
-	maxDoc  int // bytes in one document
-	stats   *Stats
+	fileStream
+	outerR *tailReader // the decompressed archive, as the tar reader sees it
+	outer  *tar.Reader
+	maxDoc int // bytes in one document
+	stats  *Stats
 
 	member       string      // the current .xz member
 	innerR       *tailReader // its decompressed tar
 	inner        *tar.Reader // nil between .xz members
 	innerRelease func()
 	buf          []byte
-}
-
-func openTar(p string, maxDoc int, st *Stats) (docSource, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, fmt.Errorf("owt: open corpus: %w", err)
-	}
-	s, err := newTarSource(p, f, maxDoc, st)
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	s.f = f
-	return s, nil
 }
 
 // newTarSource reads an archive from r; name is for messages.
@@ -53,19 +36,12 @@ func newTarSource(name string, r io.Reader, maxDoc int, st *Stats) (*tarSource, 
 		return nil, streamErr(name, kind, err)
 	}
 	tr := &tailReader{r: r}
-	return &tarSource{path: name, release: release, outerR: tr, outer: tar.NewReader(tr), maxDoc: maxDoc, stats: st}, nil
+	return &tarSource{fileStream: fileStream{path: name, release: release}, outerR: tr, outer: tar.NewReader(tr), maxDoc: maxDoc, stats: st}, nil
 }
 
 func (s *tarSource) close() error {
 	s.closeInner()
-	s.release()
-	if s.f == nil {
-		return nil
-	}
-	if err := s.f.Close(); err != nil {
-		return fmt.Errorf("owt: close %s: %w", s.path, err)
-	}
-	return nil
+	return s.fileStream.close()
 }
 
 func (s *tarSource) closeInner() {
@@ -236,10 +212,7 @@ func readAllInto(dst []byte, r io.Reader, n int64) ([]byte, error) {
 	}
 	dst = dst[:n]
 	if _, err := io.ReadFull(r, dst); err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
-		return nil, err
+		return nil, noEOF(err)
 	}
 	return dst, nil
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/ctxdep/ctxdep/internal/pyutf8"
 )
 
 // textVectors is testdata/text_vectors.json, written by Python 3.11.2 with
@@ -70,12 +72,12 @@ func TestDecodeUTF8AgainstPython(t *testing.T) {
 	v := loadTextVectors(t)
 	for _, c := range v.UTF8 {
 		in, want := unhex(t, c.In), string(unhex(t, c.Out))
-		got, n := decodeUTF8(in)
+		got, n := pyutf8.Bytes(in)
 		if got != want {
-			t.Errorf("decodeUTF8(%x) = %x, want %x", in, got, want)
+			t.Errorf("pyutf8.Bytes(%x) = %x, want %x", in, got, want)
 		}
 		if wantN := strings.Count(want, "\uFFFD") - strings.Count(string(in), "\uFFFD"); utf8.Valid(in) && n != 0 || !utf8.Valid(in) && n != wantN {
-			t.Errorf("decodeUTF8(%x) replaced %d, want %d", in, n, wantN)
+			t.Errorf("pyutf8.Bytes(%x) replaced %d, want %d", in, n, wantN)
 		}
 	}
 }
@@ -103,16 +105,16 @@ func FuzzDecodeUTF8(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		s, n := decodeUTF8(b)
+		s, n := pyutf8.Bytes(b)
 		if !utf8.ValidString(s) {
-			t.Fatalf("decodeUTF8(%x) = %x is not valid UTF-8", b, s)
+			t.Fatalf("pyutf8.Bytes(%x) = %x is not valid UTF-8", b, s)
 		}
 		if utf8.Valid(b) && (s != string(b) || n != 0) {
-			t.Fatalf("decodeUTF8(%x) changed valid input to %x", b, s)
+			t.Fatalf("pyutf8.Bytes(%x) changed valid input to %x", b, s)
 		}
 		// Each replacement covers 1 to 3 bytes.
 		if n > len(b) || len(s) < len(b)-2*n {
-			t.Fatalf("decodeUTF8(%x): %d replacements, %d bytes out", b, n, len(s))
+			t.Fatalf("pyutf8.Bytes(%x): %d replacements, %d bytes out", b, n, len(s))
 		}
 		if got, want := collapseNewlines(s), collapseNewlinesNaive(s); got != want {
 			t.Fatalf("collapseNewlines(%q) = %q, want %q", s, got, want)
