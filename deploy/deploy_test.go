@@ -368,13 +368,18 @@ func cleanEnv() []string {
 	})
 }
 
-// run runs a command with env added to cleanEnv and returns its exit status
-// and output; a failure to start it is fatal.
-func run(t *testing.T, env []string, name string, args ...string) (int, string) {
-	t.Helper()
+// command is name args with env added to cleanEnv.
+func command(env []string, name string, args ...string) *exec.Cmd {
 	cmd := exec.Command(name, args...)
 	cmd.Env = append(cleanEnv(), env...)
-	out, err := cmd.CombinedOutput()
+	return cmd
+}
+
+// run runs a command and returns its exit status and output; a failure to
+// start it is fatal.
+func run(t *testing.T, env []string, name string, args ...string) (int, string) {
+	t.Helper()
+	out, err := command(env, name, args...).CombinedOutput()
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		return ee.ExitCode(), string(out)
@@ -409,9 +414,7 @@ func parallel(idx []int, f func(i int) error) error {
 
 // runErr runs a command and returns an error describing a non-zero exit.
 func runErr(env []string, name string, args ...string) error {
-	cmd := exec.Command(name, args...)
-	cmd.Env = append(cleanEnv(), env...)
-	if out, err := cmd.CombinedOutput(); err != nil {
+	if out, err := command(env, name, args...).CombinedOutput(); err != nil {
 		return fmt.Errorf("%s %q (env %q): %v\n%s", filepath.Base(name), args, env, err, out)
 	}
 	return nil

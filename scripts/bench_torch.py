@@ -72,18 +72,37 @@ def encode(x):
     return acts.nonzero(), acts[acts > 0]
 
 
+def median_time(fn, reps):
+    """The median seconds of reps calls of fn, after one warm-up call."""
+    fn()
+    ts = []
+    for _ in range(reps):
+        sync()
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
 def bench(fn):
     tok = torch.randint(0, V, (B, T))
     with torch.no_grad():
-        fn(tok)
-        ts = []
-        for _ in range(a.reps):
-            sync()
-            t0 = time.perf_counter()
-            fn(tok)
-            sync()
-            ts.append(time.perf_counter() - t0)
-    return B * T / statistics.median(ts)
+        return B * T / median_time(lambda: fn(tok), a.reps)
+
+
+W_in, b_in, W_out, b_out = blocks[L]["Win"], blocks[L]["bin"], blocks[L]["Wout"], blocks[L]["bout"]
+
+
+def mid_step(acts, y, W_mid, b_mid, opt):
+    """The notebook's midcoder step: ReLU MLP from dense acts @ W_mid + b_mid, MSE, backward,
+    AdamW. Returns the loss (computed before the update)."""
+    out = torch.relu((acts @ W_mid + b_mid) @ W_in + b_in) @ W_out + b_out
+    loss = torch.nn.functional.mse_loss(out, y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return loss
 
 
 print("torch", torch.__version__, "threads", torch.get_num_threads(), "device", dev)
@@ -98,7 +117,6 @@ print(f"forward + encode:    {bench(lambda t: encode(forward(t)[0].reshape(-1, C
 if a.midcoder:
     # The notebook's midcoder step (SPEC §4.2) as PyTorch runs it: dense acts @ W_mid, ReLU MLP,
     # MSE, backward, AdamW. Acts: ~100 random active features per token, as in the Go benchmark.
-    W_in, b_in, W_out, b_out = blocks[L]["Win"], blocks[L]["bin"], blocks[L]["Wout"], blocks[L]["bout"]
     W_mid = torch.nn.Parameter(torch.empty(F, C).uniform_(-math.sqrt(6 / C), math.sqrt(6 / C)))
     b_mid = torch.nn.Parameter(torch.zeros(C))
     opt = torch.optim.AdamW([W_mid, b_mid], lr=1e-3, weight_decay=1e-3)
@@ -107,39 +125,20 @@ if a.midcoder:
     acts = torch.zeros(M, F).scatter_(1, idx, torch.rand(M, 100) + 0.1)
     y = torch.randn(M, C)
 
-    def mid_step(acts, y):
-        out = torch.relu((acts @ W_mid + b_mid) @ W_in + b_in) @ W_out + b_out
-        loss = torch.nn.functional.mse_loss(out, y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    def timed(fn, reps):
-        fn()
-        ts = []
-        for _ in range(reps):
-            sync()
-            t0 = time.perf_counter()
-            fn()
-            sync()
-            ts.append(time.perf_counter() - t0)
-        return M / statistics.median(ts)
-
-    print(f"midcoder step (dense, from cached acts): {timed(lambda: mid_step(acts, y), a.reps):8.0f} tokens/s")
+    print(f"midcoder step (dense, from cached acts): {M / median_time(lambda: mid_step(acts, y, W_mid, b_mid, opt), a.reps):8.0f} tokens/s")
 
     def whole():
         tok = torch.randint(0, V, (B, T))
         with torch.no_grad():
             x, yy = forward(tok)
             ac = torch.relu((x.reshape(-1, C) - b_dec) @ W_enc + b_enc)
-        mid_step(ac, yy.reshape(-1, C))
+        mid_step(ac, yy.reshape(-1, C), W_mid, b_mid, opt)
 
-    print(f"whole step (forward, encode, midcoder step): {timed(whole, a.reps):8.0f} tokens/s")
+    print(f"whole step (forward, encode, midcoder step): {M / median_time(whole, a.reps):8.0f} tokens/s")
 
 if a.notebook_fit:
     # The notebook's fit (SPEC 4.2) from token ids: per step forward to block 8 (no grad), dense
     # encode, midcoder step; CosineAnnealingLR stepped per epoch; losses read once per epoch.
-    W_in, b_in, W_out, b_out = blocks[L]["Win"], blocks[L]["bin"], blocks[L]["Wout"], blocks[L]["bout"]
     toks = torch.randint(0, V, (20, B, T))
 
     def notebook_fit():
@@ -155,12 +154,7 @@ if a.notebook_fit:
                 with torch.no_grad():
                     x, yy = forward(toks[e * 10 + s])
                     ac = torch.relu((x.reshape(-1, C) - b_dec) @ W_enc + b_enc)
-                out = torch.relu((ac @ W_mid + b_mid) @ W_in + b_in) @ W_out + b_out
-                loss = torch.nn.functional.mse_loss(out, yy.reshape(-1, C))
-                losses.append(loss.detach())
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
+                losses.append(mid_step(ac, yy.reshape(-1, C), W_mid, b_mid, opt).detach())
             torch.stack(losses).mean().item()
             sched.step()
         W_mid.detach().cpu()

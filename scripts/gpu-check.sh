@@ -22,6 +22,21 @@ bin=bin/gpu
 py=$(command -v python3)
 fail=0
 step() { echo; echo "=== $* ($(date +%T))"; }
+# compare_fits DIR PREFIX LABEL: the loss histories in DIR/PREFIX-cpu.json and
+# DIR/PREFIX-cuda.json (fit --json) agree to 1e-4, epoch by epoch.
+compare_fits() {
+  "$py" - "$@" <<'EOF'
+import json, sys
+d, p, label = sys.argv[1:4]
+a, b = json.load(open(f"{d}/{p}-cpu.json")), json.load(open(f"{d}/{p}-cuda.json"))
+worst = max(abs(x["loss"] - y["loss"]) / abs(x["loss"]) for x, y in zip(a, b))
+ok = worst < 1e-4 and len(a) == len(b)
+print(f"{label} history cpu:", [round(r["loss"], 7) for r in a])
+print(f"{label} history gpu:", [round(r["loss"], 7) for r in b])
+print(f"{label}: {len(a)} epochs, max relative loss difference {worst:.2e}", "OK" if ok else "FAIL")
+sys.exit(0 if ok else 1)
+EOF
+}
 
 step "machine"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
@@ -69,16 +84,7 @@ EOF
 for d in cpu cuda; do
   "$bin/ctxdep" -q --device $d --model $m --transcoders $tcs fit --cache "$tmp/cache-cpu" --batch-size 2 --steps-per-epoch 3 --train-tokens 200 --out "$tmp/fit-$d" --json >"$tmp/fit-$d.json" 2>"$tmp/fit-$d.err" || { echo "fit --device $d failed:"; cat "$tmp/fit-$d.err"; fail=1; }
 done
-"$py" - "$tmp" <<'EOF' || fail=1
-import json, sys
-d = sys.argv[1]
-a, b = json.load(open(f"{d}/fit-cpu.json")), json.load(open(f"{d}/fit-cuda.json"))
-worst = max(abs(x["loss"] - y["loss"]) / abs(x["loss"]) for x, y in zip(a, b))
-print("fit history cpu:", [round(r["loss"], 7) for r in a])
-print("fit history gpu:", [round(r["loss"], 7) for r in b])
-print(f"CLI fit: max relative loss difference {worst:.2e}", "OK" if worst < 1e-4 and len(a) == len(b) else "FAIL")
-sys.exit(0 if worst < 1e-4 and len(a) == len(b) else 1)
-EOF
+compare_fits "$tmp" fit "CLI fit" || fail=1
 # fit --data: token ids streamed from text, the whole step on the GPU.
 "$py" - "$tmp/docs.jsonl" <<'EOF'
 import json, random, sys
@@ -92,14 +98,7 @@ for d in cpu cuda; do
   "$bin/ctxdep" -q --device $d --model $m --transcoders $tcs --layer 1 fit --data "$tmp/docs.jsonl" --max-length 16 --batch-size 4 \
     --steps-per-epoch 3 --train-tokens 300 --out "$tmp/fitd-$d" --json >"$tmp/fitd-$d.json" 2>"$tmp/fitd-$d.err" || { echo "fit --data --device $d failed:"; cat "$tmp/fitd-$d.err"; fail=1; }
 done
-"$py" - "$tmp" <<'EOF' || fail=1
-import json, sys
-d = sys.argv[1]
-a, b = json.load(open(f"{d}/fitd-cpu.json")), json.load(open(f"{d}/fitd-cuda.json"))
-w = max(abs(x["loss"] - y["loss"]) / abs(x["loss"]) for x, y in zip(a, b))
-print(f"CLI fit --data: {len(a)} epochs, max relative loss difference {w:.2e}", "OK" if w < 1e-4 and len(a) == len(b) else "FAIL")
-sys.exit(0 if w < 1e-4 and len(a) == len(b) else 1)
-EOF
+compare_fits "$tmp" fitd "CLI fit --data" || fail=1
 "$bin/ctxdep" --device cuda --model $m cache plan --n-tokens 1000000 --layer 1 2>&1 | tail -4
 "$bin/ctxdep" --device cuda --model $m --layer 1 inspect-cache "$tmp/cache-cuda" --transcoders $tcs --json >"$out/inspect-gpu.json" 2>&1 && echo "inspect-cache of the GPU-built cache: OK" || { echo "inspect-cache of the GPU-built cache failed"; cat "$out/inspect-gpu.json"; fail=1; }
 

@@ -72,11 +72,8 @@ func runEvaluate(ctx context.Context, g *globalOptions, o *evaluateOptions, laye
 	}
 	var mids []analysis.Midcoder
 	for _, f := range o.midcoders {
-		p, meta, err := midcoder.Load(f)
+		p, meta, err := loadMidcoder(f, layer, model.DModel, tc.DSAE, modelProv)
 		if err != nil {
-			return err
-		}
-		if err := analysis.CheckMidcoderMeta(f, meta, layer, model.DModel, tc.DSAE, modelProv); err != nil {
 			return err
 		}
 		act := midcoder.ReLU

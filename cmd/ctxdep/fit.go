@@ -1,21 +1,18 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
 	"github.com/ctxdep/ctxdep/internal/actcache"
-	"github.com/ctxdep/ctxdep/internal/atomicfile"
+	"github.com/ctxdep/ctxdep/internal/analysis"
 	"github.com/ctxdep/ctxdep/internal/cuda"
 	"github.com/ctxdep/ctxdep/internal/gpt2"
 	"github.com/ctxdep/ctxdep/internal/midcoder"
@@ -273,25 +270,11 @@ func runFit(ctx context.Context, g *globalOptions, o *fitOptions, layerSet bool)
 	if err := midcoder.Save(filepath.Join(o.out, midcoderFile), tr.Params, meta); err != nil {
 		return err
 	}
-	if err := writeHistory(filepath.Join(o.out, historyFile), st.History); err != nil {
+	if err := analysis.WriteHistory(filepath.Join(o.out, historyFile), st.History); err != nil {
 		return err
 	}
 	os.Remove(ckpt)
 	return printHistory(g, st.History)
-}
-
-func writeHistory(path string, h []midcoder.Record) error {
-	var buf bytes.Buffer
-	cw := csv.NewWriter(&buf)
-	cw.Write([]string{"epoch", "loss", "loss_norm", "lr"})
-	for _, r := range h {
-		cw.Write([]string{strconv.Itoa(r.Epoch), strconv.FormatFloat(r.Loss, 'g', -1, 64), strconv.FormatFloat(r.LossNorm, 'g', -1, 64), strconv.FormatFloat(r.LR, 'g', -1, 64)})
-	}
-	cw.Flush()
-	if err := cw.Error(); err != nil {
-		return err
-	}
-	return atomicfile.WriteFile(path, buf.Bytes())
 }
 
 func printHistory(g *globalOptions, h []midcoder.Record) error {
@@ -351,14 +334,7 @@ func (g *globalOptions) fitSteps(fd fitData, cfg midcoder.Config, tr *midcoder.T
 			none.free()
 			return nil, none, err
 		}
-		return func(ctx context.Context, n int, lr float64) (float64, float64, error) {
-			acts, y, err := src.Next(ctx, n)
-			if err != nil {
-				return 0, 0, err
-			}
-			loss, norm := tr.Step(acts, y, lr)
-			return loss, norm, nil
-		}, none, nil
+		return midcoder.SourceSteps(tr, src), none, nil
 	}
 	dev, err := g.openDevice()
 	if err != nil {
@@ -371,13 +347,7 @@ func (g *globalOptions) fitSteps(fd fitData, cfg midcoder.Config, tr *midcoder.T
 			fit, err = dev.NewXYFit(fd.tc, tr, xy.NextXY, t, b)
 		}
 	} else {
-		row := make([]int32, t)
-		for i := int64(0); i < skip && err == nil; i++ { // one row per sequence
-			err = fd.text.Next(row)
-		}
-		if err == nil {
-			fit, err = dev.NewTokenFit(fd.model, cfg.Layer, fd.tc, tr, fd.text.Next, t, b)
-		}
+		fit, err = dev.NewTokenFit(fd.model, cfg.Layer, fd.tc, tr, fd.text.Next, t, b, skip)
 	}
 	if err != nil {
 		dev.Close()

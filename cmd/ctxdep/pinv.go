@@ -159,7 +159,7 @@ func cacheLoss(ctx context.Context, c *actcache.Cache, tc *transcoder.Transcoder
 	}
 	const batch = 16
 	t := c.Manifest.ContextLength
-	tr := midcoder.NewTrainer(mlp, p, midcoder.NewAdamW(p, 0), batch*t)
+	tr := midcoder.NewTrainer(mlp, p, nil, batch*t) // forward only
 	var se, sy, n float64
 	for left := c.Manifest.NSequences; left > 0; left -= batch {
 		k := min(batch, left)

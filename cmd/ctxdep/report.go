@@ -75,15 +75,17 @@ cache stores no acts (built without --with-acts).`,
 	return cmd
 }
 
-func loadReportMidcoder(file string, layer, dModel, dSAE int, model provenance.File) (*midcoder.Params, error) {
+// loadMidcoder loads a midcoder file (evaluate's and report's) and checks
+// it against the cache's layer and width and the transcoder's width.
+func loadMidcoder(file string, layer, dModel, dSAE int, model provenance.File) (*midcoder.Params, midcoder.Meta, error) {
 	p, meta, err := midcoder.Load(file)
 	if err != nil {
-		return nil, err
+		return nil, meta, err
 	}
 	if err := analysis.CheckMidcoderMeta(file, meta, layer, dModel, dSAE, model); err != nil {
-		return nil, err
+		return nil, meta, err
 	}
-	return p, nil
+	return p, meta, nil
 }
 
 func runReport(ctx context.Context, g *globalOptions, o *reportOptions, layerSet bool) error {
@@ -106,9 +108,6 @@ func runReport(ctx context.Context, g *globalOptions, o *reportOptions, layerSet
 	}
 	man := c.Manifest
 	layer := man.Layer
-	if man.NTokens <= 0 {
-		return fmt.Errorf("the cache %s holds no tokens", o.cache)
-	}
 	// Check the midcoder files against the cache before loading the model.
 	dSAE := man.DSAE
 	var tc *transcoder.Transcoder
@@ -118,13 +117,13 @@ func runReport(ctx context.Context, g *globalOptions, o *reportOptions, layerSet
 		}
 		dSAE = tc.DSAE
 	}
-	fit, err := loadReportMidcoder(o.midcoder, layer, man.DModel, dSAE, man.Model)
+	fit, _, err := loadMidcoder(o.midcoder, layer, man.DModel, dSAE, man.Model)
 	if err != nil {
 		return err
 	}
 	var pinv *midcoder.Params
 	if o.pinv != "" {
-		if pinv, err = loadReportMidcoder(o.pinv, layer, man.DModel, dSAE, man.Model); err != nil {
+		if pinv, _, err = loadMidcoder(o.pinv, layer, man.DModel, dSAE, man.Model); err != nil {
 			return err
 		}
 	}
@@ -149,11 +148,11 @@ func runReport(ctx context.Context, g *globalOptions, o *reportOptions, layerSet
 
 	hist, note := o.history, ""
 	if hist == "" {
-		cand := filepath.Join(filepath.Dir(o.midcoder), "history.csv")
+		cand := filepath.Join(filepath.Dir(o.midcoder), historyFile)
 		if _, err := os.Stat(cand); err == nil {
 			hist = cand
 		} else {
-			note = fmt.Sprintf("no --history given and no history.csv next to %s", o.midcoder)
+			note = fmt.Sprintf("no --history given and no %s next to %s", historyFile, o.midcoder)
 		}
 	}
 	r, err := analysis.WriteReport(o.out, analysis.RenderInput{Result: res, CacheDir: o.cache, MidcoderFile: o.midcoder,

@@ -120,7 +120,7 @@ func addJSONFlag(cmd *cobra.Command, g *globalOptions) {
 	cmd.Flags().BoolVar(&g.json, "json", false, "print one JSON document on stdout instead of a table")
 }
 
-// noArgs rejects positional arguments as a usage error.
+// exactArgs rejects any number of positional arguments but n as a usage error.
 func exactArgs(n int) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if len(args) != n {

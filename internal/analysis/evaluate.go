@@ -66,10 +66,9 @@ func Evaluate(ctx context.Context, m *gpt2.Model, c *actcache.Cache, tc *transco
 	seSum := make([]float64, 1+len(mids))
 	var y2Sum float64
 	var preds int64
-	// Per batch, the blocks up to L run once: x, y and resid_mid of block L
-	// are kept, and each variant continues from resid_mid + its
+	// Per batch, the blocks up to L run once: x is encoded, y and resid_mid
+	// of block L are kept, and each variant continues from resid_mid + its
 	// replacement of y (gpt2.LossFrom).
-	x := make([]float32, evalBatch*t*d)
 	y := make([]float32, evalBatch*t*d)
 	residMid := make([]float32, evalBatch*t*d)
 	repl := make([]float32, evalBatch*t*d)
@@ -95,12 +94,13 @@ func Evaluate(ctx context.Context, m *gpt2.Model, c *actcache.Cache, tc *transco
 			if err != nil {
 				return nil, err
 			}
-			copy(x, xb)
+			// xb and yb are views into ws: x is encoded before LossFrom
+			// reuses ws, y is kept for every variant.
+			enc.Encode(&acts, xb, b*t)
 			copy(y, yb)
 			for _, yv := range y[:n] {
 				y2Sum += float64(yv) * float64(yv)
 			}
-			enc.Encode(&acts, x[:n], b*t)
 			for v := 0; v < nv; v++ {
 				switch {
 				case v == 0: // clean

@@ -55,8 +55,8 @@ func TestPinvBaselineMatchesTorch(t *testing.T) {
 		sigma[i] = float32(s)
 	}
 	testutil.Close(t, "sigma", sigma[:15], g["layer1.sigma"][:15], 1e-6, 1e-6)
-	testutil.Close(t, "W_mid vs torch float64", got, g["layer1.W_mid_f64"], 1e-6*maxAbs(g["layer1.W_mid_f64"]), 1e-6)
-	testutil.Close(t, "W_mid vs torch float32", got, g["layer1.W_mid_f32"], 1e-3*maxAbs(g["layer1.W_mid_f32"]), 0)
+	testutil.Close(t, "W_mid vs torch float64", got, g["layer1.W_mid_f64"], 1e-6*testutil.MaxAbs(g["layer1.W_mid_f64"]), 1e-6)
+	testutil.Close(t, "W_mid vs torch float32", got, g["layer1.W_mid_f32"], 1e-3*testutil.MaxAbs(g["layer1.W_mid_f32"]), 0)
 	// The rule matters: W_in @ W_out computed in float32, as torch does it,
 	// leaves the all-ones direction at σ ≈ 1e-7·σ_max. torch's float32
 	// cut-off drops it; float64's own ε would keep it and blow the
@@ -74,18 +74,10 @@ func TestPinvBaselineMatchesTorch(t *testing.T) {
 	}
 	strict, sp32, _ := Pinv(prod, 16, 16, 0)
 	loose, sp64, _ := Pinv(prod, 16, 16, 16*2.220446049250313e-16)
-	if sp32.Rank != 15 || sp64.Rank != 16 || maxAbs64(loose) < 100*maxAbs64(strict) {
+	if sp32.Rank != 15 || sp64.Rank != 16 || testutil.MaxAbs(loose) < 100*testutil.MaxAbs(strict) {
 		t.Errorf("float32 product: rank %d (torch rule) and %d (float64 eps); max |pinv| %g and %g",
-			sp32.Rank, sp64.Rank, maxAbs64(strict), maxAbs64(loose))
+			sp32.Rank, sp64.Rank, testutil.MaxAbs(strict), testutil.MaxAbs(loose))
 	}
-}
-
-func maxAbs64(v []float64) float64 {
-	m := 0.0
-	for _, x := range v {
-		m = max(m, x, -x)
-	}
-	return m
 }
 
 // A hand-made rank-2 matrix: rows 2 and 5 are multiples of row 1, row 4 is
@@ -125,16 +117,4 @@ func TestPinvRankDeficient(t *testing.T) {
 			}
 		}
 	}
-}
-
-func maxAbs(v []float32) float64 {
-	m := 0.0
-	for _, x := range v {
-		if a := float64(x); a > m {
-			m = a
-		} else if -a > m {
-			m = -a
-		}
-	}
-	return m
 }

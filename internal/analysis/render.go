@@ -64,6 +64,25 @@ type Rendered struct {
 	Omitted []string // plots left out, each with the reason
 }
 
+// historyHeader is the first row of fit's history.csv.
+var historyHeader = []string{"epoch", "loss", "loss_norm", "lr"}
+
+// WriteHistory writes fit's history.csv: the header, then one row per
+// epoch with the floats in their shortest exact form.
+func WriteHistory(path string, h []midcoder.Record) error {
+	var buf bytes.Buffer
+	cw := csv.NewWriter(&buf)
+	cw.Write(historyHeader)
+	for _, r := range h {
+		cw.Write([]string{strconv.Itoa(r.Epoch), strconv.FormatFloat(r.Loss, 'g', -1, 64), strconv.FormatFloat(r.LossNorm, 'g', -1, 64), strconv.FormatFloat(r.LR, 'g', -1, 64)})
+	}
+	cw.Flush()
+	if err := cw.Error(); err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(path, buf.Bytes())
+}
+
 // ReadHistory reads fit's history.csv (epoch,loss,loss_norm,lr). A
 // missing, empty or malformed file is an error that says what is wrong.
 func ReadHistory(path string) ([]midcoder.Record, error) {
@@ -75,8 +94,8 @@ func ReadHistory(path string) ([]midcoder.Record, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s is not valid CSV: %w", path, err)
 	}
-	if len(rows) == 0 || !slices.Equal(rows[0], []string{"epoch", "loss", "loss_norm", "lr"}) {
-		return nil, fmt.Errorf("%s does not start with the header epoch,loss,loss_norm,lr", path)
+	if len(rows) == 0 || !slices.Equal(rows[0], historyHeader) {
+		return nil, fmt.Errorf("%s does not start with the header %s", path, strings.Join(historyHeader, ","))
 	}
 	if len(rows) < 2 {
 		return nil, fmt.Errorf("%s has no epochs", path)
@@ -139,12 +158,7 @@ func WriteReport(dir string, in RenderInput) (*Rendered, error) {
 
 	// Plots.
 	var plots []plotInfo
-	var live []FeatureStat
-	for _, st := range res.Features {
-		if st.Count > 0 && !math.IsNaN(st.Consistency) {
-			live = append(live, st)
-		}
-	}
+	live := liveFeatures(res.Features)
 	if len(live) == 0 {
 		out.Omitted = append(out.Omitted, "consistency histogram and consistency–frequency scatter: no feature in the table fires on the cache")
 	} else {
@@ -196,10 +210,11 @@ func WriteReport(dir string, in RenderInput) (*Rendered, error) {
 			return nil, err
 		}
 	}
-	if err := write(ReportMarkdown, []byte(markdown(in, plots, out.Omitted))); err != nil {
+	ex := extremes(live, extremeRows)
+	if err := write(ReportMarkdown, []byte(markdown(in, plots, out.Omitted, ex))); err != nil {
 		return nil, err
 	}
-	if err := write(ReportHTML, []byte(htmlPage(in, plots, out.Omitted))); err != nil {
+	if err := write(ReportHTML, []byte(htmlPage(in, plots, out.Omitted, ex))); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -315,15 +330,25 @@ func summaryRows(s Summary) [][2]string {
 	return r
 }
 
-// extremes returns up to n live features of lowest and of highest
-// consistency.
-func extremes(fs []FeatureStat, n int) (low, high []FeatureStat) {
+// liveFeatures returns the features of fs that fire, in table order.
+func liveFeatures(fs []FeatureStat) []FeatureStat {
 	var live []FeatureStat
 	for _, st := range fs {
 		if st.Count > 0 && !math.IsNaN(st.Consistency) {
 			live = append(live, st)
 		}
 	}
+	return live
+}
+
+// extremeTables are the pages' tables of the most context-dependent (low)
+// and most context-independent (high) features.
+type extremeTables struct{ low, high []FeatureStat }
+
+// extremes returns up to n of the live features of lowest and of highest
+// consistency. It sorts a copy: the plots keep live in table order.
+func extremes(live []FeatureStat, n int) extremeTables {
+	live = slices.Clone(live)
 	slices.SortStableFunc(live, func(a, b FeatureStat) int {
 		switch {
 		case a.Consistency < b.Consistency:
@@ -333,11 +358,12 @@ func extremes(fs []FeatureStat, n int) (low, high []FeatureStat) {
 		}
 		return cmp.Compare(b.Count, a.Count)
 	})
-	low = live[:min(n, len(live))]
-	for i := len(live) - 1; i >= 0 && len(high) < n; i-- {
-		high = append(high, live[i])
+	var ex extremeTables
+	ex.low = live[:min(n, len(live))]
+	for i := len(live) - 1; i >= 0 && len(ex.high) < n; i-- {
+		ex.high = append(ex.high, live[i])
 	}
-	return low, high
+	return ex
 }
 
 func featureRow(st FeatureStat) []string {
@@ -353,7 +379,7 @@ var featureHeader = []string{"feature", "freq", "consistency", "cos_fit_pinv", "
 
 const extremeRows = 20
 
-func markdown(in RenderInput, plots []plotInfo, omitted []string) string {
+func markdown(in RenderInput, plots []plotInfo, omitted []string, ex extremeTables) string {
 	res := in.Result
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Context-dependence report, layer %d\n\n", res.Summary.Layer)
@@ -382,11 +408,10 @@ func markdown(in RenderInput, plots []plotInfo, omitted []string) string {
 		}
 		b.WriteString("\n")
 	}
-	low, high := extremes(res.Features, extremeRows)
 	for _, t := range []struct {
 		title string
 		rows  []FeatureStat
-	}{{"Most context-dependent features (lowest consistency)", low}, {"Most context-independent features (highest consistency)", high}} {
+	}{{"Most context-dependent features (lowest consistency)", ex.low}, {"Most context-independent features (highest consistency)", ex.high}} {
 		fmt.Fprintf(&b, "## %s\n\n| %s |\n|%s\n", t.title, strings.Join(featureHeader, " | "), strings.Repeat("---|", len(featureHeader)))
 		for _, st := range t.rows {
 			fmt.Fprintf(&b, "| %s |\n", strings.Join(featureRow(st), " | "))
@@ -397,7 +422,7 @@ func markdown(in RenderInput, plots []plotInfo, omitted []string) string {
 	return b.String()
 }
 
-func htmlPage(in RenderInput, plots []plotInfo, omitted []string) string {
+func htmlPage(in RenderInput, plots []plotInfo, omitted []string, ex extremeTables) string {
 	res := in.Result
 	e := html.EscapeString
 	var b strings.Builder
@@ -427,11 +452,10 @@ func htmlPage(in RenderInput, plots []plotInfo, omitted []string) string {
 		}
 		b.WriteString("</ul>\n")
 	}
-	low, high := extremes(res.Features, extremeRows)
 	for _, t := range []struct {
 		title string
 		rows  []FeatureStat
-	}{{"Most context-dependent features (lowest consistency)", low}, {"Most context-independent features (highest consistency)", high}} {
+	}{{"Most context-dependent features (lowest consistency)", ex.low}, {"Most context-independent features (highest consistency)", ex.high}} {
 		fmt.Fprintf(&b, "<h2>%s</h2>\n<table><tr>", e(t.title))
 		for _, h := range featureHeader {
 			fmt.Fprintf(&b, "<th>%s</th>", e(h))

@@ -191,9 +191,6 @@ func Report(ctx context.Context, in ReportInput, bar *progress.Bar) (*ReportResu
 		}
 		tokens += int64(rows)
 	}
-	if tokens == 0 {
-		return nil, fmt.Errorf("report: the cache %s holds no tokens", in.Cache.Dir)
-	}
 
 	live := 0
 	for _, v := range count {
@@ -359,8 +356,12 @@ func summarize(fs []FeatureStat, s Summary) Summary {
 			cons = append(cons, st.Consistency)
 		}
 	}
-	s.FreqMean, s.FreqMedian = mean(freq), quantile(freq, 0.5)
-	s.ConsistencyMean, s.ConsistencyMedian = mean(cons), quantile(cons, 0.5)
+	// Means before sorting: they sum in table order.
+	s.FreqMean, s.ConsistencyMean = mean(freq), mean(cons)
+	slices.Sort(freq)
+	slices.Sort(cons)
+	s.FreqMedian = quantile(freq, 0.5)
+	s.ConsistencyMedian = quantile(cons, 0.5)
 	s.ConsistencyP10, s.ConsistencyP90 = quantile(cons, 0.1), quantile(cons, 0.9)
 	var hi, lo int
 	for _, v := range cons {
@@ -377,7 +378,9 @@ func summarize(fs []FeatureStat, s Summary) Summary {
 	}
 	s.NormFitMean = mean(nf)
 	if s.HasPinv {
-		s.CosMean, s.CosMedian = mean(cos), quantile(cos, 0.5)
+		s.CosMean = mean(cos)
+		slices.Sort(cos)
+		s.CosMedian = quantile(cos, 0.5)
 		s.NormPinvMean = mean(np)
 	}
 	// JSON cannot hold NaN: empty sets give 0 here.
@@ -400,13 +403,12 @@ func mean(v []float64) float64 {
 	return s / float64(len(v))
 }
 
-// quantile is the linear-interpolation quantile (numpy's default).
-func quantile(v []float64, q float64) float64 {
-	if len(v) == 0 {
+// quantile is the linear-interpolation quantile (numpy's default) of s,
+// sorted ascending.
+func quantile(s []float64, q float64) float64 {
+	if len(s) == 0 {
 		return math.NaN()
 	}
-	s := slices.Clone(v)
-	slices.Sort(s)
 	pos := q * float64(len(s)-1)
 	i := int(pos)
 	if i >= len(s)-1 {

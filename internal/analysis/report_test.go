@@ -184,8 +184,12 @@ func TestReportBadInput(t *testing.T) {
 	}
 	// An empty cache cannot be opened.
 	empty := filepath.Join(t.TempDir(), "empty")
-	os.MkdirAll(empty, 0o755)
-	os.WriteFile(filepath.Join(empty, actcache.ManifestName), []byte(`{"format":"ctxdep-activation-cache","version":1,"complete":true,"layer":0,"d_model":2,"context_length":2,"n_sequences":0,"n_tokens":0,"dtype":"float32","shards":[]}`), 0o644)
+	if err := os.MkdirAll(empty, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(empty, actcache.ManifestName), []byte(`{"format":"ctxdep-activation-cache","version":1,"complete":true,"layer":0,"d_model":2,"context_length":2,"n_sequences":0,"n_tokens":0,"dtype":"float32","shards":[]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := actcache.Open(empty); err == nil {
 		t.Error("empty cache opened")
 	}

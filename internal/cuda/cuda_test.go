@@ -23,11 +23,12 @@ import (
 	"github.com/ctxdep/ctxdep/internal/gpt2"
 	"github.com/ctxdep/ctxdep/internal/midcoder"
 	"github.com/ctxdep/ctxdep/internal/npy"
-	"github.com/ctxdep/ctxdep/internal/safetensors"
 	"github.com/ctxdep/ctxdep/internal/testutil"
 	"github.com/ctxdep/ctxdep/internal/transcoder"
 )
 
+// Golden x and y for the token file come from testdata/gen/gen_fixtures.py
+// (PyTorch, float64 TransformerLens path; see testdata/gen/README.md).
 const (
 	modelDir    = "../../testdata/tiny-gpt2"
 	tokensFile  = "../../testdata/tokens/tiny-int64.npy"
@@ -101,18 +102,13 @@ func TestForwardTinyMatchesTransformerLens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := safetensors.Open(goldenCache)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
+	g := testutil.Golden(t, goldenCache)
 	b, tt := shape[0], shape[1]
 	for layer := 0; layer < m.NLayer; layer++ {
 		x, y, _ := gpuRun(t, m, nil, tok, b, tt, layer)
-		wx, _ := g.Float32(fmt.Sprint("x.", layer))
-		wy, _ := g.Float32(fmt.Sprint("y.", layer))
-		testutil.Close(t, fmt.Sprint("x.", layer), x, wx, 1e-5, 1e-5)
-		testutil.Close(t, fmt.Sprint("y.", layer), y, wy, 1e-5, 1e-5)
+		xn, yn := fmt.Sprint("x.", layer), fmt.Sprint("y.", layer)
+		testutil.Close(t, xn, x, g[xn], 1e-5, 1e-5)
+		testutil.Close(t, yn, y, g[yn], 1e-5, 1e-5)
 	}
 }
 
@@ -127,7 +123,10 @@ func TestEncodeTiny(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, shape, _ := npy.ReadInt32(tokensFile)
+	tok, shape, err := npy.ReadInt32(tokensFile)
+	if err != nil {
+		t.Fatal(err)
+	}
 	b, tt := shape[0], shape[1]
 	x, _, acts := gpuRun(t, m, tc, tok, b, tt, 1)
 	var want transcoder.Acts
@@ -269,7 +268,7 @@ func fitTrajectory(t *testing.T, act midcoder.Activation) {
 		i += tt
 		return nil
 	}
-	fit, err := dev.NewTokenFit(m, layer, tc, host, next, tt, b)
+	fit, err := dev.NewTokenFit(m, layer, tc, host, next, tt, b, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -390,7 +389,7 @@ func notebookFit(b testing.TB, m *gpt2.Model, tc *transcoder.Transcoder, tok []i
 		i = (i + tt) % len(tok)
 		return nil
 	}
-	fit, err := dev.NewTokenFit(m, 8, tc, host, next, tt, rows)
+	fit, err := dev.NewTokenFit(m, 8, tc, host, next, tt, rows, 0)
 	if err != nil {
 		b.Fatal(err)
 	}

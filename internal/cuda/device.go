@@ -24,14 +24,21 @@ var kernelsPTX string
 // Available reports whether a CUDA device can be used. (cu's package
 // initialisation has already exited the process when no driver works.)
 func Available() error {
+	_, err := numDevices()
+	return err
+}
+
+// numDevices returns how many CUDA devices are visible, or an error when
+// none is.
+func numDevices() (int, error) {
 	n, err := cu.NumDevices()
 	if err != nil {
-		return fmt.Errorf("cuda: %v", err)
+		return 0, fmt.Errorf("cuda: %v", err)
 	}
 	if n == 0 {
-		return errors.New("cuda: no CUDA device is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES)")
+		return 0, errors.New("cuda: no CUDA device is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES)")
 	}
-	return nil
+	return n, nil
 }
 
 // Device is one GPU with a context, ctxdep's kernels and a cuBLAS handle.
@@ -51,10 +58,10 @@ type Device struct {
 // Open creates a context on the device o.Ordinal, compiles the embedded
 // PTX for it and loads cuBLAS.
 func Open(o Options) (*Device, error) {
-	if err := Available(); err != nil {
+	n, err := numDevices()
+	if err != nil {
 		return nil, err
 	}
-	n, _ := cu.NumDevices()
 	if o.Ordinal < 0 || o.Ordinal >= n {
 		return nil, fmt.Errorf("cuda: device %d does not exist (%d visible)", o.Ordinal, n)
 	}
@@ -96,7 +103,7 @@ var kernelNames = []string{"embed", "layernorm_pre", "add_inplace", "bias_act", 
 
 // Close releases the device's resources.
 func (d *Device) Close() {
-	d.enter()()
+	defer d.enter()()
 	d.blas.close()
 	d.ctx.Destroy()
 }
@@ -158,29 +165,20 @@ func (d *Device) free(b *buf) {
 	}
 }
 
-// allocs allocates several float32 buffers; on failure it frees what it got.
+// allocList allocates several buffers, stopping at the first error, and
+// frees them together.
 type allocList struct {
 	d    *Device
 	bufs []*buf
 	err  error
 }
 
-func (l *allocList) f32(dst *buf, what string, n int) {
+// add allocates n elements of size bytes into dst.
+func (l *allocList) add(dst *buf, what string, n, size int) {
 	if l.err != nil {
 		return
 	}
-	*dst, l.err = l.d.alloc(what, int64(n)*4)
-	dst.n = n
-	if l.err == nil {
-		l.bufs = append(l.bufs, dst)
-	}
-}
-
-func (l *allocList) i64(dst *buf, what string, n int) {
-	if l.err != nil {
-		return
-	}
-	*dst, l.err = l.d.alloc(what, int64(n)*8)
+	*dst, l.err = l.d.alloc(what, int64(n)*int64(size))
 	dst.n = n
 	if l.err == nil {
 		l.bufs = append(l.bufs, dst)
@@ -188,10 +186,18 @@ func (l *allocList) i64(dst *buf, what string, n int) {
 }
 
 func (l *allocList) upload(dst *buf, what string, src []float32) {
-	l.f32(dst, what, len(src))
+	l.add(dst, what, len(src), 4)
 	if l.err == nil {
 		l.err = h2d(*dst, src)
 	}
+}
+
+// done returns the first error, having freed what was allocated.
+func (l *allocList) done() error {
+	if l.err != nil {
+		l.freeAll()
+	}
+	return l.err
 }
 
 func (l *allocList) freeAll() {
@@ -243,8 +249,12 @@ func (b buf) at(i int) cu.DevicePtr { return b.p + cu.DevicePtr(4*i) }
 // pointers (cu.DevicePtr or buf), int (passed as a 32-bit int), int64 and
 // float32, each in a 64-bit slot as cu.Function.Launch copies them.
 func (d *Device) launch(name string, grid, block int, args ...any) error {
-	slots := make([]uint64, len(args))
-	ptrs := make([]unsafe.Pointer, len(args))
+	// Fixed arrays, not slices, so that a launch allocates nothing.
+	var slots [maxLaunchArgs]uint64
+	var ptrs [maxLaunchArgs]unsafe.Pointer
+	if len(args) > maxLaunchArgs {
+		return fmt.Errorf("cuda: %s: %d arguments, at most %d", name, len(args), maxLaunchArgs)
+	}
 	for i, a := range args {
 		switch v := a.(type) {
 		case cu.DevicePtr:
@@ -268,11 +278,14 @@ func (d *Device) launch(name string, grid, block int, args ...any) error {
 	if grid <= 0 {
 		return nil
 	}
-	if err := d.fn[name].Launch(grid, 1, 1, block, 1, 1, 0, cu.Stream{}, ptrs); err != nil {
+	if err := d.fn[name].Launch(grid, 1, 1, block, 1, 1, 0, cu.Stream{}, ptrs[:len(args)]); err != nil {
 		return fmt.Errorf("cuda: launching %s (%d blocks of %d): %v", name, grid, block, err)
 	}
 	return nil
 }
+
+// maxLaunchArgs is the most arguments launch passes (adamw has 13).
+const maxLaunchArgs = 16
 
 // grid1D returns a grid for a grid-stride loop over n elements.
 func (d *Device) grid1D(n int) int {

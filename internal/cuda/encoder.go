@@ -18,7 +18,6 @@ type Acts struct {
 	idx, val buf
 	capNNZ   int
 	counts   buf // (M) int64
-	growths  int // times the index buffers were enlarged
 }
 
 // Encoder is a transcoder's encoder on the device.
@@ -38,11 +37,10 @@ func (d *Device) LoadEncoder(tc *transcoder.Transcoder, maxRows int) (*Encoder, 
 	a.upload(&e.wenc, "W_enc", tc.WEnc)
 	a.upload(&e.benc, "b_enc", tc.BEnc)
 	a.upload(&e.bdec, "b_dec", tc.BDec)
-	a.f32(&e.sae, "x − b_dec", maxRows*e.c)
-	a.f32(&e.hidden, "hidden_pre", maxRows*e.f)
-	if a.err != nil {
-		a.freeAll()
-		return nil, a.err
+	a.add(&e.sae, "x − b_dec", maxRows*e.c, 4)
+	a.add(&e.hidden, "hidden_pre", maxRows*e.f, 4)
+	if err := a.done(); err != nil {
+		return nil, err
 	}
 	return e, nil
 }
@@ -59,13 +57,12 @@ func (d *Device) NewActs(maxRows, l0 int) (*Acts, error) {
 	defer d.enter()()
 	a := &Acts{}
 	l := allocList{d: d}
-	l.i64(&a.indptr, "acts indptr", maxRows+1)
-	l.i64(&a.counts, "acts counts", maxRows)
-	l.f32(&a.idx, "acts indices", maxRows*l0)
-	l.f32(&a.val, "acts values", maxRows*l0)
-	if l.err != nil {
-		l.freeAll()
-		return nil, l.err
+	l.add(&a.indptr, "acts indptr", maxRows+1, 8)
+	l.add(&a.counts, "acts counts", maxRows, 8)
+	l.add(&a.idx, "acts indices", maxRows*l0, 4)
+	l.add(&a.val, "acts values", maxRows*l0, 4)
+	if err := l.done(); err != nil {
+		return nil, err
 	}
 	a.capNNZ = maxRows * l0
 	return a, nil
@@ -79,15 +76,10 @@ func (d *Device) FreeActs(a *Acts) {
 	}
 }
 
-// Encode sets acts to relu((x − b_dec) @ W_enc + b_enc) of the m rows of
+// encode sets acts to relu((x − b_dec) @ W_enc + b_enc) of the m rows of
 // x (a device buffer (m, C)), keeping the entries > 0 in ascending column
 // order per row (transcoder.Encoder.Encode). It reads back one number, the
-// count of active entries, to size the output.
-func (e *Encoder) Encode(acts *Acts, x buf, m int) error {
-	defer e.d.enter()()
-	return e.encode(acts, x, m)
-}
-
+// count of active entries, to size the output. The context must be current.
 func (e *Encoder) encode(acts *Acts, x buf, m int) error {
 	d, c, f := e.d, e.c, e.f
 	if m > e.maxRows || m+1 > acts.indptr.n {
@@ -130,7 +122,6 @@ func (d *Device) growActs(a *Acts, need int) error {
 		return err
 	}
 	a.idx.n, a.val.n, a.capNNZ = n, n, n
-	a.growths++
 	return nil
 }
 
@@ -147,28 +138,6 @@ func (d *Device) Download(dst *transcoder.Acts, a *Acts) error {
 		return err
 	}
 	return d2h(dst.Values, a.val)
-}
-
-// Upload copies host CSR activations src to a, growing its buffers.
-func (d *Device) Upload(a *Acts, src *transcoder.Acts) error {
-	defer d.enter()()
-	m, nnz := src.Rows(), len(src.Indices)
-	if m+1 > a.indptr.n {
-		return fmt.Errorf("cuda: %d rows of activations, room for %d", m, a.indptr.n-1)
-	}
-	if nnz > a.capNNZ {
-		if err := d.growActs(a, nnz); err != nil {
-			return err
-		}
-	}
-	a.M, a.NNZ = m, nnz
-	if err := h2d(a.indptr, src.Indptr); err != nil {
-		return err
-	}
-	if err := h2d(a.idx, src.Indices); err != nil {
-		return err
-	}
-	return h2d(a.val, src.Values)
 }
 
 func resize[T any](s []T, n int) []T {

@@ -1,6 +1,6 @@
 // ctxdep's own CUDA kernels. `make ptx` compiles this file to kernels.ptx
 // (PTX for compute_80, which the driver compiles for the GPU at hand:
-// Ampere, Hopper and later) and kernels.go embeds it. GEMMs are not here:
+// Ampere, Hopper and later) and device.go embeds it. GEMMs are not here:
 // they go through cuBLAS.
 //
 // Conventions: row-major float32 matrices; every scalar parameter is 32
@@ -24,43 +24,31 @@ __device__ __forceinline__ float warp_max_f(float v) {
     return v;
 }
 
-// block_sum_d returns the sum of v over the block (blockDim.x a multiple of
-// 32, at most 1024) to every thread.
-__device__ double block_sum_d(double v) {
-    __shared__ double part[32];
-    __shared__ double total;
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    v = warp_sum_d(v);
-    if (lane == 0) part[warp] = v;
+// block_reduce returns warp's reduction of v over the block (blockDim.x a
+// multiple of 32, at most 1024) to every thread; identity is its neutral
+// element, for the lanes beyond the block's warps.
+template <typename T, T (*warp)(T)>
+__device__ __forceinline__ T block_reduce(T v, T identity) {
+    __shared__ T part[32];
+    __shared__ T total;
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    v = warp(v);
+    if (lane == 0) part[w] = v;
     __syncthreads();
-    if (warp == 0) {
-        double s = lane < (blockDim.x >> 5) ? part[lane] : 0.0;
-        s = warp_sum_d(s);
+    if (w == 0) {
+        T s = lane < (blockDim.x >> 5) ? part[lane] : identity;
+        s = warp(s);
         if (lane == 0) total = s;
     }
     __syncthreads();
-    double r = total;
+    T r = total;
     __syncthreads();
     return r;
 }
 
-__device__ float block_max_f(float v) {
-    __shared__ float part[32];
-    __shared__ float total;
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    v = warp_max_f(v);
-    if (lane == 0) part[warp] = v;
-    __syncthreads();
-    if (warp == 0) {
-        float s = lane < (blockDim.x >> 5) ? part[lane] : -INFINITY;
-        s = warp_max_f(s);
-        if (lane == 0) total = s;
-    }
-    __syncthreads();
-    float r = total;
-    __syncthreads();
-    return r;
-}
+__device__ double block_sum_d(double v) { return block_reduce<double, warp_sum_d>(v, 0.0); }
+
+__device__ float block_max_f(float v) { return block_reduce<float, warp_max_f>(v, -INFINITY); }
 
 // embed: resid[r] = W_E[tok[r]] + W_pos[r % T]. Grid: one block per row.
 extern "C" __global__ void embed(float* resid, const int* tok, const float* we, const float* wpos, int T, int C) {

@@ -10,7 +10,7 @@ import (
 )
 
 // Model is GPT-2 up to one block on the device, with buffers for passes of
-// up to maxTokens tokens. After Run, X and Y hold blocks.L.ln2.hook_normalized
+// up to maxTokens tokens. After run, X and Y hold blocks.L.ln2.hook_normalized
 // and blocks.L.hook_mlp_out (B·T, C) on the device.
 type Model struct {
 	d         *Device
@@ -62,18 +62,17 @@ func (d *Device) LoadModel(m *gpt2.Model, layer, maxTokens, maxT int) (*Model, e
 		a.upload(&b.bout, "b_out", src.BOut)
 	}
 	c, n := m.DModel, m.DMLP
-	a.f32(&g.tokens, "token ids", maxTokens)
-	a.f32(&g.resid, "residual stream", maxTokens*c)
-	a.f32(&g.xn, "LayerNorm output", maxTokens*c)
-	a.f32(&g.qkv, "Q, K, V", maxTokens*3*c)
-	a.f32(&g.z, "attention output", maxTokens*c)
-	a.f32(&g.tmp, "block output", maxTokens*c)
-	a.f32(&g.hidden, "MLP hidden", maxTokens*n)
-	a.f32(&g.heads, "Q, K, V by head", maxTokens*3*c)
-	a.f32(&g.scores, "attention scores", maxTokens*m.NHead*maxT)
-	if a.err != nil {
-		a.freeAll()
-		return nil, a.err
+	a.add(&g.tokens, "token ids", maxTokens, 4)
+	a.add(&g.resid, "residual stream", maxTokens*c, 4)
+	a.add(&g.xn, "LayerNorm output", maxTokens*c, 4)
+	a.add(&g.qkv, "Q, K, V", maxTokens*3*c, 4)
+	a.add(&g.z, "attention output", maxTokens*c, 4)
+	a.add(&g.tmp, "block output", maxTokens*c, 4)
+	a.add(&g.hidden, "MLP hidden", maxTokens*n, 4)
+	a.add(&g.heads, "Q, K, V by head", maxTokens*3*c, 4)
+	a.add(&g.scores, "attention scores", maxTokens*m.NHead*maxT, 4)
+	if err := a.done(); err != nil {
+		return nil, err
 	}
 	return g, nil
 }
@@ -84,52 +83,68 @@ func (g *Model) Free() {
 	g.all.freeAll()
 }
 
-// X and Y are the device buffers of x and y after Run.
+// X and Y are the device buffers of x and y after run.
 func (g *Model) X() buf { return g.xn }
 func (g *Model) Y() buf { return g.tmp }
 
-// Run runs tokens (B·T, checked by the caller with gpt2.Model.CheckTokens)
-// through blocks 0..layer, leaving x and y on the device.
-func (g *Model) Run(tokens []int32, b, t int) error {
-	defer g.d.enter()()
-	return g.run(tokens, b, t)
-}
-
+// run runs tokens (B·T, checked by the caller with gpt2.Model.CheckTokens)
+// through blocks 0..layer, leaving x and y on the device. The context must
+// be current.
 func (g *Model) run(tokens []int32, b, t int) error {
 	d, cfg := g.d, g.cfg
-	mt, c, n, h, dh := b*t, cfg.DModel, cfg.DMLP, cfg.NHead, cfg.DHead
+	mt, c := b*t, cfg.DModel
 	if mt > g.maxTokens || t > g.maxT || len(tokens) != mt {
 		return fmt.Errorf("cuda: %d×%d tokens exceed the model's buffers (%d tokens, rows of %d)", b, t, g.maxTokens, g.maxT)
 	}
 	if err := h2d(g.tokens, tokens); err != nil {
 		return err
 	}
-	eps := float32(cfg.Eps)
-	scale := float32(1 / math.Sqrt(float64(dh)))
-	steps := []func() error{func() error { return d.launch("embed", mt, 256, g.resid, g.tokens, g.we, g.wpos, t, c) }}
-	for l := 0; l <= g.layer; l++ {
-		blk := &g.blocks[l]
-		last := l == g.layer
-		steps = append(steps,
-			func() error { return d.launch("layernorm_pre", mt, 256, g.xn, g.resid, c, eps) },
-			func() error { return d.linear(g.qkv, g.xn, blk.wqkv, blk.bqkv, mt, c, 3*c, actNone) },
-			func() error { return g.attention(b, t, h, dh, c, scale) },
-			func() error { return d.linear(g.tmp, g.z, blk.wo, blk.bo, mt, c, c, actNone) },
-			func() error { return d.launch("add_inplace", d.grid1D(mt*c), 256, g.resid, g.tmp, mt*c) },
-			func() error { return d.launch("layernorm_pre", mt, 256, g.xn, g.resid, c, eps) },
-			func() error { return d.linear(g.hidden, g.xn, blk.win, blk.bin, mt, c, n, actGeluNew) },
-			func() error { return d.linear(g.tmp, g.hidden, blk.wout, blk.bout, mt, n, c, actNone) },
-		)
-		if !last {
-			steps = append(steps, func() error { return d.launch("add_inplace", d.grid1D(mt*c), 256, g.resid, g.tmp, mt*c) })
-		}
+	if err := d.launch("embed", mt, 256, g.resid, g.tokens, g.we, g.wpos, t, c); err != nil {
+		return err
 	}
-	for _, s := range steps {
-		if err := s(); err != nil {
+	for l := 0; l <= g.layer; l++ {
+		if err := g.block(&g.blocks[l], b, t, l == g.layer); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// block runs one transformer block on the residual stream; the last one
+// stops before adding the MLP's output, which stays in tmp as y.
+func (g *Model) block(blk *devBlock, b, t int, last bool) error {
+	d, cfg := g.d, g.cfg
+	mt, c, n, h, dh := b*t, cfg.DModel, cfg.DMLP, cfg.NHead, cfg.DHead
+	eps := float32(cfg.Eps)
+	scale := float32(1 / math.Sqrt(float64(dh)))
+	if err := d.launch("layernorm_pre", mt, 256, g.xn, g.resid, c, eps); err != nil {
+		return err
+	}
+	if err := d.linear(g.qkv, g.xn, blk.wqkv, blk.bqkv, mt, c, 3*c, actNone); err != nil {
+		return err
+	}
+	if err := g.attention(b, t, h, dh, c, scale); err != nil {
+		return err
+	}
+	if err := d.linear(g.tmp, g.z, blk.wo, blk.bo, mt, c, c, actNone); err != nil {
+		return err
+	}
+	if err := d.launch("add_inplace", d.grid1D(mt*c), 256, g.resid, g.tmp, mt*c); err != nil {
+		return err
+	}
+	if err := d.launch("layernorm_pre", mt, 256, g.xn, g.resid, c, eps); err != nil {
+		return err
+	}
+	if err := d.linear(g.hidden, g.xn, blk.win, blk.bin, mt, c, n, actGeluNew); err != nil {
+		return err
+	}
+	if err := d.linear(g.tmp, g.hidden, blk.wout, blk.bout, mt, n, c, actNone); err != nil {
+		return err
+	}
+	if last {
+		return nil
+	}
+	return d.launch("add_inplace", d.grid1D(mt*c), 256, g.resid, g.tmp, mt*c)
 }
 
 // attention computes z from qkv (kernels.CausalAttention): the heads are

@@ -97,9 +97,11 @@ func (f *Forward) Free() { f.free() }
 type Fit struct {
 	devicePass
 	tr     *Trainer
-	x, y   buf // device x and y of x, y input
+	x, y   buf       // device x and y of x, y input
+	xy     allocList // x and y
 	t      int
 	rows   chan tokenBatch
+	spare  chan []int32 // token buffers for rows to refill
 	cancel context.CancelFunc
 	nextXY func(ctx context.Context, n int) (x, y []float32, err error)
 	m2     *gpt2.Model
@@ -113,7 +115,16 @@ type tokenBatch struct {
 // NewTokenFit trains host's parameters (uploaded now) on rows of t tokens
 // read by next, b rows per step: rows are read ahead on the CPU while the
 // device works.
-func (d *Device) NewTokenFit(m *gpt2.Model, layer int, tc *transcoder.Transcoder, host *midcoder.Trainer, next func(dst []int32) error, t, b int) (*Fit, error) {
+func (d *Device) NewTokenFit(m *gpt2.Model, layer int, tc *transcoder.Transcoder, host *midcoder.Trainer, next func(dst []int32) error, t, b int, skip int64) (*Fit, error) {
+	// A resumed fit first drops the rows it has used, as StreamSource.Skip
+	// does, counting them in the end-of-data message.
+	var read int64
+	row := make([]int32, t)
+	for i := int64(0); i < skip; i++ {
+		if err := midcoder.ReadRows(row, 1, t, next, &read); err != nil {
+			return nil, err
+		}
+	}
 	f, err := d.newFit(tc, host, t, b)
 	if err != nil {
 		return nil, err
@@ -126,13 +137,23 @@ func (d *Device) NewTokenFit(m *gpt2.Model, layer int, tc *transcoder.Transcoder
 	ctx, cancel := context.WithCancel(context.Background())
 	f.cancel = cancel
 	f.rows = make(chan tokenBatch, 2)
+	// Two batches queued and one being read: Step hands each buffer back
+	// once run has copied its tokens to the device, so sends to spare never
+	// block.
+	f.spare = make(chan []int32, 3)
+	for range cap(f.spare) {
+		f.spare <- make([]int32, b*t)
+	}
 	go func() {
 		defer close(f.rows)
 		for {
-			tb := tokenBatch{tokens: make([]int32, b*t)}
-			for r := 0; r < b && tb.err == nil; r++ {
-				tb.err = next(tb.tokens[r*t : (r+1)*t])
+			var tb tokenBatch
+			select {
+			case tb.tokens = <-f.spare:
+			case <-ctx.Done():
+				return
 			}
+			tb.err = midcoder.ReadRows(tb.tokens, b, t, next, &read)
 			select {
 			case f.rows <- tb:
 			case <-ctx.Done():
@@ -153,13 +174,13 @@ func (d *Device) NewXYFit(tc *transcoder.Transcoder, host *midcoder.Trainer, nex
 		return nil, err
 	}
 	f.nextXY = next
-	l := allocList{d: d}
+	f.xy = allocList{d: d}
 	defer d.enter()()
-	l.f32(&f.x, "batch x", b*t*f.c)
-	l.f32(&f.y, "batch y", b*t*f.c)
-	if l.err != nil {
+	f.xy.add(&f.x, "batch x", b*t*f.c, 4)
+	f.xy.add(&f.y, "batch y", b*t*f.c, 4)
+	if err := f.xy.done(); err != nil {
 		f.Free()
-		return nil, l.err
+		return nil, err
 	}
 	return f, nil
 }
@@ -196,13 +217,7 @@ func (f *Fit) Step(ctx context.Context, n int, lr float64) (loss, lossNorm float
 		if tb.err != nil {
 			return 0, 0, tb.err
 		}
-		if len(tb.tokens) != rows {
-			return 0, 0, fmt.Errorf("cuda: a step of %d sequences, batches of %d tokens", n, len(tb.tokens))
-		}
-		if err := f.m2.CheckTokens(tb.tokens, n, f.t); err != nil {
-			return 0, 0, err
-		}
-		if err := f.m.run(tb.tokens, n, f.t); err != nil {
+		if err := f.runTokens(tb.tokens, n); err != nil {
 			return 0, 0, err
 		}
 		x, y = f.m.X(), f.m.Y()
@@ -225,14 +240,24 @@ func (f *Fit) Step(ctx context.Context, n int, lr float64) (loss, lossNorm float
 	return f.tr.step(f.acts, y, lr)
 }
 
+// runTokens runs the model on a batch of n rows read ahead, then hands its
+// buffer back for reuse: run's copy to the device is synchronous.
+func (f *Fit) runTokens(tokens []int32, n int) error {
+	defer func() { f.spare <- tokens }()
+	if len(tokens) != n*f.t {
+		return fmt.Errorf("cuda: a step of %d sequences, batches of %d tokens", n, len(tokens))
+	}
+	if err := f.m2.CheckTokens(tokens, n, f.t); err != nil {
+		return err
+	}
+	return f.m.run(tokens, n, f.t)
+}
+
 // Sync copies the parameters and moments to the host trainer.
 func (f *Fit) Sync() error { return f.tr.Sync() }
 
 // SyncParams copies W_mid and b_mid (not the moments) to the host trainer.
 func (f *Fit) SyncParams() error { return f.tr.SyncParams() }
-
-// Load copies the host trainer's parameters and moments to the device.
-func (f *Fit) Load() error { return f.tr.Load() }
 
 // Free releases the device memory and stops reading ahead.
 func (f *Fit) Free() {
@@ -243,9 +268,8 @@ func (f *Fit) Free() {
 	if f.tr != nil {
 		f.tr.Free()
 	}
-	if f.x.p != 0 || f.y.p != 0 {
+	if len(f.xy.bufs) > 0 {
 		defer f.d.enter()()
-		f.d.free(&f.x)
-		f.d.free(&f.y)
+		f.xy.freeAll()
 	}
 }

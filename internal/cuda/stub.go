@@ -52,7 +52,7 @@ func (f *Forward) Free() {}
 type Fit struct{}
 
 // NewTokenFit fails: this build has no CUDA backend.
-func (d *Device) NewTokenFit(*gpt2.Model, int, *transcoder.Transcoder, *midcoder.Trainer, func([]int32) error, int, int) (*Fit, error) {
+func (d *Device) NewTokenFit(*gpt2.Model, int, *transcoder.Transcoder, *midcoder.Trainer, func([]int32) error, int, int, int64) (*Fit, error) {
 	return nil, ErrNotBuilt
 }
 
@@ -69,9 +69,6 @@ func (f *Fit) Sync() error { return ErrNotBuilt }
 
 // SyncParams fails: this build has no CUDA backend.
 func (f *Fit) SyncParams() error { return ErrNotBuilt }
-
-// Load fails: this build has no CUDA backend.
-func (f *Fit) Load() error { return ErrNotBuilt }
 
 // Free does nothing.
 func (f *Fit) Free() {}

@@ -13,8 +13,7 @@ import (
 // backward pass and AdamW step, with W_mid's gradient scattered densely
 // (float atomics) and every parameter updated each step, as torch does.
 // The parameters and moments live on the device; Sync copies them to the
-// host Params and AdamW (for checkpoints and the result), Load the other
-// way.
+// host Params and AdamW (for checkpoints and the result).
 type Trainer struct {
 	d       *Device
 	Params  *midcoder.Params
@@ -49,22 +48,21 @@ func (d *Device) NewTrainer(mlp *midcoder.MLP, p *midcoder.Params, opt *midcoder
 	a.upload(&t.bin, "b_in", mlp.BIn)
 	a.upload(&t.wout, "W_out", mlp.WOut)
 	a.upload(&t.bout, "b_out", mlp.BOut)
-	a.f32(&t.wmid, "W_mid", len(p.WMid))
-	a.f32(&t.bmid, "b_mid", len(p.BMid))
-	a.f32(&t.mw, "AdamW m of W_mid", len(p.WMid))
-	a.f32(&t.vw, "AdamW v of W_mid", len(p.WMid))
-	a.f32(&t.mb, "AdamW m of b_mid", len(p.BMid))
-	a.f32(&t.vb, "AdamW v of b_mid", len(p.BMid))
-	a.f32(&t.gw, "W_mid gradient", len(p.WMid))
-	a.f32(&t.gb, "b_mid gradient", len(p.BMid))
-	a.f32(&t.mid, "mid", maxRows*t.c)
-	a.f32(&t.pre, "MLP pre-activations", maxRows*t.n)
-	a.f32(&t.h, "MLP activations", maxRows*t.n)
-	a.f32(&t.out, "MLP output", maxRows*t.c)
-	a.i64(&t.sums, "loss sums", 2)
-	if a.err != nil {
-		a.freeAll()
-		return nil, a.err
+	a.add(&t.wmid, "W_mid", len(p.WMid), 4)
+	a.add(&t.bmid, "b_mid", len(p.BMid), 4)
+	a.add(&t.mw, "AdamW m of W_mid", len(p.WMid), 4)
+	a.add(&t.vw, "AdamW v of W_mid", len(p.WMid), 4)
+	a.add(&t.mb, "AdamW m of b_mid", len(p.BMid), 4)
+	a.add(&t.vb, "AdamW v of b_mid", len(p.BMid), 4)
+	a.add(&t.gw, "W_mid gradient", len(p.WMid), 4)
+	a.add(&t.gb, "b_mid gradient", len(p.BMid), 4)
+	a.add(&t.mid, "mid", maxRows*t.c, 4)
+	a.add(&t.pre, "MLP pre-activations", maxRows*t.n, 4)
+	a.add(&t.h, "MLP activations", maxRows*t.n, 4)
+	a.add(&t.out, "MLP output", maxRows*t.c, 4)
+	a.add(&t.sums, "loss sums", 2, 8)
+	if err := a.done(); err != nil {
+		return nil, err
 	}
 	if err := t.load(); err != nil {
 		a.freeAll()
@@ -79,20 +77,23 @@ func (t *Trainer) Free() {
 	t.all.freeAll()
 }
 
-// Load copies the host Params and AdamW moments to the device (after a
-// checkpoint was loaded into them).
-func (t *Trainer) Load() error {
-	defer t.d.enter()()
-	return t.load()
+// hostPair is a device buffer and the host slice it mirrors.
+type hostPair struct {
+	dev  buf
+	host []float32
 }
 
-func (t *Trainer) load() error {
+// pairs lists the parameters and AdamW moments the device holds for the
+// host Params and AdamW, W_mid and b_mid first.
+func (t *Trainer) pairs() [6]hostPair {
 	p, o := t.Params, t.Opt
-	for _, c := range []struct {
-		dst buf
-		src []float32
-	}{{t.wmid, p.WMid}, {t.bmid, p.BMid}, {t.mw, o.MW}, {t.vw, o.VW}, {t.mb, o.MB}, {t.vb, o.VB}} {
-		if err := h2d(c.dst, c.src); err != nil {
+	return [6]hostPair{{t.wmid, p.WMid}, {t.bmid, p.BMid}, {t.mw, o.MW}, {t.vw, o.VW}, {t.mb, o.MB}, {t.vb, o.VB}}
+}
+
+// load copies the host Params and AdamW moments to the device.
+func (t *Trainer) load() error {
+	for _, c := range t.pairs() {
+		if err := h2d(c.dev, c.host); err != nil {
 			return err
 		}
 	}
@@ -103,12 +104,8 @@ func (t *Trainer) load() error {
 // AdamW.
 func (t *Trainer) Sync() error {
 	defer t.d.enter()()
-	p, o := t.Params, t.Opt
-	for _, c := range []struct {
-		dst []float32
-		src buf
-	}{{p.WMid, t.wmid}, {p.BMid, t.bmid}, {o.MW, t.mw}, {o.VW, t.vw}, {o.MB, t.mb}, {o.VB, t.vb}} {
-		if err := d2h(c.dst, c.src); err != nil {
+	for _, c := range t.pairs() {
+		if err := d2h(c.host, c.dev); err != nil {
 			return err
 		}
 	}
@@ -119,21 +116,19 @@ func (t *Trainer) Sync() error {
 // finished fit saves.
 func (t *Trainer) SyncParams() error {
 	defer t.d.enter()()
-	if err := d2h(t.Params.WMid, t.wmid); err != nil {
-		return err
+	ps := t.pairs()
+	for _, c := range ps[:2] {
+		if err := d2h(c.host, c.dev); err != nil {
+			return err
+		}
 	}
-	return d2h(t.Params.BMid, t.bmid)
+	return nil
 }
 
-// Step runs forward, loss, backward and one AdamW update at learning rate
+// step runs forward, loss, backward and one AdamW update at learning rate
 // lr on acts and targets y (a device buffer (M, C)), and returns the
 // batch's loss and loss_norm, computed before the update
-// (midcoder.Trainer.Step).
-func (t *Trainer) Step(acts *Acts, y buf, lr float64) (loss, lossNorm float64, err error) {
-	defer t.d.enter()()
-	return t.step(acts, y, lr)
-}
-
+// (midcoder.Trainer.Step). The context must be current.
 func (t *Trainer) step(acts *Acts, y buf, lr float64) (loss, lossNorm float64, err error) {
 	d, c, n, m := t.d, t.c, t.n, acts.M
 	if m > t.maxRows {
@@ -142,42 +137,56 @@ func (t *Trainer) step(acts *Acts, y buf, lr float64) (loss, lossNorm float64, e
 	o := t.Opt
 	o.Step++
 	k := o.Coeffs(lr, o.Step)
-	steps := []func() error{
-		// Forward: mid = acts @ W_mid + b_mid (gathered), pre = mid @ W_in + b_in,
-		// h = act(pre), out = h @ W_out + b_out.
-		func() error {
-			return d.launch("gather_mid", m, 256, t.mid, acts.indptr, acts.idx, acts.val, t.wmid, t.bmid, c)
-		},
-		func() error { return d.blas.gemm(false, false, m, n, c, 1, t.mid.p, c, t.win.p, n, 0, t.pre.p, n) },
-		func() error { return d.launch("bias_act", d.grid1D(m*n), 256, t.h, t.pre, t.bin, m, n, t.act) },
-		func() error { return d.linear(t.out, t.h, t.wout, t.bout, m, n, c, actNone) },
-		// Loss and its gradient 2(out − y)/(M·C), in place.
-		func() error { return zero(t.sums, 16) },
-		func() error {
-			return d.launch("mse_grad", d.grid1D(m*c), 256, t.out, y, m*c, float32(2/float64(m*c)), t.sums)
-		},
-		// Backward: dh = dout @ W_outᵀ, through the activation, dmid = dpre @ W_inᵀ.
-		func() error { return d.blas.gemm(false, true, m, n, c, 1, t.out.p, c, t.wout.p, c, 0, t.h.p, n) },
-		func() error {
-			if t.act == actReLU {
-				return d.launch("relu_grad", d.grid1D(m*n), 256, t.h, t.pre, int64(m*n))
-			}
-			return d.launch("gelu_new_grad", d.grid1D(m*n), 256, t.h, t.pre, int64(m*n))
-		},
-		func() error { return d.blas.gemm(false, true, m, c, n, 1, t.h.p, n, t.win.p, n, 0, t.mid.p, c) },
-		// Gradients of W_mid (scattered from the active rows) and b_mid.
-		func() error { return zero(t.gw, t.gw.bytes) },
-		func() error { return zero(t.gb, t.gb.bytes) },
-		func() error {
-			return d.launch("scatter_grad", m, 256, t.gw, t.gb, acts.indptr, acts.idx, acts.val, t.mid, c)
-		},
-		func() error { return t.adamw(t.bmid, t.mb, t.vb, t.gb, c, k) },
-		func() error { return t.adamw(t.wmid, t.mw, t.vw, t.gw, t.f*c, k) },
+	// Forward: mid = acts @ W_mid + b_mid (gathered), pre = mid @ W_in + b_in,
+	// h = act(pre), out = h @ W_out + b_out.
+	if err := d.launch("gather_mid", m, 256, t.mid, acts.indptr, acts.idx, acts.val, t.wmid, t.bmid, c); err != nil {
+		return 0, 0, err
 	}
-	for _, s := range steps {
-		if err := s(); err != nil {
-			return 0, 0, err
-		}
+	if err := d.blas.gemm(false, false, m, n, c, 1, t.mid.p, c, t.win.p, n, 0, t.pre.p, n); err != nil {
+		return 0, 0, err
+	}
+	if err := d.launch("bias_act", d.grid1D(m*n), 256, t.h, t.pre, t.bin, m, n, t.act); err != nil {
+		return 0, 0, err
+	}
+	if err := d.linear(t.out, t.h, t.wout, t.bout, m, n, c, actNone); err != nil {
+		return 0, 0, err
+	}
+	// Loss and its gradient 2(out − y)/(M·C), in place.
+	if err := zero(t.sums, 16); err != nil {
+		return 0, 0, err
+	}
+	if err := d.launch("mse_grad", d.grid1D(m*c), 256, t.out, y, m*c, float32(2/float64(m*c)), t.sums); err != nil {
+		return 0, 0, err
+	}
+	// Backward: dh = dout @ W_outᵀ, through the activation, dmid = dpre @ W_inᵀ.
+	if err := d.blas.gemm(false, true, m, n, c, 1, t.out.p, c, t.wout.p, c, 0, t.h.p, n); err != nil {
+		return 0, 0, err
+	}
+	actGrad := "gelu_new_grad"
+	if t.act == actReLU {
+		actGrad = "relu_grad"
+	}
+	if err := d.launch(actGrad, d.grid1D(m*n), 256, t.h, t.pre, int64(m*n)); err != nil {
+		return 0, 0, err
+	}
+	if err := d.blas.gemm(false, true, m, c, n, 1, t.h.p, n, t.win.p, n, 0, t.mid.p, c); err != nil {
+		return 0, 0, err
+	}
+	// Gradients of W_mid (scattered from the active rows) and b_mid.
+	if err := zero(t.gw, t.gw.bytes); err != nil {
+		return 0, 0, err
+	}
+	if err := zero(t.gb, t.gb.bytes); err != nil {
+		return 0, 0, err
+	}
+	if err := d.launch("scatter_grad", m, 256, t.gw, t.gb, acts.indptr, acts.idx, acts.val, t.mid, c); err != nil {
+		return 0, 0, err
+	}
+	if err := t.adamw(t.bmid, t.mb, t.vb, t.gb, c, k); err != nil {
+		return 0, 0, err
+	}
+	if err := t.adamw(t.wmid, t.mw, t.vw, t.gw, t.f*c, k); err != nil {
+		return 0, 0, err
 	}
 	var sums [2]float64
 	if err := d2h(sums[:], t.sums); err != nil {

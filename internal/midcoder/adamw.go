@@ -32,16 +32,7 @@ func NewAdamW(p *Params, weightDecay float64) *AdamW {
 // Coeffs returns the scalars of AdamW step t at learning rate lr, as
 // torch computes them; a GPU backend applies them with its own kernel.
 func (o *AdamW) Coeffs(lr float64, t int) kernels.AdamWStep {
-	bc1 := 1 - math.Pow(Beta1, float64(t))
-	bc2 := 1 - math.Pow(Beta2, float64(t))
-	return kernels.AdamWStep{
-		Decay: float32(1 - lr*o.WeightDecay),
-		B1:    Beta1, B1c: float32(1 - Beta1),
-		B2: Beta2, B2c: float32(1 - Beta2),
-		BC2Sqrt:  float32(math.Sqrt(bc2)),
-		StepSize: float32(lr / bc1),
-		Eps:      Eps,
-	}
+	return kernels.TorchAdamWStep(lr, o.WeightDecay, Beta1, Beta2, Eps, t)
 }
 
 // stepDense is the reference AdamW step on dense gradients gW (F·C) and

@@ -13,13 +13,7 @@ import (
 func (tr *Trainer) DenseStep(acts *transcoder.Acts, y []float32, lr float64) (loss, lossNorm float64) {
 	p, c, n := tr.Params, tr.MLP.C, tr.MLP.N
 	m, f := acts.Rows(), p.F
-	dense := make([]float32, m*f) // (M, F)
-	for r := 0; r < m; r++ {
-		idx, val := acts.Row(r)
-		for i, j := range idx {
-			dense[r*f+int(j)] = val[i]
-		}
-	}
+	dense := acts.Dense(f) // (M, F)
 	mid := make([]float32, m*c)
 	kernels.Linear(mid, dense, p.WMid, p.BMid, m, f, c)
 	pre := make([]float32, m*n)
@@ -44,7 +38,7 @@ func (tr *Trainer) DenseStep(acts *transcoder.Acts, y []float32, lr float64) (lo
 			}
 		}
 	} else {
-		geluNewBackward(dh, pre)
+		kernels.GeluNewBackward(dh, pre)
 	}
 	dmid := make([]float32, m*c)
 	kernels.MatMul(dmid, dh, tr.MLP.wInT, m, n, c, false)

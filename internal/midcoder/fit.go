@@ -100,14 +100,19 @@ func (e *NonFiniteError) Error() string {
 // → record → backward → AdamW step; per epoch, CosineAnnealingLR(T_max =
 // epochs, eta_min = 0).step() and a history record of the epoch's means.
 func Fit(ctx context.Context, cfg Config, tr Stepper, src Source, st *State, hooks Hooks) error {
-	return FitSteps(ctx, cfg, func(ctx context.Context, n int, lr float64) (float64, float64, error) {
+	return FitSteps(ctx, cfg, SourceSteps(tr, src), st, hooks)
+}
+
+// SourceSteps returns the StepFunc that steps tr on src's next batch.
+func SourceSteps(tr Stepper, src Source) StepFunc {
+	return func(ctx context.Context, n int, lr float64) (float64, float64, error) {
 		acts, y, err := src.Next(ctx, n)
 		if err != nil {
 			return 0, 0, err
 		}
 		loss, norm := tr.Step(acts, y, lr)
 		return loss, norm, nil
-	}, st, hooks)
+	}
 }
 
 // StepFunc takes one training step on the next n sequences of a fit's data

@@ -180,12 +180,14 @@ func readParams(f *safetensors.File, meta Meta) (*Params, error) {
 	return p, nil
 }
 
-// Checkpoint is a fit's complete state at an epoch end.
-type Checkpoint struct {
-	Key   string
-	Meta  Meta
-	State State
-	Step  int // optimizer steps taken
+// checkpointState is a checkpoint's "state" metadata: the fit state and
+// the optimizer's step count.
+type checkpointState struct {
+	Epoch   int      `json:"epoch"`
+	LR      float64  `json:"lr"`
+	Rows    int64    `json:"rows"`
+	Step    int      `json:"step"`
+	History []Record `json:"history"`
 }
 
 // SaveCheckpoint writes parameters, AdamW moments and the fit state.
@@ -195,13 +197,7 @@ func SaveCheckpoint(path string, tr *Trainer, st *State, meta Meta, key string) 
 	if err != nil {
 		return err
 	}
-	state, err := json.Marshal(struct {
-		Epoch   int      `json:"epoch"`
-		LR      float64  `json:"lr"`
-		Rows    int64    `json:"rows"`
-		Step    int      `json:"step"`
-		History []Record `json:"history"`
-	}{st.Epoch, st.LR, st.Rows, tr.Opt.Step, st.History})
+	state, err := json.Marshal(checkpointState{Epoch: st.Epoch, LR: st.LR, Rows: st.Rows, Step: tr.Opt.Step, History: st.History})
 	if err != nil {
 		return err
 	}
@@ -230,13 +226,7 @@ func LoadCheckpoint(path string, tr *Trainer, key string) (*State, error) {
 	if md["key"] != key {
 		return nil, fmt.Errorf("midcoder: %s was written by a fit with other settings or inputs; --resume needs the same flags, model, transcoder and data", path)
 	}
-	var s struct {
-		Epoch   int      `json:"epoch"`
-		LR      float64  `json:"lr"`
-		Rows    int64    `json:"rows"`
-		Step    int      `json:"step"`
-		History []Record `json:"history"`
-	}
+	var s checkpointState
 	if err := json.Unmarshal([]byte(md["state"]), &s); err != nil {
 		return nil, fmt.Errorf("midcoder: %s: state: %w", path, err)
 	}

@@ -14,16 +14,14 @@ import (
 // transcoder is the one given, and otherwise encodes each shard's x once
 // as it is read.
 type CacheSource struct {
-	cache  *actcache.Cache
-	enc    *transcoder.Encoder // nil: use stored activations
-	t, c   int
-	shard  int // index of the loaded shard, −1 for none
-	data   *actcache.ShardData
-	acts   *transcoder.Acts // the loaded shard's activations, (S_i·T rows)
-	own    transcoder.Acts  // encoded activations of the loaded shard
-	pos    int              // next sequence within the loaded shard
-	wraps  int              // times the source started again from the first sequence
-	OnWrap func(times int)  // called each time it starts again
+	cache *actcache.Cache
+	enc   *transcoder.Encoder // nil: use stored activations
+	t, c  int
+	shard int // index of the loaded shard, −1 for none
+	data  *actcache.ShardData
+	acts  *transcoder.Acts // the loaded shard's activations, (S_i·T rows)
+	own   transcoder.Acts  // encoded activations of the loaded shard
+	pos   int              // next sequence within the loaded shard
 
 	xOnly bool // NextXY: no activations are made
 
@@ -44,10 +42,6 @@ func NewCacheSource(c *actcache.Cache, tc *transcoder.Transcoder, useStored bool
 	}
 	return s, nil
 }
-
-// Wraps reports how many times the source started again from the first
-// sequence.
-func (s *CacheSource) Wraps() int { return s.wraps }
 
 func (s *CacheSource) load(i int) error {
 	d, err := s.cache.ReadShard(i)
@@ -75,12 +69,6 @@ func (s *CacheSource) advance() error {
 	next := s.shard + 1
 	if next == len(s.cache.Manifest.Shards) {
 		next = 0
-		if s.shard >= 0 {
-			s.wraps++
-			if s.OnWrap != nil {
-				s.OnWrap(s.wraps)
-			}
-		}
 	}
 	return s.load(next)
 }
@@ -149,9 +137,7 @@ func (s *CacheSource) NextXY(ctx context.Context, n int) (x, y []float32, err er
 // passes over.
 func (s *CacheSource) Skip(n int64) error {
 	m := s.cache.Manifest
-	total := int64(m.NSequences)
-	s.wraps += int(n / total)
-	pos := n % total
+	pos := n % int64(m.NSequences)
 	for i, sh := range m.Shards {
 		if pos < int64(sh.NSequences) {
 			if err := s.load(i); err != nil {

@@ -2,14 +2,14 @@ package midcoder
 
 import (
 	"fmt"
-	"math"
 
 	"github.com/ctxdep/ctxdep/internal/kernels"
 	"github.com/ctxdep/ctxdep/internal/transcoder"
 )
 
 // Trainer runs training steps on batches of up to maxRows rows, reusing its
-// buffers: a step allocates nothing.
+// buffers: a step allocates only small per-worker scratch (a gradient row
+// and the closures and goroutines of its parallel loops).
 type Trainer struct {
 	MLP    *MLP
 	Params *Params
@@ -49,8 +49,8 @@ func (tr *Trainer) Forward(acts *transcoder.Acts) []float32 {
 	pre, h, out := tr.PreActivations(acts), tr.h[:m*n], tr.out[:m*c]
 	switch tr.MLP.Act {
 	case ReLU:
-		kernels.ParallelFor(len(pre)/4096+1, func(lo, hi int) {
-			for i := lo * 4096; i < min(hi*4096, len(pre)); i++ {
+		kernels.ParallelChunks(len(pre), 4096, func(lo, hi int) {
+			for i := lo; i < hi; i++ {
 				h[i] = max(pre[i], 0)
 			}
 		})
@@ -122,15 +122,15 @@ func (tr *Trainer) backward(acts *transcoder.Acts, y []float32) (loss, meanY2 fl
 	pre := tr.pre[:m*n]
 	switch tr.MLP.Act {
 	case ReLU:
-		kernels.ParallelFor(len(dh)/4096+1, func(lo, hi int) {
-			for i := lo * 4096; i < min(hi*4096, len(dh)); i++ {
+		kernels.ParallelChunks(len(dh), 4096, func(lo, hi int) {
+			for i := lo; i < hi; i++ {
 				if pre[i] <= 0 {
 					dh[i] = 0
 				}
 			}
 		})
 	case GeluNew:
-		geluNewBackward(dh, pre)
+		kernels.GeluNewBackward(dh, pre)
 	}
 	dmid = tr.mid[:m*c]
 	kernels.MatMul(dmid, dh, tr.MLP.wInT, m, n, c, false)
@@ -230,18 +230,4 @@ func (tr *Trainer) transposeActs(acts *transcoder.Acts) {
 			tr.fill[f]++
 		}
 	}
-}
-
-// geluNewBackward multiplies dh by gelu_new'(pre):
-// 0.5·(1 + tanh u) + 0.5·x·(1 − tanh² u)·√(2/π)·(1 + 3·0.044715·x²).
-func geluNewBackward(dh, pre []float32) {
-	const k, a = 0.7978845608028654, 0.044715
-	kernels.ParallelFor(len(dh)/4096+1, func(lo, hi int) {
-		for i := lo * 4096; i < min(hi*4096, len(dh)); i++ {
-			x := float64(pre[i])
-			t := math.Tanh(k * (x + a*x*x*x))
-			d := 0.5*(1+t) + 0.5*x*(1-t*t)*k*(1+3*a*x*x)
-			dh[i] = float32(float64(dh[i]) * d)
-		}
-	})
 }

@@ -46,22 +46,28 @@ func (s *StreamSource) Skip(n int64) error {
 	}
 	row := make([]int32, s.t)
 	for i := int64(0); i < n; i++ {
-		if err := s.read(row); err != nil {
+		if err := ReadRows(row, 1, s.t, s.next, &s.rows); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (s *StreamSource) read(dst []int32) error {
-	err := s.next(dst)
-	if err == io.EOF {
-		return fmt.Errorf("the data ended after %d sequences; give more data or lower --train-tokens", s.rows)
+// ReadRows fills dst with n rows of t tokens from next, counting each row
+// read in *rows. The end of the data (io.EOF) becomes an error that says
+// how many sequences there were and what to do.
+func ReadRows(dst []int32, n, t int, next func([]int32) error, rows *int64) error {
+	for r := 0; r < n; r++ {
+		err := next(dst[r*t : (r+1)*t])
+		if err == io.EOF {
+			return fmt.Errorf("the data ended after %d sequences; give more data or lower --train-tokens", *rows)
+		}
+		if err != nil {
+			return err
+		}
+		*rows++
 	}
-	if err == nil {
-		s.rows++
-	}
-	return err
+	return nil
 }
 
 // Next implements Source; n must be the batch size it was made with.
@@ -131,10 +137,8 @@ func (s *StreamSource) produce(ctx context.Context, first *streamBatch) {
 }
 
 func (s *StreamSource) fill(ws *gpt2.Workspace, enc *transcoder.Encoder, bt *streamBatch) error {
-	for r := 0; r < s.b; r++ {
-		if err := s.read(bt.tokens[r*s.t : (r+1)*s.t]); err != nil {
-			return err
-		}
+	if err := ReadRows(bt.tokens, s.b, s.t, s.next, &s.rows); err != nil {
+		return err
 	}
 	x, y, err := s.model.RunToBlock(ws, bt.tokens, s.b, s.t, s.layer, nil)
 	if err != nil {

@@ -22,6 +22,19 @@ func (a *Acts) Row(r int) ([]int32, []float32) {
 	return a.Indices[lo:hi], a.Values[lo:hi]
 }
 
+// Dense returns the activations expanded to a dense (M, f) matrix, f the
+// number of features.
+func (a *Acts) Dense(f int) []float32 {
+	out := make([]float32, a.Rows()*f)
+	for r := 0; r < a.Rows(); r++ {
+		idx, val := a.Row(r)
+		for i, j := range idx {
+			out[r*f+int(j)] = val[i]
+		}
+	}
+	return out
+}
+
 // encodeRows is how many rows Encode computes densely at a time:
 // (512, 24576) float32 is 50 MB. BenchmarkMatMul in internal/kernels: the
 // 768 → 24,576 GEMM ran at 249 GFLOP/s with 256 rows and 283–301 with 512

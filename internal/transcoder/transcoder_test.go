@@ -24,18 +24,6 @@ const (
 	relTol      = 1e-5
 )
 
-// dense expands acts to (M, F).
-func dense(a *Acts, f int) []float32 {
-	out := make([]float32, a.Rows()*f)
-	for r := 0; r < a.Rows(); r++ {
-		idx, val := a.Row(r)
-		for i, j := range idx {
-			out[r*f+int(j)] = val[i]
-		}
-	}
-	return out
-}
-
 func TestEncodeDecodeMatchPyTorch(t *testing.T) {
 	g := testutil.Golden(t, goldenTC)
 	hooks := testutil.Golden(t, goldenHooks)
@@ -62,7 +50,7 @@ func TestEncodeDecodeMatchPyTorch(t *testing.T) {
 			var a Acts
 			tr.NewEncoder().Encode(&a, x, 32)
 			want := g[tc.acts]
-			got := dense(&a, 64)
+			got := a.Dense(64)
 			for i := range want {
 				if (want[i] > 0) != (got[i] > 0) {
 					t.Fatalf("feature %d of token %d: active %v, PyTorch says %v", i%64, i/64, got[i] > 0, want[i] > 0)
@@ -100,7 +88,7 @@ func TestEncodeAcrossChunks(t *testing.T) {
 	for i := range ref {
 		ref[i] = max(ref[i], 0)
 	}
-	testutil.Close(t, "Encode", dense(&a, 40), ref, 1e-6, 1e-6)
+	testutil.Close(t, "Encode", a.Dense(40), ref, 1e-6, 1e-6)
 	for r := 0; r < m; r++ {
 		idx, _ := a.Row(r)
 		for i := 1; i < len(idx); i++ {

@@ -1,0 +1,13 @@
+package testutil
+
+import "math"
+
+// MaxAbs returns max |v[i]| (0 for an empty v; NaN if any v[i] is NaN, so
+// that a tolerance scaled by it fails rather than passes).
+func MaxAbs[T float32 | float64](v []T) float64 {
+	m := 0.0
+	for _, x := range v {
+		m = math.Max(m, math.Abs(float64(x)))
+	}
+	return m
+}
