@@ -1,7 +1,8 @@
 # ctxdep — build, test, benchmark.
 #
 #   make build        ./bin/ctxdep with OpenBLAS when libopenblas is installed, else pure Go
-#   make test         vet + all tests; the OpenBLAS build's numerics tests, the CUDA build
+#   make test         vet + all tests; the OpenBLAS build's numerics tests (twice on AVX-512
+#                     CPUs: OpenBLAS's kernel and the Haswell one), the CUDA build
 #                     (compile, link, no-GPU error) and a real Slurm job array when their
 #                     prerequisites are installed (.ci/run installs them all)
 #   make demo         the main job end to end on the tiny synthetic bundle in testdata/
@@ -16,6 +17,12 @@ LDFLAGS   := -X main.version=$(VERSION)
 # OpenBLAS is usable when the linker finds libopenblas.so (Debian: libopenblas-dev).
 HAVE_OPENBLAS := $(shell printf 'int main(void){return 0;}' | $${CC:-cc} -x c - -lopenblas -o /dev/null 2>/dev/null && echo yes)
 BLAS_TAGS := $(if $(HAVE_OPENBLAS),openblas,)
+# The packages whose results depend on the BLAS kernel. On CPUs with AVX-512
+# they run twice: OpenBLAS's own kernel choice, and the Haswell kernel that
+# some machines force with OPENBLAS_CORETYPE (it rounds differently). -count=1:
+# go test's cache does not know the kernel changed.
+NUMERICS_PKGS := ./internal/blasimpl ./internal/kernels ./internal/gpt2 ./internal/transcoder ./internal/cachebuild ./internal/midcoder ./internal/analysis
+HAVE_AVX512   := $(shell grep -qw avx512f /proc/cpuinfo 2>/dev/null && echo yes)
 
 # The CUDA build compiles and links against CUDA 11.8's headers and driver
 # stub (gorgonia.org/cu v0.9.6 does not compile against CUDA 13's cuda.h);
@@ -77,8 +84,12 @@ test:
 	$(GO) vet ./...
 	$(GO) test ./...
 	@if [ -n "$(HAVE_OPENBLAS)" ]; then \
-		echo "OpenBLAS build: numerics tests"; \
-		CGO_ENABLED=1 $(GO) test -tags openblas ./internal/blasimpl ./internal/kernels ./internal/gpt2 ./internal/transcoder ./internal/cachebuild ./internal/midcoder; \
+		echo "OpenBLAS build: numerics tests, with the kernel OpenBLAS picks for this CPU"; \
+		env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE CGO_ENABLED=1 $(GO) test -count=1 -tags openblas $(NUMERICS_PKGS) || exit 1; \
+		if [ -n "$(HAVE_AVX512)" ]; then \
+			echo "OpenBLAS build: numerics tests again with OPENBLAS_CORETYPE=Haswell (the AVX2 kernel, set on some AVX-512 machines)"; \
+			OPENBLAS_CORETYPE=Haswell CGO_ENABLED=1 $(GO) test -count=1 -tags openblas $(NUMERICS_PKGS) || exit 1; \
+		fi; \
 	else echo "libopenblas not found: skipped the OpenBLAS build's tests"; fi
 	@if [ -f $(CUDA_SDK)/include/cuda.h ]; then $(MAKE) --no-print-directory test-cuda; \
 	else echo "no CUDA 11.8 headers in $(CUDA_SDK) (scripts/cuda-sdk.sh fetches them): skipped the CUDA build"; fi

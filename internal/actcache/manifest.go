@@ -23,24 +23,30 @@ const (
 
 // Manifest describes a cache (CLI.md, `cache build`).
 type Manifest struct {
-	Format            string           `json:"format"`
-	Version           int              `json:"version"`
-	Complete          bool             `json:"complete"` // false while a build is running or was interrupted
-	Layer             int              `json:"layer"`
-	DModel            int              `json:"d_model"`
-	ContextLength     int              `json:"context_length"`
-	NSequences        int              `json:"n_sequences"`
-	NTokens           int64            `json:"n_tokens"`
-	DType             string           `json:"dtype"` // "float32" or "float16"
-	Hooks             Hooks            `json:"hooks"`
-	SequencesPerShard int              `json:"sequences_per_shard"`
-	Shards            []Shard          `json:"shards"`
-	WithActs          bool             `json:"with_acts"`
-	DSAE              int              `json:"d_sae,omitempty"` // transcoder width when with_acts
-	Model             provenance.File  `json:"model"`
-	Transcoder        *provenance.File `json:"transcoder"` // the transcoder whose acts are stored; null without --with-acts
-	Data              Data             `json:"data"`
-	CreatedBy         string           `json:"created_by"`
+	Format            string `json:"format"`
+	Version           int    `json:"version"`
+	Complete          bool   `json:"complete"` // false while a build is running or was interrupted
+	Layer             int    `json:"layer"`
+	DModel            int    `json:"d_model"`
+	ContextLength     int    `json:"context_length"`
+	NSequences        int    `json:"n_sequences"`
+	NTokens           int64  `json:"n_tokens"`
+	DType             string `json:"dtype"` // "float32" or "float16"
+	Hooks             Hooks  `json:"hooks"`
+	SequencesPerShard int    `json:"sequences_per_shard"`
+	// BatchSize is the rows per forward pass of the build, part of the
+	// cache's identity: row r is computed in the batch of rows
+	// [⌊r/B⌋·B, min(⌊r/B⌋·B+B, R)) of the build's R rows (BatchGrid), on
+	// one machine and sharded alike, so that every row comes out bit for
+	// bit the same. 0 in a manifest written before ctxdep recorded it.
+	BatchSize  int              `json:"batch_size,omitempty"`
+	Shards     []Shard          `json:"shards"`
+	WithActs   bool             `json:"with_acts"`
+	DSAE       int              `json:"d_sae,omitempty"` // transcoder width when with_acts
+	Model      provenance.File  `json:"model"`
+	Transcoder *provenance.File `json:"transcoder"` // the transcoder whose acts are stored; null without --with-acts
+	Data       Data             `json:"data"`
+	CreatedBy  string           `json:"created_by"`
 	// Worker is set in the manifest of one worker of a sharded build
 	// (WorkerManifestName), absent otherwise.
 	Worker *Worker `json:"worker,omitempty"`
@@ -51,7 +57,10 @@ type Manifest struct {
 
 // Worker identifies one of the workers of a sharded build (CLI.md,
 // "Sharded caching"): worker Index of Count caches input rows
-// [⌊Index·TotalRows/Count⌋, ⌊(Index+1)·TotalRows/Count⌋).
+// [⌊Index·TotalRows/Count⌋, ⌊(Index+1)·TotalRows/Count⌋). It computes
+// them in the build's batches (BatchGrid), whole, as a single-machine
+// build does: a batch that straddles two workers' ranges is computed by
+// both, each keeping its own rows.
 type Worker struct {
 	Index     int `json:"index"`
 	Count     int `json:"count"`
@@ -63,6 +72,48 @@ func (w Worker) Range() (first, n int) {
 	lo := int(int64(w.Index) * int64(w.TotalRows) / int64(w.Count))
 	hi := int(int64(w.Index+1) * int64(w.TotalRows) / int64(w.Count))
 	return lo, hi - lo
+}
+
+// MaxWorkers is the most workers a sharded build may have: worker numbers
+// take five digits in the file names.
+const MaxWorkers = 99999
+
+// maxTotalRows bounds the rows of a build far above any real one, so that
+// Range's arithmetic cannot overflow.
+const maxTotalRows = 1 << 46
+
+// check reports whether w is a worker of a build that gives every one of
+// its workers at least one row.
+func (w Worker) check() error {
+	switch {
+	case w.Count < 1 || w.Count > MaxWorkers:
+		return fmt.Errorf("worker count %d is not in 1..%d", w.Count, MaxWorkers)
+	case w.Index < 0 || w.Index >= w.Count:
+		return fmt.Errorf("worker index %d is not in 0..%d", w.Index, w.Count-1)
+	case w.TotalRows < 1 || w.TotalRows > maxTotalRows:
+		return fmt.Errorf("%d rows cannot be split among workers", w.TotalRows)
+	case w.TotalRows < w.Count:
+		return fmt.Errorf("%d workers for %d rows would leave workers without rows: use at most %d workers", w.Count, w.TotalRows, w.TotalRows)
+	}
+	return nil
+}
+
+// BatchGrid is how a build of Rows rows cuts them into forward passes:
+// batch k holds rows [k·Size, min(k·Size+Size, Rows)). The grid starts at
+// the build's row 0 and ignores shards and workers: whoever writes a row
+// computes the whole batch that holds it. That is what makes a row's bits
+// independent of how the build is split into shards, workers and resumed
+// runs: BLAS kernels round a row differently depending on how many rows
+// share its GEMM and where it falls among them.
+type BatchGrid struct{ Rows, Size int }
+
+// Len returns the number of batches.
+func (g BatchGrid) Len() int { return (g.Rows + g.Size - 1) / g.Size }
+
+// Batch returns the rows [first, first+n) of batch k.
+func (g BatchGrid) Batch(k int) (first, n int) {
+	first = k * g.Size
+	return first, min(g.Size, g.Rows-first)
 }
 
 // Hooks names the TransformerLens hooks of x and y.
@@ -224,10 +275,17 @@ func (m *Manifest) check() error {
 	if m.DType != "float32" && m.DType != "float16" {
 		return fmt.Errorf("dtype %q is neither float32 nor float16", m.DType)
 	}
+	if m.BatchSize < 0 {
+		return fmt.Errorf("batch_size %d is negative", m.BatchSize)
+	}
 	if w := m.Worker; w != nil {
-		first, n := w.Range()
-		if w.Count <= 0 || w.Index < 0 || w.Index >= w.Count || w.TotalRows < w.Count || m.Workers != 0 ||
-			m.Data.FirstRow != first || m.Data.RowsTaken != n || m.NSequences != n {
+		if err := w.check(); err != nil {
+			return fmt.Errorf("worker %+v: %w", *w, err)
+		}
+		if m.Workers != 0 {
+			return fmt.Errorf("a worker's manifest says it merged %d workers", m.Workers)
+		}
+		if first, n := w.Range(); m.Data.FirstRow != first || m.Data.RowsTaken != n || m.NSequences != n {
 			return fmt.Errorf("worker %+v does not match its rows (first row %d, %d rows)", *w, m.Data.FirstRow, m.Data.RowsTaken)
 		}
 	}

@@ -180,7 +180,7 @@ func scanWorkers(dir string, c *Check) (*workerSet, error) {
 		}
 		if d := differences(ws.mans[ref], m); d != "" {
 			c.add(Problem{Kind: ProblemMismatch, File: WorkerManifestName(i, n), Worker: i, Message: fmt.Sprintf(
-				"worker %d of %d was built with other inputs or settings than worker %d (%s): all workers must use the same model, layer, dtype, token file and row count; remove worker %d's files (w%05d-of-%05d-shard-*.safetensors, %s) and rerun it with the same flags as the others",
+				"worker %d of %d was built with other inputs or settings than worker %d (%s): all workers must use the same model, layer, dtype, token file, row count and --batch-size; remove worker %d's files (w%05d-of-%05d-shard-*.safetensors, %s) and rerun it with the same flags as the others",
 				i, n, ref, d, i, i, n, WorkerManifestName(i, n))})
 		}
 	}
@@ -224,7 +224,12 @@ func differences(a, b *Manifest) string {
 	diff("token file sha256", short(a.Data.SHA256), short(b.Data.SHA256))
 	diff("data kind", a.Data.Kind, b.Data.Kind)
 	diff("input rows", a.Data.Rows, b.Data.Rows)
-	diff("rows split among the workers", a.Worker.TotalRows, b.Worker.TotalRows)
+	if a.Worker != nil && b.Worker != nil {
+		diff("rows split among the workers", a.Worker.TotalRows, b.Worker.TotalRows)
+	} else {
+		diff("rows", a.Data.RowsTaken, b.Data.RowsTaken)
+	}
+	diff("batch size", batchName(a.BatchSize), batchName(b.BatchSize))
 	diff("d_model", a.DModel, b.DModel)
 	diff("context length", a.ContextLength, b.ContextLength)
 	diff("sequences per shard", a.SequencesPerShard, b.SequencesPerShard)
@@ -241,6 +246,23 @@ func differences(a, b *Manifest) string {
 	diff("hooks", a.Hooks, b.Hooks)
 	diff("data settings", fmt.Sprint(a.Data.Settings), fmt.Sprint(b.Data.Settings))
 	return strings.Join(d, ", ")
+}
+
+// batchName describes a manifest's batch size for differences.
+func batchName(b int) string {
+	if b == 0 {
+		return "unrecorded (a cache from an older ctxdep)"
+	}
+	return fmt.Sprint(b)
+}
+
+// orUnknown returns d, or a placeholder where differences found none of
+// the settings it names.
+func orUnknown(d string) string {
+	if d == "" {
+		return "a setting that shapes the rows"
+	}
+	return d
 }
 
 // hashJob is one listed shard to re-hash.

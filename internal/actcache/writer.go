@@ -45,7 +45,8 @@ func settingsKey(m *Manifest) string {
 		Format                           string
 		DataSettings                     map[string]string
 		Worker                           *Worker `json:",omitempty"` // absent: single-machine keys stay as they were
-	}{Layer: m.Layer, DModel: m.DModel, T: m.ContextLength, PerShard: m.SequencesPerShard, DSAE: m.DSAE,
+		BatchSize                        int     `json:",omitempty"` // absent in caches from before batch grids
+	}{BatchSize: m.BatchSize, Layer: m.Layer, DModel: m.DModel, T: m.ContextLength, PerShard: m.SequencesPerShard, DSAE: m.DSAE,
 		DType: m.DType, WithActs: m.WithActs, Model: m.Model.SHA256, Data: m.Data.SHA256,
 		Rows: m.Data.Rows, FirstRow: m.Data.FirstRow, RowsTaken: m.Data.RowsTaken, Format: Format + "/" + strconv.Itoa(Version), DataSettings: m.Data.Settings, Worker: m.Worker}
 	if m.Transcoder != nil {
@@ -69,14 +70,14 @@ func settingsKey(m *Manifest) string {
 // WorkerManifestName, and never writes the cache's manifest.json.
 func Create(dir string, man Manifest) (*Writer, error) {
 	if wk := man.Worker; wk != nil {
-		if wk.Count <= 0 || wk.Index < 0 || wk.Index >= wk.Count || wk.TotalRows < wk.Count {
-			return nil, fmt.Errorf("actcache: worker %d of %d cannot split %d rows", wk.Index, wk.Count, wk.TotalRows)
+		if err := wk.check(); err != nil {
+			return nil, fmt.Errorf("actcache: %w", err)
 		}
 		man.Data.FirstRow, man.Data.RowsTaken = wk.Range()
 		man.NSequences = man.Data.RowsTaken
 	}
-	if man.SequencesPerShard <= 0 || man.NSequences <= 0 {
-		return nil, fmt.Errorf("actcache: nothing to write (%d sequences, %d per shard)", man.NSequences, man.SequencesPerShard)
+	if man.SequencesPerShard <= 0 || man.NSequences <= 0 || man.BatchSize < 0 {
+		return nil, fmt.Errorf("actcache: nothing to write (%d sequences, %d per shard, batches of %d)", man.NSequences, man.SequencesPerShard, man.BatchSize)
 	}
 	man.Format, man.Version, man.Complete, man.Shards, man.Workers = Format, Version, false, nil, 0
 	man.NTokens = int64(man.NSequences) * int64(man.ContextLength)
@@ -99,7 +100,7 @@ func Create(dir string, man Manifest) (*Writer, error) {
 	}
 	if old != nil {
 		if settingsKey(old) != w.key {
-			return nil, fmt.Errorf("actcache: %s holds a cache built with other settings or inputs (layer %d, %d sequences, dtype %s, model %.12s, data %.12s); use another --out or remove it", path, old.Layer, old.NSequences, old.DType, old.Model.SHA256, old.Data.SHA256)
+			return nil, fmt.Errorf("actcache: %s holds a cache built with other settings or inputs than this run's (%s); use the same settings to resume it, another --out, or remove it", path, orUnknown(differences(&w.man, old)))
 		}
 		w.recorded = map[string]Shard{}
 		for _, s := range old.Shards {
@@ -203,6 +204,10 @@ func (w *Writer) Repaired() []string { return w.repair }
 // ManifestPath returns the path of the manifest the writer keeps: the
 // cache's, or the worker's.
 func (w *Writer) ManifestPath() string { return filepath.Join(w.dir, w.man.fileName()) }
+
+// Rows returns the input rows [first, first+n) that the writer's shards
+// hold: the whole cache's, or the worker's.
+func (w *Writer) Rows() (first, n int) { return w.man.Data.FirstRow, w.man.NSequences }
 
 // NumShards returns how many shards the cache will have.
 func (w *Writer) NumShards() int { return len(w.kept) }

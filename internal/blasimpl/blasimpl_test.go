@@ -1,6 +1,8 @@
 package blasimpl
 
 import (
+	"os"
+	"strings"
 	"testing"
 
 	"gonum.org/v1/gonum/blas"
@@ -13,6 +15,12 @@ func TestUse(t *testing.T) {
 	if info.Backend != Built || info.Kernel == "" || info.Threads != 2 {
 		t.Fatalf("Use(2) = %+v, build %s", info, Built)
 	}
+	// make test runs the OpenBLAS build under OPENBLAS_CORETYPE=Haswell
+	// too: the kernel must be the one asked for, or that run proves nothing.
+	if want := os.Getenv("OPENBLAS_CORETYPE"); Built == "openblas" && want != "" && !strings.EqualFold(info.Kernel, want) {
+		t.Errorf("OPENBLAS_CORETYPE=%s, but OpenBLAS runs the %s kernel", want, info.Kernel)
+	}
+	t.Logf("BLAS: %s, kernel %s", info.Backend, info.Kernel)
 	a := blas32.General{Rows: 2, Cols: 2, Stride: 2, Data: []float32{1, 2, 3, 4}}
 	c := blas32.General{Rows: 2, Cols: 2, Stride: 2, Data: make([]float32, 4)}
 	blas32.Gemm(blas.NoTrans, blas.NoTrans, 1, a, a, 0, c)

@@ -144,35 +144,26 @@ func Build(ctx context.Context, o Options) (*actcache.Manifest, error) {
 	}
 	man := actcache.Manifest{
 		Layer: o.Layer, DModel: m.DModel, ContextLength: t, NSequences: n, DType: o.DType,
-		Hooks: actcache.HookNames(o.Layer), SequencesPerShard: o.PerShard,
+		Hooks: actcache.HookNames(o.Layer), SequencesPerShard: o.PerShard, BatchSize: o.BatchSize,
 		Model: o.ModelProv, Data: actcache.Data{Kind: o.DataKind, File: o.DataProv, Rows: o.Rows.NumRows(), RowsTaken: n, Settings: o.DataSet},
 		CreatedBy: o.Version,
 	}
 	if tc != nil {
 		man.WithActs, man.DSAE, man.Transcoder = true, tc.DSAE, o.TransProv
 	}
+	if o.BatchSize <= 0 || o.PerShard <= 0 {
+		return nil, fmt.Errorf("batch size %d and rows per shard %d must be positive", o.BatchSize, o.PerShard)
+	}
 	if s := o.Shard; s != nil {
-		if s.Count > n {
-			return nil, fmt.Errorf("%d workers for %d rows would leave workers without rows: use at most %d workers", s.Count, n, n)
-		}
 		man.Worker = &actcache.Worker{Index: s.Index, Count: s.Count, TotalRows: n}
 	}
 	w, err := actcache.Create(o.Out, man)
 	if err != nil {
 		return nil, err
 	}
-	c, b := m.DModel, o.BatchSize
 	pass := o.Pass
 	if pass == nil {
-		pass = NewCPUPass(m, o.Layer, tc, b*t)
-	}
-	tokens := make([]int32, o.PerShard*t)
-	x := make([]float32, o.PerShard*t*c)
-	y := make([]float32, o.PerShard*t*c)
-	var acts, batchActs transcoder.Acts
-	var actsOut *transcoder.Acts
-	if tc != nil {
-		actsOut = &batchActs
+		pass = NewCPUPass(m, o.Layer, tc, o.BatchSize*t)
 	}
 	if kept := w.NumKept(); kept > 0 && o.Progress != nil {
 		o.Progress.Logf("resuming: keeping %d of %d shards from an earlier run", kept, w.NumShards())
@@ -180,44 +171,8 @@ func Build(ctx context.Context, o Options) (*actcache.Manifest, error) {
 	if bad := w.Repaired(); len(bad) > 0 && o.Progress != nil {
 		o.Progress.Logf("rewriting %d shard(s) that no longer match their recorded hash: %v", len(bad), bad)
 	}
-	for i := 0; i < w.NumShards(); i++ {
-		first, rows := w.ShardRows(i)
-		if w.Has(i) {
-			if o.Progress != nil {
-				o.Progress.Add(int64(rows*t), "")
-			}
-			continue
-		}
-		if err := o.Rows.Read(tokens[:rows*t], first, rows); err != nil {
-			return nil, err
-		}
-		if err := m.CheckTokens(tokens[:rows*t], rows, t); err != nil {
-			return nil, fmt.Errorf("rows %d..%d: %w", first, first+rows-1, err)
-		}
-		acts.Indptr, acts.Indices, acts.Values = append(acts.Indptr[:0], 0), acts.Indices[:0], acts.Values[:0]
-		for r := 0; r < rows; r += b {
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-			nb := min(b, rows-r)
-			lo, hi := r*t*c, (r+nb)*t*c
-			if err := pass.Run(tokens[r*t:(r+nb)*t], nb, t, x[lo:hi], y[lo:hi], actsOut); err != nil {
-				return nil, err
-			}
-			if actsOut != nil {
-				appendActs(&acts, actsOut)
-			}
-			if o.Progress != nil {
-				o.Progress.Add(int64(nb*t), "")
-			}
-		}
-		var a *transcoder.Acts
-		if actsOut != nil {
-			a = &acts
-		}
-		if err := w.WriteShard(i, tokens[:rows*t], x[:rows*t*c], y[:rows*t*c], a); err != nil {
-			return nil, err
-		}
+	if err := run(ctx, o, w, pass, actcache.BatchGrid{Rows: n, Size: o.BatchSize}, t, m.DModel); err != nil {
+		return nil, err
 	}
 	if o.DataCounts != nil {
 		w.SetDataCounts(o.DataCounts())
@@ -232,12 +187,100 @@ func Build(ctx context.Context, o Options) (*actcache.Manifest, error) {
 	return final, nil
 }
 
-// appendActs appends the rows of src to dst.
-func appendActs(dst, src *transcoder.Acts) {
-	base := dst.Indptr[len(dst.Indptr)-1]
-	for _, p := range src.Indptr[1:] {
-		dst.Indptr = append(dst.Indptr, base+p)
+// run computes the batches of grid that hold rows of w's shards still to
+// be written, and writes those shards. Each batch is computed whole, as on
+// one machine, and its rows are copied into the shards they belong to, so
+// shard and worker boundaries and resumed runs never change a batch: a
+// shard or a worker's range that starts or ends inside a batch takes its
+// rows from the whole batch.
+func run(ctx context.Context, o Options, w *actcache.Writer, pass Pass, grid actcache.BatchGrid, t, c int) error {
+	first, rows := w.Rows()
+	per := o.PerShard
+	// One batch, and the shard being filled.
+	bTok := make([]int32, grid.Size*t)
+	bx, by := make([]float32, grid.Size*t*c), make([]float32, grid.Size*t*c)
+	sTok := make([]int32, per*t)
+	sx, sy := make([]float32, per*t*c), make([]float32, per*t*c)
+	var bActs, sActs transcoder.Acts
+	var actsOut *transcoder.Acts
+	if o.Transcoder != nil {
+		actsOut = &bActs
 	}
-	dst.Indices = append(dst.Indices, src.Indices...)
-	dst.Values = append(dst.Values, src.Values...)
+	for k := first / grid.Size; k < grid.Len(); k++ {
+		lo, nb := grid.Batch(k)
+		if lo >= first+rows {
+			break
+		}
+		// The shards this batch holds rows of: s0..s1. A worker's first
+		// and last batches may hold rows of its neighbours too: they are
+		// computed, as in a single build, and dropped.
+		s0, s1 := (max(lo, first)-first)/per, (min(lo+nb, first+rows)-1-first)/per
+		todo := false
+		for s := s0; s <= s1; s++ {
+			todo = todo || !w.Has(s)
+		}
+		if !todo {
+			if o.Progress != nil {
+				o.Progress.Add(int64(nb*t), "")
+			}
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		tok := bTok[:nb*t]
+		if err := o.Rows.Read(tok, lo, nb); err != nil {
+			return err
+		}
+		if err := o.Model.CheckTokens(tok, nb, t); err != nil {
+			return fmt.Errorf("rows %d..%d: %w", lo, lo+nb-1, err)
+		}
+		if err := pass.Run(tok, nb, t, bx[:nb*t*c], by[:nb*t*c], actsOut); err != nil {
+			return err
+		}
+		for s := s0; s <= s1; s++ {
+			if w.Has(s) {
+				continue
+			}
+			sf, sn := w.ShardRows(s)
+			r0, r1 := max(lo, sf), min(lo+nb, sf+sn) // rows of shard s in this batch
+			if r0 == sf {
+				sActs.Indptr, sActs.Indices, sActs.Values = append(sActs.Indptr[:0], 0), sActs.Indices[:0], sActs.Values[:0]
+			}
+			// Token rows: at (r − sf) in the shard, (r − lo) in the batch.
+			copy(sTok[(r0-sf)*t:(r1-sf)*t], tok[(r0-lo)*t:])
+			copy(sx[(r0-sf)*t*c:(r1-sf)*t*c], bx[(r0-lo)*t*c:])
+			copy(sy[(r0-sf)*t*c:(r1-sf)*t*c], by[(r0-lo)*t*c:])
+			if actsOut != nil {
+				appendActRows(&sActs, actsOut, (r0-lo)*t, (r1-lo)*t)
+			}
+			if r1 < sf+sn {
+				continue // the shard goes on in the next batch
+			}
+			var a *transcoder.Acts
+			if actsOut != nil {
+				a = &sActs
+			}
+			if err := w.WriteShard(s, sTok[:sn*t], sx[:sn*t*c], sy[:sn*t*c], a); err != nil {
+				return err
+			}
+		}
+		if o.Progress != nil {
+			o.Progress.Add(int64(nb*t), "")
+		}
+	}
+	return nil
 }
+
+// appendActRows appends rows [lo, hi) of src to dst.
+func appendActRows(dst, src *transcoder.Acts, lo, hi int) {
+	base, off := dst.Indptr[len(dst.Indptr)-1], src.Indptr[lo]
+	for _, p := range src.Indptr[lo+1 : hi+1] {
+		dst.Indptr = append(dst.Indptr, base+p-off)
+	}
+	dst.Indices = append(dst.Indices, src.Indices[off:src.Indptr[hi]]...)
+	dst.Values = append(dst.Values, src.Values[off:src.Indptr[hi]]...)
+}
+
+// appendActs appends all rows of src to dst.
+func appendActs(dst, src *transcoder.Acts) { appendActRows(dst, src, 0, src.Rows()) }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -281,10 +282,11 @@ func TestWorkerResume(t *testing.T) {
 	f := load(t)
 	dir := filepath.Join(t.TempDir(), "c")
 	ref := filepath.Join(t.TempDir(), "ref")
-	buildWorkers(t, f, ref, 2, 1, nil)
+	oneRow := func(_ int, o *Options) { o.BatchSize = 1 }
+	buildWorkers(t, f, ref, 2, 1, oneRow)
 	o := f.options(dir, 1)
-	o.PerShard, o.Shard = 1, &Shard{Index: 1, Count: 2}
-	o.Rows = failingRows{f.rows, 5} // worker 1 has rows 3..5: rows 3 and 4 succeed, row 5 fails
+	o.PerShard, o.Shard, o.BatchSize = 1, &Shard{Index: 1, Count: 2}, 1
+	o.Rows = failingRows{f.rows, 5} // worker 1 has rows 3..5, a batch each: rows 3 and 4 succeed, row 5 fails
 	if _, err := Build(context.Background(), o); err == nil || !strings.Contains(err.Error(), "disk on fire") {
 		t.Fatalf("Build error = %v", err)
 	}
@@ -362,4 +364,102 @@ func TestVerifySingle(t *testing.T) {
 	if chk, err := actcache.Verify(context.Background(), o.Out, nil); err != nil || !chk.OK() {
 		t.Errorf("Verify after the rebuild = %+v, %v", chk, err)
 	}
+}
+
+// Every row is computed in its batch of the build's one batch grid, whole,
+// however the build is cut: the tokens, x, y and acts of builds sharded
+// 2 to 6 ways (workers whose ranges start and end inside batches, each
+// worker at its own thread count), cut into shards of 1 to 5 rows, or
+// interrupted and resumed inside a batch, equal a single build's bit for
+// bit. A cut that changed a batch would show up under BLAS kernels that
+// round a row by how many rows share its GEMM (OpenBLAS's Haswell sgemm,
+// which make test runs these tests under too).
+func TestBatchGridMakesBuildsIdentical(t *testing.T) {
+	f := load(t)
+	acts := withActs(t)
+	ref := f.options(filepath.Join(t.TempDir(), "single"), 1)
+	ref.BatchSize, ref.PerShard = 4, 6
+	acts(0, &ref)
+	if _, err := Build(context.Background(), ref); err != nil {
+		t.Fatal(err)
+	}
+	want := readJoined(t, ref.Out)
+	check := func(t *testing.T, dir string) {
+		t.Helper()
+		if got := readJoined(t, dir); !reflect.DeepEqual(got, want) {
+			t.Errorf("tokens, x, y or acts differ from the single build's (%s)", got.differs(want))
+		}
+	}
+	for per := 1; per <= 5; per++ {
+		t.Run(fmt.Sprintf("%d rows per shard", per), func(t *testing.T) {
+			o := ref
+			o.Out, o.PerShard = filepath.Join(t.TempDir(), "c"), per
+			if _, err := Build(context.Background(), o); err != nil {
+				t.Fatal(err)
+			}
+			check(t, o.Out)
+		})
+	}
+	for n := 2; n <= 6; n++ {
+		t.Run(fmt.Sprintf("%d workers", n), func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "sharded")
+			buildWorkers(t, f, out, n, 2, func(i int, o *Options) {
+				acts(i, o)
+				o.BatchSize = 4
+				runtime.GOMAXPROCS(1 + i%3)
+			})
+			runtime.GOMAXPROCS(procs)
+			if _, _, err := actcache.Merge(context.Background(), out, nil); err != nil {
+				t.Fatal(err)
+			}
+			check(t, out)
+		})
+	}
+	// Interrupted at row 5: batch [0, 4) wrote shard 0 (rows 0..2) and
+	// began shard 1 with row 3; batch [4, 6) failed. The rerun keeps shard
+	// 0 and computes batch [0, 4) again, whole, for row 3.
+	t.Run("resumed inside a batch", func(t *testing.T) {
+		o := ref
+		o.Out, o.PerShard = filepath.Join(t.TempDir(), "c"), 3
+		o.Rows = failingRows{f.rows, 5}
+		if _, err := Build(context.Background(), o); err == nil || !strings.Contains(err.Error(), "disk on fire") {
+			t.Fatalf("Build error = %v", err)
+		}
+		o.Rows = f.rows
+		if _, err := Build(context.Background(), o); err != nil {
+			t.Fatal(err)
+		}
+		check(t, o.Out)
+	})
+}
+
+// procs is GOMAXPROCS as the tests started.
+var procs = runtime.GOMAXPROCS(0)
+
+// joined is a whole cache read into memory: every shard's tokens, x, y
+// and acts, concatenated.
+type joined struct {
+	Tok  []int32
+	X, Y []float32
+	Acts transcoder.Acts
+}
+
+func readJoined(t *testing.T, dir string) joined {
+	t.Helper()
+	tok, x, y, a := readAll(t, dir)
+	return joined{tok, x, y, joinActs(a)}
+}
+
+// differs names the parts of j that differ from w.
+func (j joined) differs(w joined) string {
+	var d []string
+	for _, c := range []struct {
+		name string
+		a, b any
+	}{{"tokens", j.Tok, w.Tok}, {"x", j.X, w.X}, {"y", j.Y, w.Y}, {"acts", j.Acts, w.Acts}} {
+		if !reflect.DeepEqual(c.a, c.b) {
+			d = append(d, c.name)
+		}
+	}
+	return strings.Join(d, ", ")
 }

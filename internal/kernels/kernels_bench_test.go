@@ -3,6 +3,7 @@ package kernels
 import (
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 )
 
@@ -38,18 +39,41 @@ func BenchmarkGeluNew(b *testing.B) {
 
 // BenchmarkMatMul measures MatMul at the forward pass's GEMM shapes
 // (B·T = 4096 rows): QKV, MLP in, MLP out, and the transcoder encoder.
+// "shape" is MatMul, whose cut into parts depends on the shape alone;
+// "threads" is the cut it replaced, one part per GOMAXPROCS (columns when
+// n ≥ 2048, else rows, at least 64 each), as the same-run baseline of what
+// reproducibility across thread counts costs.
 func BenchmarkMatMul(b *testing.B) {
 	r := rand.New(rand.NewPCG(2, 2))
 	for _, sh := range [][3]int{{4096, 768, 2304}, {4096, 768, 3072}, {4096, 3072, 768}, {256, 768, 24576}, {512, 768, 24576}, {1024, 768, 24576}} {
 		m, k, n := sh[0], sh[1], sh[2]
 		a, w, dst := randSlice(r, m*k, 1), randSlice(r, k*n, 1), make([]float32, m*n)
-		b.Run(fmt.Sprintf("%dx%dx%d", m, k, n), func(b *testing.B) {
-			for b.Loop() {
-				MatMul(dst, a, w, m, k, n, false)
-			}
-			b.ReportMetric(2*float64(m*k*n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-		})
+		for _, policy := range []string{"shape", "threads"} {
+			b.Run(fmt.Sprintf("%dx%dx%d/%s", m, k, n, policy), func(b *testing.B) {
+				sp := splitFor(m, n)
+				if policy == "threads" {
+					sp = threadSplit(m, n)
+				}
+				for b.Loop() {
+					matMulSplit(dst, a, w, m, k, n, 0, sp)
+				}
+				b.ReportMetric(2*float64(m*k*n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			})
+		}
 	}
+}
+
+// threadSplit is the cut MatMul made before splitFor: one part per
+// GOMAXPROCS, by columns for wide products, else by rows.
+func threadSplit(m, n int) split {
+	p := runtime.GOMAXPROCS(0)
+	switch {
+	case p > 1 && n >= 2048 && n/p >= 64:
+		return split{cols: p}
+	case p > 1 && m/p >= 64:
+		return split{rows: p}
+	}
+	return split{}
 }
 
 // BenchmarkAdamWUpdate measures one AdamW step over the midcoder's

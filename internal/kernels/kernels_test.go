@@ -1,6 +1,7 @@
 package kernels
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"runtime"
@@ -43,13 +44,10 @@ func asmPaths(t *testing.T, use *bool, f func(t *testing.T)) {
 // length-K dot product (K·ε relative to the sum of |terms|, bounded here).
 func TestMatMulMatchesNaive(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 1))
-	// Sizes cover the unsplit path, the row split (m ≥ 128) and the column
-	// split (n ≥ 2048) of MatMul on two cores, pinned so that every path
-	// runs whatever this machine's core count (on more than four the row
-	// split would need m ≥ 64·GOMAXPROCS).
-	saved := runtime.GOMAXPROCS(2)
-	t.Cleanup(func() { runtime.GOMAXPROCS(saved) })
-	for _, sz := range [][3]int{{1, 1, 1}, {3, 5, 7}, {17, 64, 33}, {64, 130, 5}, {257, 19, 7}, {130, 9, 2111}} {
+	// Sizes cover the unsplit path, the row split (m ≥ 2·partMin, m ≥ n)
+	// and the column split (n ≥ 2·partMin, n > m) of MatMul, whatever the
+	// core count: the cut follows the shape alone.
+	for _, sz := range [][3]int{{1, 1, 1}, {3, 5, 7}, {17, 64, 33}, {64, 130, 5}, {257, 19, 7}, {600, 19, 7}, {130, 9, 2111}} {
 		m, k, n := sz[0], sz[1], sz[2]
 		a, b := randSlice(r, m*k, 1), randSlice(r, k*n, 1)
 		for _, acc := range []bool{false, true} {
@@ -204,4 +202,40 @@ func TestCrossEntropyRows(t *testing.T) {
 	uni := make([]float32, 4)
 	CrossEntropyRows(got[:1], uni, []int32{2}, 1, 4)
 	testutil.Close(t, "CE(uniform)", got[:1], []float32{float32(math.Log(4))}, 0, 1e-7)
+}
+
+// MatMul's bits do not depend on GOMAXPROCS: its cut into parts follows
+// the shape alone. The shapes are cut by rows and by columns; under
+// OpenBLAS's Haswell kernel (make test runs this package under it too),
+// a cut that followed the thread count changes some elements' rounding.
+func TestMatMulBitsIndependentOfThreads(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	r := rand.New(rand.NewPCG(5, 5))
+	for _, sz := range [][3]int{{1000, 48, 200}, {150, 48, 2300}, {4096, 32, 96}} {
+		m, k, n := sz[0], sz[1], sz[2]
+		t.Run(fmt.Sprintf("%dx%dx%d", m, k, n), func(t *testing.T) {
+			a, b := randSlice(r, m*k, 1), randSlice(r, k*n, 1)
+			runtime.GOMAXPROCS(1)
+			want := make([]float32, m*n)
+			MatMul(want, a, b, m, k, n, false)
+			for _, procs := range []int{2, 3, 5, 8} {
+				runtime.GOMAXPROCS(procs)
+				got := make([]float32, m*n)
+				MatMul(got, a, b, m, k, n, false)
+				if i := firstDiff(got, want); i >= 0 {
+					t.Errorf("GOMAXPROCS=%d: element (%d, %d) = %g, with one thread %g", procs, i/n, i%n, got[i], want[i])
+				}
+			}
+		})
+	}
+}
+
+// firstDiff returns the first index where a and b differ in bits, or -1.
+func firstDiff(a, b []float32) int {
+	for i := range a {
+		if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
+			return i
+		}
+	}
+	return -1
 }

@@ -2,7 +2,6 @@ package kernels
 
 import (
 	"fmt"
-	"runtime"
 
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas32"
@@ -27,33 +26,64 @@ func MatMul(dst, a, b []float32, m, k, n int, accumulate bool) {
 		}
 		return
 	}
-	// OpenBLAS runs single-threaded (blasimpl): the product is split here
-	// over GOMAXPROCS goroutines, which also lets attention run its many
-	// small GEMMs concurrently without BLAS threads contending. Wide
-	// products are split by columns (each part then packs only its share
-	// of b), tall ones by rows. This gives up some of the speed of
-	// OpenBLAS's own threading on one large call, a price worth the
-	// freedom to call the BLAS concurrently. gonum's Sgemm also spreads a
-	// large product over GOMAXPROCS goroutines itself, beneath this split.
-	parts := runtime.GOMAXPROCS(0)
+	matMulSplit(dst, a, b, m, k, n, beta, splitFor(m, n))
+}
+
+// A split cuts a product into parts of whole rows (rows > 1) or whole
+// columns (cols > 1) of dst, computed concurrently; at most one is above 1.
+type split struct{ rows, cols int }
+
+// splitFor returns how MatMul cuts an (m, n) product: along its longer
+// side, into parts of at least partMin rows or columns, at most maxParts
+// of them. The cut depends on the shape alone, never on GOMAXPROCS or the
+// machine. That is what makes results reproducible bit for bit across
+// machines and thread counts: BLAS kernels (OpenBLAS's Haswell sgemm, for
+// one) round an element differently depending on where its row or column
+// falls within the call and how many rows or columns the call has, so a
+// cut that followed the thread count would give other bits on a machine
+// with other cores. The parts are then spread over GOMAXPROCS goroutines.
+func splitFor(m, n int) split {
+	if n > m {
+		return split{cols: max(1, min(maxParts, n/partMin))}
+	}
+	return split{rows: max(1, min(maxParts, m/partMin))}
+}
+
+// partMin is the fewest rows or columns worth a part of their own, and
+// maxParts the most parts one product is cut into: enough to keep 16
+// cores busy, and each part still a large GEMM (a part re-packs the
+// operand it shares with the others).
+const (
+	partMin  = 256
+	maxParts = 8
+)
+
+// matMulSplit sets dst = a @ b + beta·dst, computing the parts of sp
+// concurrently. OpenBLAS runs single-threaded (blasimpl): the product is
+// split here, which also lets attention run its many small GEMMs
+// concurrently without BLAS threads contending. gonum's Sgemm also spreads
+// a large product over GOMAXPROCS goroutines itself, beneath this split;
+// its sums run in the same order however it cuts.
+func matMulSplit(dst, a, b []float32, m, k, n int, beta float32, sp split) {
 	switch {
-	case parts > 1 && n >= 2048 && n/parts >= minPart:
-		ParallelFor(parts, func(lo, hi int) {
-			c0, c1 := lo*n/parts, hi*n/parts
-			gemmStrided(dst[c0:], a, b[c0:], m, k, c1-c0, n, beta)
+	case sp.cols > 1:
+		ParallelFor(sp.cols, func(lo, hi int) {
+			for q := lo; q < hi; q++ {
+				c0, c1 := q*n/sp.cols, (q+1)*n/sp.cols
+				gemmStrided(dst[c0:], a, b[c0:], m, k, c1-c0, n, beta)
+			}
 		})
-	case parts > 1 && m/parts >= minPart:
-		ParallelFor(parts, func(lo, hi int) {
-			r0, r1 := lo*m/parts, hi*m/parts
-			gemmStrided(dst[r0*n:], a[r0*k:], b, r1-r0, k, n, n, beta)
+	case sp.rows > 1:
+		ParallelFor(sp.rows, func(lo, hi int) {
+			for q := lo; q < hi; q++ {
+				r0, r1 := q*m/sp.rows, (q+1)*m/sp.rows
+				gemmStrided(dst[r0*n:], a[r0*k:], b, r1-r0, k, n, n, beta)
+			}
 		})
 	default:
 		gemmStrided(dst, a, b, m, k, n, n, beta)
 	}
 }
-
-// minPart is the fewest rows or columns worth a goroutine of their own.
-const minPart = 64
 
 // gemmStrided sets the (m, n) block of dst with row stride ld to
 // a (m, k) @ the (k, n) block of b with row stride ld, plus beta·dst.
