@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -68,7 +69,19 @@ Input: --tokens FILE.npy, an int32 or int64 array of shape [rows, T] used
 verbatim (rows from ctxdep tokenize, or numpy); or --data PATH, a text corpus
 streamed, shuffled and tokenized exactly as ` + "`ctxdep tokenize`" + ` does (same flags),
 overlapped with the forward pass. --n-tokens stops after that many tokens,
-rounded up to whole rows (required with --data).
+rounded up to whole rows; without it the build caches every row (with
+--data, the whole corpus, counted as it streams: the manifest records the
+rows found, and a rerun reads the corpus again from its start).
+
+Batches: rows are run through the model --batch-size at a time, on one
+grid from the build's row 0 (rows [k·B, k·B+B)), however the build is cut
+into shards or workers or resumed; a worker or shard whose rows start or
+end inside a batch computes the whole batch and keeps its rows. This makes
+every row bit-identical to a single-machine build's, on every BLAS kernel
+and thread count (kernels round a row by how many rows share its GEMM).
+--batch-size is therefore part of the cache's identity: a rerun or a worker
+with another --batch-size is refused. On the GPU, identical bits also need
+the same GPU model and cuBLAS version on every worker.
 
 Output in --out DIR: manifest.json (format ctxdep-activation-cache, version
 1, with the paths and SHA-256 of model, transcoder and data) and
@@ -86,7 +99,8 @@ a batch at a time, so they may be larger than memory.
 Sharded builds (a cluster; tokenize once, then run this on N workers):
 --shard i/N makes this process worker i of N (0 ≤ i < N). It caches rows
 [⌊i·R/N⌋, ⌊(i+1)·R/N⌋) of the R rows (with --n-tokens: of the first rows
-that hold that many tokens) into the shared --out DIR as
+that hold that many tokens), computing at most two batches it shares with a
+neighbour (see Batches), into the shared --out DIR as
 wIIIII-of-NNNNN-shard-KKKKK.safetensors plus its own manifest
 worker-IIIII-of-NNNNN.json; workers never touch each other's files, and a
 rerun worker resumes. When all N are done, ` + "`ctxdep cache merge DIR`" + ` checks
@@ -123,10 +137,10 @@ worker index or count from the environment that does not make sense),
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.tokens, "tokens", "", "token rows: .npy of int32 or int64, shape [rows, T]")
-	f.StringVar(&o.data, "data", "", "text corpus, streamed and tokenized as ctxdep tokenize does (needs --n-tokens)")
+	f.StringVar(&o.data, "data", "", "text corpus, streamed and tokenized as ctxdep tokenize does (to its end, or --n-tokens)")
 	f.StringVar(&o.out, "out", "", "output cache directory (created; resumed when it holds an interrupted build)")
-	f.Int64Var(&o.nTokens, "n-tokens", 0, "stop after this many tokens, rounded up to whole rows (default: all rows)")
-	f.IntVar(&o.batchSize, "batch-size", 32, "rows per forward pass")
+	f.Int64Var(&o.nTokens, "n-tokens", 0, "stop after this many tokens, rounded up to whole rows (default: all rows, or the whole corpus)")
+	f.IntVar(&o.batchSize, "batch-size", 32, "rows per forward pass; part of the cache's identity (use the same on every worker and rerun)")
 	f.IntVar(&o.perShard, "sequences-per-shard", 128, "rows per shard file")
 	f.StringVar(&o.dtype, "dtype", "float32", "storage type of x and y: float32 or float16")
 	f.BoolVar(&o.withActs, "with-acts", false, "also store the layer's transcoder activations of x (sparse CSR)")
@@ -149,15 +163,13 @@ func runCacheBuild(ctx context.Context, g *globalOptions, o *cacheBuildOptions, 
 		return usagef("--batch-size, --sequences-per-shard and --n-tokens must be positive")
 	case o.dtype != "float32" && o.dtype != "float16":
 		return usagef("--dtype %q: want float32 or float16", o.dtype)
-	case o.data != "" && o.nTokens == 0:
-		return usagef("--data needs --n-tokens N: the corpus is streamed, and its row count is not known in advance")
 	}
 	shard, err := resolveShard(o.shard, o.shardN, countSet, getenv)
 	if err != nil {
 		return err
 	}
 	if shard != nil && o.data != "" {
-		return usagef("worker %d of %d (%s): a sharded build reads a token file, not --data; run `ctxdep tokenize --data %s --out rows.npy` once, then `cache build --tokens rows.npy` on each worker (or pass --shard none to build on this machine alone)", shard.index, shard.count, shard.source, o.data)
+		return usagef("worker %d of %d (%s): a sharded build reads a token file, not --data, with or without --n-tokens; run `ctxdep tokenize --data %s --out rows.npy` once, then `cache build --tokens rows.npy` on each worker (or pass --shard none to build on this machine alone)", shard.index, shard.count, shard.source, o.data)
 	}
 	opts := cachebuild.Options{Out: o.out, BatchSize: o.batchSize, PerShard: o.perShard, DType: o.dtype, Version: "ctxdep " + version}
 	if o.data != "" {
@@ -167,7 +179,11 @@ func runCacheBuild(ctx context.Context, g *globalOptions, o *cacheBuildOptions, 
 		}
 		defer src.Close()
 		t := o.maxLength
-		opts.Rows = cachebuild.NewStreamRows(src.Next, t, int((o.nTokens+int64(t)-1)/int64(t)))
+		n := -1 // the whole corpus, counted as it streams
+		if o.nTokens > 0 {
+			n = int(min((o.nTokens+int64(t)-1)/int64(t), math.MaxInt32))
+		}
+		opts.Rows = cachebuild.NewStreamRows(src.Next, t, n)
 		opts.DataKind, opts.DataProv = "text", src.prov
 		opts.DataSet = map[string]string{"shuffle_buffer": fmt.Sprint(o.shuffleBuffer), "seed": fmt.Sprint(o.seed),
 			"max_length": fmt.Sprint(t), "format": o.format, "tokenizer": tokenizerName(o.tokenizer)}
@@ -190,7 +206,7 @@ func runCacheBuild(ctx context.Context, g *globalOptions, o *cacheBuildOptions, 
 	}
 	total := opts.NRows
 	if total == 0 {
-		total = opts.Rows.NumRows()
+		total = opts.Rows.NumRows() // -1: the whole corpus, not counted yet
 	}
 	if shard != nil {
 		if shard.count > total {
@@ -231,7 +247,7 @@ func runCacheBuild(ctx context.Context, g *globalOptions, o *cacheBuildOptions, 
 		defer f.Free()
 		opts.Pass = f
 	}
-	bar := progress.New(g.stderr, "cache build", int64(total*opts.Rows.RowLen()), "tokens", g.quiet)
+	bar := progress.New(g.stderr, "cache build", max(int64(total*opts.Rows.RowLen()), 0), "tokens", g.quiet)
 	if shard != nil {
 		bar.Logf("cache build: worker %d of %d (%s)", shard.index, shard.count, shard.source)
 	}

@@ -24,6 +24,7 @@ type cachePlanOptions struct {
 	workers    int
 	maxLength  int
 	perShard   int
+	batchSize  int
 	sampleRows int
 }
 
@@ -39,8 +40,12 @@ func newCachePlanCmd(g *globalOptions) *cobra.Command {
                     headers and manifests add under a kilobyte per shard
   disk              tokens × bytes per token (without --with-acts, which adds
                     8 bytes per token plus 8 per active feature)
-  time per worker   the model load plus the largest worker's rows
-                    (⌈R/N⌉) at the forward speed measured here
+  time per worker   the model load plus the rows the busiest worker computes
+                    at the forward speed measured here: its ⌈R/N⌉ rows, in
+                    whole batches of --batch-size rows (a worker whose rows
+                    start or end inside a batch computes the whole batch, so
+                    that every row is bit-identical to a one-machine build;
+                    keep N well below R/--batch-size to keep that small)
 The speed is measured now, on this machine, with this --model (the tiny
 test model works too) and --threads: a warm-up row, then --sample-rows rows
 to each --layer, as ` + "`cache build`" + ` runs them. Workers on other hardware run at
@@ -65,6 +70,7 @@ Exit status: 0, 1 runtime error (no model), 2 usage error.`,
 	f.IntVar(&o.workers, "workers", 1, "number of workers N")
 	f.IntVar(&o.maxLength, "max-length", tokrows.DefaultMaxLength, "tokens per row, as in ctxdep tokenize (capped at the model's context unless given)")
 	f.IntVar(&o.perShard, "sequences-per-shard", 128, "rows per shard file, as in cache build")
+	f.IntVar(&o.batchSize, "batch-size", 32, "rows per forward pass, as in cache build (the same on every worker)")
 	f.IntVar(&o.sampleRows, "sample-rows", 8, "rows in the timed forward pass")
 	addJSONFlag(cmd, g)
 	return cmd
@@ -87,7 +93,9 @@ type planResult struct {
 	Rows           int        `json:"rows"`
 	ContextLength  int        `json:"context_length"`
 	Workers        int        `json:"workers"`
-	RowsPerWorker  int        `json:"rows_per_worker_max"`
+	BatchSize      int        `json:"batch_size"`
+	RowsPerWorker  int        `json:"rows_per_worker_max"`          // rows the largest worker caches
+	ComputedRows   int        `json:"computed_rows_per_worker_max"` // rows the busiest worker computes, whole batches`
 	Model          string     `json:"model"`
 	DModel         int        `json:"d_model"`
 	MeasuredTokens int        `json:"measured_tokens"` // per layer
@@ -104,8 +112,8 @@ func runCachePlan(ctx context.Context, g *globalOptions, o *cachePlanOptions, le
 		return usagef("cache plan needs --n-tokens N (N > 0)")
 	case o.workers < 1 || o.workers > maxWorkers:
 		return usagef("--workers %d is not in 1..%d", o.workers, maxWorkers)
-	case o.maxLength <= 0 || o.perShard <= 0 || o.sampleRows <= 0:
-		return usagef("--max-length, --sequences-per-shard and --sample-rows must be positive")
+	case o.maxLength <= 0 || o.perShard <= 0 || o.sampleRows <= 0 || o.batchSize <= 0:
+		return usagef("--max-length, --sequences-per-shard, --batch-size and --sample-rows must be positive")
 	case len(o.layers) == 0:
 		return usagef("--layer: give at least one layer")
 	}
@@ -141,12 +149,13 @@ func runCachePlan(ctx context.Context, g *globalOptions, o *cachePlanOptions, le
 		return usagef("--workers %d for %d rows would leave workers without rows: use at most %d", o.workers, rows, rows)
 	}
 	res := planResult{NTokens: o.nTokens, Tokens: rows64 * int64(t), Rows: rows, ContextLength: t, Workers: o.workers,
-		RowsPerWorker: (rows + o.workers - 1) / o.workers, Model: modelProv.Path, DModel: m.DModel,
+		BatchSize: o.batchSize, Model: modelProv.Path, DModel: m.DModel,
 		MeasuredTokens: o.sampleRows * t, Threads: g.blas.Threads, BLAS: g.blas.Backend, LoadSeconds: load}
 	shards := 0
 	for i := range o.workers {
-		_, n := actcache.Worker{Index: i, Count: o.workers, TotalRows: rows}.Range()
+		n, computed := cachebuild.WorkerLoad(actcache.Worker{Index: i, Count: o.workers, TotalRows: rows}, o.batchSize)
 		shards += (n + o.perShard - 1) / o.perShard
+		res.RowsPerWorker, res.ComputedRows = max(res.RowsPerWorker, n), max(res.ComputedRows, computed)
 	}
 	layers := slices.Clone(o.layers)
 	slices.Sort(layers)
@@ -180,7 +189,7 @@ func runCachePlan(ctx context.Context, g *globalOptions, o *cachePlanOptions, le
 			bpt := cachebuild.BytesPerToken(m.DModel, d)
 			p := planLine{Layer: l, DType: d, BytesPerToken: bpt, Bytes: res.Tokens * bpt, Shards: shards, TokensPerSecond: tps,
 				SecondsTotal:     float64(res.Tokens) / tps,
-				SecondsPerWorker: load + float64(res.RowsPerWorker*t)/tps}
+				SecondsPerWorker: load + float64(res.ComputedRows*t)/tps}
 			res.Plans = append(res.Plans, p)
 			res.BytesTotal += p.Bytes
 		}
@@ -190,8 +199,12 @@ func runCachePlan(ctx context.Context, g *globalOptions, o *cachePlanOptions, le
 	}
 	fmt.Fprintf(g.stdout, "%d tokens = %d rows of %d tokens; %d worker(s), at most %d rows (%d tokens) each\n",
 		res.NTokens, res.Rows, t, res.Workers, res.RowsPerWorker, res.RowsPerWorker*t)
+	if res.Workers > 1 {
+		fmt.Fprintf(g.stdout, "batches of %d rows on one grid: the busiest worker computes %d rows (whole batches; every row bit-identical to a one-machine build); pass the same --batch-size to every worker\n",
+			res.BatchSize, res.ComputedRows)
+	}
 	fmt.Fprintf(g.stdout, "measured here: %s (d_model %d), %d tokens per layer, %d threads (%s), model load %s\n",
-		res.Model, m.DModel, res.MeasuredTokens, res.Threads, res.BLAS, fmtSeconds(load))
+		displayPath(res.Model), m.DModel, res.MeasuredTokens, res.Threads, res.BLAS, fmtSeconds(load))
 	tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "layer\tdtype\tbytes/token\tdisk\tshards\ttokens/s\ttime (1 worker)\ttime per worker\t")
 	for _, p := range res.Plans {

@@ -83,14 +83,14 @@ func runInspectCache(ctx context.Context, g *globalOptions, dir string, layerSet
 	default:
 		opts.Transcoder, opts.TransProv = tc, prov
 		if tc.DOut != m.DModel {
-			return fmt.Errorf("transcoder %s has d_out %d, the cache's d_model is %d", prov.Path, tc.DOut, m.DModel)
+			return fmt.Errorf("transcoder %s has d_out %d, the cache's d_model is %d", displayPath(prov.Path), tc.DOut, m.DModel)
 		}
 		if sparsity != "" {
 			if opts.LogFreq, err = transcoder.LoadSparsity(sparsity); err != nil {
 				return err
 			}
 			if len(opts.LogFreq) != tc.DSAE {
-				return fmt.Errorf("%s has %d features, the transcoder %d", sparsity, len(opts.LogFreq), tc.DSAE)
+				return fmt.Errorf("%s has %d features, the transcoder %d", displayPath(sparsity), len(opts.LogFreq), tc.DSAE)
 			}
 		}
 	}
@@ -108,17 +108,19 @@ func runInspectCache(ctx context.Context, g *globalOptions, dir string, layerSet
 	return printInspect(g, &res)
 }
 
+// printInspect prints the report as tables; the paths in it are shown as
+// displayPath gives them (the --json report keeps them as recorded).
 func printInspect(g *globalOptions, r *inspectResult) error {
 	m := r.Manifest
 	w := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(w, "cache\t%s (%s v%d)\n", r.Dir, m.Format, m.Version)
+	fmt.Fprintf(w, "cache\t%s (%s v%d)\n", displayPath(r.Dir), m.Format, m.Version)
 	fmt.Fprintf(w, "layer\t%d (x = %s, y = %s)\n", m.Layer, m.Hooks.X, m.Hooks.Y)
 	fmt.Fprintf(w, "tokens\t%d sequences × %d = %d tokens\n", m.NSequences, m.ContextLength, m.NTokens)
 	fmt.Fprintf(w, "storage\t%s, d_model %d, %d shards, %s\n", m.DType, m.DModel, len(m.Shards), humanBytes(r.Bytes))
-	fmt.Fprintf(w, "model\t%s (sha256 %.16s…)\n", m.Model.Path, m.Model.SHA256)
-	fmt.Fprintf(w, "data\t%s %s (sha256 %.16s…), %d of %d rows\n", m.Data.Kind, m.Data.Path, m.Data.SHA256, m.Data.RowsTaken, m.Data.Rows)
+	fmt.Fprintf(w, "model\t%s (sha256 %.16s…)\n", displayPath(m.Model.Path), m.Model.SHA256)
+	fmt.Fprintf(w, "data\t%s %s (sha256 %.16s…), %d of %d rows\n", m.Data.Kind, displayPath(m.Data.Path), m.Data.SHA256, m.Data.RowsTaken, m.Data.Rows)
 	if m.WithActs && m.Transcoder != nil {
-		fmt.Fprintf(w, "stored acts\t%s (sha256 %.16s…)\n", m.Transcoder.Path, m.Transcoder.SHA256)
+		fmt.Fprintf(w, "stored acts\t%s (sha256 %.16s…)\n", displayPath(m.Transcoder.Path), m.Transcoder.SHA256)
 	}
 	w.Flush()
 	fmt.Fprintln(g.stdout)
@@ -135,7 +137,7 @@ func printInspect(g *globalOptions, r *inspectResult) error {
 	fmt.Fprintln(g.stdout)
 	if q := r.Transcoder; q != nil {
 		w := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintf(w, "transcoder\t%s (%d features, acts %s)\n", q.Path, q.NFeatures, q.ActsSource)
+		fmt.Fprintf(w, "transcoder\t%s (%d features, acts %s)\n", displayPath(q.Path), q.NFeatures, q.ActsSource)
 		fmt.Fprintf(w, "l0_mean\t%.4g\n", q.L0Mean)
 		fmt.Fprintf(w, "mse\t%.6g\n", q.MSE)
 		fmt.Fprintf(w, "nmse\t%.6g\n", q.NMSE)

@@ -117,6 +117,51 @@ func TestCacheBuildAndInspect(t *testing.T) {
 	}
 }
 
+// inspect-cache's tables show the paths inside the working directory
+// relative to it, as the user typed them, and paths outside it unchanged,
+// while --json keeps the manifest's absolute provenance paths.
+func TestInspectCacheShowsRelativePaths(t *testing.T) {
+	t.Chdir("../..") // the repository root, which holds testdata/
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "cache")
+	model := filepath.Join("testdata", "tiny-gpt2")
+	tcs := filepath.Join("testdata", "tiny-transcoders")
+	tokens := filepath.Join("testdata", "tokens", "tiny-int64.npy")
+	code, _, errs := ctxdep(t, "cache", "build", "-q", "--model", model, "--transcoders", tcs, "--layer", "1",
+		"--tokens", tokens, "--sequences-per-shard", "4", "--with-acts", "--out", dir)
+	if code != 0 {
+		t.Fatalf("cache build: status %d, stderr %s", code, errs)
+	}
+	code, out, errs := ctxdep(t, "inspect-cache", dir, "--transcoders", tcs, "-q")
+	if code != 0 {
+		t.Fatalf("inspect-cache: status %d, stderr %s", code, errs)
+	}
+	if strings.Contains(out, wd+string(filepath.Separator)) {
+		t.Errorf("inspect-cache printed absolute paths under %s:\n%s", wd, out)
+	}
+	tcFile := filepath.Join(tcs, "final_sparse_autoencoder_gpt2-small_blocks.1.ln2.hook_normalized_64.pt")
+	for _, want := range []string{
+		filepath.Join(model, "model.safetensors") + " (sha256 ",
+		"tokens-npy " + tokens + " (sha256 ",
+		"stored acts  " + tcFile + " (sha256 ",
+		tcFile + " (64 features, acts stored)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("inspect-cache output lacks %q:\n%s", want, out)
+		}
+	}
+	if !strings.HasPrefix(dir, wd+string(filepath.Separator)) && !strings.Contains(out, dir+" (") {
+		t.Errorf("inspect-cache output does not show the cache %s outside the working directory as it is:\n%s", dir, out)
+	}
+	_, js, _ := ctxdep(t, "inspect-cache", dir, "--transcoders", tcs, "-q", "--json")
+	if abs, _ := json.Marshal(filepath.Join(wd, model, "model.safetensors")); !strings.Contains(js, string(abs)) {
+		t.Errorf("inspect-cache --json lacks the absolute model path %s:\n%s", abs, js)
+	}
+}
+
 func TestBadInput(t *testing.T) {
 	tmp := t.TempDir()
 	write := func(name string, data []byte) string {
@@ -180,6 +225,48 @@ func TestBadInput(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// An unknown command or subcommand, an unknown help topic and a wrong
+// argument count are usage errors (exit status 2, as the root help says),
+// printed as one line that carries cobra's suggestion, with no help text
+// dumped on stdout; a bare group command still prints its help.
+func TestUsageErrors(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"unknown command", []string{"fitt"}, []string{`"fitt"`, `did you mean "fit"?`, "ctxdep --help"}},
+		{"unknown command after a flag", []string{"-q", "cach", "build"}, []string{`"cach"`, `did you mean "cache"?`}},
+		{"unknown command, nothing near", []string{"frobnicate"}, []string{`unknown command "frobnicate" for "ctxdep"`}},
+		{"unknown subcommand", []string{"cache", "biuld"}, []string{`"biuld"`, `"ctxdep cache"`, `did you mean "build"?`, "ctxdep cache --help"}},
+		{"unknown subcommand with flags", []string{"cache", "biuld", "--out", "x"}, []string{`"biuld"`, `did you mean "build"?`}},
+		{"unknown command with a subcommand's flag", []string{"fitt", "--out", "x"}, []string{`"fitt"`, `did you mean "fit"?`}},
+		{"unknown completion shell", []string{"completion", "bsh"}, []string{`"bsh"`, `"bash"`}},
+		{"unknown help topic", []string{"help", "fitt"}, []string{`"fitt"`, `did you mean "fit"?`}},
+		{"unknown help subtopic", []string{"help", "cache", "biuld"}, []string{`"biuld"`, `did you mean "build"?`}},
+		{"argument to a command that takes none", []string{"version", "extra"}, []string{"takes 0 argument(s), got 1"}},
+		{"missing argument of a subcommand", []string{"cache", "verify"}, []string{"takes 1 argument(s), got 0"}},
+		{"argument to a completion script", []string{"completion", "bash", "extra"}, []string{`"extra"`, "ctxdep completion bash --help"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			code, out, errs := ctxdep(t, c.args...)
+			expectError(t, code, errs, 2, c.want...)
+			if n := strings.Count(errs, "\n"); n != 1 {
+				t.Errorf("stderr holds %d lines, want 1: %q", n, errs)
+			}
+			if out != "" {
+				t.Errorf("stdout %q, want nothing", out)
+			}
+		})
+	}
+	for _, args := range [][]string{{}, {"cache"}, {"help", "cache"}} {
+		code, out, errs := ctxdep(t, args...)
+		if code != 0 || errs != "" || !strings.Contains(out, "Available Commands:") {
+			t.Errorf("ctxdep %v: status %d, stderr %q, stdout %q; want its help and status 0", args, code, errs, out)
+		}
 	}
 }
 
@@ -407,8 +494,6 @@ func TestTextInputMatchesTokenize(t *testing.T) {
 	if c.Manifest.Data.Kind != "text" || c.Manifest.Data.Settings["shuffle_buffer"] != "10000" || c.Manifest.Data.Counts["documents"] == 0 {
 		t.Errorf("manifest data %+v", c.Manifest.Data)
 	}
-	code, _, errs = ctxdep(t, "cache", "build", "--model", tinyModel, "--data", corpus, "--out", filepath.Join(t.TempDir(), "x"))
-	expectError(t, code, errs, 2, "--n-tokens")
 	code, _, errs = ctxdep(t, "cache", "build", "-q", "--model", tinyModel, "--layer", "0", "--data", corpus, "--max-length", "16",
 		"--n-tokens", "100000000", "--out", filepath.Join(t.TempDir(), "y"))
 	expectError(t, code, errs, 1, "ended after")

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"runtime"
+	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -49,6 +52,9 @@ Exit status: 0 success, 1 runtime error, 2 usage error, 130 interrupted.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			if cmd.HasSubCommands() {
+				return nil // a bare group command only prints its help
+			}
 			return g.setup()
 		},
 	}
@@ -63,10 +69,97 @@ Exit status: 0 success, 1 runtime error, 2 usage error, 130 interrupted.`,
 	f.BoolVarP(&g.quiet, "quiet", "q", false, "no progress output")
 	f.BoolVarP(&g.verbose, "verbose", "v", false, "more detail on stderr")
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		if args := cmd.Flags().Args(); cmd.HasSubCommands() && len(args) > 0 {
+			// `cache biuld --out DIR`: the flag is unknown because the
+			// subcommand is; name the subcommand.
+			return unknownCommand(cmd, args[0])
+		}
 		return usageError{fmt.Errorf("%w (see `%s --help`)", err, cmd.CommandPath())}
 	})
 	root.AddCommand(newVersionCmd(g), newCacheCmd(g), newInspectCacheCmd(g), newFitCmd(g), newDownloadCmd(g), newTokenizeCmd(g), newPinvCmd(g), newEvaluateCmd(g), newReportCmd(g))
+	root.SetOut(stdout) // before the completion command captures its writer
+	root.SetErr(stderr)
+	strictCommands(root)
 	return root
+}
+
+// strictCommands makes every misuse of the command tree a usage error (exit
+// status 2), as the root help promises: an unknown command or subcommand
+// (cobra prints a group's help and exits 0 for `ctxdep cache biuld`, and
+// exits 1 for `ctxdep fitt`), an unknown help topic, and a wrong argument
+// count caught by cobra's own validators. A group command run bare still
+// prints its help. cobra adds its help and completion commands only when
+// it executes, so they are added here first to be covered too.
+func strictCommands(root *cobra.Command) {
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd()
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		switch {
+		case c.Name() == "help" && c.Parent() == root && c.RunE == nil:
+			show := c.Run
+			c.RunE = func(cmd *cobra.Command, args []string) error {
+				if target, rest, err := root.Find(args); err == nil && len(rest) > 0 {
+					return unknownCommand(target, rest[0])
+				}
+				show(cmd, args)
+				return nil
+			}
+		case c.HasSubCommands() && !c.Runnable():
+			c.Args = knownSubcommand
+			c.RunE = func(cmd *cobra.Command, args []string) error { return cmd.Help() }
+		case c.Args != nil:
+			c.Args = usageArgs(c.Args)
+		}
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(root)
+}
+
+// knownSubcommand is the Args of a group command: no argument (print the
+// group's help), or the name of one of its subcommands, which cobra has
+// already dispatched to, so any argument left is an unknown subcommand.
+func knownSubcommand(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return unknownCommand(cmd, args[0])
+	}
+	return nil
+}
+
+// unknownCommand is the usage error for name, which is no subcommand of
+// cmd, with cobra's suggestions on the same line.
+func unknownCommand(cmd *cobra.Command, name string) error {
+	msg := fmt.Sprintf("unknown command %q for %q", name, cmd.CommandPath())
+	if !cmd.DisableSuggestions {
+		if cmd.SuggestionsMinimumDistance <= 0 {
+			cmd.SuggestionsMinimumDistance = 2 // cobra's default
+		}
+		if s := cmd.SuggestionsFor(name); len(s) > 0 {
+			for i := range s {
+				s[i] = strconv.Quote(s[i])
+			}
+			last := len(s) - 1
+			if last > 0 {
+				s = []string{strings.Join(s[:last], ", "), s[last]}
+			}
+			msg += "; did you mean " + strings.Join(s, " or ") + "?"
+		}
+	}
+	return usagef("%s (see `%s --help`)", msg, cmd.CommandPath())
+}
+
+// usageArgs makes an argument validator's errors usage errors.
+func usageArgs(v cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		err := v(cmd, args)
+		var u usageError
+		if err == nil || errors.As(err, &u) {
+			return err
+		}
+		return usageError{fmt.Errorf("%w (see `%s --help`)", err, cmd.CommandPath())}
+	}
 }
 
 func (g *globalOptions) setup() error {

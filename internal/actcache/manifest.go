@@ -139,6 +139,10 @@ type Data struct {
 	Rows      int `json:"rows"`       // sequences in the input (for text: the rows asked for)
 	FirstRow  int `json:"first_row"`  // first input row cached
 	RowsTaken int `json:"rows_taken"` // rows cached (n_sequences)
+	// ToEnd marks a build that cached its input to the end, its rows not
+	// counted in advance (a text corpus without --n-tokens): Rows and
+	// RowsTaken are set when it ends, and are not part of its identity.
+	ToEnd bool `json:"to_end,omitempty"`
 	// Settings that shape the rows from text: shuffle buffer and seed,
 	// row length, tokenizer, format. Part of the cache's identity.
 	Settings map[string]string `json:"settings,omitempty"`

@@ -28,6 +28,7 @@ type Writer struct {
 	dir      string
 	man      Manifest
 	key      string
+	open     bool             // the rows are not known until the input ends (Data.ToEnd)
 	kept     []*Shard         // per shard index: the complete shard on disk, or nil
 	recorded map[string]Shard // shards the earlier run's manifest lists, by file name
 	repair   []string         // shards on disk that do not match that record: rewritten
@@ -46,11 +47,15 @@ func settingsKey(m *Manifest) string {
 		DataSettings                     map[string]string
 		Worker                           *Worker `json:",omitempty"` // absent: single-machine keys stay as they were
 		BatchSize                        int     `json:",omitempty"` // absent in caches from before batch grids
+		ToEnd                            bool    `json:",omitempty"`
 	}{BatchSize: m.BatchSize, Layer: m.Layer, DModel: m.DModel, T: m.ContextLength, PerShard: m.SequencesPerShard, DSAE: m.DSAE,
 		DType: m.DType, WithActs: m.WithActs, Model: m.Model.SHA256, Data: m.Data.SHA256,
-		Rows: m.Data.Rows, FirstRow: m.Data.FirstRow, RowsTaken: m.Data.RowsTaken, Format: Format + "/" + strconv.Itoa(Version), DataSettings: m.Data.Settings, Worker: m.Worker}
+		Rows: m.Data.Rows, FirstRow: m.Data.FirstRow, RowsTaken: m.Data.RowsTaken, ToEnd: m.Data.ToEnd, Format: Format + "/" + strconv.Itoa(Version), DataSettings: m.Data.Settings, Worker: m.Worker}
 	if m.Transcoder != nil {
 		id.Transcoder = m.Transcoder.SHA256
+	}
+	if m.Data.ToEnd {
+		id.Rows, id.RowsTaken = 0, 0 // counted as the build goes
 	}
 	raw, _ := json.Marshal(id)
 	sum := sha256.Sum256(raw)
@@ -76,12 +81,16 @@ func Create(dir string, man Manifest) (*Writer, error) {
 		man.Data.FirstRow, man.Data.RowsTaken = wk.Range()
 		man.NSequences = man.Data.RowsTaken
 	}
-	if man.SequencesPerShard <= 0 || man.NSequences <= 0 || man.BatchSize < 0 {
+	open := man.Data.ToEnd && man.Worker == nil
+	if open {
+		man.NSequences, man.Data.Rows, man.Data.RowsTaken = 0, 0, 0
+	}
+	if man.SequencesPerShard <= 0 || (man.NSequences <= 0 && !open) || man.BatchSize < 0 {
 		return nil, fmt.Errorf("actcache: nothing to write (%d sequences, %d per shard, batches of %d)", man.NSequences, man.SequencesPerShard, man.BatchSize)
 	}
 	man.Format, man.Version, man.Complete, man.Shards, man.Workers = Format, Version, false, nil, 0
 	man.NTokens = int64(man.NSequences) * int64(man.ContextLength)
-	w := &Writer{dir: dir, man: man, key: settingsKey(&man)}
+	w := &Writer{dir: dir, man: man, key: settingsKey(&man), open: open}
 	w.kept = make([]*Shard, (man.NSequences+man.SequencesPerShard-1)/man.SequencesPerShard)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("actcache: %w", err)
@@ -106,6 +115,30 @@ func Create(dir string, man Manifest) (*Writer, error) {
 		for _, s := range old.Shards {
 			w.recorded[s.File] = s
 		}
+		if w.open && old.Complete {
+			// Read to its end before: the rows are known now.
+			w.open = false
+			w.man.NSequences, w.man.NTokens, w.man.Data.Rows, w.man.Data.RowsTaken = old.NSequences, old.NTokens, old.Data.Rows, old.Data.RowsTaken
+			w.kept = make([]*Shard, len(old.Shards))
+		}
+	}
+	if w.open {
+		// The complete shards an earlier run left, in order, up to the
+		// first missing one or the short one the input ended with.
+		for i := 0; ; i++ {
+			s, err := w.existing(i)
+			if err != nil {
+				return nil, err
+			}
+			if s == nil {
+				break
+			}
+			w.kept = append(w.kept, s)
+			if s.NSequences < man.SequencesPerShard {
+				break
+			}
+		}
+		return w, nil
 	}
 	for i := range w.kept {
 		s, err := w.existing(i)
@@ -170,7 +203,7 @@ func (w *Writer) existing(i int) (*Shard, error) {
 		if err != nil {
 			return nil, fmt.Errorf("actcache: %w", err)
 		}
-		if p.SHA256 == rec.SHA256 && p.Size == rec.Bytes && rec.FirstRow == first && rec.NSequences == n {
+		if p.SHA256 == rec.SHA256 && p.Size == rec.Bytes && rec.FirstRow == first && (rec.NSequences == n || w.open && rec.NSequences > 0 && rec.NSequences < n) {
 			s := rec
 			return &s, nil
 		}
@@ -185,6 +218,9 @@ func (w *Writer) existing(i int) (*Shard, error) {
 		return nil, fmt.Errorf("actcache: existing shard is unreadable (remove it to rebuild it): %w", err)
 	}
 	md := f.Metadata()
+	if tok, ok := f.Tensor("tokens"); ok && w.open && len(tok.Shape) == 2 && tok.Shape[0] > 0 && tok.Shape[0] < n {
+		n = tok.Shape[0] // the short shard the input ended with
+	}
 	f.Close()
 	if md[metaSettings] != w.key || md[metaFirstRow] != strconv.Itoa(first) {
 		return nil, fmt.Errorf("actcache: %s was written by a build with other settings; use another --out or remove it", path)
@@ -206,16 +242,32 @@ func (w *Writer) Repaired() []string { return w.repair }
 func (w *Writer) ManifestPath() string { return filepath.Join(w.dir, w.man.fileName()) }
 
 // Rows returns the input rows [first, first+n) that the writer's shards
-// hold: the whole cache's, or the worker's.
-func (w *Writer) Rows() (first, n int) { return w.man.Data.FirstRow, w.man.NSequences }
+// hold: the whole cache's, or the worker's. n is -1 while a build that
+// reads its input to the end (Data.ToEnd) has not ended.
+func (w *Writer) Rows() (first, n int) {
+	if w.open {
+		return w.man.Data.FirstRow, -1
+	}
+	return w.man.Data.FirstRow, w.man.NSequences
+}
 
-// NumShards returns how many shards the cache will have.
-func (w *Writer) NumShards() int { return len(w.kept) }
+// NumShards returns how many shards the cache will have; -1 while that is
+// not known (see Rows).
+func (w *Writer) NumShards() int {
+	if w.open {
+		return -1
+	}
+	return len(w.kept)
+}
 
 // ShardRows returns the range [first, first+n) of input rows that shard i
-// holds.
+// holds; while the rows are not known (see Rows), n is the most it may
+// hold.
 func (w *Writer) ShardRows(i int) (first, n int) {
 	off := i * w.man.SequencesPerShard
+	if w.open {
+		return w.man.Data.FirstRow + off, w.man.SequencesPerShard
+	}
 	return w.man.Data.FirstRow + off, min(w.man.SequencesPerShard, w.man.NSequences-off)
 }
 
@@ -231,14 +283,24 @@ func (w *Writer) NumKept() int {
 }
 
 // Has reports whether shard i is already complete on disk.
-func (w *Writer) Has(i int) bool { return w.kept[i] != nil }
+func (w *Writer) Has(i int) bool { return i < len(w.kept) && w.kept[i] != nil }
 
 // WriteShard writes shard i: tokens (S_i·T), x and y (S_i·T·C), and acts
 // (S_i·T rows) when the cache stores them. The file appears only when
-// complete; the manifest then lists it.
+// complete; the manifest then lists it. While the rows are not known (see
+// Rows), shards are written in order and only the last may be short.
 func (w *Writer) WriteShard(i int, tokens []int32, x, y []float32, acts *transcoder.Acts) error {
 	first, n := w.ShardRows(i)
 	t, c := w.man.ContextLength, w.man.DModel
+	if w.open {
+		if i != len(w.kept) || len(tokens) == 0 || len(tokens) > n*t {
+			panic(fmt.Sprintf("actcache: shard %d of %d tokens written after %d shards", i, len(tokens), len(w.kept)))
+		}
+		if k := len(w.kept); k > 0 && w.kept[k-1].NSequences < n {
+			panic(fmt.Sprintf("actcache: shard %d written after the short shard %d", i, k-1))
+		}
+		n = len(tokens) / t
+	}
 	if len(tokens) != n*t || len(x) != n*t*c || len(y) != n*t*c {
 		panic(fmt.Sprintf("actcache: shard %d: got %d tokens, %d x, %d y for %d sequences", i, len(tokens), len(x), len(y), n))
 	}
@@ -293,6 +355,9 @@ func (w *Writer) WriteShard(i int, tokens []int32, x, y []float32, acts *transco
 	}
 	// The writer hashed the bytes as it wrote them: no second read of the shard.
 	size, sum := sw.Sum()
+	if i == len(w.kept) {
+		w.kept = append(w.kept, nil) // a build that reads its input to the end
+	}
 	w.kept[i] = &Shard{File: name, NSequences: n, FirstRow: first, Bytes: size, SHA256: sum, NNZ: nnz}
 	return w.writeManifest(false)
 }
@@ -319,8 +384,20 @@ func (w *Writer) writeManifest(complete bool) error {
 func (w *Writer) SetDataCounts(c map[string]int64) { w.man.Data.Counts = c }
 
 // Finish marks the cache complete. Every shard must have been written or
-// kept.
+// kept; a build that read its input to the end records the rows it holds.
 func (w *Writer) Finish() error {
+	if w.open {
+		n := 0
+		for _, s := range w.kept {
+			n += s.NSequences
+		}
+		if n == 0 {
+			return fmt.Errorf("actcache: the input holds no rows")
+		}
+		w.man.NSequences, w.man.Data.Rows, w.man.Data.RowsTaken = n, n, n
+		w.man.NTokens = int64(n) * int64(w.man.ContextLength)
+		w.open = false
+	}
 	for i, s := range w.kept {
 		if s == nil {
 			return fmt.Errorf("actcache: shard %d was never written", i)

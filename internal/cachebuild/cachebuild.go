@@ -128,15 +128,18 @@ func Build(ctx context.Context, o Options) (*actcache.Manifest, error) {
 	if t > m.NCtx {
 		return nil, fmt.Errorf("rows of %d tokens are longer than the model's context of %d", t, m.NCtx)
 	}
-	n := o.Rows.NumRows()
+	n := o.Rows.NumRows() // -1: not known until the input ends
 	if o.NRows > 0 {
-		if o.NRows > n {
+		if n >= 0 && o.NRows > n {
 			return nil, fmt.Errorf("%d rows were asked for, the input has %d", o.NRows, n)
 		}
 		n = o.NRows
 	}
 	if n == 0 {
 		return nil, fmt.Errorf("the input holds no rows")
+	}
+	if n < 0 && o.Shard != nil {
+		return nil, fmt.Errorf("a sharded build needs to know its rows in advance: tokenize the input into a token file first")
 	}
 	tc := o.Transcoder
 	if tc != nil && tc.DIn != m.DModel {
@@ -145,7 +148,7 @@ func Build(ctx context.Context, o Options) (*actcache.Manifest, error) {
 	man := actcache.Manifest{
 		Layer: o.Layer, DModel: m.DModel, ContextLength: t, NSequences: n, DType: o.DType,
 		Hooks: actcache.HookNames(o.Layer), SequencesPerShard: o.PerShard, BatchSize: o.BatchSize,
-		Model: o.ModelProv, Data: actcache.Data{Kind: o.DataKind, File: o.DataProv, Rows: o.Rows.NumRows(), RowsTaken: n, Settings: o.DataSet},
+		Model: o.ModelProv, Data: actcache.Data{Kind: o.DataKind, File: o.DataProv, Rows: o.Rows.NumRows(), RowsTaken: n, ToEnd: n < 0, Settings: o.DataSet},
 		CreatedBy: o.Version,
 	}
 	if tc != nil {
@@ -166,7 +169,11 @@ func Build(ctx context.Context, o Options) (*actcache.Manifest, error) {
 		pass = NewCPUPass(m, o.Layer, tc, o.BatchSize*t)
 	}
 	if kept := w.NumKept(); kept > 0 && o.Progress != nil {
-		o.Progress.Logf("resuming: keeping %d of %d shards from an earlier run", kept, w.NumShards())
+		if all := w.NumShards(); all >= 0 {
+			o.Progress.Logf("resuming: keeping %d of %d shards from an earlier run", kept, all)
+		} else {
+			o.Progress.Logf("resuming: keeping %d shards from an earlier run (the input is read again from its start)", kept)
+		}
 	}
 	if bad := w.Repaired(); len(bad) > 0 && o.Progress != nil {
 		o.Progress.Logf("rewriting %d shard(s) that no longer match their recorded hash: %v", len(bad), bad)
@@ -192,9 +199,16 @@ func Build(ctx context.Context, o Options) (*actcache.Manifest, error) {
 // one machine, and its rows are copied into the shards they belong to, so
 // shard and worker boundaries and resumed runs never change a batch: a
 // shard or a worker's range that starts or ends inside a batch takes its
-// rows from the whole batch.
+// rows from the whole batch. A build that reads its input to the end
+// (grid.Rows < 0) reads each batch with ReadUpTo; the input's end cuts the
+// last batch and the last shard short.
 func run(ctx context.Context, o Options, w *actcache.Writer, pass Pass, grid actcache.BatchGrid, t, c int) error {
 	first, rows := w.Rows()
+	known := rows >= 0
+	stream, _ := o.Rows.(upTo)
+	if !known && stream == nil {
+		return fmt.Errorf("cachebuild: rows of unknown number from a source that cannot read to its end")
+	}
 	per := o.PerShard
 	// One batch, and the shard being filled.
 	bTok := make([]int32, grid.Size*t)
@@ -206,15 +220,34 @@ func run(ctx context.Context, o Options, w *actcache.Writer, pass Pass, grid act
 	if o.Transcoder != nil {
 		actsOut = &bActs
 	}
-	for k := first / grid.Size; k < grid.Len(); k++ {
-		lo, nb := grid.Batch(k)
-		if lo >= first+rows {
-			break
+	pending, filled := -1, 0 // a shard begun but not written, and its rows so far
+	write := func(s, n int) error {
+		var a *transcoder.Acts
+		if actsOut != nil {
+			a = &sActs
 		}
-		// The shards this batch holds rows of: s0..s1. A worker's first
-		// and last batches may hold rows of its neighbours too: they are
-		// computed, as in a single build, and dropped.
-		s0, s1 := (max(lo, first)-first)/per, (min(lo+nb, first+rows)-1-first)/per
+		pending = -1
+		return w.WriteShard(s, sTok[:n*t], sx[:n*t*c], sy[:n*t*c], a)
+	}
+	// shards returns the shards s0..s1 that batch rows [lo, lo+nb) hold
+	// rows of. A worker's first and last batches may hold rows of its
+	// neighbours too: they are computed, as in a single build, and dropped.
+	shards := func(lo, nb int) (s0, s1 int) {
+		end := lo + nb
+		if known {
+			end = min(end, first+rows)
+		}
+		return (max(lo, first) - first) / per, (end - 1 - first) / per
+	}
+	for k := first / grid.Size; ; k++ {
+		lo, nb := k*grid.Size, grid.Size
+		if known {
+			if lo >= first+rows {
+				break
+			}
+			lo, nb = grid.Batch(k)
+		}
+		s0, s1 := shards(lo, nb)
 		todo := false
 		for s := s0; s <= s1; s++ {
 			todo = todo || !w.Has(s)
@@ -229,8 +262,20 @@ func run(ctx context.Context, o Options, w *actcache.Writer, pass Pass, grid act
 			return err
 		}
 		tok := bTok[:nb*t]
-		if err := o.Rows.Read(tok, lo, nb); err != nil {
-			return err
+		if known {
+			if err := o.Rows.Read(tok, lo, nb); err != nil {
+				return err
+			}
+		} else {
+			got, err := stream.ReadUpTo(tok, lo, nb)
+			if err != nil {
+				return err
+			}
+			if got == 0 {
+				break // the input ended
+			}
+			nb, tok = got, tok[:got*t]
+			s0, s1 = shards(lo, nb)
 		}
 		if err := o.Model.CheckTokens(tok, nb, t); err != nil {
 			return fmt.Errorf("rows %d..%d: %w", lo, lo+nb-1, err)
@@ -255,13 +300,10 @@ func run(ctx context.Context, o Options, w *actcache.Writer, pass Pass, grid act
 				appendActRows(&sActs, actsOut, (r0-lo)*t, (r1-lo)*t)
 			}
 			if r1 < sf+sn {
-				continue // the shard goes on in the next batch
+				pending, filled = s, r1-sf // the shard goes on in the next batch
+				continue
 			}
-			var a *transcoder.Acts
-			if actsOut != nil {
-				a = &sActs
-			}
-			if err := w.WriteShard(s, sTok[:sn*t], sx[:sn*t*c], sy[:sn*t*c], a); err != nil {
+			if err := write(s, sn); err != nil {
 				return err
 			}
 		}
@@ -269,7 +311,18 @@ func run(ctx context.Context, o Options, w *actcache.Writer, pass Pass, grid act
 			o.Progress.Add(int64(nb*t), "")
 		}
 	}
+	if pending >= 0 {
+		if known {
+			return fmt.Errorf("cachebuild: shard %d was left unfinished", pending)
+		}
+		return write(pending, filled) // the input ended inside it
+	}
 	return nil
+}
+
+// upTo is a source of rows read to its end (StreamRows without a count).
+type upTo interface {
+	ReadUpTo(dst []int32, first, n int) (int, error)
 }
 
 // appendActRows appends rows [lo, hi) of src to dst.

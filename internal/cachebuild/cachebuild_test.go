@@ -239,9 +239,28 @@ func TestRefuseOtherSettings(t *testing.T) {
 	if _, err := Build(context.Background(), f.options(out, 2)); err == nil || !strings.Contains(err.Error(), "other settings") {
 		t.Fatalf("Build(other layer) error = %v", err)
 	}
+	// Another --batch-size would compute the rows still to write in other
+	// batches than the rows kept: refused, naming the setting.
+	o := f.options(out, 1)
+	o.BatchSize = 2
+	if _, err := Build(context.Background(), o); err == nil || !strings.Contains(err.Error(), "batch size 4, not 2") {
+		t.Fatalf("Build(other batch size) error = %v", err)
+	}
 	after, _ := os.ReadFile(filepath.Join(out, actcache.ManifestName))
 	if !bytes.Equal(before, after) {
 		t.Error("manifest changed")
+	}
+}
+
+// Hand-checked: 6 rows in batches of 4 are batches [0, 4) and [4, 6). Four
+// workers cache rows [0, 1), [1, 3), [3, 4), [4, 6): the first three each
+// compute batch [0, 4), the last batch [4, 6).
+func TestWorkerLoad(t *testing.T) {
+	for i, want := range [][2]int{{1, 4}, {2, 4}, {1, 4}, {2, 2}} {
+		cached, computed := WorkerLoad(actcache.Worker{Index: i, Count: 4, TotalRows: 6}, 4)
+		if cached != want[0] || computed != want[1] {
+			t.Errorf("worker %d of 4: WorkerLoad = %d, %d; want %d, %d", i, cached, computed, want[0], want[1])
+		}
 	}
 }
 

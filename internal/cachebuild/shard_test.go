@@ -188,6 +188,9 @@ func TestMergeErrors(t *testing.T) {
 		{"other model", func(t *testing.T, dir string) {
 			redo(t, f, dir, 0, 3, func(o *Options) { o.ModelProv.SHA256 = strings.Repeat("f", 64) })
 		}, []string{"worker 0 of 3", "model sha256 ffffffffffff…", "than worker 1"}},
+		{"other batch size", func(t *testing.T, dir string) {
+			redo(t, f, dir, 1, 3, func(o *Options) { o.BatchSize = 2 })
+		}, []string{"worker 1 of 3", "batch size 2, not 4", "--batch-size"}},
 		{"other row count", func(t *testing.T, dir string) {
 			redo(t, f, dir, 2, 3, func(o *Options) { o.NRows = 5 })
 		}, []string{"worker 2 of 3", "rows split among the workers 5, not 6"}},

@@ -1,9 +1,15 @@
 package cachebuild
 
 import (
+	"context"
+	"errors"
 	"io"
+	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/ctxdep/ctxdep/internal/actcache"
 )
 
 func counter(t int, total int) func([]int32) error {
@@ -38,5 +44,74 @@ func TestStreamRows(t *testing.T) {
 	err := short.Read(make([]int32, 9), 0, 3)
 	if err == nil || !strings.Contains(err.Error(), "ended after 2 rows") {
 		t.Errorf("short input error = %v", err)
+	}
+}
+
+// rowStream returns the rows of r one at a time, failing with "disk on
+// fire" at row failAt (never when failAt < 0), then io.EOF.
+func rowStream(r Int32Rows, failAt int) func([]int32) error {
+	next := 0
+	return func(dst []int32) error {
+		switch {
+		case next == failAt:
+			return errors.New("disk on fire")
+		case next == r.NumRows():
+			return io.EOF
+		}
+		r.Read(dst, next, 1)
+		next++
+		return nil
+	}
+}
+
+// A build that streams its input to the end, its rows not known in
+// advance, holds what a build of the same rows counted in advance holds,
+// bit for bit, and its manifest records the rows it found; interrupted
+// inside a batch, it resumes to the same; run again once complete, it
+// ends with the same cache.
+func TestBuildToEnd(t *testing.T) {
+	f := load(t)
+	acts := withActs(t)
+	ref := f.options(filepath.Join(t.TempDir(), "counted"), 1)
+	ref.PerShard = 4 // 6 rows: shards of 4 and 2
+	acts(0, &ref)
+	if _, err := Build(context.Background(), ref); err != nil {
+		t.Fatal(err)
+	}
+	want := readJoined(t, ref.Out)
+	o := ref
+	o.Out = filepath.Join(t.TempDir(), "to-end")
+	o.Rows = NewStreamRows(rowStream(f.rows, 5), 16, -1)
+	if _, err := Build(context.Background(), o); err == nil || !strings.Contains(err.Error(), "disk on fire") {
+		t.Fatalf("Build error = %v", err)
+	}
+	m, err := actcache.ReadManifestFile(filepath.Join(o.Out, actcache.ManifestName))
+	if err != nil || m.Complete || len(m.Shards) != 1 || !m.Data.ToEnd {
+		t.Fatalf("interrupted manifest %+v, %v", m, err)
+	}
+	for run := range 2 {
+		o.Rows = NewStreamRows(rowStream(f.rows, -1), 16, -1)
+		m, err = Build(context.Background(), o)
+		if err != nil {
+			t.Fatalf("run %d: %v", run, err)
+		}
+		if !m.Complete || !m.Data.ToEnd || m.NSequences != 6 || m.Data.Rows != 6 || m.Data.RowsTaken != 6 || m.NTokens != 96 ||
+			len(m.Shards) != 2 || m.Shards[1].NSequences != 2 {
+			t.Fatalf("run %d: manifest %+v", run, m)
+		}
+		if got := readJoined(t, o.Out); !reflect.DeepEqual(got, want) {
+			t.Errorf("run %d: %s differ from the build with its rows counted", run, got.differs(want))
+		}
+	}
+	// An empty input is an error.
+	o.Out = filepath.Join(t.TempDir(), "empty")
+	o.Rows = NewStreamRows(rowStream(Int32Rows{T: 16}, -1), 16, -1)
+	if _, err := Build(context.Background(), o); err == nil || !strings.Contains(err.Error(), "no rows") {
+		t.Errorf("Build(empty input) = %v", err)
+	}
+	// Workers split rows counted in advance.
+	o.Shard = &Shard{Index: 0, Count: 2}
+	if _, err := Build(context.Background(), o); err == nil || !strings.Contains(err.Error(), "token file first") {
+		t.Errorf("Build(sharded, to the end) = %v", err)
 	}
 }

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ctxdep/ctxdep/internal/actcache"
+	"github.com/ctxdep/ctxdep/internal/npy"
+)
+
+// `cache build --data` without --n-tokens caches the whole corpus: exactly
+// the rows `tokenize` writes for it, counted as they stream; a rerun ends
+// with the same cache; a sharded build from text is refused, saying to
+// tokenize first.
+func TestCacheBuildWholeCorpus(t *testing.T) {
+	corpus := writeCorpus(t, 600)
+	rows := filepath.Join(t.TempDir(), "rows.npy")
+	if code, _, errs := ctxdep(t, "tokenize", "-q", "--data", corpus, "--max-length", "16", "--out", rows); code != 0 {
+		t.Fatalf("tokenize: %d %s", code, errs)
+	}
+	want, shape, err := npy.ReadInt32(rows)
+	if err != nil || shape[0] < 5 {
+		t.Fatalf("tokenize wrote %v, %v", shape, err)
+	}
+	dir := filepath.Join(t.TempDir(), "c")
+	args := []string{"cache", "build", "-q", "--model", tinyModel, "--layer", "0", "--data", corpus,
+		"--max-length", "16", "--sequences-per-shard", "3", "--batch-size", "2", "--out", dir}
+	for run := range 2 {
+		if code, _, errs := ctxdep(t, args...); code != 0 {
+			t.Fatalf("run %d: cache build --data without --n-tokens: %d %s", run, code, errs)
+		}
+		c, err := actcache.Open(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []int32
+		for i := range c.Manifest.Shards {
+			sd, err := c.ReadShard(i)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, sd.Tokens...)
+		}
+		m := c.Manifest
+		if fmt.Sprint(got) != fmt.Sprint(want) || m.NSequences != shape[0] || !m.Data.ToEnd || m.Data.Rows != shape[0] {
+			t.Errorf("run %d: cached %d tokens (manifest: %d rows, to_end %v), tokenize wrote %d rows", run, len(got), m.NSequences, m.Data.ToEnd, shape[0])
+		}
+	}
+	code, _, errs := ctxdep(t, "cache", "build", "--model", tinyModel, "--data", corpus, "--shard", "0/2", "--out", filepath.Join(t.TempDir(), "s"))
+	expectError(t, code, errs, 2, "ctxdep tokenize")
+}
+
+// --batch-size is part of a cache's identity: rerunning a build with
+// another one is refused (exit 1) and names it; `cache plan` states the
+// rule and counts the whole batches a worker computes.
+func TestCacheBuildBatchSize(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "c")
+	args := []string{"cache", "build", "-q", "--model", tinyModel, "--layer", "1", "--tokens", tokensNpy, "--out", dir}
+	if code, _, errs := ctxdep(t, append(args, "--batch-size", "4")...); code != 0 {
+		t.Fatalf("cache build: %d %s", code, errs)
+	}
+	code, _, errs := ctxdep(t, append(args, "--batch-size", "2")...)
+	expectError(t, code, errs, 1, "batch size 4, not 2")
+	code, out, errs := ctxdep(t, "cache", "plan", "--model", tinyModel, "--layer", "1", "--n-tokens", "96", "--max-length", "16",
+		"--batch-size", "4", "--workers", "4", "--sample-rows", "1")
+	if code != 0 {
+		t.Fatalf("cache plan: %d %s", code, errs)
+	}
+	// 6 rows in batches of 4, 4 workers: each of the first three computes
+	// batch [0, 4) for its 1 or 2 rows.
+	for _, want := range []string{"at most 2 rows", "the busiest worker computes 4 rows", "same --batch-size"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("cache plan output does not say %q:\n%s", want, out)
+		}
+	}
+}
