@@ -194,7 +194,7 @@ func runFit(ctx context.Context, g *globalOptions, o *fitOptions, layerSet bool)
 	mlp, opt := midcoder.NewMLP(model, o.cfg.Layer, act), midcoder.NewAdamW(params, o.cfg.WeightDecay)
 	var tr *midcoder.Trainer
 	if g.device == "cuda" {
-		tr = &midcoder.Trainer{MLP: mlp, Params: params, Opt: opt} // the host copy of the GPU's parameters
+		tr = &midcoder.Trainer{Model: &midcoder.Model{MLP: mlp, Params: params}, Opt: opt} // the host copy of the GPU's parameters (no buffers)
 	} else {
 		tr = midcoder.NewTrainer(mlp, params, opt, o.cfg.BatchSize*o.cfg.ContextLength)
 	}
@@ -325,6 +325,7 @@ func (g *globalOptions) fitSteps(fd fitData, cfg midcoder.Config, tr *midcoder.T
 				return nil, none, err
 			}
 			src = cs
+			none.free = cs.Close
 		} else {
 			stream := midcoder.NewStreamSource(fd.model, cfg.Layer, fd.tc, fd.text.Next, t, b)
 			src = stream
@@ -341,8 +342,10 @@ func (g *globalOptions) fitSteps(fd fitData, cfg midcoder.Config, tr *midcoder.T
 		return nil, none, err
 	}
 	var fit *cuda.Fit
+	closeSrc := func() {}
 	if fd.cache != nil {
 		xy := midcoder.NewCacheXYSource(fd.cache)
+		closeSrc = xy.Close
 		if err = xy.Skip(skip); err == nil {
 			fit, err = dev.NewXYFit(fd.tc, tr, xy.NextXY, t, b)
 		}
@@ -350,8 +353,9 @@ func (g *globalOptions) fitSteps(fd fitData, cfg midcoder.Config, tr *midcoder.T
 		fit, err = dev.NewTokenFit(fd.model, cfg.Layer, fd.tc, tr, fd.text.Next, t, b, skip)
 	}
 	if err != nil {
+		closeSrc()
 		dev.Close()
 		return nil, none, err
 	}
-	return fit.Step, fitSync{toHost: fit.Sync, params: fit.SyncParams, free: func() { fit.Free(); dev.Close() }}, nil
+	return fit.Step, fitSync{toHost: fit.Sync, params: fit.SyncParams, free: func() { fit.Free(); closeSrc(); dev.Close() }}, nil
 }

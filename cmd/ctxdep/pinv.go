@@ -157,9 +157,10 @@ func cacheLoss(ctx context.Context, c *actcache.Cache, tc *transcoder.Transcoder
 	if err != nil {
 		return 0, 0, err
 	}
+	defer src.Close()
 	const batch = 16
 	t := c.Manifest.ContextLength
-	tr := midcoder.NewTrainer(mlp, p, nil, batch*t) // forward only
+	tr := midcoder.NewModel(mlp, p, batch*t)
 	var se, sy, n float64
 	for left := c.Manifest.NSequences; left > 0; left -= batch {
 		k := min(batch, left)

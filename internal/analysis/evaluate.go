@@ -3,6 +3,7 @@ package analysis
 import (
 	"context"
 	"fmt"
+	"io"
 
 	"github.com/ctxdep/ctxdep/internal/actcache"
 	"github.com/ctxdep/ctxdep/internal/gpt2"
@@ -46,7 +47,8 @@ const evalBatch = 8
 // blocks.L.hook_mlp_out as it is (clean), replaced by the transcoder's
 // reconstruction, by each midcoder's output, and by zeros; it returns the
 // mean next-token cross-entropy of each (nats) and the reconstruction
-// errors against the clean hook_mlp_out. Memory is one shard and one batch.
+// errors against the clean hook_mlp_out. Memory is two shards (one read
+// ahead) and one batch.
 func Evaluate(ctx context.Context, m *gpt2.Model, c *actcache.Cache, tc *transcoder.Transcoder, mids []Midcoder, bar *progress.Bar) (*EvalResult, error) {
 	man := c.Manifest
 	layer, t, d := man.Layer, man.ContextLength, man.DModel
@@ -56,9 +58,9 @@ func Evaluate(ctx context.Context, m *gpt2.Model, c *actcache.Cache, tc *transco
 	ws := m.NewWorkspace(evalBatch * t)
 	enc := tc.NewEncoder()
 	var acts transcoder.Acts
-	trainers := make([]*midcoder.Trainer, len(mids))
+	models := make([]*midcoder.Model, len(mids))
 	for i, mc := range mids {
-		trainers[i] = midcoder.NewTrainer(mc.MLP, mc.Params, nil, evalBatch*t)
+		models[i] = midcoder.NewModel(mc.MLP, mc.Params, evalBatch*t)
 	}
 	// Sums in float64: CE per variant; squared errors per reconstruction.
 	nv := 3 + len(mids) // clean, transcoder, zero, midcoders…
@@ -78,58 +80,61 @@ func Evaluate(ctx context.Context, m *gpt2.Model, c *actcache.Cache, tc *transco
 			copy(residMid, v)
 		}
 	}}
-	for si := range man.Shards {
-		sd, err := c.ReadShard(si)
+	rd, err := c.NewReader(ctx, actcache.ReadOptions{})
+	if err != nil {
+		return nil, err
+	}
+	defer rd.Close()
+	for {
+		batch, err := rd.Next(evalBatch)
+		if err == io.EOF {
+			break
+		}
 		if err != nil {
 			return nil, err
 		}
-		for r0 := 0; r0 < sd.NSequences; r0 += evalBatch {
-			if err := ctx.Err(); err != nil {
-				return nil, err
+		b := batch.N
+		tok := batch.Tokens
+		n := b * t * d
+		xb, yb, err := m.RunToBlock(ws, tok, b, t, layer, keepMid)
+		if err != nil {
+			return nil, err
+		}
+		// xb and yb are views into ws: x is encoded before LossFrom
+		// reuses ws, y is kept for every variant.
+		enc.Encode(&acts, xb, b*t)
+		copy(y, yb)
+		for _, yv := range y[:n] {
+			y2Sum += float64(yv) * float64(yv)
+		}
+		for v := 0; v < nv; v++ {
+			switch {
+			case v == 0: // clean
+				copy(repl, y[:n])
+			case v == 1: // the transcoder's reconstruction
+				tc.Decode(repl[:n], &acts)
+				seSum[0] += sqErr(repl[:n], y[:n])
+			case v == 2: // zero ablation
+				clear(repl[:n])
+			default:
+				k := v - 3
+				copy(repl, models[k].Forward(&acts))
+				seSum[1+k] += sqErr(repl[:n], y[:n])
 			}
-			b := min(evalBatch, sd.NSequences-r0)
-			tok := sd.Tokens[r0*t : (r0+b)*t]
-			n := b * t * d
-			xb, yb, err := m.RunToBlock(ws, tok, b, t, layer, keepMid)
+			for i := 0; i < n; i++ {
+				post[i] = residMid[i] + repl[i]
+			}
+			ce, err := m.LossFrom(ws, tok, b, t, layer, post[:n])
 			if err != nil {
 				return nil, err
 			}
-			// xb and yb are views into ws: x is encoded before LossFrom
-			// reuses ws, y is kept for every variant.
-			enc.Encode(&acts, xb, b*t)
-			copy(y, yb)
-			for _, yv := range y[:n] {
-				y2Sum += float64(yv) * float64(yv)
+			for _, l := range ce {
+				ceSum[v] += float64(l)
 			}
-			for v := 0; v < nv; v++ {
-				switch {
-				case v == 0: // clean
-					copy(repl, y[:n])
-				case v == 1: // the transcoder's reconstruction
-					tc.Decode(repl[:n], &acts)
-					seSum[0] += sqErr(repl[:n], y[:n])
-				case v == 2: // zero ablation
-					clear(repl[:n])
-				default:
-					k := v - 3
-					copy(repl, trainers[k].Forward(&acts))
-					seSum[1+k] += sqErr(repl[:n], y[:n])
-				}
-				for i := 0; i < n; i++ {
-					post[i] = residMid[i] + repl[i]
-				}
-				ce, err := m.LossFrom(ws, tok, b, t, layer, post[:n])
-				if err != nil {
-					return nil, err
-				}
-				for _, l := range ce {
-					ceSum[v] += float64(l)
-				}
-			}
-			preds += int64(b * (t - 1))
-			if bar != nil {
-				bar.Add(int64(b*t), "")
-			}
+		}
+		preds += int64(b * (t - 1))
+		if bar != nil {
+			bar.Add(int64(b*t), "")
 		}
 	}
 	elems := float64(man.NTokens) * float64(d)

@@ -3,6 +3,7 @@ package analysis
 import (
 	"context"
 	"fmt"
+	"io"
 	"math"
 	"slices"
 
@@ -114,12 +115,13 @@ func CheckMidcoderMeta(file string, meta midcoder.Meta, layer, dModel, dSAE int,
 	return nil
 }
 
-// reportRows is how many tokens one pass step handles.
+// reportRows is about how many tokens one pass step handles: whole
+// sequences, at least one.
 const reportRows = 512
 
 // Report streams once over the cache and computes the per-feature
-// statistics defined above. Memory: one shard, reportRows × (C + N) floats,
-// and F × TopK counters.
+// statistics defined above. Memory: two shards (one read ahead),
+// reportRows × (C + N) floats, and F × TopK counters.
 func Report(ctx context.Context, in ReportInput, bar *progress.Bar) (*ReportResult, error) {
 	if in.Cache == nil || in.MLP == nil || in.Fit == nil {
 		return nil, fmt.Errorf("report: cache, MLP and midcoder are required")
@@ -159,37 +161,30 @@ func Report(ctx context.Context, in ReportInput, bar *progress.Bar) (*ReportResu
 
 	count := make([]int64, f)
 	on := make([]int64, f*k)
-	tr := midcoder.NewTrainer(in.MLP, in.Fit, nil, reportRows) // forward only
-	var enc *transcoder.Encoder
-	var encoded transcoder.Acts
+	tr := midcoder.NewModel(in.MLP, in.Fit, max(reportRows, man.ContextLength))
+	var ro actcache.ReadOptions
 	if !man.WithActs {
-		enc = in.TC.NewEncoder()
+		ro.Encoder = in.TC.NewEncoder()
 	}
+	rd, err := in.Cache.NewReader(ctx, ro)
+	if err != nil {
+		return nil, err
+	}
+	defer rd.Close()
 	var tokens int64
-	for si := range man.Shards {
-		sd, err := in.Cache.ReadShard(si)
+	for {
+		b, err := rd.Next(max(1, reportRows/man.ContextLength))
+		if err == io.EOF {
+			break
+		}
 		if err != nil {
 			return nil, err
 		}
-		rows := len(sd.Tokens)
-		for r0 := 0; r0 < rows; r0 += reportRows {
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-			m := min(reportRows, rows-r0)
-			var acts *transcoder.Acts
-			if man.WithActs {
-				acts = &transcoder.Acts{Indptr: sd.Acts.Indptr[r0 : r0+m+1], Indices: sd.Acts.Indices, Values: sd.Acts.Values}
-			} else {
-				enc.Encode(&encoded, sd.X[r0*c:(r0+m)*c], m)
-				acts = &encoded
-			}
-			accumulate(acts, tr.PreActivations(acts), n, neurons, k, count, on)
-			if bar != nil {
-				bar.Add(int64(m), "")
-			}
+		accumulate(b.Acts, tr.PreActivations(b.Acts), n, neurons, k, count, on)
+		if bar != nil {
+			bar.Add(int64(len(b.Tokens)), "")
 		}
-		tokens += int64(rows)
+		tokens += int64(len(b.Tokens))
 	}
 
 	live := 0

@@ -256,7 +256,7 @@ func fitTrajectory(t *testing.T, act midcoder.Activation) {
 	}
 	cp, gp := newParams(), newParams()
 	cpu := midcoder.NewTrainer(mlp, cp, midcoder.NewAdamW(cp, 1e-3), b*tt)
-	host := &midcoder.Trainer{MLP: mlp, Params: gp, Opt: midcoder.NewAdamW(gp, 1e-3)}
+	host := &midcoder.Trainer{Model: &midcoder.Model{MLP: mlp, Params: gp}, Opt: midcoder.NewAdamW(gp, 1e-3)}
 	// The fit reads rows ahead of the steps it takes: room for a few more.
 	tok := gpt2.RandomTokens((steps+4)*b*tt, m.DVocab, 11)
 	i := 0
@@ -382,7 +382,7 @@ func BenchmarkFitStep(b *testing.B) {
 func notebookFit(b testing.TB, m *gpt2.Model, tc *transcoder.Transcoder, tok []int32, rows, tt int) (*Fit, *midcoder.Trainer) {
 	p := midcoder.NewParams(tc.DSAE, m.DModel)
 	p.KaimingUniform(42)
-	host := &midcoder.Trainer{MLP: midcoder.NewMLP(m, 8, midcoder.ReLU), Params: p, Opt: midcoder.NewAdamW(p, 1e-3)}
+	host := &midcoder.Trainer{Model: &midcoder.Model{MLP: midcoder.NewMLP(m, 8, midcoder.ReLU), Params: p}, Opt: midcoder.NewAdamW(p, 1e-3)}
 	i := 0
 	next := func(dst []int32) error { // cycles through tok
 		copy(dst, tok[i:i+tt])

@@ -1,13 +1,8 @@
-// Package inspect computes the statistics `ctxdep inspect-cache` reports:
-// per-element and per-token statistics of a cache's x and y, and the
-// quality of a transcoder on it (l0, mse, nmse, firing), streaming over the
-// shards in constant memory.
-//
-// Shape key: M cached tokens, C = d_model, F = transcoder features.
 package inspect
 
 import (
 	"context"
+	"io"
 	"math"
 
 	"github.com/ctxdep/ctxdep/internal/actcache"
@@ -104,42 +99,43 @@ func Run(ctx context.Context, c *actcache.Cache, o Options) (*Report, error) {
 	xa, ya := newAccumulator(), newAccumulator()
 	tc := o.Transcoder
 	var (
-		enc       *transcoder.Encoder
-		acts      transcoder.Acts
 		recon     []float32
 		fired     []bool
 		l0, sqErr float64
 		useStored bool
+		ro        actcache.ReadOptions
 	)
 	if tc != nil {
-		enc = tc.NewEncoder()
 		fired = make([]bool, tc.DSAE)
-		useStored = m.StoresActsOf(o.TransProv)
-	}
-	for i := range m.Shards {
-		if err := ctx.Err(); err != nil {
-			return nil, err
+		if useStored = m.StoresActsOf(o.TransProv); !useStored {
+			ro.Encoder = tc.NewEncoder()
 		}
-		sd, err := c.ReadShard(i)
+	}
+	rd, err := c.NewReader(ctx, ro)
+	if err != nil {
+		return nil, err
+	}
+	defer rd.Close()
+	for {
+		b, err := rd.Next(m.SequencesPerShard) // a shard at a time
+		if err == io.EOF {
+			break
+		}
 		if err != nil {
 			return nil, err
 		}
-		xa.add(sd.X, d)
-		ya.add(sd.Y, d)
-		rows := len(sd.X) / d
+		xa.add(b.X, d)
+		ya.add(b.Y, d)
+		rows := len(b.X) / d
 		if tc != nil {
-			a := sd.Acts
-			if !useStored {
-				enc.Encode(&acts, sd.X, rows)
-				a = &acts
-			}
+			a := b.Acts
 			if cap(recon) < rows*tc.DOut {
 				recon = make([]float32, rows*tc.DOut)
 			}
 			recon = recon[:rows*tc.DOut]
 			tc.Decode(recon, a)
 			for j, v := range recon {
-				e := float64(v) - float64(sd.Y[j])
+				e := float64(v) - float64(b.Y[j])
 				sqErr += e * e
 			}
 			l0 += float64(len(a.Indices))

@@ -7,47 +7,62 @@ import (
 	"github.com/ctxdep/ctxdep/internal/transcoder"
 )
 
-// Trainer runs training steps on batches of up to maxRows rows, reusing its
-// buffers: a step allocates only small per-worker scratch (a gradient row
-// and the closures and goroutines of its parallel loops).
-type Trainer struct {
+// Model is a midcoder for inference: the frozen MLP and the parameters,
+// with buffers for batches of up to maxRows rows. report, evaluate and the
+// pinv baseline use it as it is; a Trainer adds the optimizer and the
+// backward pass.
+type Model struct {
 	MLP    *MLP
 	Params *Params
-	Opt    *AdamW
 
 	maxRows int
-	mid     []float32 // (M, C) mid, then d mid
+	mid     []float32 // (M, C) mid, then d mid in a Trainer
 	pre     []float32 // (M, N) pre-activation
-	h       []float32 // (M, N) act(pre), then d pre
-	out     []float32 // (M, C) output, then d out
-	colPtr  []int32   // (F+1) acts transposed to CSC: rows where feature f is active
-	colRow  []int32   // (nnz)
-	colVal  []float32 // (nnz)
-	fill    []int32   // (F)
-	gB      []float64 // (C)
-	gBf     []float32 // (C)
+	h       []float32 // (M, N) act(pre), then d pre in a Trainer
+	out     []float32 // (M, C) output, then d out in a Trainer
 }
 
-// NewTrainer returns a trainer for batches of up to maxRows rows.
-func NewTrainer(mlp *MLP, p *Params, opt *AdamW, maxRows int) *Trainer {
+// NewModel returns the midcoder p through mlp, for batches of up to
+// maxRows rows.
+func NewModel(mlp *MLP, p *Params, maxRows int) *Model {
 	c, n := mlp.C, mlp.N
 	if p.C != c {
 		panic(fmt.Sprintf("midcoder: params width %d, MLP width %d", p.C, c))
 	}
-	return &Trainer{MLP: mlp, Params: p, Opt: opt, maxRows: maxRows,
+	return &Model{MLP: mlp, Params: p, maxRows: maxRows,
 		mid: make([]float32, maxRows*c), pre: make([]float32, maxRows*n),
-		h: make([]float32, maxRows*n), out: make([]float32, maxRows*c),
+		h: make([]float32, maxRows*n), out: make([]float32, maxRows*c)}
+}
+
+// Trainer runs training steps on batches of up to maxRows rows, reusing its
+// buffers: a step allocates only small per-worker scratch (a gradient row
+// and the closures and goroutines of its parallel loops).
+type Trainer struct {
+	*Model
+	Opt *AdamW
+
+	colPtr []int32   // (F+1) acts transposed to CSC: rows where feature f is active
+	colRow []int32   // (nnz)
+	colVal []float32 // (nnz)
+	fill   []int32   // (F)
+	gB     []float64 // (C)
+	gBf    []float32 // (C)
+}
+
+// NewTrainer returns a trainer for batches of up to maxRows rows.
+func NewTrainer(mlp *MLP, p *Params, opt *AdamW, maxRows int) *Trainer {
+	return &Trainer{Model: NewModel(mlp, p, maxRows), Opt: opt,
 		colPtr: make([]int32, p.F+1), fill: make([]int32, p.F),
-		gB: make([]float64, c), gBf: make([]float32, c)}
+		gB: make([]float64, mlp.C), gBf: make([]float32, mlp.C)}
 }
 
 // Forward sets out (M, C) to the midcoder's output for acts, keeping what
-// the backward pass needs, and returns it (a view, valid until the next
-// call).
-func (tr *Trainer) Forward(acts *transcoder.Acts) []float32 {
-	m, c, n := acts.Rows(), tr.MLP.C, tr.MLP.N
-	pre, h, out := tr.PreActivations(acts), tr.h[:m*n], tr.out[:m*c]
-	switch tr.MLP.Act {
+// a Trainer's backward pass needs, and returns it (a view, valid until the
+// next call).
+func (md *Model) Forward(acts *transcoder.Acts) []float32 {
+	m, c, n := acts.Rows(), md.MLP.C, md.MLP.N
+	pre, h, out := md.PreActivations(acts), md.h[:m*n], md.out[:m*c]
+	switch md.MLP.Act {
 	case ReLU:
 		kernels.ParallelChunks(len(pre), 4096, func(lo, hi int) {
 			for i := lo; i < hi; i++ {
@@ -57,20 +72,20 @@ func (tr *Trainer) Forward(acts *transcoder.Acts) []float32 {
 	case GeluNew:
 		kernels.GeluNew(h, pre)
 	}
-	kernels.Linear(out, h, tr.MLP.WOut, tr.MLP.BOut, m, n, c)
+	kernels.Linear(out, h, md.MLP.WOut, md.MLP.BOut, m, n, c)
 	return out
 }
 
 // PreActivations sets and returns the MLP's pre-activations mid @ W_in +
 // b_in (M, N) for acts, with mid = acts @ W_mid + b_mid gathered from the
-// active rows of W_mid only; a view into tr, valid until its next use.
-func (tr *Trainer) PreActivations(acts *transcoder.Acts) []float32 {
-	m, c, n := acts.Rows(), tr.MLP.C, tr.MLP.N
-	if m > tr.maxRows {
-		panic(fmt.Sprintf("midcoder: %d rows exceed the trainer's %d", m, tr.maxRows))
+// active rows of W_mid only; a view into md, valid until its next use.
+func (md *Model) PreActivations(acts *transcoder.Acts) []float32 {
+	m, c, n := acts.Rows(), md.MLP.C, md.MLP.N
+	if m > md.maxRows {
+		panic(fmt.Sprintf("midcoder: %d rows exceed the model's %d", m, md.maxRows))
 	}
-	mid, pre := tr.mid[:m*c], tr.pre[:m*n]
-	p := tr.Params
+	mid, pre := md.mid[:m*c], md.pre[:m*n]
+	p := md.Params
 	kernels.ParallelFor(m, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			row := mid[r*c : (r+1)*c]
@@ -81,7 +96,7 @@ func (tr *Trainer) PreActivations(acts *transcoder.Acts) []float32 {
 			}
 		}
 	})
-	kernels.Linear(pre, mid, tr.MLP.WIn, tr.MLP.BIn, m, c, n)
+	kernels.Linear(pre, mid, md.MLP.WIn, md.MLP.BIn, m, c, n)
 	return pre
 }
 

@@ -14,7 +14,7 @@
 package main
 
 import (
-	"errors"
+	"context"
 	"fmt"
 	"math"
 	"os"
@@ -65,34 +65,42 @@ func compare(a, b string) (string, error) {
 		}
 	}
 	acts := ma.WithActs && mb.WithActs
-	ra, rb := &rows{c: ca}, &rows{c: cb}
+	ctx := context.Background()
+	ra, err := ca.NewReader(ctx, actcache.ReadOptions{})
+	if err != nil {
+		return "", err
+	}
+	defer ra.Close()
+	rb, err := cb.NewReader(ctx, actcache.ReadOptions{})
+	if err != nil {
+		return "", err
+	}
+	defer rb.Close()
 	t, d := ma.ContextLength, ma.DModel
 	for seq := 0; seq < ma.NSequences; seq++ {
-		sa, ia, err := ra.next()
+		sa, err := ra.Next(1)
 		if err != nil {
 			return "", err
 		}
-		sb, ib, err := rb.next()
+		sb, err := rb.Next(1)
 		if err != nil {
 			return "", err
 		}
-		// Row seq of each cache is row ia of shard sa and row ib of shard sb.
-		if i, ok := firstDiff(sa.Tokens[ia*t:(ia+1)*t], sb.Tokens[ib*t:(ib+1)*t], func(x, y int32) bool { return x == y }); !ok {
+		if i, ok := firstDiff(sa.Tokens, sb.Tokens, func(x, y int32) bool { return x == y }); !ok {
 			return "", fmt.Errorf("sequence %d: tokens differ at position %d", seq, i)
 		}
 		for _, v := range []struct {
 			name string
-			a, b []float32 // (S_i·T, C)
+			a, b []float32 // (T, C)
 		}{{"x", sa.X, sb.X}, {"y", sa.Y, sb.Y}} {
-			pa, pb := v.a[ia*t*d:(ia+1)*t*d], v.b[ib*t*d:(ib+1)*t*d]
-			if i, ok := firstDiff(pa, pb, sameBits); !ok {
-				return "", fmt.Errorf("sequence %d: %s[%d, %d] is %v in %s, %v in %s", seq, v.name, i/d, i%d, pa[i], a, pb[i], b)
+			if i, ok := firstDiff(v.a, v.b, sameBits); !ok {
+				return "", fmt.Errorf("sequence %d: %s[%d, %d] is %v in %s, %v in %s", seq, v.name, i/d, i%d, v.a[i], a, v.b[i], b)
 			}
 		}
 		if acts {
 			for p := range t {
-				xi, xv := sa.Acts.Row(ia*t + p)
-				yi, yv := sb.Acts.Row(ib*t + p)
+				xi, xv := sa.Acts.Row(p)
+				yi, yv := sb.Acts.Row(p)
 				if !slices.Equal(xi, yi) || !slices.EqualFunc(xv, yv, sameBits) {
 					return "", fmt.Errorf("sequence %d position %d: transcoder activations differ", seq, p)
 				}
@@ -105,31 +113,6 @@ func compare(a, b string) (string, error) {
 	}
 	return fmt.Sprintf("identical: %d sequences, %d tokens (%s) in %s (%d shards) and %s (%d shards)",
 		ma.NSequences, ma.NTokens, what, a, len(ma.Shards), b, len(mb.Shards)), nil
-}
-
-// rows walks a cache's sequences in order, one shard in memory at a time.
-type rows struct {
-	c     *actcache.Cache
-	shard int // index of the next shard to read
-	cur   *actcache.ShardData
-	row   int // next row in cur
-}
-
-// next returns the shard holding the next sequence and its row there.
-func (r *rows) next() (*actcache.ShardData, int, error) {
-	for r.cur == nil || r.row == r.cur.NSequences {
-		if r.shard == len(r.c.Manifest.Shards) {
-			return nil, 0, errors.New(r.c.Dir + ": fewer rows in the shards than n_sequences")
-		}
-		sd, err := r.c.ReadShard(r.shard)
-		if err != nil {
-			return nil, 0, err
-		}
-		r.cur, r.row = sd, 0
-		r.shard++
-	}
-	r.row++
-	return r.cur, r.row - 1, nil
 }
 
 func sameBits(a, b float32) bool { return math.Float32bits(a) == math.Float32bits(b) }

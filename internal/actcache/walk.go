@@ -1,0 +1,170 @@
+package actcache
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/ctxdep/ctxdep/internal/transcoder"
+)
+
+// ReadOptions say how a Reader walks a cache.
+type ReadOptions struct {
+	// Start is the first sequence to read, 0 ≤ Start < n_sequences.
+	Start int
+	// Loop starts again from the first sequence after the last (a fit's
+	// epochs); without it Next returns io.EOF after the last.
+	Loop bool
+	// Encoder, when set, makes Batch.Acts its encoding of x (computed with
+	// the read-ahead) instead of the activations the cache stores: for a
+	// cache that stores none, or another transcoder's.
+	Encoder *transcoder.Encoder
+}
+
+// Batch is sequences [First, First+N) of a cache, all from one shard:
+// their tokens (N·T), x and y (N·T·C), and acts (N·T rows, zero-based;
+// nil when the cache stores none and no Encoder was given).
+type Batch struct {
+	First, N int
+	Tokens   []int32
+	X, Y     []float32
+	Acts     *transcoder.Acts
+}
+
+// Reader walks a cache's sequences in order, shard by shard, reading (and
+// encoding) the next shard on another goroutine while the caller works on
+// the current one. It is the one way commands read a cache.
+type Reader struct {
+	c      *Cache
+	t      int
+	enc    *transcoder.Encoder
+	ctx    context.Context
+	cancel context.CancelFunc
+	full   chan *loaded // shards read ahead, in order
+	free   chan *loaded // buffers the caller is done with
+	done   chan struct{}
+	cur    *loaded
+	pos    int // next sequence of cur
+	indptr []int64
+	acts   transcoder.Acts
+	batch  Batch
+}
+
+// loaded is one shard in memory, with its activations.
+type loaded struct {
+	first, skip int // its first sequence in the cache; sequences to skip (Start)
+	data        *ShardData
+	own         transcoder.Acts // Encoder's activations
+	acts        *transcoder.Acts
+	err         error
+}
+
+// NewReader starts reading c as o says; Close stops it.
+func (c *Cache) NewReader(ctx context.Context, o ReadOptions) (*Reader, error) {
+	m := c.Manifest
+	if o.Start < 0 || o.Start >= m.NSequences {
+		return nil, fmt.Errorf("actcache: start at sequence %d of a cache of %d", o.Start, m.NSequences)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	r := &Reader{c: c, t: m.ContextLength, enc: o.Encoder, ctx: ctx, cancel: cancel,
+		full: make(chan *loaded), free: make(chan *loaded, 2), done: make(chan struct{})}
+	r.free <- &loaded{}
+	r.free <- &loaded{}
+	shard, skip := 0, o.Start
+	for skip >= m.Shards[shard].NSequences {
+		skip -= m.Shards[shard].NSequences
+		shard++
+	}
+	go r.read(shard, skip, o.Loop)
+	return r, nil
+}
+
+// read is the read-ahead: shards from shard on, in order, skipping skip
+// sequences of the first.
+func (r *Reader) read(shard, skip int, loop bool) {
+	defer close(r.done)
+	defer close(r.full)
+	m := r.c.Manifest
+	for {
+		var l *loaded
+		select {
+		case l = <-r.free:
+		case <-r.ctx.Done():
+			return
+		}
+		l.first, l.skip, l.err = m.Shards[shard].FirstRow-m.Data.FirstRow, skip, nil
+		l.data, l.err = r.c.ReadShard(shard)
+		if l.err == nil {
+			l.acts = l.data.Acts
+			if r.enc != nil {
+				r.enc.Encode(&l.own, l.data.X, l.data.NSequences*r.t)
+				l.acts = &l.own
+			}
+		}
+		select {
+		case r.full <- l:
+		case <-r.ctx.Done():
+			return
+		}
+		if l.err != nil {
+			return
+		}
+		shard, skip = shard+1, 0
+		if shard == len(m.Shards) {
+			if !loop {
+				return
+			}
+			shard = 0
+		}
+	}
+}
+
+// Next returns the next batch of up to n sequences (fewer where a shard
+// ends), valid until the following call; io.EOF after the last sequence
+// of a cache read without Loop.
+func (r *Reader) Next(n int) (*Batch, error) {
+	if err := r.ctx.Err(); err != nil {
+		return nil, err
+	}
+	for r.cur == nil || r.pos == r.cur.data.NSequences {
+		if r.cur != nil {
+			r.free <- r.cur
+			r.cur = nil
+		}
+		l, ok := <-r.full
+		switch {
+		case !ok && r.ctx.Err() != nil:
+			return nil, r.ctx.Err()
+		case !ok:
+			return nil, io.EOF
+		case l.err != nil:
+			return nil, l.err
+		}
+		r.cur, r.pos = l, l.skip
+	}
+	l, t, c := r.cur, r.t, r.c.Manifest.DModel
+	k := min(n, l.data.NSequences-r.pos)
+	lo, hi := r.pos*t, (r.pos+k)*t
+	b := &r.batch
+	*b = Batch{First: l.first + r.pos, N: k, Tokens: l.data.Tokens[lo:hi], X: l.data.X[lo*c : hi*c], Y: l.data.Y[lo*c : hi*c]}
+	if a := l.acts; a != nil {
+		// Rows [lo, hi) as CSR of their own: Indptr from 0.
+		base := a.Indptr[lo]
+		r.indptr = r.indptr[:0]
+		for _, p := range a.Indptr[lo : hi+1] {
+			r.indptr = append(r.indptr, p-base)
+		}
+		r.acts = transcoder.Acts{Indptr: r.indptr, Indices: a.Indices[base:a.Indptr[hi]], Values: a.Values[base:a.Indptr[hi]]}
+		b.Acts = &r.acts
+	}
+	r.pos += k
+	return b, nil
+}
+
+// Close stops the read-ahead and waits for it.
+func (r *Reader) Close() {
+	r.cancel()
+	for range r.full {
+	}
+	<-r.done
+}
