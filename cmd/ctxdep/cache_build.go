@@ -3,11 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"os"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -164,12 +163,15 @@ func runCacheBuild(ctx context.Context, g *globalOptions, o *cacheBuildOptions, 
 	case o.dtype != "float32" && o.dtype != "float16":
 		return usagef("--dtype %q: want float32 or float16", o.dtype)
 	}
-	shard, err := resolveShard(o.shard, o.shardN, countSet, getenv)
+	shard, err := actcache.ResolveWorker(o.shard, o.shardN, countSet, getenv)
 	if err != nil {
+		if errors.Is(err, actcache.ErrWorkerSpec) {
+			err = usageError{err}
+		}
 		return err
 	}
 	if shard != nil && o.data != "" {
-		return usagef("worker %d of %d (%s): a sharded build reads a token file, not --data, with or without --n-tokens; run `ctxdep tokenize --data %s --out rows.npy` once, then `cache build --tokens rows.npy` on each worker (or pass --shard none to build on this machine alone)", shard.index, shard.count, shard.source, o.data)
+		return usagef("worker %d of %d (%s): a sharded build reads a token file, not --data, with or without --n-tokens; run `ctxdep tokenize --data %s --out rows.npy` once, then `cache build --tokens rows.npy` on each worker (or pass --shard none to build on this machine alone)", shard.Index, shard.Count, shard.Source, o.data)
 	}
 	opts := cachebuild.Options{Out: o.out, BatchSize: o.batchSize, PerShard: o.perShard, DType: o.dtype, Version: "ctxdep " + version}
 	if o.data != "" {
@@ -209,11 +211,11 @@ func runCacheBuild(ctx context.Context, g *globalOptions, o *cacheBuildOptions, 
 		total = opts.Rows.NumRows() // -1: the whole corpus, not counted yet
 	}
 	if shard != nil {
-		if shard.count > total {
-			return usagef("%d workers (%s) for %d rows would leave workers without rows: use at most %d", shard.count, shard.source, total, total)
+		if shard.Count > total {
+			return usagef("%d workers (%s) for %d rows would leave workers without rows: use at most %d", shard.Count, shard.Source, total, total)
 		}
-		opts.Shard = &cachebuild.Shard{Index: shard.index, Count: shard.count}
-		_, total = actcache.Worker{Index: shard.index, Count: shard.count, TotalRows: total}.Range()
+		opts.Shard = &cachebuild.Shard{Index: shard.Index, Count: shard.Count}
+		_, total = actcache.Worker{Index: shard.Index, Count: shard.Count, TotalRows: total}.Range()
 	}
 	m, modelProv, err := g.loadModel()
 	if err != nil {
@@ -249,7 +251,7 @@ func runCacheBuild(ctx context.Context, g *globalOptions, o *cacheBuildOptions, 
 	}
 	bar := progress.New(g.stderr, "cache build", max(int64(total*opts.Rows.RowLen()), 0), "tokens", g.quiet)
 	if shard != nil {
-		bar.Logf("cache build: worker %d of %d (%s)", shard.index, shard.count, shard.source)
+		bar.Logf("cache build: worker %d of %d (%s)", shard.Index, shard.Count, shard.Source)
 	}
 	opts.Progress = bar
 	start := time.Now()
@@ -261,164 +263,17 @@ func runCacheBuild(ctx context.Context, g *globalOptions, o *cacheBuildOptions, 
 	return printBuildSummary(g, o.out, man, shard, time.Since(start))
 }
 
-// shardSpec is the worker a build runs as, and where that came from.
-type shardSpec struct {
-	index, count int
-	source       string // e.g. "--shard 2/4", "SLURM_ARRAY_TASK_ID=2, SLURM_ARRAY_TASK_COUNT=4"
-}
-
-// maxWorkers keeps worker numbers within the five digits of the file names.
-const maxWorkers = 99999
-
-// resolveShard works out which worker of a sharded build this process is
-// (nil: not sharded): from --shard ("i/N", "i" with the count, "none"),
-// else from a Slurm job array, else from a Kubernetes Indexed Job. The
-// count for a bare index comes from --shard-count (countSet), else
-// $CTXDEP_SHARD_COUNT. Anything that does not make sense is a usage error
-// that names where the value came from.
-func resolveShard(flag string, flagCount int, countSet bool, getenv func(string) string) (*shardSpec, error) {
-	num := func(what, v string) (int, error) {
-		n, err := strconv.Atoi(strings.TrimSpace(v))
-		if err != nil || n < 0 {
-			return 0, usagef("%s: %q is not a non-negative integer", what, v)
-		}
-		return n, nil
-	}
-	// count returns the worker count of --shard-count or $CTXDEP_SHARD_COUNT.
-	count := func() (int, string, error) {
-		if countSet {
-			return flagCount, fmt.Sprintf("--shard-count %d", flagCount), nil
-		}
-		if v := getenv("CTXDEP_SHARD_COUNT"); v != "" {
-			n, err := num("$CTXDEP_SHARD_COUNT", v)
-			return n, "CTXDEP_SHARD_COUNT=" + v, err
-		}
-		return 0, "", nil
-	}
-	finish := func(i, n int, source string) (*shardSpec, error) {
-		switch {
-		case n < 1 || n > maxWorkers:
-			return nil, usagef("worker count %d (%s) is not in 1..%d", n, source, maxWorkers)
-		case i >= n:
-			return nil, usagef("worker index %d (%s) is not below the worker count %d: workers are numbered 0..%d", i, source, n, n-1)
-		case countSet && flagCount != n:
-			return nil, usagef("--shard-count %d disagrees with the worker count %d (%s)", flagCount, n, source)
-		}
-		return &shardSpec{index: i, count: n, source: source}, nil
-	}
-	switch flag = strings.TrimSpace(flag); {
-	case flag == "none":
-		if countSet {
-			return nil, usagef("--shard none and --shard-count contradict each other")
-		}
-		return nil, nil
-	case flag != "":
-		is, ns, hasN := strings.Cut(flag, "/")
-		i, err := num("--shard "+flag+" (want i/N)", is)
-		if err != nil {
-			return nil, err
-		}
-		if hasN {
-			n, err := num("--shard "+flag+" (want i/N)", ns)
-			if err != nil {
-				return nil, err
-			}
-			return finish(i, n, "--shard "+flag)
-		}
-		n, src, err := count()
-		if err != nil {
-			return nil, err
-		}
-		if src == "" {
-			return nil, usagef("--shard %s needs the worker count: --shard %s/N, --shard-count N or $CTXDEP_SHARD_COUNT", flag, flag)
-		}
-		return finish(i, n, "--shard "+flag+", "+src)
-	case getenv("SLURM_ARRAY_TASK_ID") != "":
-		v := getenv("SLURM_ARRAY_TASK_ID")
-		id, err := num("$SLURM_ARRAY_TASK_ID", v)
-		if err != nil {
-			return nil, err
-		}
-		src := "SLURM_ARRAY_TASK_ID=" + v
-		if n, csrc, err := count(); err != nil {
-			return nil, err
-		} else if csrc != "" {
-			// A count given with the task ID: a rerun of some tasks of the
-			// array (sbatch --array=3), whose own size says nothing, so the
-			// task ID is the worker index.
-			return finish(id, n, src+", "+csrc)
-		}
-		lo := 0
-		if v := getenv("SLURM_ARRAY_TASK_MIN"); v != "" {
-			if lo, err = num("$SLURM_ARRAY_TASK_MIN", v); err != nil {
-				return nil, err
-			}
-			src += ", SLURM_ARRAY_TASK_MIN=" + v
-		}
-		if id < lo {
-			return nil, usagef("$SLURM_ARRAY_TASK_ID %d is below $SLURM_ARRAY_TASK_MIN %d", id, lo)
-		}
-		n := -1
-		if v := getenv("SLURM_ARRAY_TASK_MAX"); v != "" {
-			hi, err := num("$SLURM_ARRAY_TASK_MAX", v)
-			if err != nil {
-				return nil, err
-			}
-			if hi < lo {
-				return nil, usagef("$SLURM_ARRAY_TASK_MAX %d is below $SLURM_ARRAY_TASK_MIN %d", hi, lo)
-			}
-			n = hi - lo + 1
-			src += ", SLURM_ARRAY_TASK_MAX=" + v
-		}
-		if v := getenv("SLURM_ARRAY_TASK_COUNT"); v != "" {
-			c, err := num("$SLURM_ARRAY_TASK_COUNT", v)
-			if err != nil {
-				return nil, err
-			}
-			if n >= 0 && c != n {
-				return nil, usagef("the Slurm array is not one range of consecutive indices (%s, SLURM_ARRAY_TASK_COUNT=%s): submit it with --array=0-%d, or pass --shard i/N", src, v, c-1)
-			}
-			n = c
-			src += ", SLURM_ARRAY_TASK_COUNT=" + v
-		}
-		if n < 0 {
-			return nil, usagef("%s is set but not the array's size ($SLURM_ARRAY_TASK_COUNT or $SLURM_ARRAY_TASK_MAX): pass --shard i/N or --shard-count N", src)
-		}
-		if n == 1 && id > 0 {
-			return nil, usagef("a one-task Slurm array with task ID %d (%s): to rerun task %d of a larger array, set $CTXDEP_SHARD_COUNT or --shard-count to the array's size; to build the whole cache on this machine, pass --shard none", id, src, id)
-		}
-		return finish(id-lo, n, src)
-	case getenv("JOB_COMPLETION_INDEX") != "":
-		v := getenv("JOB_COMPLETION_INDEX")
-		i, err := num("$JOB_COMPLETION_INDEX", v)
-		if err != nil {
-			return nil, err
-		}
-		n, csrc, err := count()
-		if err != nil {
-			return nil, err
-		}
-		if csrc == "" {
-			return nil, usagef("JOB_COMPLETION_INDEX=%s is set but not the worker count: pass --shard-count N or set $CTXDEP_SHARD_COUNT to the Job's completions (or --shard none to build on this machine alone)", v)
-		}
-		return finish(i, n, "JOB_COMPLETION_INDEX="+v+", "+csrc)
-	case countSet:
-		return nil, usagef("--shard-count %d needs a worker index: --shard i, $SLURM_ARRAY_TASK_ID or $JOB_COMPLETION_INDEX", flagCount)
-	}
-	return nil, nil
-}
-
-func printBuildSummary(g *globalOptions, dir string, m *actcache.Manifest, shard *shardSpec, el time.Duration) error {
+func printBuildSummary(g *globalOptions, dir string, m *actcache.Manifest, shard *actcache.WorkerSpec, el time.Duration) error {
 	if g.json {
 		doc := map[string]any{"dir": dir, "manifest": m, "seconds": el.Seconds()}
 		if shard != nil {
-			doc["worker"] = map[string]any{"index": shard.index, "count": shard.count, "source": shard.source}
+			doc["worker"] = map[string]any{"index": shard.Index, "count": shard.Count, "source": shard.Source}
 		}
 		return json.NewEncoder(g.stdout).Encode(doc)
 	}
 	if shard != nil {
 		fmt.Fprintf(g.stdout, "worker %d of %d in %s: rows %d..%d, %s; once all %d workers are done: ctxdep cache merge %s\n",
-			shard.index, shard.count, dir, m.Data.FirstRow, m.Data.FirstRow+m.NSequences-1, cacheSummary(m), shard.count, dir)
+			shard.Index, shard.Count, dir, m.Data.FirstRow, m.Data.FirstRow+m.NSequences-1, cacheSummary(m), shard.Count, dir)
 		return nil
 	}
 	fmt.Fprintf(g.stdout, "cache %s: %s\n", dir, cacheSummary(m))

@@ -3,8 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"text/tabwriter"
 	"time"
@@ -95,7 +95,7 @@ type planResult struct {
 	Workers        int        `json:"workers"`
 	BatchSize      int        `json:"batch_size"`
 	RowsPerWorker  int        `json:"rows_per_worker_max"`          // rows the largest worker caches
-	ComputedRows   int        `json:"computed_rows_per_worker_max"` // rows the busiest worker computes, whole batches`
+	ComputedRows   int        `json:"computed_rows_per_worker_max"` // rows the busiest worker computes, whole batches
 	Model          string     `json:"model"`
 	DModel         int        `json:"d_model"`
 	MeasuredTokens int        `json:"measured_tokens"` // per layer
@@ -110,8 +110,8 @@ func runCachePlan(ctx context.Context, g *globalOptions, o *cachePlanOptions, le
 	switch {
 	case o.nTokens <= 0:
 		return usagef("cache plan needs --n-tokens N (N > 0)")
-	case o.workers < 1 || o.workers > maxWorkers:
-		return usagef("--workers %d is not in 1..%d", o.workers, maxWorkers)
+	case o.workers < 1 || o.workers > actcache.MaxWorkers:
+		return usagef("--workers %d is not in 1..%d", o.workers, actcache.MaxWorkers)
 	case o.maxLength <= 0 || o.perShard <= 0 || o.sampleRows <= 0 || o.batchSize <= 0:
 		return usagef("--max-length, --sequences-per-shard, --batch-size and --sample-rows must be positive")
 	case len(o.layers) == 0:
@@ -140,23 +140,17 @@ func runCachePlan(ctx context.Context, g *globalOptions, o *cachePlanOptions, le
 		}
 		t = m.NCtx
 	}
-	rows64 := (o.nTokens + int64(t) - 1) / int64(t)
-	if rows64 > math.MaxInt32 {
-		return usagef("--n-tokens %d is more rows than a token file can hold", o.nTokens)
+	plan, err := cachebuild.NewPlan(cachebuild.PlanInput{NTokens: o.nTokens, RowLen: t, Workers: o.workers,
+		BatchSize: o.batchSize, PerShard: o.perShard, DModel: m.DModel})
+	if err != nil {
+		if errors.Is(err, cachebuild.ErrPlan) {
+			err = usageError{err}
+		}
+		return err
 	}
-	rows := int(rows64)
-	if o.workers > rows {
-		return usagef("--workers %d for %d rows would leave workers without rows: use at most %d", o.workers, rows, rows)
-	}
-	res := planResult{NTokens: o.nTokens, Tokens: rows64 * int64(t), Rows: rows, ContextLength: t, Workers: o.workers,
-		BatchSize: o.batchSize, Model: modelProv.Path, DModel: m.DModel,
+	res := planResult{NTokens: o.nTokens, Tokens: plan.Tokens, Rows: plan.Rows, ContextLength: t, Workers: o.workers,
+		BatchSize: o.batchSize, RowsPerWorker: plan.RowsPerWorker, ComputedRows: plan.ComputedRows, Model: modelProv.Path, DModel: m.DModel,
 		MeasuredTokens: o.sampleRows * t, Threads: g.blas.Threads, BLAS: g.blas.Backend, LoadSeconds: load}
-	shards := 0
-	for i := range o.workers {
-		n, computed := cachebuild.WorkerLoad(actcache.Worker{Index: i, Count: o.workers, TotalRows: rows}, o.batchSize)
-		shards += (n + o.perShard - 1) / o.perShard
-		res.RowsPerWorker, res.ComputedRows = max(res.RowsPerWorker, n), max(res.ComputedRows, computed)
-	}
 	layers := slices.Clone(o.layers)
 	slices.Sort(layers)
 	layers = slices.Compact(layers)
@@ -186,10 +180,9 @@ func runCachePlan(ctx context.Context, g *globalOptions, o *cachePlanOptions, le
 			return err
 		}
 		for _, d := range o.dtypes {
-			bpt := cachebuild.BytesPerToken(m.DModel, d)
-			p := planLine{Layer: l, DType: d, BytesPerToken: bpt, Bytes: res.Tokens * bpt, Shards: shards, TokensPerSecond: tps,
-				SecondsTotal:     float64(res.Tokens) / tps,
-				SecondsPerWorker: load + float64(res.ComputedRows*t)/tps}
+			e := plan.Estimate(d, tps, load)
+			p := planLine{Layer: l, DType: d, BytesPerToken: e.BytesPerToken, Bytes: e.Bytes, Shards: plan.Shards, TokensPerSecond: tps,
+				SecondsTotal: e.SecondsTotal, SecondsPerWorker: e.SecondsPerWorker}
 			res.Plans = append(res.Plans, p)
 			res.BytesTotal += p.Bytes
 		}

@@ -269,53 +269,6 @@ func TestShardUsageErrors(t *testing.T) {
 	}
 }
 
-// resolveShard reads the worker from --shard, a Slurm job array or a
-// Kubernetes Indexed Job, in that order.
-func TestResolveShard(t *testing.T) {
-	cases := []struct {
-		name      string
-		flag      string
-		count     int // --shard-count; 0: not given
-		env       map[string]string
-		index, of int // of 0: not sharded
-		source    string
-	}{
-		{"nothing", "", 0, nil, 0, 0, ""},
-		{"flag", "2/5", 0, nil, 2, 5, "--shard 2/5"},
-		{"flag beats environment", "2/5", 0, map[string]string{"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "3"}, 2, 5, "--shard 2/5"},
-		{"bare index, --shard-count", "1", 3, nil, 1, 3, "--shard 1, --shard-count 3"},
-		{"bare index, CTXDEP_SHARD_COUNT", "1", 0, map[string]string{"CTXDEP_SHARD_COUNT": "4"}, 1, 4, "--shard 1, CTXDEP_SHARD_COUNT=4"},
-		{"none", "none", 0, map[string]string{"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "3"}, 0, 0, ""},
-		{"Slurm count", "", 0, map[string]string{"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_COUNT": "8"}, 3, 8, "SLURM_ARRAY_TASK_ID=3, SLURM_ARRAY_TASK_COUNT=8"},
-		{"Slurm min/max", "", 0, map[string]string{"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_MAX": "8"}, 4, 8, "SLURM_ARRAY_TASK_ID=5, SLURM_ARRAY_TASK_MIN=1, SLURM_ARRAY_TASK_MAX=8"},
-		{"Slurm all four", "", 0, map[string]string{"SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_MAX": "3", "SLURM_ARRAY_TASK_COUNT": "4"}, 0, 4, "SLURM_ARRAY_TASK_ID=0, SLURM_ARRAY_TASK_MIN=0, SLURM_ARRAY_TASK_MAX=3, SLURM_ARRAY_TASK_COUNT=4"},
-		{"Slurm id only, --shard-count", "", 6, map[string]string{"SLURM_ARRAY_TASK_ID": "2"}, 2, 6, "SLURM_ARRAY_TASK_ID=2, --shard-count 6"},
-		{"Slurm beats Kubernetes", "", 0, map[string]string{"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "2", "JOB_COMPLETION_INDEX": "0"}, 1, 2, "SLURM_ARRAY_TASK_ID=1, SLURM_ARRAY_TASK_COUNT=2"},
-		// sbatch --array=3 reruns task 3 of 8: the one-task array's own size says nothing.
-		{"Slurm rerun of one task", "", 0, map[string]string{"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_MIN": "3", "SLURM_ARRAY_TASK_MAX": "3", "SLURM_ARRAY_TASK_COUNT": "1", "CTXDEP_SHARD_COUNT": "8"}, 3, 8, "SLURM_ARRAY_TASK_ID=3, CTXDEP_SHARD_COUNT=8"},
-		{"Kubernetes, CTXDEP_SHARD_COUNT", "", 0, map[string]string{"JOB_COMPLETION_INDEX": "7", "CTXDEP_SHARD_COUNT": "8"}, 7, 8, "JOB_COMPLETION_INDEX=7, CTXDEP_SHARD_COUNT=8"},
-		{"Kubernetes, --shard-count", "", 16, map[string]string{"JOB_COMPLETION_INDEX": "0", "CTXDEP_SHARD_COUNT": "8"}, 0, 16, "JOB_COMPLETION_INDEX=0, --shard-count 16"},
-		{"CTXDEP_SHARD_COUNT alone", "", 0, map[string]string{"CTXDEP_SHARD_COUNT": "8"}, 0, 0, ""},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			got, err := resolveShard(c.flag, c.count, c.count > 0, func(k string) string { return c.env[k] })
-			if err != nil {
-				t.Fatalf("resolveShard: %v", err)
-			}
-			if c.of == 0 {
-				if got != nil {
-					t.Errorf("resolveShard = %+v, want not sharded", *got)
-				}
-				return
-			}
-			if got == nil || got.index != c.index || got.count != c.of || got.source != c.source {
-				t.Errorf("resolveShard = %+v, want %d of %d from %q", got, c.index, c.of, c.source)
-			}
-		})
-	}
-}
-
 // cache plan prints CLI.md's estimates; bytes per token are 2·C·4+4 and
 // 2·C·2+4 (C = 16 in the tiny model).
 func TestCachePlan(t *testing.T) {

@@ -3,14 +3,19 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ctxdep/ctxdep/internal/actcache"
+	"github.com/ctxdep/ctxdep/internal/blasimpl"
 	"github.com/ctxdep/ctxdep/internal/midcoder"
 	"github.com/ctxdep/ctxdep/internal/npy"
 	"github.com/ctxdep/ctxdep/internal/safetensors"
@@ -63,11 +68,21 @@ func noShards(t *testing.T, dir string) {
 	}
 }
 
+// version --json names the BLAS backend compiled in and its kernel, both
+// present as non-empty strings (a missing key or another type fails).
 func TestVersion(t *testing.T) {
-	code, out, _ := ctxdep(t, "version", "--json")
+	code, out, errs := ctxdep(t, "version", "--json")
 	var v map[string]any
-	if code != 0 || json.Unmarshal([]byte(out), &v) != nil || v["blas_backend"] == "" || v["blas_kernel"] == "" {
-		t.Fatalf("version --json: status %d, output %q", code, out)
+	if err := json.Unmarshal([]byte(out), &v); code != 0 || err != nil {
+		t.Fatalf("version --json: status %d, %v, output %q, stderr %q", code, err, out, errs)
+	}
+	for _, k := range []string{"blas_backend", "blas_kernel"} {
+		if s, ok := v[k].(string); !ok || s == "" {
+			t.Errorf("version --json: %q is %#v, want a non-empty string (output %q)", k, v[k], out)
+		}
+	}
+	if b := v["blas_backend"]; (b != "gonum" && b != "openblas") || b != blasimpl.Built {
+		t.Errorf("version --json: blas_backend %#v, want %q (gonum or openblas)", b, blasimpl.Built)
 	}
 }
 
@@ -270,7 +285,8 @@ func TestUsageErrors(t *testing.T) {
 	}
 }
 
-// Ctrl-C (a cancelled context) exits 130 and leaves no partial shard.
+// Ctrl-C (a context cancelled before the build starts) exits 130 and
+// leaves no partial shard; TestInterruptedMidBuild interrupts a running one.
 func TestInterrupted(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -281,6 +297,146 @@ func TestInterrupted(t *testing.T) {
 		t.Errorf("exit %d, stderr %q; want 130 and \"ctxdep: interrupted\"", code, e.String())
 	}
 	noShards(t, out)
+}
+
+// Ctrl-C in the middle of a build, once shards are on disk: exit status
+// 130 and "ctxdep: interrupted"; the directory holds only complete shards,
+// each listed with its hash in a manifest marked incomplete, and no
+// temporary file; the same command line then resumes, keeping those
+// shards, and leaves the cache an uninterrupted build writes, byte for
+// byte.
+func TestInterruptedMidBuild(t *testing.T) {
+	// 120 shards of 2 rows: each is written, synced and listed in the
+	// manifest on its own, which takes a second or two in all.
+	const rows, T = 240, 16
+	tok := make([]int32, rows*T)
+	for i := range tok {
+		if i%T == 0 {
+			tok[i] = 50256 // BOS
+		} else {
+			tok[i] = int32(i * 7919 % 50256)
+		}
+	}
+	tokens := filepath.Join(t.TempDir(), "rows.npy")
+	if err := npy.WriteInt32(tokens, tok, []int{rows, T}); err != nil {
+		t.Fatal(err)
+	}
+	build := func(out string) []string {
+		return []string{"cache", "build", "-q", "--model", tinyModel, "--layer", "1", "--tokens", tokens, "--out", out,
+			"--sequences-per-shard", "2", "--batch-size", "2"}
+	}
+	out := filepath.Join(t.TempDir(), "c")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, build(out), &stdout, &stderr) }()
+	// Cancel once a few shards have appeared; never wait unbounded.
+	deadline := time.After(30 * time.Second)
+	poll := time.NewTicker(time.Millisecond)
+	defer poll.Stop()
+wait:
+	for {
+		select {
+		case code := <-done:
+			t.Fatalf("the build ended (status %d, stderr %q) before 3 shards were seen: it needs more rows", code, stderr.String())
+		case <-deadline:
+			cancel()
+			<-done
+			t.Fatal("3 shards did not appear within 30 s")
+		case <-poll.C:
+			if m, _ := filepath.Glob(filepath.Join(out, "shard-*.safetensors")); len(m) >= 3 {
+				cancel()
+				break wait
+			}
+		}
+	}
+	var code int
+	select {
+	case code = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the build did not stop within 30 s of the interrupt")
+	}
+	if code != 130 || stderr.String() != "ctxdep: interrupted\n" || stdout.Len() != 0 {
+		t.Fatalf("exit %d, stdout %q, stderr %q; want 130, nothing, \"ctxdep: interrupted\"", code, stdout.String(), stderr.String())
+	}
+
+	// What the interrupt left: manifest.json and whole shards, no
+	// temporary file (atomicfile's .NAME.tmp-XXXXXXXX).
+	man, err := actcache.ReadManifest(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := rows / 2
+	if man.Complete || len(man.Shards) < 3 || len(man.Shards) >= all {
+		t.Fatalf("interrupted manifest: complete %v with %d of %d shards; want incomplete with at least 3", man.Complete, len(man.Shards), all)
+	}
+	t.Logf("interrupted after %d of %d shards", len(man.Shards), all)
+	entries, err := os.ReadDir(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	onDisk := map[string]bool{}
+	for _, e := range entries {
+		switch name := e.Name(); {
+		case strings.HasPrefix(name, ".") || strings.Contains(name, ".tmp"):
+			t.Errorf("temporary file %s left behind", name)
+		case name != actcache.ManifestName:
+			onDisk[name] = true
+		}
+	}
+	for i, s := range man.Shards {
+		b, err := os.ReadFile(filepath.Join(out, s.File))
+		if err != nil {
+			t.Fatalf("listed shard: %v", err)
+		}
+		sum := sha256.Sum256(b)
+		if s.File != actcache.ShardName(i) || s.FirstRow != 2*i || s.NSequences != 2 || int64(len(b)) != s.Bytes || hex.EncodeToString(sum[:]) != s.SHA256 {
+			t.Errorf("shard %d listed as %+v, its file has %d bytes, sha256 %x", i, s, len(b), sum)
+		}
+		delete(onDisk, s.File)
+	}
+	if len(onDisk) > 0 {
+		t.Errorf("files the manifest does not list: %v", onDisk)
+	}
+	first, err := os.Stat(filepath.Join(out, actcache.ShardName(0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The same command finishes it, keeping the shards already written,
+	// into the cache an uninterrupted build writes.
+	if code, _, errs := ctxdep(t, build(out)...); code != 0 {
+		t.Fatalf("rerun after the interrupt: %d %s", code, errs)
+	}
+	if again, err := os.Stat(filepath.Join(out, actcache.ShardName(0))); err != nil || !os.SameFile(first, again) {
+		t.Errorf("the rerun rewrote shard 0 instead of keeping it (%v)", err)
+	}
+	ref := filepath.Join(t.TempDir(), "ref")
+	if code, _, errs := ctxdep(t, build(ref)...); code != 0 {
+		t.Fatalf("uninterrupted build: %d %s", code, errs)
+	}
+	got, err := actcache.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := actcache.Open(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got.Manifest.Shards, want.Manifest.Shards) || len(got.Manifest.Shards) != all {
+		t.Errorf("the resumed cache lists %d shards, the uninterrupted one %d, or their hashes differ", len(got.Manifest.Shards), len(want.Manifest.Shards))
+	}
+	for _, s := range want.Manifest.Shards {
+		a, errA := os.ReadFile(filepath.Join(out, s.File))
+		b, errB := os.ReadFile(filepath.Join(ref, s.File))
+		if errA != nil || errB != nil || !bytes.Equal(a, b) {
+			t.Fatalf("%s differs from the uninterrupted build's (%v, %v)", s.File, errA, errB)
+		}
+	}
+	if entries, _ := os.ReadDir(out); len(entries) != all+1 {
+		t.Errorf("the resumed cache holds %d files, want %d shards and manifest.json", len(entries), all)
+	}
 }
 
 // The default --model lookup finds a checkpoint in the Hugging Face cache.

@@ -5,27 +5,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/ctxdep/ctxdep/internal/actcache"
 	"github.com/ctxdep/ctxdep/internal/gpt2"
 )
-
-// BytesPerToken returns the bytes a cache stores per token without acts:
-// x and y of c values each in dtype ("float32": 4 bytes, "float16": 2)
-// plus the int32 token, 2·c·size + 4. Safetensors headers and the
-// manifest add well under a kilobyte per shard.
-func BytesPerToken(c int, dtype string) int64 {
-	return 2*int64(c)*int64(actcache.StorageDType(dtype).Size()) + 4
-}
-
-// WorkerLoad returns the rows worker w of a build in batches of batch rows
-// caches, and the rows it computes: the whole batches that hold its rows
-// (see actcache.BatchGrid), at most two of them shared with a neighbour.
-func WorkerLoad(w actcache.Worker, batch int) (cached, computed int) {
-	first, n := w.Range()
-	lo := first / batch * batch
-	hi := min((first+n+batch-1)/batch*batch, w.TotalRows)
-	return n, hi - lo
-}
 
 // Measure times what Build computes per batch, the forward pass of rows
 // rows of t tokens to block layer, after a warm-up run of one row (which
