@@ -3,16 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
 	"github.com/ctxdep/ctxdep/internal/actcache"
-	"github.com/ctxdep/ctxdep/internal/analysis"
 	"github.com/ctxdep/ctxdep/internal/cuda"
 	"github.com/ctxdep/ctxdep/internal/gpt2"
 	"github.com/ctxdep/ctxdep/internal/midcoder"
@@ -29,13 +26,6 @@ type fitOptions struct {
 	cfg    midcoder.Config
 	dataOptions
 }
-
-// Output files of `fit` in --out.
-const (
-	midcoderFile   = "midcoder.safetensors"
-	historyFile    = "history.csv"
-	checkpointFile = "checkpoint.safetensors"
-)
 
 func newFitCmd(g *globalOptions) *cobra.Command {
 	o := &fitOptions{}
@@ -161,25 +151,12 @@ func runFit(ctx context.Context, g *globalOptions, o *fitOptions, layerSet bool)
 		defer text.Close()
 		prov.Data, prov.DataKind = text.prov, fmt.Sprintf("text (shuffle buffer %d, seed %d, max length %d, tokenizer %s)", o.shuffleBuffer, o.seed, o.maxLength, tokenizerName(o.tokenizer))
 	}
-	key := midcoder.Key(o.cfg, prov)
 	meta := midcoder.Meta{Layer: o.cfg.Layer, DModel: model.DModel, DSAE: tc.DSAE, Method: "fit", Config: o.cfg, Provenance: prov, CreatedBy: "ctxdep " + version}
-
-	ckpt := filepath.Join(o.out, checkpointFile)
-	_, ckptErr := os.Stat(ckpt)
-	if !o.resume {
-		for _, name := range []string{midcoderFile, checkpointFile} {
-			if _, err := os.Stat(filepath.Join(o.out, name)); err == nil {
-				return fmt.Errorf("%s already holds %s; pass --resume to continue an interrupted fit, or choose another --out", o.out, name)
-			}
-		}
-	} else if ckptErr != nil {
-		if _, err := os.Stat(filepath.Join(o.out, midcoderFile)); err == nil {
-			return fmt.Errorf("the fit in %s is already complete (%s); nothing to resume", o.out, midcoderFile)
-		}
-		return fmt.Errorf("--resume: %s has no %s", o.out, checkpointFile)
-	}
-
 	params := midcoder.NewParams(tc.DSAE, model.DModel)
+	job := &midcoder.Job{Config: o.cfg, Dir: o.out, Meta: meta, Key: midcoder.Key(o.cfg, prov)}
+	if err := job.Check(o.resume); err != nil {
+		return err // before the initialisation's work
+	}
 	switch o.cfg.Init {
 	case "kaiming":
 		params.KaimingUniform(o.cfg.Seed)
@@ -192,34 +169,26 @@ func runFit(ctx context.Context, g *globalOptions, o *fitOptions, layerSet bool)
 		g.logf("init: pinv baseline, rank %d of %d, sigma_max %.4g", sp.Rank, len(sp.Sigma), sp.SigmaMax)
 	}
 	mlp, opt := midcoder.NewMLP(model, o.cfg.Layer, act), midcoder.NewAdamW(params, o.cfg.WeightDecay)
-	var tr *midcoder.Trainer
 	if g.device == "cuda" {
-		tr = &midcoder.Trainer{Model: &midcoder.Model{MLP: mlp, Params: params}, Opt: opt} // the host copy of the GPU's parameters (no buffers)
+		job.Host = &midcoder.Trainer{Model: &midcoder.Model{MLP: mlp, Params: params}, Opt: opt} // the host copy of the GPU's parameters (no buffers)
 	} else {
-		tr = midcoder.NewTrainer(mlp, params, opt, o.cfg.BatchSize*o.cfg.ContextLength)
+		job.Host = midcoder.NewTrainer(mlp, params, opt, o.cfg.BatchSize*o.cfg.ContextLength)
 	}
-	st := &midcoder.State{LR: o.cfg.LR}
-	if o.resume {
-		if st, err = midcoder.LoadCheckpoint(ckpt, tr, key); err != nil {
-			return err
-		}
-	}
-	step, sync, err := g.fitSteps(fitData{cache: c, text: text, model: model, tc: tc, useStored: useStored}, o.cfg, tr, st.Rows)
+	st, err := job.Begin(o.resume)
 	if err != nil {
 		return err
 	}
-	defer sync.free()
-	// --out is made only now, so that a fit that cannot start (no GPU, no
-	// memory) leaves nothing behind.
-	if err := os.MkdirAll(o.out, 0o755); err != nil {
+	backend, err := g.fitBackend(fitData{cache: c, text: text, model: model, tc: tc, useStored: useStored}, o.cfg, job.Host, st.Rows)
+	if err != nil {
 		return err
 	}
+	defer backend.Close()
 	epochs := o.cfg.Epochs()
 	total := int64(epochs * o.cfg.StepsPerEpoch)
 	bar := progress.New(g.stderr, "fit", total, "steps", g.quiet)
 	bar.Add(int64(st.Epoch*o.cfg.StepsPerEpoch), "")
 	if o.resume {
-		bar.Logf("resuming at epoch %d of %d from %s", st.Epoch, epochs, ckpt)
+		bar.Logf("resuming at epoch %d of %d from %s", st.Epoch, epochs, job.CheckpointPath())
 	}
 	if need := int64(epochs*o.cfg.StepsPerEpoch*o.cfg.BatchSize) - st.Rows; c != nil && need > int64(c.Manifest.NSequences) {
 		bar.Logf("note: the run needs %d more sequences, the cache holds %d: it starts again from the first sequence when it runs out", need, c.Manifest.NSequences)
@@ -234,7 +203,9 @@ func runFit(ctx context.Context, g *globalOptions, o *fitOptions, layerSet bool)
 	g.logf("fit: layer %d, %d epochs × %d steps × %d sequences, acts %s", o.cfg.Layer, epochs, o.cfg.StepsPerEpoch, o.cfg.BatchSize, acts)
 	var runLoss, runNorm float64
 	var runN int
-	err = midcoder.FitSteps(ctx, o.cfg, step, st, midcoder.Hooks{
+	// --out is made only by Run, so that a fit that cannot start (no GPU,
+	// no memory) leaves nothing behind.
+	err = job.Run(ctx, backend, st, midcoder.Hooks{
 		AfterStep: func(_, _ int, loss, norm, lr float64) {
 			runLoss, runNorm, runN = runLoss+loss, runNorm+norm, runN+1
 			bar.Add(1, fmt.Sprintf("loss: %.3e, loss_norm: %.3e, lr: %.3e", runLoss/float64(runN), runNorm/float64(runN), lr))
@@ -243,37 +214,16 @@ func runFit(ctx context.Context, g *globalOptions, o *fitOptions, layerSet bool)
 			runLoss, runNorm, runN = 0, 0, 0
 			r := st.History[len(st.History)-1]
 			bar.Add(0, fmt.Sprintf("loss: %.3e, loss_norm: %.3e, lr: %.3e", r.Loss, r.LossNorm, r.LR))
-			if err := sync.toHost(); err != nil {
-				return err
-			}
-			return midcoder.SaveCheckpoint(ckpt, tr, st, meta, key)
+			return nil
 		},
 	})
 	bar.Finish()
 	if err != nil {
-		var nf *midcoder.NonFiniteError
-		if errors.As(err, &nf) {
-			if st.Epoch == 0 {
-				return fmt.Errorf("%w (in the first epoch: no checkpoint was written)", err)
-			}
-			return fmt.Errorf("%w; the last good checkpoint, after epoch %d, is %s", err, st.Epoch, ckpt)
-		}
 		if ctx.Err() != nil && st.Epoch > 0 {
-			fmt.Fprintf(g.stderr, "ctxdep: checkpoint after epoch %d is in %s: continue with --resume\n", st.Epoch, ckpt)
+			fmt.Fprintf(g.stderr, "ctxdep: checkpoint after epoch %d is in %s: continue with --resume\n", st.Epoch, job.CheckpointPath())
 		}
 		return err
 	}
-	meta.History = st.History
-	if err := sync.params(); err != nil {
-		return err
-	}
-	if err := midcoder.Save(filepath.Join(o.out, midcoderFile), tr.Params, meta); err != nil {
-		return err
-	}
-	if err := analysis.WriteHistory(filepath.Join(o.out, historyFile), st.History); err != nil {
-		return err
-	}
-	os.Remove(ckpt)
 	return printHistory(g, st.History)
 }
 
@@ -301,45 +251,33 @@ type fitData struct {
 	useStored bool // the cache's stored activations are of tc
 }
 
-// fitSync copies a device's parameters to the host trainer (a no-op on the
-// CPU) and frees what the fit holds.
-type fitSync struct {
-	toHost func() error // parameters and AdamW moments, for a checkpoint
-	params func() error // W_mid and b_mid, for the result
-	free   func()
-}
-
-// fitSteps returns the step function of a fit on g.device, positioned
-// after skip sequences (a resumed fit). On the CPU: a CacheSource or
-// StreamSource and tr. On CUDA: the whole step on the GPU, from x and y of
-// the cache or from the text's token ids.
-func (g *globalOptions) fitSteps(fd fitData, cfg midcoder.Config, tr *midcoder.Trainer, skip int64) (midcoder.StepFunc, fitSync, error) {
-	nop := func() error { return nil }
-	none := fitSync{toHost: nop, params: nop, free: func() {}}
+// fitBackend returns the backend of a fit on g.device, positioned after
+// skip sequences (a resumed fit): the one place where the fit's device is
+// chosen. On the CPU: host stepping on a CacheSource or StreamSource. On
+// CUDA: the whole step on the GPU, from x and y of the cache or from the
+// text's token ids, syncing into host.
+func (g *globalOptions) fitBackend(fd fitData, cfg midcoder.Config, host *midcoder.Trainer, skip int64) (midcoder.Backend, error) {
 	t, b := cfg.ContextLength, cfg.BatchSize
 	if g.device != "cuda" {
 		var src midcoder.Source
 		if fd.cache != nil {
 			cs, err := midcoder.NewCacheSource(fd.cache, fd.tc, fd.useStored)
 			if err != nil {
-				return nil, none, err
+				return nil, err
 			}
 			src = cs
-			none.free = cs.Close
 		} else {
-			stream := midcoder.NewStreamSource(fd.model, cfg.Layer, fd.tc, fd.text.Next, t, b)
-			src = stream
-			none.free = stream.Close
+			src = midcoder.NewStreamSource(fd.model, cfg.Layer, fd.tc, fd.text.Next, t, b)
 		}
 		if err := src.Skip(skip); err != nil {
-			none.free()
-			return nil, none, err
+			src.Close()
+			return nil, err
 		}
-		return midcoder.SourceSteps(tr, src), none, nil
+		return midcoder.NewCPUBackend(host, src), nil
 	}
 	dev, err := g.openDevice()
 	if err != nil {
-		return nil, none, err
+		return nil, err
 	}
 	var fit *cuda.Fit
 	closeSrc := func() {}
@@ -347,15 +285,26 @@ func (g *globalOptions) fitSteps(fd fitData, cfg midcoder.Config, tr *midcoder.T
 		xy := midcoder.NewCacheXYSource(fd.cache)
 		closeSrc = xy.Close
 		if err = xy.Skip(skip); err == nil {
-			fit, err = dev.NewXYFit(fd.tc, tr, xy.NextXY, t, b)
+			fit, err = dev.NewXYFit(fd.tc, host, xy.NextXY, t, b)
 		}
 	} else {
-		fit, err = dev.NewTokenFit(fd.model, cfg.Layer, fd.tc, tr, fd.text.Next, t, b, skip)
+		fit, err = dev.NewTokenFit(fd.model, cfg.Layer, fd.tc, host, fd.text.Next, t, b, skip)
 	}
 	if err != nil {
 		closeSrc()
 		dev.Close()
-		return nil, none, err
+		return nil, err
 	}
-	return fit.Step, fitSync{toHost: fit.Sync, params: fit.SyncParams, free: func() { fit.Free(); closeSrc(); dev.Close() }}, nil
+	return closing{fit, func() { closeSrc(); dev.Close() }}, nil
+}
+
+// closing is a Backend that also closes what it was made from.
+type closing struct {
+	midcoder.Backend
+	after func()
+}
+
+func (c closing) Close() {
+	c.Backend.Close()
+	c.after()
 }

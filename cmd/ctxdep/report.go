@@ -148,11 +148,11 @@ func runReport(ctx context.Context, g *globalOptions, o *reportOptions, layerSet
 
 	hist, note := o.history, ""
 	if hist == "" {
-		cand := filepath.Join(filepath.Dir(o.midcoder), historyFile)
+		cand := filepath.Join(filepath.Dir(o.midcoder), midcoder.HistoryFile)
 		if _, err := os.Stat(cand); err == nil {
 			hist = cand
 		} else {
-			note = fmt.Sprintf("no --history given and no %s next to %s", historyFile, o.midcoder)
+			note = fmt.Sprintf("no --history given and no %s next to %s", midcoder.HistoryFile, o.midcoder)
 		}
 	}
 	r, err := analysis.WriteReport(o.out, analysis.RenderInput{Result: res, CacheDir: o.cache, MidcoderFile: o.midcoder,

@@ -272,7 +272,7 @@ func fitTrajectory(t *testing.T, act midcoder.Activation) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer fit.Free()
+	defer fit.Close()
 	enc := tc.NewEncoder()
 	var acts transcoder.Acts
 	lr := 1e-3
@@ -369,7 +369,7 @@ func BenchmarkFitStep(b *testing.B) {
 	m, tc, _ := smallShaped(rows, tt)
 	tok := gpt2.RandomTokens(8*rows*tt, m.DVocab, 5)
 	fit, _ := notebookFit(b, m, tc, tok, rows, tt)
-	defer fit.Free()
+	defer fit.Close()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		if _, _, err := fit.Step(context.Background(), rows, 1e-3); err != nil {
@@ -398,7 +398,7 @@ func notebookFit(b testing.TB, m *gpt2.Model, tc *transcoder.Transcoder, tok []i
 
 // BenchmarkNotebookFit is the notebook's whole fit from token ids: 2
 // epochs × 10 steps × 64 rows × 128 tokens = 163,840 tokens through
-// midcoder.FitSteps (cosine schedule included), set-up excluded, the
+// midcoder.Fit (cosine schedule included), set-up excluded, the
 // final W_mid and b_mid copied back to the host included (as PyTorch's
 // timing includes W_mid.cpu()).
 func BenchmarkNotebookFit(b *testing.B) {
@@ -412,7 +412,7 @@ func BenchmarkNotebookFit(b *testing.B) {
 		fit, _ := notebookFit(b, m, tc, tok, rows, tt)
 		b.StartTimer()
 		start := time.Now()
-		if err := midcoder.FitSteps(context.Background(), cfg, fit.Step, &midcoder.State{LR: cfg.LR}, midcoder.Hooks{}); err != nil {
+		if err := midcoder.Fit(context.Background(), cfg, fit, &midcoder.State{LR: cfg.LR}, midcoder.Hooks{}); err != nil {
 			b.Fatal(err)
 		}
 		if err := fit.SyncParams(); err != nil {
@@ -420,7 +420,7 @@ func BenchmarkNotebookFit(b *testing.B) {
 		}
 		secs = append(secs, time.Since(start).Seconds())
 		b.StopTimer()
-		fit.Free()
+		fit.Close()
 		b.StartTimer()
 	}
 	sort.Float64s(secs)
@@ -435,7 +435,7 @@ func BenchmarkPhases(b *testing.B) {
 	rows, tt := 64, 128
 	m, tc, tok := smallShaped(rows, tt)
 	fit, _ := notebookFit(b, m, tc, tok, rows, tt)
-	defer fit.Free()
+	defer fit.Close()
 	if _, _, err := fit.Step(context.Background(), rows, 1e-3); err != nil { // warm-up, and acts for the step phase
 		b.Fatal(err)
 	}

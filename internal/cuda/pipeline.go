@@ -131,7 +131,7 @@ func (d *Device) NewTokenFit(m *gpt2.Model, layer int, tc *transcoder.Transcoder
 	}
 	f.m2 = m
 	if f.m, err = d.LoadModel(m, layer, b*t, t); err != nil {
-		f.Free()
+		f.Close()
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -179,7 +179,7 @@ func (d *Device) NewXYFit(tc *transcoder.Transcoder, host *midcoder.Trainer, nex
 	f.xy.add(&f.x, "batch x", b*t*f.c, 4)
 	f.xy.add(&f.y, "batch y", b*t*f.c, 4)
 	if err := f.xy.done(); err != nil {
-		f.Free()
+		f.Close()
 		return nil, err
 	}
 	return f, nil
@@ -192,17 +192,17 @@ func (d *Device) newFit(tc *transcoder.Transcoder, host *midcoder.Trainer, t, b 
 		return nil, err
 	}
 	if f.acts, err = d.NewActs(b*t, startL0); err != nil {
-		f.Free()
+		f.Close()
 		return nil, err
 	}
 	if f.tr, err = d.NewTrainer(host.MLP, host.Params, host.Opt, b*t); err != nil {
-		f.Free()
+		f.Close()
 		return nil, err
 	}
 	return f, nil
 }
 
-// Step implements midcoder.StepFunc.
+// Step implements midcoder.Backend.
 func (f *Fit) Step(ctx context.Context, n int, lr float64) (loss, lossNorm float64, err error) {
 	defer f.d.enter()()
 	rows := n * f.t
@@ -253,14 +253,16 @@ func (f *Fit) runTokens(tokens []int32, n int) error {
 	return f.m.run(tokens, n, f.t)
 }
 
+var _ midcoder.Backend = (*Fit)(nil)
+
 // Sync copies the parameters and moments to the host trainer.
 func (f *Fit) Sync() error { return f.tr.Sync() }
 
 // SyncParams copies W_mid and b_mid (not the moments) to the host trainer.
 func (f *Fit) SyncParams() error { return f.tr.SyncParams() }
 
-// Free releases the device memory and stops reading ahead.
-func (f *Fit) Free() {
+// Close releases the device memory and stops reading ahead.
+func (f *Fit) Close() {
 	if f.cancel != nil {
 		f.cancel()
 	}

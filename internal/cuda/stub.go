@@ -70,5 +70,7 @@ func (f *Fit) Sync() error { return ErrNotBuilt }
 // SyncParams fails: this build has no CUDA backend.
 func (f *Fit) SyncParams() error { return ErrNotBuilt }
 
-// Free does nothing.
-func (f *Fit) Free() {}
+// Close does nothing.
+func (f *Fit) Close() {}
+
+var _ midcoder.Backend = (*Fit)(nil)

@@ -66,8 +66,10 @@ type Source interface {
 	// Next returns the next n sequences' activations (n·T rows) and
 	// targets y (n·T·C); valid until the next call.
 	Next(ctx context.Context, n int) (*transcoder.Acts, []float32, error)
-	// Skip moves past n sequences, to resume.
+	// Skip moves past n sequences, to resume; before the first Next.
 	Skip(n int64) error
+	// Close stops what the source runs in the background.
+	Close()
 }
 
 // Stepper takes one training step on a batch at learning rate lr and
@@ -95,33 +97,12 @@ func (e *NonFiniteError) Error() string {
 	return fmt.Sprintf("loss became %g at epoch %d, step %d: lower --lr, or check the inputs", e.Loss, e.Epoch, e.Step)
 }
 
-// Fit trains tr on src from state st (a fresh State{LR: cfg.LR} to
-// start) to the end of the last epoch, following SPEC §4.2: per step, loss
-// → record → backward → AdamW step; per epoch, CosineAnnealingLR(T_max =
-// epochs, eta_min = 0).step() and a history record of the epoch's means.
-func Fit(ctx context.Context, cfg Config, tr Stepper, src Source, st *State, hooks Hooks) error {
-	return FitSteps(ctx, cfg, SourceSteps(tr, src), st, hooks)
-}
-
-// SourceSteps returns the StepFunc that steps tr on src's next batch.
-func SourceSteps(tr Stepper, src Source) StepFunc {
-	return func(ctx context.Context, n int, lr float64) (float64, float64, error) {
-		acts, y, err := src.Next(ctx, n)
-		if err != nil {
-			return 0, 0, err
-		}
-		loss, norm := tr.Step(acts, y, lr)
-		return loss, norm, nil
-	}
-}
-
-// StepFunc takes one training step on the next n sequences of a fit's data
-// at learning rate lr and returns the batch's loss and loss_norm. A backend
-// that holds data and parameters elsewhere (the GPU) provides one.
-type StepFunc func(ctx context.Context, n int, lr float64) (loss, lossNorm float64, err error)
-
-// FitSteps is Fit with the data and the step in one function.
-func FitSteps(ctx context.Context, cfg Config, step StepFunc, st *State, hooks Hooks) error {
+// Fit steps b from state st (a fresh State{LR: cfg.LR} to start) to the
+// end of the last epoch, following the notebook: per step, loss → record →
+// backward → AdamW step; per epoch, CosineAnnealingLR(T_max = epochs,
+// eta_min = 0).step() and a history record of the epoch's means. It is the
+// one training loop, whatever the backend.
+func Fit(ctx context.Context, cfg Config, b Backend, st *State, hooks Hooks) error {
 	epochs := cfg.Epochs()
 	for e := st.Epoch; e < epochs; e++ {
 		var sumLoss, sumNorm float64
@@ -129,7 +110,7 @@ func FitSteps(ctx context.Context, cfg Config, step StepFunc, st *State, hooks H
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			loss, norm, err := step(ctx, cfg.BatchSize, st.LR)
+			loss, norm, err := b.Step(ctx, cfg.BatchSize, st.LR)
 			if err != nil {
 				return err
 			}

@@ -128,7 +128,7 @@ func fit(t *testing.T, fx fixture, gc goldenCase, g map[string][]float32, dense,
 	if dense {
 		step = tr.DenseStep
 	}
-	err = Fit(context.Background(), cfg, &stepper{tr, step}, src, st, Hooks{AfterStep: func(_, _ int, loss, _, _ float64) { steps = append(steps, loss) }})
+	err = Fit(context.Background(), cfg, NewCPUBackend(&stepper{tr, step}, src), st, Hooks{AfterStep: func(_, _ int, loss, _, _ float64) { steps = append(steps, loss) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -326,7 +326,7 @@ func TestResumeEqualsUninterrupted(t *testing.T) {
 	interrupted := errors.New("interrupted")
 	tr := newTrainer()
 	src, _ := NewCacheSource(fx.cache, fx.tc, false)
-	err := Fit(context.Background(), cfg, tr, src, &State{LR: cfg.LR}, Hooks{AfterEpoch: func(st *State) error {
+	err := Fit(context.Background(), cfg, NewCPUBackend(tr, src), &State{LR: cfg.LR}, Hooks{AfterEpoch: func(st *State) error {
 		if err := SaveCheckpoint(ckpt, tr, st, meta, key); err != nil {
 			return err
 		}
@@ -354,7 +354,7 @@ func TestResumeEqualsUninterrupted(t *testing.T) {
 	if err := src.Skip(st.Rows); err != nil {
 		t.Fatal(err)
 	}
-	if err := Fit(context.Background(), cfg, tr, src, st, Hooks{}); err != nil {
+	if err := Fit(context.Background(), cfg, NewCPUBackend(tr, src), st, Hooks{}); err != nil {
 		t.Fatal(err)
 	}
 	testutil.Close(t, "W_mid", tr.Params.WMid, want.Params.WMid, 0, 0)
@@ -374,7 +374,7 @@ func TestNonFiniteLoss(t *testing.T) {
 	cfg := Config{ContextLength: 16, BatchSize: 2, StepsPerEpoch: 2, TrainTokens: 10, LR: 1e-3}
 	tr := NewTrainer(fx.mlp(ReLU), p, NewAdamW(p, 0), 32)
 	src, _ := NewCacheSource(fx.cache, fx.tc, false)
-	err := Fit(context.Background(), cfg, tr, src, &State{LR: cfg.LR}, Hooks{})
+	err := Fit(context.Background(), cfg, NewCPUBackend(tr, src), &State{LR: cfg.LR}, Hooks{})
 	var nf *NonFiniteError
 	if !errors.As(err, &nf) || nf.Epoch != 0 || nf.Step != 0 {
 		t.Fatalf("Fit error = %v, want a NonFiniteError at epoch 0, step 0", err)

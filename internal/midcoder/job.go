@@ -1,0 +1,111 @@
+package midcoder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// Files of a fit's output directory.
+const (
+	ResultFile     = "midcoder.safetensors"   // W_mid, b_mid and Meta
+	HistoryFile    = "history.csv"            // epoch,loss,loss_norm,lr
+	CheckpointFile = "checkpoint.safetensors" // parameters, AdamW moments and State, per epoch
+)
+
+// Job is one fit into an output directory: what it starts from (fresh, or
+// the checkpoint of an interrupted run), a checkpoint at each epoch's end,
+// and the result files at the end. The steps run on any Backend.
+type Job struct {
+	Config Config
+	Dir    string
+	Meta   Meta     // written into the checkpoints and the result
+	Key    string   // the settings and inputs a checkpoint must have been written with (Key)
+	Host   *Trainer // the host's parameters and AdamW moments, which the backend syncs into
+}
+
+// CheckpointPath returns the path of the job's checkpoint.
+func (j *Job) CheckpointPath() string { return filepath.Join(j.Dir, CheckpointFile) }
+
+// Check applies the output directory's rules before any work: without
+// resume, a directory that holds a result or a checkpoint is refused
+// (nothing is overwritten); with it, there must be a checkpoint.
+func (j *Job) Check(resume bool) error {
+	if !resume {
+		for _, name := range []string{ResultFile, CheckpointFile} {
+			if _, err := os.Stat(filepath.Join(j.Dir, name)); err == nil {
+				return fmt.Errorf("%s already holds %s; pass --resume to continue an interrupted fit, or choose another --out", j.Dir, name)
+			}
+		}
+		return nil
+	}
+	if _, err := os.Stat(j.CheckpointPath()); err != nil {
+		if _, err := os.Stat(filepath.Join(j.Dir, ResultFile)); err == nil {
+			return fmt.Errorf("the fit in %s is already complete (%s); nothing to resume", j.Dir, ResultFile)
+		}
+		return fmt.Errorf("--resume: %s has no %s", j.Dir, CheckpointFile)
+	}
+	return nil
+}
+
+// Begin returns the state the job starts from, after Check: a fresh one,
+// or with resume the checkpoint's, whose parameters and moments it loads
+// into Host.
+func (j *Job) Begin(resume bool) (*State, error) {
+	if err := j.Check(resume); err != nil {
+		return nil, err
+	}
+	if !resume {
+		return &State{LR: j.Config.LR}, nil
+	}
+	return LoadCheckpoint(j.CheckpointPath(), j.Host, j.Key)
+}
+
+// Run fits on b from st to the end (Fit), creating Dir first. After each
+// epoch it syncs the host and writes the checkpoint; at the end it writes
+// the result (the host's parameters and Meta with the history) and
+// history.csv, and removes the checkpoint. A non-finite loss is an error
+// that names the last good checkpoint.
+func (j *Job) Run(ctx context.Context, b Backend, st *State, hooks Hooks) error {
+	if err := os.MkdirAll(j.Dir, 0o755); err != nil {
+		return err
+	}
+	ckpt := j.CheckpointPath()
+	after := hooks.AfterEpoch
+	hooks.AfterEpoch = func(st *State) error {
+		if after != nil {
+			if err := after(st); err != nil {
+				return err
+			}
+		}
+		if err := b.Sync(); err != nil {
+			return err
+		}
+		return SaveCheckpoint(ckpt, j.Host, st, j.Meta, j.Key)
+	}
+	if err := Fit(ctx, j.Config, b, st, hooks); err != nil {
+		var nf *NonFiniteError
+		if errors.As(err, &nf) {
+			if st.Epoch == 0 {
+				return fmt.Errorf("%w (in the first epoch: no checkpoint was written)", err)
+			}
+			return fmt.Errorf("%w; the last good checkpoint, after epoch %d, is %s", err, st.Epoch, ckpt)
+		}
+		return err
+	}
+	if err := b.SyncParams(); err != nil {
+		return err
+	}
+	meta := j.Meta
+	meta.History = st.History
+	if err := Save(filepath.Join(j.Dir, ResultFile), j.Host.Params, meta); err != nil {
+		return err
+	}
+	if err := WriteHistory(filepath.Join(j.Dir, HistoryFile), st.History); err != nil {
+		return err
+	}
+	os.Remove(ckpt)
+	return nil
+}

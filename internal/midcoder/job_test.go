@@ -1,0 +1,101 @@
+package midcoder
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// A Job writes the result and history.csv and removes its checkpoint; an
+// interrupted job leaves a checkpoint from which --resume ends with the
+// same files as an uninterrupted job, bit for bit; a directory holding a
+// result or a checkpoint is never overwritten without --resume, and a
+// complete fit has nothing to resume.
+func TestJob(t *testing.T) {
+	fx := load(t, false)
+	cfg := Config{Layer: 1, ContextLength: 16, BatchSize: 2, StepsPerEpoch: 2, TrainTokens: 100, LR: 1e-3, WeightDecay: 1e-3}
+	prov := Provenance{DataKind: "test"}
+	newJob := func(dir string) *Job {
+		p := NewParams(64, 16)
+		p.KaimingUniform(7)
+		tr := NewTrainer(fx.mlp(ReLU), p, NewAdamW(p, cfg.WeightDecay), cfg.BatchSize*16)
+		return &Job{Config: cfg, Dir: dir, Key: Key(cfg, prov), Host: tr,
+			Meta: Meta{Layer: 1, DModel: 16, DSAE: 64, Method: "fit", Config: cfg, Provenance: prov}}
+	}
+	run := func(j *Job, st *State, hooks Hooks) error {
+		src, err := NewCacheSource(fx.cache, fx.tc, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := src.Skip(st.Rows); err != nil {
+			t.Fatal(err)
+		}
+		b := NewCPUBackend(j.Host, src)
+		defer b.Close()
+		return j.Run(context.Background(), b, st, hooks)
+	}
+	files := func(dir string) map[string]string {
+		out := map[string]string{}
+		for _, name := range []string{ResultFile, HistoryFile, CheckpointFile} {
+			if b, err := os.ReadFile(filepath.Join(dir, name)); err == nil {
+				out[name] = string(b)
+			}
+		}
+		return out
+	}
+	ref := newJob(filepath.Join(t.TempDir(), "ref"))
+	st, err := ref.Begin(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := run(ref, st, Hooks{}); err != nil {
+		t.Fatal(err)
+	}
+	want := files(ref.Dir)
+	if _, ok := want[CheckpointFile]; ok || len(want) != 2 || !strings.HasPrefix(want[HistoryFile], "epoch,loss,loss_norm,lr\n0,") {
+		t.Fatalf("an uninterrupted job left %v", reflect.ValueOf(want).MapKeys())
+	}
+	if _, err := newJob(ref.Dir).Begin(false); err == nil || !strings.Contains(err.Error(), "already holds "+ResultFile) {
+		t.Errorf("Begin(a finished fit's directory) = %v", err)
+	}
+	if _, err := newJob(ref.Dir).Begin(true); err == nil || !strings.Contains(err.Error(), "already complete") {
+		t.Errorf("Begin(resume a finished fit) = %v", err)
+	}
+
+	dir := filepath.Join(t.TempDir(), "resumed")
+	if _, err := newJob(dir).Begin(true); err == nil || !strings.Contains(err.Error(), "has no "+CheckpointFile) {
+		t.Errorf("Begin(resume nothing) = %v", err)
+	}
+	j := newJob(dir)
+	st, _ = j.Begin(false)
+	stop := errors.New("interrupted")
+	err = run(j, st, Hooks{AfterEpoch: func(st *State) error {
+		if st.Epoch == 2 {
+			return stop
+		}
+		return nil
+	}})
+	if !errors.Is(err, stop) {
+		t.Fatalf("Run error = %v", err)
+	}
+	if got := files(dir); len(got) != 1 || got[CheckpointFile] == "" {
+		t.Fatalf("an interrupted job left %v", reflect.ValueOf(got).MapKeys())
+	}
+	if _, err := newJob(dir).Begin(false); err == nil || !strings.Contains(err.Error(), "--resume") {
+		t.Errorf("Begin(an interrupted fit's directory, no resume) = %v", err)
+	}
+	j = newJob(dir)
+	if st, err = j.Begin(true); err != nil || st.Epoch != 1 {
+		t.Fatalf("Begin(resume) = %+v, %v", st, err)
+	}
+	if err := run(j, st, Hooks{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := files(dir); !reflect.DeepEqual(got, want) {
+		t.Error("the resumed job's files differ from the uninterrupted job's")
+	}
+}
