@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -31,18 +33,7 @@ func TestCacheBuildWholeCorpus(t *testing.T) {
 		if code, _, errs := ctxdep(t, args...); code != 0 {
 			t.Fatalf("run %d: cache build --data without --n-tokens: %d %s", run, code, errs)
 		}
-		c, err := actcache.Open(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var got []int32
-		for i := range c.Manifest.Shards {
-			sd, err := c.ReadShard(i)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got = append(got, sd.Tokens...)
-		}
+		c, got := cachedTokens(t, dir)
 		m := c.Manifest
 		if fmt.Sprint(got) != fmt.Sprint(want) || m.NSequences != shape[0] || !m.Data.ToEnd || m.Data.Rows != shape[0] {
 			t.Errorf("run %d: cached %d tokens (manifest: %d rows, to_end %v), tokenize wrote %d rows", run, len(got), m.NSequences, m.Data.ToEnd, shape[0])
@@ -74,5 +65,31 @@ func TestCacheBuildBatchSize(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("cache plan output does not say %q:\n%s", want, out)
 		}
+	}
+}
+
+// cachedTokens opens the cache in dir and returns it with every token it
+// holds, in order.
+func cachedTokens(t *testing.T, dir string) (*actcache.Cache, []int32) {
+	t.Helper()
+	c, err := actcache.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.NewReader(context.Background(), actcache.ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var tok []int32
+	for {
+		b, err := r.Next(c.Manifest.SequencesPerShard)
+		if err == io.EOF {
+			return c, tok
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok = append(tok, b.Tokens...)
 	}
 }

@@ -632,18 +632,7 @@ func TestTextInputMatchesTokenize(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("cache build --data: %d %s", code, errs)
 	}
-	c, err := actcache.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []int32
-	for i := range c.Manifest.Shards {
-		sd, err := c.ReadShard(i)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, sd.Tokens...)
-	}
+	c, got := cachedTokens(t, dir)
 	if len(got) != 10*16 || fmt.Sprint(got) != fmt.Sprint(want[:len(got)]) {
 		t.Errorf("cache build --data cached %d tokens that differ from tokenize's rows", len(got))
 	}
