@@ -232,23 +232,15 @@ func runCacheBuild(ctx context.Context, g *globalOptions, o *cacheBuildOptions, 
 		}
 		opts.Transcoder, opts.TransProv = tc, &tp
 	}
-	if g.device == "cuda" {
-		dev, err := g.openDevice()
-		if err != nil {
-			return err
-		}
-		defer dev.Close()
-		t := opts.Rows.RowLen()
-		if t > m.NCtx {
-			return fmt.Errorf("rows of %d tokens are longer than the model's context of %d", t, m.NCtx)
-		}
-		f, err := dev.NewForward(m, g.layer, opts.Transcoder, o.batchSize, t)
-		if err != nil {
-			return err
-		}
-		defer f.Free()
-		opts.Pass = f
+	if t := opts.Rows.RowLen(); t > m.NCtx {
+		return fmt.Errorf("rows of %d tokens are longer than the model's context of %d", t, m.NCtx)
 	}
+	pass, free, err := g.backend.pass(m, g.layer, opts.Transcoder, o.batchSize, opts.Rows.RowLen())
+	if err != nil {
+		return err
+	}
+	defer free()
+	opts.Pass = pass
 	bar := progress.New(g.stderr, "cache build", max(int64(total*opts.Rows.RowLen()), 0), "tokens", g.quiet)
 	if shard != nil {
 		bar.Logf("cache build: worker %d of %d (%s)", shard.Index, shard.Count, shard.Source)

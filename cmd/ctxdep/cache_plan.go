@@ -13,7 +13,6 @@ import (
 
 	"github.com/ctxdep/ctxdep/internal/actcache"
 	"github.com/ctxdep/ctxdep/internal/cachebuild"
-	"github.com/ctxdep/ctxdep/internal/cuda"
 	"github.com/ctxdep/ctxdep/internal/tokrows"
 )
 
@@ -154,25 +153,15 @@ func runCachePlan(ctx context.Context, g *globalOptions, o *cachePlanOptions, le
 	layers := slices.Clone(o.layers)
 	slices.Sort(layers)
 	layers = slices.Compact(layers)
-	var dev *cuda.Device
-	if g.device == "cuda" {
-		if dev, err = g.openDevice(); err != nil {
-			return err
-		}
-		defer dev.Close()
-		res.BLAS = "cuda: " + dev.Name()
-	}
-	// measure times layer l, freeing its GPU pass before the next layer's.
+	res.BLAS = g.backend.describe()
+	// measure times layer l, freeing its pass before the next layer's.
 	measure := func(l int) (float64, error) {
-		if dev == nil {
-			return cachebuild.Measure(ctx, m, nil, l, o.sampleRows, t) // the CPU's pass
-		}
-		f, err := dev.NewForward(m, l, nil, o.sampleRows, t)
+		pass, free, err := g.backend.pass(m, l, nil, o.sampleRows, t)
 		if err != nil {
 			return 0, err
 		}
-		defer f.Free()
-		return cachebuild.Measure(ctx, m, f, l, o.sampleRows, t)
+		defer free()
+		return cachebuild.Measure(ctx, m, pass, l, o.sampleRows, t)
 	}
 	for _, l := range layers {
 		tps, err := measure(l)

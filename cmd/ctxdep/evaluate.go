@@ -47,7 +47,7 @@ and each reconstruction's mse (mean over all elements of (recon − y)²) and nm
 }
 
 func runEvaluate(ctx context.Context, g *globalOptions, o *evaluateOptions, layerSet bool) error {
-	g.cpuOnly("evaluate")
+	g.backend.cpuOnly("evaluate")
 	if o.cache == "" {
 		return usagef("evaluate needs --cache DIR")
 	}

@@ -10,7 +10,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ctxdep/ctxdep/internal/actcache"
-	"github.com/ctxdep/ctxdep/internal/cuda"
 	"github.com/ctxdep/ctxdep/internal/gpt2"
 	"github.com/ctxdep/ctxdep/internal/midcoder"
 	"github.com/ctxdep/ctxdep/internal/progress"
@@ -143,7 +142,7 @@ func runFit(ctx context.Context, g *globalOptions, o *fitOptions, layerSet bool)
 			return err
 		}
 		prov.DataKind = "cache"
-		useStored = c.Manifest.StoresActsOf(tcProv) && g.device != "cuda"
+		useStored = c.Manifest.StoresActsOf(tcProv) && !g.backend.encodes()
 	} else {
 		if text, err = openText(o.data, o.dataOptions); err != nil {
 			return err
@@ -169,16 +168,12 @@ func runFit(ctx context.Context, g *globalOptions, o *fitOptions, layerSet bool)
 		g.logf("init: pinv baseline, rank %d of %d, sigma_max %.4g", sp.Rank, len(sp.Sigma), sp.SigmaMax)
 	}
 	mlp, opt := midcoder.NewMLP(model, o.cfg.Layer, act), midcoder.NewAdamW(params, o.cfg.WeightDecay)
-	if g.device == "cuda" {
-		job.Host = &midcoder.Trainer{Model: &midcoder.Model{MLP: mlp, Params: params}, Opt: opt} // the host copy of the GPU's parameters (no buffers)
-	} else {
-		job.Host = midcoder.NewTrainer(mlp, params, opt, o.cfg.BatchSize*o.cfg.ContextLength)
-	}
+	job.Host = g.backend.trainer(mlp, params, opt, o.cfg.BatchSize*o.cfg.ContextLength)
 	st, err := job.Begin(o.resume)
 	if err != nil {
 		return err
 	}
-	backend, err := g.fitBackend(fitData{cache: c, text: text, model: model, tc: tc, useStored: useStored}, o.cfg, job.Host, st.Rows)
+	backend, err := g.backend.fit(fitData{cache: c, text: text, model: model, tc: tc, useStored: useStored}, o.cfg, job.Host, st.Rows)
 	if err != nil {
 		return err
 	}
@@ -195,8 +190,8 @@ func runFit(ctx context.Context, g *globalOptions, o *fitOptions, layerSet bool)
 	}
 	acts := "encoded from x batch by batch"
 	switch {
-	case g.device == "cuda":
-		acts = "computed on the GPU"
+	case g.backend.encodes():
+		acts = "computed on " + g.backend.describe()
 	case useStored:
 		acts = "stored in the cache"
 	}
@@ -249,62 +244,4 @@ type fitData struct {
 	model     *gpt2.Model
 	tc        *transcoder.Transcoder
 	useStored bool // the cache's stored activations are of tc
-}
-
-// fitBackend returns the backend of a fit on g.device, positioned after
-// skip sequences (a resumed fit): the one place where the fit's device is
-// chosen. On the CPU: host stepping on a CacheSource or StreamSource. On
-// CUDA: the whole step on the GPU, from x and y of the cache or from the
-// text's token ids, syncing into host.
-func (g *globalOptions) fitBackend(fd fitData, cfg midcoder.Config, host *midcoder.Trainer, skip int64) (midcoder.Backend, error) {
-	t, b := cfg.ContextLength, cfg.BatchSize
-	if g.device != "cuda" {
-		var src midcoder.Source
-		if fd.cache != nil {
-			cs, err := midcoder.NewCacheSource(fd.cache, fd.tc, fd.useStored)
-			if err != nil {
-				return nil, err
-			}
-			src = cs
-		} else {
-			src = midcoder.NewStreamSource(fd.model, cfg.Layer, fd.tc, fd.text.Next, t, b)
-		}
-		if err := src.Skip(skip); err != nil {
-			src.Close()
-			return nil, err
-		}
-		return midcoder.NewCPUBackend(host, src), nil
-	}
-	dev, err := g.openDevice()
-	if err != nil {
-		return nil, err
-	}
-	var fit *cuda.Fit
-	closeSrc := func() {}
-	if fd.cache != nil {
-		xy := midcoder.NewCacheXYSource(fd.cache)
-		closeSrc = xy.Close
-		if err = xy.Skip(skip); err == nil {
-			fit, err = dev.NewXYFit(fd.tc, host, xy.NextXY, t, b)
-		}
-	} else {
-		fit, err = dev.NewTokenFit(fd.model, cfg.Layer, fd.tc, host, fd.text.Next, t, b, skip)
-	}
-	if err != nil {
-		closeSrc()
-		dev.Close()
-		return nil, err
-	}
-	return closing{fit, func() { closeSrc(); dev.Close() }}, nil
-}
-
-// closing is a Backend that also closes what it was made from.
-type closing struct {
-	midcoder.Backend
-	after func()
-}
-
-func (c closing) Close() {
-	c.Backend.Close()
-	c.after()
 }

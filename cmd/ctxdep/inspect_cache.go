@@ -56,7 +56,7 @@ type inspectResult struct {
 }
 
 func runInspectCache(ctx context.Context, g *globalOptions, dir string, layerSet bool) error {
-	g.cpuOnly("inspect-cache")
+	g.backend.cpuOnly("inspect-cache")
 	c, err := actcache.Open(dir)
 	if err != nil {
 		return err

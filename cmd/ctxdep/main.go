@@ -23,11 +23,13 @@ func main() {
 // run executes one command line and returns its exit status; errors are
 // printed to stderr as one line.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	root := newRootCmd(stdout, stderr)
+	root, g := newRootCmd(stdout, stderr)
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	return exitCode(root.ExecuteContext(ctx), ctx, stderr)
+	err := root.ExecuteContext(ctx)
+	g.close()
+	return exitCode(err, ctx, stderr)
 }
 
 // Exit statuses of CLI.md.

@@ -66,7 +66,7 @@ type pinvResult struct {
 }
 
 func runPinv(ctx context.Context, g *globalOptions, o *pinvOptions, layerSet bool) error {
-	g.cpuOnly("pinv-baseline")
+	g.backend.cpuOnly("pinv-baseline")
 	act, err := midcoder.ParseActivation(o.act)
 	if err != nil {
 		return usagef("--act %q: want relu or gelu_new", o.act)

@@ -89,7 +89,7 @@ func loadMidcoder(file string, layer, dModel, dSAE int, model provenance.File) (
 }
 
 func runReport(ctx context.Context, g *globalOptions, o *reportOptions, layerSet bool) error {
-	g.cpuOnly("report")
+	g.backend.cpuOnly("report")
 	switch {
 	case o.cache == "":
 		return usagef("report needs --cache DIR")

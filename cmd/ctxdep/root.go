@@ -11,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ctxdep/ctxdep/internal/blasimpl"
-	"github.com/ctxdep/ctxdep/internal/cuda"
 )
 
 // version is set at link time (-ldflags "-X main.version=…").
@@ -30,12 +29,13 @@ type globalOptions struct {
 	verbose     bool
 	json        bool
 
-	blas   blasimpl.Info
-	stdout io.Writer
-	stderr io.Writer
+	blas    blasimpl.Info
+	backend backend // from --device, chosen in setup
+	stdout  io.Writer
+	stderr  io.Writer
 }
 
-func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
+func newRootCmd(stdout, stderr io.Writer) (*cobra.Command, *globalOptions) {
 	g := &globalOptions{stdout: stdout, stderr: stderr}
 	root := &cobra.Command{
 		Use:   "ctxdep",
@@ -80,7 +80,7 @@ Exit status: 0 success, 1 runtime error, 2 usage error, 130 interrupted.`,
 	root.SetOut(stdout) // before the completion command captures its writer
 	root.SetErr(stderr)
 	strictCommands(root)
-	return root
+	return root, g
 }
 
 // strictCommands makes every misuse of the command tree a usage error (exit
@@ -163,15 +163,11 @@ func usageArgs(v cobra.PositionalArgs) cobra.PositionalArgs {
 }
 
 func (g *globalOptions) setup() error {
-	switch g.device {
-	case "cpu":
-	case "cuda":
-		if err := cuda.Available(); err != nil {
-			return err
-		}
-	default:
-		return usagef("--device %q: want cpu or cuda", g.device)
+	b, err := newBackend(g)
+	if err != nil {
+		return err
 	}
+	g.backend = b
 	if g.threads < 0 {
 		return usagef("--threads %d: want a positive count", g.threads)
 	}
@@ -182,22 +178,10 @@ func (g *globalOptions) setup() error {
 	return nil
 }
 
-// openDevice opens the GPU for --device cuda and says which it is.
-func (g *globalOptions) openDevice() (*cuda.Device, error) {
-	dev, err := cuda.Open(cuda.Options{TF32: g.tf32})
-	if err != nil {
-		return nil, err
-	}
-	if !g.quiet {
-		fmt.Fprintf(g.stderr, "device: %s\n", dev.Name())
-	}
-	return dev, nil
-}
-
-// cpuOnly notes that a command runs on the CPU whatever --device says.
-func (g *globalOptions) cpuOnly(cmd string) {
-	if g.device == "cuda" && !g.quiet {
-		fmt.Fprintf(g.stderr, "note: %s runs on the CPU; --device cuda applies to cache build and fit\n", cmd)
+// close releases what the command's backend holds.
+func (g *globalOptions) close() {
+	if g.backend != nil {
+		g.backend.close()
 	}
 }
 
