@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ctxdep/ctxdep/internal/actcache"
+	"github.com/ctxdep/ctxdep/internal/analysis"
 	"github.com/ctxdep/ctxdep/internal/gpt2"
 	"github.com/ctxdep/ctxdep/internal/midcoder"
 	"github.com/ctxdep/ctxdep/internal/progress"
@@ -160,7 +161,7 @@ func runFit(ctx context.Context, g *globalOptions, o *fitOptions, layerSet bool)
 	case "kaiming":
 		params.KaimingUniform(o.cfg.Seed)
 	case "pinv":
-		p, sp, err := pinvParams(model, o.cfg.Layer, tc)
+		p, sp, err := analysis.PinvMidcoder(model, o.cfg.Layer, tc)
 		if err != nil {
 			return err
 		}

@@ -9,7 +9,6 @@ import (
 
 	"github.com/ctxdep/ctxdep/internal/actcache"
 	"github.com/ctxdep/ctxdep/internal/analysis"
-	"github.com/ctxdep/ctxdep/internal/gpt2"
 	"github.com/ctxdep/ctxdep/internal/midcoder"
 	"github.com/ctxdep/ctxdep/internal/transcoder"
 )
@@ -93,7 +92,7 @@ func runPinv(ctx context.Context, g *globalOptions, o *pinvOptions, layerSet boo
 	if err != nil {
 		return err
 	}
-	p, sp, err := pinvParams(model, layer, tc)
+	p, sp, err := analysis.PinvMidcoder(model, layer, tc)
 	if err != nil {
 		return err
 	}
@@ -102,7 +101,11 @@ func runPinv(ctx context.Context, g *globalOptions, o *pinvOptions, layerSet boo
 		if err := c.CheckModel(modelProv); err != nil {
 			return err
 		}
-		loss, norm, err := cacheLoss(ctx, c, tc, c.Manifest.StoresActsOf(tcProv), midcoder.NewMLP(model, layer, act), p)
+		var enc *transcoder.Encoder
+		if !c.Manifest.StoresActsOf(tcProv) {
+			enc = tc.NewEncoder()
+		}
+		loss, norm, err := analysis.CacheLoss(ctx, c, enc, midcoder.NewModel(midcoder.NewMLP(model, layer, act), p, analysis.LossBatch*c.Manifest.ContextLength))
 		if err != nil {
 			return err
 		}
@@ -133,44 +136,4 @@ func dropped(sp analysis.Spectrum) string {
 		return "none"
 	}
 	return fmt.Sprintf("%.4g (%.2g·σ_max)", sp.Sigma[sp.Rank], sp.Sigma[sp.Rank]/sp.SigmaMax)
-}
-
-// pinvParams returns the baseline as midcoder parameters (b_mid zero).
-func pinvParams(m *gpt2.Model, layer int, tc *transcoder.Transcoder) (*midcoder.Params, analysis.Spectrum, error) {
-	if tc.DOut != m.DModel {
-		return nil, analysis.Spectrum{}, fmt.Errorf("transcoder %s has d_out %d, the model's d_model is %d", tc.Path, tc.DOut, m.DModel)
-	}
-	b := m.Blocks[layer]
-	w, sp, err := analysis.PinvBaseline(tc.WDec, b.WIn, b.WOut, tc.DSAE, m.DModel, m.DMLP)
-	if err != nil {
-		return nil, sp, err
-	}
-	p := midcoder.NewParams(tc.DSAE, m.DModel)
-	copy(p.WMid, w)
-	return p, sp, nil
-}
-
-// cacheLoss is the midcoder forward's loss and loss_norm with parameters p
-// over every token of c, accumulated in float64.
-func cacheLoss(ctx context.Context, c *actcache.Cache, tc *transcoder.Transcoder, useStored bool, mlp *midcoder.MLP, p *midcoder.Params) (loss, lossNorm float64, err error) {
-	src, err := midcoder.NewCacheSource(c, tc, useStored)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer src.Close()
-	const batch = 16
-	t := c.Manifest.ContextLength
-	tr := midcoder.NewModel(mlp, p, batch*t)
-	var se, sy, n float64
-	for left := c.Manifest.NSequences; left > 0; left -= batch {
-		k := min(batch, left)
-		acts, y, err := src.Next(ctx, k)
-		if err != nil {
-			return 0, 0, err
-		}
-		l, my2 := midcoder.Loss(tr.Forward(acts), y)
-		m := float64(len(y))
-		se, sy, n = se+l*m, sy+my2*m, n+m
-	}
-	return se / n, se / sy, nil
 }

@@ -1,8 +1,15 @@
 package analysis
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"math"
+
+	"github.com/ctxdep/ctxdep/internal/actcache"
+	"github.com/ctxdep/ctxdep/internal/gpt2"
+	"github.com/ctxdep/ctxdep/internal/midcoder"
+	"github.com/ctxdep/ctxdep/internal/transcoder"
 
 	"gonum.org/v1/gonum/mat"
 )
@@ -101,4 +108,52 @@ func PinvBaseline(wDec, wIn, wOut []float32, f, c, n int) ([]float32, Spectrum, 
 		}
 	}
 	return out, sp, nil
+}
+
+// PinvMidcoder returns the pinv baseline of block layer's MLP of m for the
+// transcoder tc as midcoder parameters (b_mid zero), with its spectrum.
+func PinvMidcoder(m *gpt2.Model, layer int, tc *transcoder.Transcoder) (*midcoder.Params, Spectrum, error) {
+	if tc.DOut != m.DModel {
+		return nil, Spectrum{}, fmt.Errorf("transcoder %s has d_out %d, the model's d_model is %d", tc.Path, tc.DOut, m.DModel)
+	}
+	b := m.Blocks[layer]
+	w, sp, err := PinvBaseline(tc.WDec, b.WIn, b.WOut, tc.DSAE, m.DModel, m.DMLP)
+	if err != nil {
+		return nil, sp, err
+	}
+	p := midcoder.NewParams(tc.DSAE, m.DModel)
+	copy(p.WMid, w)
+	return p, sp, nil
+}
+
+// LossBatch is the sequences per batch of CacheLoss: its model needs
+// LossBatch·T rows.
+const LossBatch = 16
+
+// CacheLoss returns md's loss, mean((out − y)²), and loss_norm, loss /
+// mean(y²), over every token of c, accumulated in float64. enc encodes x
+// where the cache's stored activations are not the transcoder's (nil:
+// use the stored ones).
+func CacheLoss(ctx context.Context, c *actcache.Cache, enc *transcoder.Encoder, md *midcoder.Model) (loss, lossNorm float64, err error) {
+	rd, err := c.NewReader(ctx, actcache.ReadOptions{Encoder: enc})
+	if err != nil {
+		return 0, 0, err
+	}
+	defer rd.Close()
+	var se, sy, n float64
+	for {
+		b, err := rd.Next(LossBatch)
+		if err == io.EOF {
+			return se / n, se / sy, nil
+		}
+		if err != nil {
+			return 0, 0, err
+		}
+		if b.Acts == nil {
+			return 0, 0, fmt.Errorf("the cache %s stores no activations and no encoder was given", c.Dir)
+		}
+		l, my2 := midcoder.Loss(md.Forward(b.Acts), b.Y)
+		m := float64(len(b.Y))
+		se, sy, n = se+l*m, sy+my2*m, n+m
+	}
 }
