@@ -1,7 +1,3 @@
-// Package atomicfile writes files so that they appear under their final
-// name only when complete: data goes to a temporary file next to the
-// destination, which is synced and then renamed into place. A crash or an
-// error leaves the destination as it was.
 package atomicfile
 
 import (

@@ -1,12 +1,3 @@
-// Package cachebuild runs GPT-2 over token rows to block L and writes the
-// activation cache (x = blocks.L.ln2.hook_normalized, y =
-// blocks.L.hook_mlp_out, optionally the transcoder's sparse activations of
-// x) shard by shard through actcache, resuming an interrupted build. With
-// Options.Shard it is one worker of a sharded build and caches only its
-// range of rows. Measure times the same forward pass for `cache plan`.
-//
-// Shape key: R input rows of T tokens, B rows per forward batch, P rows per
-// shard, C = d_model, N workers.
 package cachebuild
 
 import (

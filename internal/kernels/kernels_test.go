@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"testing"
 
 	"github.com/ctxdep/ctxdep/internal/testutil"
@@ -51,11 +52,17 @@ func TestMatMulMatchesNaive(t *testing.T) {
 		m, k, n := sz[0], sz[1], sz[2]
 		a, b := randSlice(r, m*k, 1), randSlice(r, k*n, 1)
 		for _, acc := range []bool{false, true} {
-			got, want := randSlice(r, m*n, 1), make([]float32, m*n)
-			copy(want, got)
-			MatMul(got, a, b, m, k, n, acc)
-			MatMulNaive(want, a, b, m, k, n, acc)
-			testutil.Close(t, "MatMul", got, want, 1e-5*float64(k), 1e-5)
+			dst := randSlice(r, m*n, 1)
+			name := fmt.Sprintf("%dx%dx%d", m, k, n)
+			if acc {
+				name += "_accumulate"
+			}
+			t.Run(name, func(t *testing.T) {
+				got, want := slices.Clone(dst), slices.Clone(dst)
+				MatMul(got, a, b, m, k, n, acc)
+				MatMulNaive(want, a, b, m, k, n, acc)
+				testutil.Close(t, "MatMul", got, want, 1e-5*float64(k), 1e-5)
+			})
 		}
 	}
 }
@@ -175,11 +182,14 @@ func TestCausalAttention(t *testing.T) {
 	for _, sz := range [][4]int{{1, 1, 1, 1}, {2, 7, 3, 4}, {3, 16, 2, 8}, {1, 150, 2, 8}} {
 		b, tt, h, d := sz[0], sz[1], sz[2], sz[3]
 		qkv := randSlice(r, b*tt*3*h*d, 2)
-		got, want := make([]float32, b*tt*h*d), make([]float32, b*tt*h*d)
+		want := make([]float32, b*tt*h*d)
 		CausalAttentionNaive(want, qkv, b, tt, h, d)
 		for _, workers := range []int{1, 3} {
-			CausalAttention(got, qkv, make([]float32, workers*ScratchSize(tt)), b, tt, h, d)
-			testutil.Close(t, "CausalAttention", got, want, 2e-6, 2e-5)
+			t.Run(fmt.Sprintf("B%d_T%d_H%d_D%d_workers%d", b, tt, h, d, workers), func(t *testing.T) {
+				got := make([]float32, b*tt*h*d)
+				CausalAttention(got, qkv, make([]float32, workers*ScratchSize(tt)), b, tt, h, d)
+				testutil.Close(t, "CausalAttention", got, want, 2e-6, 2e-5)
+			})
 		}
 	}
 	// Position 0 attends only to itself: z[0] = v[0].

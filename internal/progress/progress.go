@@ -1,7 +1,3 @@
-// Package progress reports the progress of long work on stderr: a line
-// redrawn in place at most five times a second when stderr is a terminal,
-// nothing while running otherwise, and one summary line at the end unless
-// quiet.
 package progress
 
 import (

@@ -1,7 +1,3 @@
-// Package provenance identifies the inputs of a result: a file's path, size
-// and SHA-256 content hash. Every artifact ctxdep writes records the
-// provenance of the model, transcoder and data it came from, so a mismatch
-// is detected before work starts.
 package provenance
 
 import (

@@ -1,6 +1,3 @@
-// Package testutil holds the helpers that numeric tests share: tolerance
-// comparisons that report like "what[i] = got, want want (tol)", and
-// reading golden tensors from safetensors fixtures.
 package testutil
 
 import (

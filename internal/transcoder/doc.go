@@ -8,4 +8,14 @@
 //
 // Sparse activations are CSR (Acts): row r's active features are
 // Indices[Indptr[r]:Indptr[r+1]], ascending, with their values (all > 0).
+//
+// Invariants: Encode keeps exactly the features whose pre-activation is
+// > 0 (so never a NaN), lists the rows in input order, and its bits do not
+// depend on GOMAXPROCS (kernels.MatMul, then one goroutine per row); they
+// may depend on the rows encoded in the same call, whose GEMM runs over
+// chunks of up to 512 rows from the call's first. Decode sums each row's
+// active decoder rows in float64, in feature order, and rounds once to
+// float32. Load checks every tensor's shape against W_enc and W_dec, and
+// against the pickled cfg where it has the fields, and refuses a plain SAE
+// (cfg.is_transcoder false). An Encoder is not safe for concurrent use.
 package transcoder
