@@ -7,12 +7,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/ctxdep/ctxdep/internal/atomicfile"
+	"github.com/ctxdep/ctxdep/internal/par"
 	"github.com/ctxdep/ctxdep/internal/provenance"
 )
 
@@ -284,30 +283,15 @@ func hashShards(ctx context.Context, dir string, jobs []hashJob, c *Check, progr
 	}
 	res := make([]result, len(jobs))
 	done := make(chan int)
-	var next sync.Mutex
-	k := 0
-	par := min(runtime.GOMAXPROCS(0), 8, len(jobs))
-	for range par {
-		go func() {
-			for {
-				next.Lock()
-				i := k
-				k++
-				next.Unlock()
-				if i >= len(jobs) {
-					return
-				}
-				if err := ctx.Err(); err != nil {
-					res[i] = result{err: err}
-					done <- i
-					continue
-				}
-				p, err := provenance.Hash(filepath.Join(dir, jobs[i].rec.File))
-				res[i] = result{p, err}
-				done <- i
-			}
-		}()
-	}
+	go par.Jobs(len(jobs), 8, func(_, i int) {
+		if err := ctx.Err(); err != nil {
+			res[i] = result{err: err}
+		} else {
+			p, err := provenance.Hash(filepath.Join(dir, jobs[i].rec.File))
+			res[i] = result{p, err}
+		}
+		done <- i
+	})
 	for range jobs {
 		i := <-done
 		if progress != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/ctxdep/ctxdep/internal/actcache"
 	"github.com/ctxdep/ctxdep/internal/kernels"
 	"github.com/ctxdep/ctxdep/internal/midcoder"
+	"github.com/ctxdep/ctxdep/internal/par"
 	"github.com/ctxdep/ctxdep/internal/progress"
 	"github.com/ctxdep/ctxdep/internal/provenance"
 	"github.com/ctxdep/ctxdep/internal/transcoder"
@@ -290,7 +291,7 @@ func topNeurons(wMid, wIn []float32, f, c, n, k int) ([]int32, []float32) {
 		b := min(block, f-f0)
 		d := buf[:b*n]
 		kernels.MatMul(d, wMid[f0*c:(f0+b)*c], wIn, b, c, n, false)
-		kernels.ParallelFor(b, func(lo, hi int) {
+		par.For(b, func(lo, hi int) {
 			for i := lo; i < hi; i++ {
 				row := d[i*n : (i+1)*n]
 				nb := neurons[(f0+i)*k : (f0+i+1)*k]

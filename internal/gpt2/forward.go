@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/ctxdep/ctxdep/internal/kernels"
+	"github.com/ctxdep/ctxdep/internal/par"
 )
 
 // Hooks lets a caller watch or change values during a forward pass. Both
@@ -236,7 +237,7 @@ func (m *Model) runFrom(ws *Workspace, tokens []int32, b, t, start, stop int, ho
 // (hook_embed + hook_pos_embed).
 func (m *Model) embed(resid []float32, tokens []int32, mt, t int) {
 	c := m.DModel
-	kernels.ParallelFor(mt, func(lo, hi int) {
+	par.For(mt, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			e := m.WE[int(tokens[r])*c:][:c]
 			p := m.WPos[(r%t)*c:][:c]
@@ -249,7 +250,7 @@ func (m *Model) embed(resid []float32, tokens []int32, mt, t int) {
 }
 
 func addInPlace(dst, src []float32) {
-	kernels.ParallelChunks(len(dst), 4096, func(lo, hi int) {
+	par.Chunks(len(dst), 4096, func(lo, hi int) {
 		d, s := dst[lo:hi], src[lo:hi]
 		for i := range d {
 			d[i] += s[i]

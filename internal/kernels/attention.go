@@ -2,11 +2,11 @@ package kernels
 
 import (
 	"math"
-	"runtime"
-	"sync"
 
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas32"
+
+	"github.com/ctxdep/ctxdep/internal/par"
 )
 
 // CausalAttention computes z from the fused projections qkv for every batch
@@ -28,29 +28,10 @@ func CausalAttention(z, qkv, scratch []float32, b, t, h, d int) {
 	if workers < 1 {
 		panic("kernels: CausalAttention scratch too small")
 	}
-	jobs := b * h
-	workers = min(workers, jobs, runtime.GOMAXPROCS(0))
 	scale := float32(1 / math.Sqrt(float64(d)))
-	var next sync.Mutex
-	job := 0
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func(sc []float32) {
-			defer wg.Done()
-			for {
-				next.Lock()
-				j := job
-				job++
-				next.Unlock()
-				if j >= jobs {
-					return
-				}
-				attendHead(z, qkv, sc, j/h, j%h, t, c, d, scale)
-			}
-		}(scratch[w*ScratchSize(t) : (w+1)*ScratchSize(t)])
-	}
-	wg.Wait()
+	par.Jobs(b*h, workers, func(w, j int) {
+		attendHead(z, qkv, scratch[w*ScratchSize(t):(w+1)*ScratchSize(t)], j/h, j%h, t, c, d, scale)
+	})
 }
 
 // ScratchSize is the per-worker scratch CausalAttention needs for T

@@ -1,6 +1,10 @@
 package kernels
 
-import "math"
+import (
+	"math"
+
+	"github.com/ctxdep/ctxdep/internal/par"
+)
 
 // gelu_new coefficients (TransformerLens utils.gelu_new, the tanh
 // approximation of Hendrycks & Gimpel): sqrt(2/π) and 0.044715.
@@ -29,7 +33,7 @@ func GeluNew(dst, src []float32) {
 	if len(dst) != len(src) {
 		panic("kernels: GeluNew length mismatch")
 	}
-	ParallelChunks(len(src), 4096, func(lo, hi int) {
+	par.Chunks(len(src), 4096, func(lo, hi int) {
 		geluRange(dst[lo:hi], src[lo:hi])
 	})
 }
@@ -45,7 +49,7 @@ func GeluNewBackward(dh, pre []float32) {
 	if len(dh) != len(pre) {
 		panic("kernels: GeluNewBackward length mismatch")
 	}
-	ParallelChunks(len(dh), 4096, func(lo, hi int) {
+	par.Chunks(len(dh), 4096, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			x := float64(pre[i])
 			t := math.Tanh(geluSqrt2OverPi * (x + geluCubic*x*x*x))

@@ -5,6 +5,8 @@ import (
 
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas32"
+
+	"github.com/ctxdep/ctxdep/internal/par"
 )
 
 // MatMul sets dst = a @ b, or dst += a @ b when accumulate is set.
@@ -67,14 +69,14 @@ const (
 func matMulSplit(dst, a, b []float32, m, k, n int, beta float32, sp split) {
 	switch {
 	case sp.cols > 1:
-		ParallelFor(sp.cols, func(lo, hi int) {
+		par.For(sp.cols, func(lo, hi int) {
 			for q := lo; q < hi; q++ {
 				c0, c1 := q*n/sp.cols, (q+1)*n/sp.cols
 				gemmStrided(dst[c0:], a, b[c0:], m, k, c1-c0, n, beta)
 			}
 		})
 	case sp.rows > 1:
-		ParallelFor(sp.rows, func(lo, hi int) {
+		par.For(sp.rows, func(lo, hi int) {
 			for q := lo; q < hi; q++ {
 				r0, r1 := q*m/sp.rows, (q+1)*m/sp.rows
 				gemmStrided(dst[r0*n:], a[r0*k:], b, r1-r0, k, n, n, beta)

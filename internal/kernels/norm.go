@@ -1,6 +1,10 @@
 package kernels
 
-import "math"
+import (
+	"math"
+
+	"github.com/ctxdep/ctxdep/internal/par"
+)
 
 // LayerNormEps is GPT-2's layer_norm_epsilon (config.json, 1e-5), added to
 // the biased variance inside the square root as TransformerLens's LNPre does.
@@ -13,7 +17,7 @@ const LayerNormEps = 1e-5
 func LayerNormPre(dst, src []float32, m, c int, eps float64) {
 	checkLen("LayerNormPre dst", dst, m*c)
 	checkLen("LayerNormPre src", src, m*c)
-	ParallelFor(m, func(lo, hi int) {
+	par.For(m, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			layerNormRow(dst[i*c:(i+1)*c], src[i*c:(i+1)*c], eps)
 		}

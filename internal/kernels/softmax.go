@@ -1,6 +1,10 @@
 package kernels
 
-import "math"
+import (
+	"math"
+
+	"github.com/ctxdep/ctxdep/internal/par"
+)
 
 // CrossEntropyRows sets loss[i] = −log_softmax(logits[i])[target[i]] for
 // each row (natural log, nats). The max and the exponentials are float32;
@@ -13,7 +17,7 @@ func CrossEntropyRows(loss, logits []float32, target []int32, m, v int) {
 	if len(target) != m {
 		panic("kernels: CrossEntropyRows target length mismatch")
 	}
-	ParallelFor(m, func(lo, hi int) {
+	par.For(m, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			row := logits[i*v : (i+1)*v]
 			mx := row[0]

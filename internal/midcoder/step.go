@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/ctxdep/ctxdep/internal/kernels"
+	"github.com/ctxdep/ctxdep/internal/par"
 	"github.com/ctxdep/ctxdep/internal/transcoder"
 )
 
@@ -64,7 +65,7 @@ func (md *Model) Forward(acts *transcoder.Acts) []float32 {
 	pre, h, out := md.PreActivations(acts), md.h[:m*n], md.out[:m*c]
 	switch md.MLP.Act {
 	case ReLU:
-		kernels.ParallelChunks(len(pre), 4096, func(lo, hi int) {
+		par.Chunks(len(pre), 4096, func(lo, hi int) {
 			for i := lo; i < hi; i++ {
 				h[i] = max(pre[i], 0)
 			}
@@ -86,7 +87,7 @@ func (md *Model) PreActivations(acts *transcoder.Acts) []float32 {
 	}
 	mid, pre := md.mid[:m*c], md.pre[:m*n]
 	p := md.Params
-	kernels.ParallelFor(m, func(lo, hi int) {
+	par.For(m, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			row := mid[r*c : (r+1)*c]
 			copy(row, p.BMid)
@@ -137,7 +138,7 @@ func (tr *Trainer) backward(acts *transcoder.Acts, y []float32) (loss, meanY2 fl
 	pre := tr.pre[:m*n]
 	switch tr.MLP.Act {
 	case ReLU:
-		kernels.ParallelChunks(len(dh), 4096, func(lo, hi int) {
+		par.Chunks(len(dh), 4096, func(lo, hi int) {
 			for i := lo; i < hi; i++ {
 				if pre[i] <= 0 {
 					dh[i] = 0
@@ -200,7 +201,7 @@ func (tr *Trainer) update(acts *transcoder.Acts, dmid []float32, lr float64) {
 	o.Step++
 	k := o.Coeffs(lr, o.Step)
 	k.Update(p.BMid, o.MB, o.VB, tr.gBf)
-	kernels.ParallelFor(p.F, func(lo, hi int) {
+	par.For(p.F, func(lo, hi int) {
 		g := make([]float32, c) // once per worker per step
 		for f := lo; f < hi; f++ {
 			w := p.WMid[f*c : (f+1)*c]

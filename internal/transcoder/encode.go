@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/ctxdep/ctxdep/internal/kernels"
+	"github.com/ctxdep/ctxdep/internal/par"
 )
 
 // Acts holds sparse feature activations of M rows in CSR form.
@@ -81,7 +82,7 @@ func (e *Encoder) Encode(acts *Acts, x []float32, m int) {
 		// Count, then fill: rows are independent, so both passes run in
 		// parallel and the CSR stays in row order.
 		counts := e.counts[:k]
-		kernels.ParallelFor(k, func(lo, hi int) {
+		par.For(k, func(lo, hi int) {
 			for r := lo; r < hi; r++ {
 				n := int64(0)
 				for _, v := range hidden[r*f : (r+1)*f] {
@@ -101,7 +102,7 @@ func (e *Encoder) Encode(acts *Acts, x []float32, m int) {
 		acts.Indices = grow(acts.Indices, int(total))
 		acts.Values = grow(acts.Values, int(total))
 		ptr := acts.Indptr[r0:]
-		kernels.ParallelFor(k, func(lo, hi int) {
+		par.For(k, func(lo, hi int) {
 			for r := lo; r < hi; r++ {
 				j := ptr[r]
 				for idx, v := range hidden[r*f : (r+1)*f] {
@@ -132,7 +133,7 @@ func (tc *Transcoder) Decode(out []float32, acts *Acts) {
 	if len(out) != m*d {
 		panic(fmt.Sprintf("transcoder: Decode out has length %d, want %d×%d", len(out), m, d))
 	}
-	kernels.ParallelFor(m, func(lo, hi int) {
+	par.For(m, func(lo, hi int) {
 		acc := make([]float64, d)
 		for r := lo; r < hi; r++ {
 			for j, b := range tc.BDecOut {
