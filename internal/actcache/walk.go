@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/ctxdep/ctxdep/internal/par"
 	"github.com/ctxdep/ctxdep/internal/transcoder"
 )
 
@@ -32,17 +33,14 @@ type Batch struct {
 }
 
 // Reader walks a cache's sequences in order, shard by shard, reading (and
-// encoding) the next shard on another goroutine while the caller works on
-// the current one. It is the one way commands read a cache.
+// encoding) the next shard on another goroutine (par.Ahead) while the
+// caller works on the current one. It is the one way commands read a
+// cache.
 type Reader struct {
+	ctx    context.Context
 	c      *Cache
 	t      int
-	enc    *transcoder.Encoder
-	ctx    context.Context
-	cancel context.CancelFunc
-	full   chan *loaded // shards read ahead, in order
-	free   chan *loaded // buffers the caller is done with
-	done   chan struct{}
+	ahead  *par.Ahead[*loaded]
 	cur    *loaded
 	pos    int // next sequence of cur
 	indptr []int64
@@ -56,7 +54,6 @@ type loaded struct {
 	data        *ShardData
 	own         transcoder.Acts // Encoder's activations
 	acts        *transcoder.Acts
-	err         error
 }
 
 // NewReader starts reading c as o says; Close stops it.
@@ -65,58 +62,33 @@ func (c *Cache) NewReader(ctx context.Context, o ReadOptions) (*Reader, error) {
 	if o.Start < 0 || o.Start >= m.NSequences {
 		return nil, fmt.Errorf("actcache: start at sequence %d of a cache of %d", o.Start, m.NSequences)
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	r := &Reader{c: c, t: m.ContextLength, enc: o.Encoder, ctx: ctx, cancel: cancel,
-		full: make(chan *loaded), free: make(chan *loaded, 2), done: make(chan struct{})}
-	r.free <- &loaded{}
-	r.free <- &loaded{}
 	shard, skip := 0, o.Start
 	for skip >= m.Shards[shard].NSequences {
 		skip -= m.Shards[shard].NSequences
 		shard++
 	}
-	go r.read(shard, skip, o.Loop)
-	return r, nil
-}
-
-// read is the read-ahead: shards from shard on, in order, skipping skip
-// sequences of the first.
-func (r *Reader) read(shard, skip int, loop bool) {
-	defer close(r.done)
-	defer close(r.full)
-	m := r.c.Manifest
-	for {
-		var l *loaded
-		select {
-		case l = <-r.free:
-		case <-r.ctx.Done():
-			return
-		}
-		l.first, l.skip, l.err = m.Shards[shard].FirstRow-m.Data.FirstRow, skip, nil
-		l.data, l.err = r.c.ReadShard(shard)
-		if l.err == nil {
-			l.acts = l.data.Acts
-			if r.enc != nil {
-				r.enc.Encode(&l.own, l.data.X, l.data.NSequences*r.t)
-				l.acts = &l.own
-			}
-		}
-		select {
-		case r.full <- l:
-		case <-r.ctx.Done():
-			return
-		}
-		if l.err != nil {
-			return
-		}
-		shard, skip = shard+1, 0
+	t := m.ContextLength
+	// read fills l with shard, then moves on (skip applies to the first).
+	read := func(l *loaded) error {
 		if shard == len(m.Shards) {
-			if !loop {
-				return
+			if !o.Loop {
+				return io.EOF
 			}
 			shard = 0
 		}
+		data, err := c.ReadShard(shard)
+		if err != nil {
+			return err
+		}
+		l.first, l.skip, l.data, l.acts = m.Shards[shard].FirstRow-m.Data.FirstRow, skip, data, data.Acts
+		if o.Encoder != nil {
+			o.Encoder.Encode(&l.own, data.X, data.NSequences*t)
+			l.acts = &l.own
+		}
+		shard, skip = shard+1, 0
+		return nil
 	}
+	return &Reader{ctx: ctx, c: c, t: t, ahead: par.NewAhead(ctx, []*loaded{{}, {}}, read)}, nil
 }
 
 // Next returns the next batch of up to n sequences (fewer where a shard
@@ -127,18 +99,10 @@ func (r *Reader) Next(n int) (*Batch, error) {
 		return nil, err
 	}
 	for r.cur == nil || r.pos == r.cur.data.NSequences {
-		if r.cur != nil {
-			r.free <- r.cur
+		l, err := r.ahead.Next()
+		if err != nil {
 			r.cur = nil
-		}
-		l, ok := <-r.full
-		switch {
-		case !ok && r.ctx.Err() != nil:
-			return nil, r.ctx.Err()
-		case !ok:
-			return nil, io.EOF
-		case l.err != nil:
-			return nil, l.err
+			return nil, err
 		}
 		r.cur, r.pos = l, l.skip
 	}
@@ -162,9 +126,4 @@ func (r *Reader) Next(n int) (*Batch, error) {
 }
 
 // Close stops the read-ahead and waits for it.
-func (r *Reader) Close() {
-	r.cancel()
-	for range r.full {
-	}
-	<-r.done
-}
+func (r *Reader) Close() { r.ahead.Close() }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/ctxdep/ctxdep/internal/gpt2"
 	"github.com/ctxdep/ctxdep/internal/midcoder"
+	"github.com/ctxdep/ctxdep/internal/par"
 	"github.com/ctxdep/ctxdep/internal/transcoder"
 )
 
@@ -91,25 +92,90 @@ func (f *Forward) Run(tokens []int32, b, t int, x, y []float32, acts *transcoder
 // Free releases the device memory.
 func (f *Forward) Free() { f.free() }
 
-// Fit is a fit's step on the device: from token ids (forward to block L,
-// encode, train) or from cached x and y (encode, train). Only the losses
-// come back each step; Sync copies the parameters to the host.
+// Fit is a fit's step on the device: x and y come from its input (token
+// ids run through the model to block L, or cached x and y), then the
+// encoder and the trainer's step run. Only the losses come back each step;
+// Sync copies the parameters to the host.
 type Fit struct {
 	devicePass
-	tr     *Trainer
-	x, y   buf       // device x and y of x, y input
-	xy     allocList // x and y
-	t      int
-	rows   chan tokenBatch
-	spare  chan []int32 // token buffers for rows to refill
-	cancel context.CancelFunc
-	nextXY func(ctx context.Context, n int) (x, y []float32, err error)
-	m2     *gpt2.Model
+	tr *Trainer
+	in input
+	t  int // tokens per row
 }
 
-type tokenBatch struct {
-	tokens []int32
-	err    error
+// input is where a Fit's x and y come from.
+type input interface {
+	// next returns the device x and y of the next n sequences.
+	next(ctx context.Context, n int) (x, y buf, err error)
+	free()
+}
+
+// tokenInput runs the model on token rows read ahead on the CPU (par.Ahead,
+// three buffers: two batches ahead) while the device works.
+type tokenInput struct {
+	f     *Fit
+	host  *gpt2.Model // for CheckTokens
+	t     int
+	bufs  [][]int32
+	fill  func([]int32) error
+	ahead *par.Ahead[[]int32] // from the first step on
+}
+
+func (in *tokenInput) next(ctx context.Context, n int) (x, y buf, err error) {
+	if in.ahead == nil {
+		in.ahead = par.NewAhead(ctx, in.bufs, in.fill)
+	}
+	tokens, err := in.ahead.Next()
+	if err != nil {
+		return buf{}, buf{}, err
+	}
+	if len(tokens) != n*in.t {
+		return buf{}, buf{}, fmt.Errorf("cuda: a step of %d sequences, batches of %d tokens", n, len(tokens))
+	}
+	if err := in.host.CheckTokens(tokens, n, in.t); err != nil {
+		return buf{}, buf{}, err
+	}
+	// run's copy to the device is synchronous: the buffer may be refilled
+	// once the next step takes the next batch.
+	if err := in.f.m.run(tokens, n, in.t); err != nil {
+		return buf{}, buf{}, err
+	}
+	return in.f.m.X(), in.f.m.Y(), nil
+}
+
+func (in *tokenInput) free() {
+	if in.ahead != nil {
+		in.ahead.Close()
+	}
+}
+
+// xyInput copies cached x and y, which nextXY returns, to the device.
+type xyInput struct {
+	d      *Device
+	nextXY func(ctx context.Context, n int) (x, y []float32, err error)
+	x, y   buf
+	xy     allocList
+}
+
+func (in *xyInput) next(ctx context.Context, n int) (x, y buf, err error) {
+	hx, hy, err := in.nextXY(ctx, n)
+	if err != nil {
+		return buf{}, buf{}, err
+	}
+	if err := h2d(in.x, hx); err != nil {
+		return buf{}, buf{}, err
+	}
+	if err := h2d(in.y, hy); err != nil {
+		return buf{}, buf{}, err
+	}
+	return in.x, in.y, nil
+}
+
+func (in *xyInput) free() {
+	if len(in.xy.bufs) > 0 {
+		defer in.d.enter()()
+		in.xy.freeAll()
+	}
 }
 
 // NewTokenFit trains host's parameters (uploaded now) on rows of t tokens
@@ -129,41 +195,16 @@ func (d *Device) NewTokenFit(m *gpt2.Model, layer int, tc *transcoder.Transcoder
 	if err != nil {
 		return nil, err
 	}
-	f.m2 = m
 	if f.m, err = d.LoadModel(m, layer, b*t, t); err != nil {
 		f.Close()
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	f.cancel = cancel
-	f.rows = make(chan tokenBatch, 2)
-	// Two batches queued and one being read: Step hands each buffer back
-	// once run has copied its tokens to the device, so sends to spare never
-	// block.
-	f.spare = make(chan []int32, 3)
-	for range cap(f.spare) {
-		f.spare <- make([]int32, b*t)
+	in := &tokenInput{f: f, host: m, t: t, bufs: make([][]int32, 3),
+		fill: func(tokens []int32) error { return midcoder.ReadRows(tokens, b, t, next, &read) }}
+	for i := range in.bufs {
+		in.bufs[i] = make([]int32, b*t)
 	}
-	go func() {
-		defer close(f.rows)
-		for {
-			var tb tokenBatch
-			select {
-			case tb.tokens = <-f.spare:
-			case <-ctx.Done():
-				return
-			}
-			tb.err = midcoder.ReadRows(tb.tokens, b, t, next, &read)
-			select {
-			case f.rows <- tb:
-			case <-ctx.Done():
-				return
-			}
-			if tb.err != nil {
-				return
-			}
-		}
-	}()
+	f.in = in
 	return f, nil
 }
 
@@ -173,12 +214,12 @@ func (d *Device) NewXYFit(tc *transcoder.Transcoder, host *midcoder.Trainer, nex
 	if err != nil {
 		return nil, err
 	}
-	f.nextXY = next
-	f.xy = allocList{d: d}
+	in := &xyInput{d: d, nextXY: next, xy: allocList{d: d}}
+	f.in = in
 	defer d.enter()()
-	f.xy.add(&f.x, "batch x", b*t*f.c, 4)
-	f.xy.add(&f.y, "batch y", b*t*f.c, 4)
-	if err := f.xy.done(); err != nil {
+	in.xy.add(&in.x, "batch x", b*t*f.c, 4)
+	in.xy.add(&in.y, "batch y", b*t*f.c, 4)
+	if err := in.xy.done(); err != nil {
 		f.Close()
 		return nil, err
 	}
@@ -205,52 +246,14 @@ func (d *Device) newFit(tc *transcoder.Transcoder, host *midcoder.Trainer, t, b 
 // Step implements midcoder.Backend.
 func (f *Fit) Step(ctx context.Context, n int, lr float64) (loss, lossNorm float64, err error) {
 	defer f.d.enter()()
-	rows := n * f.t
-	var x, y buf
-	if f.m != nil {
-		var tb tokenBatch
-		select {
-		case tb = <-f.rows:
-		case <-ctx.Done():
-			return 0, 0, ctx.Err()
-		}
-		if tb.err != nil {
-			return 0, 0, tb.err
-		}
-		if err := f.runTokens(tb.tokens, n); err != nil {
-			return 0, 0, err
-		}
-		x, y = f.m.X(), f.m.Y()
-	} else {
-		hx, hy, err := f.nextXY(ctx, n)
-		if err != nil {
-			return 0, 0, err
-		}
-		if err := h2d(f.x, hx); err != nil {
-			return 0, 0, err
-		}
-		if err := h2d(f.y, hy); err != nil {
-			return 0, 0, err
-		}
-		x, y = f.x, f.y
+	x, y, err := f.in.next(ctx, n)
+	if err != nil {
+		return 0, 0, err
 	}
-	if err := f.enc.encode(f.acts, x, rows); err != nil {
+	if err := f.enc.encode(f.acts, x, n*f.t); err != nil {
 		return 0, 0, err
 	}
 	return f.tr.step(f.acts, y, lr)
-}
-
-// runTokens runs the model on a batch of n rows read ahead, then hands its
-// buffer back for reuse: run's copy to the device is synchronous.
-func (f *Fit) runTokens(tokens []int32, n int) error {
-	defer func() { f.spare <- tokens }()
-	if len(tokens) != n*f.t {
-		return fmt.Errorf("cuda: a step of %d sequences, batches of %d tokens", n, len(tokens))
-	}
-	if err := f.m2.CheckTokens(tokens, n, f.t); err != nil {
-		return err
-	}
-	return f.m.run(tokens, n, f.t)
 }
 
 var _ midcoder.Backend = (*Fit)(nil)
@@ -263,15 +266,11 @@ func (f *Fit) SyncParams() error { return f.tr.SyncParams() }
 
 // Close releases the device memory and stops reading ahead.
 func (f *Fit) Close() {
-	if f.cancel != nil {
-		f.cancel()
+	if f.in != nil {
+		f.in.free()
 	}
 	f.free()
 	if f.tr != nil {
 		f.tr.Free()
-	}
-	if len(f.xy.bufs) > 0 {
-		defer f.d.enter()()
-		f.xy.freeAll()
 	}
 }

@@ -6,13 +6,14 @@ import (
 	"io"
 
 	"github.com/ctxdep/ctxdep/internal/gpt2"
+	"github.com/ctxdep/ctxdep/internal/par"
 	"github.com/ctxdep/ctxdep/internal/transcoder"
 )
 
 // StreamSource computes batches on the fly from token rows: the model's
-// forward pass to block L gives x and y, the transcoder encodes x. A
-// producer goroutine prepares the next batch while the trainer works on
-// the current one (two buffers, reused).
+// forward pass to block L gives x and y, the transcoder encodes x. The
+// next batch is prepared on another goroutine (par.Ahead, two buffers)
+// while the trainer works on the current one.
 type StreamSource struct {
 	model *gpt2.Model
 	layer int
@@ -21,17 +22,13 @@ type StreamSource struct {
 	t, b  int
 	rows  int64 // rows taken from next
 
-	started bool
-	cancel  context.CancelFunc
-	full    chan *streamBatch
-	free    chan *streamBatch
+	ahead *par.Ahead[*streamBatch] // from the first batch on
 }
 
 type streamBatch struct {
 	tokens []int32 // (B·T)
 	acts   transcoder.Acts
 	y      []float32 // (B·T, C)
-	err    error
 }
 
 // NewStreamSource makes batches of b rows of t tokens from next.
@@ -41,7 +38,7 @@ func NewStreamSource(m *gpt2.Model, layer int, tc *transcoder.Transcoder, next f
 
 // Skip implements Source: it reads and drops n rows (tokenization only).
 func (s *StreamSource) Skip(n int64) error {
-	if s.started {
+	if s.ahead != nil {
 		panic("midcoder: StreamSource.Skip after Next")
 	}
 	row := make([]int32, s.t)
@@ -75,65 +72,20 @@ func (s *StreamSource) Next(ctx context.Context, n int) (*transcoder.Acts, []flo
 	if n != s.b {
 		panic(fmt.Sprintf("midcoder: StreamSource makes batches of %d, asked for %d", s.b, n))
 	}
-	if !s.started {
-		s.start()
+	if s.ahead == nil {
+		c := s.model.DModel
+		bufs := make([]*streamBatch, 2)
+		for i := range bufs {
+			bufs[i] = &streamBatch{tokens: make([]int32, s.b*s.t), y: make([]float32, s.b*s.t*c)}
+		}
+		ws, enc := s.model.NewWorkspace(s.b*s.t), s.tc.NewEncoder() // the producer's
+		s.ahead = par.NewAhead(ctx, bufs, func(bt *streamBatch) error { return s.fill(ws, enc, bt) })
 	}
-	select {
-	case <-ctx.Done():
-		return nil, nil, ctx.Err()
-	case bt := <-s.full:
-		if bt.err != nil {
-			return nil, nil, bt.err
-		}
-		return &bt.acts, bt.y, nil
+	bt, err := s.ahead.Next()
+	if err != nil {
+		return nil, nil, err
 	}
-}
-
-func (s *StreamSource) start() {
-	s.started = true
-	ctx, cancel := context.WithCancel(context.Background())
-	s.cancel = cancel
-	// full is unbuffered: the producer's send of batch k+1 completes only
-	// when the caller asks for it, that is when it is done with batch k,
-	// which the producer then recycles. So two buffers suffice: one
-	// trained on, one being made.
-	s.full = make(chan *streamBatch)
-	s.free = make(chan *streamBatch, 2)
-	c := s.model.DModel
-	newBatch := func() *streamBatch {
-		return &streamBatch{tokens: make([]int32, s.b*s.t), y: make([]float32, s.b*s.t*c)}
-	}
-	s.free <- newBatch()
-	go s.produce(ctx, newBatch())
-}
-
-// produce fills batches until cancelled or the data fails; once a batch is
-// taken, the one handed out before it is recycled.
-func (s *StreamSource) produce(ctx context.Context, first *streamBatch) {
-	ws := s.model.NewWorkspace(s.b * s.t)
-	enc := s.tc.NewEncoder()
-	var handedOut *streamBatch
-	bt := first
-	for {
-		bt.err = s.fill(ws, enc, bt)
-		select {
-		case <-ctx.Done():
-			return
-		case s.full <- bt:
-		}
-		if bt.err != nil {
-			return
-		}
-		if handedOut != nil {
-			s.free <- handedOut
-		}
-		handedOut = bt
-		select {
-		case <-ctx.Done():
-			return
-		case bt = <-s.free:
-		}
-	}
+	return &bt.acts, bt.y, nil
 }
 
 func (s *StreamSource) fill(ws *gpt2.Workspace, enc *transcoder.Encoder, bt *streamBatch) error {
@@ -151,7 +103,7 @@ func (s *StreamSource) fill(ws *gpt2.Workspace, enc *transcoder.Encoder, bt *str
 
 // Close stops the producer.
 func (s *StreamSource) Close() {
-	if s.cancel != nil {
-		s.cancel()
+	if s.ahead != nil {
+		s.ahead.Close()
 	}
 }
