@@ -221,8 +221,8 @@ func runCacheBuild(ctx context.Context, g *globalOptions, o *cacheBuildOptions, 
 	if err != nil {
 		return err
 	}
-	if g.layer < 0 || g.layer >= m.NLayer {
-		return usagef("--layer %d is out of range: the model has layers 0..%d", g.layer, m.NLayer-1)
+	if err := checkLayer(m, g.layer); err != nil {
+		return err
 	}
 	opts.Model, opts.ModelProv, opts.Layer = m, modelProv, g.layer
 	if o.withActs {

@@ -128,8 +128,8 @@ func runCachePlan(ctx context.Context, g *globalOptions, o *cachePlanOptions, le
 	}
 	load := time.Since(start).Seconds()
 	for _, l := range o.layers {
-		if l < 0 || l >= m.NLayer {
-			return usagef("--layer %d is out of range: the model has layers 0..%d", l, m.NLayer-1)
+		if err := checkLayer(m, l); err != nil {
+			return err
 		}
 	}
 	t := o.maxLength

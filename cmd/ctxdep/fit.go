@@ -119,8 +119,8 @@ func runFit(ctx context.Context, g *globalOptions, o *fitOptions, layerSet bool)
 	if err != nil {
 		return err
 	}
-	if o.cfg.Layer < 0 || o.cfg.Layer >= model.NLayer {
-		return usagef("--layer %d is out of range: the model has layers 0..%d", o.cfg.Layer, model.NLayer-1)
+	if err := checkLayer(model, o.cfg.Layer); err != nil {
+		return err
 	}
 	if c != nil {
 		m := c.Manifest

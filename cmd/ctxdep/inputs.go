@@ -123,3 +123,12 @@ func (g *globalOptions) openCacheAt(dir string, layerSet bool) (*actcache.Cache,
 	}
 	return c, nil
 }
+
+// checkLayer checks a --layer against the model: a usage error (exit 2)
+// that names the model's layers.
+func checkLayer(m *gpt2.Model, layer int) error {
+	if err := m.CheckLayer(layer); err != nil {
+		return usagef("--%v", err)
+	}
+	return nil
+}

@@ -85,8 +85,8 @@ func runPinv(ctx context.Context, g *globalOptions, o *pinvOptions, layerSet boo
 	if err != nil {
 		return err
 	}
-	if layer < 0 || layer >= model.NLayer {
-		return usagef("--layer %d is out of range: the model has layers 0..%d", layer, model.NLayer-1)
+	if err := checkLayer(model, layer); err != nil {
+		return err
 	}
 	tc, tcProv, _, err := g.loadTranscoder(layer, model.DModel)
 	if err != nil {

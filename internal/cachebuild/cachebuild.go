@@ -112,8 +112,8 @@ type Shard struct {
 // its manifest (the worker's, for a sharded build).
 func Build(ctx context.Context, o Options) (*actcache.Manifest, error) {
 	m := o.Model
-	if o.Layer < 0 || o.Layer >= m.NLayer {
-		return nil, fmt.Errorf("layer %d is out of range: the model has layers 0..%d", o.Layer, m.NLayer-1)
+	if err := m.CheckLayer(o.Layer); err != nil {
+		return nil, err
 	}
 	t := o.Rows.RowLen()
 	if t > m.NCtx {

@@ -15,8 +15,8 @@ import (
 // vocabulary): the forward pass costs the same for any ids.
 // pass is the Pass to time; nil means the CPU's.
 func Measure(ctx context.Context, m *gpt2.Model, pass Pass, layer, rows, t int) (float64, error) {
-	if layer < 0 || layer >= m.NLayer {
-		return 0, fmt.Errorf("layer %d is out of range: the model has layers 0..%d", layer, m.NLayer-1)
+	if err := m.CheckLayer(layer); err != nil {
+		return 0, err
 	}
 	if t <= 0 || t > m.NCtx || rows <= 0 {
 		return 0, fmt.Errorf("cannot measure %d rows of %d tokens (the model's context is %d)", rows, t, m.NCtx)

@@ -157,3 +157,12 @@ func readHF(cfg Config, src source) (*hfWeights, error) {
 	}
 	return hf, nil
 }
+
+// CheckLayer returns an error that names the model's layers when layer is
+// not one of them: the one check of a layer number against a model.
+func (m *Model) CheckLayer(layer int) error {
+	if layer < 0 || layer >= m.NLayer {
+		return fmt.Errorf("layer %d is out of range: the model has layers 0..%d", layer, m.NLayer-1)
+	}
+	return nil
+}
