@@ -97,10 +97,9 @@ func runReport(ctx context.Context, g *globalOptions, o *reportOptions, layerSet
 		return usagef("report needs --midcoder FILE")
 	case o.out == "":
 		return usagef("report needs --out DIR")
-	case o.topK < 1:
-		return usagef("--top-k %d: want at least 1", o.topK)
-	case o.features < 0:
-		return usagef("--features %d: want 0 (all) or more", o.features)
+	}
+	if err := analysis.CheckReportSettings(o.topK, o.features); err != nil {
+		return usagef("%v", err)
 	}
 	c, err := g.openCacheAt(o.cache, layerSet)
 	if err != nil {

@@ -120,6 +120,18 @@ func CheckMidcoderMeta(file string, meta midcoder.Meta, layer, dModel, dSAE int,
 // sequences, at least one.
 const reportRows = 512
 
+// CheckReportSettings checks Report's settings before any work: at least
+// one neuron per feature, and a feature count of 0 (all) or more.
+func CheckReportSettings(topK, features int) error {
+	switch {
+	case topK < 1:
+		return fmt.Errorf("--top-k %d: want at least 1", topK)
+	case features < 0:
+		return fmt.Errorf("--features %d: want 0 (all) or more", features)
+	}
+	return nil
+}
+
 // Report streams once over the cache and computes the per-feature
 // statistics defined above. Memory: two shards (one read ahead),
 // reportRows × (C + N) floats, and F × TopK counters.
@@ -150,11 +162,8 @@ func Report(ctx context.Context, in ReportInput, bar *progress.Bar) (*ReportResu
 	} else if man.DSAE != f {
 		return nil, fmt.Errorf("report: the cache stores acts of %d features, the midcoder has %d", man.DSAE, f)
 	}
-	if in.TopK < 1 {
-		return nil, fmt.Errorf("report: --top-k %d: want at least 1", in.TopK)
-	}
-	if in.Features < 0 {
-		return nil, fmt.Errorf("report: --features %d: want 0 (all) or more", in.Features)
+	if err := CheckReportSettings(in.TopK, in.Features); err != nil {
+		return nil, fmt.Errorf("report: %w", err)
 	}
 	k := min(in.TopK, n)
 
