@@ -1,15 +1,3 @@
-// Package par runs a loop's iterations on several goroutines, in one of
-// two ways: For and Chunks cut [0, n) into one contiguous range per
-// goroutine (for uniform, cheap iterations); Jobs lets a pool of workers
-// take jobs 0..n−1 in order from a queue (for uneven or blocking jobs, and
-// for workers that own scratch memory). Each uses up to GOMAXPROCS
-// goroutines, runs small loops inline and returns when every iteration is
-// done.
-//
-// Invariants: every iteration runs exactly once; For's and Chunks's ranges
-// cover [0, n) without overlap; no iteration's result may depend on which
-// goroutine ran it (callers that sum keep one partial sum per range or
-// job, never per goroutine).
 package par
 
 import (
