@@ -8,7 +8,8 @@
 // buffers with the next items while the caller works on the last one.
 //
 // Invariants: every iteration runs exactly once; For's and Chunks's ranges
-// cover [0, n) without overlap; no iteration's result may depend on which
-// goroutine ran it (callers that sum keep one partial sum per range or
-// job, never per goroutine).
+// cover [0, n) without overlap. For's ranges follow GOMAXPROCS, so a
+// caller whose result must not depend on the machine never lets it depend
+// on where a range starts or ends (no partial sums per range; sum per
+// iteration, or per fixed chunk of Chunks, or per job of Jobs).
 package par
