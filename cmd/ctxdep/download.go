@@ -48,7 +48,10 @@ and where the default --model and --transcoders lookups of ctxdep look:
 
 With no argument it fetches model and transcoders. Files already in the cache
 (downloaded by ctxdep or by Python) are not fetched again; an interrupted transfer
-resumes; LFS files are checked against their SHA-256. HF_ENDPOINT selects a mirror,
+resumes. Every file is checked before it is kept: against its SHA-256 (or git
+blob id) from the hub's headers or metadata API, and its size; a file that
+nothing can verify is kept only when its size matches, with a warning, and an
+HTML page is never taken for a weights file. HF_ENDPOINT selects a mirror,
 HF_TOKEN (or huggingface-cli login's token file) authenticates. Prints where the
 files are.`,
 		Example: `  ctxdep download
@@ -92,6 +95,9 @@ func runDownload(ctx context.Context, g *globalOptions, o *downloadOptions, what
 	layers, err := parseLayers(o.layers)
 	if err != nil {
 		return usageError{err}
+	}
+	if o.maxFiles < 0 {
+		return usagef("--max-files %d: want 0 (all) or a positive count", o.maxFiles)
 	}
 	for _, w := range what {
 		if w != "model" && w != "transcoders" && w != "owt" {

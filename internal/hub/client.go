@@ -32,6 +32,11 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrChecksum: downloaded bytes did not match the hash the hub announced.
 	ErrChecksum = errors.New("checksum mismatch")
+	// ErrUnverified: the hub gave nothing to check a file against (no
+	// SHA-256 or git blob id in its headers or its metadata API), and the
+	// client was told not to keep such files (RequireVerified), or the
+	// size was not given either.
+	ErrUnverified = errors.New("cannot be verified")
 )
 
 // stallTimeout bounds how long a request may go without the server sending
@@ -54,16 +59,31 @@ type Client struct {
 	// Progress receives per-file progress (bytes, bytes/s) and notes such as
 	// "cached"; nil silences it.
 	Progress io.Writer
-	// Quiet silences Progress.
+	// Quiet silences Progress, except warnings (a file kept unverified).
 	Quiet bool
 	// CacheDir is the hub cache ("" means CacheDir()).
 	CacheDir string
 	// Retries is how many times a download whose connection broke is resumed
 	// (with a Range request) before Download gives up; the count restarts
-	// whenever data arrives.
+	// whenever data arrives. A HEAD (a file's commit, hash and size) that
+	// gets no answer, or a 5xx or 429 one, is asked again as often.
 	Retries int
+	// RequireVerified refuses a file that nothing can verify (see
+	// Download) instead of keeping it, with a warning, when its size
+	// matches.
+	RequireVerified bool
 
 	retryWait time.Duration // first pause before resuming (0 means 1s); tests shorten it
+}
+
+// backoff is the pause before the fails-th retry of a request: 1, 2, 3…
+// times retryWait.
+func (c *Client) backoff(fails int) time.Duration {
+	wait := c.retryWait
+	if wait <= 0 {
+		wait = time.Second
+	}
+	return wait * time.Duration(fails)
 }
 
 // NewClient returns a client configured as huggingface_hub configures
@@ -131,6 +151,14 @@ func (c *Client) logf(format string, a ...any) {
 	fmt.Fprintf(c.Progress, format+"\n", a...)
 }
 
+// warnf writes to Progress even when Quiet.
+func (c *Client) warnf(format string, a ...any) {
+	if c.Progress == nil {
+		return
+	}
+	fmt.Fprintf(c.Progress, format+"\n", a...)
+}
+
 // httpClient returns the client for GETs: redirects are followed (the hub
 // sends large files to a CDN) but the token is dropped as soon as a
 // redirect leaves the endpoint's host, as huggingface_hub does: the CDN
@@ -159,8 +187,8 @@ func (c *Client) httpClient() *http.Client {
 // newRequest builds a request with the headers every hub call carries. The
 // identity encoding keeps Content-Length the file's size and the bytes the
 // ones the ETag hashes.
-func (c *Client) newRequest(ctx context.Context, method, rawURL string) (*http.Request, error) {
-	req, err := http.NewRequestWithContext(ctx, method, rawURL, nil)
+func (c *Client) newRequest(ctx context.Context, method, rawURL string, body io.Reader) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, method, rawURL, body)
 	if err != nil {
 		return nil, fmt.Errorf("hub: %s %s: %w", method, rawURL, err)
 	}
@@ -214,6 +242,12 @@ func (t target) prefix() string {
 		return "hub: "
 	}
 	return "hub: " + t.file + ": "
+}
+
+// bare is err's message without t's prefix, for a message that gives the
+// prefix itself: "hub: f: download stopped …: <bare>", not "hub: f: … hub: f: …".
+func (t target) bare(err error) string {
+	return strings.TrimPrefix(err.Error(), t.prefix())
 }
 
 func (t target) repoAt() string {
@@ -297,11 +331,30 @@ func (c *Client) fileURL(kind RepoKind, repo, rev, file string) string {
 	return c.endpoint() + "/" + prefix + repo + "/resolve/" + url.PathEscape(rev) + "/" + strings.Join(segs, "/")
 }
 
-// meta is what a HEAD on a file's resolve URL tells.
+// meta is what the hub tells of a file: its HEAD, completed by the
+// metadata API where the HEAD does not say enough (see Client.settle).
 type meta struct {
 	commit string // the commit the revision resolved to
-	etag   string // sha256 (LFS) or git blob sha1; the blob's name
+	etag   string // the hub's ETag (X-Linked-Etag, else ETag): the blob's name
+	etagOf string // the header it came from, for messages
+	sha256 string // sha256 of the contents, when known
+	blobID string // git blob sha1 of the contents, when known (files in git)
+	hashOf string // where sha256 or blobID came from, for messages
 	size   int64  // -1 when the hub did not say
+	sizeOf string // where size came from, for messages
+
+	// unverified, when set, says why no hash checks the file: only its
+	// size does.
+	unverified string
+}
+
+// hash is what the contents are checked against: the sha256, else the
+// git blob id, else "" (size only).
+func (m meta) hash() string {
+	if m.sha256 != "" {
+		return m.sha256
+	}
+	return m.blobID
 }
 
 var (
@@ -318,19 +371,47 @@ func normalizeETag(s string) string {
 	return strings.Trim(s, `"`)
 }
 
-// head asks the hub for a file's commit, ETag and size. Like
-// huggingface_hub it does not follow the redirect to the CDN (whose
-// answer lacks the hub's headers) but reads the redirect itself, which
-// carries X-Repo-Commit, X-Linked-Etag and X-Linked-Size. A redirect
-// without X-Repo-Commit (a renamed repository, or a mirror's own hop) is
-// followed.
-func (c *Client) head(ctx context.Context, t target) (meta, error) {
+// head asks the hub for a file's commit, ETag and size, retrying as a
+// download does: an answer of 5xx or 429, or none at all, is asked again up
+// to c.Retries times after pauses of 1, 2, 3… retry waits. When offlineOK
+// reports true (the caller has what it needs in the cache), a hub that
+// cannot be reached is not asked again.
+func (c *Client) head(ctx context.Context, t target, offlineOK func() bool) (meta, error) {
+	for fails := 1; ; fails++ {
+		m, err := c.headOnce(ctx, t)
+		var r *retryable
+		if err == nil || !errors.As(err, &r) {
+			return m, err
+		}
+		if fails > c.Retries || (r.offline && offlineOK != nil && offlineOK()) {
+			if fails == 1 {
+				return meta{}, r.err
+			}
+			return meta{}, &hubError{msg: fmt.Sprintf("%s (asked %d times)", r.err, fails), errs: []error{r.err}}
+		}
+		pause := c.backoff(fails)
+		c.logf("%s/%s: %s; asking again in %v (%d/%d)", t.repo, t.file, t.bare(r.err), pause, fails, c.Retries)
+		select {
+		case <-ctx.Done():
+			return meta{}, fmt.Errorf("%s%w", t.prefix(), ctx.Err())
+		case <-time.After(pause):
+		}
+	}
+}
+
+// headOnce is one HEAD of a file. Like huggingface_hub it does not follow
+// the redirect to the CDN (whose answer lacks the hub's headers) but reads
+// the redirect itself, which carries X-Repo-Commit, X-Linked-Etag and
+// X-Linked-Size. A redirect without X-Repo-Commit (a renamed repository, or
+// a mirror's own hop) is followed. Failures worth asking again are
+// *retryable.
+func (c *Client) headOnce(ctx context.Context, t target) (meta, error) {
 	cl := *c.httpClient()
 	cl.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	u := c.fileURL(t.kind, t.repo, t.rev, t.file)
 	for hop := 0; ; hop++ {
 		hctx, cancel := context.WithTimeout(ctx, stallTimeout)
-		req, err := c.newRequest(hctx, http.MethodHead, u)
+		req, err := c.newRequest(hctx, http.MethodHead, u, nil)
 		if err != nil {
 			cancel()
 			return meta{}, err
@@ -341,7 +422,7 @@ func (c *Client) head(ctx context.Context, t target) (meta, error) {
 			if ctx.Err() != nil {
 				return meta{}, fmt.Errorf("%s%w", t.prefix(), ctx.Err())
 			}
-			return meta{}, c.offline(err)
+			return meta{}, &retryable{err: c.offline(err), offline: true}
 		}
 		resp.Body.Close()
 		h := resp.Header
@@ -354,6 +435,9 @@ func (c *Client) head(ctx context.Context, t target) (meta, error) {
 			u = loc.String()
 			continue
 		}
+		if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
+			return meta{}, &retryable{err: c.statusError(resp, t)}
+		}
 		if resp.StatusCode >= 400 {
 			return meta{}, c.statusError(resp, t)
 		}
@@ -364,27 +448,85 @@ func (c *Client) head(ctx context.Context, t target) (meta, error) {
 		if !commitRe.MatchString(m.commit) {
 			return meta{}, fmt.Errorf("%s%s: %s sent no commit hash (X-Repo-Commit %q): is it a Hugging Face hub? check HF_ENDPOINT", t.prefix(), t.repoAt(), c.endpoint(), m.commit)
 		}
-		m.etag = normalizeETag(h.Get("X-Linked-Etag"))
+		// An LFS file's ETag is the git blob id of its pointer, not of its
+		// contents: X-Linked-Etag, when there, is the contents' hash.
+		m.etag, m.etagOf = normalizeETag(h.Get("X-Linked-Etag")), "X-Linked-Etag"
 		if m.etag == "" {
-			m.etag = normalizeETag(h.Get("ETag"))
+			m.etag, m.etagOf = normalizeETag(h.Get("ETag")), "ETag"
 		}
 		if !etagRe.MatchString(m.etag) {
 			return meta{}, fmt.Errorf("%s%s: the hub sent no usable ETag (%q), so the download cannot be named or verified", t.prefix(), t.repoAt(), m.etag)
 		}
-		if sha256Re.MatchString(strings.ToLower(m.etag)) || commitRe.MatchString(strings.ToLower(m.etag)) {
-			m.etag = strings.ToLower(m.etag)
+		switch lower := strings.ToLower(m.etag); {
+		case sha256Re.MatchString(lower):
+			m.etag, m.sha256, m.hashOf = lower, lower, m.etagOf
+		case commitRe.MatchString(lower):
+			m.etag, m.blobID, m.hashOf = lower, lower, m.etagOf
 		}
 		if s := h.Get("X-Linked-Size"); s != "" {
 			m.size, err = strconv.ParseInt(s, 10, 64)
 			if err != nil || m.size < 0 {
 				return meta{}, fmt.Errorf("%s%s: bad X-Linked-Size %q", t.prefix(), t.repoAt(), s)
 			}
+			m.sizeOf = "X-Linked-Size"
 		} else if !redirect && resp.ContentLength >= 0 {
 			// A redirect's Content-Length is that of its own body, not the file's.
-			m.size = resp.ContentLength
+			m.size, m.sizeOf = resp.ContentLength, "Content-Length"
 		}
 		return m, nil
 	}
+}
+
+// pathInfo asks the hub's metadata API about one file at t.rev:
+// POST /api/{models|datasets}/{repo}/paths-info/{rev} with the form
+// paths={file}, as huggingface_hub's get_paths_info does. Its answer gives
+// the size, the git blob id (oid) and, for LFS files, lfs.oid (the
+// sha256) and lfs.size.
+func (c *Client) pathInfo(ctx context.Context, t target) (FileInfo, error) {
+	u := c.endpoint() + "/api/" + t.kind.String() + "s/" + t.repo + "/paths-info/" + url.PathEscape(t.rev)
+	rctx, cancel := context.WithTimeout(ctx, stallTimeout)
+	defer cancel()
+	req, err := c.newRequest(rctx, http.MethodPost, u, strings.NewReader(url.Values{"paths": {t.file}}.Encode()))
+	if err != nil {
+		return FileInfo{}, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.httpClient().Do(req)
+	if err != nil {
+		return FileInfo{}, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return FileInfo{}, fmt.Errorf("paths-info answered %s", resp.Status)
+	}
+	var entries []struct {
+		Type string `json:"type"`
+		Path string `json:"path"`
+		OID  string `json:"oid"`
+		Size *int64 `json:"size"`
+		LFS  *struct {
+			OID  string `json:"oid"`
+			Size int64  `json:"size"`
+		} `json:"lfs"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&entries); err != nil {
+		return FileInfo{}, fmt.Errorf("paths-info: %w", err)
+	}
+	for _, e := range entries {
+		if e.Path != t.file || (e.Type != "" && e.Type != "file") {
+			continue
+		}
+		f := FileInfo{Path: e.Path, Size: -1, BlobID: e.OID}
+		if e.Size != nil {
+			f.Size = *e.Size
+		}
+		if e.LFS != nil {
+			f.SHA256, f.Size = e.LFS.OID, e.LFS.Size
+		}
+		return f, nil
+	}
+	return FileInfo{}, fmt.Errorf("paths-info does not list %s", t.file)
 }
 
 // FileInfo describes a file of a repository at a revision.
@@ -413,7 +555,7 @@ func (c *Client) ListFiles(ctx context.Context, kind RepoKind, repo, revision st
 	u := c.endpoint() + "/api/" + kind.String() + "s/" + repo + "/revision/" + url.PathEscape(revision) + "?blobs=true"
 	rctx, cancel := context.WithTimeout(ctx, stallTimeout)
 	defer cancel()
-	req, err := c.newRequest(rctx, http.MethodGet, u)
+	req, err := c.newRequest(rctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, "", err
 	}

@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"mime"
 	"net/http"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -31,12 +33,36 @@ import (
 // commit hash as revision and every file present, no request is made at
 // all. Each new blob is downloaded to blobs/{etag}.incomplete (resuming
 // what an earlier, interrupted run left there with a Range request),
-// verified against its ETag (sha256 for LFS files, git blob sha1 for
-// others) and renamed into place; a mismatch deletes the download and
-// returns ErrChecksum. Cancelling ctx stops the transfer and keeps the
-// .incomplete file for the next run. refs/{revision} is written once all
-// files are in place. When the hub cannot be reached but every file is
-// in the cached snapshot of revision, that snapshot is returned.
+// verified, and renamed into place. Cancelling ctx stops the transfer and
+// keeps the .incomplete file for the next run. refs/{revision} is written
+// once all files are in place. When the hub cannot be reached but every
+// file is in the cached snapshot of revision, that snapshot is returned
+// (without retrying the hub).
+//
+// Verification. Every file is checked by a hash when the hub gives one
+// and by its size whenever the hub gives it:
+//   - the hash is X-Linked-Etag (LFS files; their ETag is the pointer's)
+//     or ETag, when it is a sha256 (64 hex digits) or a git blob id (40 hex
+//     digits: the sha1 of "blob {size}\x00" and the contents); the size is
+//     X-Linked-Size or Content-Length;
+//   - when that hash is something else (a mirror's own ETag), the size is
+//     missing, or the size is 0 for a file of weights or data (.safetensors,
+//     .bin, .pt, .parquet…, which cannot be empty), the hub's metadata API
+//     is asked (paths-info, else the revision listing): its lfs.oid
+//     (sha256) or, for a file in git, its blob id, and its size; a size the
+//     headers and the API tell differently is refused, as is a size of 0
+//     for weights that the API does not confirm;
+//   - a file no hash can verify is kept only when the hub gave its size
+//     and the bytes have it, with a warning "{repo}/{file}: warning: not
+//     verified: …" on Progress (even when Quiet), every time it is
+//     downloaded or found in the cache; with RequireVerified it is refused
+//     (ErrUnverified);
+//   - an HTML page (Content-Type text/html, or a body that begins as one)
+//     is never taken for a file of weights or data, nor for an unverified
+//     file, and such a page found in the cache is fetched again.
+//
+// Bytes that do not match the hash delete the download and return
+// ErrChecksum.
 func (c *Client) Download(ctx context.Context, kind RepoKind, repo, revision string, files []string) (string, error) {
 	if revision == "" {
 		revision = "main"
@@ -63,6 +89,13 @@ func (c *Client) Download(ctx context.Context, kind RepoKind, repo, revision str
 		}
 	}
 	commit := ""
+	// The cached snapshot, when complete, answers for an unreachable hub:
+	// no need to wait for retries then.
+	cachedOK := func() bool {
+		snap, err := c.Snapshot(kind, repo, revision)
+		return err == nil && allPresent(snap, files)
+	}
+	look := &lookup{}
 	for _, f := range files {
 		if err := ctx.Err(); err != nil {
 			return "", fmt.Errorf("hub: %s %s: %w", kind, repo, err)
@@ -73,7 +106,7 @@ func (c *Client) Download(ctx context.Context, kind RepoKind, repo, revision str
 		if commit != "" {
 			t.rev = commit
 		}
-		m, err := c.head(ctx, t)
+		m, err := c.head(ctx, t, cachedOK)
 		if err != nil {
 			if errors.Is(err, ErrOffline) {
 				if snap, serr := c.Snapshot(kind, repo, revision); serr == nil && allPresent(snap, files) {
@@ -89,6 +122,9 @@ func (c *Client) Download(ctx context.Context, kind RepoKind, repo, revision str
 			return "", fmt.Errorf("%sthe hub answered commit %s when asked for commit %s", t.prefix(), m.commit, commit)
 		}
 		t.rev = commit
+		if err := c.settle(ctx, t, &m, look); err != nil {
+			return "", err
+		}
 		if err := c.fetch(ctx, storage, t, m); err != nil {
 			return "", err
 		}
@@ -101,25 +137,151 @@ func (c *Client) Download(ctx context.Context, kind RepoKind, repo, revision str
 	return filepath.Join(storage, "snapshots", commit), nil
 }
 
+// binaryExts are formats of weights and data: such a file is never empty
+// and never an HTML page.
+var binaryExts = map[string]bool{
+	".safetensors": true, ".bin": true, ".pt": true, ".pth": true, ".ckpt": true,
+	".parquet": true, ".arrow": true, ".npy": true, ".npz": true, ".h5": true,
+	".msgpack": true, ".onnx": true, ".gguf": true,
+}
+
+func binaryFile(name string) bool { return binaryExts[strings.ToLower(path.Ext(name))] }
+
+// refuseHTML says whether an HTML page must not be taken for the file:
+// weights and data never are one, and an unverified file (nothing but its
+// size to go by) is not taken to be one unless it is named so.
+func refuseHTML(file string, m meta) bool {
+	if binaryFile(file) {
+		return true
+	}
+	ext := strings.ToLower(path.Ext(file))
+	return m.unverified != "" && ext != ".html" && ext != ".htm"
+}
+
+// lookup holds what the metadata API told during one Download: the
+// revision listing, fetched at most once, for when paths-info fails.
+type lookup struct {
+	listed  bool
+	files   map[string]FileInfo
+	listErr error
+}
+
+// fileInfo asks the metadata API about t.file at commit t.rev: paths-info,
+// else the revision listing.
+func (c *Client) fileInfo(ctx context.Context, t target, l *lookup) (FileInfo, error) {
+	f, err := c.pathInfo(ctx, t)
+	if err == nil {
+		return f, nil
+	}
+	if !l.listed {
+		l.listed = true
+		files, sha, lerr := c.ListFiles(ctx, t.kind, t.repo, t.rev)
+		switch {
+		case lerr != nil:
+			l.listErr = errors.New(strings.TrimPrefix(lerr.Error(), "hub: "))
+		case sha != t.rev:
+			l.listErr = fmt.Errorf("the revision listing is of commit %s, not %s", sha, t.rev)
+		default:
+			l.files = make(map[string]FileInfo, len(files))
+			for _, fi := range files {
+				l.files[fi.Path] = fi
+			}
+		}
+	}
+	if l.listErr != nil {
+		return FileInfo{}, fmt.Errorf("%v; revision listing: %v", err, l.listErr)
+	}
+	fi, ok := l.files[t.file]
+	if !ok {
+		return FileInfo{}, fmt.Errorf("%v; the revision listing does not list it", err)
+	}
+	return fi, nil
+}
+
+// settle decides how the file of m will be verified (see Download),
+// asking the metadata API where the HEAD leaves a doubt, and refuses what
+// cannot be taken.
+func (c *Client) settle(ctx context.Context, t target, m *meta, l *lookup) error {
+	verifiable := func() bool { return m.sha256 != "" || (m.blobID != "" && m.size >= 0) }
+	weights := binaryFile(t.file)
+	if verifiable() && m.size >= 0 && !(m.size == 0 && weights) {
+		return nil
+	}
+	info, apiErr := c.fileInfo(ctx, t, l)
+	if apiErr == nil {
+		if sum := strings.ToLower(info.SHA256); sha256Re.MatchString(sum) {
+			if m.sha256 != "" && m.sha256 != sum {
+				return fmt.Errorf("%s%s %s and the metadata API's sha256 %s differ: the hub describes the file two ways", t.prefix(), m.etagOf, m.sha256, sum)
+			}
+			if m.sha256 == "" {
+				m.sha256, m.hashOf = sum, "the metadata API's lfs.oid"
+			}
+		} else if id := strings.ToLower(info.BlobID); info.SHA256 == "" && commitRe.MatchString(id) && m.sha256 == "" {
+			// A file in git: its blob id is the contents' (an LFS file's
+			// would be its pointer's).
+			if m.blobID != "" && m.blobID != id {
+				return fmt.Errorf("%s%s %s and the metadata API's git blob id %s differ: the hub describes the file two ways", t.prefix(), m.etagOf, m.blobID, id)
+			}
+			if m.blobID == "" {
+				m.blobID, m.hashOf = id, "the metadata API's blob id"
+			}
+		}
+		if info.Size >= 0 {
+			if m.size >= 0 && m.size != info.Size {
+				return fmt.Errorf("%s%s says %d bytes, the hub's metadata API says %d bytes: the hub describes the file two ways (a mirror's error page?)", t.prefix(), m.sizeOf, m.size, info.Size)
+			}
+			m.size, m.sizeOf = info.Size, "the metadata API"
+		}
+	}
+	api := "no hash"
+	if apiErr != nil {
+		api = apiErr.Error()
+	}
+	if m.size == 0 && weights && (apiErr != nil || info.Size != 0) {
+		return fmt.Errorf("%s%s says 0 bytes, but a %s file cannot be empty and the hub's metadata API does not confirm it (%s)", t.prefix(), m.sizeOf, path.Ext(t.file), api)
+	}
+	if verifiable() {
+		return nil
+	}
+	why := fmt.Sprintf("the hub gave no SHA-256 or git blob id for it (%s %q; metadata API: %s)", m.etagOf, m.etag, api)
+	switch {
+	case m.size < 0:
+		return &hubError{msg: fmt.Sprintf("%scannot be verified: %s, nor its size", t.prefix(), why), errs: []error{ErrUnverified}}
+	case c.RequireVerified:
+		return &hubError{msg: fmt.Sprintf("%snot verified, so refused: %s", t.prefix(), why), errs: []error{ErrUnverified}}
+	}
+	m.blobID = "" // without a size it checks nothing
+	m.unverified = why
+	return nil
+}
+
 // fetch puts one file into snapshots/{commit}: nothing to do when it is
 // there, a link when its blob is there, else a download.
 func (c *Client) fetch(ctx context.Context, storage string, t target, m meta) error {
 	pointer := filepath.Join(storage, "snapshots", t.rev, filepath.FromSlash(t.file))
 	blob := filepath.Join(storage, "blobs", m.etag)
 	label := t.repo + "/" + t.file
-	if pointerOK(pointer, m) {
+	noHTML := refuseHTML(t.file, m)
+	good := func(p string) bool { return !noHTML || !fileLooksHTML(p) }
+	defer func() {
+		if m.unverified != "" { // cleared when the file is not kept
+			c.warnf("%s: warning: not verified: %s; kept because its size matches (%d bytes, from %s)", label, m.unverified, m.size, m.sizeOf)
+		}
+	}()
+	if pointerOK(pointer, m) && good(pointer) {
 		c.logf("%s: cached", label)
 		return nil
 	}
-	if !blobOK(blob, m.size) {
+	if !blobOK(blob, m.size) || !good(blob) {
 		unlock, err := c.lock(ctx, filepath.Join(c.cacheDir(), ".locks", filepath.Base(storage), m.etag+".lock"), label)
 		if err != nil {
 			return fmt.Errorf("%s%w", t.prefix(), err)
 		}
 		defer unlock()
 		// Another process may have finished it while we waited.
-		if !blobOK(blob, m.size) {
+		if !blobOK(blob, m.size) || !good(blob) {
 			if err := c.transfer(ctx, t, m, blob, label); err != nil {
+				m.unverified = "" // no warning about a file not kept
 				return err
 			}
 		}
@@ -127,9 +289,33 @@ func (c *Client) fetch(ctx context.Context, storage string, t target, m meta) er
 		c.logf("%s: cached (blob %s)", label, m.etag)
 	}
 	if err := link(blob, pointer); err != nil {
+		m.unverified = ""
 		return fmt.Errorf("%s%w", t.prefix(), err)
 	}
 	return nil
+}
+
+// looksHTML says whether bytes begin as an HTML page does.
+func looksHTML(b []byte) bool {
+	return strings.HasPrefix(http.DetectContentType(b), "text/html")
+}
+
+// fileLooksHTML says whether the file at p begins as an HTML page.
+func fileLooksHTML(p string) bool {
+	f, err := os.Open(p)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	b := make([]byte, 512)
+	n, _ := io.ReadFull(f, b)
+	return n > 0 && looksHTML(b[:n])
+}
+
+// isHTMLType says whether a Content-Type is that of an HTML page.
+func isHTMLType(ct string) bool {
+	mt, _, err := mime.ParseMediaType(ct)
+	return err == nil && (mt == "text/html" || mt == "application/xhtml+xml")
 }
 
 // pointerOK reports whether the snapshot entry exists and resolves to a
@@ -208,13 +394,15 @@ func (c *Client) lock(ctx context.Context, path, label string) (func(), error) {
 	return lockFile(ctx, path, func() { c.logf("%s: waiting for another download of it to finish (%s)", label, path) })
 }
 
-// verifier checks the bytes of a download against its ETag: a 64-hex ETag
-// is the sha256 of the contents (LFS files), a 40-hex one the git blob
-// sha1 (sha1 of "blob {size}\x00" and the contents). Other ETags (some
-// mirrors) cannot be checked; the size still is.
+// verifier checks the bytes of a download against a hash: a 64-hex one is
+// the sha256 of the contents (LFS files), a 40-hex one the git blob sha1
+// (sha1 of "blob {size}\x00" and the contents). Anything else checks
+// nothing (Client.settle decides whether such a file may be kept; the
+// transfer checks its size).
 type verifier struct {
 	algo string
 	want string
+	from string // where want came from, for the message
 	size int64
 	h    hash.Hash
 }
@@ -255,7 +443,11 @@ func (v *verifier) check(file string) error {
 		return nil
 	}
 	if got := hex.EncodeToString(v.h.Sum(nil)); got != v.want {
-		return &hubError{msg: fmt.Sprintf("hub: %s: %s mismatch: got %s, want %s", file, v.algo, got, v.want), errs: []error{ErrChecksum}}
+		from := ""
+		if v.from != "" {
+			from = " (" + v.from + ")"
+		}
+		return &hubError{msg: fmt.Sprintf("hub: %s: %s mismatch: got %s, want %s%s", file, v.algo, got, v.want, from), errs: []error{ErrChecksum}}
 	}
 	return nil
 }
@@ -283,6 +475,9 @@ type transfer struct {
 	size int64 // -1 when unknown
 	bar  *progress.Bar
 	buf  []byte
+
+	noHTML  bool // an HTML page is not the file (refuseHTML)
+	discard bool // what the .incomplete file holds is not worth resuming
 }
 
 func (c *Client) transfer(ctx context.Context, t target, m meta, blob, label string) error {
@@ -304,7 +499,18 @@ func (c *Client) transfer(ctx context.Context, t target, m meta, blob, label str
 			f.Close()
 		}
 	}()
-	tr := &transfer{c: c, t: t, url: c.fileURL(t.kind, t.repo, t.rev, t.file), f: f, v: newVerifier(m.etag, m.size), size: m.size, buf: make([]byte, 1<<20)}
+	tr := &transfer{c: c, t: t, url: c.fileURL(t.kind, t.repo, t.rev, t.file), f: f, v: newVerifier(m.hash(), m.size), size: m.size, buf: make([]byte, 1<<20),
+		noHTML: refuseHTML(t.file, m)}
+	tr.v.from = m.hashOf
+	// An .incomplete file that holds nothing, or bytes refused, is not
+	// left for a next run.
+	defer func() {
+		if !closed && (tr.off == 0 || tr.discard) {
+			f.Close()
+			closed = true
+			os.Remove(incomplete)
+		}
+	}()
 	if err := tr.resumeFrom(); err != nil {
 		return fmt.Errorf("%s%s: %w", t.prefix(), incomplete, err)
 	}
@@ -320,10 +526,6 @@ func (c *Client) transfer(ctx context.Context, t target, m meta, blob, label str
 	tr.bar = progress.New(w, label, total, "B", quiet)
 	if tr.off > 0 {
 		tr.bar.Logf("%s: resuming at %d of %d bytes", label, tr.off, m.size)
-	}
-	wait := c.retryWait
-	if wait <= 0 {
-		wait = time.Second
 	}
 	fails, lastFailAt := 0, tr.off
 	for tr.size < 0 || tr.off < tr.size {
@@ -359,10 +561,10 @@ func (c *Client) transfer(ctx context.Context, t target, m meta, blob, label str
 			if r.offline {
 				errs = append(errs, ErrOffline)
 			}
-			return &hubError{msg: fmt.Sprintf("%sdownload stopped at %d of %d bytes (run again to resume): %v", t.prefix(), tr.off, m.size, r.err), errs: errs}
+			return &hubError{msg: fmt.Sprintf("%sdownload stopped at %d of %d bytes (run again to resume): %s", t.prefix(), tr.off, m.size, t.bare(r.err)), errs: errs}
 		}
-		pause := wait * time.Duration(fails)
-		tr.bar.Logf("%s: %v; resuming at byte %d in %v (%d/%d)", label, r.err, tr.off, pause, fails, c.Retries)
+		pause := c.backoff(fails)
+		tr.bar.Logf("%s: %s; resuming at byte %d in %v (%d/%d)", label, t.bare(r.err), tr.off, pause, fails, c.Retries)
 		select {
 		case <-ctx.Done():
 			tr.bar.Finish()
@@ -406,6 +608,9 @@ func (tr *transfer) resumeFrom() error {
 	if tr.size >= 0 && tr.off > tr.size {
 		return tr.restart()
 	}
+	if tr.noHTML && tr.off > 0 && fileLooksHTML(tr.f.Name()) {
+		return tr.restart() // an error page an older version kept
+	}
 	if tr.off > 0 {
 		if _, err := io.CopyBuffer(tr.v, io.NewSectionReader(tr.f, 0, tr.off), tr.buf); err != nil {
 			return err
@@ -444,7 +649,7 @@ func (tr *transfer) get(ctx context.Context) error {
 		return &retryable{err: err}
 	}
 
-	req, err := tr.c.newRequest(rctx, http.MethodGet, tr.url)
+	req, err := tr.c.newRequest(rctx, http.MethodGet, tr.url, nil)
 	if err != nil {
 		return err
 	}
@@ -488,8 +693,37 @@ func (tr *transfer) get(ctx context.Context) error {
 	default:
 		return tr.c.statusError(resp, tr.t)
 	}
+	host := resp.Request.URL.Host
+	if ct := resp.Header.Get("Content-Type"); tr.noHTML && isHTMLType(ct) {
+		tr.discard = true
+		return fmt.Errorf("%sthe download server %s sent an HTML page (Content-Type %s), not the file: an error page of a proxy or mirror? check HF_ENDPOINT", tr.t.prefix(), host, ct)
+	}
+	if resp.StatusCode == http.StatusOK && resp.ContentLength >= 0 && tr.size >= 0 && resp.ContentLength != tr.size {
+		tr.discard = true
+		return fmt.Errorf("%sthe download server %s sends %d bytes, the hub announced %d", tr.t.prefix(), host, resp.ContentLength, tr.size)
+	}
+	sniff := tr.noHTML && tr.off == 0
 	for {
-		n, rerr := resp.Body.Read(tr.buf)
+		var n int
+		var rerr error
+		if sniff {
+			// The first bytes, enough to tell an HTML page.
+			sniff = false
+			want := 512
+			if tr.size >= 0 && tr.size < int64(want) {
+				want = int(tr.size)
+			}
+			n, rerr = io.ReadAtLeast(resp.Body, tr.buf, want)
+			if rerr == io.ErrUnexpectedEOF {
+				rerr = io.EOF
+			}
+			if n > 0 && looksHTML(tr.buf[:n]) {
+				tr.discard = true
+				return fmt.Errorf("%sthe download server %s sent an HTML page, not the file (it begins %q): an error page of a proxy or mirror? check HF_ENDPOINT", tr.t.prefix(), host, tr.buf[:min(n, 48)])
+			}
+		} else {
+			n, rerr = resp.Body.Read(tr.buf)
+		}
 		if n > 0 {
 			timer.Reset(stallTimeout)
 			if tr.size >= 0 && tr.off+int64(n) > tr.size {

@@ -485,8 +485,8 @@ func TestListFiles(t *testing.T) {
 	}
 	want := []FileInfo{
 		{Path: "README.md", Size: 14, BlobID: gitSHA1(files["README.md"].content)},
-		{Path: "plain_text/train/0000.parquet", Size: 5000, BlobID: gitSHA1(files["plain_text/train/0000.parquet"].content), SHA256: files["plain_text/train/0000.parquet"].sha256()},
-		{Path: "plain_text/train/0001.parquet", Size: 7000, BlobID: gitSHA1(files["plain_text/train/0001.parquet"].content), SHA256: files["plain_text/train/0001.parquet"].sha256()},
+		{Path: "plain_text/train/0000.parquet", Size: 5000, BlobID: gitSHA1(files["plain_text/train/0000.parquet"].pointer()), SHA256: files["plain_text/train/0000.parquet"].sha256()},
+		{Path: "plain_text/train/0001.parquet", Size: 7000, BlobID: gitSHA1(files["plain_text/train/0001.parquet"].pointer()), SHA256: files["plain_text/train/0001.parquet"].sha256()},
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("ListFiles = %+v, want %+v", got, want)

@@ -26,7 +26,11 @@ import (
 //     X-Linked-Etag = sha256, X-Linked-Size, X-Repo-Commit and the ETag of
 //     the pointer file.
 //   - GET on the CDN: the bytes, with Range support (206, Content-Range).
-//   - GET {endpoint}/api/{models|datasets}/{repo}/revision/{rev}?blobs=true.
+//   - GET {endpoint}/api/{models|datasets}/{repo}/revision/{rev}?blobs=true
+//     (siblings with size, blobId and lfs.sha256) and POST
+//     {endpoint}/api/{models|datasets}/{repo}/paths-info/{rev} with the
+//     form paths={file} (entries with oid, size and lfs.oid), as
+//     huggingface_hub's model_info and get_paths_info ask for them.
 //   - Errors as the hub sends them: 401 with X-Error-Code RepoNotFound or
 //     GatedRepo, 404 with RevisionNotFound or EntryNotFound.
 type fakeHub struct {
@@ -42,6 +46,12 @@ type fakeHub struct {
 	log         []string // "HEAD /path", "GET /path bytes=N-"
 	cdnAuth     int      // requests that reached the CDN with a token
 	ignoreRange bool     // answer Range requests with the whole file (200)
+
+	// Faults of a misbehaving hub or mirror.
+	noAPI       bool // the metadata API answers 404 (a mirror without it)
+	noPathsInfo bool // paths-info answers 404; the revision listing works
+	headFails   int  // the next headFails HEADs on the hub answer 500
+	getStatus   int  // when set, every GET of contents answers this status
 }
 
 type fakeFile struct {
@@ -54,6 +64,18 @@ type fakeFile struct {
 	// waits until the client goes away.
 	slow   time.Duration // the first GET pauses this long half-way
 	served int           // GETs of the contents so far
+
+	// What a misbehaving hub says about the file, instead of the truth.
+	etag     string // the hash header: ETag of a git file, X-Linked-Etag of an LFS file
+	headSize string // the size header of HEAD: Content-Length or X-Linked-Size
+	body     []byte // what GET serves instead of content (an error page)
+	ctype    string // the Content-Type of GET's answer
+}
+
+// pointer is the Git LFS pointer file git stores for an LFS file; its
+// git blob id is what the hub reports as the file's blobId and oid.
+func (f *fakeFile) pointer() []byte {
+	return []byte("version https://git-lfs.github.com/spec/v1\noid sha256:" + f.sha256() + "\nsize " + strconv.Itoa(len(f.content)) + "\n")
 }
 
 func (f *fakeFile) sha256() string {
@@ -153,11 +175,15 @@ func (h *fakeHub) serveHub(w http.ResponseWriter, r *http.Request) {
 	} else if api && len(segs) > 0 && segs[0] == "models" {
 		segs = segs[1:]
 	}
-	verb := "resolve"
-	if api {
-		verb = "revision"
+	if api && (h.noAPI || (h.noPathsInfo && len(segs) > 2 && segs[2] == "paths-info")) {
+		http.NotFound(w, r)
+		return
 	}
-	if len(segs) < 4 || segs[2] != verb || (!api && len(segs) < 5) {
+	verbOK := len(segs) >= 5 && segs[2] == "resolve"
+	if api {
+		verbOK = len(segs) == 4 && (segs[2] == "revision" && r.Method == http.MethodGet || segs[2] == "paths-info" && r.Method == http.MethodPost)
+	}
+	if !verbOK {
 		http.NotFound(w, r)
 		return
 	}
@@ -174,9 +200,25 @@ func (h *fakeHub) serveHub(w http.ResponseWriter, r *http.Request) {
 		writeHubError(w, http.StatusNotFound, "RevisionNotFound", "Invalid rev id: "+rev)
 		return
 	}
+	if api && segs[2] == "paths-info" {
+		h.servePathsInfo(w, r)
+		return
+	}
 	if api {
 		h.serveAPI(w, r, commit)
 		return
+	}
+	if r.Method == http.MethodHead {
+		h.mu.Lock()
+		fail := h.headFails > 0
+		if fail {
+			h.headFails--
+		}
+		h.mu.Unlock()
+		if fail {
+			http.Error(w, "Internal Server Error", http.StatusInternalServerError)
+			return
+		}
 	}
 	name := strings.Join(segs[4:], "/")
 	h.mu.Lock()
@@ -189,14 +231,25 @@ func (h *fakeHub) serveHub(w http.ResponseWriter, r *http.Request) {
 	}
 	if f.lfs {
 		sum := f.sha256()
-		w.Header().Set("X-Linked-Etag", `"`+sum+`"`)
-		w.Header().Set("X-Linked-Size", strconv.Itoa(len(f.content)))
-		w.Header().Set("ETag", `"`+gitSHA1([]byte("version https://git-lfs.github.com/spec/v1\noid sha256:"+sum+"\n"))+`"`)
+		etag, size := sum, strconv.Itoa(len(f.content))
+		if f.etag != "" {
+			etag = f.etag
+		}
+		if f.headSize != "" {
+			size = f.headSize
+		}
+		w.Header().Set("X-Linked-Etag", `"`+etag+`"`)
+		w.Header().Set("X-Linked-Size", size)
+		w.Header().Set("ETag", `"`+gitSHA1(f.pointer())+`"`)
 		w.Header().Set("Location", h.cdn.URL+"/repos/"+sum+"?X-Amz-Signature=x")
 		w.WriteHeader(http.StatusFound)
 		return
 	}
-	w.Header().Set("ETag", `"`+gitSHA1(f.content)+`"`)
+	etag := gitSHA1(f.content)
+	if f.etag != "" {
+		etag = f.etag
+	}
+	w.Header().Set("ETag", `"`+etag+`"`)
 	h.serveContent(w, r, f)
 }
 
@@ -225,6 +278,9 @@ func (h *fakeHub) serveCDN(w http.ResponseWriter, r *http.Request) {
 func (h *fakeHub) serveContent(w http.ResponseWriter, r *http.Request, f *fakeFile) {
 	h.mu.Lock()
 	data := f.content
+	if f.body != nil {
+		data = f.body
+	}
 	if f.corrupt {
 		data = append([]byte(nil), data...)
 		data[len(data)/2] ^= 0xff
@@ -233,8 +289,12 @@ func (h *fakeHub) serveContent(w http.ResponseWriter, r *http.Request, f *fakeFi
 	if r.Method == http.MethodGet {
 		f.served++
 	}
-	ignoreRange := h.ignoreRange
+	ignoreRange, getStatus := h.ignoreRange, h.getStatus
 	h.mu.Unlock()
+	if r.Method == http.MethodGet && getStatus != 0 {
+		http.Error(w, http.StatusText(getStatus), getStatus)
+		return
+	}
 
 	start, status := 0, http.StatusOK
 	if rg := r.Header.Get("Range"); rg != "" && !ignoreRange {
@@ -249,10 +309,17 @@ func (h *fakeHub) serveContent(w http.ResponseWriter, r *http.Request, f *fakeFi
 	}
 	w.Header().Set("Accept-Ranges", "bytes")
 	w.Header().Set("Content-Length", strconv.Itoa(len(data)-start))
-	w.WriteHeader(status)
+	if f.ctype != "" {
+		w.Header().Set("Content-Type", f.ctype)
+	}
 	if r.Method == http.MethodHead {
+		if f.headSize != "" {
+			w.Header().Set("Content-Length", f.headSize)
+		}
+		w.WriteHeader(status)
 		return
 	}
+	w.WriteHeader(status)
 	body := data[start:]
 	switch {
 	case first && f.cutAt > 0:
@@ -301,7 +368,8 @@ func (h *fakeHub) serveAPI(w http.ResponseWriter, r *http.Request, commit string
 			s.Size = &n
 			s.BlobID = gitSHA1(f.content)
 			if f.lfs {
-				s.LFS = &lfs{SHA256: f.sha256(), Size: n, PointerSize: 134}
+				s.BlobID = gitSHA1(f.pointer())
+				s.LFS = &lfs{SHA256: f.sha256(), Size: n, PointerSize: len(f.pointer())}
 			}
 		}
 		info.Siblings = append(info.Siblings, s)
@@ -309,4 +377,44 @@ func (h *fakeHub) serveAPI(w http.ResponseWriter, r *http.Request, commit string
 	h.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(info)
+}
+
+// servePathsInfo answers POST .../paths-info/{rev} (form paths=…, repeated)
+// as the hub does: one entry per file that exists, with the git blob id as
+// oid and, for LFS files, lfs.oid the sha256 of the contents.
+func (h *fakeHub) servePathsInfo(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, "bad form", http.StatusBadRequest)
+		return
+	}
+	type lfs struct {
+		OID         string `json:"oid"`
+		Size        int    `json:"size"`
+		PointerSize int    `json:"pointerSize"`
+	}
+	type entry struct {
+		Type string `json:"type"`
+		OID  string `json:"oid"`
+		Size int    `json:"size"`
+		Path string `json:"path"`
+		LFS  *lfs   `json:"lfs,omitempty"`
+	}
+	out := []entry{}
+	h.mu.Lock()
+	for _, p := range r.PostForm["paths"] {
+		f := h.files[p]
+		if f == nil {
+			continue
+		}
+		e := entry{Type: "file", OID: gitSHA1(f.content), Size: len(f.content), Path: p}
+		if f.lfs {
+			ptr := f.pointer()
+			e.OID = gitSHA1(ptr)
+			e.LFS = &lfs{OID: f.sha256(), Size: len(f.content), PointerSize: len(ptr)}
+		}
+		out = append(out, e)
+	}
+	h.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(out)
 }
