@@ -79,8 +79,10 @@ end inside a batch computes the whole batch and keeps its rows. This makes
 every row bit-identical to a single-machine build's, on every BLAS kernel
 and thread count (kernels round a row by how many rows share its GEMM).
 --batch-size is therefore part of the cache's identity: a rerun or a worker
-with another --batch-size is refused. On the GPU, identical bits also need
-the same GPU model and cuBLAS version on every worker.
+with another --batch-size is refused. A --batch-size or --sequences-per-shard
+whose buffers would need more than the machine's memory is refused. On the
+GPU, identical bits also need the same GPU model and cuBLAS version on every
+worker.
 
 Output in --out DIR: manifest.json (format ctxdep-activation-cache, version
 1, with the paths and SHA-256 of model, transcoder and data) and
@@ -163,6 +165,11 @@ func runCacheBuild(ctx context.Context, g *globalOptions, o *cacheBuildOptions, 
 	case o.dtype != "float32" && o.dtype != "float16":
 		return usagef("--dtype %q: want float32 or float16", o.dtype)
 	}
+	if o.data != "" {
+		if err := o.dataOptions.check(); err != nil {
+			return err
+		}
+	}
 	shard, err := actcache.ResolveWorker(o.shard, o.shardN, countSet, getenv)
 	if err != nil {
 		if errors.Is(err, actcache.ErrWorkerSpec) {
@@ -173,17 +180,36 @@ func runCacheBuild(ctx context.Context, g *globalOptions, o *cacheBuildOptions, 
 	if shard != nil && o.data != "" {
 		return usagef("worker %d of %d (%s): a sharded build reads a token file, not --data, with or without --n-tokens; run `ctxdep tokenize --data %s --out rows.npy` once, then `cache build --tokens rows.npy` on each worker (or pass --shard none to build on this machine alone)", shard.Index, shard.Count, shard.Source, o.data)
 	}
+	// The model's shapes, to check the flags against before any work.
+	mc, err := g.modelConfig()
+	if err != nil {
+		return err
+	}
+	// checkSize checks rows of t tokens against the model's context and
+	// the batch's and shard's buffers against the machine's memory.
+	checkSize := func(t int) error {
+		if t > mc.NCtx {
+			if o.data != "" {
+				return o.dataOptions.checkContext(mc.NCtx)
+			}
+			return fmt.Errorf("rows of %d tokens are longer than the model's context of %d", t, mc.NCtx) // the token file's fault
+		}
+		return checkMemory(t, buildBuffers(o.batchSize, o.perShard, mc.DModel, mc.DMLP, g.onCPU())...)
+	}
 	opts := cachebuild.Options{Out: o.out, BatchSize: o.batchSize, PerShard: o.perShard, DType: o.dtype, Version: "ctxdep " + version}
 	if o.data != "" {
+		t := o.maxLength
+		if err := checkSize(t); err != nil {
+			return err
+		}
 		src, err := openText(o.data, o.dataOptions)
 		if err != nil {
 			return err
 		}
 		defer src.Close()
-		t := o.maxLength
 		n := -1 // the whole corpus, counted as it streams
 		if o.nTokens > 0 {
-			n = int(min((o.nTokens+int64(t)-1)/int64(t), math.MaxInt32))
+			n = int(min(ceilDiv(o.nTokens, int64(t)), math.MaxInt32))
 		}
 		opts.Rows = cachebuild.NewStreamRows(src.Next, t, n)
 		opts.DataKind, opts.DataProv = "text", src.prov
@@ -196,16 +222,19 @@ func runCacheBuild(ctx context.Context, g *globalOptions, o *cacheBuildOptions, 
 			return err
 		}
 		defer rows.Close()
+		if err := checkSize(rows.RowLen()); err != nil {
+			return err
+		}
 		opts.Rows = rows
 		if opts.DataProv, err = provenance.Hash(o.tokens); err != nil {
 			return err
 		}
 		opts.DataKind = "tokens-npy"
 		if o.nTokens > 0 {
-			t := int64(rows.RowLen())
-			opts.NRows = int(min((o.nTokens+t-1)/t, int64(rows.NumRows())))
+			opts.NRows = int(min(ceilDiv(o.nTokens, int64(rows.RowLen())), int64(rows.NumRows())))
 		}
 	}
+	t := opts.Rows.RowLen()
 	total := opts.NRows
 	if total == 0 {
 		total = opts.Rows.NumRows() // -1: the whole corpus, not counted yet
@@ -232,10 +261,7 @@ func runCacheBuild(ctx context.Context, g *globalOptions, o *cacheBuildOptions, 
 		}
 		opts.Transcoder, opts.TransProv = tc, &tp
 	}
-	if t := opts.Rows.RowLen(); t > m.NCtx {
-		return fmt.Errorf("rows of %d tokens are longer than the model's context of %d", t, m.NCtx)
-	}
-	pass, free, err := g.backend.pass(m, g.layer, opts.Transcoder, o.batchSize, opts.Rows.RowLen())
+	pass, free, err := g.backend.pass(m, g.layer, opts.Transcoder, o.batchSize, t)
 	if err != nil {
 		return err
 	}

@@ -121,6 +121,26 @@ func runCachePlan(ctx context.Context, g *globalOptions, o *cachePlanOptions, le
 			return usagef("--dtype %q: want float32 or float16", d)
 		}
 	}
+	// The flags against the model's shapes, before loading it: the row
+	// length, and the memory of the timed pass and of the build planned (a
+	// plan for a build that cache build would refuse here is refused too).
+	mc, err := g.modelConfig()
+	if err != nil {
+		return err
+	}
+	t := o.maxLength
+	if t > mc.NCtx {
+		if lengthSet {
+			return usagef("--max-length %d is longer than the model's context of %d", t, mc.NCtx)
+		}
+		t = mc.NCtx
+	}
+	if err := checkMemory(t, measureBuffers(o.sampleRows, mc.DModel, mc.DMLP, g.onCPU())); err != nil {
+		return err
+	}
+	if err := checkMemory(t, buildBuffers(o.batchSize, o.perShard, mc.DModel, mc.DMLP, g.onCPU())...); err != nil {
+		return err
+	}
 	start := time.Now()
 	m, modelProv, err := g.loadModel()
 	if err != nil {
@@ -131,13 +151,6 @@ func runCachePlan(ctx context.Context, g *globalOptions, o *cachePlanOptions, le
 		if err := checkLayer(m, l); err != nil {
 			return err
 		}
-	}
-	t := o.maxLength
-	if t > m.NCtx {
-		if lengthSet {
-			return usagef("--max-length %d is longer than the model's context of %d", t, m.NCtx)
-		}
-		t = m.NCtx
 	}
 	plan, err := cachebuild.NewPlan(cachebuild.PlanInput{NTokens: o.nTokens, RowLen: t, Workers: o.workers,
 		BatchSize: o.batchSize, PerShard: o.perShard, DModel: m.DModel})

@@ -37,12 +37,14 @@ mid = acts @ W_mid + b_mid, out = act(mid @ W_in + b_in) @ W_out + b_out with th
 block's frozen (TransformerLens-processed) MLP, loss = mean (out − y)², loss_norm =
 loss / mean(y²); AdamW (betas 0.9, 0.999, eps 1e-8, decoupled weight decay) and
 CosineAnnealingLR stepped once per epoch; epochs = floor(train_tokens / (T·B·
-steps_per_epoch)) + 1. Per-epoch means of loss and loss_norm are logged with the lr
-after the scheduler step, as the notebook prints them.
+steps_per_epoch)) + 1 (a fit of more than 2^53 tokens in all is refused). Per-epoch
+means of loss and loss_norm are logged with the lr after the scheduler step, as the
+notebook prints them.
 
 Data: --cache DIR, an activation cache (ctxdep cache build) of the same layer and
 model; sequences are used in cache order, starting again from the first when the
-run needs more than the cache holds (it says so). Stored activations are used when
+run needs more than the cache holds (it says so); a batch is of distinct sequences,
+so --batch-size is at most the cache's count. Stored activations are used when
 their transcoder's SHA-256 matches; otherwise x is encoded batch by batch. Or
 --data PATH, a text corpus streamed as ` + "`ctxdep tokenize`" + ` does (the notebook's
 pipeline: shuffled OpenWebText, rows of 128 tokens): x and y come from the model's
@@ -103,6 +105,11 @@ func runFit(ctx context.Context, g *globalOptions, o *fitOptions, layerSet bool)
 	case o.cfg.Init != "kaiming" && o.cfg.Init != "zeros" && o.cfg.Init != "pinv":
 		return usagef("--init %q: want kaiming, zeros or pinv", o.cfg.Init)
 	}
+	if o.data != "" {
+		if err := o.dataOptions.check(); err != nil {
+			return err
+		}
+	}
 	var c *actcache.Cache
 	if o.cache != "" {
 		if c, err = g.openCacheAt(o.cache, layerSet); err != nil {
@@ -112,8 +119,8 @@ func runFit(ctx context.Context, g *globalOptions, o *fitOptions, layerSet bool)
 	} else {
 		o.cfg.Layer, o.cfg.ContextLength = g.layer, o.maxLength
 	}
-	if err := o.cfg.Check(); err != nil {
-		return usagef("%v", err)
+	if err := checkFitSize(g, o, c); err != nil {
+		return err
 	}
 	model, modelProv, err := g.loadModel()
 	if err != nil {
@@ -221,6 +228,30 @@ func runFit(ctx context.Context, g *globalOptions, o *fitOptions, layerSet bool)
 		return err
 	}
 	return printHistory(g, st.History)
+}
+
+// checkFitSize checks the fit's numbers before any work: the settings'
+// products (midcoder.Config.Check: no overflow, at most 2^53 tokens), a
+// batch of at most the cache's sequences, rows from --data within the
+// model's context, and the batch's buffers within the machine's memory.
+func checkFitSize(g *globalOptions, o *fitOptions, c *actcache.Cache) error {
+	if err := o.cfg.Check(); err != nil {
+		return usagef("%v", err)
+	}
+	if c != nil && o.cfg.BatchSize > c.Manifest.NSequences {
+		n := c.Manifest.NSequences
+		return usagef("--batch-size %d is more than the %d sequences the cache %s holds: a batch is of distinct sequences, so use at most %d (or build a larger cache)", o.cfg.BatchSize, n, o.cache, n)
+	}
+	mc, err := g.modelConfig()
+	if err != nil {
+		return err
+	}
+	if c == nil {
+		if err := o.dataOptions.checkContext(mc.NCtx); err != nil {
+			return err
+		}
+	}
+	return checkMemory(o.cfg.ContextLength, fitBuffers(o.cfg.BatchSize, mc.DModel, mc.DMLP, c == nil, g.onCPU()))
 }
 
 func printHistory(g *globalOptions, h []midcoder.Record) error {

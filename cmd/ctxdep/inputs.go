@@ -112,16 +112,27 @@ func (g *globalOptions) loadTranscoder(layer, dModel int) (*transcoder.Transcode
 }
 
 // openCacheAt opens the cache in dir and checks an explicit --layer
-// against the layer it holds.
+// against the layer it holds: a usage error (exit 2) in every command.
 func (g *globalOptions) openCacheAt(dir string, layerSet bool) (*actcache.Cache, error) {
 	c, err := actcache.Open(dir)
 	if err != nil {
 		return nil, err
 	}
 	if layerSet && g.layer != c.Manifest.Layer {
-		return nil, fmt.Errorf("--layer %d, but the cache %s holds layer %d", g.layer, dir, c.Manifest.Layer)
+		return nil, usagef("--layer %d, but the cache %s holds layer %d", g.layer, dir, c.Manifest.Layer)
 	}
 	return c, nil
+}
+
+// modelConfig reads the shapes of the model --model names from its
+// config.json, without its weights: what commands check their flags
+// against before loading the model. Its errors are loadModel's.
+func (g *globalOptions) modelConfig() (gpt2.Config, error) {
+	dir, err := g.modelDir()
+	if err != nil {
+		return gpt2.Config{}, err
+	}
+	return gpt2.ReadConfig(filepath.Join(dir, "config.json"))
 }
 
 // checkLayer checks a --layer against the model: a usage error (exit 2)

@@ -57,14 +57,11 @@ type inspectResult struct {
 
 func runInspectCache(ctx context.Context, g *globalOptions, dir string, layerSet bool) error {
 	g.backend.cpuOnly("inspect-cache")
-	c, err := actcache.Open(dir)
+	c, err := g.openCacheAt(dir, layerSet)
 	if err != nil {
 		return err
 	}
 	m := c.Manifest
-	if layerSet && g.layer != m.Layer {
-		return usagef("--layer %d, but the cache in %s holds layer %d", g.layer, dir, m.Layer)
-	}
 	res := inspectResult{Dir: dir, Manifest: m}
 	for _, s := range m.Shards {
 		st, err := os.Stat(filepath.Join(dir, s.File))

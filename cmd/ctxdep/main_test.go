@@ -527,7 +527,7 @@ func TestFit(t *testing.T) {
 		{"bad init", fitArgs(cache, filepath.Join(t.TempDir(), "p"), "--init", "orthogonal"), 2, []string{"--init"}},
 		{"zero steps", fitArgs(cache, filepath.Join(t.TempDir(), "z"), "--steps-per-epoch", "0"), 2, []string{"steps per epoch"}},
 		{"bad act", fitArgs(cache, filepath.Join(t.TempDir(), "a"), "--act", "tanh"), 2, []string{"--act"}},
-		{"other layer", fitArgs(cache, filepath.Join(t.TempDir(), "l"), "--layer", "2"), 1, []string{"layer 1"}},
+		{"other layer", fitArgs(cache, filepath.Join(t.TempDir(), "l"), "--layer", "2"), 2, []string{"layer 1"}},
 		{"no cache", []string{"fit", "--out", filepath.Join(t.TempDir(), "n")}, 2, []string{"--cache"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -707,7 +707,7 @@ func TestPinvBaseline(t *testing.T) {
 		t.Fatalf("fit --init pinv: %d %s", code, errs)
 	}
 	code, _, errs = ctxdep(t, "pinv-baseline", "--model", tinyModel, "--transcoders", tinyTC, "--cache", cache, "--layer", "2", "--out", out)
-	expectError(t, code, errs, 1, "layer 1")
+	expectError(t, code, errs, 2, "layer 1")
 }
 
 // evaluate's cross-entropies equal PyTorch's on the golden rows

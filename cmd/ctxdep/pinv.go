@@ -3,7 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -17,6 +20,7 @@ type pinvOptions struct {
 	out   string
 	cache string
 	act   string
+	force bool
 }
 
 func newPinvCmd(g *globalOptions) *cobra.Command {
@@ -34,7 +38,8 @@ all-ones vector, from the centring), so this rule decides the result; float64's 
 ε would keep that direction and give values thousands of times too large.
 
 Writes --out in fit's layout (W_mid F32 [F, C], b_mid F32 [C] of zeros; settings and
-the SHA-256 of model and transcoder in the metadata) and prints σ_max, the cut-off,
+the SHA-256 of model and transcoder in the metadata; an existing file only with
+--force, and never one inside an activation cache) and prints σ_max, the cut-off,
 the rank and a summary of the spectrum. With --cache DIR it also reports loss and
 loss_norm of the midcoder forward (--act) with these weights over all cached tokens.`,
 		Example: `  ctxdep pinv-baseline --layer 8 --out pinv-l8.safetensors --cache cache-l8
@@ -48,6 +53,7 @@ loss_norm of the midcoder forward (--act) with these weights over all cached tok
 	f.StringVar(&o.out, "out", "", "output safetensors file")
 	f.StringVar(&o.cache, "cache", "", "activation cache to report loss and loss_norm on")
 	f.StringVar(&o.act, "act", "relu", "MLP activation of the midcoder forward: relu or gelu_new")
+	f.BoolVar(&o.force, "force", false, "replace an existing --out file (never one inside an activation cache)")
 	addJSONFlag(cmd, g)
 	return cmd
 }
@@ -80,6 +86,9 @@ func runPinv(ctx context.Context, g *globalOptions, o *pinvOptions, layerSet boo
 			return err
 		}
 		layer = c.Manifest.Layer
+	}
+	if err := checkOutFile(o.out, o.force); err != nil {
+		return err
 	}
 	model, modelProv, err := g.loadModel()
 	if err != nil {
@@ -136,4 +145,31 @@ func dropped(sp analysis.Spectrum) string {
 		return "none"
 	}
 	return fmt.Sprintf("%.4g (%.2g·σ_max)", sp.Sigma[sp.Rank], sp.Sigma[sp.Rank]/sp.SigmaMax)
+}
+
+// checkOutFile applies the rules of an --out file (pinv-baseline,
+// tokenize) before any work: never a file inside an activation cache (its
+// manifest.json or a shard, not even with --force), never a directory,
+// and an existing file only with --force. The file is written atomically
+// (a temporary file renamed into place), so a failed run leaves an
+// existing one as it was.
+func checkOutFile(path string, force bool) error {
+	dir := filepath.Dir(path)
+	if actcache.IsCacheDir(dir) {
+		return fmt.Errorf("--out %s is inside the activation cache %s: ctxdep never writes a file into a cache, even with --force; choose a path outside it", path, dir)
+	}
+	fi, err := os.Lstat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil
+	case err != nil:
+		return err
+	case fi.IsDir():
+		return fmt.Errorf("--out %s is a directory: give the path of a file", path)
+	case !fi.Mode().IsRegular():
+		return fmt.Errorf("--out %s exists and is not a regular file; choose another path", path)
+	case !force:
+		return fmt.Errorf("--out %s already exists: pass --force to replace it, or choose another path", path)
+	}
+	return nil
 }

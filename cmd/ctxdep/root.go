@@ -65,7 +65,7 @@ Exit status: 0 success, 1 runtime error, 2 usage error, 130 interrupted.`,
 	f.IntVar(&g.layer, "layer", 8, "transformer block L whose MLP the transcoder replaces")
 	f.StringVar(&g.device, "device", "cpu", "cpu or cuda: where cache build, cache plan and fit run (cuda needs a build with CUDA: make build-cuda)")
 	f.BoolVar(&g.tf32, "tf32", false, "with --device cuda, let cuBLAS use TF32 tensor cores for GEMMs (faster; ~1e-3 relative error instead of float32's exact products)")
-	f.IntVar(&g.threads, "threads", 0, "CPU threads to use (default: all cores)")
+	f.IntVar(&g.threads, "threads", 0, "CPU threads to use (default: all cores; at most 4 per core, or 64)")
 	f.BoolVarP(&g.quiet, "quiet", "q", false, "no progress output")
 	f.BoolVarP(&g.verbose, "verbose", "v", false, "more detail on stderr")
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
@@ -163,14 +163,14 @@ func usageArgs(v cobra.PositionalArgs) cobra.PositionalArgs {
 }
 
 func (g *globalOptions) setup() error {
+	if err := checkThreads(g.threads); err != nil {
+		return err
+	}
 	b, err := newBackend(g)
 	if err != nil {
 		return err
 	}
 	g.backend = b
-	if g.threads < 0 {
-		return usagef("--threads %d: want a positive count", g.threads)
-	}
 	if g.threads > 0 {
 		runtime.GOMAXPROCS(g.threads)
 	}

@@ -28,7 +28,7 @@ type dataOptions struct {
 func addDataFlags(f *pflag.FlagSet, o *dataOptions, seedFlag string) {
 	f.IntVar(&o.shuffleBuffer, "shuffle-buffer", owt.DefaultShuffleBuffer, "Hugging Face streaming shuffle buffer (0 disables the shuffle)")
 	f.Uint64Var(&o.seed, seedFlag, owt.DefaultSeed, "seed of the streaming shuffle (numpy default_rng)")
-	f.IntVar(&o.maxLength, "max-length", tokrows.DefaultMaxLength, "tokens per row, BOS included")
+	f.IntVar(&o.maxLength, "max-length", tokrows.DefaultMaxLength, fmt.Sprintf("tokens per row, BOS included (2..%d; at most the model's context in cache build and fit)", maxRowTokens))
 	f.StringVar(&o.format, "format", "", "corpus layout: jsonl, parquet, owt-tar or txt (default: from the path)")
 	f.StringVar(&o.tokenizer, "tokenizer", "", "directory with a Hugging Face tokenizer.json or vocab.json + merges.txt (default: GPT-2's embedded BPE)")
 }
@@ -41,9 +41,35 @@ type textRows struct {
 	prov   provenance.File
 }
 
+// check checks the numeric flags of text input: a usage error for a
+// --max-length below 2 or above maxRowTokens, or a negative
+// --shuffle-buffer.
+func (o dataOptions) check() error {
+	switch {
+	case o.maxLength < 2:
+		return usagef("--max-length %d: want at least 2 (BOS and one token)", o.maxLength)
+	case o.maxLength > maxRowTokens:
+		return usagef("--max-length %d: want at most %d tokens per row", o.maxLength, maxRowTokens)
+	case o.shuffleBuffer < 0:
+		return usagef("--shuffle-buffer %d: want 0 (no shuffle) or a positive count", o.shuffleBuffer)
+	}
+	return nil
+}
+
+// checkContext checks --max-length against the context of the model that
+// reads the rows (n_positions nCtx): a usage error when rows are longer.
+func (o dataOptions) checkContext(nCtx int) error {
+	if o.maxLength > nCtx {
+		return usagef("--max-length %d is longer than the model's context of %d", o.maxLength, nCtx)
+	}
+	return nil
+}
+
+// openText opens the corpus at path for rows of o.maxLength tokens, after
+// checking o's numbers.
 func openText(path string, o dataOptions) (*textRows, error) {
-	if o.maxLength < 2 {
-		return nil, usagef("--max-length %d: want at least 2 (BOS and one token)", o.maxLength)
+	if err := o.check(); err != nil {
+		return nil, err
 	}
 	tok, err := loadTokenizer(o.tokenizer)
 	if err != nil {

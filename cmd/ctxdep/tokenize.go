@@ -18,6 +18,7 @@ type tokenizeOptions struct {
 	out   string
 	nRows int
 	int64 bool
+	force bool
 	dataOptions
 }
 
@@ -42,7 +43,10 @@ Formats: JSON lines with a "text" field (.jsonl/.json, optionally .gz/.zst/.xz),
 a directory of .txt files (one document each), parquet files with a "text"
 column (Hugging Face's current OpenWebText layout), the original OpenWebText
 urlsf_subsetNN.tar archives, or a directory of one of these. Invalid UTF-8
-becomes U+FFFD, as Python's errors="replace" does, and is counted.`,
+becomes U+FFFD, as Python's errors="replace" does, and is counted.
+
+An existing --out is replaced only with --force, and never one inside an
+activation cache; the file appears complete or not at all.`,
 		Example: `  ctxdep tokenize --data ~/owt/ --out owt-rows.npy --n-rows 10000
   ctxdep tokenize --data docs.jsonl.zst --shuffle-buffer 0 --out rows.npy`,
 		Args: exactArgs(0),
@@ -55,6 +59,7 @@ becomes U+FFFD, as Python's errors="replace" does, and is counted.`,
 	f.StringVar(&o.out, "out", "", "output .npy")
 	f.IntVar(&o.nRows, "n-rows", 0, "stop after this many rows (default: the whole corpus)")
 	f.BoolVar(&o.int64, "int64", false, "write int64 (as torch's tokenizer output) instead of int32")
+	f.BoolVar(&o.force, "force", false, "replace an existing --out file (never one inside an activation cache)")
 	addDataFlags(f, &o.dataOptions, "seed")
 	addJSONFlag(cmd, g)
 	return cmd
@@ -72,6 +77,9 @@ func runTokenize(ctx context.Context, g *globalOptions, o *tokenizeOptions) erro
 		return err
 	}
 	defer src.Close()
+	if err := checkOutFile(o.out, o.force); err != nil {
+		return err
+	}
 	w, err := npy.CreateRows(o.out, o.maxLength, o.int64)
 	if err != nil {
 		return err

@@ -210,6 +210,66 @@ func (m *Manifest) shardName(i int) string {
 	return ShardName(i)
 }
 
+// WorkerLockName returns the name of the lock file that worker w of n
+// holds while it runs (see internal/dirlock); a single-machine build and
+// merge hold the directory's, dirlock.Name.
+func WorkerLockName(w, n int) string { return fmt.Sprintf(".ctxdep-worker-%05d-of-%05d.lock", w, n) }
+
+// parseWorkerLockName returns the worker index and count in a name made by
+// WorkerLockName.
+func parseWorkerLockName(name string) (w, n int, ok bool) {
+	k, err := fmt.Sscanf(name, ".ctxdep-worker-%05d-of-%05d.lock", &w, &n)
+	return w, n, err == nil && k == 2 && name == WorkerLockName(w, n)
+}
+
+// isCacheFile reports whether name is the name of a file that a build or
+// merge writes in a cache directory: a manifest (the cache's or a
+// worker's) or a shard (of a single-machine build or a worker).
+func isCacheFile(name string) bool {
+	if name == ManifestName {
+		return true
+	}
+	if _, _, ok := parseWorkerManifestName(name); ok {
+		return true
+	}
+	if _, _, ok := ParseWorkerShardName(name); ok {
+		return true
+	}
+	var i int
+	k, err := fmt.Sscanf(name, "shard-%05d.safetensors", &i)
+	return err == nil && k == 1 && name == ShardName(i)
+}
+
+// IsCacheDir reports whether dir holds an activation cache or part of one
+// (a manifest.json of this format, a worker's manifest or a shard), for
+// commands that must never write a file there.
+func IsCacheDir(dir string) bool {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if name == ManifestName {
+			raw, err := os.ReadFile(filepath.Join(dir, name))
+			var head struct {
+				Format string `json:"format"`
+			}
+			if err == nil && json.Unmarshal(raw, &head) == nil && head.Format == Format {
+				return true
+			}
+			continue
+		}
+		if isCacheFile(name) {
+			return true
+		}
+		if _, _, ok := parseWorkerLockName(name); ok {
+			return true
+		}
+	}
+	return false
+}
+
 // fileName returns the name of the manifest file of the build m describes.
 func (m *Manifest) fileName() string {
 	if w := m.Worker; w != nil {
@@ -260,6 +320,22 @@ func parseManifest(path string, raw []byte) (*Manifest, error) {
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return nil, fmt.Errorf("actcache: %s: malformed manifest: %w", path, err)
 	}
+	// A field that is absent would read as its zero value (a manifest
+	// without "layer" as layer 0): every field that ctxdep has always
+	// written must be there.
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil {
+		return nil, fmt.Errorf("actcache: %s: malformed manifest: %w", path, err)
+	}
+	for _, k := range requiredFields {
+		if v, ok := fields[k]; !ok || string(v) == "null" {
+			what := "has no"
+			if ok {
+				what = "has a null"
+			}
+			return nil, fmt.Errorf("actcache: %s: the manifest %s %q, which every cache manifest has: it was edited or truncated; restore it, or rebuild the cache with `ctxdep cache build`", path, what, k)
+		}
+	}
 	if m.Format != Format {
 		return nil, fmt.Errorf("actcache: %s: format %q is not %q", path, m.Format, Format)
 	}
@@ -272,9 +348,20 @@ func parseManifest(path string, raw []byte) (*Manifest, error) {
 	return &m, nil
 }
 
+// requiredFields are the manifest's keys that ctxdep has written since the
+// format's first version; parseManifest refuses a manifest without one.
+var requiredFields = []string{"format", "version", "complete", "layer", "d_model", "context_length", "n_sequences", "n_tokens", "dtype", "shards"}
+
 func (m *Manifest) check() error {
-	if m.DModel <= 0 || m.ContextLength <= 0 || m.Layer < 0 {
-		return fmt.Errorf("bad shape: d_model %d, context_length %d, layer %d", m.DModel, m.ContextLength, m.Layer)
+	switch {
+	case m.DModel <= 0:
+		return fmt.Errorf("d_model is %d; it must be positive", m.DModel)
+	case m.ContextLength <= 0:
+		return fmt.Errorf("context_length is %d; it must be positive", m.ContextLength)
+	case m.Layer < 0:
+		return fmt.Errorf("layer is %d; it must be 0 or more", m.Layer)
+	case m.NSequences < 0:
+		return fmt.Errorf("n_sequences is %d; it must be 0 or more", m.NSequences)
 	}
 	if m.DType != "float32" && m.DType != "float16" {
 		return fmt.Errorf("dtype %q is neither float32 nor float16", m.DType)
@@ -284,13 +371,14 @@ func (m *Manifest) check() error {
 	}
 	if w := m.Worker; w != nil {
 		if err := w.check(); err != nil {
-			return fmt.Errorf("worker %+v: %w", *w, err)
+			return fmt.Errorf("worker: %w", err)
 		}
 		if m.Workers != 0 {
 			return fmt.Errorf("a worker's manifest says it merged %d workers", m.Workers)
 		}
 		if first, n := w.Range(); m.Data.FirstRow != first || m.Data.RowsTaken != n || m.NSequences != n {
-			return fmt.Errorf("worker %+v does not match its rows (first row %d, %d rows)", *w, m.Data.FirstRow, m.Data.RowsTaken)
+			return fmt.Errorf("worker %d of %d caches rows [%d, %d) of %d, but the manifest says data.first_row %d, data.rows_taken %d, n_sequences %d",
+				w.Index, w.Count, first, first+n, w.TotalRows, m.Data.FirstRow, m.Data.RowsTaken, m.NSequences)
 		}
 	}
 	if m.Workers < 0 {
@@ -302,12 +390,22 @@ func (m *Manifest) check() error {
 	n := m.Data.FirstRow
 	seen := map[string]bool{}
 	for i, s := range m.Shards {
-		name := s.File == m.shardName(i)
-		if m.Workers > 0 {
-			name = safeName(s.File) && strings.HasSuffix(s.File, ".safetensors") && !seen[s.File]
-		}
-		if !name || s.NSequences <= 0 || s.FirstRow != n {
-			return fmt.Errorf("shard list is inconsistent at entry %d (%+v)", i, s)
+		entry := fmt.Sprintf("shard entry %d (%q)", i, s.File)
+		switch {
+		case m.Workers == 0 && s.File != m.shardName(i):
+			return fmt.Errorf("%s: file must be %q, the name of shard %d", entry, m.shardName(i), i)
+		case m.Workers > 0 && (!safeName(s.File) || !strings.HasSuffix(s.File, ".safetensors")):
+			return fmt.Errorf("%s: file must be a .safetensors file directly in the cache directory", entry)
+		case seen[s.File]:
+			return fmt.Errorf("%s: file is listed twice", entry)
+		case s.NSequences <= 0:
+			return fmt.Errorf("%s: n_sequences is %d; it must be positive", entry, s.NSequences)
+		case s.NSequences > maxTotalRows:
+			return fmt.Errorf("%s: n_sequences is %d, more than any cache holds", entry, s.NSequences)
+		case s.FirstRow != n:
+			return fmt.Errorf("%s: first_row is %d, but the shards before it end at row %d", entry, s.FirstRow, n)
+		case s.Bytes < 0:
+			return fmt.Errorf("%s: bytes is %d; it must not be negative", entry, s.Bytes)
 		}
 		seen[s.File] = true
 		n += s.NSequences

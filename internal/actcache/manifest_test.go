@@ -88,3 +88,71 @@ func TestMergedManifestCheck(t *testing.T) {
 		t.Error("check accepted worker shard names in a single-machine manifest")
 	}
 }
+
+// A manifest without a field that every cache manifest has is refused,
+// naming the field, instead of reading as its zero value (issue 18: a
+// manifest without "layer" read as layer 0).
+func TestManifestRequiredFields(t *testing.T) {
+	dir := t.TempDir()
+	m := &Manifest{Format: Format, Version: Version, Complete: true, Layer: 3, DModel: 16, ContextLength: 4,
+		NSequences: 1, NTokens: 4, DType: "float32", Data: Data{Rows: 1, RowsTaken: 1},
+		Shards: []Shard{{File: ShardName(0), NSequences: 1}}}
+	if err := writeManifest(dir, m); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadManifest(dir); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, ManifestName)
+	for _, field := range requiredFields {
+		for _, null := range []bool{false, true} {
+			if err := writeManifest(dir, m); err != nil {
+				t.Fatal(err)
+			}
+			editJSON(t, path, func(j map[string]any) {
+				if null {
+					j[field] = nil
+				} else {
+					delete(j, field)
+				}
+			})
+			want := `has no "` + field + `"`
+			if null {
+				want = `has a null "` + field + `"`
+			}
+			_, err := ReadManifest(dir)
+			mustContain(t, "ReadManifest without "+field, err, path, want)
+		}
+	}
+}
+
+// Shard list errors name the entry, its file and the field that is wrong,
+// in words, not as a Go struct.
+func TestShardListErrors(t *testing.T) {
+	base := func() *Manifest {
+		return &Manifest{Format: Format, Version: Version, Complete: true, Layer: 1, DModel: 16, ContextLength: 4,
+			NSequences: 3, NTokens: 12, DType: "float32", Data: Data{Rows: 3, RowsTaken: 3},
+			Shards: []Shard{{File: ShardName(0), NSequences: 1}, {File: ShardName(1), NSequences: 2, FirstRow: 1}}}
+	}
+	for _, c := range []struct {
+		mod  func(*Manifest)
+		want string
+	}{
+		{func(m *Manifest) { m.Shards[1].NSequences = -4 }, `shard entry 1 ("shard-00001.safetensors"): n_sequences is -4; it must be positive`},
+		{func(m *Manifest) { m.Shards[1].FirstRow = 7 }, `shard entry 1 ("shard-00001.safetensors"): first_row is 7, but the shards before it end at row 1`},
+		{func(m *Manifest) { m.Shards[1].File = "x.safetensors" }, `shard entry 1 ("x.safetensors"): file must be "shard-00001.safetensors"`},
+		{func(m *Manifest) { m.Shards[1].Bytes = -1 }, `bytes is -1`},
+		{func(m *Manifest) { m.DModel = 0 }, `d_model is 0; it must be positive`},
+		{func(m *Manifest) {
+			m.Worker = &Worker{Index: 0, Count: 2, TotalRows: 3}
+		}, `worker 0 of 2 caches rows [0, 1) of 3, but the manifest says data.first_row 0, data.rows_taken 3, n_sequences 3`},
+	} {
+		m := base()
+		c.mod(m)
+		err := m.check()
+		mustContain(t, "check", err, c.want)
+		if err != nil && strings.Contains(err.Error(), "{") {
+			t.Errorf("error %q prints a struct", err)
+		}
+	}
+}

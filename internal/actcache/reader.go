@@ -1,10 +1,22 @@
 package actcache
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
 	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"math"
+	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 
+	"github.com/ctxdep/ctxdep/internal/dtype"
 	"github.com/ctxdep/ctxdep/internal/provenance"
 	"github.com/ctxdep/ctxdep/internal/safetensors"
 	"github.com/ctxdep/ctxdep/internal/transcoder"
@@ -40,85 +52,261 @@ type ShardData struct {
 	Acts       *transcoder.Acts
 }
 
-// ReadShard reads and checks shard i; x and y are converted to float32.
+// ReadShard reads shard i and checks it against the manifest before
+// returning anything from it: its size; its metadata (format, layer, hooks,
+// first row, stored activations) and tensors (names, dtypes, shapes, from
+// which the tokens count follows); and the SHA-256 of its bytes, computed
+// as they are decoded (one pass over the file: the hash costs no second
+// read). x and y are converted to float32. Any mismatch is an error that
+// names the shard and says to run `ctxdep cache verify` and rebuild.
 func (c *Cache) ReadShard(i int) (*ShardData, error) {
-	m := c.Manifest
-	s := m.Shards[i]
+	s := c.Manifest.Shards[i]
 	path := filepath.Join(c.Dir, s.File)
+	sd, err := c.readShard(path, s)
+	if err != nil {
+		if strings.HasPrefix(err.Error(), "safetensors: ") {
+			// safetensors' errors name the file already.
+			return nil, fmt.Errorf("actcache: %w; %s", err, c.rebuild())
+		}
+		return nil, fmt.Errorf("actcache: shard %s: %w; %s", path, err, c.rebuild())
+	}
+	return sd, nil
+}
+
+// rebuild is the advice that ends every error about a damaged shard.
+func (c *Cache) rebuild() string {
+	return fmt.Sprintf("run `ctxdep cache verify %s` (it lists every damaged shard and what to rerun) and rerun the same `ctxdep cache build`, which rewrites damaged shards", c.Dir)
+}
+
+// shardTensor is one tensor of a shard as the manifest implies it, and
+// where it is decoded to.
+type shardTensor struct {
+	name  string
+	dtype safetensors.DType
+	shape []int
+	i32   *[]int32
+	i64   *[]int64
+	f32   *[]float32
+}
+
+func (c *Cache) readShard(path string, s Shard) (*ShardData, error) {
+	m := c.Manifest
+	header, err := readHeader(path, s.Bytes)
+	if err != nil {
+		return nil, err
+	}
 	f, err := safetensors.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("actcache: %w", err)
+		return nil, err
 	}
 	defer f.Close()
+	if err := checkMetadata(f.Metadata(), m, s); err != nil {
+		return nil, err
+	}
 	n, t, d := s.NSequences, m.ContextLength, m.DModel
-	dt := StorageDType(m.DType)
-	want := map[string]struct {
-		dtype safetensors.DType
-		shape []int
-	}{
-		"tokens": {safetensors.I32, []int{n, t}},
-		"x":      {dt, []int{n, t, d}},
-		"y":      {dt, []int{n, t, d}},
+	sd := &ShardData{NSequences: n}
+	want := []shardTensor{
+		{name: "tokens", dtype: safetensors.I32, shape: []int{n, t}, i32: &sd.Tokens},
+		{name: "x", dtype: StorageDType(m.DType), shape: []int{n, t, d}, f32: &sd.X},
+		{name: "y", dtype: StorageDType(m.DType), shape: []int{n, t, d}, f32: &sd.Y},
 	}
 	if m.WithActs {
-		want["acts_indptr"] = struct {
-			dtype safetensors.DType
-			shape []int
-		}{safetensors.I64, []int{n*t + 1}}
+		sd.Acts = &transcoder.Acts{}
+		want = append(want,
+			shardTensor{name: "acts_indptr", dtype: safetensors.I64, shape: []int{n*t + 1}, i64: &sd.Acts.Indptr},
+			shardTensor{name: "acts_indices", dtype: safetensors.I32, shape: []int{int(s.NNZ)}, i32: &sd.Acts.Indices},
+			shardTensor{name: "acts_values", dtype: safetensors.F32, shape: []int{int(s.NNZ)}, f32: &sd.Acts.Values})
 	}
-	for name, w := range want {
-		info, ok := f.Tensor(name)
+	byName := map[string]*shardTensor{}
+	for k := range want {
+		w := &want[k]
+		info, ok := f.Tensor(w.name)
 		if !ok {
-			return nil, fmt.Errorf("actcache: %s: no tensor %q", path, name)
+			return nil, fmt.Errorf("no tensor %q", w.name)
 		}
 		if info.DType != w.dtype || !slices.Equal(info.Shape, w.shape) {
-			return nil, fmt.Errorf("actcache: %s: tensor %q is %s %v, the manifest implies %s %v", path, name, info.DType, info.Shape, w.dtype, w.shape)
+			return nil, fmt.Errorf("tensor %q is %s %v, the manifest implies %s %v", w.name, info.DType, info.Shape, w.dtype, w.shape)
 		}
+		byName[w.name] = w
 	}
-	sd := &ShardData{NSequences: n}
-	if sd.Tokens, err = f.Int32("tokens"); err != nil {
-		return nil, fmt.Errorf("actcache: %w", err)
+	// The tensors tile the data section in offset order (safetensors
+	// checks it), so the header and then each tensor's bytes, in that
+	// order, are the whole file.
+	h := sha256.New()
+	h.Write(header)
+	for _, info := range f.Tensors() {
+		raw, err := f.Raw(info.Name)
+		if err != nil {
+			return nil, err
+		}
+		decodeHashing(h, raw, byName[info.Name])
 	}
-	if sd.X, err = f.Float32("x"); err != nil {
-		return nil, fmt.Errorf("actcache: %w", err)
-	}
-	if sd.Y, err = f.Float32("y"); err != nil {
-		return nil, fmt.Errorf("actcache: %w", err)
+	if got := hex.EncodeToString(h.Sum(nil)); !strings.EqualFold(got, s.SHA256) {
+		return nil, fmt.Errorf("its sha256 is %.12s…, the manifest records %.12s… (the file changed after the build wrote it)", got, s.SHA256)
 	}
 	if m.WithActs {
-		if sd.Acts, err = readActs(f, n*t, m.DSAE); err != nil {
-			return nil, fmt.Errorf("actcache: %s: %w", path, err)
+		if err := checkActs(sd.Acts, n*t, m.DSAE); err != nil {
+			return nil, err
 		}
 	}
 	return sd, nil
 }
 
-func readActs(f *safetensors.File, rows, dsae int) (*transcoder.Acts, error) {
-	a := &transcoder.Acts{}
-	var err error
-	if a.Indptr, err = f.Int64("acts_indptr"); err != nil {
-		return nil, err
+// readHeader checks that the file at path is size bytes and returns its
+// first bytes up to the end of the safetensors header (the 8-byte length and
+// the JSON), which the hash covers before the tensors.
+func readHeader(path string, size int64) ([]byte, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, pathless(err)
 	}
-	if a.Indices, err = f.Int32("acts_indices"); err != nil {
-		return nil, err
+	defer fh.Close()
+	fi, err := fh.Stat()
+	if err != nil {
+		return nil, pathless(err)
 	}
-	if a.Values, err = f.Float32("acts_values"); err != nil {
-		return nil, err
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("not a regular file")
 	}
+	if fi.Size() != size {
+		return nil, fmt.Errorf("it is %d bytes, the manifest records %d (truncated or rewritten after the build)", fi.Size(), size)
+	}
+	var lenb [8]byte
+	if _, err := io.ReadFull(fh, lenb[:]); err != nil {
+		return nil, fmt.Errorf("reading its header length: %w", err)
+	}
+	hl := binary.LittleEndian.Uint64(lenb[:])
+	if hl > safetensors.MaxHeaderSize || hl > uint64(size-8) {
+		return nil, fmt.Errorf("header length %d does not fit the %d-byte file", hl, size)
+	}
+	header := make([]byte, 8+hl)
+	copy(header, lenb[:])
+	if _, err := io.ReadFull(fh, header[8:]); err != nil {
+		return nil, fmt.Errorf("reading its header: %w", err)
+	}
+	return header, nil
+}
+
+// pathless drops the path from an os error: the caller names the shard.
+func pathless(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s: %w", pe.Op, pe.Err)
+	}
+	return err
+}
+
+// checkMetadata compares what a shard's safetensors metadata says about it
+// with the manifest's description of the cache and of the shard.
+func checkMetadata(md map[string]string, m *Manifest, s Shard) error {
+	check := []struct{ key, want string }{
+		{metaFormat, Format + "-shard"},
+		{"layer", strconv.Itoa(m.Layer)},
+		{"x", m.Hooks.X},
+		{"y", m.Hooks.Y},
+		{metaFirstRow, strconv.Itoa(s.FirstRow)},
+	}
+	if m.WithActs {
+		check = append(check, struct{ key, want string }{"nnz", strconv.FormatInt(s.NNZ, 10)})
+	}
+	for _, c := range check {
+		got, ok := md[c.key]
+		if !ok {
+			return fmt.Errorf("its metadata has no %q (the manifest implies %q)", c.key, c.want)
+		}
+		if got != c.want {
+			return fmt.Errorf("its metadata says %s %q, the manifest %q", c.key, got, c.want)
+		}
+	}
+	return nil
+}
+
+// hashChunk is how many bytes decodeHashing hashes before decoding them,
+// so that they are decoded while still in the CPU's cache.
+const hashChunk = 256 << 10
+
+// decodeHashing writes raw to h and, when w is set, decodes it into w's
+// destination, chunk by chunk: each chunk is hashed and then decoded while
+// it is still in the CPU's cache. w's dtype is the tensor's.
+func decodeHashing(h hash.Hash, raw []byte, w *shardTensor) {
+	if w == nil {
+		h.Write(raw)
+		return
+	}
+	size := w.dtype.Size()
+	n := len(raw) / size
+	var decode func(lo, hi int) // elements [lo, hi)
+	switch {
+	case w.i32 != nil:
+		dst := make([]int32, n)
+		*w.i32 = dst
+		decode = func(lo, hi int) {
+			if dtype.LittleEndianHost() {
+				copy(dtype.Bytes(dst[lo:hi]), raw[4*lo:4*hi])
+				return
+			}
+			for i := lo; i < hi; i++ {
+				dst[i] = int32(binary.LittleEndian.Uint32(raw[4*i:]))
+			}
+		}
+	case w.i64 != nil:
+		dst := make([]int64, n)
+		*w.i64 = dst
+		decode = func(lo, hi int) {
+			if dtype.LittleEndianHost() {
+				copy(dtype.Bytes(dst[lo:hi]), raw[8*lo:8*hi])
+				return
+			}
+			for i := lo; i < hi; i++ {
+				dst[i] = int64(binary.LittleEndian.Uint64(raw[8*i:]))
+			}
+		}
+	case w.dtype == safetensors.F16:
+		dst := make([]float32, n)
+		*w.f32 = dst
+		decode = func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				dst[i] = dtype.Float16ToFloat32(binary.LittleEndian.Uint16(raw[2*i:]))
+			}
+		}
+	default: // F32
+		dst := make([]float32, n)
+		*w.f32 = dst
+		decode = func(lo, hi int) {
+			if dtype.LittleEndianHost() {
+				copy(dtype.Bytes(dst[lo:hi]), raw[4*lo:4*hi])
+				return
+			}
+			for i := lo; i < hi; i++ {
+				dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
+			}
+		}
+	}
+	step := max(1, hashChunk/size)
+	for lo := 0; lo < n; lo += step {
+		hi := min(n, lo+step)
+		h.Write(raw[lo*size : hi*size])
+		decode(lo, hi)
+	}
+}
+
+// checkActs checks that a shard's sparse activations of rows rows are a
+// well-formed CSR of features in [0, dsae).
+func checkActs(a *transcoder.Acts, rows, dsae int) error {
 	if len(a.Values) != len(a.Indices) || a.Indptr[0] != 0 || a.Indptr[rows] != int64(len(a.Indices)) {
-		return nil, fmt.Errorf("sparse activations are inconsistent (indptr ends at %d, %d indices, %d values)", a.Indptr[rows], len(a.Indices), len(a.Values))
+		return fmt.Errorf("sparse activations are inconsistent (indptr ends at %d, %d indices, %d values)", a.Indptr[rows], len(a.Indices), len(a.Values))
 	}
 	for r := 0; r < rows; r++ {
 		if a.Indptr[r+1] < a.Indptr[r] {
-			return nil, fmt.Errorf("acts_indptr decreases at row %d", r)
+			return fmt.Errorf("acts_indptr decreases at row %d", r)
 		}
 	}
 	for _, idx := range a.Indices {
 		if idx < 0 || int(idx) >= dsae {
-			return nil, fmt.Errorf("acts_indices holds feature %d outside [0, %d)", idx, dsae)
+			return fmt.Errorf("acts_indices holds feature %d outside [0, %d)", idx, dsae)
 		}
 	}
-	return a, nil
+	return nil
 }
 
 // StoresActsOf reports whether the cache stores the sparse activations of

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/ctxdep/ctxdep/internal/atomicfile"
+	"github.com/ctxdep/ctxdep/internal/dirlock"
 	"github.com/ctxdep/ctxdep/internal/par"
 	"github.com/ctxdep/ctxdep/internal/provenance"
 )
@@ -27,6 +28,9 @@ const (
 	ProblemRanges           = "ranges"            // row ranges that do not tile [0, R)
 	ProblemStaleManifest    = "stale-manifest"    // manifest.json does not list the workers' shards
 	ProblemIncomplete       = "incomplete"        // a single-machine build that stopped
+	ProblemRunningWorker    = "running-worker"    // a worker that is still writing (its lock is held)
+	ProblemShardHeader      = "shard-header"      // a listed shard whose header the manifest does not describe
+	ProblemTempFile         = "temp-file"         // a temporary file that a killed build left
 )
 
 // Problem is one defect of a cache directory.
@@ -134,7 +138,12 @@ func scanWorkers(dir string, c *Check) (*workerSet, error) {
 	for i := range n {
 		name := WorkerManifestName(i, n)
 		m, err := ReadManifestFile(filepath.Join(dir, name))
+		h, running := workerRunning(dir, i, n)
 		switch {
+		case errors.Is(err, os.ErrNotExist) && running:
+			c.add(Problem{Kind: ProblemRunningWorker, File: WorkerLockName(i, n), Worker: -1, Message: fmt.Sprintf(
+				"worker %d of %d is still running (%s) and has written no shard yet: wait for it to finish, then run `ctxdep cache merge %s`", i, n, holderText(h), dir)})
+			continue
 		case errors.Is(err, os.ErrNotExist):
 			c.add(Problem{Kind: ProblemMissingWorker, File: name, Worker: i, Message: fmt.Sprintf(
 				"worker %d of %d has not run (no %s in %s): run it with --shard %d/%d", i, n, name, dir, i, n)})
@@ -148,7 +157,10 @@ func scanWorkers(dir string, c *Check) (*workerSet, error) {
 			continue
 		}
 		ws.mans[i] = m
-		if !m.Complete {
+		if !m.Complete && running {
+			c.add(Problem{Kind: ProblemRunningWorker, File: name, Worker: -1, Message: fmt.Sprintf(
+				"worker %d of %d is still running (%s; %d of its shards written so far): wait for it to finish, then run `ctxdep cache merge %s`", i, n, holderText(h), len(m.Shards), dir)})
+		} else if !m.Complete {
 			c.add(Problem{Kind: ProblemIncompleteWorker, File: name, Worker: i, Message: fmt.Sprintf(
 				"worker %d of %d stopped after %d of its shards (%s): %s", i, n, len(m.Shards), name, rerunHint(i, n))})
 		}
@@ -267,8 +279,10 @@ func orUnknown(d string) string {
 // hashJob is one listed shard to re-hash.
 type hashJob struct {
 	rec    Shard
-	worker int // -1 for a single-machine build
-	n      int // worker count
+	worker int       // -1 for a single-machine build
+	n      int       // worker count
+	man    *Manifest // the manifest that lists it, whose header it must match
+	key    string    // the settings key its header must carry; "" when not known
 }
 
 // hashShards re-hashes the listed shards in parallel (the files are large;
@@ -327,6 +341,19 @@ func hashShards(ctx context.Context, dir string, jobs []hashJob, c *Check, progr
 				"shard %s%s is corrupt (sha256 %.12s…, the manifest recorded %.12s…): %s", rec.File, who, r.p.SHA256, rec.SHA256, hint)})
 		default:
 			c.Bytes += r.p.Size
+			if j.man == nil {
+				break
+			}
+			// The bytes are those recorded; the header must also be what
+			// the manifest describes (an edited manifest keeps the hashes).
+			if err := shardHeaderProblem(filepath.Join(dir, rec.File), j.man, rec, j.key); err != nil {
+				fix := "restore the manifest, or rebuild the cache (into another --out, or after removing " + dir + ")"
+				if j.worker >= 0 {
+					fix = fmt.Sprintf("remove worker %d's files (w%05d-of-%05d-shard-*.safetensors, %s) and rerun it with --shard %d/%d", j.worker, j.worker, j.n, WorkerManifestName(j.worker, j.n), j.worker, j.n)
+				}
+				c.add(Problem{Kind: ProblemShardHeader, File: rec.File, Worker: j.worker, Message: fmt.Sprintf(
+					"shard %s%s has the hash its manifest recorded, but %v: the manifest was edited, or describes other shards; %s", rec.File, who, err, fix)})
+			}
 		}
 	}
 	return nil
@@ -339,8 +366,9 @@ func (ws *workerSet) jobs() []hashJob {
 		if m == nil {
 			continue
 		}
+		key := settingsKey(m)
 		for _, s := range m.Shards {
-			jobs = append(jobs, hashJob{rec: s, worker: i, n: ws.n})
+			jobs = append(jobs, hashJob{rec: s, worker: i, n: ws.n, man: m, key: key})
 		}
 	}
 	return jobs
@@ -383,7 +411,12 @@ func (ws *workerSet) merged() *Manifest {
 
 // Verify re-hashes every shard of the cache in dir (a single-machine build,
 // the workers of a sharded one, merged or not) against the manifests that
-// list them, and checks a sharded build's workers as Merge does. Problems
+// list them, checks each intact shard's header against its manifest (an
+// edited manifest keeps the hashes), and checks a sharded build's workers
+// as Merge does; a build or worker that is still running (its lock held)
+// is reported as running, not as stopped. It also lists the temporary
+// files that killed runs left (ProblemTempFile; a running writer's are
+// not listed), which the next build, worker or merge in dir removes. Problems
 // are reported in the Check, with the worker indices to rerun; the error
 // is for a directory that is not a cache at all. progress, when not nil,
 // receives the bytes hashed.
@@ -411,21 +444,31 @@ func Verify(ctx context.Context, dir string, progress func(int64)) (*Check, erro
 			return nil, fmt.Errorf("actcache: %s is a worker's manifest", mpath)
 		}
 		c.Merged, c.Rows, c.Workers, c.Sharded = true, m.NSequences, m.Workers, m.Workers > 0
-		if !m.Complete {
+		if h, running, _ := dirlock.Probe(dirlock.Path(dir)); !m.Complete && running {
+			c.add(Problem{Kind: ProblemIncomplete, File: ManifestName, Worker: -1, Message: fmt.Sprintf(
+				"%s is incomplete: it is being written by %s (%d shards so far); wait for it to finish", dir, holderText(h), len(m.Shards))})
+		} else if !m.Complete {
 			c.add(Problem{Kind: ProblemIncomplete, File: ManifestName, Worker: -1, Message: fmt.Sprintf(
 				"%s is incomplete (%d shards written before the build stopped): rerun the same `ctxdep cache build` (it resumes)", dir, len(m.Shards))})
 		}
 		// A merged cache whose worker manifests were removed: the shard
 		// names still say which worker wrote them.
 		var jobs []hashJob
+		key := "" // a merged cache's shards carry their workers' keys
+		if m.Workers == 0 {
+			key = settingsKey(m)
+		}
 		for _, s := range m.Shards {
 			w, n, ok := ParseWorkerShardName(s.File)
 			if !ok || n != m.Workers {
 				w, n = -1, 0
 			}
-			jobs = append(jobs, hashJob{rec: s, worker: w, n: n})
+			jobs = append(jobs, hashJob{rec: s, worker: w, n: n, man: m, key: key})
 		}
 		if err := hashShards(ctx, dir, jobs, c, progress); err != nil {
+			return nil, err
+		}
+		if err := leftoverProblems(dir, c); err != nil {
 			return nil, err
 		}
 		return c, nil
@@ -434,6 +477,9 @@ func Verify(ctx context.Context, dir string, progress func(int64)) (*Check, erro
 		if err := hashShards(ctx, dir, ws.jobs(), c, progress); err != nil {
 			return nil, err
 		}
+	}
+	if err := leftoverProblems(dir, c); err != nil {
+		return nil, err
 	}
 	if merr != nil {
 		return c, nil
@@ -466,7 +512,32 @@ func Verify(ctx context.Context, dir string, progress func(int64)) (*Check, erro
 // of the same build (rerunning merge after a worker was rerun); a
 // single-machine cache or another build's merge is refused. progress, when
 // not nil, receives the bytes hashed.
+//
+// Merge holds dir's lock (internal/dirlock) while it runs, so that a
+// single-machine build or another merge cannot write there meanwhile, and
+// refuses while a worker still runs (its own lock held), naming it; under
+// the lock it removes the temporary files that killed workers or merges
+// left.
 func Merge(ctx context.Context, dir string, progress func(int64)) (*Manifest, *Check, error) {
+	return MergeWith(ctx, dir, progress, nil)
+}
+
+// MergeWith is Merge with a notice function, which receives what Merge
+// tells the user besides its result (a lock left by a killed run taken
+// over, temporary files removed); nil writes it to stderr.
+func MergeWith(ctx context.Context, dir string, progress func(int64), notice func(string)) (*Manifest, *Check, error) {
+	if notice == nil {
+		notice = func(s string) { fmt.Fprintf(os.Stderr, "ctxdep: %s\n", s) }
+	}
+	if st, err := os.Stat(dir); err == nil && st.IsDir() {
+		l, err := dirlock.TryLock(dirlock.Path(dir), dirlock.Options{What: "ctxdep cache merge", Subject: dir, Notice: notice,
+			Advice: "wait for it to finish, then merge"})
+		if err != nil {
+			return nil, nil, fmt.Errorf("actcache: %w", err)
+		}
+		defer l.Release()
+		removeMergeLeftovers(dir, notice)
+	}
 	c := &Check{Dir: dir, Problems: []Problem{}, Rerun: []int{}}
 	ws, err := scanWorkers(dir, c)
 	if err != nil {
@@ -515,4 +586,92 @@ func Merge(ctx context.Context, dir string, progress func(int64)) (*Manifest, *C
 		return nil, c, fmt.Errorf("actcache: write %s: %w", path, err)
 	}
 	return m, c, nil
+}
+
+// tempOwner returns who writes the file that base, the destination of a
+// temporary file in a cache directory, names: worker w of n, or w = -1
+// for a single-machine build or a merge; ok is false for files that are
+// not a cache's.
+func tempOwner(base string) (w, n int, ok bool) {
+	if w, n, ok := ParseWorkerShardName(base); ok {
+		return w, n, true
+	}
+	if w, n, ok := parseWorkerManifestName(base); ok {
+		return w, n, true
+	}
+	return -1, 0, isCacheFile(base)
+}
+
+// liveTemp reports whether the writer of a temporary file of the cache
+// directory dir is running: its lock (the worker's, or the directory's)
+// is held.
+func liveTemp(dir, base string) bool {
+	w, n, _ := tempOwner(base)
+	if w >= 0 {
+		_, held := workerRunning(dir, w, n)
+		return held
+	}
+	_, held, err := dirlock.Probe(dirlock.Path(dir))
+	return held || err != nil
+}
+
+// leftoverProblems adds a Problem for each temporary file in dir that a
+// killed build or merge left (one whose writer is not running).
+func leftoverProblems(dir string, c *Check) error {
+	names, err := atomicfile.Leftovers(dir, func(base string) bool {
+		_, _, ok := tempOwner(base)
+		return ok
+	})
+	if err != nil {
+		return fmt.Errorf("actcache: %w", err)
+	}
+	for _, name := range names {
+		base, _ := atomicfile.ParseTempName(name)
+		if liveTemp(dir, base) {
+			continue
+		}
+		var size int64
+		if fi, err := os.Stat(filepath.Join(dir, name)); err == nil {
+			size = fi.Size()
+		}
+		w, n, _ := tempOwner(base)
+		fix := "rerun the same `ctxdep cache build` (it removes it and resumes), or delete it"
+		switch {
+		case w >= 0:
+			fix = fmt.Sprintf("rerun worker %d with the same flags and --shard %d/%d (it removes it and resumes), or delete it", w, w, n)
+		case base == ManifestName && c.Sharded:
+			fix = fmt.Sprintf("run `ctxdep cache merge %s` (it removes it), or delete it", dir)
+		}
+		c.add(Problem{Kind: ProblemTempFile, File: name, Worker: w, Message: fmt.Sprintf(
+			"%s is a temporary file (%d bytes) that a killed run left while writing %s; nothing reads it: %s", filepath.Join(dir, name), size, base, fix)})
+	}
+	return nil
+}
+
+// removeMergeLeftovers removes, under dir's lock, the temporary files of
+// manifest.json and of the workers that are not running.
+func removeMergeLeftovers(dir string, notice func(string)) {
+	names, err := atomicfile.Leftovers(dir, func(base string) bool {
+		w, n, ok := tempOwner(base)
+		if !ok {
+			return false
+		}
+		if w < 0 {
+			return true // under dir's lock, which Merge holds
+		}
+		_, running := workerRunning(dir, w, n)
+		return !running
+	})
+	if err != nil || len(names) == 0 {
+		return
+	}
+	removed := 0
+	for _, name := range names {
+		if err := os.Remove(filepath.Join(dir, name)); err == nil || errors.Is(err, os.ErrNotExist) {
+			removed++
+		}
+	}
+	if removed > 0 {
+		notice(fmt.Sprintf("removed %d temporary file(s) that killed runs left in %s (%s)", removed, dir, strings.Join(names, ", ")))
+	}
 }

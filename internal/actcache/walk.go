@@ -35,7 +35,9 @@ type Batch struct {
 // Reader walks a cache's sequences in order, shard by shard, reading (and
 // encoding) the next shard on another goroutine (par.Ahead) while the
 // caller works on the current one. It is the one way commands read a
-// cache.
+// cache, and reads every shard through ReadShard, which verifies it against
+// the manifest (size, SHA-256, metadata) before any of it is used: a
+// damaged shard is an error of Next that names it.
 type Reader struct {
 	ctx    context.Context
 	c      *Cache

@@ -7,6 +7,7 @@ import (
 	"math"
 
 	"github.com/ctxdep/ctxdep/internal/actcache"
+	"github.com/ctxdep/ctxdep/internal/dtype"
 	"github.com/ctxdep/ctxdep/internal/gpt2"
 	"github.com/ctxdep/ctxdep/internal/midcoder"
 	"github.com/ctxdep/ctxdep/internal/transcoder"
@@ -74,10 +75,21 @@ func Pinv(a []float64, m, n int, rtol float64) ([]float64, Spectrum, error) {
 
 // PinvBaseline returns W_mid = W_dec @ pinv(W_in @ W_out) (F, C), with
 // W_in @ W_out and the product computed in float64.
-// wDec (F, C), wIn (C, N), wOut (N, C).
+// wDec (F, C), wIn (C, N), wOut (N, C). A NaN or ±Inf in an input, or a
+// result beyond float32's range, is an error that names the matrix and
+// the index.
 func PinvBaseline(wDec, wIn, wOut []float32, f, c, n int) ([]float32, Spectrum, error) {
 	if len(wDec) != f*c || len(wIn) != c*n || len(wOut) != n*c {
 		panic("analysis: PinvBaseline shape mismatch")
+	}
+	for _, m := range []struct {
+		name       string
+		v          []float32
+		rows, cols int
+	}{{"W_dec", wDec, f, c}, {"W_in", wIn, c, n}, {"W_out", wOut, n, c}} {
+		if err := dtype.CheckFinite(m.name, m.v, m.rows, m.cols); err != nil {
+			return nil, Spectrum{}, fmt.Errorf("pinv: %w", err)
+		}
 	}
 	prod := make([]float64, c*c) // W_in @ W_out (C, C)
 	for i := 0; i < c; i++ {
@@ -107,6 +119,9 @@ func PinvBaseline(wDec, wIn, wOut []float32, f, c, n int) ([]float32, Spectrum, 
 			out[r*c+j] = float32(v)
 		}
 	}
+	if err := dtype.CheckFinite("W_mid", out, f, c); err != nil {
+		return nil, sp, fmt.Errorf("pinv: the baseline's %w (beyond float32's range)", err)
+	}
 	return out, sp, nil
 }
 
@@ -119,7 +134,7 @@ func PinvMidcoder(m *gpt2.Model, layer int, tc *transcoder.Transcoder) (*midcode
 	b := m.Blocks[layer]
 	w, sp, err := PinvBaseline(tc.WDec, b.WIn, b.WOut, tc.DSAE, m.DModel, m.DMLP)
 	if err != nil {
-		return nil, sp, err
+		return nil, sp, fmt.Errorf("%w (W_dec of the transcoder %s, W_in and W_out of the model's block %d)", err, tc.Path, layer)
 	}
 	p := midcoder.NewParams(tc.DSAE, m.DModel)
 	copy(p.WMid, w)

@@ -17,6 +17,7 @@ import (
 	"strings"
 
 	"github.com/ctxdep/ctxdep/internal/atomicfile"
+	"github.com/ctxdep/ctxdep/internal/dirlock"
 	"github.com/ctxdep/ctxdep/internal/midcoder"
 	"github.com/ctxdep/ctxdep/internal/safetensors"
 )
@@ -70,15 +71,159 @@ type plotInfo struct {
 }
 
 // WriteReport writes the table, summary, plots, index.md and index.html
-// into dir (created if needed).
+// into dir, as a whole: into a temporary directory beside dir (.NAME.report-
+// tmp-*), renamed to dir at the end. A failure (a full disk) leaves dir as
+// it was, and a rerun leaves no file of the earlier report behind (a plot
+// it no longer draws). An existing dir is replaced only when it is empty
+// or a ctxdep report (nothing in it but the report's files); anything else
+// is refused and left alone. A lock beside dir (.NAME.ctxdep.lock, see
+// internal/dirlock) keeps two reports from writing dir at once.
 func WriteReport(dir string, in RenderInput) (*Rendered, error) {
 	res := in.Result
 	if res == nil {
 		return nil, errors.New("report: nothing to render")
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
 		return nil, fmt.Errorf("report: %w", err)
 	}
+	parent, name := filepath.Split(abs)
+	if name == "" {
+		return nil, fmt.Errorf("report: --out %s is not a directory that can be replaced: choose a new directory", dir)
+	}
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return nil, fmt.Errorf("report: %w", err)
+	}
+	lock, err := dirlock.TryLock(filepath.Join(parent, "."+name+".ctxdep.lock"), dirlock.Options{What: "ctxdep report", Subject: dir})
+	if err != nil {
+		return nil, fmt.Errorf("report: %w", err)
+	}
+	defer lock.Release()
+	if err := replaceable(dir); err != nil {
+		return nil, err
+	}
+	removeReportLeftovers(parent, name)
+	tmp, err := os.MkdirTemp(parent, "."+name+reportTmp)
+	if err != nil {
+		return nil, fmt.Errorf("report: %w", err)
+	}
+	out, err := writeReportFiles(tmp, in)
+	if err != nil {
+		os.RemoveAll(tmp)
+		return nil, err
+	}
+	err = os.Chmod(tmp, 0o755)
+	if err == nil {
+		err = swapInto(tmp, abs)
+	}
+	if err != nil {
+		os.RemoveAll(tmp)
+		return nil, fmt.Errorf("report: %w", err)
+	}
+	return out, nil
+}
+
+// Names of the temporary directories beside a report's: the new report
+// being written, and the old one while the new takes its place.
+const (
+	reportTmp = ".report-tmp-"
+	reportOld = ".report-old-"
+)
+
+// reportFiles are the names a report directory may hold.
+var reportFiles = map[string]bool{ReportCSV: true, ReportSafetensors: true, ReportSummary: true, ReportMarkdown: true, ReportHTML: true,
+	plotConsistency: true, plotScatter: true, plotCosine: true, plotLoss: true}
+
+// replaceable returns nil when dir does not exist, is empty, or holds only
+// the files of a report (or their leftover temporary files), and an error
+// naming what stops it being replaced otherwise.
+func replaceable(dir string) error {
+	fi, err := os.Lstat(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("report: --out %s exists and is not a directory; choose another --out", dir)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	var foreign []string
+	for _, e := range entries {
+		n := e.Name()
+		if base, ok := atomicfile.ParseTempName(n); ok {
+			n = base
+		}
+		if !reportFiles[n] || !e.Type().IsRegular() {
+			foreign = append(foreign, e.Name())
+		}
+	}
+	if len(foreign) > 0 {
+		more := ""
+		if len(foreign) > 3 {
+			more = fmt.Sprintf(" and %d more", len(foreign)-3)
+			foreign = foreign[:3]
+		}
+		return fmt.Errorf("report: --out %s holds %s%s, which a ctxdep report does not: a report replaces its directory as a whole, so choose a new or empty directory, or an earlier report's", dir, strings.Join(foreign, ", "), more)
+	}
+	return nil
+}
+
+// removeReportLeftovers removes the temporary directories that a killed
+// report into parent/name left (under the report's lock).
+func removeReportLeftovers(parent, name string) {
+	entries, err := os.ReadDir(parent)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		n := e.Name()
+		if e.IsDir() && (strings.HasPrefix(n, "."+name+reportTmp) || strings.HasPrefix(n, "."+name+reportOld)) {
+			os.RemoveAll(filepath.Join(parent, n))
+		}
+	}
+}
+
+// swapInto puts the complete report directory tmp in place at dir: an
+// existing dir is moved aside, tmp renamed onto its name, and the old one
+// removed; if the second rename fails, the old one is put back.
+func swapInto(tmp, dir string) error {
+	parent, name := filepath.Split(dir)
+	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
+		if err := os.Rename(tmp, dir); err != nil {
+			return err
+		}
+		atomicfile.SyncDir(parent)
+		return nil
+	}
+	old, err := os.MkdirTemp(parent, "."+name+reportOld)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(old); err != nil { // only the name was wanted
+		return err
+	}
+	if err := os.Rename(dir, old); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		if rerr := os.Rename(old, dir); rerr != nil {
+			return fmt.Errorf("%w; the earlier report is in %s", errors.Join(err, rerr), old)
+		}
+		return err
+	}
+	atomicfile.SyncDir(parent)
+	os.RemoveAll(old)
+	return nil
+}
+
+// writeReportFiles writes the report's files into dir, which exists.
+func writeReportFiles(dir string, in RenderInput) (*Rendered, error) {
+	res := in.Result
 	out := &Rendered{}
 	write := func(name string, data []byte) error {
 		if err := atomicfile.WriteFile(filepath.Join(dir, name), data); err != nil {

@@ -165,6 +165,16 @@ func Report(ctx context.Context, in ReportInput, bar *progress.Bar) (*ReportResu
 	if err := CheckReportSettings(in.TopK, in.Features); err != nil {
 		return nil, fmt.Errorf("report: %w", err)
 	}
+	// A NaN compares false everywhere: a non-finite midcoder would read as
+	// features that switch no neuron on, perfectly context-independent.
+	if err := in.Fit.CheckFinite(); err != nil {
+		return nil, fmt.Errorf("report: the fitted midcoder's %w: refit it (with a lower --lr)", err)
+	}
+	if in.Pinv != nil {
+		if err := in.Pinv.CheckFinite(); err != nil {
+			return nil, fmt.Errorf("report: the pinv midcoder's %w: rerun pinv-baseline", err)
+		}
+	}
 	k := min(in.TopK, n)
 
 	neurons, drive := topNeurons(in.Fit.WMid, in.MLP.WIn, f, c, n, k)

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // TempName returns a fresh random name next to path, .BASE.tmp-XXXXXXXX,
@@ -74,4 +75,36 @@ func WriteFile(path string, data []byte) error {
 		return err
 	}
 	return Commit(f, path)
+}
+
+// ParseTempName reports whether name, a base name, is one that TempName
+// makes (.BASE.tmp-XXXXXXXX), and returns BASE: the file it was to become.
+// A crash between CreateTemp and Commit leaves such a file behind.
+func ParseTempName(name string) (base string, ok bool) {
+	i := strings.LastIndex(name, ".tmp-")
+	if len(name) < 2 || name[0] != '.' || i < 2 || len(name)-i != len(".tmp-")+8 {
+		return "", false
+	}
+	for _, c := range name[i+len(".tmp-"):] {
+		if !strings.ContainsRune("0123456789abcdef", c) {
+			return "", false
+		}
+	}
+	return name[1:i], true
+}
+
+// Leftovers returns the temporary files in dir (names made by TempName)
+// whose destination's base name satisfies mine, sorted by name.
+func Leftovers(dir string, mine func(base string) bool) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		if base, ok := ParseTempName(e.Name()); ok && e.Type().IsRegular() && mine(base) {
+			out = append(out, e.Name())
+		}
+	}
+	return out, nil
 }

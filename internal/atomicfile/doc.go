@@ -14,5 +14,8 @@
 // step; the file's data are synced before the rename; a failed Commit or
 // WriteFile removes its temporary file. A caller that gives up before
 // Commit closes and removes the temporary file itself; a crash can leave
-// one behind, recognisable by its name.
+// one behind, recognisable by its name: ParseTempName tells such names
+// apart and Leftovers lists them in a directory, for the next writer
+// there to remove (under its lock, so that a live writer's are never
+// touched) and for checks to report.
 package atomicfile

@@ -155,6 +155,7 @@ func Build(ctx context.Context, o Options) (*actcache.Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer w.Close() // releases the directory's lock on every return; a no-op after Finish
 	pass := o.Pass
 	if pass == nil {
 		pass = NewCPUPass(m, o.Layer, tc, o.BatchSize*t)

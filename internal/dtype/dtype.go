@@ -1,6 +1,11 @@
 package dtype
 
-import "math"
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+)
 
 // Float16ToFloat32 returns the float32 equal to the binary16 value h.
 func Float16ToFloat32(h uint16) float32 {
@@ -76,4 +81,32 @@ func Float32ToBFloat16(f float32) uint16 {
 	}
 	b += 0x7fff + (b>>16)&1
 	return uint16(b >> 16)
+}
+
+// CheckFinite returns an error naming the first NaN or ±Inf of the tensor
+// name of shape shape and its index ("W_mid holds NaN at [3, 7]"): the
+// one check that weights and data read from files are finite.
+func CheckFinite(name string, v []float32, shape ...int) error {
+	for i, x := range v {
+		if math.Float32bits(x)&0x7f800000 == 0x7f800000 { // exponent all ones: ±Inf or NaN
+			return fmt.Errorf("%s holds %v at %s", name, x, IndexString(i, shape))
+		}
+	}
+	return nil
+}
+
+// IndexString formats the flat index i of a tensor of shape shape as its
+// multi-index, "[i0, i1, …]" ("[i]" without a shape).
+func IndexString(i int, shape []int) string {
+	if len(shape) == 0 {
+		return fmt.Sprintf("[%d]", i)
+	}
+	idx := make([]string, len(shape))
+	for k := len(shape) - 1; k >= 0; k-- {
+		if d := shape[k]; d > 0 {
+			idx[k] = strconv.Itoa(i % d)
+			i /= d
+		}
+	}
+	return "[" + strings.Join(idx, ", ") + "]"
 }

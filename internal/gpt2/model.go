@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/ctxdep/ctxdep/internal/dtype"
 )
 
 // Model is GPT-2 after TransformerLens's processing. Weight matrices are
@@ -127,6 +129,9 @@ func readHF(cfg Config, src source) (*hfWeights, error) {
 		data, err := t.load()
 		if err != nil {
 			return nil, fmt.Errorf("tensor %q: %w", t.name, err)
+		}
+		if err := dtype.CheckFinite(fmt.Sprintf("tensor %q", t.name), data, t.shape...); err != nil {
+			return nil, fmt.Errorf("%w: the weights are damaged; download the model again", err)
 		}
 		got[name] = data
 	}

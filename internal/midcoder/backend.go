@@ -2,6 +2,8 @@ package midcoder
 
 import (
 	"context"
+
+	"github.com/ctxdep/ctxdep/internal/transcoder"
 )
 
 // Backend is where a fit's steps run: on the CPU (NewCPUBackend, a
@@ -24,24 +26,40 @@ type Backend interface {
 
 // cpuBackend is Backend on the CPU: tr steps on src's batches, in place.
 type cpuBackend struct {
-	tr  Stepper
-	src Source
+	tr   Stepper
+	src  Source
+	last *lastBatch // the batch of the last step, for CheckLastBatch
 }
 
-var _ Backend = cpuBackend{}
+// lastBatch is the batch of a backend's last step: the source's buffers,
+// valid until its next Next.
+type lastBatch struct {
+	acts *transcoder.Acts
+	y    []float32
+}
+
+var (
+	_ Backend      = cpuBackend{}
+	_ BatchChecker = cpuBackend{}
+)
 
 // NewCPUBackend returns the CPU's Backend: tr (a *Trainer, whose
 // parameters are the host's) stepping on src's batches. Close closes src.
-func NewCPUBackend(tr Stepper, src Source) Backend { return cpuBackend{tr, src} }
+func NewCPUBackend(tr Stepper, src Source) Backend { return cpuBackend{tr, src, &lastBatch{}} }
 
 func (b cpuBackend) Step(ctx context.Context, n int, lr float64) (float64, float64, error) {
 	acts, y, err := b.src.Next(ctx, n)
 	if err != nil {
 		return 0, 0, err
 	}
+	b.last.acts, b.last.y = acts, y
 	loss, norm := b.tr.Step(acts, y, lr)
 	return loss, norm, nil
 }
+
+// CheckLastBatch implements BatchChecker: the last step's batch is still
+// the source's.
+func (b cpuBackend) CheckLastBatch() string { return FirstNonFinite(b.last.acts, b.last.y) }
 
 func (cpuBackend) Sync() error       { return nil }
 func (cpuBackend) SyncParams() error { return nil }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/ctxdep/ctxdep/internal/dirlock"
 )
 
 // Files of a fit's output directory.
@@ -24,6 +26,9 @@ type Job struct {
 	Meta   Meta     // written into the checkpoints and the result
 	Key    string   // the settings and inputs a checkpoint must have been written with (Key)
 	Host   *Trainer // the host's parameters and AdamW moments, which the backend syncs into
+	// Notice receives what Run tells the user besides the fit (a lock
+	// that a killed fit left, taken over); nil writes it to stderr.
+	Notice func(string)
 }
 
 // CheckpointPath returns the path of the job's checkpoint.
@@ -67,9 +72,23 @@ func (j *Job) Begin(resume bool) (*State, error) {
 // epoch it syncs the host and writes the checkpoint; at the end it writes
 // the result (the host's parameters and Meta with the history) and
 // history.csv, and removes the checkpoint. A non-finite loss is an error
-// that names the last good checkpoint.
+// that names the checkpoint of the last complete epoch.
+//
+// Run holds Dir's lock (internal/dirlock) from start to end, so that a
+// second fit into Dir is refused with a message naming this one, and
+// checks Dir's rules again under it (Check, with resume for a state
+// from a checkpoint): a fit that finished or began since Begin is
+// never overwritten.
 func (j *Job) Run(ctx context.Context, b Backend, st *State, hooks Hooks) error {
 	if err := os.MkdirAll(j.Dir, 0o755); err != nil {
+		return err
+	}
+	lock, err := dirlock.TryLock(dirlock.Path(j.Dir), dirlock.Options{What: "ctxdep fit", Subject: j.Dir, Notice: j.Notice})
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
+	if err := j.Check(st.Epoch > 0); err != nil {
 		return err
 	}
 	ckpt := j.CheckpointPath()
@@ -91,7 +110,7 @@ func (j *Job) Run(ctx context.Context, b Backend, st *State, hooks Hooks) error 
 			if st.Epoch == 0 {
 				return fmt.Errorf("%w (in the first epoch: no checkpoint was written)", err)
 			}
-			return fmt.Errorf("%w; the last good checkpoint, after epoch %d, is %s", err, st.Epoch, ckpt)
+			return fmt.Errorf("%w; %s holds the fit after epoch %d, before the loss went non-finite (--resume continues it under the same settings, after checking its hash)", err, ckpt, st.Epoch)
 		}
 		return err
 	}

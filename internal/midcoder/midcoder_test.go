@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/ctxdep/ctxdep/internal/actcache"
@@ -420,5 +421,55 @@ func TestEpochsAndCosine(t *testing.T) {
 	lr2 := CosineNext(1e-3, lr1, 2, 2)
 	if math.Abs(lr1-5e-4) > 1e-18 || lr2 != 0 {
 		t.Errorf("cosine lrs %g, %g; want 5e-4, 0", lr1, lr2)
+	}
+}
+
+// Epochs and Check at the edges of int64: the products T·B·steps_per_epoch
+// and epochs × tokens per epoch never overflow, Epochs never panics (it
+// divided by a product that wrapped to 0 before), and Check refuses a fit
+// of more than MaxTokens tokens instead of running 0 or 10^15 epochs.
+func TestConfigEpochsAtTheEdges(t *testing.T) {
+	const maxI64 = math.MaxInt64
+	// cfg is a valid config but for T, B, steps per epoch and train tokens.
+	cfg := func(ctx, batch, steps int, train int64) Config {
+		return Config{ContextLength: ctx, BatchSize: batch, StepsPerEpoch: steps, TrainTokens: train, LR: 1e-3, WeightDecay: 1e-3}
+	}
+	for _, c := range []struct {
+		name   string
+		cfg    Config
+		epochs int
+		err    string // "" means Check accepts it
+	}{
+		{"defaults", cfg(16, 32, 10, 1000000), 196, ""},
+		// ctxdep fit --steps-per-epoch 576460752303423488: 16·32·2^59 = 2^68 wrapped to 0.
+		{"epoch product wraps to 0", cfg(16, 32, 1<<59, 1000000), 1, "steps per epoch 576460752303423488"},
+		// --steps-per-epoch 9223372036854775807: the product wrapped to a negative count.
+		{"steps per epoch MaxInt64", cfg(16, 32, maxI64, 1000000), 1, "--steps-per-epoch"},
+		{"batch size MaxInt64", cfg(16, maxI64, 10, 1000000), 1, "--batch-size"},
+		{"context length MaxInt64", cfg(maxI64, 32, 10, 1000000), 1, "per epoch"},
+		{"an epoch of exactly 2^53 tokens", cfg(1<<13, 1<<20, 1<<20, 0), 1, ""},
+		{"an epoch of 2^53 + 2^33 tokens", cfg(1<<13, 1<<20, 1<<20+1, 0), 1, "per epoch"},
+		// Beyond MaxTokens but within int64, Epochs stays exact.
+		{"an epoch of 2^60 tokens", cfg(1<<20, 1<<20, 1<<20, 1<<62), 5, "2^53"},
+		{"train tokens MaxInt64", cfg(16, 32, 10, maxI64), maxI64/(16*32*10) + 1, "train tokens 9223372036854775807"},
+		{"train tokens MaxInt64, one token per epoch", cfg(1, 1, 1, maxI64), math.MaxInt, "train tokens"},
+		{"2^53 tokens in all", cfg(1, 1, 1, 1<<53-1), 1 << 53, ""},
+		{"2^53 + 1 tokens in all", cfg(1, 1, 1, 1<<53), 1<<53 + 1, "--train-tokens"},
+		{"zero batch size", cfg(16, 0, 10, 1000), 1, "must be positive"},
+		{"negative steps per epoch", cfg(16, 32, -1, 1000), 1, "must be positive"},
+		{"negative train tokens", cfg(16, 32, 10, -1), 1, "negative"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if e := c.cfg.Epochs(); e != c.epochs {
+				t.Errorf("Epochs = %d, want %d", e, c.epochs)
+			}
+			err := c.cfg.Check()
+			switch {
+			case c.err == "" && err != nil:
+				t.Errorf("Check: %v, want nil", err)
+			case c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)):
+				t.Errorf("Check: %v, want an error mentioning %q", err, c.err)
+			}
+		})
 	}
 }

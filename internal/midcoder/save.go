@@ -2,12 +2,15 @@ package midcoder
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"hash"
 	"slices"
 	"strconv"
 
+	"github.com/ctxdep/ctxdep/internal/dtype"
 	"github.com/ctxdep/ctxdep/internal/provenance"
 	"github.com/ctxdep/ctxdep/internal/safetensors"
 )
@@ -53,14 +56,111 @@ func Key(cfg Config, prov Provenance) string {
 }
 
 // Save writes W_mid F32 (F, C) and b_mid F32 (C) with meta as safetensors
-// metadata (CLI.md: the layout `fit` and `pinv-baseline` share).
+// metadata (CLI.md: the layout `fit` and `pinv-baseline` share), and the
+// SHA-256 of the tensors (metaSHA256), which Load checks. Parameters that
+// hold a NaN or ±Inf are an error, and nothing is written: Load would
+// refuse the file.
 func Save(path string, p *Params, meta Meta) error {
 	meta.Format = FormatMidcoder
 	md, err := metaStrings(meta)
 	if err != nil {
 		return err
 	}
-	return writeTensors(path, md, []named{{"W_mid", p.WMid, []int{p.F, p.C}}, {"b_mid", p.BMid, []int{p.C}}})
+	ts := []named{{"W_mid", p.WMid, []int{p.F, p.C}}, {"b_mid", p.BMid, []int{p.C}}}
+	if err := checkTensors(ts); err != nil {
+		return fmt.Errorf("midcoder: not writing %s: %w", path, err)
+	}
+	md[metaSHA256] = contentHash(md, nil, ts)
+	return writeTensors(path, md, ts)
+}
+
+// metaSHA256 is the metadata entry of a midcoder or checkpoint file that
+// holds contentHash of the file: the SHA-256 of what a reader uses.
+const metaSHA256 = "sha256"
+
+// checkpointHashed are the metadata entries of a checkpoint that its
+// content hash covers, with its tensors: what LoadCheckpoint uses.
+var checkpointHashed = []string{"key", "state"}
+
+// contentHash returns the hex SHA-256 of the metadata entries keys of md
+// and then of the tensors ts, in order: each entry's key and value, each
+// tensor's name, shape and little-endian float32 bytes (the bytes of its
+// data in the file), every part preceded by its length.
+func contentHash(md map[string]string, keys []string, ts []named) string {
+	h := sha256.New()
+	for _, k := range keys {
+		hashPart(h, []byte(k))
+		hashPart(h, []byte(md[k]))
+	}
+	for _, t := range ts {
+		hashTensorHead(h, t.name, t.shape)
+		var raw []byte
+		if dtype.LittleEndianHost() {
+			raw = dtype.Bytes(t.data)
+		} else {
+			raw = safetensors.Float32Bytes(nil, t.data)
+		}
+		hashPart(h, raw)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// fileHash is contentHash of an opened file: the metadata entries keys and
+// the tensors names, whose bytes are the file's own.
+func fileHash(f *safetensors.File, keys, names []string) (string, error) {
+	md := f.Metadata()
+	h := sha256.New()
+	for _, k := range keys {
+		hashPart(h, []byte(k))
+		hashPart(h, []byte(md[k]))
+	}
+	for _, name := range names {
+		info, ok := f.Tensor(name)
+		if !ok {
+			return "", fmt.Errorf("no tensor %q", name)
+		}
+		if info.DType != safetensors.F32 {
+			return "", fmt.Errorf("tensor %q is %s, not F32", name, info.DType)
+		}
+		raw, err := f.Raw(name)
+		if err != nil {
+			return "", err
+		}
+		hashTensorHead(h, name, info.Shape)
+		hashPart(h, raw)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func hashTensorHead(h hash.Hash, name string, shape []int) {
+	hashPart(h, []byte(name))
+	var dims []byte
+	for _, d := range shape {
+		dims = binary.LittleEndian.AppendUint64(dims, uint64(d))
+	}
+	hashPart(h, dims)
+}
+
+func hashPart(h hash.Hash, b []byte) {
+	var n [8]byte
+	binary.LittleEndian.PutUint64(n[:], uint64(len(b)))
+	h.Write(n[:])
+	h.Write(b)
+}
+
+// CheckFinite returns an error naming the first NaN or ±Inf of W_mid or
+// b_mid and its index.
+func (p *Params) CheckFinite() error {
+	return checkTensors([]named{{"W_mid", p.WMid, []int{p.F, p.C}}, {"b_mid", p.BMid, []int{p.C}}})
+}
+
+func checkTensors(ts []named) error {
+	for _, t := range ts {
+		if err := dtype.CheckFinite(t.name, t.data, t.shape...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func metaStrings(meta Meta) (map[string]string, error) {
@@ -111,7 +211,9 @@ func writeTensors(path string, md map[string]string, ts []named) error {
 }
 
 // Load reads a midcoder file written by Save (by `fit` or
-// `pinv-baseline`).
+// `pinv-baseline`). A file that records a content hash must match it (a
+// file written before ctxdep recorded one is read unchecked); parameters
+// that hold a NaN or ±Inf are an error that names the tensor and index.
 func Load(path string) (*Params, Meta, error) {
 	f, err := safetensors.Open(path)
 	if err != nil {
@@ -126,9 +228,21 @@ func Load(path string) (*Params, Meta, error) {
 	if meta.Format != FormatMidcoder {
 		return nil, Meta{}, fmt.Errorf("midcoder: %s: format %q is not %q (not a midcoder file from ctxdep fit or pinv-baseline)", path, meta.Format, FormatMidcoder)
 	}
+	if want, ok := md[metaSHA256]; ok {
+		got, err := fileHash(f, nil, []string{"W_mid", "b_mid"})
+		if err != nil {
+			return nil, Meta{}, fmt.Errorf("midcoder: %s: %w", path, err)
+		}
+		if got != want {
+			return nil, Meta{}, fmt.Errorf("midcoder: %s is corrupt: its tensors hash to sha256 %.12s…, the file records %.12s…; it cannot be used: rerun the fit or pinv-baseline that wrote it", path, got, want)
+		}
+	}
 	p, err := readParams(f, meta)
 	if err != nil {
 		return nil, Meta{}, fmt.Errorf("midcoder: %s: %w", path, err)
+	}
+	if err := p.CheckFinite(); err != nil {
+		return nil, Meta{}, fmt.Errorf("midcoder: %s: %w: the midcoder is unusable; rerun the fit (with a lower --lr) or pinv-baseline that wrote it", path, err)
 	}
 	return p, meta, nil
 }
@@ -190,7 +304,11 @@ type checkpointState struct {
 	History []Record `json:"history"`
 }
 
-// SaveCheckpoint writes parameters, AdamW moments and the fit state.
+// SaveCheckpoint writes parameters, AdamW moments and the fit state, with
+// the SHA-256 (metaSHA256) of the tensors and of the key and state entries,
+// which LoadCheckpoint checks. Parameters or moments that hold a NaN or
+// ±Inf are an error, and nothing is written (the earlier checkpoint stays):
+// such a state cannot be resumed.
 func SaveCheckpoint(path string, tr *Trainer, st *State, meta Meta, key string) error {
 	meta.Format = FormatCheckpoint
 	md, err := metaStrings(meta)
@@ -202,17 +320,29 @@ func SaveCheckpoint(path string, tr *Trainer, st *State, meta Meta, key string) 
 		return err
 	}
 	md["state"], md["key"] = string(state), key
+	ts := checkpointTensors(tr)
+	if err := checkTensors(ts); err != nil {
+		return fmt.Errorf("midcoder: not writing the checkpoint %s after epoch %d: %w (the fit went non-finite: lower --lr)", path, st.Epoch, err)
+	}
+	md[metaSHA256] = contentHash(md, checkpointHashed, ts)
+	return writeTensors(path, md, ts)
+}
+
+// checkpointTensors returns the tensors of tr that a checkpoint holds, in
+// the order it holds them.
+func checkpointTensors(tr *Trainer) []named {
 	p, o := tr.Params, tr.Opt
-	return writeTensors(path, md, []named{
+	return []named{
 		{"W_mid", p.WMid, []int{p.F, p.C}}, {"b_mid", p.BMid, []int{p.C}},
 		{"adam_m.W_mid", o.MW, []int{p.F, p.C}}, {"adam_v.W_mid", o.VW, []int{p.F, p.C}},
 		{"adam_m.b_mid", o.MB, []int{p.C}}, {"adam_v.b_mid", o.VB, []int{p.C}},
-	})
+	}
 }
 
 // LoadCheckpoint restores tr's parameters and optimizer from path and
-// returns the fit state. The checkpoint must carry key (same settings and
-// inputs).
+// returns the fit state. The checkpoint must match the content hash it
+// records (else it is corrupt), carry key (same settings and inputs), and
+// hold only finite values.
 func LoadCheckpoint(path string, tr *Trainer, key string) (*State, error) {
 	f, err := safetensors.Open(path)
 	if err != nil {
@@ -223,6 +353,25 @@ func LoadCheckpoint(path string, tr *Trainer, key string) (*State, error) {
 	if md["format"] != FormatCheckpoint {
 		return nil, fmt.Errorf("midcoder: %s is not a fit checkpoint", path)
 	}
+	corrupt := func(format string, args ...any) error {
+		return fmt.Errorf("midcoder: checkpoint %s is corrupt: %s; it cannot be resumed: remove it and rerun the fit without --resume", path, fmt.Sprintf(format, args...))
+	}
+	ts := checkpointTensors(tr)
+	names := make([]string, len(ts))
+	for i, t := range ts {
+		names[i] = t.name
+	}
+	want, ok := md[metaSHA256]
+	if !ok {
+		return nil, corrupt("it records no sha256 (written by an older ctxdep), so it cannot be verified")
+	}
+	got, err := fileHash(f, checkpointHashed, names)
+	if err != nil {
+		return nil, corrupt("%v", err)
+	}
+	if got != want {
+		return nil, corrupt("its content hashes to sha256 %.12s…, it records %.12s…", got, want)
+	}
 	if md["key"] != key {
 		return nil, fmt.Errorf("midcoder: %s was written by a fit with other settings or inputs; --resume needs the same flags, model, transcoder and data", path)
 	}
@@ -230,16 +379,15 @@ func LoadCheckpoint(path string, tr *Trainer, key string) (*State, error) {
 	if err := json.Unmarshal([]byte(md["state"]), &s); err != nil {
 		return nil, fmt.Errorf("midcoder: %s: state: %w", path, err)
 	}
-	p, o := tr.Params, tr.Opt
-	for _, t := range []named{
-		{"W_mid", p.WMid, nil}, {"b_mid", p.BMid, nil},
-		{"adam_m.W_mid", o.MW, nil}, {"adam_v.W_mid", o.VW, nil},
-		{"adam_m.b_mid", o.MB, nil}, {"adam_v.b_mid", o.VB, nil},
-	} {
+	for _, t := range ts {
 		if err := f.Float32Into(t.data, t.name); err != nil {
 			return nil, fmt.Errorf("midcoder: %s: %w", path, err)
 		}
 	}
+	if err := checkTensors(ts); err != nil {
+		return nil, fmt.Errorf("midcoder: checkpoint %s: %w; it cannot be resumed: remove it and rerun the fit without --resume, with a lower --lr", path, err)
+	}
+	o := tr.Opt
 	o.Step = s.Step
 	return &State{Epoch: s.Epoch, LR: s.LR, Rows: s.Rows, History: s.History}, nil
 }

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/ctxdep/ctxdep/internal/dtype"
 	"github.com/ctxdep/ctxdep/internal/torchfile"
 )
 
@@ -35,7 +36,8 @@ type Transcoder struct {
 // Load reads a transcoder file written by torch.save: a dict with "cfg"
 // (a LanguageModelSAERunnerConfig) and "state_dict" (W_enc, b_enc, W_dec,
 // b_dec, b_dec_out). Shapes come from the tensors; the cfg, when it has the
-// fields, must agree with them.
+// fields, must agree with them. A NaN or ±Inf in any of the tensors is an
+// error that names it and its index.
 func Load(path string) (*Transcoder, error) {
 	obj, err := torchfile.Load(path)
 	if err != nil {
@@ -99,6 +101,9 @@ func fromObject(obj any) (*Transcoder, error) {
 		}
 		if *s.dst, err = t.Float32(); err != nil {
 			return nil, fmt.Errorf("%s: %w", s.name, err)
+		}
+		if err := dtype.CheckFinite(s.name, *s.dst, s.want...); err != nil {
+			return nil, fmt.Errorf("%w: the transcoder file is damaged; download it again", err)
 		}
 	}
 	if err := tc.readConfig(obj); err != nil {
