@@ -10,8 +10,11 @@ import (
 	"github.com/ctxdep/ctxdep/internal/dtype"
 	"github.com/ctxdep/ctxdep/internal/gpt2"
 	"github.com/ctxdep/ctxdep/internal/midcoder"
+	"github.com/ctxdep/ctxdep/internal/par"
 	"github.com/ctxdep/ctxdep/internal/transcoder"
 
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/blas64"
 	"gonum.org/v1/gonum/mat"
 )
 
@@ -56,19 +59,32 @@ func Pinv(a []float64, m, n int, rtol float64) ([]float64, Spectrum, error) {
 	svd.UTo(&u) // (m, k)
 	svd.VTo(&v) // (n, k)
 	sp := Spectrum{Sigma: sigma, SigmaMax: sigma[0], RTol: rtol, Cutoff: rtol * sigma[0]}
-	// pinv = V diag(1/σ) Uᵀ over the kept singular values.
+	for _, s := range sigma {
+		if s > sp.Cutoff && s != 0 {
+			sp.Rank++ // singular values come in descending order
+		}
+	}
+	// pinv = V_r diag(1/σ) U_rᵀ over the r kept singular values: V_r's
+	// columns scaled, then one GEMM.
+	r := sp.Rank
+	vs := make([]float64, n*r)
+	for i := 0; i < n; i++ {
+		for k := 0; k < r; k++ {
+			vs[i*r+k] = v.At(i, k) / sigma[k]
+		}
+	}
+	ur := make([]float64, m*r)
+	for j := 0; j < m; j++ {
+		for k := 0; k < r; k++ {
+			ur[j*r+k] = u.At(j, k)
+		}
+	}
 	out := make([]float64, n*m)
-	for k, s := range sigma {
-		if s <= sp.Cutoff || s == 0 {
-			continue
-		}
-		sp.Rank++
-		for i := 0; i < n; i++ {
-			vi := v.At(i, k) / s
-			for j := 0; j < m; j++ {
-				out[i*m+j] += vi * u.At(j, k)
-			}
-		}
+	if r > 0 {
+		blas64.Gemm(blas.NoTrans, blas.Trans, 1,
+			blas64.General{Rows: n, Cols: r, Stride: r, Data: vs},
+			blas64.General{Rows: m, Cols: r, Stride: r, Data: ur},
+			0, blas64.General{Rows: n, Cols: m, Stride: m, Data: out})
 	}
 	return out, sp, nil
 }
@@ -92,32 +108,16 @@ func PinvBaseline(wDec, wIn, wOut []float32, f, c, n int) ([]float32, Spectrum, 
 		}
 	}
 	prod := make([]float64, c*c) // W_in @ W_out (C, C)
-	for i := 0; i < c; i++ {
-		for k := 0; k < n; k++ {
-			a := float64(wIn[i*n+k])
-			row := wOut[k*c : (k+1)*c]
-			for j, b := range row {
-				prod[i*c+j] += a * float64(b)
-			}
-		}
-	}
+	matMul64(prod, wIn, toFloat64(wOut), c, n, c)
 	p, sp, err := Pinv(prod, c, c, 0)
 	if err != nil {
 		return nil, sp, err
 	}
+	out64 := make([]float64, f*c)
+	matMul64(out64, wDec, p, f, c, c)
 	out := make([]float32, f*c)
-	acc := make([]float64, c)
-	for r := 0; r < f; r++ {
-		clear(acc)
-		for k, d := range wDec[r*c : (r+1)*c] {
-			dk := float64(d)
-			for j, v := range p[k*c : (k+1)*c] {
-				acc[j] += dk * v
-			}
-		}
-		for j, v := range acc {
-			out[r*c+j] = float32(v)
-		}
+	for i, v := range out64 {
+		out[i] = float32(v)
 	}
 	if err := dtype.CheckFinite("W_mid", out, f, c); err != nil {
 		return nil, sp, fmt.Errorf("pinv: the baseline's %w (beyond float32's range)", err)
@@ -171,4 +171,29 @@ func CacheLoss(ctx context.Context, c *actcache.Cache, enc *transcoder.Encoder, 
 		m := float64(len(b.Y))
 		se, sy, n = se+l*m, sy+my2*m, n+m
 	}
+}
+
+// matMul64 sets dst (m, n) = a (m, k) @ b (k, n) in float64, a converted
+// from float32 a part of rows at a time, the parts computed concurrently
+// with blas64 (the build's BLAS). The cut follows the shape alone, so the
+// result does not depend on the number of cores.
+func matMul64(dst []float64, a []float32, b []float64, m, k, n int) {
+	const partRows = 512
+	parts := (m + partRows - 1) / partRows
+	par.Jobs(parts, 0, func(_, q int) {
+		r0, r1 := q*partRows, min((q+1)*partRows, m)
+		a64 := toFloat64(a[r0*k : r1*k])
+		blas64.Gemm(blas.NoTrans, blas.NoTrans, 1,
+			blas64.General{Rows: r1 - r0, Cols: k, Stride: k, Data: a64},
+			blas64.General{Rows: k, Cols: n, Stride: n, Data: b},
+			0, blas64.General{Rows: r1 - r0, Cols: n, Stride: n, Data: dst[r0*n : r1*n]})
+	})
+}
+
+func toFloat64(v []float32) []float64 {
+	out := make([]float64, len(v))
+	for i, x := range v {
+		out[i] = float64(x)
+	}
+	return out
 }

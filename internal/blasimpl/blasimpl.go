@@ -3,8 +3,16 @@ package blasimpl
 import (
 	"runtime"
 
+	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas32"
+	"gonum.org/v1/gonum/blas/blas64"
 )
+
+// impl is a BLAS of both precisions.
+type impl interface {
+	blas.Float32
+	blas.Float64
+}
 
 // Info describes the BLAS in use.
 type Info struct {
@@ -13,8 +21,9 @@ type Info struct {
 	Threads int    // the threads Use was given, for reports
 }
 
-// Use installs the build's BLAS as blas32's implementation and returns what
-// is now in use, with threads (0 means all cores) recorded in Info.Threads.
+// Use installs the build's BLAS as blas32's and blas64's implementation
+// and returns what is now in use, with threads (0 means all cores)
+// recorded in Info.Threads.
 // It limits nothing itself: OpenBLAS always runs single-threaded, and
 // gonum's Sgemm and kernels.MatMul use GOMAXPROCS goroutines, which the
 // CLI sets from --threads.
@@ -25,5 +34,6 @@ func Use(threads int) Info {
 	impl, info := implementation()
 	info.Threads = threads
 	blas32.Use(impl)
+	blas64.Use(impl)
 	return info
 }

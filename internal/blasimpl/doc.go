@@ -1,7 +1,9 @@
-// Package blasimpl chooses the float32 BLAS implementation once, at
-// start-up, for the whole process: gonum's pure-Go blas32 (the default
-// build) or OpenBLAS through gonum.org/v1/netlib (build tag openblas, cgo,
-// Debian's libopenblas-dev). Library code calls blas32 and never chooses.
+// Package blasimpl chooses the BLAS implementation (float32 and float64)
+// once, at start-up, for the whole process: gonum's pure-Go BLAS (the
+// default build) or OpenBLAS through gonum.org/v1/netlib (build tag
+// openblas, cgo, Debian's libopenblas-dev). Library code calls blas32 (the
+// model, the midcoder) or blas64 (the pinv baseline; gonum's LAPACK) and
+// never chooses.
 //
 // Only cmd/ctxdep, tests and benchmarks call Use.
 package blasimpl

@@ -11,14 +11,15 @@ void openblas_set_num_threads(int num_threads);
 import "C"
 
 import (
-	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/netlib/blas/netlib"
 )
 
 // Built reports the backend compiled into this binary.
 const Built = "openblas"
 
-func implementation() (blas.Float32, Info) {
+// implementation returns the build's BLAS: float32 for the model and
+// float64 for the pinv baseline (and gonum's LAPACK, which calls blas64).
+func implementation() (impl, Info) {
 	// OpenBLAS itself runs single-threaded: kernels.MatMul splits rows over
 	// goroutines, and attention runs many small GEMMs concurrently, which
 	// OpenBLAS's own threads would contend for.
