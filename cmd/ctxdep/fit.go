@@ -45,7 +45,7 @@ Data: --cache DIR, an activation cache (ctxdep cache build) of the same layer an
 model; sequences are used in cache order, starting again from the first when the
 run needs more than the cache holds (it says so); a batch is of distinct sequences,
 so --batch-size is at most the cache's count. Stored activations are used when
-their transcoder's SHA-256 matches; otherwise x is encoded batch by batch. Or
+their transcoder's SHA-256 matches; otherwise x is encoded shard by shard as it is read. Or
 --data PATH, a text corpus streamed as ` + "`ctxdep tokenize`" + ` does (the notebook's
 pipeline: shuffled OpenWebText, rows of 128 tokens): x and y come from the model's
 forward pass batch by batch, computed while the previous batch trains.
@@ -59,7 +59,8 @@ Output in --out DIR: midcoder.safetensors (W_mid F32 [F, C], b_mid F32 [C];
 settings and the SHA-256 of model, transcoder and cache in its metadata) and
 history.csv (epoch,loss,loss_norm,lr). A checkpoint is written at each epoch end;
 after an interruption (Ctrl-C) --resume continues from it to the same result as an
-uninterrupted run.
+uninterrupted run (on the CPU: the GPU's gradient scatter sums with float atomics,
+so its runs vary in the last bits).
 
 With --device cuda (a build with CUDA, make build-cuda) each step runs on the GPU:
 from --data, token ids go in and the forward pass, the encoder and the midcoder
@@ -196,7 +197,7 @@ func runFit(ctx context.Context, g *globalOptions, o *fitOptions, layerSet bool)
 	if need := int64(epochs*o.cfg.StepsPerEpoch*o.cfg.BatchSize) - st.Rows; c != nil && need > int64(c.Manifest.NSequences) {
 		bar.Logf("note: the run needs %d more sequences, the cache holds %d: it starts again from the first sequence when it runs out", need, c.Manifest.NSequences)
 	}
-	acts := "encoded from x batch by batch"
+	acts := "encoded from x shard by shard"
 	switch {
 	case g.backend.encodes():
 		acts = "computed on " + g.backend.describe()

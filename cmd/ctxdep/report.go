@@ -101,6 +101,9 @@ func runReport(ctx context.Context, g *globalOptions, o *reportOptions, layerSet
 	if err := analysis.CheckReportSettings(o.topK, o.features); err != nil {
 		return usagef("%v", err)
 	}
+	if err := analysis.CheckReportOut(o.out); err != nil {
+		return err // before the pass over the cache
+	}
 	c, err := g.openCacheAt(o.cache, layerSet)
 	if err != nil {
 		return err

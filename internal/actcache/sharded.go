@@ -234,10 +234,15 @@ func differences(a, b *Manifest) string {
 	diff("dtype", a.DType, b.DType)
 	diff("token file sha256", short(a.Data.SHA256), short(b.Data.SHA256))
 	diff("data kind", a.Data.Kind, b.Data.Kind)
-	diff("input rows", a.Data.Rows, b.Data.Rows)
-	if a.Worker != nil && b.Worker != nil {
+	if !a.Data.ToEnd && !b.Data.ToEnd {
+		diff("input rows", a.Data.Rows, b.Data.Rows)
+	}
+	switch {
+	case a.Worker != nil && b.Worker != nil:
 		diff("rows split among the workers", a.Worker.TotalRows, b.Worker.TotalRows)
-	} else {
+	case a.Data.ToEnd || b.Data.ToEnd:
+		diff("the whole input (no --n-tokens)", a.Data.ToEnd, b.Data.ToEnd) // rows counted as read are no setting
+	default:
 		diff("rows", a.Data.RowsTaken, b.Data.RowsTaken)
 	}
 	diff("batch size", batchName(a.BatchSize), batchName(b.BatchSize))

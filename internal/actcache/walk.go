@@ -97,6 +97,9 @@ func (c *Cache) NewReader(ctx context.Context, o ReadOptions) (*Reader, error) {
 // ends), valid until the following call; io.EOF after the last sequence
 // of a cache read without Loop.
 func (r *Reader) Next(n int) (*Batch, error) {
+	if n < 1 {
+		return nil, fmt.Errorf("actcache: a batch of %d sequences", n)
+	}
 	if err := r.ctx.Err(); err != nil {
 		return nil, err
 	}

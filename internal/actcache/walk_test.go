@@ -120,6 +120,11 @@ func TestReader(t *testing.T) {
 	if _, err := c.NewReader(context.Background(), ReadOptions{Start: 5}); err == nil {
 		t.Error("NewReader(start past the end) succeeded")
 	}
+	r, _ := c.NewReader(context.Background(), ReadOptions{})
+	defer r.Close()
+	if _, err := r.Next(0); err == nil {
+		t.Error("Next(0) succeeded: a batch of no sequences never reaches the end")
+	}
 }
 
 // A Reader closed early, or whose context is cancelled, stops without

@@ -180,6 +180,9 @@ func (w *Writer) prepare() error {
 		for _, s := range old.Shards {
 			w.recorded[s.File] = s
 		}
+		// What the earlier run read of the input, kept unless this run
+		// reads it all again (SetDataCounts).
+		w.man.Data.Counts = old.Data.Counts
 		if w.open && old.Complete {
 			// Read to its end before: the rows are known now.
 			w.open = false
@@ -432,7 +435,7 @@ func (w *Writer) existing(i int) (*Shard, error) {
 			// also be this build's: an edited manifest (its layer, say)
 			// keeps its shards' hashes.
 			if err := shardHeaderProblem(path, &w.man, rec, w.key); err != nil {
-				return nil, fmt.Errorf("actcache: %s is listed in %s with its hash, but %v: the manifest was edited, or describes other shards; use another --out, or remove %s to rebuild it", path, w.ManifestPath(), err, w.dir)
+				return nil, fmt.Errorf("actcache: %s is listed in %s with its hash, but %v: the manifest was edited, or describes other shards; use another --out, or remove %s to rebuild it", path, w.ManifestPath(), err, w.rebuildWhat())
 			}
 			s := rec
 			return &s, nil
@@ -753,6 +756,15 @@ func (w *Writer) writeManifest(complete bool) error {
 		return fmt.Errorf("actcache: %s: %w", w.ManifestPath(), err)
 	}
 	return nil
+}
+
+// rebuildWhat names what to remove to rebuild the writer's part of the
+// cache: the directory, or only a worker's files in a shared one.
+func (w *Writer) rebuildWhat() string {
+	if wk := w.man.Worker; wk != nil {
+		return fmt.Sprintf("worker %d's files (%s and w%05d-of-%05d-shard-*.safetensors in %s)", wk.Index, WorkerManifestName(wk.Index, wk.Count), wk.Index, wk.Count, w.dir)
+	}
+	return w.dir
 }
 
 // SetDataCounts records what the build read from its input, for the

@@ -94,7 +94,7 @@ func WriteReport(dir string, in RenderInput) (*Rendered, error) {
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return nil, fmt.Errorf("report: %w", err)
 	}
-	lock, err := dirlock.TryLock(filepath.Join(parent, "."+name+".ctxdep.lock"), dirlock.Options{What: "ctxdep report", Subject: dir})
+	lock, err := dirlock.TryLock(reportLockPath(parent, name), dirlock.Options{What: "ctxdep report", Subject: dir})
 	if err != nil {
 		return nil, fmt.Errorf("report: %w", err)
 	}
@@ -121,6 +121,33 @@ func WriteReport(dir string, in RenderInput) (*Rendered, error) {
 		return nil, fmt.Errorf("report: %w", err)
 	}
 	return out, nil
+}
+
+// reportLockPath is the lock beside report directory parent/name.
+func reportLockPath(parent, name string) string {
+	return filepath.Join(parent, "."+name+".ctxdep.lock")
+}
+
+// CheckReportOut reports, before any work, whether WriteReport could
+// write dir: nil when dir can be replaced (see WriteReport) and no other
+// report is writing it. WriteReport checks again under its lock.
+func CheckReportOut(dir string) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	parent, name := filepath.Split(abs)
+	if name == "" {
+		return fmt.Errorf("report: --out %s is not a directory that can be replaced: choose a new directory", dir)
+	}
+	if h, held, err := dirlock.Probe(reportLockPath(parent, name)); err == nil && held {
+		who := "another process"
+		if h != nil {
+			who = h.String()
+		}
+		return fmt.Errorf("report: %s is being written by %s; wait for it to finish, or use another --out", dir, who)
+	}
+	return replaceable(dir)
 }
 
 // Names of the temporary directories beside a report's: the new report

@@ -142,3 +142,16 @@ func mapsEqual(a, b map[string]string) bool {
 	}
 	return true
 }
+
+// CheckReportOut refuses, before any work, an --out that WriteReport
+// would refuse: a directory holding files that are not a report's.
+func TestCheckReportOut(t *testing.T) {
+	dir := t.TempDir()
+	if err := CheckReportOut(filepath.Join(dir, "new")); err != nil {
+		t.Errorf("CheckReportOut(a new directory) = %v", err)
+	}
+	os.WriteFile(filepath.Join(dir, "midcoder.safetensors"), []byte("x"), 0o644)
+	if err := CheckReportOut(dir); err == nil || !strings.Contains(err.Error(), "midcoder.safetensors") {
+		t.Errorf("CheckReportOut(a fit's directory) = %v", err)
+	}
+}

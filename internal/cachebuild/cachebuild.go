@@ -151,7 +151,11 @@ func Build(ctx context.Context, o Options) (*actcache.Manifest, error) {
 	if s := o.Shard; s != nil {
 		man.Worker = &actcache.Worker{Index: s.Index, Count: s.Count, TotalRows: n}
 	}
-	w, err := actcache.Create(o.Out, man)
+	var notice func(string) // nil: the writer tells stderr
+	if o.Progress != nil {
+		notice = func(msg string) { o.Progress.Logf("%s", msg) }
+	}
+	w, err := actcache.CreateWith(o.Out, man, actcache.CreateOptions{Notice: notice})
 	if err != nil {
 		return nil, err
 	}
@@ -170,11 +174,16 @@ func Build(ctx context.Context, o Options) (*actcache.Manifest, error) {
 	if bad := w.Repaired(); len(bad) > 0 && o.Progress != nil {
 		o.Progress.Logf("rewriting %d shard(s) that no longer match their recorded hash: %v", len(bad), bad)
 	}
-	if err := run(ctx, o, w, pass, actcache.BatchGrid{Rows: n, Size: o.BatchSize}, t, m.DModel); err != nil {
+	grid := actcache.BatchGrid{Rows: n, Size: o.BatchSize}
+	if _, rows := w.Rows(); n < 0 && rows >= 0 {
+		grid.Rows = rows // read to its end before: the writer knows the rows now
+	}
+	readAll, err := run(ctx, o, w, pass, grid, t, m.DModel)
+	if err != nil {
 		return nil, err
 	}
-	if o.DataCounts != nil {
-		w.SetDataCounts(o.DataCounts())
+	if o.DataCounts != nil && readAll {
+		w.SetDataCounts(o.DataCounts()) // else the earlier run's counts stay
 	}
 	if err := w.Finish(); err != nil {
 		return nil, err
@@ -193,13 +202,14 @@ func Build(ctx context.Context, o Options) (*actcache.Manifest, error) {
 // shard or a worker's range that starts or ends inside a batch takes its
 // rows from the whole batch. A build that reads its input to the end
 // (grid.Rows < 0) reads each batch with ReadUpTo; the input's end cuts the
-// last batch and the last shard short.
-func run(ctx context.Context, o Options, w *actcache.Writer, pass Pass, grid actcache.BatchGrid, t, c int) error {
+// last batch and the last shard short. readAll reports whether the input
+// was read through its last row (what it read can then be counted).
+func run(ctx context.Context, o Options, w *actcache.Writer, pass Pass, grid actcache.BatchGrid, t, c int) (readAll bool, err error) {
 	first, rows := w.Rows()
 	known := rows >= 0
 	stream, _ := o.Rows.(upTo)
 	if !known && stream == nil {
-		return fmt.Errorf("cachebuild: rows of unknown number from a source that cannot read to its end")
+		return false, fmt.Errorf("cachebuild: rows of unknown number from a source that cannot read to its end")
 	}
 	per := o.PerShard
 	// One batch, and the shard being filled.
@@ -231,6 +241,14 @@ func run(ctx context.Context, o Options, w *actcache.Writer, pass Pass, grid act
 		}
 		return (max(lo, first) - first) / per, (end - 1 - first) / per
 	}
+	// own counts the rows of batch [lo, lo+nb) that the writer keeps, for
+	// the progress bar (a worker's total is its own rows).
+	own := func(lo, nb int) int {
+		if !known {
+			return nb
+		}
+		return min(lo+nb, first+rows) - max(lo, first)
+	}
 	for k := first / grid.Size; ; k++ {
 		lo, nb := k*grid.Size, grid.Size
 		if known {
@@ -246,34 +264,36 @@ func run(ctx context.Context, o Options, w *actcache.Writer, pass Pass, grid act
 		}
 		if !todo {
 			if o.Progress != nil {
-				o.Progress.Add(int64(nb*t), "")
+				o.Progress.Add(int64(own(lo, nb)*t), "")
 			}
 			continue
 		}
 		if err := ctx.Err(); err != nil {
-			return err
+			return false, err
 		}
 		tok := bTok[:nb*t]
 		if known {
 			if err := o.Rows.Read(tok, lo, nb); err != nil {
-				return err
+				return false, err
 			}
 		} else {
 			got, err := stream.ReadUpTo(tok, lo, nb)
 			if err != nil {
-				return err
+				return false, err
 			}
 			if got == 0 {
+				readAll = true
 				break // the input ended
 			}
+			readAll = got < nb
 			nb, tok = got, tok[:got*t]
 			s0, s1 = shards(lo, nb)
 		}
 		if err := o.Model.CheckTokens(tok, nb, t); err != nil {
-			return fmt.Errorf("rows %d..%d: %w", lo, lo+nb-1, err)
+			return false, fmt.Errorf("rows %d..%d: %w", lo, lo+nb-1, err)
 		}
 		if err := pass.Run(tok, nb, t, bx[:nb*t*c], by[:nb*t*c], actsOut); err != nil {
-			return err
+			return false, err
 		}
 		for s := s0; s <= s1; s++ {
 			if w.Has(s) {
@@ -296,20 +316,23 @@ func run(ctx context.Context, o Options, w *actcache.Writer, pass Pass, grid act
 				continue
 			}
 			if err := write(s, sn); err != nil {
-				return err
+				return false, err
 			}
 		}
 		if o.Progress != nil {
-			o.Progress.Add(int64(nb*t), "")
+			o.Progress.Add(int64(own(lo, nb)*t), "")
+		}
+		if known && lo+nb >= first+rows {
+			readAll = lo+nb >= grid.Rows // the input's last row was read
 		}
 	}
 	if pending >= 0 {
 		if known {
-			return fmt.Errorf("cachebuild: shard %d was left unfinished", pending)
+			return false, fmt.Errorf("cachebuild: shard %d was left unfinished", pending)
 		}
-		return write(pending, filled) // the input ended inside it
+		return readAll, write(pending, filled) // the input ended inside it
 	}
-	return nil
+	return readAll, nil
 }
 
 // upTo is a source of rows read to its end (StreamRows without a count).

@@ -117,7 +117,7 @@ func Run(ctx context.Context, c *actcache.Cache, o Options) (*Report, error) {
 	}
 	defer rd.Close()
 	for {
-		b, err := rd.Next(m.SequencesPerShard) // a shard at a time
+		b, err := rd.Next(max(m.SequencesPerShard, 1)) // a shard at a time
 		if err == io.EOF {
 			break
 		}

@@ -110,7 +110,7 @@ func (j *Job) Run(ctx context.Context, b Backend, st *State, hooks Hooks) error 
 			if st.Epoch == 0 {
 				return fmt.Errorf("%w (in the first epoch: no checkpoint was written)", err)
 			}
-			return fmt.Errorf("%w; %s holds the fit after epoch %d, before the loss went non-finite (--resume continues it under the same settings, after checking its hash)", err, ckpt, st.Epoch)
+			return fmt.Errorf("%w; %s holds the fit after epoch %d, before the loss went non-finite (resuming it with the same settings would end the same way: to fit again with other settings, remove it or choose another --out)", err, ckpt, st.Epoch)
 		}
 		return err
 	}

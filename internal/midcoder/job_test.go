@@ -99,3 +99,26 @@ func TestJob(t *testing.T) {
 		t.Error("the resumed job's files differ from the uninterrupted job's")
 	}
 }
+
+// Skips add up, as Source says: Skip(2) then Skip(3) starts where Skip(5)
+// does.
+func TestCacheSourceSkipsAddUp(t *testing.T) {
+	fx := load(t, false)
+	first := func(skips ...int64) []float32 {
+		s := NewCacheXYSource(fx.cache)
+		defer s.Close()
+		for _, n := range skips {
+			if err := s.Skip(n); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, y, err := s.NextXY(context.Background(), 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return append([]float32(nil), y...)
+	}
+	if !reflect.DeepEqual(first(2, 3), first(5)) || reflect.DeepEqual(first(3), first(5)) {
+		t.Error("Skip(2) then Skip(3) does not start at sequence 5")
+	}
+}

@@ -103,14 +103,15 @@ func (s *CacheSource) NextXY(ctx context.Context, n int) (x, y []float32, err er
 	return s.x, s.y, nil
 }
 
-// Skip implements Source: the first batch starts n sequences on (modulo
-// the cache's length), without reading the shards passed over. It must
-// come before the first batch.
+// Skip implements Source: the first batch starts n sequences further on
+// (modulo the cache's length), without reading the shards passed over. It
+// must come before the first batch.
 func (s *CacheSource) Skip(n int64) error {
 	if s.rd != nil {
 		panic("midcoder: CacheSource.Skip after Next")
 	}
-	s.ro.Start = int(n % int64(s.cache.Manifest.NSequences))
+	total := int64(s.cache.Manifest.NSequences)
+	s.ro.Start = int((int64(s.ro.Start) + n%total) % total)
 	return nil
 }
 
