@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"math"
+	"runtime"
 
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas32"
@@ -29,7 +30,7 @@ func CausalAttention(z, qkv, scratch []float32, b, t, h, d int) {
 		panic("kernels: CausalAttention scratch too small")
 	}
 	scale := float32(1 / math.Sqrt(float64(d)))
-	par.Jobs(b*h, workers, func(w, j int) {
+	par.Jobs(b*h, min(workers, runtime.GOMAXPROCS(0)), func(w, j int) {
 		attendHead(z, qkv, scratch[w*ScratchSize(t):(w+1)*ScratchSize(t)], j/h, j%h, t, c, d, scale)
 	})
 }

@@ -40,15 +40,16 @@ func Chunks(n, chunk int, fn func(lo, hi int)) {
 }
 
 // Jobs runs fn(worker, job) for every job in 0..n−1 on a pool of up to
-// workers goroutines (at most GOMAXPROCS, at most n; workers ≤ 0 means
-// GOMAXPROCS), each taking the next job from the queue as it finishes
-// one. worker is the goroutine's index in [0, workers), for scratch it
-// owns; a single worker runs inline.
+// workers goroutines (at most n; workers ≤ 0 means GOMAXPROCS, the
+// choice for computing; jobs that wait on I/O may ask for more), each
+// taking the next job from the queue as it finishes one. worker is the
+// goroutine's index in [0, workers), for scratch it owns; a single worker
+// runs inline.
 func Jobs(n, workers int, fn func(worker, job int)) {
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	workers = min(workers, runtime.GOMAXPROCS(0), n)
+	workers = min(workers, n)
 	if workers <= 1 {
 		for j := range n {
 			fn(0, j)

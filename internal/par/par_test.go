@@ -47,7 +47,7 @@ func TestEveryIterationOnce(t *testing.T) {
 			check("Chunks")
 			for _, workers := range []int{0, 1, 2, 5} {
 				Jobs(n, workers, func(w, j int) {
-					if w < 0 || (workers > 0 && w >= workers) || w >= procs {
+					if w < 0 || (workers > 0 && w >= workers) || (workers <= 0 && w >= procs) {
 						t.Errorf("Jobs(%d, %d) ran worker %d with GOMAXPROCS=%d", n, workers, w, procs)
 					}
 					mark(j)
