@@ -1,7 +1,6 @@
 package midcoder
 
 import (
-	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -16,25 +15,8 @@ import (
 // checks before the first finished is refused when it starts writing,
 // instead of silently replacing the first's result.
 func TestJobLock(t *testing.T) {
-	fx := load(t, false)
-	cfg := Config{Layer: 1, ContextLength: 16, BatchSize: 2, StepsPerEpoch: 2, TrainTokens: 100, LR: 1e-3, WeightDecay: 1e-3}
-	prov := Provenance{DataKind: "test"}
-	newJob := func(dir string, seed uint64) *Job {
-		p := NewParams(64, 16)
-		p.KaimingUniform(seed)
-		tr := NewTrainer(fx.mlp(ReLU), p, NewAdamW(p, cfg.WeightDecay), cfg.BatchSize*16)
-		return &Job{Config: cfg, Dir: dir, Key: Key(cfg, prov), Host: tr,
-			Meta: Meta{Layer: 1, DModel: 16, DSAE: 64, Method: "fit", Config: cfg, Provenance: prov}}
-	}
-	run := func(j *Job, st *State, hooks Hooks) error {
-		src, err := NewCacheSource(fx.cache, fx.tc, false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b := NewCPUBackend(j.Host, src)
-		defer b.Close()
-		return j.Run(context.Background(), b, st, hooks)
-	}
+	tj := newTestJobs(t, load(t, false))
+	newJob, run := tj.job, tj.run
 	dir := filepath.Join(t.TempDir(), "fit")
 
 	// A runs and waits inside its first step while B tries.

@@ -17,27 +17,9 @@ import (
 // complete fit has nothing to resume.
 func TestJob(t *testing.T) {
 	fx := load(t, false)
-	cfg := Config{Layer: 1, ContextLength: 16, BatchSize: 2, StepsPerEpoch: 2, TrainTokens: 100, LR: 1e-3, WeightDecay: 1e-3}
-	prov := Provenance{DataKind: "test"}
-	newJob := func(dir string) *Job {
-		p := NewParams(64, 16)
-		p.KaimingUniform(7)
-		tr := NewTrainer(fx.mlp(ReLU), p, NewAdamW(p, cfg.WeightDecay), cfg.BatchSize*16)
-		return &Job{Config: cfg, Dir: dir, Key: Key(cfg, prov), Host: tr,
-			Meta: Meta{Layer: 1, DModel: 16, DSAE: 64, Method: "fit", Config: cfg, Provenance: prov}}
-	}
-	run := func(j *Job, st *State, hooks Hooks) error {
-		src, err := NewCacheSource(fx.cache, fx.tc, false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := src.Skip(st.Rows); err != nil {
-			t.Fatal(err)
-		}
-		b := NewCPUBackend(j.Host, src)
-		defer b.Close()
-		return j.Run(context.Background(), b, st, hooks)
-	}
+	tj := newTestJobs(t, fx)
+	newJob := func(dir string) *Job { return tj.job(dir, 7) }
+	run := tj.run
 	files := func(dir string) map[string]string {
 		out := map[string]string{}
 		for _, name := range []string{ResultFile, HistoryFile, CheckpointFile} {
@@ -121,4 +103,39 @@ func TestCacheSourceSkipsAddUp(t *testing.T) {
 	if !reflect.DeepEqual(first(2, 3), first(5)) || reflect.DeepEqual(first(3), first(5)) {
 		t.Error("Skip(2) then Skip(3) does not start at sequence 5")
 	}
+}
+
+// testJobs makes small fits of the layer-1 fixtures: the same settings,
+// each job its own directory and initialisation seed.
+type testJobs struct {
+	t    *testing.T
+	fx   fixture
+	cfg  Config
+	prov Provenance
+}
+
+func newTestJobs(t *testing.T, fx fixture) testJobs {
+	return testJobs{t, fx, Config{Layer: 1, ContextLength: 16, BatchSize: 2, StepsPerEpoch: 2, TrainTokens: 100, LR: 1e-3, WeightDecay: 1e-3}, Provenance{DataKind: "test"}}
+}
+
+func (tj testJobs) job(dir string, seed uint64) *Job {
+	p := NewParams(64, 16)
+	p.KaimingUniform(seed)
+	tr := NewTrainer(tj.fx.mlp(ReLU), p, NewAdamW(p, tj.cfg.WeightDecay), tj.cfg.BatchSize*16)
+	return &Job{Config: tj.cfg, Dir: dir, Key: Key(tj.cfg, tj.prov), Host: tr,
+		Meta: Meta{Layer: 1, DModel: 16, DSAE: 64, Method: "fit", Config: tj.cfg, Provenance: tj.prov}}
+}
+
+// run runs j from st on the CPU over the cache, from st.Rows on.
+func (tj testJobs) run(j *Job, st *State, hooks Hooks) error {
+	src, err := NewCacheSource(tj.fx.cache, tj.fx.tc, false)
+	if err != nil {
+		tj.t.Fatal(err)
+	}
+	if err := src.Skip(st.Rows); err != nil {
+		tj.t.Fatal(err)
+	}
+	b := NewCPUBackend(j.Host, src)
+	defer b.Close()
+	return j.Run(context.Background(), b, st, hooks)
 }
