@@ -1,5 +1,5 @@
 // Package deploy holds no code: it is the home of the cluster files for
-// sharded activation caching (CLI.md, "Sharded caching") and of the test
+// sharded activation caching (README, "Caching on a cluster") and of the test
 // that keeps them working.
 //
 //   - slurm/cache.sbatch: a Slurm job array, one `ctxdep cache build` shard

@@ -32,7 +32,7 @@ func newFitCmd(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "fit --cache DIR --out DIR",
 		Short: "Fit the midcoder: mid vectors W_mid such that the MLP of block L applied to acts @ W_mid + b_mid reproduces y",
-		Long: `Fits the notebook's midcoder (SPEC §4.2): trainable W_mid [F, C] and b_mid [C],
+		Long: `Fits the notebook's midcoder: trainable W_mid [F, C] and b_mid [C],
 mid = acts @ W_mid + b_mid, out = act(mid @ W_in + b_in) @ W_out + b_out with the
 block's frozen (TransformerLens-processed) MLP, loss = mean (out − y)², loss_norm =
 loss / mean(y²); AdamW (betas 0.9, 0.999, eps 1e-8, decoupled weight decay) and

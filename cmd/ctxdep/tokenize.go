@@ -29,14 +29,14 @@ func newTokenizeCmd(g *globalOptions) *cobra.Command {
 		Short: "Tokenize a text corpus into rows of 128 tokens, exactly as the notebook's tokenize_and_concatenate",
 		Long: `Streams documents from --data and writes token rows to a .npy of shape
 [rows, --max-length] (int32, or int64 with --int64), BOS (50256) first in each row,
-as TransformerLens's tokenize_and_concatenate does (SPEC §2.6): batches of 1000
+as TransformerLens's tokenize_and_concatenate does: batches of 1000
 documents joined by <|endoftext|>, cut into 20 chunks by code points, each chunk
 tokenized with GPT-2's BPE, every 50256 dropped, rows of 127 tokens with BOS
 prepended, each batch's remainder dropped.
 
 Documents come in the order of the Hugging Face streaming pipeline that the
 notebook used: the files (shards) permuted and a --shuffle-buffer of 10,000
-documents shuffled with numpy's generator seeded by --seed (SPEC §5.2);
+documents shuffled with numpy's generator seeded by --seed;
 --shuffle-buffer 0 reads files in name order and documents in file order.
 
 Formats: JSON lines with a "text" field (.jsonl/.json, optionally .gz/.zst/.xz),
