@@ -7,6 +7,7 @@ import (
 	"math"
 
 	"github.com/ctxdep/ctxdep/internal/actcache"
+	"github.com/ctxdep/ctxdep/internal/blasimpl"
 	"github.com/ctxdep/ctxdep/internal/dtype"
 	"github.com/ctxdep/ctxdep/internal/gpt2"
 	"github.com/ctxdep/ctxdep/internal/midcoder"
@@ -15,7 +16,6 @@ import (
 
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas64"
-	"gonum.org/v1/gonum/mat"
 )
 
 // Float32Eps is float32's machine epsilon, 2^-23: torch.linalg.pinv's
@@ -33,8 +33,8 @@ type Spectrum struct {
 }
 
 // Pinv returns the Moore–Penrose pseudo-inverse (n, m) of a (m, n), from
-// gonum's float64 SVD, dropping singular values ≤ rtol·σ_max as
-// torch.linalg.pinv does. rtol ≤ 0 means torch's default for float32
+// the build's float64 SVD (blasimpl.SVD), dropping singular values ≤
+// rtol·σ_max as torch.linalg.pinv does. rtol ≤ 0 means torch's default for float32
 // input, max(m, n)·Float32Eps. With float64's own ε the null directions
 // that float32 rounding leaves at σ ≈ 1e-8·σ_max would be kept and blow
 // the result up (SPEC §4.2).
@@ -50,14 +50,11 @@ func Pinv(a []float64, m, n int, rtol float64) ([]float64, Spectrum, error) {
 	if rtol <= 0 {
 		rtol = float64(max(m, n)) * Float32Eps
 	}
-	var svd mat.SVD
-	if !svd.Factorize(mat.NewDense(m, n, a), mat.SVDThin) {
-		return nil, Spectrum{}, fmt.Errorf("pinv: the SVD of the %d×%d matrix did not converge", m, n)
+	sigma, u, v, err := blasimpl.SVD(a, m, n) // U (m, k), V (n, k)
+	if err != nil {
+		return nil, Spectrum{}, fmt.Errorf("pinv: %w", err)
 	}
-	sigma := svd.Values(nil)
-	var u, v mat.Dense
-	svd.UTo(&u) // (m, k)
-	svd.VTo(&v) // (n, k)
+	k := len(sigma)
 	sp := Spectrum{Sigma: sigma, SigmaMax: sigma[0], RTol: rtol, Cutoff: rtol * sigma[0]}
 	for _, s := range sigma {
 		if s > sp.Cutoff && s != 0 {
@@ -69,21 +66,15 @@ func Pinv(a []float64, m, n int, rtol float64) ([]float64, Spectrum, error) {
 	r := sp.Rank
 	vs := make([]float64, n*r)
 	for i := 0; i < n; i++ {
-		for k := 0; k < r; k++ {
-			vs[i*r+k] = v.At(i, k) / sigma[k]
-		}
-	}
-	ur := make([]float64, m*r)
-	for j := 0; j < m; j++ {
-		for k := 0; k < r; k++ {
-			ur[j*r+k] = u.At(j, k)
+		for j := 0; j < r; j++ {
+			vs[i*r+j] = v[i*k+j] / sigma[j]
 		}
 	}
 	out := make([]float64, n*m)
 	if r > 0 {
 		blas64.Gemm(blas.NoTrans, blas.Trans, 1,
 			blas64.General{Rows: n, Cols: r, Stride: r, Data: vs},
-			blas64.General{Rows: m, Cols: r, Stride: r, Data: ur},
+			blas64.General{Rows: m, Cols: r, Stride: k, Data: u[:(m-1)*k+r]},
 			0, blas64.General{Rows: n, Cols: m, Stride: m, Data: out})
 	}
 	return out, sp, nil
