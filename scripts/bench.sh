@@ -4,8 +4,9 @@
 # pure-Go and OpenBLAS builds and for PyTorch, in one run on this machine.
 # Then the midcoder: one training step from cached activations (sparse, and
 # the dense reference) and the notebook's whole step from token ids, B = 64,
-# OpenBLAS build and PyTorch. Prints the median tokens/s of each. Run it on
-# an idle machine.
+# OpenBLAS build and PyTorch; and the pinv baseline at GPT-2-small shapes
+# (OpenBLAS build, float64, against PyTorch's float32). Prints the median of
+# each. Run it on an idle machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${COUNT:-3}
@@ -20,19 +21,21 @@ echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $(go ver
 echo "== pure Go" >&2; run "" 1x
 pure=$(cat "$out")
 : > "$out"
-mid=""
+mid="" pinv=""
 if printf 'int main(void){return 0;}' | cc -x c - -lopenblas -o /dev/null 2>/dev/null; then
   echo "== OpenBLAS" >&2; run openblas 3x
   # (-bench splits its pattern at "/", so the two benchmarks take two runs)
   mid=$( { go test -tags openblas -run '^$' -bench '^BenchmarkStep$/./B=64' -benchtime 3x -count "$count" ./internal/midcoder
            go test -tags openblas -run '^$' -bench '^BenchmarkStreamStep$' -benchtime 3x -count "$count" ./internal/midcoder; } | grep '^Benchmark')
   echo "$mid" >&2
+  pinv=$(go test -tags openblas -run '^$' -bench 'PinvBaseline/blas' -benchtime 1x -count "$count" ./internal/analysis | grep '^Benchmark')
+  echo "$pinv" >&2
 fi
 blas=$(cat "$out")
 torch=""
 if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
   echo "== PyTorch" >&2
-  torch=$(/usr/bin/python3 scripts/bench_torch.py --reps 5 --threads "$(nproc)" --midcoder --batch 64)
+  torch=$(/usr/bin/python3 scripts/bench_torch.py --reps 5 --threads "$(nproc)" --midcoder --pinv --batch 64)
   echo "$torch" >&2
 fi
 pick() { grep "^$2-" <<<"$1" | sed -n 's/.* \([0-9.]*\) tokens\/s.*/\1/p' | median; }
@@ -48,5 +51,11 @@ if [ -n "$mid" ]; then
   printf '| ctxdep, dense reference path, OpenBLAS | %s | – |\n' "$(pick "$mid" BenchmarkStep/dense/B=64)"
   [ -n "$torch" ] && printf '| PyTorch, dense (the notebook'"'"'s formulation) | %s | %s |\n' \
     "$(sed -n 's/^midcoder step[^:]*: *\([0-9]*\).*/\1/p' <<<"$torch")" "$(sed -n 's/^whole step[^:]*: *\([0-9]*\).*/\1/p' <<<"$torch")"
+fi
+if [ -n "$pinv" ]; then
+  printf '\n| seconds (median of %s) | pinv baseline, F = 24,576 |\n|---|---|\n' "$count"
+  printf '| ctxdep, OpenBLAS (%s kernel), float64 products, LAPACK dgesdd | %s |\n' "$kernel" \
+    "$(grep -o '[0-9.]* s/op' <<<"$pinv" | cut -d' ' -f1 | median)"
+  [ -n "$torch" ] && printf '| PyTorch, float32 (the notebook'"'"'s) | %s |\n' "$(sed -n 's/^pinv baseline[^:]*: *\([0-9.]*\) s.*/\1/p' <<<"$torch")"
 fi
 rm -f "$out"

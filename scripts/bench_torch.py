@@ -24,6 +24,7 @@ p.add_argument("--batch", type=int, default=32)
 p.add_argument("--device", default="cpu")
 p.add_argument("--tf32", action="store_true")
 p.add_argument("--notebook-fit", action="store_true")
+p.add_argument("--pinv", action="store_true", help="also time the notebook's pinv baseline: W_dec @ pinv(W_in @ W_out), float32")
 a = p.parse_args()
 if a.threads:
     torch.set_num_threads(a.threads)
@@ -111,6 +112,12 @@ if dev.type == "cuda":
 else:
     cfg = torch.__config__.show()
     print("blas:", cfg[cfg.find("BLAS_INFO="):].split(",")[0], "(Debian's torch: the system libblas.so.3, see update-alternatives)")
+if a.pinv:
+    # The notebook's baseline as it computes it: float32 throughout.
+    W_dec = torch.randn(F, C) * 0.05
+    Wi, Wo = torch.randn(C, N) * 0.05, torch.randn(N, C) * 0.05
+    Wo -= Wo.mean(dim=1, keepdim=True)
+    print(f"pinv baseline (W_dec @ pinv(W_in @ W_out), F {F}): {median_time(lambda: W_dec @ torch.linalg.pinv(Wi @ Wo), a.reps):.3f} s")
 print(f"forward to block 8:  {bench(forward):8.0f} tokens/s")
 print(f"forward + encode:    {bench(lambda t: encode(forward(t)[0].reshape(-1, C))):8.0f} tokens/s")
 
