@@ -448,7 +448,7 @@ func TestRunLocally(t *testing.T) {
 	tmp := t.TempDir()
 	ctxdep, cachecmp := build(t, filepath.Join(tmp, "bin"))
 	if _, help := run(t, nil, ctxdep, "cache", "build", "--help"); !strings.Contains(help, "--shard-count") {
-		t.Fatalf("%s cache build has no --shard-count: the sharding CLI of CLI.md (issue 7) is missing", ctxdep)
+		t.Fatalf("%s cache build has no --shard-count: its sharding flags are missing", ctxdep)
 	}
 	model, err := filepath.Abs(tinyModel)
 	if err != nil {

@@ -122,7 +122,7 @@ print(f"forward to block 8:  {bench(forward):8.0f} tokens/s")
 print(f"forward + encode:    {bench(lambda t: encode(forward(t)[0].reshape(-1, C))):8.0f} tokens/s")
 
 if a.midcoder:
-    # The notebook's midcoder step (SPEC §4.2) as PyTorch runs it: dense acts @ W_mid, ReLU MLP,
+    # The notebook's midcoder step as PyTorch runs it: dense acts @ W_mid, ReLU MLP,
     # MSE, backward, AdamW. Acts: ~100 random active features per token, as in the Go benchmark.
     W_mid = torch.nn.Parameter(torch.empty(F, C).uniform_(-math.sqrt(6 / C), math.sqrt(6 / C)))
     b_mid = torch.nn.Parameter(torch.zeros(C))
@@ -144,7 +144,7 @@ if a.midcoder:
     print(f"whole step (forward, encode, midcoder step): {M / median_time(whole, a.reps):8.0f} tokens/s")
 
 if a.notebook_fit:
-    # The notebook's fit (SPEC 4.2) from token ids: per step forward to block 8 (no grad), dense
+    # The notebook's fit from token ids: per step forward to block 8 (no grad), dense
     # encode, midcoder step; CosineAnnealingLR stepped per epoch; losses read once per epoch.
     toks = torch.randint(0, V, (20, B, T))
 

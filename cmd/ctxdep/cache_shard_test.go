@@ -269,7 +269,7 @@ func TestShardUsageErrors(t *testing.T) {
 	}
 }
 
-// cache plan prints CLI.md's estimates; bytes per token are 2·C·4+4 and
+// cache plan prints the estimates its --help defines; bytes per token are 2·C·4+4 and
 // 2·C·2+4 (C = 16 in the tiny model).
 func TestCachePlan(t *testing.T) {
 	code, out, errs := ctxdep(t, "--model", tinyModel, "-q", "cache", "plan", "--n-tokens", "1000", "--layer", "0", "--layer", "2",

@@ -15,7 +15,7 @@ import (
 	"github.com/ctxdep/ctxdep/internal/transcoder"
 )
 
-// Hub repositories of the default inputs (CLI.md).
+// Hub repositories of the default inputs.
 const (
 	modelRepo       = "openai-community/gpt2"
 	transcodersRepo = "pchlenski/gpt2-transcoders"

@@ -32,7 +32,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return exitCode(err, ctx, stderr)
 }
 
-// Exit statuses of CLI.md.
+// Exit statuses, as the root --help states them.
 const (
 	exitOK          = 0
 	exitFailure     = 1

@@ -38,7 +38,7 @@ func ctxdep(t *testing.T, args ...string) (int, string, string) {
 	return code, out.String(), errb.String()
 }
 
-// expectError checks CLI.md's error contract: the exit status, and exactly
+// expectError checks the CLI's error contract (root --help): the exit status, and exactly
 // one stderr line starting with "ctxdep: " that contains each of want.
 func expectError(t *testing.T, code int, stderr string, wantCode int, want ...string) {
 	t.Helper()
@@ -674,7 +674,7 @@ func TestFitFromTextEqualsFromCache(t *testing.T) {
 	}
 }
 
-// pinv-baseline writes the baseline in fit's layout, reports the CLI.md
+// pinv-baseline writes the baseline in fit's layout, reports its --json
 // keys, and fit --init pinv starts from it.
 func TestPinvBaseline(t *testing.T) {
 	cache := buildCache(t, true)

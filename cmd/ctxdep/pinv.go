@@ -58,7 +58,7 @@ loss_norm of the midcoder forward (--act) with these weights over all cached tok
 	return cmd
 }
 
-// pinvResult is what pinv-baseline reports (CLI.md's --json keys first).
+// pinvResult is what pinv-baseline reports (its --json keys first).
 type pinvResult struct {
 	Rank     int       `json:"rank"`
 	RTol     float64   `json:"rtol"`

@@ -16,7 +16,7 @@ import (
 // version is set at link time (-ldflags "-X main.version=…").
 var version = "dev"
 
-// globalOptions are CLI.md's persistent flags.
+// globalOptions are the persistent flags every command takes.
 type globalOptions struct {
 	model       string
 	transcoders string

@@ -13,7 +13,7 @@ import (
 	"github.com/ctxdep/ctxdep/internal/tokrows"
 )
 
-// dataOptions are the flags of text input (CLI.md `tokenize`), shared by
+// dataOptions are the flags of text input (`ctxdep tokenize --help`), shared by
 // tokenize, cache build --data and fit --data.
 type dataOptions struct {
 	shuffleBuffer int
@@ -23,7 +23,7 @@ type dataOptions struct {
 	tokenizer     string
 }
 
-// seedFlag names the shuffle seed: --seed (CLI.md's tokenize and cache
+// seedFlag names the shuffle seed: --seed (tokenize's and cache
 // build), or --data-seed for fit, whose --seed seeds the initialisation.
 func addDataFlags(f *pflag.FlagSet, o *dataOptions, seedFlag string) {
 	f.IntVar(&o.shuffleBuffer, "shuffle-buffer", owt.DefaultShuffleBuffer, "Hugging Face streaming shuffle buffer (0 disables the shuffle)")
@@ -34,7 +34,7 @@ func addDataFlags(f *pflag.FlagSet, o *dataOptions, seedFlag string) {
 }
 
 // textRows streams token rows from a text corpus: documents in the Hugging
-// Face streaming order, tokenized as tokenize_and_concatenate (SPEC §2.6).
+// Face streaming order, tokenized as tokenize_and_concatenate.
 type textRows struct {
 	reader *owt.Reader
 	stream *tokrows.Stream

@@ -1,5 +1,5 @@
-// Package actcache is the on-disk activation cache of CLI.md's
-// `cache build`: a directory with manifest.json and shards
+// Package actcache is the on-disk activation cache that `ctxdep cache
+// build` writes: a directory with manifest.json and shards
 // shard-NNNNN.safetensors, each holding, for S_i sequences of T tokens,
 // `tokens` I32 (S_i, T), `x` (S_i, T, C) = blocks.L.ln2.hook_normalized and
 // `y` (S_i, T, C) = blocks.L.hook_mlp_out in the manifest's dtype, and
@@ -7,7 +7,7 @@
 // (`acts_indptr` I64 (S_i·T+1), `acts_indices` I32 (nnz), `acts_values`
 // F32 (nnz)).
 //
-// A sharded build (CLI.md, "Sharded caching") has N workers write into one
+// A sharded build (README, "Caching on a cluster") has N workers write into one
 // directory: worker i of N caches input rows [⌊i·R/N⌋, ⌊(i+1)·R/N⌋) as
 // wIIIII-of-NNNNN-shard-KKKKK.safetensors and keeps its own manifest
 // worker-IIIII-of-NNNNN.json (a Manifest with Worker set); Merge checks the

@@ -21,7 +21,7 @@ const (
 	ManifestName = "manifest.json"
 )
 
-// Manifest describes a cache (CLI.md, `cache build`).
+// Manifest describes a cache (README, "The activation cache").
 type Manifest struct {
 	Format            string `json:"format"`
 	Version           int    `json:"version"`
@@ -55,8 +55,8 @@ type Manifest struct {
 	Workers int `json:"workers,omitempty"`
 }
 
-// Worker identifies one of the workers of a sharded build (CLI.md,
-// "Sharded caching"): worker Index of Count caches input rows
+// Worker identifies one of the workers of a sharded build (README,
+// "Caching on a cluster"): worker Index of Count caches input rows
 // [⌊Index·TotalRows/Count⌋, ⌊(Index+1)·TotalRows/Count⌋). It computes
 // them in the build's batches (BatchGrid), whole, as a single-machine
 // build does: a batch that straddles two workers' ranges is computed by

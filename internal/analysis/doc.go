@@ -1,5 +1,5 @@
 // Package analysis compares midcoders with what the transcoder alone
-// implies. It holds the notebook's pinv baseline (SPEC §4.2): W_mid =
+// implies. It holds the notebook's pinv baseline: W_mid =
 // W_dec @ pinv(W_in @ W_out), the mid vectors that would map each
 // feature's decoder direction through the MLP if the MLP were linear; the
 // evaluation of reconstructions spliced into the model (`ctxdep evaluate`);

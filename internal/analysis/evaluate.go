@@ -28,7 +28,7 @@ type MidcoderResult struct {
 	NMSE float64 `json:"nmse"` // mse / mean(y²)
 }
 
-// EvalResult is what `ctxdep evaluate` reports (CLI.md).
+// EvalResult is what `ctxdep evaluate` reports.
 type EvalResult struct {
 	Tokens         int64            `json:"tokens"`      // cached tokens
 	Predictions    int64            `json:"predictions"` // positions with a next token

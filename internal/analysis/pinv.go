@@ -37,7 +37,7 @@ type Spectrum struct {
 // rtol·σ_max as torch.linalg.pinv does. rtol ≤ 0 means torch's default for float32
 // input, max(m, n)·Float32Eps. With float64's own ε the null directions
 // that float32 rounding leaves at σ ≈ 1e-8·σ_max would be kept and blow
-// the result up (SPEC §4.2).
+// the result up.
 func Pinv(a []float64, m, n int, rtol float64) ([]float64, Spectrum, error) {
 	if len(a) != m*n || m == 0 || n == 0 {
 		return nil, Spectrum{}, fmt.Errorf("pinv: %d values for a %d×%d matrix", len(a), m, n)

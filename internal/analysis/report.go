@@ -16,7 +16,7 @@ import (
 	"github.com/ctxdep/ctxdep/internal/transcoder"
 )
 
-// The context-dependence report (issue 5, CLI.md `ctxdep report`).
+// The context-dependence report (`ctxdep report --help`).
 //
 // Definitions (also written into index.md and index.html):
 //

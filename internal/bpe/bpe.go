@@ -12,7 +12,7 @@ import (
 
 const (
 	// EOT is the id of "<|endoftext|>", GPT-2's only special token; TL uses
-	// it as BOS, EOS and pad (SPEC §2.5).
+	// it as BOS, EOS and pad.
 	EOT = 50256
 	// EOTText is the special token's text.
 	EOTText = "<|endoftext|>"

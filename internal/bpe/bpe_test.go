@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-// TestKnownIDs checks the ids SPEC §2.5 quotes from TransformerLens (also
+// TestKnownIDs checks ids that TransformerLens's tokenizer gives (also
 // asserted by gen_bpe.py and stored in golden.json).
 func TestKnownIDs(t *testing.T) {
 	tok, _ := gpt2(t)
@@ -141,8 +141,8 @@ func TestInvalidUTF8Encode(t *testing.T) {
 	}
 }
 
-// TestPretokenize checks the hand-written pre-tokenizer on the cases SPEC
-// §3.3 spells out (the \s+(?!\S) lookahead).
+// TestPretokenize checks the hand-written pre-tokenizer on the cases
+// GPT-2's regex is known for (the \s+(?!\S) lookahead).
 func TestPretokenize(t *testing.T) {
 	for _, tc := range []struct {
 		in   string

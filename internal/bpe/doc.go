@@ -1,5 +1,5 @@
 // Package bpe is GPT-2's byte-level BPE tokenizer, as TransformerLens uses
-// it through Hugging Face's GPT2TokenizerFast (SPEC §2.5, §3.3).
+// it through Hugging Face's GPT2TokenizerFast.
 //
 // Encoding: the literal "<|endoftext|>" anywhere in the text is split out
 // first and becomes [EOT] (50256), an allowed special token as in HF; every

@@ -12,7 +12,7 @@ import (
 )
 
 // FromFiles reads a GPT-2 tokenizer saved by Hugging Face in dir:
-// tokenizer.json if present, else vocab.json and merges.txt (SPEC §3.3).
+// tokenizer.json if present, else vocab.json and merges.txt.
 // The files must describe GPT-2's vocabulary layout, which the fast encoder
 // relies on: 50,257 ids, the 256 single bytes below 256, merge i (0-based,
 // after the "#version" line) making id 256+i, every merge the split that

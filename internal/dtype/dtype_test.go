@@ -25,7 +25,7 @@ func TestFloat16RoundTripAllValues(t *testing.T) {
 	}
 }
 
-// Hand-checked values, including those gopickle gets wrong (SPEC §6).
+// Hand-checked values, including those gopickle gets wrong.
 func TestFloat16Known(t *testing.T) {
 	cases := []struct {
 		h    uint16

@@ -1,7 +1,7 @@
 // Package gpt2 loads GPT-2 from its Hugging Face checkpoint, applies
-// TransformerLens's default weight processing (SPEC §2.3: fold LayerNorm,
+// TransformerLens's default weight processing (fold LayerNorm,
 // centre writing weights, centre unembed, fold value biases) and runs the
-// processed model on CPU (SPEC §2.4), so that every hook value equals what
+// processed model on CPU, so that every hook value equals what
 // TransformerLens computes.
 //
 // Shape key: B batch rows, T positions (T ≤ NCtx), C = DModel, H heads,

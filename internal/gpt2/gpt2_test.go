@@ -96,7 +96,7 @@ func TestProcessedWeightsMatchTransformerLens(t *testing.T) {
 	testutil.Close(t, "unembed.W_U_head", head, g["unembed.W_U_head"], 1e-6, 1e-6)
 }
 
-// Invariants of SPEC §2.3: writing weights have zero mean over d_model,
+// Invariants of TransformerLens's weight processing: writing weights have zero mean over d_model,
 // reading weights zero mean over d_model, b_V is folded away.
 func TestProcessingInvariants(t *testing.T) {
 	m := loadTiny(t, tinyDir)

@@ -2,7 +2,7 @@ package gpt2
 
 import "github.com/ctxdep/ctxdep/internal/kernels"
 
-// TransformerLens's default weight processing (SPEC §2.3), computed in
+// TransformerLens's default weight processing, computed in
 // float64 per element and rounded to float32 once, so each processed weight
 // is within one float32 rounding of the exact value (TransformerLens, doing
 // the same steps in float32, is within a few).
@@ -69,7 +69,7 @@ type hfBlock struct {
 	outW, outB   []float32 // (N, C), (C)
 }
 
-// process applies SPEC §2.3 in order, reusing the checkpoint's buffers.
+// process applies the processing steps in order, reusing the checkpoint's buffers.
 func process(cfg Config, hf *hfWeights) *Model {
 	c, n, v := cfg.DModel, cfg.DMLP, cfg.DVocab
 	m := &Model{Config: cfg, Blocks: make([]Block, cfg.NLayer)}

@@ -6,7 +6,7 @@ import (
 	"github.com/ctxdep/ctxdep/internal/kernels"
 )
 
-// Small returns GPT-2 small's configuration (SPEC §3.1).
+// Small returns GPT-2 small's configuration.
 func Small() Config {
 	return Config{NLayer: 12, NHead: 12, DModel: 768, DHead: 64, DMLP: 3072, NCtx: 1024, DVocab: 50257, Eps: kernels.LayerNormEps}
 }

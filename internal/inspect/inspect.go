@@ -64,7 +64,7 @@ func (a *accumulator) stats() Stats {
 	}
 }
 
-// Quality is a transcoder's performance on the cache (CLI.md).
+// Quality is a transcoder's performance on the cache.
 type Quality struct {
 	Path                string  `json:"path"`
 	NFeatures           int     `json:"n_features"`

@@ -11,7 +11,7 @@ import (
 )
 
 // CausalAttention computes z from the fused projections qkv for every batch
-// row b and head i (SPEC §2.4):
+// row b and head i:
 //
 //	score[p, s] = q[p]·k[s] / sqrt(D) for s ≤ p, −∞ otherwise
 //	pattern     = softmax over s

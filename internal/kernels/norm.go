@@ -11,7 +11,7 @@ import (
 const LayerNormEps = 1e-5
 
 // LayerNormPre sets each row of dst to (x − mean(x)) / sqrt(var(x) + eps),
-// the parameter-free LayerNorm of TransformerLens (LNPre, SPEC §2.4), with
+// the parameter-free LayerNorm of TransformerLens (LNPre), with
 // the biased variance. Sums are accumulated in float64. dst may alias src.
 // dst, src (M, C).
 func LayerNormPre(dst, src []float32, m, c int, eps float64) {

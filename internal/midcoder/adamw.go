@@ -7,7 +7,7 @@ import (
 )
 
 // AdamW defaults of torch.optim.AdamW (betas, eps); lr and weight decay
-// come from the notebook's config (SPEC §4.2).
+// come from the notebook's config.
 const (
 	Beta1 = 0.9
 	Beta2 = 0.999

@@ -1,4 +1,4 @@
-// Package midcoder fits the midcoder of SPEC §4.2 (the notebook's version,
+// Package midcoder fits the notebook's midcoder (the notebook's version,
 // michaelttpearce/transcoder-exploration midcoder.py at f9294c2): trainable
 // mid vectors W_mid (F, C) and b_mid (C) such that the frozen block-L MLP
 // applied to mid = acts @ W_mid + b_mid reproduces y = blocks.L.hook_mlp_out:

@@ -10,7 +10,7 @@ import (
 	"github.com/ctxdep/ctxdep/internal/transcoder"
 )
 
-// Config holds a fit's settings (CLI.md `fit`, SPEC §4.2 defaults).
+// Config holds a fit's settings (`ctxdep fit --help`; the defaults are the notebook's).
 type Config struct {
 	Layer         int     `json:"layer"`
 	ContextLength int     `json:"context_length"`
@@ -45,7 +45,7 @@ func (c Config) tokensPerEpoch(limit int64) (int64, bool) {
 }
 
 // Epochs is floor(train_tokens / (T·B·steps_per_epoch)) + 1, the
-// notebook's count (SPEC §4.2: 2 for its 100,000 tokens at B = 64). It is
+// notebook's count (2 for its 100,000 tokens at B = 64). It is
 // exact for any positive settings, with no overflow (an epoch of more
 // tokens than int64 holds exceeds any train_tokens: 1 epoch), never
 // panics (1 when a setting is not positive or train_tokens is negative,

@@ -246,7 +246,7 @@ func TestGradientFiniteDifference(t *testing.T) {
 	}
 }
 
-// loss64 is the midcoder's loss straight from SPEC §4.2 in float64.
+// loss64 is the midcoder's loss straight from its definition in float64.
 func loss64(mlp *MLP, acts *transcoder.Acts, y []float32, w, b []float64) float64 {
 	c, n := mlp.C, mlp.N
 	var se float64
@@ -416,7 +416,7 @@ func TestEpochsAndCosine(t *testing.T) {
 	if e := (Config{ContextLength: 128, BatchSize: 64, StepsPerEpoch: 10, TrainTokens: 100000}).Epochs(); e != 2 {
 		t.Errorf("Epochs = %d, want 2", e)
 	}
-	// Two epochs at lr 1e-3: 1e-3 during epoch 0, 5e-4 after it, then 0 (SPEC §4.2).
+	// Two epochs at lr 1e-3: 1e-3 during epoch 0, 5e-4 after it, then 0.
 	lr1 := CosineNext(1e-3, 1e-3, 1, 2)
 	lr2 := CosineNext(1e-3, lr1, 2, 2)
 	if math.Abs(lr1-5e-4) > 1e-18 || lr2 != 0 {

@@ -12,7 +12,7 @@ import (
 type Activation int
 
 const (
-	// ReLU is the notebook's choice (SPEC §4.2: "NOTE: ReLU, not gelu_new").
+	// ReLU is the notebook's choice ("NOTE: ReLU, not gelu_new").
 	ReLU Activation = iota
 	// GeluNew is GPT-2's own MLP activation.
 	GeluNew
@@ -73,7 +73,7 @@ func NewParams(f, c int) *Params {
 
 // KaimingUniform fills W_mid with U(−b, b), b = sqrt(6 / C): torch's
 // kaiming_uniform_ (a = 0, fan_in mode, leaky_relu gain √2) with fan_in =
-// size of dim 1 = C, as the notebook initialises W_mid (SPEC §4.2). The
+// size of dim 1 = C, as the notebook initialises W_mid. The
 // numbers come from our own seeded PCG generator: torch's random stream
 // cannot be reproduced outside torch. b_mid stays zero.
 func (p *Params) KaimingUniform(seed uint64) {

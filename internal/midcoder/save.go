@@ -56,7 +56,7 @@ func Key(cfg Config, prov Provenance) string {
 }
 
 // Save writes W_mid F32 (F, C) and b_mid F32 (C) with meta as safetensors
-// metadata (CLI.md: the layout `fit` and `pinv-baseline` share), and the
+// metadata (the layout `fit` and `pinv-baseline` share), and the
 // SHA-256 of the tensors (metaSHA256), which Load checks. Parameters that
 // hold a NaN or ±Inf are an error, and nothing is written: Load would
 // refuse the file.

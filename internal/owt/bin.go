@@ -9,7 +9,7 @@ import (
 	"github.com/ctxdep/ctxdep/internal/tokrows"
 )
 
-// GPT-2 vocabulary facts (SPEC §2.5), from package bpe: ids run 0..50256
+// GPT-2 vocabulary facts, from package bpe: ids run 0..50256
 // and "<|endoftext|>" = 50256, the last id, is BOS, EOS and pad at once.
 const (
 	eot       = bpe.EOT
@@ -35,12 +35,12 @@ type BinOptions struct {
 	// tokrows.DefaultMaxLength (128).
 	RowLen int
 	// DropEOT removes every 50256 from the token stream before rows are
-	// cut, as tokenize_and_concatenate's pad removal does (SPEC §2.6 d).
+	// cut, as tokenize_and_concatenate's pad removal does.
 	// Opening then scans the whole file once to index row positions.
 	DropEOT bool
 }
 
-// BinRows reads nanoGPT's train.bin / val.bin (SPEC §5.4: headerless
+// BinRows reads nanoGPT's train.bin / val.bin (headerless
 // little-endian uint16 token ids, each document followed by 50256) as rows
 // of RowLen tokens: 50256 followed by the next RowLen−1 tokens of the
 // stream; a trailing partial row is dropped. It reads by offset and never

@@ -1,6 +1,6 @@
 // Package owt reads OpenWebText as documents, in the order the notebook's
-// Hugging Face pipeline saw them, and nanoGPT's token files as rows
-// (SPEC §5, §2.6). Tokenisation and tokenize_and_concatenate's row cutting
+// Hugging Face pipeline saw them, and nanoGPT's token files as rows.
+// Tokenisation and tokenize_and_concatenate's row cutting
 // live downstream; this package ends at documents (strings) and at token
 // rows from .bin files.
 //
@@ -46,7 +46,7 @@
 //
 // With Options.ShuffleBuffer = B > 0 and Seed = s the documents come out as
 // from load_dataset(..., streaming=True).shuffle(seed=s, buffer_size=B) in
-// datasets 2.20, epoch 0 (SPEC §5.2):
+// datasets 2.20, epoch 0:
 //
 //  1. the file list (HF's shards: one per archive, parquet or JSON file, or
 //     .txt file) is permuted by a fresh numpy default_rng(s):
@@ -63,7 +63,7 @@
 // order. B = 1 permutes the files only. The numpy generator
 // ([Generator]: SeedSequence → PCG64, next64/next32, integers by Lemire's
 // method, shuffle by masked rejection) is bit-exact with numpy 1.24; the
-// tests check it against SPEC §5.3 and numpy-generated vectors.
+// tests check it against numpy-generated vectors.
 //
 // Memory is bounded by the shuffle buffer (B documents) plus one decoded
 // page, xz dictionary or JSON line, and one document is bounded by
@@ -79,5 +79,5 @@
 // (N, R), N = ⌊stream tokens / (R−1)⌋; the tail that does not fill a row is
 // not read. BinRows implements cachebuild.Rows and reads by offset; ids ≥
 // 50257 are errors naming the file and byte offset. This stream is
-// comparable to, not identical with, the notebook's (SPEC §5.5).
+// comparable to, not identical with, the notebook's.
 package owt

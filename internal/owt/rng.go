@@ -16,7 +16,7 @@ const (
 )
 
 // SeedState returns numpy's SeedSequence(seed).generate_state(4, np.uint64):
-// the four words PCG64 is seeded with (SPEC §5.3).
+// the four words PCG64 is seeded with.
 func SeedState(seed uint64) [4]uint64 {
 	// The entropy is the seed as little-endian 32-bit words, at least one.
 	entropy := []uint32{uint32(seed)}

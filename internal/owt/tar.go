@@ -10,7 +10,7 @@ import (
 )
 
 // tarSource walks an OpenWebText subset archive as the Hugging Face loading
-// script does in streaming mode (SPEC §5.1): the outer tar's members in tar
+// script does in streaming mode: the outer tar's members in tar
 // order, keeping regular files whose names end in ".xz"; each of those is
 // opened as a (compressed) tar and its regular ".txt" members are the
 // documents, in tar order. At both levels members whose base name starts

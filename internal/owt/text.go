@@ -15,7 +15,7 @@ func pyIsSpace(r rune) bool {
 }
 
 // normalizeDoc applies the Skylion007/openwebtext loading script's text
-// clean-up (SPEC §5.1) to a raw document: UTF-8 decoding (invalid bytes
+// clean-up to a raw document: UTF-8 decoding (invalid bytes
 // replaced as Python's errors="replace" would; the script itself decodes
 // strictly and would fail), re.sub("\n\n\n+", "\n\n", text), then
 // str.strip(). It returns the text and the number of replacements.

@@ -7,7 +7,7 @@ import (
 )
 
 // txtSource is one .txt file holding one document, cleaned up like the
-// archive's documents (SPEC §5.1): the 2022 openwebtext script applied the
+// archive's documents: the 2022 openwebtext script applied the
 // same re.sub and strip to the extracted files.
 type txtSource struct {
 	path   string

@@ -1,5 +1,5 @@
 // Package safetensors reads and writes the safetensors container used by
-// Hugging Face checkpoints (SPEC §3.2) and by ctxdep's own outputs
+// Hugging Face checkpoints and by ctxdep's own outputs
 // (activation-cache shards, midcoder weights).
 //
 // Layout of a file:

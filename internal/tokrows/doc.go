@@ -1,6 +1,6 @@
 // Package tokrows turns a stream of documents into token rows exactly as
 // the notebook's copy of TransformerLens's tokenize_and_concatenate does
-// (SPEC §2.6; michaelttpearce/transcoder-exploration utils.py), with GPT-2's
+// (michaelttpearce/transcoder-exploration utils.py), with GPT-2's
 // tokenizer from package bpe.
 //
 // Shape key: D = BatchDocs documents per batch (the last batch may be

@@ -16,7 +16,7 @@ import (
 	"github.com/ctxdep/ctxdep/internal/npy"
 )
 
-// Golden rows, written by testdata/gen/gen_tokrows.py: SPEC §2.6 in numpy
+// Golden rows, written by testdata/gen/gen_tokrows.py: tokenize_and_concatenate in numpy
 // with gen_bpe.py's independent GPT-2 BPE (see its docstring to regenerate).
 const goldenDir = "../../testdata/tokrows"
 

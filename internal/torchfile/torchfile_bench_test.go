@@ -12,7 +12,7 @@ import (
 )
 
 // writeTranscoderLike writes a zip torch file shaped like one published
-// transcoder (SPEC §1.2: W_enc [768, 24576], b_enc [24576], W_dec
+// transcoder (W_enc [768, 24576], b_enc [24576], W_dec
 // [24576, 768], b_dec, b_dec_out [768]; ≈151 MB of float32), with seeded
 // random values, using this package's test pickle writer.
 func writeTranscoderLike(b *testing.B, path string) int64 {

@@ -62,7 +62,7 @@ func (tc *Transcoder) NewEncoder() *Encoder {
 }
 
 // Encode sets acts to the feature activations relu((x − b_dec) @ W_enc +
-// b_enc) of x (M, C), keeping only those > 0 (SPEC §1.3). acts' slices are
+// b_enc) of x (M, C), keeping only those > 0. acts' slices are
 // reused when they have room.
 func (e *Encoder) Encode(acts *Acts, x []float32, m int) {
 	tc := e.tc
@@ -153,8 +153,8 @@ func (tc *Transcoder) Decode(out []float32, acts *Acts) {
 	})
 }
 
-// EncodeNaive is the reference for Encode: the dense formula of SPEC §1.3
-// in float64, returning hidden_pre (M, F).
+// EncodeNaive is the reference for Encode: the dense pre-activations
+// (x − b_dec) @ W_enc + b_enc in float64, returning hidden_pre (M, F).
 func (tc *Transcoder) EncodeNaive(x []float32, m int) []float32 {
 	c, f := tc.DIn, tc.DSAE
 	hidden := make([]float32, m*f)

@@ -13,7 +13,7 @@ import (
 	"github.com/ctxdep/ctxdep/internal/torchfile"
 )
 
-// Transcoder is a sparse replacement for one MLP layer (SPEC §1.2).
+// Transcoder is a sparse replacement for one MLP layer.
 type Transcoder struct {
 	Path    string
 	DIn     int       // C, input width
@@ -160,7 +160,7 @@ func attr[T any](o *torchfile.Object, name string) (T, bool) {
 }
 
 // LoadSparsity reads a _log_feature_sparsity.pt file: one float32 tensor
-// (F) of log10(firing frequency + 1e-10) per feature (SPEC §1.7).
+// (F) of log10(firing frequency + 1e-10) per feature.
 func LoadSparsity(path string) ([]float32, error) {
 	obj, err := torchfile.Load(path)
 	if err != nil {
@@ -195,8 +195,7 @@ func CountLive(logFreq []float32) int {
 	return n
 }
 
-// FileName is the released transcoder file name for a layer and width
-// (SPEC §1.1).
+// FileName is the released transcoder file name for a layer and width.
 func FileName(layer, width int) string {
 	return fmt.Sprintf("final_sparse_autoencoder_gpt2-small_blocks.%d.ln2.hook_normalized_%d.pt", layer, width)
 }

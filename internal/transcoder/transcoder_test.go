@@ -12,8 +12,8 @@ import (
 )
 
 // Golden values come from testdata/gen/gen_fixtures.py: PyTorch computes
-// SPEC §1.3 in float64 from the same .pt files (stored as float32), on the
-// golden x of testdata/golden/gpt2_hooks.safetensors. The smallest
+// the encoder's (x − b_dec) @ W_enc + b_enc in float64 from the same .pt
+// files (stored as float32), on the golden x of testdata/golden/gpt2_hooks.safetensors. The smallest
 // |hidden_pre| there is 2.9e-5, so float32 rounding cannot flip a ReLU and
 // the active sets must match exactly.
 const (

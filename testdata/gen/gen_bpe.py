@@ -8,9 +8,9 @@ Run from the repository root with Debian's Python and its python3-regex package 
     /usr/bin/python3 testdata/gen/gen_bpe.py --tokenizer-dir DIR   # also writes vocab.json + merges.txt
 
 The encoder is an independent implementation of GPT-2's byte-level BPE: the algorithm of OpenAI's
-gpt-2 `src/encoder.py` (bytes_to_unicode, the pre-tokenizer regex of SPEC §3.3 run by the `regex`
+gpt-2 `src/encoder.py` (bytes_to_unicode, GPT-2's pre-tokenizer regex run by the `regex`
 module, and the classic `bpe()` loop that merges the lowest-ranked *pair* from merges.txt), with the
-special token "<|endoftext|>" split out first as Hugging Face's GPT2TokenizerFast does (SPEC §2.5,
+special token "<|endoftext|>" split out first as Hugging Face's GPT2TokenizerFast does (
 §3.3). The Go package uses tiktoken-go instead (ranks of merged byte strings, regexp2).
 
 There is no vocab.json/merges.txt offline, so they are derived from tiktoken's r50k_base ranks, the
@@ -275,7 +275,7 @@ UTF8_CASES = [
     b"\xf0\x9f\xe2\x82\xac", b"\xef\xbf\xbd", b"\xee\x80\x80",
 ]
 
-KNOWN = [  # SPEC §2.5
+KNOWN = [  # ids TransformerLens's tokenizer gives
     ("Hello", [15496]), (",", [11]), (" world", [995]), ("!", [0]), ("Hello world!", [15496, 995, 0]),
 ]
 

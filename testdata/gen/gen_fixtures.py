@@ -5,14 +5,14 @@ Run from the repository root with Debian's Python (it has python3-torch / python
 
     /usr/bin/python3 testdata/gen/gen_fixtures.py
 
-What it writes and what every tensor means is documented in testdata/gen/README.md. The facts the
-computations follow are in /work/shared/SPEC.md: §1.3-1.7 (transcoders and their .pt files),
-§2.2-2.4 (HF -> TransformerLens mapping, weight processing, forward pass) and §3 (HF checkpoint).
+What it writes and what every tensor means is documented in testdata/gen/README.md. The
+computations follow the released transcoders' .pt files and encoder, TransformerLens's
+convert_gpt2_weights, its default weight processing and forward pass, and the HF checkpoint layout.
 
 Golden values are computed twice, independently, in float64 from the float32 fixture weights:
   (a) the unprocessed Hugging Face forward pass, translated to TransformerLens hook values with the
-      "consequences" of SPEC §2.3;
-  (b) the TransformerLens weight processing of SPEC §2.3 followed by the TL forward of SPEC §2.4.
+      consequences of TransformerLens's weight processing;
+  (b) the TransformerLens weight processing followed by the TL forward (LNPre, no affine).
 The script asserts that (a) and (b) agree and stores (b) cast to float32.
 
 Deterministic: every random number comes from numpy Generators with fixed seeds, and every file is
@@ -51,15 +51,15 @@ from sae_training.config import LanguageModelSAERunnerConfig  # noqa: E402
 # ---------------------------------------------------------------------------------------------
 # Fixture dimensions
 
-VOCAB = 50257  # real GPT-2 vocabulary (SPEC §3.1)
-BOS = 50256  # <|endoftext|> = bos = eos = pad (SPEC §2.5)
+VOCAB = 50257  # real GPT-2 vocabulary
+BOS = 50256  # <|endoftext|> = bos = eos = pad
 D_MODEL = 16
 N_HEAD = 2
 D_HEAD = D_MODEL // N_HEAD
 N_LAYER = 3
 N_CTX = 32
 D_MLP = 4 * D_MODEL  # n_inner null -> 4 * n_embd
-LN_EPS = 1e-5  # GPT-2 layer_norm_epsilon (SPEC §2, conventions)
+LN_EPS = 1e-5  # GPT-2 layer_norm_epsilon (conventions)
 
 D_SAE = 64
 EXPANSION = D_SAE // D_MODEL
@@ -316,7 +316,7 @@ def pickle_protocol_of(ops):
 
 def make_gpt2_weights():
     """Random but 'alive' weights: every LayerNorm gain differs from 1 and every bias is nonzero,
-    so each step of the TL weight processing (SPEC §2.3) changes the numbers."""
+    so each step of the TL weight processing changes the numbers."""
     rng = np.random.default_rng(SEED_GPT2)
 
     def normal(shape, std, mean=0.0):
@@ -438,7 +438,7 @@ def write_gpt2_fixtures(root, w):
 
 
 def gelu_new(x):
-    # TL utils.gelu_new / HF NewGELUActivation: tanh approximation (SPEC §2.4)
+    # TL utils.gelu_new / HF NewGELUActivation: tanh approximation
     return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
 
 
@@ -484,7 +484,7 @@ def hf_forward(w, tok, mlp_replace=None):
 
 
 def hf_to_tl_hooks(acts, logits):
-    """SPEC §2.3 consequences: TL residual = HF residual minus its d_model mean, etc."""
+    """The processing's consequences: TL residual = HF residual minus its d_model mean, etc."""
     def centre(x):
         return x - x.mean(-1, keepdim=True)
 
@@ -499,7 +499,7 @@ def hf_to_tl_hooks(acts, logits):
 
 
 def hf_to_tl_weights(w):
-    """SPEC §2.2 convert_gpt2_weights."""
+    """TransformerLens's convert_gpt2_weights."""
     t = collections.OrderedDict()
     t["embed.W_E"] = w["wte.weight"].clone()
     t["pos_embed.W_pos"] = w["wpe.weight"].clone()
@@ -525,7 +525,7 @@ def hf_to_tl_weights(w):
 
 
 def process_tl(t):
-    """SPEC §2.3, in the order TL applies it: fold_layer_norm, center_writing_weights,
+    """The weight processing, in the order TL applies it: fold_layer_norm, center_writing_weights,
     center_unembed, fold_value_biases."""
     t = collections.OrderedDict((k, v.clone()) for k, v in t.items())
     # 1. fold_layer_norm
@@ -566,7 +566,7 @@ def process_tl(t):
 
 
 def check_processed(P):
-    """Invariants SPEC §2.3 promises for the processed weights (all exact in real arithmetic)."""
+    """Invariants the weight processing promises for the processed weights (all exact in real arithmetic)."""
     tol = 1e-12
     assert float(P["embed.W_E"].mean(-1).abs().max()) < tol
     assert float(P["pos_embed.W_pos"].mean(-1).abs().max()) < tol
@@ -586,7 +586,7 @@ def check_processed(P):
 
 
 def tl_forward(P, tok, mlp_replace=None):
-    """(b) Forward of the processed TL model with LNPre (SPEC §2.4). `mlp_replace[l]` replaces
+    """(b) Forward of the processed TL model with LNPre. `mlp_replace[l]` replaces
     the value at blocks.l.hook_mlp_out. Returns (hooks, logits)."""
     B, T = tok.shape
     resid = P["embed.W_E"][tok] + P["pos_embed.W_pos"][:T]
@@ -706,7 +706,7 @@ def make_transcoder_weights(layer):
 
 
 def transcoder_forward(p, x):
-    """SPEC §1.3 in float64 from the given (float32 or float16) weights."""
+    """The transcoder's encode/decode in float64 from the given (float32 or float16) weights."""
     p = {k: v.double() for k, v in p.items()}
     hidden_pre = (x.double() - p["b_dec"]) @ p["W_enc"] + p["b_enc"]
     acts = torch.relu(hidden_pre)
@@ -719,7 +719,7 @@ def transcoder_name(layer):
 
 
 def log_feature_sparsity(acts, layer):
-    """log10(freq + 1e-10) per feature (SPEC §1.7). Frequencies are the firing rates on the
+    """log10(freq + 1e-10) per feature. Frequencies are the firing rates on the
     golden x; a few features are then made dead or dead-ish so that the notebook's
     `> -4` liveness test has work to do, including the exact boundary value -4."""
     freq = (acts > 0).double().mean(0)
@@ -781,7 +781,7 @@ def generate(root, report):
     proc["unembed.W_U_last"] = P32["unembed.W_U"][:, -1:].clone()
     proc["unembed.b_U"] = P32["unembed.b_U"]
     meta = {"fixture": "ctxdep-gpt2-processed", "version": FIXTURE_VERSION, "generator": GENERATOR,
-            "source": "testdata/tiny-gpt2/model.safetensors processed as TransformerLens (SPEC 2.3) in float64"}
+            "source": "testdata/tiny-gpt2/model.safetensors processed as TransformerLens in float64"}
     write_safetensors(os.path.join(root, "golden", "gpt2_processed.safetensors"), proc, meta)
 
     # ---- golden forward on the golden tokens

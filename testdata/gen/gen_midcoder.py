@@ -5,7 +5,7 @@ Run from the repository root with Debian's Python (python3-torch):
 
     /usr/bin/python3 testdata/gen/gen_midcoder.py
 
-It runs the notebook's midcoder (SPEC §4.2, michaelttpearce/transcoder-exploration midcoder.py
+It runs the notebook's midcoder (michaelttpearce/transcoder-exploration midcoder.py
 at f9294c2) in PyTorch, float32, eager: acts = relu((x - b_dec) @ W_enc + b_enc); mid = acts @ W_mid
 + b_mid; out = act(mid @ W_in + b_in) @ W_out + b_out; loss = MSELoss(out, y); loss_norm = loss /
 mean(y^2); AdamW(lr, weight_decay) with torch's defaults; CosineAnnealingLR(T_max = epochs) stepped

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Writes internal/owt/testdata/rng_vectors.json: numpy RNG and Hugging Face
-streaming-shuffle vectors for the Go tests of internal/owt (SPEC §5.2, §5.3).
+streaming-shuffle vectors for the Go tests of internal/owt.
 
 Run from the repository root:
 
@@ -74,7 +74,7 @@ def integer_vectors():
             after = g.bit_generator.random_raw()
             out.append({"seed": seed, "n": str(n), "values": [str(int(x)) for x in v],
                         "next64_after": hex64(after)})
-    # The SPEC stream: seed 42, blocks of 1000 from integers(0, 10000).
+    # The reference stream: seed 42, blocks of 1000 from integers(0, 10000).
     g = np.random.default_rng(42)
     blocks = np.concatenate([g.integers(0, 10000, size=1000) for _ in range(3)])
     out_stream = {"seed": 42, "n": 10000, "first": [int(x) for x in blocks[:20]],

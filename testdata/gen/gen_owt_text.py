@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Writes the text fixtures of internal/owt (SPEC §5.1):
+"""Writes the text fixtures of internal/owt:
 
 * internal/owt/testdata/text_vectors.json — Python's str.isspace code points,
   bytes.decode("utf-8", errors="replace") on edge cases and seeded random byte

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Golden pinv baselines for internal/analysis (SPEC §4.2, issue 5).
+"""Golden pinv baselines for internal/analysis (issue 5).
 
 Run from the repository root with Debian's Python (python3-torch):
 

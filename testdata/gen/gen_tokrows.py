@@ -6,7 +6,7 @@ Run from the repository root with Debian's Python, python3-regex and python3-num
     apt-get install -y python3-regex python3-numpy
     /usr/bin/python3 testdata/gen/gen_tokrows.py
 
-It implements SPEC §2.6, the `tokenize_and_concatenate` copy in michaelttpearce/
+It implements the `tokenize_and_concatenate` copy in michaelttpearce/
 transcoder-exploration utils.py (TransformerLens <= 2.x), line for line in numpy:
 datasets' `map(batched=True)` with its default batch of 1000 documents (the last batch smaller),
 `full_text = eos.join(texts)`, 20 chunks of `(len(full_text) - 1) // 20 + 1` code points, each
@@ -169,7 +169,7 @@ def main():
         edges.append({"name": name, "docs": ds, "max_length": max_length, "rows": rows.tolist(), "stats": stats})
 
     golden = {
-        "about": "tokenize_and_concatenate (SPEC §2.6, michaelttpearce/transcoder-exploration utils.py) "
+        "about": "tokenize_and_concatenate (michaelttpearce/transcoder-exploration utils.py) "
                  "in numpy with gen_bpe.py's independent GPT-2 BPE; written by testdata/gen/gen_tokrows.py",
         "generator": "testdata/gen/gen_tokrows.py",
         "python": sys.version.split()[0],

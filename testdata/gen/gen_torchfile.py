@@ -84,7 +84,7 @@ OUT = os.path.join(ROOT, "testdata", "torchfile")
 FUZZ = os.path.join(ROOT, "internal", "torchfile", "testdata", "fuzz", "FuzzLoadBytes")
 
 # --- sae_training.config.LanguageModelSAERunnerConfig, importable under that exact name -------
-# A small stand-in with the fields the Go side reads (SPEC §1.6); pickle looks classes up in
+# A small stand-in with the fields the Go side reads; pickle looks classes up in
 # sys.modules by __module__ and __qualname__, so registering the module is all it takes.
 _pkg = types.ModuleType("sae_training")
 _cfgmod = types.ModuleType("sae_training.config")
@@ -195,7 +195,7 @@ def views_obj():
 
 
 class TinyTranscoder(nn.Module):
-    """Parameters in the order of SPEC §1.2, with HookPoint-like children for _metadata."""
+    """Parameters in the order of the released transcoders' state_dict, with HookPoint-like children for _metadata."""
 
     def __init__(self, d_in, d_sae, seed):
         super().__init__()

@@ -3,7 +3,7 @@
 The field list, field order, defaults (including the stray comma that makes the default of
 `use_ghost_grads` the tuple `(False,)`) and the attributes that `__post_init__` adds are copied
 from the upstream file so that a pickled instance has the same `__dict__` layout as the released
-checkpoints (see /work/shared/SPEC.md §1.6). Differences from upstream: no `wandb` import, no
+checkpoints (the released transcoders' cfg). Differences from upstream: no `wandb` import, no
 printing, and the random checkpoint-path suffix (`wandb.util.generate_id()`) is a fixed string so
 that the fixtures are reproducible.
 """
