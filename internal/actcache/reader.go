@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/ctxdep/ctxdep/internal/dtype"
@@ -103,19 +102,29 @@ func (c *Cache) readShard(path string, s Shard) (*ShardData, error) {
 	if err := checkMetadata(f.Metadata(), m, s); err != nil {
 		return nil, err
 	}
-	n, t, d := s.NSequences, m.ContextLength, m.DModel
+	n, t := s.NSequences, m.ContextLength
 	sd := &ShardData{NSequences: n}
-	want := []shardTensor{
-		{name: "tokens", dtype: safetensors.I32, shape: []int{n, t}, i32: &sd.Tokens},
-		{name: "x", dtype: StorageDType(m.DType), shape: []int{n, t, d}, f32: &sd.X},
-		{name: "y", dtype: StorageDType(m.DType), shape: []int{n, t, d}, f32: &sd.Y},
-	}
 	if m.WithActs {
 		sd.Acts = &transcoder.Acts{}
-		want = append(want,
-			shardTensor{name: "acts_indptr", dtype: safetensors.I64, shape: []int{n*t + 1}, i64: &sd.Acts.Indptr},
-			shardTensor{name: "acts_indices", dtype: safetensors.I32, shape: []int{int(s.NNZ)}, i32: &sd.Acts.Indices},
-			shardTensor{name: "acts_values", dtype: safetensors.F32, shape: []int{int(s.NNZ)}, f32: &sd.Acts.Values})
+	}
+	var want []shardTensor
+	for _, info := range shardTensors(m, n, s.NNZ) {
+		w := shardTensor{name: info.Name, dtype: info.DType, shape: info.Shape}
+		switch info.Name {
+		case "tokens":
+			w.i32 = &sd.Tokens
+		case "x":
+			w.f32 = &sd.X
+		case "y":
+			w.f32 = &sd.Y
+		case "acts_indptr":
+			w.i64 = &sd.Acts.Indptr
+		case "acts_indices":
+			w.i32 = &sd.Acts.Indices
+		case "acts_values":
+			w.f32 = &sd.Acts.Values
+		}
+		want = append(want, w)
 	}
 	byName := map[string]*shardTensor{}
 	for k := range want {
@@ -199,23 +208,13 @@ func pathless(err error) error {
 // checkMetadata compares what a shard's safetensors metadata says about it
 // with the manifest's description of the cache and of the shard.
 func checkMetadata(md map[string]string, m *Manifest, s Shard) error {
-	check := []struct{ key, want string }{
-		{metaFormat, Format + "-shard"},
-		{"layer", strconv.Itoa(m.Layer)},
-		{"x", m.Hooks.X},
-		{"y", m.Hooks.Y},
-		{metaFirstRow, strconv.Itoa(s.FirstRow)},
-	}
-	if m.WithActs {
-		check = append(check, struct{ key, want string }{"nnz", strconv.FormatInt(s.NNZ, 10)})
-	}
-	for _, c := range check {
+	for _, c := range shardMetadata(m, s) {
 		got, ok := md[c.key]
 		if !ok {
-			return fmt.Errorf("its metadata has no %q (the manifest implies %q)", c.key, c.want)
+			return fmt.Errorf("its metadata has no %q (the manifest implies %q)", c.key, c.value)
 		}
-		if got != c.want {
-			return fmt.Errorf("its metadata says %s %q, the manifest %q", c.key, got, c.want)
+		if got != c.value {
+			return fmt.Errorf("its metadata says %s %q, the manifest %q", c.key, got, c.value)
 		}
 	}
 	return nil

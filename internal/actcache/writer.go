@@ -519,24 +519,13 @@ func shardHeaderProblem(path string, m *Manifest, s Shard, key string) error {
 	}
 	defer f.Close()
 	md := f.Metadata()
-	want := []struct{ key, value, what string }{
-		{metaFormat, Format + "-shard", "format"},
-		{"layer", strconv.Itoa(m.Layer), "layer"},
-		{"x", m.Hooks.X, "x hook"},
-		{"y", m.Hooks.Y, "y hook"},
-		{metaFirstRow, strconv.Itoa(s.FirstRow), "first row"},
-	}
+	want := shardMetadata(m, s)
 	if key != "" {
-		want = append(want, struct{ key, value, what string }{metaSettings, key, "settings key"})
-	}
-	if m.WithActs {
-		want = append(want, struct{ key, value, what string }{"nnz", strconv.FormatInt(s.NNZ, 10), "nnz"})
+		want = append(want, metaEntry{metaSettings, key, "settings key"})
 	}
 	for _, c := range want {
-		if c.key == "x" || c.key == "y" {
-			if c.value == "" {
-				continue // a manifest without hooks
-			}
+		if (c.key == "x" || c.key == "y") && c.value == "" {
+			continue // a manifest without hooks
 		}
 		got, ok := md[c.key]
 		switch {
@@ -546,19 +535,8 @@ func shardHeaderProblem(path string, m *Manifest, s Shard, key string) error {
 			return fmt.Errorf("its header says %s %s, the manifest %s", c.what, got, c.value)
 		}
 	}
-	n, t, c := s.NSequences, m.ContextLength, m.DModel
-	dt := StorageDType(m.DType)
-	tensors := []safetensors.TensorInfo{
-		{Name: "tokens", DType: safetensors.I32, Shape: []int{n, t}},
-		{Name: "x", DType: dt, Shape: []int{n, t, c}},
-		{Name: "y", DType: dt, Shape: []int{n, t, c}},
-	}
-	if m.WithActs {
-		tensors = append(tensors,
-			safetensors.TensorInfo{Name: "acts_indptr", DType: safetensors.I64, Shape: []int{n*t + 1}},
-			safetensors.TensorInfo{Name: "acts_indices", DType: safetensors.I32, Shape: []int{int(s.NNZ)}},
-			safetensors.TensorInfo{Name: "acts_values", DType: safetensors.F32, Shape: []int{int(s.NNZ)}})
-	}
+	n := s.NSequences
+	tensors := shardTensors(m, n, s.NNZ)
 	if got := len(f.Tensors()); got != len(tensors) {
 		return fmt.Errorf("it holds %d tensors, a shard of this cache %d", got, len(tensors))
 	}
@@ -681,24 +659,15 @@ func (w *Writer) WriteShard(i int, tokens []int32, x, y []float32, acts *transco
 			return err
 		}
 	}
-	infos := []safetensors.TensorInfo{
-		{Name: "tokens", DType: safetensors.I32, Shape: []int{n, t}},
-		{Name: "x", DType: dt, Shape: []int{n, t, c}},
-		{Name: "y", DType: dt, Shape: []int{n, t, c}},
-	}
-	md := map[string]string{
-		metaFormat: Format + "-shard", metaSettings: w.key, metaFirstRow: strconv.Itoa(first),
-		"layer": strconv.Itoa(w.man.Layer), "x": w.man.Hooks.X, "y": w.man.Hooks.Y,
-	}
 	var nnz int64
 	if acts != nil {
 		nnz = int64(len(acts.Indices))
-		md["nnz"] = strconv.FormatInt(nnz, 10)
-		infos = append(infos,
-			safetensors.TensorInfo{Name: "acts_indptr", DType: safetensors.I64, Shape: []int{n*t + 1}},
-			safetensors.TensorInfo{Name: "acts_indices", DType: safetensors.I32, Shape: []int{int(nnz)}},
-			safetensors.TensorInfo{Name: "acts_values", DType: safetensors.F32, Shape: []int{int(nnz)}})
 	}
+	md := map[string]string{metaSettings: w.key}
+	for _, e := range shardMetadata(&w.man, Shard{FirstRow: first, NNZ: nnz}) {
+		md[e.key] = e.value
+	}
+	infos := shardTensors(&w.man, n, nnz)
 	name := w.man.shardName(i)
 	path := filepath.Join(w.dir, name)
 	sw, err := safetensors.Create(path, infos, md)
