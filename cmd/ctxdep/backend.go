@@ -25,9 +25,10 @@ type backend interface {
 	trainer(mlp *midcoder.MLP, p *midcoder.Params, opt *midcoder.AdamW, maxRows int) *midcoder.Trainer
 	// fit returns the fit's steps on fd, positioned after skip sequences.
 	fit(fd fitData, cfg midcoder.Config, host *midcoder.Trainer, skip int64) (midcoder.Backend, error)
-	// encodes reports whether the fit encodes x itself from the cache's x
-	// (the GPU does), so that stored activations are not read.
-	encodes() bool
+	// cpu reports whether the work runs on the CPU: buffers for the
+	// forward pass are host memory, and a fit uses a cache's stored
+	// activations (the GPU encodes x itself from the cache's x).
+	cpu() bool
 	// describe says what runs the work, for reports and logs.
 	describe() string
 	// cpuOnly notes that cmd runs on the CPU whatever --device says.
@@ -79,7 +80,7 @@ func (cpuBackend) fit(fd fitData, cfg midcoder.Config, host *midcoder.Trainer, s
 	return midcoder.NewCPUBackend(host, src), nil
 }
 
-func (cpuBackend) encodes() bool      { return false }
+func (cpuBackend) cpu() bool          { return true }
 func (b cpuBackend) describe() string { return b.g.blas.Backend }
 func (cpuBackend) cpuOnly(string)     {}
 func (cpuBackend) close()             {}
@@ -149,7 +150,7 @@ func (b *cudaBackend) fit(fd fitData, cfg midcoder.Config, host *midcoder.Traine
 	return closing{fit, xy.Close}, nil
 }
 
-func (b *cudaBackend) encodes() bool { return true }
+func (b *cudaBackend) cpu() bool { return false }
 
 func (b *cudaBackend) describe() string {
 	if dev, err := b.device(); err == nil {

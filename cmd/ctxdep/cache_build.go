@@ -194,7 +194,7 @@ func runCacheBuild(ctx context.Context, g *globalOptions, o *cacheBuildOptions, 
 			}
 			return fmt.Errorf("rows of %d tokens are longer than the model's context of %d", t, mc.NCtx) // the token file's fault
 		}
-		return checkMemory(t, buildBuffers(o.batchSize, o.perShard, mc.DModel, mc.DMLP, g.onCPU())...)
+		return checkMemory(t, buildBuffers(o.batchSize, o.perShard, mc.DModel, mc.DMLP, g.backend.cpu())...)
 	}
 	opts := cachebuild.Options{Out: o.out, BatchSize: o.batchSize, PerShard: o.perShard, DType: o.dtype, Version: "ctxdep " + version}
 	if o.data != "" {

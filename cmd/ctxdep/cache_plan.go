@@ -135,10 +135,10 @@ func runCachePlan(ctx context.Context, g *globalOptions, o *cachePlanOptions, le
 		}
 		t = mc.NCtx
 	}
-	if err := checkMemory(t, measureBuffers(o.sampleRows, mc.DModel, mc.DMLP, g.onCPU())); err != nil {
+	if err := checkMemory(t, measureBuffers(o.sampleRows, mc.DModel, mc.DMLP, g.backend.cpu())); err != nil {
 		return err
 	}
-	if err := checkMemory(t, buildBuffers(o.batchSize, o.perShard, mc.DModel, mc.DMLP, g.onCPU())...); err != nil {
+	if err := checkMemory(t, buildBuffers(o.batchSize, o.perShard, mc.DModel, mc.DMLP, g.backend.cpu())...); err != nil {
 		return err
 	}
 	start := time.Now()

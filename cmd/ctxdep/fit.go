@@ -151,7 +151,7 @@ func runFit(ctx context.Context, g *globalOptions, o *fitOptions, layerSet bool)
 			return err
 		}
 		prov.DataKind = "cache"
-		useStored = c.Manifest.StoresActsOf(tcProv) && !g.backend.encodes()
+		useStored = c.Manifest.StoresActsOf(tcProv) && g.backend.cpu()
 	} else {
 		if text, err = openText(o.data, o.dataOptions); err != nil {
 			return err
@@ -199,7 +199,7 @@ func runFit(ctx context.Context, g *globalOptions, o *fitOptions, layerSet bool)
 	}
 	acts := "encoded from x shard by shard"
 	switch {
-	case g.backend.encodes():
+	case !g.backend.cpu():
 		acts = "computed on " + g.backend.describe()
 	case useStored:
 		acts = "stored in the cache"
@@ -252,7 +252,7 @@ func checkFitSize(g *globalOptions, o *fitOptions, c *actcache.Cache) error {
 			return err
 		}
 	}
-	return checkMemory(o.cfg.ContextLength, fitBuffers(o.cfg.BatchSize, mc.DModel, mc.DMLP, c == nil, g.onCPU()))
+	return checkMemory(o.cfg.ContextLength, fitBuffers(o.cfg.BatchSize, mc.DModel, mc.DMLP, c == nil, g.backend.cpu()))
 }
 
 func printHistory(g *globalOptions, h []midcoder.Record) error {

@@ -209,13 +209,6 @@ func fitBuffers(batch, c, n int, fromText, onCPU bool) tokenBuffers {
 	return tokenBuffers{flag: "--batch-size", rows: batch, perToken: b}
 }
 
-// onCPU reports whether the command's heavy work runs on the CPU, where
-// the forward pass's workspace is host memory.
-func (g *globalOptions) onCPU() bool {
-	_, cpu := g.backend.(cpuBackend)
-	return cpu
-}
-
 // ceilDiv returns ⌈a / b⌉ for a ≥ 0 and b > 0, without the overflow of
 // (a + b − 1) / b near math.MaxInt64.
 func ceilDiv(a, b int64) int64 {
