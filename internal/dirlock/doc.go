@@ -8,9 +8,9 @@
 // that names the first (BusyError): "DIR is being written by pid 1234 on
 // host h (ctxdep cache build, since …); wait for it to finish, or use
 // another --out". TryLock refuses at once; Wait polls until the lock is
-// free or its context ends, the way internal/hub waits for a download of
-// the same blob (hub's lockFile could be replaced by Wait with KeepFile
-// set, since huggingface_hub shares those lock files).
+// free or its context ends: internal/hub waits so for another download
+// of the same blob, with KeepFile set, since huggingface_hub shares those
+// lock files.
 //
 // The kernel drops an flock when its holder dies, however it dies, so a
 // lock is never stale: a lock file whose flock is free but that still

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/ctxdep/ctxdep/internal/atomicfile"
+	"github.com/ctxdep/ctxdep/internal/dirlock"
 	"github.com/ctxdep/ctxdep/internal/progress"
 )
 
@@ -391,7 +392,12 @@ func (c *Client) lock(ctx context.Context, path, label string) (func(), error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
-	return lockFile(ctx, path, func() { c.logf("%s: waiting for another download of it to finish (%s)", label, path) })
+	l, err := dirlock.Wait(ctx, path, dirlock.Options{What: "ctxdep download", Subject: "lock " + path, KeepFile: true, Notice: func(string) {}},
+		func(*dirlock.Holder) { c.logf("%s: waiting for another download of it to finish (%s)", label, path) })
+	if err != nil {
+		return nil, err
+	}
+	return func() { l.Release() }, nil
 }
 
 // verifier checks the bytes of a download against a hash: a 64-hex one is
