@@ -585,6 +585,19 @@ func (w *Writer) Rows() (first, n int) {
 	return w.man.Data.FirstRow, w.man.NSequences
 }
 
+// BuildRows returns the rows of the whole build the writer is part of (a
+// worker's: all workers' rows), which its batch grid spans; -1 while a
+// build that reads its input to the end has not ended.
+func (w *Writer) BuildRows() int {
+	switch {
+	case w.open:
+		return -1
+	case w.man.Worker != nil:
+		return w.man.Worker.TotalRows
+	}
+	return w.man.NSequences
+}
+
 // NumShards returns how many shards the cache will have; -1 while that is
 // not known (see Rows).
 func (w *Writer) NumShards() int {

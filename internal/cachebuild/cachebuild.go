@@ -174,11 +174,7 @@ func Build(ctx context.Context, o Options) (*actcache.Manifest, error) {
 	if bad := w.Repaired(); len(bad) > 0 && o.Progress != nil {
 		o.Progress.Logf("rewriting %d shard(s) that no longer match their recorded hash: %v", len(bad), bad)
 	}
-	grid := actcache.BatchGrid{Rows: n, Size: o.BatchSize}
-	if _, rows := w.Rows(); n < 0 && rows >= 0 {
-		grid.Rows = rows // read to its end before: the writer knows the rows now
-	}
-	readAll, err := run(ctx, o, w, pass, grid, t, m.DModel)
+	readAll, err := run(ctx, o, w, pass, actcache.BatchGrid{Rows: w.BuildRows(), Size: o.BatchSize}, t, m.DModel)
 	if err != nil {
 		return nil, err
 	}
