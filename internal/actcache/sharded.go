@@ -142,7 +142,7 @@ func scanWorkers(dir string, c *Check) (*workerSet, error) {
 		switch {
 		case errors.Is(err, os.ErrNotExist) && running:
 			c.add(Problem{Kind: ProblemRunningWorker, File: WorkerLockName(i, n), Worker: -1, Message: fmt.Sprintf(
-				"worker %d of %d is still running (%s) and has written no shard yet: wait for it to finish, then run `ctxdep cache merge %s`", i, n, holderText(h), dir)})
+				"worker %d of %d is still running (%s) and has written no shard yet: wait for it to finish, then run `ctxdep cache merge %s`", i, n, h, dir)})
 			continue
 		case errors.Is(err, os.ErrNotExist):
 			c.add(Problem{Kind: ProblemMissingWorker, File: name, Worker: i, Message: fmt.Sprintf(
@@ -159,7 +159,7 @@ func scanWorkers(dir string, c *Check) (*workerSet, error) {
 		ws.mans[i] = m
 		if !m.Complete && running {
 			c.add(Problem{Kind: ProblemRunningWorker, File: name, Worker: -1, Message: fmt.Sprintf(
-				"worker %d of %d is still running (%s; %d of its shards written so far): wait for it to finish, then run `ctxdep cache merge %s`", i, n, holderText(h), len(m.Shards), dir)})
+				"worker %d of %d is still running (%s; %d of its shards written so far): wait for it to finish, then run `ctxdep cache merge %s`", i, n, h, len(m.Shards), dir)})
 		} else if !m.Complete {
 			c.add(Problem{Kind: ProblemIncompleteWorker, File: name, Worker: i, Message: fmt.Sprintf(
 				"worker %d of %d stopped after %d of its shards (%s): %s", i, n, len(m.Shards), name, rerunHint(i, n))})
@@ -451,7 +451,7 @@ func Verify(ctx context.Context, dir string, progress func(int64)) (*Check, erro
 		c.Merged, c.Rows, c.Workers, c.Sharded = true, m.NSequences, m.Workers, m.Workers > 0
 		if h, running, _ := dirlock.Probe(dirlock.Path(dir)); !m.Complete && running {
 			c.add(Problem{Kind: ProblemIncomplete, File: ManifestName, Worker: -1, Message: fmt.Sprintf(
-				"%s is incomplete: it is being written by %s (%d shards so far); wait for it to finish", dir, holderText(h), len(m.Shards))})
+				"%s is incomplete: it is being written by %s (%d shards so far); wait for it to finish", dir, h, len(m.Shards))})
 		} else if !m.Complete {
 			c.add(Problem{Kind: ProblemIncomplete, File: ManifestName, Worker: -1, Message: fmt.Sprintf(
 				"%s is incomplete (%d shards written before the build stopped): rerun the same `ctxdep cache build` (it resumes)", dir, len(m.Shards))})

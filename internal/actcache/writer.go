@@ -232,7 +232,7 @@ func (w *Writer) lockDir() error {
 		running, err := runningWorkers(w.dir)
 		if err == nil && len(running) > 0 {
 			r := running[0]
-			err = fmt.Errorf("actcache: %s is being written by worker %d of %d of a sharded build (%s): a single-machine build needs another --out", w.dir, r.index, r.count, holderText(r.holder))
+			err = fmt.Errorf("actcache: %s is being written by worker %d of %d of a sharded build (%s): a single-machine build needs another --out", w.dir, r.index, r.count, r.holder)
 		}
 		if err != nil {
 			return errors.Join(err, l.Release())
@@ -256,14 +256,6 @@ func (w *Writer) lockDir() error {
 	}
 	w.lock = l
 	return nil
-}
-
-// holderText describes a lock's holder, nil when its file names none.
-func holderText(h *dirlock.Holder) string {
-	if h == nil {
-		return "a process that its lock file does not name"
-	}
-	return h.String()
 }
 
 // runningWorker is a worker whose lock a live process holds.

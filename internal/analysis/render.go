@@ -141,11 +141,7 @@ func CheckReportOut(dir string) error {
 		return fmt.Errorf("report: --out %s is not a directory that can be replaced: choose a new directory", dir)
 	}
 	if h, held, err := dirlock.Probe(reportLockPath(parent, name)); err == nil && held {
-		who := "another process"
-		if h != nil {
-			who = h.String()
-		}
-		return fmt.Errorf("report: %s is being written by %s; wait for it to finish, or use another --out", dir, who)
+		return fmt.Errorf("report: %s is being written by %s; wait for it to finish, or use another --out", dir, h)
 	}
 	return replaceable(dir)
 }

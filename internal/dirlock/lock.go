@@ -29,8 +29,11 @@ type Holder struct {
 }
 
 // String describes h: "pid 1234 on host h (ctxdep cache build, since
-// 2025-01-02 15:04:05)".
+// 2025-01-02 15:04:05)"; a nil h is a holder its lock file does not name.
 func (h *Holder) String() string {
+	if h == nil {
+		return "a process that its lock file does not name"
+	}
 	var paren []string
 	if h.What != "" {
 		paren = append(paren, h.What)
