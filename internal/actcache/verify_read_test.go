@@ -12,43 +12,14 @@ import (
 
 	"github.com/ctxdep/ctxdep/internal/provenance"
 	"github.com/ctxdep/ctxdep/internal/safetensors"
+	"github.com/ctxdep/ctxdep/internal/testutil"
 )
-
-// tensorOffset returns the file offset of element k of the named tensor of
-// the safetensors file at path, and the element size.
-func tensorOffset(t *testing.T, path, name string, k int) int64 {
-	t.Helper()
-	f, err := safetensors.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	info, ok := f.Tensor(name)
-	if !ok {
-		t.Fatalf("%s has no tensor %q", path, name)
-	}
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return 8 + int64(binary.LittleEndian.Uint64(raw)) + info.Begin + int64(k*info.DType.Size())
-}
 
 // patchFloat32 sets element k of the named F32 tensor of the file at path
 // to v, in place.
 func patchFloat32(t *testing.T, path, name string, k int, v float32) {
 	t.Helper()
-	off := tensorOffset(t, path, name, k)
-	fh, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b [4]byte
-	binary.LittleEndian.PutUint32(b[:], math.Float32bits(v))
-	if _, err := fh.WriteAt(b[:], off); err != nil {
-		t.Fatal(err)
-	}
-	if err := fh.Close(); err != nil {
+	if err := testutil.PatchFloat32(path, name, k, v); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -291,7 +262,10 @@ func TestReadFloat16Verified(t *testing.T) {
 		t.Error("a cache without acts returned acts")
 	}
 	path := filepath.Join(dir, cache.Manifest.Shards[1].File)
-	off := tensorOffset(t, path, "x", 1)
+	off, err := testutil.TensorOffset(path, "x", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
 	raw, _ := os.ReadFile(path)
 	raw[off] ^= 1
 	os.WriteFile(path, raw, 0o644)

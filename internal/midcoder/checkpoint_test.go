@@ -2,38 +2,14 @@ package midcoder
 
 import (
 	"bytes"
-	"encoding/binary"
 	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/ctxdep/ctxdep/internal/safetensors"
+	"github.com/ctxdep/ctxdep/internal/testutil"
 )
-
-// patchTensorFile sets element k of the named F32 tensor of the safetensors
-// file at path to v, in place, leaving everything else as it was.
-func patchTensorFile(t *testing.T, path, name string, k int, v float32) {
-	t.Helper()
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := safetensors.Parse(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, ok := f.Tensor(name)
-	if !ok {
-		t.Fatalf("%s has no tensor %q", path, name)
-	}
-	off := 8 + int64(binary.LittleEndian.Uint64(raw)) + info.Begin + int64(4*k)
-	binary.LittleEndian.PutUint32(raw[off:], math.Float32bits(v))
-	if err := os.WriteFile(path, raw, 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // patchBytes replaces the first occurrence of old by new (of the same
 // length) in the file at path.
@@ -118,7 +94,9 @@ func TestCheckpointHash(t *testing.T) {
 		{"adam_v.b_mid", 2, 0},
 	} {
 		path := save(tc.tensor + ".safetensors")
-		patchTensorFile(t, path, tc.tensor, tc.k, tc.v)
+		if err := testutil.PatchFloat32(path, tc.tensor, tc.k, tc.v); err != nil {
+			t.Fatal(err)
+		}
 		_, err := LoadCheckpoint(path, checkpointTrainer(), key)
 		expectCorrupt(t, err, path, "sha256")
 	}
@@ -172,7 +150,9 @@ func TestJobRefusesCorruptCheckpoint(t *testing.T) {
 	if err := SaveCheckpoint(j.CheckpointPath(), tr, &State{Epoch: 1, LR: cfg.LR}, j.Meta, j.Key); err != nil {
 		t.Fatal(err)
 	}
-	patchTensorFile(t, j.CheckpointPath(), "W_mid", 0, 1e30)
+	if err := testutil.PatchFloat32(j.CheckpointPath(), "W_mid", 0, 1e30); err != nil {
+		t.Fatal(err)
+	}
 	before, _ := os.ReadFile(j.CheckpointPath())
 	_, err := j.Begin(true)
 	expectCorrupt(t, err, j.CheckpointPath(), "sha256")
@@ -196,7 +176,9 @@ func TestMidcoderFileHash(t *testing.T) {
 	if _, _, err := Load(path); err != nil {
 		t.Fatal(err)
 	}
-	patchTensorFile(t, path, "b_mid", 1, 0.125)
+	if err := testutil.PatchFloat32(path, "b_mid", 1, 0.125); err != nil {
+		t.Fatal(err)
+	}
 	_, _, err := Load(path)
 	if err == nil || !strings.Contains(err.Error(), path+" is corrupt") || !strings.Contains(err.Error(), "sha256") {
 		t.Errorf("Load of a patched midcoder: %v", err)

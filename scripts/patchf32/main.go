@@ -11,13 +11,11 @@
 package main
 
 import (
-	"encoding/binary"
 	"fmt"
-	"math"
 	"os"
 	"strconv"
 
-	"github.com/ctxdep/ctxdep/internal/safetensors"
+	"github.com/ctxdep/ctxdep/internal/testutil"
 )
 
 func main() {
@@ -40,32 +38,5 @@ func patch(path, name, index, value string) error {
 	if err != nil {
 		return err
 	}
-	f, err := safetensors.Open(path)
-	if err != nil {
-		return err
-	}
-	t, ok := f.Tensor(name)
-	f.Close()
-	switch {
-	case !ok:
-		return fmt.Errorf("%s has no tensor %q", path, name)
-	case t.DType != safetensors.F32:
-		return fmt.Errorf("%s: tensor %q is %s, not F32", path, name, t.DType)
-	case i < 0 || i >= t.NumElements():
-		return fmt.Errorf("%s: index %d is outside tensor %q of %d elements", path, i, name, t.NumElements())
-	}
-	file, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		return err
-	}
-	defer file.Close()
-	var head [8]byte
-	if _, err := file.ReadAt(head[:], 0); err != nil {
-		return err
-	}
-	off := 8 + int64(binary.LittleEndian.Uint64(head[:])) + t.Begin + 4*int64(i)
-	var b [4]byte
-	binary.LittleEndian.PutUint32(b[:], math.Float32bits(float32(v)))
-	_, err = file.WriteAt(b[:], off)
-	return err
+	return testutil.PatchFloat32(path, name, i, float32(v))
 }
