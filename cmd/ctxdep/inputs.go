@@ -29,12 +29,103 @@ func (g *globalOptions) modelDir() (string, error) {
 	if d := os.Getenv("CTXDEP_MODEL"); d != "" {
 		return d, nil
 	}
+	if r := g.recorded; r != nil && r.model.Path != "" {
+		if r.modelDir != "" {
+			return r.modelDir, nil
+		}
+		ok, err := g.checkRecorded(r.model, "model", "--model DIR")
+		if err != nil {
+			return "", err
+		}
+		if ok {
+			r.modelDir = filepath.Dir(r.model.Path)
+			g.notef("model: %s, as recorded in the cache %s", displayPath(r.model.Path), displayPath(r.dir))
+			return r.modelDir, nil
+		}
+		// Gone: the default lookup below, which CheckModel holds to the
+		// recorded hash.
+		if d, err := hubModel(); err == nil {
+			return d, nil
+		}
+		return "", fmt.Errorf("the cache %s was built from the model %s, which is no longer there: pass --model DIR (or set $CTXDEP_MODEL) with the same weights (sha256 %.12s…)", displayPath(r.dir), r.model.Path, r.model.SHA256)
+	}
+	if d, err := hubModel(); err == nil {
+		return d, nil
+	}
+	return "", fmt.Errorf("no GPT-2 checkpoint found: pass --model DIR or set $CTXDEP_MODEL (a directory with config.json and model.safetensors), or download %s into the Hugging Face cache (%s)", modelRepo, hub.CacheDir())
+}
+
+// hubModel returns the snapshot of GPT-2 in the hub cache.
+func hubModel() (string, error) {
+	var err error
 	for _, repo := range []string{modelRepo, "gpt2"} {
-		if d, err := hub.Snapshot(repo, ""); err == nil {
+		var d string
+		if d, err = hub.Snapshot(repo, ""); err == nil {
 			return d, nil
 		}
 	}
-	return "", fmt.Errorf("no GPT-2 checkpoint found: pass --model DIR or set $CTXDEP_MODEL (a directory with config.json and model.safetensors), or download %s into the Hugging Face cache (%s)", modelRepo, hub.CacheDir())
+	return "", err
+}
+
+// recordedInputs is what a cache's manifest records about the model and
+// transcoder it was built from.
+type recordedInputs struct {
+	dir        string // the cache
+	layer      int
+	model      provenance.File
+	transcoder *provenance.File // nil unless the cache stores acts
+	modelDir   string           // the recorded model's directory, once checked
+	tcChecked  bool             // the recorded transcoder was checked and used
+}
+
+// hashMemo is a file's provenance as hashed at a size and modification
+// time.
+type hashMemo struct {
+	prov  provenance.File
+	size  int64
+	mtime time.Time
+}
+
+// hash returns the provenance of path, hashing it only once per command
+// (the cache's recorded inputs are checked before they are loaded).
+func (g *globalOptions) hash(path string) (provenance.File, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		abs = path
+	}
+	st, err := os.Stat(abs)
+	if err != nil {
+		return provenance.File{}, err
+	}
+	if m, ok := g.hashes[abs]; ok && m.size == st.Size() && m.mtime.Equal(st.ModTime()) {
+		return m.prov, nil
+	}
+	p, err := provenance.Hash(abs)
+	if err != nil {
+		return provenance.File{}, err
+	}
+	if g.hashes == nil {
+		g.hashes = map[string]hashMemo{}
+	}
+	g.hashes[abs] = hashMemo{prov: p, size: st.Size(), mtime: st.ModTime()}
+	return p, nil
+}
+
+// checkRecorded checks an input file the cache recorded: true when it is
+// still there with the recorded content, false when it is gone, and an
+// error naming flag when it is there with other content.
+func (g *globalOptions) checkRecorded(rec provenance.File, what, flag string) (bool, error) {
+	if _, err := os.Stat(rec.Path); err != nil {
+		return false, nil
+	}
+	p, err := g.hash(rec.Path)
+	if err != nil {
+		return false, fmt.Errorf("%s recorded in the cache %s: %w", what, displayPath(g.recorded.dir), err)
+	}
+	if !provenance.Same(p, rec) {
+		return false, fmt.Errorf("the %s %s changed since the cache %s was built (sha256 %.12s…, recorded %.12s…): pass %s with the cache's %s", what, rec.Path, displayPath(g.recorded.dir), p.SHA256, rec.SHA256, flag, what)
+	}
+	return true, nil
 }
 
 // loadModel loads and processes the model and hashes its weights file.
@@ -49,7 +140,7 @@ func (g *globalOptions) loadModel() (*gpt2.Model, provenance.File, error) {
 		return nil, provenance.File{}, err
 	}
 	path, _ := gpt2.WeightsPath(dir)
-	p, err := provenance.Hash(path)
+	p, err := g.hash(path)
 	if err != nil {
 		return nil, provenance.File{}, fmt.Errorf("gpt2: %w", err)
 	}
@@ -66,15 +157,28 @@ var errNoTranscoder = errors.New("no transcoder")
 // cache. sparsity is "" when no sparsity file sits next to it.
 func (g *globalOptions) transcoderFiles(layer int) (model, sparsity string, err error) {
 	if g.transcoder != "" {
-		sparsity = strings.TrimSuffix(g.transcoder, ".pt") + "_log_feature_sparsity.pt"
-		if _, err := os.Stat(sparsity); err != nil {
-			sparsity = ""
-		}
-		return g.transcoder, sparsity, nil
+		return g.transcoder, sparsityNextTo(g.transcoder), nil
 	}
 	dir := g.transcoders
 	if dir == "" {
 		dir = os.Getenv("CTXDEP_TRANSCODERS")
+	}
+	if r := g.recorded; dir == "" && r != nil && r.transcoder != nil && r.layer == layer {
+		ok, err := g.checkRecorded(*r.transcoder, "transcoder", "--transcoder FILE or --transcoders DIR")
+		if err != nil {
+			return "", "", err
+		}
+		if ok {
+			if !r.tcChecked {
+				r.tcChecked = true
+				g.notef("transcoder: %s, as recorded in the cache %s", displayPath(r.transcoder.Path), displayPath(r.dir))
+			}
+			return r.transcoder.Path, sparsityNextTo(r.transcoder.Path), nil
+		}
+		if d, err := hub.Snapshot(transcodersRepo, ""); err == nil {
+			return transcoder.Find(d, layer)
+		}
+		return "", "", fmt.Errorf("%w: the cache %s stores the acts of the transcoder %s, which is no longer there: pass --transcoder FILE or --transcoders DIR (or set $CTXDEP_TRANSCODERS)", errNoTranscoder, displayPath(r.dir), r.transcoder.Path)
 	}
 	if dir == "" {
 		d, err := hub.Snapshot(transcodersRepo, "")
@@ -84,6 +188,16 @@ func (g *globalOptions) transcoderFiles(layer int) (model, sparsity string, err 
 		dir = d
 	}
 	return transcoder.Find(dir, layer)
+}
+
+// sparsityNextTo returns the sparsity file next to the transcoder file
+// path, "" when there is none.
+func sparsityNextTo(path string) string {
+	sparsity := strings.TrimSuffix(path, ".pt") + "_log_feature_sparsity.pt"
+	if _, err := os.Stat(sparsity); err != nil {
+		return ""
+	}
+	return sparsity
 }
 
 // loadTranscoder loads the transcoder for layer and checks it against the
@@ -103,7 +217,7 @@ func (g *globalOptions) loadTranscoder(layer, dModel int) (*transcoder.Transcode
 	if dModel > 0 && tc.DIn != dModel {
 		return nil, provenance.File{}, "", fmt.Errorf("transcoder %s has d_in %d, but the model's d_model is %d", path, tc.DIn, dModel)
 	}
-	p, err := provenance.Hash(path)
+	p, err := g.hash(path)
 	if err != nil {
 		return nil, provenance.File{}, "", fmt.Errorf("transcoder: %w", err)
 	}
@@ -112,7 +226,10 @@ func (g *globalOptions) loadTranscoder(layer, dModel int) (*transcoder.Transcode
 }
 
 // openCacheAt opens the cache in dir and checks an explicit --layer
-// against the layer it holds: a usage error (exit 2) in every command.
+// against the layer it holds: a usage error (exit 2) in every command. It
+// remembers the model and transcoder the manifest records: modelDir and
+// transcoderFiles use them when no flag or environment variable names
+// others, if they are still there with the recorded content.
 func (g *globalOptions) openCacheAt(dir string, layerSet bool) (*actcache.Cache, error) {
 	c, err := actcache.Open(dir)
 	if err != nil {
@@ -121,6 +238,8 @@ func (g *globalOptions) openCacheAt(dir string, layerSet bool) (*actcache.Cache,
 	if layerSet && g.layer != c.Manifest.Layer {
 		return nil, usagef("--layer %d, but the cache %s holds layer %d", g.layer, dir, c.Manifest.Layer)
 	}
+	m := c.Manifest
+	g.recorded = &recordedInputs{dir: dir, layer: m.Layer, model: m.Model, transcoder: m.Transcoder}
 	return c, nil
 }
 

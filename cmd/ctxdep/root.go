@@ -33,6 +33,12 @@ type globalOptions struct {
 	backend backend // from --device, chosen in setup
 	stdout  io.Writer
 	stderr  io.Writer
+
+	// recorded is what the cache the command opened records about its
+	// inputs (openCacheAt), consulted when --model and --transcoder(s)
+	// and their environment variables are absent; nil without a cache.
+	recorded *recordedInputs
+	hashes   map[string]hashMemo // provenance of files already hashed
 }
 
 func newRootCmd(stdout, stderr io.Writer) (*cobra.Command, *globalOptions) {
@@ -188,6 +194,14 @@ func (g *globalOptions) close() {
 // logf prints a verbose-only line on stderr.
 func (g *globalOptions) logf(format string, a ...any) {
 	if g.verbose {
+		fmt.Fprintf(g.stderr, format+"\n", a...)
+	}
+}
+
+// notef prints a line on stderr unless --quiet: what a command chose on
+// the user's behalf (an input taken from a cache's manifest, say).
+func (g *globalOptions) notef(format string, a ...any) {
+	if !g.quiet {
 		fmt.Fprintf(g.stderr, format+"\n", a...)
 	}
 }

@@ -1,0 +1,108 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// noDefaultInputs empties every default source of the model and the
+// transcoders: the environment variables and the hub cache.
+func noDefaultInputs(t *testing.T) {
+	t.Helper()
+	t.Setenv("CTXDEP_MODEL", "")
+	t.Setenv("CTXDEP_TRANSCODERS", "")
+	t.Setenv("HF_HOME", t.TempDir())
+	t.Setenv("HF_HUB_CACHE", "")
+}
+
+// copyFiles copies the named files of src into a new temporary directory.
+func copyFiles(t *testing.T, src string, names ...string) string {
+	t.Helper()
+	dst := t.TempDir()
+	for _, n := range names {
+		b, err := os.ReadFile(filepath.Join(src, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dst, n), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dst
+}
+
+const tinyTCFile = "final_sparse_autoencoder_gpt2-small_blocks.1.ln2.hook_normalized_64.pt"
+
+// A cache remembers the model and transcoder it was built from: commands
+// given --cache alone use them, and say so.
+func TestCacheRemembersInputs(t *testing.T) {
+	noDefaultInputs(t)
+	model := copyFiles(t, tinyModel, "config.json", "model.safetensors")
+	tcDir := copyFiles(t, tinyTC, tinyTCFile)
+	cache := filepath.Join(t.TempDir(), "cache")
+	code, _, errs := ctxdep(t, "cache", "build", "-q", "--model", model, "--transcoders", tcDir, "--layer", "1",
+		"--tokens", tokensNpy, "--with-acts", "--out", cache)
+	if code != 0 {
+		t.Fatalf("cache build: %d %s", code, errs)
+	}
+
+	code, out, errs := ctxdep(t, "evaluate", "--cache", cache)
+	if code != 0 {
+		t.Fatalf("evaluate with the cache's inputs: %d %s", code, errs)
+	}
+	for _, want := range []string{
+		"model: " + filepath.Join(model, "model.safetensors") + ", as recorded in the cache " + cache,
+		"transcoder: " + filepath.Join(tcDir, tinyTCFile) + ", as recorded in the cache",
+	} {
+		if strings.Count(errs, want) != 1 {
+			t.Errorf("evaluate's stderr does not say once %q:\n%s", want, errs)
+		}
+	}
+	if !strings.Contains(out, "transcoder") {
+		t.Errorf("evaluate printed %q", out)
+	}
+	// -q silences the note, not the choice.
+	code, out2, errs := ctxdep(t, "evaluate", "-q", "--cache", cache)
+	if code != 0 || errs != "" || out2 != out {
+		t.Errorf("evaluate -q: %d, stderr %q, stdout %q, want %q", code, errs, out2, out)
+	}
+	code, out, errs = ctxdep(t, "inspect-cache", cache, "--json", "-q")
+	if code != 0 || !strings.Contains(out, `"acts_source":"stored"`) || strings.Contains(out, "transcoder_note") {
+		t.Errorf("inspect-cache with the cache's transcoder: %d %s %s", code, out, errs)
+	}
+
+	// A flag still wins over the cache's record.
+	code, _, errs = ctxdep(t, "evaluate", "--cache", cache, "--model", tinyModel)
+	if code != 0 || strings.Contains(errs, "model: ") {
+		t.Errorf("evaluate --model: %d %s", code, errs)
+	}
+
+	// A changed transcoder is an error that names the flags to pass.
+	tcPath := filepath.Join(tcDir, tinyTCFile)
+	b, _ := os.ReadFile(tcPath)
+	os.WriteFile(tcPath, append(b, 0), 0o644)
+	code, _, errs = ctxdep(t, "evaluate", "--cache", cache)
+	expectError(t, code, errs, 1, "transcoder", tcPath, "changed since the cache", "--transcoder FILE or --transcoders DIR")
+	// A transcoder gone: inspect-cache goes on without one; evaluate,
+	// which needs one, names the flags.
+	os.Remove(tcPath)
+	code, out, errs = ctxdep(t, "inspect-cache", cache, "--json", "-q")
+	if code != 0 || !strings.Contains(out, "transcoder_note") {
+		t.Errorf("inspect-cache without the recorded transcoder: %d %s %s", code, out, errs)
+	}
+	code, _, errs = ctxdep(t, "evaluate", "--cache", cache)
+	expectError(t, code, errs, 1, tcPath, "no longer there", "--transcoder FILE or --transcoders DIR")
+
+	// A changed model, then a model gone: errors naming --model.
+	weights := filepath.Join(model, "model.safetensors")
+	b, _ = os.ReadFile(weights)
+	b[len(b)-1] ^= 1
+	os.WriteFile(weights, b, 0o644)
+	code, _, errs = ctxdep(t, "evaluate", "--cache", cache, "--transcoders", tinyTC)
+	expectError(t, code, errs, 1, weights, "changed since the cache", "--model DIR")
+	os.Remove(weights)
+	code, _, errs = ctxdep(t, "evaluate", "--cache", cache, "--transcoders", tinyTC)
+	expectError(t, code, errs, 1, weights, "no longer there", "--model DIR")
+}
