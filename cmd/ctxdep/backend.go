@@ -17,9 +17,10 @@ import (
 // never look at --device themselves. Commands that only have CPU code
 // (evaluate, report, inspect-cache, pinv-baseline) call cpuOnly.
 type backend interface {
-	// pass returns cache build's forward pass (and encoder, when tc is not
-	// nil) for batches of up to maxRows rows of t tokens, and its release.
-	pass(m *gpt2.Model, layer int, tc *transcoder.Transcoder, maxRows, t int) (cachebuild.Pass, func(), error)
+	// pass returns cache build's forward pass capturing layers (with each
+	// layer's encoder where tcs holds a transcoder) for batches of up to
+	// maxRows rows of t tokens, and its release.
+	pass(m *gpt2.Model, layers []int, tcs []*transcoder.Transcoder, maxRows, t int) (cachebuild.Pass, func(), error)
 	// trainer returns the host trainer of a fit: the parameters and AdamW
 	// moments the fit starts from, resumes into and ends in.
 	trainer(mlp *midcoder.MLP, p *midcoder.Params, opt *midcoder.AdamW, maxRows int) *midcoder.Trainer
@@ -54,8 +55,8 @@ func newBackend(g *globalOptions) (backend, error) {
 // cpuBackend runs everything on the CPU, with the BLAS blasimpl chose.
 type cpuBackend struct{ g *globalOptions }
 
-func (cpuBackend) pass(m *gpt2.Model, layer int, tc *transcoder.Transcoder, maxRows, t int) (cachebuild.Pass, func(), error) {
-	return cachebuild.NewCPUPass(m, layer, tc, maxRows*t), func() {}, nil
+func (cpuBackend) pass(m *gpt2.Model, layers []int, tcs []*transcoder.Transcoder, maxRows, t int) (cachebuild.Pass, func(), error) {
+	return cachebuild.NewCPUPass(m, layers, tcs, maxRows*t), func() {}, nil
 }
 
 func (cpuBackend) trainer(mlp *midcoder.MLP, p *midcoder.Params, opt *midcoder.AdamW, maxRows int) *midcoder.Trainer {
@@ -110,12 +111,12 @@ func (b *cudaBackend) device() (*cuda.Device, error) {
 	return dev, nil
 }
 
-func (b *cudaBackend) pass(m *gpt2.Model, layer int, tc *transcoder.Transcoder, maxRows, t int) (cachebuild.Pass, func(), error) {
+func (b *cudaBackend) pass(m *gpt2.Model, layers []int, tcs []*transcoder.Transcoder, maxRows, t int) (cachebuild.Pass, func(), error) {
 	dev, err := b.device()
 	if err != nil {
 		return nil, nil, err
 	}
-	f, err := dev.NewForward(m, layer, tc, maxRows, t)
+	f, err := dev.NewForward(m, layers, tcs, maxRows, t)
 	if err != nil {
 		return nil, nil, err
 	}

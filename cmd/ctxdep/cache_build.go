@@ -16,6 +16,7 @@ import (
 	"github.com/ctxdep/ctxdep/internal/npy"
 	"github.com/ctxdep/ctxdep/internal/progress"
 	"github.com/ctxdep/ctxdep/internal/provenance"
+	"github.com/ctxdep/ctxdep/internal/transcoder"
 )
 
 func newCacheCmd(g *globalOptions) *cobra.Command {
@@ -52,6 +53,7 @@ type cacheBuildOptions struct {
 	withActs  bool
 	shard     string
 	shardN    int
+	layers    string
 	dataOptions
 }
 
@@ -133,6 +135,9 @@ worker index or count from the environment that does not make sense),
   ctxdep cache merge /shared/cache-l8`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.layers != "" && cmd.Flags().Changed("layer") {
+				return usagef("give --layer L (one layer) or --layers LIST (a layer set), not both")
+			}
 			return runCacheBuild(cmd.Context(), g, o, os.Getenv, cmd.Flags().Changed("shard-count"))
 		},
 	}
@@ -145,6 +150,7 @@ worker index or count from the environment that does not make sense),
 	f.IntVar(&o.perShard, "sequences-per-shard", 128, "rows per shard file")
 	f.StringVar(&o.dtype, "dtype", "float32", "storage type of x and y: float32 or float16")
 	f.BoolVar(&o.withActs, "with-acts", false, "also store the layer's transcoder activations of x (sparse CSR)")
+	f.StringVar(&o.layers, "layers", "", "cache several layers from one forward pass, into --out DIR/layer-LL/ each:\ne.g. 2,3 or 0-11 or all (instead of --layer)")
 	f.StringVar(&o.shard, "shard", "", "run as worker i of N of a sharded build: i/N, or i with --shard-count; none: never sharded\n(default from $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT or $JOB_COMPLETION_INDEX)")
 	f.IntVar(&o.shardN, "shard-count", 0, "worker count N for --shard i or $JOB_COMPLETION_INDEX (default $CTXDEP_SHARD_COUNT)")
 	addDataFlags(f, &o.dataOptions, "seed")
@@ -185,6 +191,12 @@ func runCacheBuild(ctx context.Context, g *globalOptions, o *cacheBuildOptions, 
 	if err != nil {
 		return err
 	}
+	layers := []int{g.layer}
+	if o.layers != "" {
+		if layers, err = parseLayerList(o.layers, mc.NLayer); err != nil {
+			return err
+		}
+	}
 	// checkSize checks rows of t tokens against the model's context and
 	// the batch's and shard's buffers against the machine's memory.
 	checkSize := func(t int) error {
@@ -194,9 +206,9 @@ func runCacheBuild(ctx context.Context, g *globalOptions, o *cacheBuildOptions, 
 			}
 			return fmt.Errorf("rows of %d tokens are longer than the model's context of %d", t, mc.NCtx) // the token file's fault
 		}
-		return checkMemory(t, buildBuffers(o.batchSize, o.perShard, mc.DModel, mc.DMLP, g.backend.cpu())...)
+		return checkMemory(t, buildBuffers(o.batchSize, o.perShard, mc.DModel, mc.DMLP, len(layers), g.backend.cpu())...)
 	}
-	opts := cachebuild.Options{Out: o.out, BatchSize: o.batchSize, PerShard: o.perShard, DType: o.dtype, Version: "ctxdep " + version}
+	opts := cachebuild.Options{BatchSize: o.batchSize, PerShard: o.perShard, DType: o.dtype, Version: "ctxdep " + version}
 	if o.data != "" {
 		t := o.maxLength
 		if err := checkSize(t); err != nil {
@@ -250,18 +262,35 @@ func runCacheBuild(ctx context.Context, g *globalOptions, o *cacheBuildOptions, 
 	if err != nil {
 		return err
 	}
-	if err := checkLayer(m, g.layer); err != nil {
-		return err
-	}
-	opts.Model, opts.ModelProv, opts.Layer = m, modelProv, g.layer
-	if o.withActs {
-		tc, tp, _, err := g.loadTranscoder(g.layer, m.DModel)
-		if err != nil {
+	for _, l := range layers {
+		if err := checkLayer(m, l); err != nil {
 			return err
 		}
-		opts.Transcoder, opts.TransProv = tc, &tp
 	}
-	pass, free, err := g.backend.pass(m, g.layer, opts.Transcoder, o.batchSize, t)
+	opts.Model, opts.ModelProv = m, modelProv
+	tcs := make([]*transcoder.Transcoder, len(layers))
+	for i, l := range layers {
+		out := o.out
+		if o.layers != "" {
+			out = actcache.LayerDir(o.out, l)
+		}
+		opts.Layers = append(opts.Layers, cachebuild.Layer{Layer: l, Out: out})
+		if o.withActs {
+			tc, tp, _, err := g.loadTranscoder(l, m.DModel)
+			if err != nil {
+				return err
+			}
+			tcs[i], opts.Layers[i].Transcoder, opts.Layers[i].TransProv = tc, tc, &tp
+		}
+	}
+	if o.layers != "" {
+		// Written first, so that every worker and rerun finds the set.
+		if err := actcache.CreateLayerSet(o.out, actcache.LayerSet{Layers: layers, Model: modelProv,
+			Data: actcache.LayerSetData{Kind: opts.DataKind, File: opts.DataProv}, CreatedBy: opts.Version}); err != nil {
+			return err
+		}
+	}
+	pass, free, err := g.backend.pass(m, layers, tcs, o.batchSize, t)
 	if err != nil {
 		return err
 	}
@@ -273,12 +302,34 @@ func runCacheBuild(ctx context.Context, g *globalOptions, o *cacheBuildOptions, 
 	}
 	opts.Progress = bar
 	start := time.Now()
-	man, err := cachebuild.Build(ctx, opts)
+	mans, err := cachebuild.Build(ctx, opts)
 	bar.Finish()
 	if err != nil {
 		return err
 	}
-	return printBuildSummary(g, o.out, man, shard, time.Since(start))
+	if o.layers == "" {
+		return printBuildSummary(g, o.out, mans[0], shard, time.Since(start))
+	}
+	return printSetSummary(g, o.out, layers, mans, shard, time.Since(start))
+}
+
+// printSetSummary reports a layer set's build: one line per layer.
+func printSetSummary(g *globalOptions, dir string, layers []int, mans []*actcache.Manifest, shard *actcache.WorkerSpec, el time.Duration) error {
+	if g.json {
+		doc := map[string]any{"dir": dir, "layers": layers, "manifests": mans, "seconds": el.Seconds()}
+		if shard != nil {
+			doc["worker"] = map[string]any{"index": shard.Index, "count": shard.Count, "source": shard.Source}
+		}
+		return json.NewEncoder(g.stdout).Encode(doc)
+	}
+	for i, m := range mans {
+		fmt.Fprintf(g.stdout, "cache %s: %s\n", actcache.LayerDir(dir, layers[i]), cacheSummary(m))
+	}
+	if shard != nil {
+		fmt.Fprintf(g.stdout, "worker %d of %d of the layer set %s (layers %s); once all %d workers are done: ctxdep cache merge %s\n",
+			shard.Index, shard.Count, dir, actcache.LayersText(layers), shard.Count, dir)
+	}
+	return nil
 }
 
 func printBuildSummary(g *globalOptions, dir string, m *actcache.Manifest, shard *actcache.WorkerSpec, el time.Duration) error {

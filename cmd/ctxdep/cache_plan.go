@@ -138,7 +138,7 @@ func runCachePlan(ctx context.Context, g *globalOptions, o *cachePlanOptions, le
 	if err := checkMemory(t, measureBuffers(o.sampleRows, mc.DModel, mc.DMLP, g.backend.cpu())); err != nil {
 		return err
 	}
-	if err := checkMemory(t, buildBuffers(o.batchSize, o.perShard, mc.DModel, mc.DMLP, g.backend.cpu())...); err != nil {
+	if err := checkMemory(t, buildBuffers(o.batchSize, o.perShard, mc.DModel, mc.DMLP, 1, g.backend.cpu())...); err != nil {
 		return err
 	}
 	start := time.Now()
@@ -169,7 +169,7 @@ func runCachePlan(ctx context.Context, g *globalOptions, o *cachePlanOptions, le
 	res.BLAS = g.backend.describe()
 	// measure times layer l, freeing its pass before the next layer's.
 	measure := func(l int) (float64, error) {
-		pass, free, err := g.backend.pass(m, l, nil, o.sampleRows, t)
+		pass, free, err := g.backend.pass(m, []int{l}, nil, o.sampleRows, t)
 		if err != nil {
 			return 0, err
 		}

@@ -167,24 +167,25 @@ func checkMemoryOf(mem int64, t int, bufs ...tokenBuffers) error {
 func forwardTokenBytes(c, n int) int64 { return 4 * (7*int64(c) + int64(n)) }
 
 // buildBuffers are what cache build allocates (and cache plan plans) for
-// a model of width c and MLP width n: the batch's tokens, x and y, and the
-// forward pass's workspace when it runs on the CPU; the shard being filled
-// (tokens, x, y).
-func buildBuffers(batch, perShard, c, n int, onCPU bool) []tokenBuffers {
-	batchBytes := 4 * (2*int64(c) + 1)
+// a model of width c and MLP width n caching layers layers: the batch's
+// tokens, x and y of each layer, and the forward pass's workspace when it
+// runs on the CPU; the shard being filled (tokens, x and y of each layer).
+func buildBuffers(batch, perShard, c, n, layers int, onCPU bool) []tokenBuffers {
+	perToken := 4 * (2*int64(c)*int64(layers) + 1)
+	batchBytes := perToken
 	if onCPU {
 		batchBytes += forwardTokenBytes(c, n)
 	}
 	return []tokenBuffers{
 		{flag: "--batch-size", rows: batch, perToken: batchBytes},
-		{flag: "--sequences-per-shard", rows: perShard, perToken: 4 * (2*int64(c) + 1)},
+		{flag: "--sequences-per-shard", rows: perShard, perToken: perToken},
 	}
 }
 
 // measureBuffers are what cache plan's timed pass of --sample-rows rows
 // allocates: tokens, x, y, and the CPU pass's workspace.
 func measureBuffers(rows, c, n int, onCPU bool) tokenBuffers {
-	b := buildBuffers(rows, 0, c, n, onCPU)[0]
+	b := buildBuffers(rows, 0, c, n, 1, onCPU)[0]
 	b.flag = "--sample-rows"
 	return b
 }

@@ -74,7 +74,7 @@ func TestCheckMemory(t *testing.T) {
 	// fit in a few GiB; absurd sizes do not, and overflow is caught.
 	c, n := 768, 3072
 	for _, cpu := range []bool{true, false} {
-		if err := checkMemoryOf(1*gib, 128, buildBuffers(32, 128, c, n, cpu)...); err != nil {
+		if err := checkMemoryOf(1*gib, 128, buildBuffers(32, 128, c, n, 1, cpu)...); err != nil {
 			t.Errorf("cache build defaults (cpu %v): %v", cpu, err)
 		}
 		if err := checkMemoryOf(4*gib, 128, fitBuffers(64, c, n, true, cpu)); err != nil {

@@ -3,6 +3,7 @@ package cachebuild
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/ctxdep/ctxdep/internal/actcache"
 	"github.com/ctxdep/ctxdep/internal/gpt2"
@@ -34,55 +35,91 @@ func (r Int32Rows) Read(dst []int32, first, n int) error {
 	return nil
 }
 
-// Pass computes one batch of a build: x and y (B·T·C each, into the
-// caller's slices) of tokens (B·T), and, when acts is not nil, the
-// transcoder's sparse activations of x. The CPU pass is NewCPUPass; the
-// GPU backend's cuda.Forward is another.
+// Capture receives one layer's values of a batch: x and y (B·T·C each,
+// the caller's slices) and, when Acts is not nil, the layer's transcoder
+// activations of x.
+type Capture struct {
+	X, Y []float32
+	Acts *transcoder.Acts
+}
+
+// Pass computes one batch of a build: for tokens (B·T), the values of
+// each of its layers (ascending; out[i] for the pass's i-th layer). All
+// layers come from one forward pass to the deepest. The CPU pass is
+// NewCPUPass; the GPU backend's cuda.Forward is another.
 type Pass interface {
-	Run(tokens []int32, b, t int, x, y []float32, acts *transcoder.Acts) error
+	Run(tokens []int32, b, t int, out []Capture) error
 }
 
-// cpuPass is Pass on the CPU: gpt2.Model.RunToBlock and
-// transcoder.Encoder.Encode.
+// cpuPass is Pass on the CPU: gpt2.Model.RunToBlock to the deepest layer,
+// watching the others' hooks, and transcoder.Encoder.Encode.
 type cpuPass struct {
-	m     *gpt2.Model
-	layer int
-	ws    *gpt2.Workspace
-	enc   *transcoder.Encoder
+	m      *gpt2.Model
+	layers []int
+	ws     *gpt2.Workspace
+	enc    []*transcoder.Encoder // per layer; nil: no transcoder
 }
 
-// NewCPUPass returns the CPU's Pass for batches of up to maxTokens tokens;
-// tc may be nil when no activations are asked for.
-func NewCPUPass(m *gpt2.Model, layer int, tc *transcoder.Transcoder, maxTokens int) Pass {
-	p := &cpuPass{m: m, layer: layer, ws: m.NewWorkspace(maxTokens)}
-	if tc != nil {
-		p.enc = tc.NewEncoder()
+// NewCPUPass returns the CPU's Pass for batches of up to maxTokens tokens
+// at layers (ascending, distinct); tcs, when not nil, holds each layer's
+// transcoder (an entry may be nil when no activations are asked for).
+func NewCPUPass(m *gpt2.Model, layers []int, tcs []*transcoder.Transcoder, maxTokens int) Pass {
+	p := &cpuPass{m: m, layers: layers, ws: m.NewWorkspace(maxTokens), enc: make([]*transcoder.Encoder, len(layers))}
+	for i, tc := range tcs {
+		if tc != nil {
+			p.enc[i] = tc.NewEncoder()
+		}
 	}
 	return p
 }
 
-func (p *cpuPass) Run(tokens []int32, b, t int, x, y []float32, acts *transcoder.Acts) error {
-	xb, yb, err := p.m.RunToBlock(p.ws, tokens, b, t, p.layer, nil)
-	if err != nil {
+func (p *cpuPass) Run(tokens []int32, b, t int, out []Capture) error {
+	if len(out) != len(p.layers) {
+		return fmt.Errorf("cachebuild: %d captures for a pass of %d layers", len(out), len(p.layers))
+	}
+	n := b * t * p.m.DModel
+	// Block l's x and y are the same numbers whether the pass stops there
+	// or goes on: the blocks before it run the same GEMMs either way.
+	hooks := &gpt2.Hooks{Observe: func(hook string, l int, v []float32) {
+		i := slices.Index(p.layers, l)
+		switch {
+		case i < 0:
+		case hook == "ln2.hook_normalized":
+			copy(out[i].X[:n], v)
+		case hook == "hook_mlp_out":
+			copy(out[i].Y[:n], v)
+		}
+	}}
+	if _, _, err := p.m.RunToBlock(p.ws, tokens, b, t, p.layers[len(p.layers)-1], hooks); err != nil {
 		return err
 	}
-	copy(x, xb)
-	copy(y, yb)
-	if acts != nil {
-		if p.enc == nil {
-			return fmt.Errorf("cachebuild: activations asked of a pass without a transcoder")
+	for i, c := range out {
+		if c.Acts == nil {
+			continue
 		}
-		p.enc.Encode(acts, xb, b*t)
+		if p.enc[i] == nil {
+			return fmt.Errorf("cachebuild: activations asked of layer %d, which has no transcoder", p.layers[i])
+		}
+		p.enc[i].Encode(c.Acts, c.X[:n], b*t)
 	}
 	return nil
 }
 
+// Layer is one layer a build caches, into its own cache directory.
+type Layer struct {
+	Layer      int
+	Out        string                 // the layer's cache directory
+	Transcoder *transcoder.Transcoder // non-nil: store sparse acts (--with-acts)
+	TransProv  *provenance.File
+}
+
 // Options configures a build.
 type Options struct {
-	Out        string
+	// Layers are cached from one forward pass per batch, each into its
+	// own cache (ascending, distinct layers).
+	Layers     []Layer
 	Model      *gpt2.Model
 	ModelProv  provenance.File
-	Layer      int
 	Rows       Rows
 	DataKind   string
 	DataProv   provenance.File
@@ -92,8 +129,6 @@ type Options struct {
 	BatchSize  int                     // rows per forward pass
 	PerShard   int                     // rows per shard
 	DType      string
-	Transcoder *transcoder.Transcoder // non-nil: store sparse acts (--with-acts)
-	TransProv  *provenance.File
 	Progress   *progress.Bar // may be nil
 	Version    string
 	// Shard, when set, makes this build one worker of a sharded build: it
@@ -103,17 +138,38 @@ type Options struct {
 	Pass  Pass // computes each batch; nil: the CPU (NewCPUPass)
 }
 
+// LayerNumbers returns the layers of ls.
+func LayerNumbers(ls []Layer) []int {
+	out := make([]int, len(ls))
+	for i, l := range ls {
+		out[i] = l.Layer
+	}
+	return out
+}
+
 // Shard is worker Index of Count.
 type Shard struct {
 	Index, Count int
 }
 
-// Build writes or resumes the cache (or a worker's part of it) and returns
-// its manifest (the worker's, for a sharded build).
-func Build(ctx context.Context, o Options) (*actcache.Manifest, error) {
+// Build writes or resumes the caches of o.Layers (or a worker's part of
+// them) and returns their manifests (the worker's, for a sharded build),
+// in o.Layers' order.
+func Build(ctx context.Context, o Options) ([]*actcache.Manifest, error) {
 	m := o.Model
-	if err := m.CheckLayer(o.Layer); err != nil {
-		return nil, err
+	if len(o.Layers) == 0 {
+		return nil, fmt.Errorf("cachebuild: no layer to cache")
+	}
+	for i, l := range o.Layers {
+		if err := m.CheckLayer(l.Layer); err != nil {
+			return nil, err
+		}
+		if i > 0 && l.Layer <= o.Layers[i-1].Layer {
+			return nil, fmt.Errorf("cachebuild: layers %v: want distinct layers, ascending", LayerNumbers(o.Layers))
+		}
+		if tc := l.Transcoder; tc != nil && tc.DIn != m.DModel {
+			return nil, fmt.Errorf("transcoder %s has d_in %d, the model's d_model is %d", tc.Path, tc.DIn, m.DModel)
+		}
 	}
 	t := o.Rows.RowLen()
 	if t > m.NCtx {
@@ -132,100 +188,145 @@ func Build(ctx context.Context, o Options) (*actcache.Manifest, error) {
 	if n < 0 && o.Shard != nil {
 		return nil, fmt.Errorf("a sharded build needs to know its rows in advance: tokenize the input into a token file first")
 	}
-	tc := o.Transcoder
-	if tc != nil && tc.DIn != m.DModel {
-		return nil, fmt.Errorf("transcoder %s has d_in %d, the model's d_model is %d", tc.Path, tc.DIn, m.DModel)
-	}
-	man := actcache.Manifest{
-		Layer: o.Layer, DModel: m.DModel, ContextLength: t, NSequences: n, DType: o.DType,
-		Hooks: actcache.HookNames(o.Layer), SequencesPerShard: o.PerShard, BatchSize: o.BatchSize,
-		Model: o.ModelProv, Data: actcache.Data{Kind: o.DataKind, File: o.DataProv, Rows: o.Rows.NumRows(), RowsTaken: n, ToEnd: n < 0, Settings: o.DataSet},
-		CreatedBy: o.Version,
-	}
-	if tc != nil {
-		man.WithActs, man.DSAE, man.Transcoder = true, tc.DSAE, o.TransProv
-	}
 	if o.BatchSize <= 0 || o.PerShard <= 0 {
 		return nil, fmt.Errorf("batch size %d and rows per shard %d must be positive", o.BatchSize, o.PerShard)
-	}
-	if s := o.Shard; s != nil {
-		man.Worker = &actcache.Worker{Index: s.Index, Count: s.Count, TotalRows: n}
 	}
 	var notice func(string) // nil: the writer tells stderr
 	if o.Progress != nil {
 		notice = func(msg string) { o.Progress.Logf("%s", msg) }
 	}
-	w, err := actcache.CreateWith(o.Out, man, actcache.CreateOptions{Notice: notice})
-	if err != nil {
-		return nil, err
+	sinks := make([]*sink, len(o.Layers))
+	defer func() {
+		for _, k := range sinks {
+			if k != nil {
+				k.w.Close() // releases the directory's lock on every return; a no-op after Finish
+			}
+		}
+	}()
+	for i, l := range o.Layers {
+		man := actcache.Manifest{
+			Layer: l.Layer, DModel: m.DModel, ContextLength: t, NSequences: n, DType: o.DType,
+			Hooks: actcache.HookNames(l.Layer), SequencesPerShard: o.PerShard, BatchSize: o.BatchSize,
+			Model: o.ModelProv, Data: actcache.Data{Kind: o.DataKind, File: o.DataProv, Rows: o.Rows.NumRows(), RowsTaken: n, ToEnd: n < 0, Settings: o.DataSet},
+			CreatedBy: o.Version,
+		}
+		if tc := l.Transcoder; tc != nil {
+			man.WithActs, man.DSAE, man.Transcoder = true, tc.DSAE, l.TransProv
+		}
+		if s := o.Shard; s != nil {
+			man.Worker = &actcache.Worker{Index: s.Index, Count: s.Count, TotalRows: n}
+		}
+		w, err := actcache.CreateWith(l.Out, man, actcache.CreateOptions{Notice: notice})
+		if err != nil {
+			return nil, err
+		}
+		sinks[i] = &sink{w: w, layer: l.Layer, acts: l.Transcoder != nil, pending: -1}
 	}
-	defer w.Close() // releases the directory's lock on every return; a no-op after Finish
-	pass := o.Pass
-	if pass == nil {
-		pass = NewCPUPass(m, o.Layer, tc, o.BatchSize*t)
-	}
-	if kept := w.NumKept(); kept > 0 && o.Progress != nil {
-		if all := w.NumShards(); all >= 0 {
-			o.Progress.Logf("resuming: keeping %d of %d shards from an earlier run", kept, all)
-		} else {
-			o.Progress.Logf("resuming: keeping %d shards from an earlier run (the input is read again from its start)", kept)
+	// Every layer's cache has the same rows and shards; those kept from an
+	// earlier run may differ.
+	w0 := sinks[0].w
+	for _, k := range sinks[1:] {
+		f0, n0 := w0.Rows()
+		f, nn := k.w.Rows()
+		if f != f0 || nn != n0 || k.w.BuildRows() != w0.BuildRows() {
+			return nil, fmt.Errorf("the caches of layers %d and %d disagree on their rows (an earlier run was cut short between them): remove %s and run again", sinks[0].layer, k.layer, o.Layers[len(o.Layers)-1].Out)
 		}
 	}
-	if bad := w.Repaired(); len(bad) > 0 && o.Progress != nil {
-		o.Progress.Logf("rewriting %d shard(s) that no longer match their recorded hash: %v", len(bad), bad)
+	pass := o.Pass
+	if pass == nil {
+		tcs := make([]*transcoder.Transcoder, len(o.Layers))
+		for i, l := range o.Layers {
+			tcs[i] = l.Transcoder
+		}
+		pass = NewCPUPass(m, LayerNumbers(o.Layers), tcs, o.BatchSize*t)
 	}
-	readAll, err := run(ctx, o, w, pass, actcache.BatchGrid{Rows: w.BuildRows(), Size: o.BatchSize}, t, m.DModel)
+	if o.Progress != nil {
+		for _, k := range sinks {
+			what := ""
+			if len(sinks) > 1 {
+				what = fmt.Sprintf("layer %d: ", k.layer)
+			}
+			if kept := k.w.NumKept(); kept > 0 {
+				if all := k.w.NumShards(); all >= 0 {
+					o.Progress.Logf("%sresuming: keeping %d of %d shards from an earlier run", what, kept, all)
+				} else {
+					o.Progress.Logf("%sresuming: keeping %d shards from an earlier run (the input is read again from its start)", what, kept)
+				}
+			}
+			if bad := k.w.Repaired(); len(bad) > 0 {
+				o.Progress.Logf("%srewriting %d shard(s) that no longer match their recorded hash: %v", what, len(bad), bad)
+			}
+		}
+	}
+	readAll, err := run(ctx, o, sinks, pass, actcache.BatchGrid{Rows: w0.BuildRows(), Size: o.BatchSize}, t, m.DModel)
 	if err != nil {
 		return nil, err
 	}
-	if o.DataCounts != nil && readAll {
-		w.SetDataCounts(o.DataCounts()) // else the earlier run's counts stay
+	out := make([]*actcache.Manifest, len(sinks))
+	for i, k := range sinks {
+		if o.DataCounts != nil && readAll {
+			k.w.SetDataCounts(o.DataCounts()) // else the earlier run's counts stay
+		}
+		if err := k.w.Finish(); err != nil {
+			return nil, err
+		}
+		if out[i], err = actcache.ReadManifestFile(k.w.ManifestPath()); err != nil {
+			return nil, err
+		}
 	}
-	if err := w.Finish(); err != nil {
-		return nil, err
-	}
-	final, err := actcache.ReadManifestFile(w.ManifestPath())
-	if err != nil {
-		return nil, err
-	}
-	return final, nil
+	return out, nil
 }
 
-// run computes the batches of grid that hold rows of w's shards still to
-// be written, and writes those shards. Each batch is computed whole, as on
-// one machine, and its rows are copied into the shards they belong to, so
-// shard and worker boundaries and resumed runs never change a batch: a
-// shard or a worker's range that starts or ends inside a batch takes its
-// rows from the whole batch. A build that reads its input to the end
-// (grid.Rows < 0) reads each batch with ReadUpTo; the input's end cuts the
-// last batch and the last shard short. readAll reports whether the input
-// was read through its last row (what it read can then be counted).
-func run(ctx context.Context, o Options, w *actcache.Writer, pass Pass, grid actcache.BatchGrid, t, c int) (readAll bool, err error) {
-	first, rows := w.Rows()
+// sink is one layer's cache being written: its writer and the shard being
+// filled.
+type sink struct {
+	w       *actcache.Writer
+	layer   int
+	acts    bool            // the cache stores activations
+	x, y    []float32       // the shard's rows so far
+	sActs   transcoder.Acts // the shard's activations so far
+	bActs   transcoder.Acts // the batch's activations
+	pending int             // a shard begun but not written (-1: none)
+	filled  int             // its rows so far
+}
+
+// run computes the batches of grid that hold rows of shards still to be
+// written, in any layer's cache, and writes those shards. Each batch is
+// computed whole, as on one machine, and its rows are copied into the
+// shards they belong to, so shard and worker boundaries and resumed runs
+// never change a batch: a shard or a worker's range that starts or ends
+// inside a batch takes its rows from the whole batch. A build that reads
+// its input to the end (grid.Rows < 0) reads each batch with ReadUpTo; the
+// input's end cuts the last batch and the last shard short. readAll
+// reports whether the input was read through its last row (what it read
+// can then be counted).
+func run(ctx context.Context, o Options, sinks []*sink, pass Pass, grid actcache.BatchGrid, t, c int) (readAll bool, err error) {
+	w0 := sinks[0].w // the layers' caches share rows and shards
+	first, rows := w0.Rows()
 	known := rows >= 0
 	stream, _ := o.Rows.(upTo)
 	if !known && stream == nil {
 		return false, fmt.Errorf("cachebuild: rows of unknown number from a source that cannot read to its end")
 	}
 	per := o.PerShard
-	// One batch, and the shard being filled.
+	// One batch, its values at each layer, and the shard being filled.
 	bTok := make([]int32, grid.Size*t)
-	bx, by := make([]float32, grid.Size*t*c), make([]float32, grid.Size*t*c)
 	sTok := make([]int32, per*t)
-	sx, sy := make([]float32, per*t*c), make([]float32, per*t*c)
-	var bActs, sActs transcoder.Acts
-	var actsOut *transcoder.Acts
-	if o.Transcoder != nil {
-		actsOut = &bActs
-	}
-	pending, filled := -1, 0 // a shard begun but not written, and its rows so far
-	write := func(s, n int) error {
-		var a *transcoder.Acts
-		if actsOut != nil {
-			a = &sActs
+	caps := make([]Capture, len(sinks))
+	for i, k := range sinks {
+		caps[i] = Capture{X: make([]float32, grid.Size*t*c), Y: make([]float32, grid.Size*t*c)}
+		if k.acts {
+			caps[i].Acts = &k.bActs
 		}
-		pending = -1
-		return w.WriteShard(s, sTok[:n*t], sx[:n*t*c], sy[:n*t*c], a)
+		k.x, k.y = make([]float32, per*t*c), make([]float32, per*t*c)
+	}
+	write := func(k *sink, s, n int) error {
+		var a *transcoder.Acts
+		if k.acts {
+			a = &k.sActs
+		}
+		k.pending = -1
+		return k.w.WriteShard(s, sTok[:n*t], k.x[:n*t*c], k.y[:n*t*c], a)
 	}
 	// shards returns the shards s0..s1 that batch rows [lo, lo+nb) hold
 	// rows of. A worker's first and last batches may hold rows of its
@@ -245,18 +346,20 @@ func run(ctx context.Context, o Options, w *actcache.Writer, pass Pass, grid act
 		}
 		return min(lo+nb, first+rows) - max(lo, first)
 	}
-	for k := first / grid.Size; ; k++ {
-		lo, nb := k*grid.Size, grid.Size
+	for kb := first / grid.Size; ; kb++ {
+		lo, nb := kb*grid.Size, grid.Size
 		if known {
 			if lo >= first+rows {
 				break
 			}
-			lo, nb = grid.Batch(k)
+			lo, nb = grid.Batch(kb)
 		}
 		s0, s1 := shards(lo, nb)
 		todo := false
 		for s := s0; s <= s1; s++ {
-			todo = todo || !w.Has(s)
+			for _, k := range sinks {
+				todo = todo || !k.w.Has(s)
+			}
 		}
 		if !todo {
 			if o.Progress != nil {
@@ -288,31 +391,33 @@ func run(ctx context.Context, o Options, w *actcache.Writer, pass Pass, grid act
 		if err := o.Model.CheckTokens(tok, nb, t); err != nil {
 			return false, fmt.Errorf("rows %d..%d: %w", lo, lo+nb-1, err)
 		}
-		if err := pass.Run(tok, nb, t, bx[:nb*t*c], by[:nb*t*c], actsOut); err != nil {
+		if err := pass.Run(tok, nb, t, caps); err != nil {
 			return false, err
 		}
 		for s := s0; s <= s1; s++ {
-			if w.Has(s) {
-				continue
-			}
-			sf, sn := w.ShardRows(s)
+			sf, sn := w0.ShardRows(s)
 			r0, r1 := max(lo, sf), min(lo+nb, sf+sn) // rows of shard s in this batch
-			if r0 == sf {
-				sActs.Indptr, sActs.Indices, sActs.Values = append(sActs.Indptr[:0], 0), sActs.Indices[:0], sActs.Values[:0]
-			}
 			// Token rows: at (r − sf) in the shard, (r − lo) in the batch.
 			copy(sTok[(r0-sf)*t:(r1-sf)*t], tok[(r0-lo)*t:])
-			copy(sx[(r0-sf)*t*c:(r1-sf)*t*c], bx[(r0-lo)*t*c:])
-			copy(sy[(r0-sf)*t*c:(r1-sf)*t*c], by[(r0-lo)*t*c:])
-			if actsOut != nil {
-				appendActRows(&sActs, actsOut, (r0-lo)*t, (r1-lo)*t)
-			}
-			if r1 < sf+sn {
-				pending, filled = s, r1-sf // the shard goes on in the next batch
-				continue
-			}
-			if err := write(s, sn); err != nil {
-				return false, err
+			for i, k := range sinks {
+				if k.w.Has(s) {
+					continue
+				}
+				if r0 == sf {
+					k.sActs.Indptr, k.sActs.Indices, k.sActs.Values = append(k.sActs.Indptr[:0], 0), k.sActs.Indices[:0], k.sActs.Values[:0]
+				}
+				copy(k.x[(r0-sf)*t*c:(r1-sf)*t*c], caps[i].X[(r0-lo)*t*c:])
+				copy(k.y[(r0-sf)*t*c:(r1-sf)*t*c], caps[i].Y[(r0-lo)*t*c:])
+				if k.acts {
+					appendActRows(&k.sActs, &k.bActs, (r0-lo)*t, (r1-lo)*t)
+				}
+				if r1 < sf+sn {
+					k.pending, k.filled = s, r1-sf // the shard goes on in the next batch
+					continue
+				}
+				if err := write(k, s, sn); err != nil {
+					return false, err
+				}
 			}
 		}
 		if o.Progress != nil {
@@ -322,11 +427,16 @@ func run(ctx context.Context, o Options, w *actcache.Writer, pass Pass, grid act
 			readAll = lo+nb >= grid.Rows // the input's last row was read
 		}
 	}
-	if pending >= 0 {
-		if known {
-			return false, fmt.Errorf("cachebuild: shard %d was left unfinished", pending)
+	for _, k := range sinks {
+		if k.pending < 0 {
+			continue
 		}
-		return readAll, write(pending, filled) // the input ended inside it
+		if known {
+			return false, fmt.Errorf("cachebuild: shard %d of layer %d was left unfinished", k.pending, k.layer)
+		}
+		if err := write(k, k.pending, k.filled); err != nil { // the input ended inside it
+			return false, err
+		}
 	}
 	return readAll, nil
 }

@@ -57,8 +57,17 @@ func load(t *testing.T) fixture {
 }
 
 func (f fixture) options(out string, layer int) Options {
-	return Options{Out: out, Model: f.model, ModelProv: f.modelProv, Layer: layer, Rows: f.rows,
+	return Options{Layers: []Layer{{Layer: layer, Out: out}}, Model: f.model, ModelProv: f.modelProv, Rows: f.rows,
 		DataKind: "tokens-npy", DataProv: f.dataProv, BatchSize: 4, PerShard: 4, DType: "float32", Version: "test"}
+}
+
+// build1 builds o, a build of one layer, and returns its manifest.
+func build1(ctx context.Context, o Options) (*actcache.Manifest, error) {
+	m, err := Build(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	return m[0], nil
 }
 
 // readAll concatenates every shard of a cache.
@@ -88,7 +97,7 @@ func TestBuildMatchesTransformerLens(t *testing.T) {
 	g := testutil.Golden(t, goldenCache)
 	for layer := 0; layer < 3; layer++ {
 		out := filepath.Join(t.TempDir(), "cache")
-		man, err := Build(context.Background(), f.options(out, layer))
+		man, err := build1(context.Background(), f.options(out, layer))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -118,12 +127,12 @@ func TestBuildFloat16(t *testing.T) {
 	o16 := f.options(filepath.Join(dir, "f16"), 2)
 	o16.DType = "float16"
 	for _, o := range []Options{o32, o16} {
-		if _, err := Build(context.Background(), o); err != nil {
+		if _, err := build1(context.Background(), o); err != nil {
 			t.Fatal(err)
 		}
 	}
-	_, x32, y32, _ := readAll(t, o32.Out)
-	_, x16, y16, _ := readAll(t, o16.Out)
+	_, x32, y32, _ := readAll(t, o32.Layers[0].Out)
+	_, x16, y16, _ := readAll(t, o16.Layers[0].Out)
 	for i := range x32 {
 		if want := dtype.Float16ToFloat32(dtype.Float32ToFloat16(x32[i])); x16[i] != want {
 			t.Fatalf("x[%d] = %g, want float16(%g) = %g", i, x16[i], x32[i], want)
@@ -139,18 +148,18 @@ func TestBuildWithActs(t *testing.T) {
 	f := load(t)
 	o := f.options(filepath.Join(t.TempDir(), "c"), 1)
 	withActs(t)(0, &o)
-	man, err := Build(context.Background(), o)
+	man, err := build1(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !man.WithActs || man.DSAE != 64 || man.Transcoder.SHA256 != o.TransProv.SHA256 {
+	if !man.WithActs || man.DSAE != 64 || man.Transcoder.SHA256 != o.Layers[0].TransProv.SHA256 {
 		t.Fatalf("manifest %+v", man)
 	}
-	c, err := actcache.Open(o.Out)
+	c, err := actcache.Open(o.Layers[0].Out)
 	if err != nil {
 		t.Fatal(err)
 	}
-	enc := o.Transcoder.NewEncoder()
+	enc := o.Layers[0].Transcoder.NewEncoder()
 	for i := range man.Shards {
 		sd, err := c.ReadShard(i)
 		if err != nil {
@@ -185,18 +194,18 @@ func TestResume(t *testing.T) {
 	f := load(t)
 	dir := t.TempDir()
 	ref := f.options(filepath.Join(dir, "ref"), 1)
-	if _, err := Build(context.Background(), ref); err != nil {
+	if _, err := build1(context.Background(), ref); err != nil {
 		t.Fatal(err)
 	}
 	o := f.options(filepath.Join(dir, "resumed"), 1)
 	o.Rows = failingRows{f.rows, 4} // shard 0 (rows 0..3) succeeds, shard 1 fails
-	if _, err := Build(context.Background(), o); err == nil || !strings.Contains(err.Error(), "disk on fire") {
+	if _, err := build1(context.Background(), o); err == nil || !strings.Contains(err.Error(), "disk on fire") {
 		t.Fatalf("Build error = %v", err)
 	}
-	if _, err := actcache.Open(o.Out); err == nil || !strings.Contains(err.Error(), "incomplete") {
+	if _, err := actcache.Open(o.Layers[0].Out); err == nil || !strings.Contains(err.Error(), "incomplete") {
 		t.Fatalf("Open(interrupted) error = %v", err)
 	}
-	entries, _ := os.ReadDir(o.Out)
+	entries, _ := os.ReadDir(o.Layers[0].Out)
 	var names []string
 	for _, e := range entries {
 		names = append(names, e.Name())
@@ -204,18 +213,18 @@ func TestResume(t *testing.T) {
 	if fmt.Sprint(names) != "[manifest.json shard-00000.safetensors]" {
 		t.Fatalf("after interruption the directory holds %v", names)
 	}
-	st0, _ := os.Stat(filepath.Join(o.Out, actcache.ShardName(0)))
+	st0, _ := os.Stat(filepath.Join(o.Layers[0].Out, actcache.ShardName(0)))
 	o.Rows = f.rows
-	if _, err := Build(context.Background(), o); err != nil {
+	if _, err := build1(context.Background(), o); err != nil {
 		t.Fatal(err)
 	}
-	st1, _ := os.Stat(filepath.Join(o.Out, actcache.ShardName(0)))
+	st1, _ := os.Stat(filepath.Join(o.Layers[0].Out, actcache.ShardName(0)))
 	if !os.SameFile(st0, st1) || !st0.ModTime().Equal(st1.ModTime()) {
 		t.Error("the complete shard was rewritten instead of kept")
 	}
 	for i := 0; i < 2; i++ {
-		a, _ := os.ReadFile(filepath.Join(ref.Out, actcache.ShardName(i)))
-		b, _ := os.ReadFile(filepath.Join(o.Out, actcache.ShardName(i)))
+		a, _ := os.ReadFile(filepath.Join(ref.Layers[0].Out, actcache.ShardName(i)))
+		b, _ := os.ReadFile(filepath.Join(o.Layers[0].Out, actcache.ShardName(i)))
 		if !bytes.Equal(a, b) {
 			t.Errorf("shard %d differs from the uninterrupted build", i)
 		}
@@ -223,7 +232,7 @@ func TestResume(t *testing.T) {
 	// A cancelled context stops between batches with the context's error.
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := Build(ctx, f.options(filepath.Join(dir, "cancelled"), 1)); !errors.Is(err, context.Canceled) {
+	if _, err := build1(ctx, f.options(filepath.Join(dir, "cancelled"), 1)); !errors.Is(err, context.Canceled) {
 		t.Errorf("Build(cancelled) error = %v", err)
 	}
 }
@@ -232,18 +241,18 @@ func TestResume(t *testing.T) {
 func TestRefuseOtherSettings(t *testing.T) {
 	f := load(t)
 	out := filepath.Join(t.TempDir(), "c")
-	if _, err := Build(context.Background(), f.options(out, 1)); err != nil {
+	if _, err := build1(context.Background(), f.options(out, 1)); err != nil {
 		t.Fatal(err)
 	}
 	before, _ := os.ReadFile(filepath.Join(out, actcache.ManifestName))
-	if _, err := Build(context.Background(), f.options(out, 2)); err == nil || !strings.Contains(err.Error(), "other settings") {
+	if _, err := build1(context.Background(), f.options(out, 2)); err == nil || !strings.Contains(err.Error(), "other settings") {
 		t.Fatalf("Build(other layer) error = %v", err)
 	}
 	// Another --batch-size would compute the rows still to write in other
 	// batches than the rows kept: refused, naming the setting.
 	o := f.options(out, 1)
 	o.BatchSize = 2
-	if _, err := Build(context.Background(), o); err == nil || !strings.Contains(err.Error(), "batch size 4, not 2") {
+	if _, err := build1(context.Background(), o); err == nil || !strings.Contains(err.Error(), "batch size 4, not 2") {
 		t.Fatalf("Build(other batch size) error = %v", err)
 	}
 	after, _ := os.ReadFile(filepath.Join(out, actcache.ManifestName))
@@ -274,19 +283,19 @@ func TestBadInput(t *testing.T) {
 		mod  func(*Options)
 		want string
 	}{
-		{"layer out of range", func(o *Options) { o.Layer = 3 }, "out of range"},
+		{"layer out of range", func(o *Options) { o.Layers[0].Layer = 3 }, "out of range"},
 		{"token outside vocab", func(o *Options) { o.Rows = Int32Rows{Data: bad, T: 16} }, "outside the vocabulary"},
 		{"rows longer than context", func(o *Options) { o.Rows = Int32Rows{Data: make([]int32, 33), T: 33} }, "longer than the model's context"},
-		{"transcoder width", func(o *Options) { o.Transcoder = transcoder.Random(8, 4, 1, 1) }, "d_in 8"},
+		{"transcoder width", func(o *Options) { o.Layers[0].Transcoder = transcoder.Random(8, 4, 1, 1) }, "d_in 8"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			o := f.options(filepath.Join(dir, c.name), 1)
 			c.mod(&o)
-			_, err := Build(context.Background(), o)
+			_, err := build1(context.Background(), o)
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("Build error = %v, want one containing %q", err, c.want)
 			}
-			if _, err := os.Stat(filepath.Join(o.Out, actcache.ShardName(0))); err == nil {
+			if _, err := os.Stat(filepath.Join(o.Layers[0].Out, actcache.ShardName(0))); err == nil {
 				t.Error("a shard was written")
 			}
 		})

@@ -30,17 +30,17 @@ func Measure(ctx context.Context, m *gpt2.Model, pass Pass, layer, rows, t int) 
 		}
 	}
 	if pass == nil {
-		pass = NewCPUPass(m, layer, nil, rows*t)
+		pass = NewCPUPass(m, []int{layer}, nil, rows*t)
 	}
-	x, y := make([]float32, rows*t*m.DModel), make([]float32, rows*t*m.DModel)
-	if err := pass.Run(tokens[:t], 1, t, x, y, nil); err != nil {
+	out := []Capture{{X: make([]float32, rows*t*m.DModel), Y: make([]float32, rows*t*m.DModel)}}
+	if err := pass.Run(tokens[:t], 1, t, out); err != nil {
 		return 0, err
 	}
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
 	start := time.Now()
-	if err := pass.Run(tokens, rows, t, x, y, nil); err != nil {
+	if err := pass.Run(tokens, rows, t, out); err != nil {
 		return 0, err
 	}
 	el := time.Since(start).Seconds()

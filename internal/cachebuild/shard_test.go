@@ -32,7 +32,7 @@ func buildWorkers(t *testing.T, f fixture, out string, n, perShard int, mod func
 		if mod != nil {
 			mod(i, &o)
 		}
-		man, err := Build(context.Background(), o)
+		man, err := build1(context.Background(), o)
 		rows.Close()
 		if err != nil {
 			t.Fatalf("worker %d of %d: %v", i, n, err)
@@ -57,7 +57,7 @@ func withActs(t *testing.T) func(int, *Options) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return func(_ int, o *Options) { o.Transcoder, o.TransProv = tc, &tp }
+	return func(_ int, o *Options) { o.Layers[0].Transcoder, o.Layers[0].TransProv = tc, &tp }
 }
 
 // A merged build of 3 or 4 workers holds exactly the tokens, x, y and
@@ -67,14 +67,14 @@ func TestShardedMatchesSingle(t *testing.T) {
 	acts := withActs(t)
 	ref := f.options(filepath.Join(t.TempDir(), "single"), 1)
 	acts(0, &ref)
-	single, err := Build(context.Background(), ref)
+	single, err := build1(context.Background(), ref)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if raw, _ := os.ReadFile(filepath.Join(ref.Out, actcache.ManifestName)); bytes.Contains(raw, []byte(`"worker`)) {
+	if raw, _ := os.ReadFile(filepath.Join(ref.Layers[0].Out, actcache.ManifestName)); bytes.Contains(raw, []byte(`"worker`)) {
 		t.Errorf("a single-machine manifest has worker keys:\n%s", raw)
 	}
-	wantTok, wantX, wantY, wantActs := readAll(t, ref.Out)
+	wantTok, wantX, wantY, wantActs := readAll(t, ref.Layers[0].Out)
 	for _, c := range []struct{ workers, perShard int }{{3, 4}, {4, 1}} {
 		t.Run(fmt.Sprintf("%d workers", c.workers), func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "sharded")
@@ -180,7 +180,7 @@ func TestMergeErrors(t *testing.T) {
 			}
 		}, []string{"3 workers", "2 workers", "worker count changed"}},
 		{"other layer", func(t *testing.T, dir string) {
-			redo(t, f, dir, 1, 3, func(o *Options) { o.Layer = 2 })
+			redo(t, f, dir, 1, 3, func(o *Options) { o.Layers[0].Layer = 2 })
 		}, []string{"worker 1 of 3", "layer 2, not 1", "remove worker 1's files"}},
 		{"other token file", func(t *testing.T, dir string) {
 			redo(t, f, dir, 2, 3, func(o *Options) { o.DataProv = otherData })
@@ -221,10 +221,10 @@ func TestMergeErrors(t *testing.T) {
 	// A manifest.json of another cache is never replaced.
 	dir := copyDir(t, good)
 	other := f.options(filepath.Join(t.TempDir(), "single"), 1)
-	if _, err := Build(context.Background(), other); err != nil {
+	if _, err := build1(context.Background(), other); err != nil {
 		t.Fatal(err)
 	}
-	single, _ := os.ReadFile(filepath.Join(other.Out, actcache.ManifestName))
+	single, _ := os.ReadFile(filepath.Join(other.Layers[0].Out, actcache.ManifestName))
 	os.WriteFile(filepath.Join(dir, actcache.ManifestName), single, 0o644)
 	if _, _, err := actcache.Merge(context.Background(), dir, nil); err == nil || !strings.Contains(err.Error(), "another cache") {
 		t.Errorf("Merge over a single-machine manifest: %v", err)
@@ -232,7 +232,7 @@ func TestMergeErrors(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(dir, actcache.ManifestName)); !bytes.Equal(b, single) {
 		t.Error("Merge replaced another cache's manifest.json")
 	}
-	if _, _, err := actcache.Merge(context.Background(), other.Out, nil); err == nil || !strings.Contains(err.Error(), "single-machine cache") {
+	if _, _, err := actcache.Merge(context.Background(), other.Layers[0].Out, nil); err == nil || !strings.Contains(err.Error(), "single-machine cache") {
 		t.Errorf("Merge(single-machine cache) = %v", err)
 	}
 }
@@ -247,7 +247,7 @@ func redo(t *testing.T, f fixture, dir string, i, n int, mod func(*Options)) {
 	o := f.options(dir, 1)
 	o.PerShard, o.Shard = 1, &Shard{Index: i, Count: n}
 	mod(&o)
-	if _, err := Build(context.Background(), o); err != nil {
+	if _, err := build1(context.Background(), o); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -290,7 +290,7 @@ func TestWorkerResume(t *testing.T) {
 	o := f.options(dir, 1)
 	o.PerShard, o.Shard, o.BatchSize = 1, &Shard{Index: 1, Count: 2}, 1
 	o.Rows = failingRows{f.rows, 5} // worker 1 has rows 3..5, a batch each: rows 3 and 4 succeed, row 5 fails
-	if _, err := Build(context.Background(), o); err == nil || !strings.Contains(err.Error(), "disk on fire") {
+	if _, err := build1(context.Background(), o); err == nil || !strings.Contains(err.Error(), "disk on fire") {
 		t.Fatalf("Build error = %v", err)
 	}
 	m, err := actcache.ReadManifestFile(filepath.Join(dir, actcache.WorkerManifestName(1, 2)))
@@ -308,7 +308,7 @@ func TestWorkerResume(t *testing.T) {
 	b, _ := os.ReadFile(damaged)
 	os.WriteFile(damaged, b[:len(b)/2], 0o644)
 	o.Rows = f.rows
-	if _, err := Build(context.Background(), o); err != nil {
+	if _, err := build1(context.Background(), o); err != nil {
 		t.Fatal(err)
 	}
 	if st1, _ := os.Stat(kept); !os.SameFile(st0, st1) || !st0.ModTime().Equal(st1.ModTime()) {
@@ -323,20 +323,20 @@ func TestWorkerResume(t *testing.T) {
 	}
 	// The same rows split 3 ways cannot resume in this directory.
 	o.Shard = &Shard{Index: 1, Count: 3}
-	_, err = Build(context.Background(), o)
+	_, err = build1(context.Background(), o)
 	if err == nil || !strings.Contains(err.Error(), "2 workers") || !strings.Contains(err.Error(), "--shard i/2") {
 		t.Errorf("Build(changed worker count) error = %v", err)
 	}
 	// Nor can a single-machine build share the directory.
 	o.Shard = nil
-	if _, err := Build(context.Background(), o); err == nil || !strings.Contains(err.Error(), "sharded build") {
+	if _, err := build1(context.Background(), o); err == nil || !strings.Contains(err.Error(), "sharded build") {
 		t.Errorf("Build(single into sharded dir) error = %v", err)
 	}
 	if _, err := actcache.Open(dir); err == nil || !strings.Contains(err.Error(), "cache merge") {
 		t.Errorf("Open(unmerged) error = %v", err)
 	}
 	o.Shard = &Shard{Index: 0, Count: 7}
-	if _, err := Build(context.Background(), o); err == nil || !strings.Contains(err.Error(), "at most 6 workers") {
+	if _, err := build1(context.Background(), o); err == nil || !strings.Contains(err.Error(), "at most 6 workers") {
 		t.Errorf("Build(7 workers, 6 rows) error = %v", err)
 	}
 }
@@ -345,26 +345,26 @@ func TestWorkerResume(t *testing.T) {
 func TestVerifySingle(t *testing.T) {
 	f := load(t)
 	o := f.options(filepath.Join(t.TempDir(), "c"), 1)
-	if _, err := Build(context.Background(), o); err != nil {
+	if _, err := build1(context.Background(), o); err != nil {
 		t.Fatal(err)
 	}
-	chk, err := actcache.Verify(context.Background(), o.Out, nil)
+	chk, err := actcache.Verify(context.Background(), o.Layers[0].Out, nil)
 	if err != nil || !chk.OK() || chk.Sharded || chk.Shards != 2 || chk.Rows != 6 {
 		t.Fatalf("Verify = %+v, %v", chk, err)
 	}
-	p := filepath.Join(o.Out, actcache.ShardName(1))
+	p := filepath.Join(o.Layers[0].Out, actcache.ShardName(1))
 	b, _ := os.ReadFile(p)
 	b[200] ^= 1
 	os.WriteFile(p, b, 0o644)
-	chk, err = actcache.Verify(context.Background(), o.Out, nil)
+	chk, err = actcache.Verify(context.Background(), o.Layers[0].Out, nil)
 	if err != nil || chk.OK() || chk.Problems[0].File != actcache.ShardName(1) || chk.Problems[0].Worker != -1 {
 		t.Fatalf("Verify(flipped byte) = %+v, %v", chk, err)
 	}
 	// Re-running the build rewrites the damaged shard.
-	if _, err := Build(context.Background(), o); err != nil {
+	if _, err := build1(context.Background(), o); err != nil {
 		t.Fatal(err)
 	}
-	if chk, err := actcache.Verify(context.Background(), o.Out, nil); err != nil || !chk.OK() {
+	if chk, err := actcache.Verify(context.Background(), o.Layers[0].Out, nil); err != nil || !chk.OK() {
 		t.Errorf("Verify after the rebuild = %+v, %v", chk, err)
 	}
 }
@@ -383,10 +383,10 @@ func TestBatchGridMakesBuildsIdentical(t *testing.T) {
 	ref := f.options(filepath.Join(t.TempDir(), "single"), 1)
 	ref.BatchSize, ref.PerShard = 4, 6
 	acts(0, &ref)
-	if _, err := Build(context.Background(), ref); err != nil {
+	if _, err := build1(context.Background(), ref); err != nil {
 		t.Fatal(err)
 	}
-	want := readJoined(t, ref.Out)
+	want := readJoined(t, ref.Layers[0].Out)
 	check := func(t *testing.T, dir string) {
 		t.Helper()
 		if got := readJoined(t, dir); !reflect.DeepEqual(got, want) {
@@ -396,11 +396,11 @@ func TestBatchGridMakesBuildsIdentical(t *testing.T) {
 	for per := 1; per <= 5; per++ {
 		t.Run(fmt.Sprintf("%d rows per shard", per), func(t *testing.T) {
 			o := ref
-			o.Out, o.PerShard = filepath.Join(t.TempDir(), "c"), per
-			if _, err := Build(context.Background(), o); err != nil {
+			o.Layers[0].Out, o.PerShard = filepath.Join(t.TempDir(), "c"), per
+			if _, err := build1(context.Background(), o); err != nil {
 				t.Fatal(err)
 			}
-			check(t, o.Out)
+			check(t, o.Layers[0].Out)
 		})
 	}
 	for n := 2; n <= 6; n++ {
@@ -423,16 +423,16 @@ func TestBatchGridMakesBuildsIdentical(t *testing.T) {
 	// 0 and computes batch [0, 4) again, whole, for row 3.
 	t.Run("resumed inside a batch", func(t *testing.T) {
 		o := ref
-		o.Out, o.PerShard = filepath.Join(t.TempDir(), "c"), 3
+		o.Layers[0].Out, o.PerShard = filepath.Join(t.TempDir(), "c"), 3
 		o.Rows = failingRows{f.rows, 5}
-		if _, err := Build(context.Background(), o); err == nil || !strings.Contains(err.Error(), "disk on fire") {
+		if _, err := build1(context.Background(), o); err == nil || !strings.Contains(err.Error(), "disk on fire") {
 			t.Fatalf("Build error = %v", err)
 		}
 		o.Rows = f.rows
-		if _, err := Build(context.Background(), o); err != nil {
+		if _, err := build1(context.Background(), o); err != nil {
 			t.Fatal(err)
 		}
-		check(t, o.Out)
+		check(t, o.Layers[0].Out)
 	})
 }
 

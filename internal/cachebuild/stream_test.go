@@ -76,17 +76,17 @@ func TestBuildToEnd(t *testing.T) {
 	ref := f.options(filepath.Join(t.TempDir(), "counted"), 1)
 	ref.PerShard = 4 // 6 rows: shards of 4 and 2
 	acts(0, &ref)
-	if _, err := Build(context.Background(), ref); err != nil {
+	if _, err := build1(context.Background(), ref); err != nil {
 		t.Fatal(err)
 	}
-	want := readJoined(t, ref.Out)
+	want := readJoined(t, ref.Layers[0].Out)
 	o := ref
-	o.Out = filepath.Join(t.TempDir(), "to-end")
+	o.Layers[0].Out = filepath.Join(t.TempDir(), "to-end")
 	o.Rows = NewStreamRows(rowStream(f.rows, 5), 16, -1)
-	if _, err := Build(context.Background(), o); err == nil || !strings.Contains(err.Error(), "disk on fire") {
+	if _, err := build1(context.Background(), o); err == nil || !strings.Contains(err.Error(), "disk on fire") {
 		t.Fatalf("Build error = %v", err)
 	}
-	m, err := actcache.ReadManifestFile(filepath.Join(o.Out, actcache.ManifestName))
+	m, err := actcache.ReadManifestFile(filepath.Join(o.Layers[0].Out, actcache.ManifestName))
 	if err != nil || m.Complete || len(m.Shards) != 1 || !m.Data.ToEnd {
 		t.Fatalf("interrupted manifest %+v, %v", m, err)
 	}
@@ -106,11 +106,11 @@ func TestBuildToEnd(t *testing.T) {
 		}, 16, -1)
 		o.DataCounts = func() map[string]int64 { return map[string]int64{"rows": int64(read)} }
 		if run == 2 {
-			b, _ := os.ReadFile(filepath.Join(o.Out, actcache.ShardName(1)))
+			b, _ := os.ReadFile(filepath.Join(o.Layers[0].Out, actcache.ShardName(1)))
 			b[len(b)-1] ^= 1
-			os.WriteFile(filepath.Join(o.Out, actcache.ShardName(1)), b, 0o644)
+			os.WriteFile(filepath.Join(o.Layers[0].Out, actcache.ShardName(1)), b, 0o644)
 		}
-		m, err = Build(context.Background(), o)
+		m, err = build1(context.Background(), o)
 		if err != nil {
 			t.Fatalf("run %d: %v", run, err)
 		}
@@ -118,20 +118,20 @@ func TestBuildToEnd(t *testing.T) {
 			len(m.Shards) != 2 || m.Shards[1].NSequences != 2 || m.Data.Counts["rows"] != 6 {
 			t.Fatalf("run %d: manifest %+v", run, m)
 		}
-		if got := readJoined(t, o.Out); !reflect.DeepEqual(got, want) {
+		if got := readJoined(t, o.Layers[0].Out); !reflect.DeepEqual(got, want) {
 			t.Errorf("run %d: %s differ from the build with its rows counted", run, got.differs(want))
 		}
 	}
 	o.DataCounts = nil
 	// An empty input is an error.
-	o.Out = filepath.Join(t.TempDir(), "empty")
+	o.Layers[0].Out = filepath.Join(t.TempDir(), "empty")
 	o.Rows = NewStreamRows(rowStream(Int32Rows{T: 16}, -1), 16, -1)
-	if _, err := Build(context.Background(), o); err == nil || !strings.Contains(err.Error(), "no rows") {
+	if _, err := build1(context.Background(), o); err == nil || !strings.Contains(err.Error(), "no rows") {
 		t.Errorf("Build(empty input) = %v", err)
 	}
 	// Workers split rows counted in advance.
 	o.Shard = &Shard{Index: 0, Count: 2}
-	if _, err := Build(context.Background(), o); err == nil || !strings.Contains(err.Error(), "token file first") {
+	if _, err := build1(context.Background(), o); err == nil || !strings.Contains(err.Error(), "token file first") {
 		t.Errorf("Build(sharded, to the end) = %v", err)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/ctxdep/ctxdep/internal/blasimpl"
+	"github.com/ctxdep/ctxdep/internal/cachebuild"
 	"github.com/ctxdep/ctxdep/internal/gpt2"
 	"github.com/ctxdep/ctxdep/internal/midcoder"
 	"github.com/ctxdep/ctxdep/internal/npy"
@@ -74,7 +75,11 @@ func cpuRun(m *gpt2.Model, tokens []int32, b, t, layer int) (x, y []float32) {
 
 func gpuRun(t *testing.T, m *gpt2.Model, tc *transcoder.Transcoder, tokens []int32, b, tt, layer int) (x, y []float32, acts *transcoder.Acts) {
 	t.Helper()
-	f, err := dev.NewForward(m, layer, tc, b, tt)
+	var tcs []*transcoder.Transcoder
+	if tc != nil {
+		tcs = []*transcoder.Transcoder{tc}
+	}
+	f, err := dev.NewForward(m, []int{layer}, tcs, b, tt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,10 +90,44 @@ func gpuRun(t *testing.T, m *gpt2.Model, tc *transcoder.Transcoder, tokens []int
 	if tc == nil {
 		acts = nil
 	}
-	if err := f.Run(tokens, b, tt, x, y, acts); err != nil {
+	if err := f.Run(tokens, b, tt, []cachebuild.Capture{{X: x, Y: y, Acts: acts}}); err != nil {
 		t.Fatal(err)
 	}
 	return x, y, acts
+}
+
+// One device pass capturing layers 0 and 2 gives each layer the bits of
+// a pass that stops at that layer: x, y and the acts.
+func TestForwardLayerSet(t *testing.T) {
+	m, err := gpt2.Load(modelDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc, err := transcoder.Load(tcFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, tt := 3, 16
+	tokens := gpt2.RandomTokens(b*tt, m.DVocab, 7)
+	f, err := dev.NewForward(m, []int{0, 2}, []*transcoder.Transcoder{tc, tc}, b, tt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Free()
+	n := b * tt * m.DModel
+	out := make([]cachebuild.Capture, 2)
+	for i := range out {
+		out[i] = cachebuild.Capture{X: make([]float32, n), Y: make([]float32, n), Acts: &transcoder.Acts{}}
+	}
+	if err := f.Run(tokens, b, tt, out); err != nil {
+		t.Fatal(err)
+	}
+	for i, l := range []int{0, 2} {
+		x, y, acts := gpuRun(t, m, tc, tokens, b, tt, l)
+		if fmt.Sprint(x) != fmt.Sprint(out[i].X) || fmt.Sprint(y) != fmt.Sprint(out[i].Y) || fmt.Sprint(*acts) != fmt.Sprint(*out[i].Acts) {
+			t.Errorf("layer %d of the set differs from a pass to layer %d alone", l, l)
+		}
+	}
 }
 
 // On the tiny fixture the device's x and y are TransformerLens's (the
@@ -345,7 +384,7 @@ func lrSum(lr float64, steps int) float64 {
 func BenchmarkForwardEncode(b *testing.B) {
 	rows, tt := 64, 128
 	m, tc, tok := smallShaped(rows, tt)
-	f, err := dev.NewForward(m, 8, tc, rows, tt)
+	f, err := dev.NewForward(m, []int{8}, []*transcoder.Transcoder{tc}, rows, tt)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -355,7 +394,7 @@ func BenchmarkForwardEncode(b *testing.B) {
 	var acts transcoder.Acts
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if err := f.Run(tok, rows, tt, x, y, &acts); err != nil {
+		if err := f.Run(tok, rows, tt, []cachebuild.Capture{{X: x, Y: y, Acts: &acts}}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -90,7 +90,12 @@ func (g *Model) Y() buf { return g.tmp }
 // run runs tokens (B·T, checked by the caller with gpt2.Model.CheckTokens)
 // through blocks 0..layer, leaving x and y on the device. The context must
 // be current.
-func (g *Model) run(tokens []int32, b, t int) error {
+func (g *Model) run(tokens []int32, b, t int) error { return g.runWatching(tokens, b, t, nil) }
+
+// runWatching is run that calls after(l) once block l has run, while X
+// and Y hold its x and y (the residual stream has moved on to block l+1's
+// input by then, but xn and tmp are not touched until the next block).
+func (g *Model) runWatching(tokens []int32, b, t int, after func(l int) error) error {
 	d, cfg := g.d, g.cfg
 	mt, c := b*t, cfg.DModel
 	if mt > g.maxTokens || t > g.maxT || len(tokens) != mt {
@@ -105,6 +110,11 @@ func (g *Model) run(tokens []int32, b, t int) error {
 	for l := 0; l <= g.layer; l++ {
 		if err := g.block(&g.blocks[l], b, t, l == g.layer); err != nil {
 			return err
+		}
+		if after != nil {
+			if err := after(l); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

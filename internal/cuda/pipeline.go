@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/ctxdep/ctxdep/internal/cachebuild"
 	"github.com/ctxdep/ctxdep/internal/gpt2"
 	"github.com/ctxdep/ctxdep/internal/midcoder"
 	"github.com/ctxdep/ctxdep/internal/par"
@@ -39,25 +40,38 @@ func (p *devicePass) free() {
 	}
 }
 
-// Forward is `cache build`'s pass on the device: GPT-2 to block L and,
-// optionally, the transcoder's encoder; x, y and the activations come back
-// to the host.
-type Forward struct{ devicePass }
+// Forward is `cache build`'s pass on the device: GPT-2 to the deepest of
+// its layers, and at each layer x, y and, optionally, the layer's
+// transcoder's encoder; x, y and the activations come back to the host.
+type Forward struct {
+	devicePass // the model to the deepest layer; its enc and acts unused
+	layers     []int
+	encs       []*Encoder // per layer; nil: no activations
+	acts       []*Acts
+}
 
-// NewForward prepares passes of up to maxRows rows of t tokens; tc may be
-// nil (no activations).
-func (d *Device) NewForward(m *gpt2.Model, layer int, tc *transcoder.Transcoder, maxRows, t int) (*Forward, error) {
-	f := &Forward{devicePass{d: d, c: m.DModel}}
+// NewForward prepares passes of up to maxRows rows of t tokens that
+// capture layers (ascending); tcs, when not nil, holds each layer's
+// transcoder (nil entries: no activations for that layer).
+func (d *Device) NewForward(m *gpt2.Model, layers []int, tcs []*transcoder.Transcoder, maxRows, t int) (*Forward, error) {
+	if len(layers) == 0 {
+		return nil, fmt.Errorf("cuda: a forward pass with no layer to capture")
+	}
+	f := &Forward{devicePass: devicePass{d: d, c: m.DModel}, layers: layers,
+		encs: make([]*Encoder, len(layers)), acts: make([]*Acts, len(layers))}
 	var err error
-	if f.m, err = d.LoadModel(m, layer, maxRows*t, t); err != nil {
+	if f.m, err = d.LoadModel(m, layers[len(layers)-1], maxRows*t, t); err != nil {
 		return nil, err
 	}
-	if tc != nil {
-		if f.enc, err = d.LoadEncoder(tc, maxRows*t); err != nil {
+	for i, tc := range tcs {
+		if tc == nil {
+			continue
+		}
+		if f.encs[i], err = d.LoadEncoder(tc, maxRows*t); err != nil {
 			f.Free()
 			return nil, err
 		}
-		if f.acts, err = d.NewActs(maxRows*t, startL0); err != nil {
+		if f.acts[i], err = d.NewActs(maxRows*t, startL0); err != nil {
 			f.Free()
 			return nil, err
 		}
@@ -65,32 +79,53 @@ func (d *Device) NewForward(m *gpt2.Model, layer int, tc *transcoder.Transcoder,
 	return f, nil
 }
 
-// Run computes x and y (B·T·C each) of tokens (B·T) into the host slices,
-// and, when the Forward has an encoder and acts is not nil, the sparse
-// activations of x.
-func (f *Forward) Run(tokens []int32, b, t int, x, y []float32, acts *transcoder.Acts) error {
+// Run computes, for tokens (B·T), each layer's x and y (B·T·C each) into
+// the host slices of out, and, where the layer has an encoder and
+// out[i].Acts is not nil, the sparse activations of x.
+func (f *Forward) Run(tokens []int32, b, t int, out []cachebuild.Capture) error {
 	defer f.d.enter()()
-	if err := f.m.run(tokens, b, t); err != nil {
-		return err
+	if len(out) != len(f.layers) {
+		return fmt.Errorf("cuda: %d captures for a pass of %d layers", len(out), len(f.layers))
 	}
 	n := b * t * f.c
-	if err := d2h(x[:n], f.m.X()); err != nil {
-		return err
-	}
-	if err := d2h(y[:n], f.m.Y()); err != nil {
-		return err
-	}
-	if f.enc == nil || acts == nil {
-		return nil
-	}
-	if err := f.enc.encode(f.acts, f.m.X(), b*t); err != nil {
-		return err
-	}
-	return f.d.Download(acts, f.acts)
+	next := 0 // the next layer to capture
+	return f.m.runWatching(tokens, b, t, func(l int) error {
+		if next >= len(f.layers) || f.layers[next] != l {
+			return nil
+		}
+		i := next
+		next++
+		if err := d2h(out[i].X[:n], f.m.X()); err != nil {
+			return err
+		}
+		if err := d2h(out[i].Y[:n], f.m.Y()); err != nil {
+			return err
+		}
+		if out[i].Acts == nil {
+			return nil
+		}
+		if f.encs[i] == nil {
+			return fmt.Errorf("cuda: activations asked of layer %d, which has no transcoder", l)
+		}
+		if err := f.encs[i].encode(f.acts[i], f.m.X(), b*t); err != nil {
+			return err
+		}
+		return f.d.Download(out[i].Acts, f.acts[i])
+	})
 }
 
 // Free releases the device memory.
-func (f *Forward) Free() { f.free() }
+func (f *Forward) Free() {
+	f.free()
+	for i, e := range f.encs {
+		if e != nil {
+			e.Free()
+		}
+		if f.acts[i] != nil {
+			f.d.FreeActs(f.acts[i])
+		}
+	}
+}
 
 // Fit is a fit's step on the device: x and y come from its input (token
 // ids run through the model to block L, or cached x and y), then the

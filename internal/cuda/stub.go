@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/ctxdep/ctxdep/internal/cachebuild"
 	"github.com/ctxdep/ctxdep/internal/gpt2"
 	"github.com/ctxdep/ctxdep/internal/midcoder"
 	"github.com/ctxdep/ctxdep/internal/transcoder"
@@ -36,12 +37,12 @@ func (d *Device) Name() string { return "none (built without CUDA)" }
 type Forward struct{}
 
 // NewForward fails: this build has no CUDA backend.
-func (d *Device) NewForward(*gpt2.Model, int, *transcoder.Transcoder, int, int) (*Forward, error) {
+func (d *Device) NewForward(*gpt2.Model, []int, []*transcoder.Transcoder, int, int) (*Forward, error) {
 	return nil, ErrNotBuilt
 }
 
 // Run fails: this build has no CUDA backend.
-func (f *Forward) Run([]int32, int, int, []float32, []float32, *transcoder.Acts) error {
+func (f *Forward) Run([]int32, int, int, []cachebuild.Capture) error {
 	return ErrNotBuilt
 }
 

@@ -1,0 +1,130 @@
+package cachebuild
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ctxdep/ctxdep/internal/actcache"
+	"github.com/ctxdep/ctxdep/internal/provenance"
+	"github.com/ctxdep/ctxdep/internal/transcoder"
+)
+
+// layerOptions is a build of layers (each with its own transcoder's acts)
+// into dir/layer-LL.
+func layerOptions(t *testing.T, f fixture, dir string, layers ...int) Options {
+	t.Helper()
+	o := f.options("", layers[0])
+	o.Layers = nil
+	for _, l := range layers {
+		file := fmt.Sprintf("../../testdata/tiny-transcoders/final_sparse_autoencoder_gpt2-small_blocks.%d.ln2.hook_normalized_64.pt", l)
+		tc, err := transcoder.Load(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tp, err := provenance.Hash(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Layers = append(o.Layers, Layer{Layer: l, Out: actcache.LayerDir(dir, l), Transcoder: tc, TransProv: &tp})
+	}
+	return o
+}
+
+// sameShards reports the first shard file of dir a that differs from b's.
+func sameShards(t *testing.T, a, b string) {
+	t.Helper()
+	ma, err := actcache.ReadManifest(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range ma.Shards {
+		x, _ := os.ReadFile(filepath.Join(a, actcache.ShardName(i)))
+		y, err := os.ReadFile(filepath.Join(b, actcache.ShardName(i)))
+		if err != nil || !bytes.Equal(x, y) {
+			t.Errorf("%s: shard %d differs from %s's (%v)", a, i, b, err)
+		}
+	}
+}
+
+// One pass over layers 0, 1 and 2 writes, for each layer, shard files
+// identical byte for byte (tokens, x, y, acts) to a build of that layer
+// alone: the blocks before a layer run the same GEMMs whether the pass
+// stops there or goes on.
+func TestLayerSetMatchesOneLayerBuilds(t *testing.T) {
+	f := load(t)
+	dir := t.TempDir()
+	set := layerOptions(t, f, filepath.Join(dir, "set"), 0, 1, 2)
+	mans, err := Build(context.Background(), set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(mans) != 3 {
+		t.Fatalf("%d manifests for 3 layers", len(mans))
+	}
+	for i, l := range []int{0, 1, 2} {
+		if mans[i].Layer != l || !mans[i].Complete || !mans[i].WithActs {
+			t.Errorf("layer %d manifest %+v", l, mans[i])
+		}
+		one := layerOptions(t, f, filepath.Join(dir, fmt.Sprint("one-", l)), l)
+		if _, err := Build(context.Background(), one); err != nil {
+			t.Fatal(err)
+		}
+		sameShards(t, set.Layers[i].Out, one.Layers[0].Out)
+	}
+}
+
+// A layer set cut short resumes: each layer keeps the shards it has and
+// the batches any layer still needs are computed again; the result is the
+// uninterrupted build's, byte for byte. A layer whose cache was removed
+// is rebuilt alone from the same pass.
+func TestLayerSetResume(t *testing.T) {
+	f := load(t)
+	dir := t.TempDir()
+	ref := layerOptions(t, f, filepath.Join(dir, "ref"), 1, 2)
+	if _, err := Build(context.Background(), ref); err != nil {
+		t.Fatal(err)
+	}
+	o := layerOptions(t, f, filepath.Join(dir, "cut"), 1, 2)
+	o.Rows = failingRows{f.rows, 4}
+	if _, err := Build(context.Background(), o); err == nil || !strings.Contains(err.Error(), "disk on fire") {
+		t.Fatalf("Build error = %v", err)
+	}
+	o.Rows = f.rows
+	if _, err := Build(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	for i := range o.Layers {
+		sameShards(t, o.Layers[i].Out, ref.Layers[i].Out)
+	}
+	// Layer 2's shard 1 removed: rewritten, layer 1's kept untouched.
+	os.Remove(filepath.Join(o.Layers[1].Out, actcache.ShardName(1)))
+	st0, _ := os.Stat(filepath.Join(o.Layers[0].Out, actcache.ShardName(1)))
+	if _, err := Build(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	st1, _ := os.Stat(filepath.Join(o.Layers[0].Out, actcache.ShardName(1)))
+	if !os.SameFile(st0, st1) {
+		t.Error("layer 1's complete shard was rewritten")
+	}
+	for i := range o.Layers {
+		sameShards(t, o.Layers[i].Out, ref.Layers[i].Out)
+	}
+}
+
+// Layers out of order or repeated are refused before any file is written.
+func TestLayerSetOrder(t *testing.T) {
+	f := load(t)
+	dir := t.TempDir()
+	o := layerOptions(t, f, dir, 2, 1)
+	if _, err := Build(context.Background(), o); err == nil || !strings.Contains(err.Error(), "ascending") {
+		t.Errorf("Build(2, 1) error = %v", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("a refused build left %d entries", len(entries))
+	}
+}
