@@ -49,21 +49,31 @@ type Encoder struct {
 	sae    []float32 // (encodeRows, C) x − b_dec
 	hidden []float32 // (encodeRows, F) hidden_pre
 	counts []int64   // (encodeRows)
+	cut    []float32 // (F) max(0, threshold) for JumpReLU; nil for ReLU
 }
 
 // NewEncoder returns an Encoder for tc.
 func (tc *Transcoder) NewEncoder() *Encoder {
-	return &Encoder{
+	e := &Encoder{
 		tc:     tc,
 		sae:    make([]float32, encodeRows*tc.DIn),
 		hidden: make([]float32, encodeRows*tc.DSAE),
 		counts: make([]int64, encodeRows),
 	}
+	if tc.Threshold != nil {
+		e.cut = make([]float32, tc.DSAE)
+		for j, t := range tc.Threshold {
+			e.cut[j] = max(t, 0)
+		}
+	}
+	return e
 }
 
 // Encode sets acts to the feature activations relu((x − b_dec) @ W_enc +
 // b_enc) of x (M, C), keeping only those > 0. acts' slices are
-// reused when they have room.
+// reused when they have room. With a Threshold (JumpReLU) a feature is
+// kept only where its pre-activation also exceeds its threshold, as
+// SAELens's JumpReLU transcoder computes relu(pre)·(pre > threshold).
 func (e *Encoder) Encode(acts *Acts, x []float32, m int) {
 	tc := e.tc
 	c, f := tc.DIn, tc.DSAE
@@ -82,12 +92,21 @@ func (e *Encoder) Encode(acts *Acts, x []float32, m int) {
 		// Count, then fill: rows are independent, so both passes run in
 		// parallel and the CSR stays in row order.
 		counts := e.counts[:k]
+		cut := e.cut
 		par.For(k, func(lo, hi int) {
 			for r := lo; r < hi; r++ {
 				n := int64(0)
-				for _, v := range hidden[r*f : (r+1)*f] {
-					if v > 0 {
-						n++
+				if cut == nil {
+					for _, v := range hidden[r*f : (r+1)*f] {
+						if v > 0 {
+							n++
+						}
+					}
+				} else {
+					for j, v := range hidden[r*f : (r+1)*f] {
+						if v > cut[j] {
+							n++
+						}
 					}
 				}
 				counts[r] = n
@@ -105,8 +124,18 @@ func (e *Encoder) Encode(acts *Acts, x []float32, m int) {
 		par.For(k, func(lo, hi int) {
 			for r := lo; r < hi; r++ {
 				j := ptr[r]
+				if cut == nil {
+					for idx, v := range hidden[r*f : (r+1)*f] {
+						if v > 0 {
+							acts.Indices[j] = int32(idx)
+							acts.Values[j] = v
+							j++
+						}
+					}
+					continue
+				}
 				for idx, v := range hidden[r*f : (r+1)*f] {
-					if v > 0 {
+					if v > cut[idx] {
 						acts.Indices[j] = int32(idx)
 						acts.Values[j] = v
 						j++

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/ctxdep/ctxdep/internal/dtype"
 	"github.com/ctxdep/ctxdep/internal/torchfile"
@@ -24,6 +25,9 @@ type Transcoder struct {
 	WDec    []float32 // (F, DOut)
 	BDec    []float32 // (C) input pre-bias, subtracted before encoding
 	BDecOut []float32 // (DOut) output bias
+	// Threshold (F) makes the activation JumpReLU: feature j fires when
+	// its pre-activation exceeds both 0 and Threshold[j]. nil for ReLU.
+	Threshold []float32
 
 	// From the pickled LanguageModelSAERunnerConfig; empty or -1 when
 	// absent.
@@ -37,8 +41,15 @@ type Transcoder struct {
 // (a LanguageModelSAERunnerConfig) and "state_dict" (W_enc, b_enc, W_dec,
 // b_dec, b_dec_out). Shapes come from the tensors; the cfg, when it has the
 // fields, must agree with them. A NaN or ±Inf in any of the tensors is an
-// error that names it and its index.
+// error that names it and its index. A SAELens transcoder directory, or
+// its sae_weights.safetensors, is read by LoadSAELens.
 func Load(path string) (*Transcoder, error) {
+	if IsSAELens(path) {
+		return LoadSAELens(path)
+	}
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		return nil, fmt.Errorf("transcoder: %s is a directory without a SAELens transcoder's %s and %s", path, SAELensConfig, SAELensWeights)
+	}
 	obj, err := torchfile.Load(path)
 	if err != nil {
 		return nil, err
@@ -160,8 +171,12 @@ func attr[T any](o *torchfile.Object, name string) (T, bool) {
 }
 
 // LoadSparsity reads a _log_feature_sparsity.pt file: one float32 tensor
-// (F) of log10(firing frequency + 1e-10) per feature.
+// (F) of log10(firing frequency + 1e-10) per feature; or SAELens's
+// sparsity.safetensors, which holds the same.
 func LoadSparsity(path string) ([]float32, error) {
+	if strings.HasSuffix(path, ".safetensors") {
+		return loadSparsitySafetensors(path)
+	}
 	obj, err := torchfile.Load(path)
 	if err != nil {
 		return nil, err
@@ -209,7 +224,10 @@ var fileRE = regexp.MustCompile(`^final_sparse_autoencoder_gpt2-small_blocks\.(\
 
 // Find returns the transcoder file for layer in dir, whatever its width,
 // and its sparsity file ("" when that is absent). More than one width for
-// the layer is an error that names them.
+// the layer is an error that names them. Where dir holds no such file, the
+// SAELens transcoder for the layer is looked for: dir itself, or a
+// directory below it (two levels at most) whose cfg.json names a hook of
+// the layer; its weights file is returned.
 func Find(dir string, layer int) (model, sparsity string, err error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -227,7 +245,10 @@ func Find(dir string, layer int) (model, sparsity string, err error) {
 	}
 	switch len(found) {
 	case 0:
-		return "", "", fmt.Errorf("transcoder: %s has no final_sparse_autoencoder_gpt2-small_blocks.%d.ln2.hook_normalized_{F}.pt for layer %d", dir, layer, layer)
+		if w, err := findSAELens(dir, layer); err != nil || w != "" {
+			return w, SAELensSparsityNextTo(w), err
+		}
+		return "", "", fmt.Errorf("transcoder: %s has no final_sparse_autoencoder_gpt2-small_blocks.%d.ln2.hook_normalized_{F}.pt for layer %d, nor a SAELens transcoder directory for it", dir, layer, layer)
 	case 1:
 	default:
 		return "", "", fmt.Errorf("transcoder: %s has several transcoders for layer %d: %v; pass --transcoder FILE", dir, layer, found)
