@@ -134,6 +134,9 @@ func (g *globalOptions) loadModel() (*gpt2.Model, provenance.File, error) {
 	if err != nil {
 		return nil, provenance.File{}, err
 	}
+	if l, ok := g.models[dir]; ok {
+		return l.m, l.prov, nil
+	}
 	start := time.Now()
 	m, err := gpt2.Load(dir)
 	if err != nil {
@@ -145,7 +148,17 @@ func (g *globalOptions) loadModel() (*gpt2.Model, provenance.File, error) {
 		return nil, provenance.File{}, fmt.Errorf("gpt2: %w", err)
 	}
 	g.logf("model %s: %d layers, d_model %d, vocab %d (loaded and processed in %v)", path, m.NLayer, m.DModel, m.DVocab, time.Since(start).Round(time.Millisecond))
+	if g.models == nil {
+		g.models = map[string]loadedModel{}
+	}
+	g.models[dir] = loadedModel{m, p}
 	return m, p, nil
+}
+
+// loadedModel is a model loadModel has loaded, and its provenance.
+type loadedModel struct {
+	m    *gpt2.Model
+	prov provenance.File
 }
 
 // errNoTranscoder means no transcoder was named or found; callers for whom
@@ -157,7 +170,11 @@ var errNoTranscoder = errors.New("no transcoder")
 // cache. sparsity is "" when no sparsity file sits next to it.
 func (g *globalOptions) transcoderFiles(layer int) (model, sparsity string, err error) {
 	if g.transcoder != "" {
-		return g.transcoder, sparsityNextTo(g.transcoder), nil
+		path := g.transcoder
+		if transcoder.IsSAELensDir(path) {
+			path = filepath.Join(path, transcoder.SAELensWeights)
+		}
+		return path, sparsityNextTo(path), nil
 	}
 	dir := g.transcoders
 	if dir == "" {
@@ -193,6 +210,9 @@ func (g *globalOptions) transcoderFiles(layer int) (model, sparsity string, err 
 // sparsityNextTo returns the sparsity file next to the transcoder file
 // path, "" when there is none.
 func sparsityNextTo(path string) string {
+	if transcoder.IsSAELens(path) {
+		return transcoder.SAELensSparsityNextTo(path)
+	}
 	sparsity := strings.TrimSuffix(path, ".pt") + "_log_feature_sparsity.pt"
 	if _, err := os.Stat(sparsity); err != nil {
 		return ""
@@ -214,6 +234,9 @@ func (g *globalOptions) loadTranscoder(layer, dModel int) (*transcoder.Transcode
 	if tc.Layer >= 0 && tc.Layer != layer {
 		return nil, provenance.File{}, "", fmt.Errorf("transcoder %s was trained on layer %d (%s), not layer %d", filepath.Base(path), tc.Layer, tc.HookPoint, layer)
 	}
+	if tc.Threshold != nil && g.backend != nil && !g.backend.cpu() {
+		return nil, provenance.File{}, "", usagef("transcoder %s is a JumpReLU transcoder, which runs on --device cpu only", displayPath(path))
+	}
 	if dModel > 0 && tc.DIn != dModel {
 		return nil, provenance.File{}, "", fmt.Errorf("transcoder %s has d_in %d, but the model's d_model is %d", path, tc.DIn, dModel)
 	}
@@ -231,7 +254,14 @@ func (g *globalOptions) loadTranscoder(layer, dModel int) (*transcoder.Transcode
 // transcoderFiles use them when no flag or environment variable names
 // others, if they are still there with the recorded content.
 func (g *globalOptions) openCacheAt(dir string, layerSet bool) (*actcache.Cache, error) {
-	c, err := actcache.Open(dir)
+	layer := -1 // a layer set needs --layer; a lone cache is its own layer
+	if layerSet {
+		layer = g.layer
+	}
+	c, err := actcache.OpenLayer(dir, layer)
+	if errors.Is(err, actcache.ErrLayerSet) {
+		return nil, usageError{err}
+	}
 	if err != nil {
 		return nil, err
 	}

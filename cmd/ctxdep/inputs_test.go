@@ -1,6 +1,8 @@
 package main
 
 import (
+	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -105,4 +107,42 @@ func TestCacheRemembersInputs(t *testing.T) {
 	os.Remove(weights)
 	code, _, errs = ctxdep(t, "evaluate", "--cache", cache, "--transcoders", tinyTC)
 	expectError(t, code, errs, 1, weights, "no longer there", "--model DIR")
+}
+
+const tinySAELens = "../../testdata/tiny-transcoders-saelens"
+
+// The SAELens form of the layer-1 transcoder, named by its directory or
+// found in --transcoders by its cfg.json, gives what the pickle gives.
+func TestSAELensTranscoder(t *testing.T) {
+	noDefaultInputs(t)
+	cache := buildCache(t, false)
+	eval := func(flag, value string) map[string]any {
+		t.Helper()
+		code, out, errs := ctxdep(t, "evaluate", "-q", "--json", "--cache", cache, "--model", tinyModel, flag, value)
+		if code != 0 {
+			t.Fatalf("evaluate %s %s: %d %s", flag, value, code, errs)
+		}
+		var res map[string]any
+		if err := json.Unmarshal([]byte(out), &res); err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	want := eval("--transcoders", tinyTC)
+	for _, c := range [][2]string{{"--transcoder", filepath.Join(tinySAELens, "layer-1")}, {"--transcoders", tinySAELens}} {
+		got := eval(c[0], c[1])
+		for _, k := range []string{"ce_transcoder", "nmse_transcoder"} {
+			g, _ := got[k].(float64)
+			w, _ := want[k].(float64)
+			if math.Abs(g-w) > 1e-5*math.Abs(w) || w == 0 {
+				t.Errorf("%s %s: %s = %v, the pickle's %v", c[0], c[1], k, got[k], want[k])
+			}
+		}
+	}
+	code, out, errs := ctxdep(t, "inspect-cache", cache, "-q", "--json", "--transcoder", filepath.Join(tinySAELens, "layer-1"))
+	if code != 0 || !strings.Contains(out, `"live_features":`) {
+		t.Errorf("inspect-cache with a SAELens transcoder: %d %s %s", code, out, errs)
+	}
+	code, _, errs = ctxdep(t, "evaluate", "--cache", cache, "--model", tinyModel, "--transcoders", tinySAELens, "--layer", "1", "--transcoder", filepath.Join(tinySAELens, "nothing"))
+	expectError(t, code, errs, 1, "nothing")
 }

@@ -39,6 +39,9 @@ type globalOptions struct {
 	// and their environment variables are absent; nil without a cache.
 	recorded *recordedInputs
 	hashes   map[string]hashMemo // provenance of files already hashed
+	// models holds the models loaded so far, by checkpoint directory: a
+	// command that runs each layer of --layers in turn loads one once.
+	models map[string]loadedModel
 }
 
 func newRootCmd(stdout, stderr io.Writer) (*cobra.Command, *globalOptions) {
@@ -66,8 +69,8 @@ Exit status: 0 success, 1 runtime error, 2 usage error, 130 interrupted.`,
 	}
 	f := root.PersistentFlags()
 	f.StringVar(&g.model, "model", "", "GPT-2 checkpoint directory: config.json plus model.safetensors or pytorch_model.bin\n(default $CTXDEP_MODEL, else the hub cache entry of openai-community/gpt2)")
-	f.StringVar(&g.transcoders, "transcoders", "", "directory of per-layer transcoder files final_sparse_autoencoder_gpt2-small_blocks.{L}.ln2.hook_normalized_{F}.pt\n(default $CTXDEP_TRANSCODERS, else the hub cache entry of pchlenski/gpt2-transcoders)")
-	f.StringVar(&g.transcoder, "transcoder", "", "one transcoder .pt file, instead of looking it up in --transcoders")
+	f.StringVar(&g.transcoders, "transcoders", "", "directory of per-layer transcoder files final_sparse_autoencoder_gpt2-small_blocks.{L}.ln2.hook_normalized_{F}.pt,\nor of SAELens transcoder directories (the one whose cfg.json hooks block L)\n(default $CTXDEP_TRANSCODERS, else the hub cache entry of pchlenski/gpt2-transcoders)")
+	f.StringVar(&g.transcoder, "transcoder", "", "one transcoder, instead of looking it up in --transcoders: a .pt file, or a SAELens\ndirectory (cfg.json and sae_weights.safetensors)")
 	f.IntVar(&g.layer, "layer", 8, "transformer block L whose MLP the transcoder replaces")
 	f.StringVar(&g.device, "device", "cpu", "cpu or cuda: where cache build, cache plan and fit run (cuda needs a build with CUDA: make build-cuda)")
 	f.BoolVar(&g.tf32, "tf32", false, "with --device cuda, let cuBLAS use TF32 tensor cores for GEMMs (faster; ~1e-3 relative error instead of float32's exact products)")

@@ -27,5 +27,6 @@
 // (cfg.is_transcoder false); LoadSAELens checks the same against cfg.json
 // and refuses skip transcoders and input normalisations it cannot apply.
 // With a Threshold (JumpReLU) Encode keeps the features whose
-// pre-activation exceeds both 0 and the threshold. An Encoder is not safe for concurrent use.
+// pre-activation exceeds both 0 and the threshold. An Encoder is not safe
+// for concurrent use.
 package transcoder
