@@ -54,6 +54,7 @@ type cacheBuildOptions struct {
 	shard     string
 	shardN    int
 	layers    string
+	storeY    bool
 	dataOptions
 }
 
@@ -150,6 +151,7 @@ worker index or count from the environment that does not make sense),
 	f.IntVar(&o.perShard, "sequences-per-shard", 128, "rows per shard file")
 	f.StringVar(&o.dtype, "dtype", "float32", "storage type of x and y: float32 or float16")
 	f.BoolVar(&o.withActs, "with-acts", false, "also store the layer's transcoder activations of x (sparse CSR)")
+	f.BoolVar(&o.storeY, "store-y", true, "store y; with --store-y=false only x (and acts) are stored, and every reader\ncomputes y = MLP_L(x) with the model (half the disk; Python readers must do the same)")
 	f.StringVar(&o.layers, "layers", "", "cache several layers from one forward pass, into --out DIR/layer-LL/ each:\ne.g. 2,3 or 0-11 or all (instead of --layer)")
 	f.StringVar(&o.shard, "shard", "", "run as worker i of N of a sharded build: i/N, or i with --shard-count; none: never sharded\n(default from $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT or $JOB_COMPLETION_INDEX)")
 	f.IntVar(&o.shardN, "shard-count", 0, "worker count N for --shard i or $JOB_COMPLETION_INDEX (default $CTXDEP_SHARD_COUNT)")
@@ -208,7 +210,7 @@ func runCacheBuild(ctx context.Context, g *globalOptions, o *cacheBuildOptions, 
 		}
 		return checkMemory(t, buildBuffers(o.batchSize, o.perShard, mc.DModel, mc.DMLP, len(layers), g.backend.cpu())...)
 	}
-	opts := cachebuild.Options{BatchSize: o.batchSize, PerShard: o.perShard, DType: o.dtype, Version: "ctxdep " + version}
+	opts := cachebuild.Options{NoY: !o.storeY, BatchSize: o.batchSize, PerShard: o.perShard, DType: o.dtype, Version: "ctxdep " + version}
 	if o.data != "" {
 		t := o.maxLength
 		if err := checkSize(t); err != nil {

@@ -18,7 +18,8 @@ func newCacheMergeCmd(g *globalOptions) *cobra.Command {
 		Use:   "merge DIR",
 		Short: "Check the workers' shards of a sharded build and write DIR/manifest.json",
 		Long: `Joins the workers of a sharded ` + "`ctxdep cache build --shard i/N`" + ` into one
-cache. It reads every worker manifest (worker-IIIII-of-NNNNN.json) in DIR
+cache. DIR may be a layer set (cache build --layers): each layer's cache is
+merged in turn (with --json, one object per layer). It reads every worker manifest (worker-IIIII-of-NNNNN.json) in DIR
 and checks that
   - there is one worker count N, and all N workers ran to completion;
   - all workers used the same model, layer, dtype, token file (SHA-256),
@@ -50,9 +51,13 @@ Exit status: 0 merged, 1 a problem (see the message, or run
 	return cmd
 }
 
-func runCacheMerge(ctx context.Context, g *globalOptions, dir string) error {
+func runCacheMerge(ctx context.Context, g *globalOptions, root string) error {
+	return eachCache(root, func(dir, label string) error { return mergeOne(ctx, g, dir, label) })
+}
+
+func mergeOne(ctx context.Context, g *globalOptions, dir, label string) error {
 	start := time.Now()
-	bar := progress.New(g.stderr, "cache merge", actcache.TotalBytes(dir), "bytes", g.quiet)
+	bar := progress.New(g.stderr, "cache merge"+label, actcache.TotalBytes(dir), "bytes", g.quiet)
 	m, _, err := actcache.Merge(ctx, dir, func(n int64) { bar.Add(n, "") })
 	bar.Finish()
 	if err != nil {

@@ -19,8 +19,9 @@ func newCacheVerifyCmd(g *globalOptions) *cobra.Command {
 		Short: "Re-hash every shard of a cache and name the workers to rerun",
 		Long: `Re-hashes every shard of the cache in DIR against the size and SHA-256 that
 its manifest recorded, and reports missing, truncated or corrupt shards.
-DIR may be a single-machine cache, or a sharded build before or after
-` + "`ctxdep cache merge`" + `; for a sharded build it also checks what merge checks
+DIR may be a single-machine cache, a sharded build before or after
+` + "`ctxdep cache merge`" + `, or a layer set (cache build --layers: every layer's
+cache is checked, and any layer's problem fails the command); for a sharded build it also checks what merge checks
 (one worker count, every worker complete, the same inputs and settings,
 row ranges that tile [0, R)) and that manifest.json lists the workers'
 current shards.
@@ -46,8 +47,24 @@ DIR is not a cache, 2 usage error.`,
 	return cmd
 }
 
-func runCacheVerify(ctx context.Context, g *globalOptions, dir string) error {
-	bar := progress.New(g.stderr, "cache verify", actcache.TotalBytes(dir), "bytes", g.quiet)
+func runCacheVerify(ctx context.Context, g *globalOptions, root string) error {
+	var bad []string
+	err := eachCache(root, func(dir, label string) error {
+		err := verifyOne(ctx, g, dir, label)
+		if err != nil && actcache.IsLayerSet(root) && ctx.Err() == nil {
+			bad = append(bad, err.Error()) // the other layers are checked too
+			return nil
+		}
+		return err
+	})
+	if err == nil && len(bad) > 0 {
+		err = fmt.Errorf("%s", strings.Join(bad, "\n"))
+	}
+	return err
+}
+
+func verifyOne(ctx context.Context, g *globalOptions, dir, label string) error {
+	bar := progress.New(g.stderr, "cache verify"+label, actcache.TotalBytes(dir), "bytes", g.quiet)
 	c, err := actcache.Verify(ctx, dir, func(n int64) { bar.Add(n, "") })
 	bar.Finish()
 	if err != nil {

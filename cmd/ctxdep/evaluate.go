@@ -16,6 +16,7 @@ import (
 type evaluateOptions struct {
 	cache     string
 	midcoders []string
+	layers    string
 }
 
 func newEvaluateCmd(g *globalOptions) *cobra.Command {
@@ -36,12 +37,25 @@ and each reconstruction's mse (mean over all elements of (recon − y)²) and nm
 		Example: `  ctxdep evaluate --cache cache-l8 --midcoder fit-l8/midcoder.safetensors --midcoder pinv-l8.safetensors`,
 		Args:    exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runEvaluate(cmd.Context(), g, o, cmd.Flags().Changed("layer"))
+			return g.withLayers(cmd, o.layers, o.cache, func(layerSet bool, layer int) error {
+				lo := *o
+				if o.layers != "" {
+					lo.midcoders = make([]string, len(o.midcoders))
+					for i, f := range o.midcoders {
+						var err error
+						if lo.midcoders[i], err = layerFile(f, layer); err != nil {
+							return err
+						}
+					}
+				}
+				return runEvaluate(cmd.Context(), g, &lo, layerSet)
+			})
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.cache, "cache", "", "activation cache whose sequences are evaluated")
-	f.StringArrayVar(&o.midcoders, "midcoder", nil, "midcoder file to splice in (repeatable)")
+	f.StringArrayVar(&o.midcoders, "midcoder", nil, "midcoder file to splice in (repeatable); with --layers, fit's or\npinv-baseline's --out DIR, whose file for each layer is used")
+	addLayersFlag(cmd, &o.layers, "one table (or JSON object) per layer")
 	addJSONFlag(cmd, g)
 	return cmd
 }

@@ -23,6 +23,7 @@ type fitOptions struct {
 	data   string
 	out    string
 	resume bool
+	layers string
 	cfg    midcoder.Config
 	dataOptions
 }
@@ -42,7 +43,8 @@ means of loss and loss_norm are logged with the lr after the scheduler step, as 
 notebook prints them.
 
 Data: --cache DIR, an activation cache (ctxdep cache build) of the same layer and
-model; sequences are used in cache order, starting again from the first when the
+model (of a layer set, cache build --layers: the one --layer names; with --layers,
+each in turn, into --out DIR/layer-LL/); sequences are used in cache order, starting again from the first when the
 run needs more than the cache holds (it says so); a batch is of distinct sequences,
 so --batch-size is at most the cache's count. Stored activations are used when
 their transcoder's SHA-256 matches; otherwise x is encoded shard by shard as it is read. Or
@@ -70,10 +72,20 @@ parameters at each checkpoint. Exact float32 by default; --tf32 is ~3x faster.
 The notebook's run: --batch-size 64 --steps-per-epoch 10 --train-tokens 100000.`,
 		Example: `  ctxdep fit --cache cache-l8 --out fit-l8 --batch-size 64 --steps-per-epoch 10 --train-tokens 100000
   ctxdep fit --cache /tmp/cache --model testdata/tiny-gpt2 --transcoders testdata/tiny-transcoders \
-      --layer 1 --batch-size 2 --steps-per-epoch 3 --train-tokens 200 --out /tmp/fit`,
+      --layer 1 --batch-size 2 --steps-per-epoch 3 --train-tokens 200 --out /tmp/fit
+  ctxdep fit --cache cache-all --layers all --out fit-all    # fit-all/layer-00/ … layer-11/`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runFit(cmd.Context(), g, o, cmd.Flags().Changed("layer"))
+			if o.layers != "" && o.cache == "" {
+				return usagef("fit --layers fits the layers of a layer set: give --cache SET (cache build --layers)")
+			}
+			return g.withLayers(cmd, o.layers, o.cache, func(layerSet bool, layer int) error {
+				lo := *o
+				if o.layers != "" {
+					lo.out = filepath.Join(o.out, actcache.LayerDirName(layer))
+				}
+				return runFit(cmd.Context(), g, &lo, layerSet)
+			})
 		},
 	}
 	f := cmd.Flags()
@@ -90,6 +102,7 @@ The notebook's run: --batch-size 64 --steps-per-epoch 10 --train-tokens 100000.`
 	f.StringVar(&o.cfg.Init, "init", "kaiming", "initial W_mid: kaiming, zeros or pinv")
 	f.StringVar(&o.cfg.Act, "act", "relu", "MLP activation the midcoder trains through: relu (the notebook's) or gelu_new")
 	addDataFlags(f, &o.dataOptions, "data-seed")
+	addLayersFlag(cmd, &o.layers, "--out DIR gets DIR/layer-LL/ per layer")
 	addJSONFlag(cmd, g)
 	return cmd
 }
@@ -147,7 +160,7 @@ func runFit(ctx context.Context, g *globalOptions, o *fitOptions, layerSet bool)
 	useStored := false
 	var text *textRows
 	if c != nil {
-		if prov.Data, err = provenance.Hash(filepath.Join(o.cache, actcache.ManifestName)); err != nil {
+		if prov.Data, err = provenance.Hash(filepath.Join(c.Dir, actcache.ManifestName)); err != nil {
 			return err
 		}
 		prov.DataKind = "cache"

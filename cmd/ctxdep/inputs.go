@@ -268,6 +268,9 @@ func (g *globalOptions) openCacheAt(dir string, layerSet bool) (*actcache.Cache,
 	if layerSet && g.layer != c.Manifest.Layer {
 		return nil, usagef("--layer %d, but the cache %s holds layer %d", g.layer, dir, c.Manifest.Layer)
 	}
+	if c.Manifest.YRecomputed {
+		c.YFromX = g.yFromX(c)
+	}
 	m := c.Manifest
 	g.recorded = &recordedInputs{dir: dir, layer: m.Layer, model: m.Model, transcoder: m.Transcoder}
 	return c, nil

@@ -2,9 +2,19 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ctxdep/ctxdep/internal/actcache"
+	"github.com/ctxdep/ctxdep/internal/gpt2"
+	"github.com/ctxdep/ctxdep/internal/midcoder"
+	"github.com/ctxdep/ctxdep/internal/provenance"
 )
 
 // parseLayerList parses a --layers value against a model of nLayers
@@ -48,4 +58,146 @@ func parseLayerList(s string, nLayers int) ([]int, error) {
 	}
 	slices.Sort(out)
 	return slices.Compact(out), nil
+}
+
+// eachCache calls fn with root when root is a cache (or a sharded build),
+// or with each layer's cache in turn when root is a layer set, stopping at
+// the first error. label is "" for a lone cache and " layer-LL" for a
+// layer of a set, for progress lines.
+func eachCache(root string, fn func(dir, label string) error) error {
+	if !actcache.IsLayerSet(root) {
+		return fn(root, "")
+	}
+	s, err := actcache.ReadLayerSet(root)
+	if err != nil {
+		return err
+	}
+	for _, l := range s.Layers {
+		if err := fn(actcache.LayerDir(root, l), " "+actcache.LayerDirName(l)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// layerList resolves a command's --layers: "all" is every layer of the
+// layer set --cache names (or of the model, without a set); a list is
+// checked against the model's layers (and the set's, when the layers'
+// caches are opened).
+func (g *globalOptions) layerList(spec, cache string) ([]int, error) {
+	if cache != "" && actcache.IsLayerSet(cache) {
+		s, err := actcache.ReadLayerSet(cache)
+		if err != nil {
+			return nil, err
+		}
+		if strings.TrimSpace(spec) == "all" {
+			return s.Layers, nil
+		}
+		layers, err := parseLayerList(spec, s.Layers[len(s.Layers)-1]+1)
+		if err != nil {
+			return nil, err
+		}
+		for _, l := range layers {
+			if !slices.Contains(s.Layers, l) {
+				return nil, usagef("--layers %s: the layer set %s holds layers %s, not %d", spec, cache, actcache.LayersText(s.Layers), l)
+			}
+		}
+		return layers, nil
+	}
+	mc, err := g.modelConfig()
+	if err != nil {
+		return nil, err
+	}
+	return parseLayerList(spec, mc.NLayer)
+}
+
+// eachLayer runs fn for each of layers in turn with g.layer set to it, so
+// that --cache SET opens SET/layer-LL and the transcoder is the layer's;
+// the model is loaded once (loadModel keeps it). A heading line starts
+// each layer's output (none with --json: one document per layer).
+func (g *globalOptions) eachLayer(layers []int, fn func(layer int) error) error {
+	for i, l := range layers {
+		g.layer = l
+		if !g.json {
+			fmt.Fprintf(g.stdout, "== layer %d (%d of %d)\n", l, i+1, len(layers))
+		}
+		if err := fn(l); err != nil {
+			return fmt.Errorf("layer %d: %w", l, err)
+		}
+	}
+	return nil
+}
+
+// layerFile is the file of layer inside path, an output of a command run
+// with --layers: a fit's PATH/layer-LL/midcoder.safetensors, or
+// pinv-baseline's PATH/layer-LL.safetensors. A path that is a file is
+// returned as it is (one file for one layer).
+func layerFile(path string, layer int) (string, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", err
+	}
+	if !fi.IsDir() {
+		return path, nil
+	}
+	for _, cand := range []string{
+		filepath.Join(path, actcache.LayerDirName(layer), midcoder.ResultFile),
+		filepath.Join(path, actcache.LayerDirName(layer)+".safetensors"),
+	} {
+		if _, err := os.Stat(cand); err == nil {
+			return cand, nil
+		}
+	}
+	return "", fmt.Errorf("%s holds no midcoder for layer %d (neither %s/%s nor %s.safetensors)", path, layer, actcache.LayerDirName(layer), midcoder.ResultFile, actcache.LayerDirName(layer))
+}
+
+// addLayersFlag adds --layers to cmd; what says what each layer's run
+// writes.
+func addLayersFlag(cmd *cobra.Command, p *string, what string) {
+	cmd.Flags().StringVar(p, "layers", "", "run for each of these layers in turn (e.g. 2,3, 0-11 or all: every layer of the\nlayer set --cache names), loading the model once; "+what)
+}
+
+// withLayers runs run once, as the command's --layer says (layerSet: the
+// flag was given), or, with --layers spec, once per layer (layerSet true,
+// g.layer the layer). --layer and --layers together are a usage error.
+func (g *globalOptions) withLayers(cmd *cobra.Command, spec, cache string, run func(layerSet bool, layer int) error) error {
+	if spec == "" {
+		return run(cmd.Flags().Changed("layer"), g.layer)
+	}
+	if cmd.Flags().Changed("layer") {
+		return usagef("give --layer L (one layer) or --layers LIST, not both")
+	}
+	layers, err := g.layerList(spec, cache)
+	if err != nil {
+		return err
+	}
+	return g.eachLayer(layers, func(l int) error { return run(true, l) })
+}
+
+// yFromX is the Cache.YFromX of c, a cache that stores no y: the model's
+// processed MLP of c's layer. The model is loaded on first use (commands
+// have loaded it by then; loadModel keeps it) and checked against the
+// model c was built with.
+func (g *globalOptions) yFromX(c *actcache.Cache) func(x, y []float32, rows int) error {
+	var (
+		once  sync.Once
+		model *gpt2.Model
+		err   error
+	)
+	return func(x, y []float32, rows int) error {
+		once.Do(func() {
+			var prov provenance.File
+			if model, prov, err = g.loadModel(); err != nil {
+				err = fmt.Errorf("the cache %s stores no y, which is computed from x by the model's MLP: %w", c.Dir, err)
+				return
+			}
+			if err = c.CheckModel(prov); err == nil && model.DModel != c.Manifest.DModel {
+				err = fmt.Errorf("the cache %s has d_model %d, the model %d", c.Dir, c.Manifest.DModel, model.DModel)
+			}
+		})
+		if err != nil {
+			return err
+		}
+		return model.MLPOut(c.Manifest.Layer, x, y, make([]float32, rows*model.DMLP), rows)
+	}
 }

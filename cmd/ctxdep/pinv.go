@@ -17,10 +17,11 @@ import (
 )
 
 type pinvOptions struct {
-	out   string
-	cache string
-	act   string
-	force bool
+	out    string
+	cache  string
+	act    string
+	force  bool
+	layers string
 }
 
 func newPinvCmd(g *globalOptions) *cobra.Command {
@@ -41,12 +42,26 @@ Writes --out in fit's layout (W_mid F32 [F, C], b_mid F32 [C] of zeros; settings
 the SHA-256 of model and transcoder in the metadata; an existing file only with
 --force, and never one inside an activation cache) and prints σ_max, the cut-off,
 the rank and a summary of the spectrum. With --cache DIR it also reports loss and
-loss_norm of the midcoder forward (--act) with these weights over all cached tokens.`,
+loss_norm of the midcoder forward (--act) with these weights over all cached tokens.
+With --layers, one file per layer: --out DIR/layer-LL.safetensors.`,
 		Example: `  ctxdep pinv-baseline --layer 8 --out pinv-l8.safetensors --cache cache-l8
-  ctxdep fit --init pinv --cache cache-l8 --out fit-l8   # start the fit from it`,
+  ctxdep fit --init pinv --cache cache-l8 --out fit-l8   # start the fit from it
+  ctxdep pinv-baseline --layers all --cache cache-all --out pinv-all`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runPinv(cmd.Context(), g, o, cmd.Flags().Changed("layer"))
+			return g.withLayers(cmd, o.layers, o.cache, func(layerSet bool, layer int) error {
+				lo := *o
+				if o.layers != "" {
+					if o.out == "" {
+						return usagef("pinv-baseline --layers needs --out DIR")
+					}
+					if err := os.MkdirAll(o.out, 0o755); err != nil {
+						return err
+					}
+					lo.out = filepath.Join(o.out, actcache.LayerDirName(layer)+".safetensors")
+				}
+				return runPinv(cmd.Context(), g, &lo, layerSet)
+			})
 		},
 	}
 	f := cmd.Flags()
@@ -54,6 +69,7 @@ loss_norm of the midcoder forward (--act) with these weights over all cached tok
 	f.StringVar(&o.cache, "cache", "", "activation cache to report loss and loss_norm on")
 	f.StringVar(&o.act, "act", "relu", "MLP activation of the midcoder forward: relu or gelu_new")
 	f.BoolVar(&o.force, "force", false, "replace an existing --out file (never one inside an activation cache)")
+	addLayersFlag(cmd, &o.layers, "--out DIR gets DIR/layer-LL.safetensors per layer")
 	addJSONFlag(cmd, g)
 	return cmd
 }

@@ -15,7 +15,9 @@ func shardTensors(m *Manifest, n int, nnz int64) []safetensors.TensorInfo {
 	infos := []safetensors.TensorInfo{
 		{Name: "tokens", DType: safetensors.I32, Shape: []int{n, t}},
 		{Name: "x", DType: dt, Shape: []int{n, t, c}},
-		{Name: "y", DType: dt, Shape: []int{n, t, c}},
+	}
+	if !m.YRecomputed {
+		infos = append(infos, safetensors.TensorInfo{Name: "y", DType: dt, Shape: []int{n, t, c}})
 	}
 	if m.WithActs {
 		infos = append(infos,
@@ -39,8 +41,13 @@ func shardMetadata(m *Manifest, s Shard) []metaEntry {
 		{"layer", strconv.Itoa(m.Layer), "layer"},
 		{"x", m.Hooks.X, "x hook"},
 		{"y", m.Hooks.Y, "y hook"},
-		{metaFirstRow, strconv.Itoa(s.FirstRow), "first row"},
 	}
+	if m.YRecomputed {
+		md = append(md, metaEntry{"y_stored", "false", "y stored"})
+	}
+	md = append(md, []metaEntry{
+		{metaFirstRow, strconv.Itoa(s.FirstRow), "first row"},
+	}...)
 	if m.WithActs {
 		md = append(md, metaEntry{"nnz", strconv.FormatInt(s.NNZ, 10), "nnz"})
 	}

@@ -42,6 +42,10 @@ type Manifest struct {
 	BatchSize  int              `json:"batch_size,omitempty"`
 	Shards     []Shard          `json:"shards"`
 	WithActs   bool             `json:"with_acts"`
+	// YRecomputed marks a cache whose shards hold no y (cache build
+	// --store-y=false): a reader computes y = MLP_L(x), the layer's
+	// processed MLP applied to the stored x, through Cache.YFromX.
+	YRecomputed bool `json:"y_recomputed,omitempty"`
 	DSAE       int              `json:"d_sae,omitempty"` // transcoder width when with_acts
 	Model      provenance.File  `json:"model"`
 	Transcoder *provenance.File `json:"transcoder"` // the transcoder whose acts are stored; null without --with-acts

@@ -25,6 +25,11 @@ import (
 type Cache struct {
 	Dir      string
 	Manifest *Manifest
+	// YFromX computes y = MLP_L(x) (rows tokens, x and y (rows, C)) for a
+	// cache that stores no y (Manifest.YRecomputed); ReadShard calls it,
+	// so that readers get y from every cache alike. Commands set it to
+	// the model's processed MLP of the cache's layer.
+	YFromX func(x, y []float32, rows int) error
 }
 
 // Open opens the cache in dir. An interrupted build is an error that says
@@ -158,7 +163,35 @@ func (c *Cache) readShard(path string, s Shard) (*ShardData, error) {
 			return nil, err
 		}
 	}
+	if m.YRecomputed {
+		if err := c.recomputeY(sd, s.FirstRow); err != nil {
+			return nil, err
+		}
+	}
 	return sd, nil
+}
+
+// recomputeY fills sd.Y from sd.X through YFromX, in the build's batches
+// (rows [k·B, k·B+B) of the whole cache, cut at the shard's ends): GEMMs of
+// the shapes the build's forward pass ran, so that y comes out as the
+// build computed it, bit for bit, when shards hold whole batches (BLAS
+// kernels may round a row by how many rows share its product).
+func (c *Cache) recomputeY(sd *ShardData, first int) error {
+	m := c.Manifest
+	if c.YFromX == nil {
+		return fmt.Errorf("the cache stores no y (built with --store-y=false) and nothing was given to compute it from x")
+	}
+	t, dm := m.ContextLength, m.DModel
+	sd.Y = make([]float32, len(sd.X))
+	b := max(m.BatchSize, 1)
+	for r := 0; r < sd.NSequences; {
+		end := min(sd.NSequences, (first+r)/b*b+b-first)
+		if err := c.YFromX(sd.X[r*t*dm:end*t*dm], sd.Y[r*t*dm:end*t*dm], (end-r)*t); err != nil {
+			return err
+		}
+		r = end
+	}
+	return nil
 }
 
 // readHeader checks that the file at path is size bytes and returns its

@@ -250,6 +250,7 @@ func differences(a, b *Manifest) string {
 	diff("context length", a.ContextLength, b.ContextLength)
 	diff("sequences per shard", a.SequencesPerShard, b.SequencesPerShard)
 	diff("with acts", a.WithActs, b.WithActs)
+	diff("y recomputed", a.YRecomputed, b.YRecomputed)
 	diff("d_sae", a.DSAE, b.DSAE)
 	ta, tb := "", ""
 	if a.Transcoder != nil {

@@ -69,6 +69,7 @@ func settingsKey(m *Manifest) string {
 		Layer, DModel, T, PerShard, DSAE int
 		DType                            string
 		WithActs                         bool
+		YRecomputed                      bool `json:",omitempty"`
 		Model, Transcoder, Data          string
 		Rows, FirstRow, RowsTaken        int
 		Format                           string
@@ -76,7 +77,7 @@ func settingsKey(m *Manifest) string {
 		Worker                           *Worker `json:",omitempty"` // absent: single-machine keys stay as they were
 		BatchSize                        int     `json:",omitempty"` // absent in caches from before batch grids
 		ToEnd                            bool    `json:",omitempty"`
-	}{BatchSize: m.BatchSize, Layer: m.Layer, DModel: m.DModel, T: m.ContextLength, PerShard: m.SequencesPerShard, DSAE: m.DSAE,
+	}{YRecomputed: m.YRecomputed, BatchSize: m.BatchSize, Layer: m.Layer, DModel: m.DModel, T: m.ContextLength, PerShard: m.SequencesPerShard, DSAE: m.DSAE,
 		DType: m.DType, WithActs: m.WithActs, Model: m.Model.SHA256, Data: m.Data.SHA256,
 		Rows: m.Data.Rows, FirstRow: m.Data.FirstRow, RowsTaken: m.Data.RowsTaken, ToEnd: m.Data.ToEnd, Format: Format + "/" + strconv.Itoa(Version), DataSettings: m.Data.Settings, Worker: m.Worker}
 	if m.Transcoder != nil {
@@ -652,7 +653,10 @@ func (w *Writer) WriteShard(i int, tokens []int32, x, y []float32, acts *transco
 		}
 		n = len(tokens) / t
 	}
-	if len(tokens) != n*t || len(x) != n*t*c || len(y) != n*t*c {
+	if w.man.YRecomputed {
+		y = nil // not stored: readers compute it from x
+	}
+	if len(tokens) != n*t || len(x) != n*t*c || (len(y) != n*t*c && !w.man.YRecomputed) {
 		panic(fmt.Sprintf("actcache: shard %d: got %d tokens, %d x, %d y for %d sequences", i, len(tokens), len(x), len(y), n))
 	}
 	if (acts != nil) != w.man.WithActs || (acts != nil && acts.Rows() != n*t) {
@@ -683,7 +687,7 @@ func (w *Writer) WriteShard(i int, tokens []int32, x, y []float32, acts *transco
 	if err == nil {
 		err = sw.WriteFloat32(x)
 	}
-	if err == nil {
+	if err == nil && y != nil {
 		err = sw.WriteFloat32(y)
 	}
 	if err == nil && acts != nil {

@@ -129,7 +129,10 @@ type Options struct {
 	BatchSize  int                     // rows per forward pass
 	PerShard   int                     // rows per shard
 	DType      string
-	Progress   *progress.Bar // may be nil
+	// NoY stores x (and acts) without y: readers compute y = MLP_L(x)
+	// (actcache.Manifest.YRecomputed), halving the disk.
+	NoY      bool
+	Progress *progress.Bar // may be nil
 	Version    string
 	// Shard, when set, makes this build one worker of a sharded build: it
 	// caches its range of the NRows rows (actcache.Worker.Range) under
@@ -208,7 +211,7 @@ func Build(ctx context.Context, o Options) ([]*actcache.Manifest, error) {
 			Layer: l.Layer, DModel: m.DModel, ContextLength: t, NSequences: n, DType: o.DType,
 			Hooks: actcache.HookNames(l.Layer), SequencesPerShard: o.PerShard, BatchSize: o.BatchSize,
 			Model: o.ModelProv, Data: actcache.Data{Kind: o.DataKind, File: o.DataProv, Rows: o.Rows.NumRows(), RowsTaken: n, ToEnd: n < 0, Settings: o.DataSet},
-			CreatedBy: o.Version,
+			CreatedBy: o.Version, YRecomputed: o.NoY,
 		}
 		if tc := l.Transcoder; tc != nil {
 			man.WithActs, man.DSAE, man.Transcoder = true, tc.DSAE, l.TransProv

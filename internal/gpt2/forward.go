@@ -257,3 +257,24 @@ func addInPlace(dst, src []float32) {
 		}
 	})
 }
+
+// MLPOut computes blocks.layer.hook_mlp_out from blocks.layer.ln2.hook_normalized
+// for rows tokens: y = gelu_new(x @ W_in + b_in) @ W_out + b_out with the
+// processed weights, x and y (rows, C), hidden (rows, N) scratch. These are
+// the forward pass's own kernels: over the rows of one of its batches, y
+// is the pass's, bit for bit.
+func (m *Model) MLPOut(layer int, x, y, hidden []float32, rows int) error {
+	if err := m.CheckLayer(layer); err != nil {
+		return err
+	}
+	c, n := m.DModel, m.DMLP
+	if len(x) < rows*c || len(y) < rows*c || len(hidden) < rows*n {
+		return fmt.Errorf("gpt2: MLPOut: buffers too small for %d rows", rows)
+	}
+	blk := &m.Blocks[layer]
+	h := hidden[:rows*n]
+	kernels.Linear(h, x[:rows*c], blk.WIn, blk.BIn, rows, c, n)
+	kernels.GeluNew(h, h)
+	kernels.Linear(y[:rows*c], h, blk.WOut, blk.BOut, rows, n, c)
+	return nil
+}

@@ -1,0 +1,221 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/ctxdep/ctxdep/internal/actcache"
+	"github.com/ctxdep/ctxdep/internal/midcoder"
+)
+
+func TestParseLayerList(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want []int
+	}{{"8", []int{8}}, {"2,3", []int{2, 3}}, {"3, 2,3", []int{2, 3}}, {"0-3,8", []int{0, 1, 2, 3, 8}}, {"all", []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}}, {"10-11", []int{10, 11}}} {
+		got, err := parseLayerList(c.in, 12)
+		if err != nil || !slices.Equal(got, c.want) {
+			t.Errorf("parseLayerList(%q) = %v, %v; want %v", c.in, got, err, c.want)
+		}
+	}
+	for _, bad := range []string{"", "12", "-1", "3-2", "a", "1,,2", "0-12"} {
+		if _, err := parseLayerList(bad, 12); err == nil {
+			t.Errorf("parseLayerList(%q) accepted", bad)
+		}
+	}
+}
+
+// buildSet caches layers 1 and 2 of the tiny model in one pass.
+func buildSet(t *testing.T, extra ...string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "set")
+	args := append([]string{"cache", "build", "-q", "--model", tinyModel, "--transcoders", tinyTC, "--layers", "1,2",
+		"--tokens", tokensNpy, "--sequences-per-shard", "4", "--batch-size", "4", "--with-acts", "--out", dir}, extra...)
+	if code, _, errs := ctxdep(t, args...); code != 0 {
+		t.Fatalf("cache build --layers: %d %s", code, errs)
+	}
+	return dir
+}
+
+// The layer set's caches are the one-layer builds' byte for byte; each
+// later command runs every layer of the set in turn, and its per-layer
+// outputs equal the runs on one layer.
+func TestLayerSetCommands(t *testing.T) {
+	set := buildSet(t)
+	s, err := actcache.ReadLayerSet(set)
+	if err != nil || !slices.Equal(s.Layers, []int{1, 2}) || s.Data.SHA256 == "" || s.Model.SHA256 == "" {
+		t.Fatalf("layers.json = %+v, %v", s, err)
+	}
+	tmp := t.TempDir()
+	for _, l := range []string{"1", "2"} {
+		one := filepath.Join(tmp, "one-"+l)
+		if code, _, errs := ctxdep(t, "cache", "build", "-q", "--model", tinyModel, "--transcoders", tinyTC, "--layer", l,
+			"--tokens", tokensNpy, "--sequences-per-shard", "4", "--batch-size", "4", "--with-acts", "--out", one); code != 0 {
+			t.Fatalf("cache build --layer %s: %d %s", l, code, errs)
+		}
+		for _, sh := range []string{actcache.ShardName(0), actcache.ShardName(1)} {
+			a, _ := os.ReadFile(filepath.Join(one, sh))
+			b, err := os.ReadFile(filepath.Join(set, "layer-0"+l, sh))
+			if err != nil || !bytes.Equal(a, b) {
+				t.Errorf("layer %s %s differs from the one-layer build's (%v)", l, sh, err)
+			}
+		}
+	}
+
+	// A set without a layer named: a usage error listing its layers.
+	code, _, errs := ctxdep(t, fitArgs(set, filepath.Join(tmp, "f"))...)
+	expectError(t, code, errs, 2, "layer set of layers 1, 2", "--layers")
+	code, _, errs = ctxdep(t, append(fitArgs(set, filepath.Join(tmp, "f")), "--layer", "1", "--layers", "1,2")...)
+	expectError(t, code, errs, 2, "not both")
+	code, _, errs = ctxdep(t, append(fitArgs(set, filepath.Join(tmp, "f")), "--layers", "0")...)
+	expectError(t, code, errs, 2, "holds layers 1, 2, not 0")
+
+	fits := filepath.Join(tmp, "fits")
+	if code, out, errs := ctxdep(t, append(fitArgs(set, fits), "--layers", "all")...); code != 0 || !strings.Contains(out, "== layer 2 (2 of 2)") {
+		t.Fatalf("fit --layers: %d %s %s", code, out, errs)
+	}
+	for _, l := range []string{"1", "2"} {
+		one := filepath.Join(tmp, "fit-"+l)
+		if code, _, errs := ctxdep(t, append(fitArgs(set, one), "--layer", l)...); code != 0 {
+			t.Fatalf("fit --layer %s: %d %s", l, code, errs)
+		}
+		a, _, err := midcoder.Load(filepath.Join(one, midcoder.ResultFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, meta, err := midcoder.Load(filepath.Join(fits, "layer-0"+l, midcoder.ResultFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if meta.Layer != int(l[0]-'0') || !slices.Equal(a.WMid, b.WMid) || !slices.Equal(a.BMid, b.BMid) {
+			t.Errorf("layer %s: the --layers fit differs from the one-layer fit", l)
+		}
+		if _, err := os.Stat(filepath.Join(fits, "layer-0"+l, midcoder.HistoryFile)); err != nil {
+			t.Error(err)
+		}
+	}
+
+	pinvs := filepath.Join(tmp, "pinv")
+	if code, _, errs := ctxdep(t, "pinv-baseline", "-q", "--cache", set, "--model", tinyModel, "--transcoders", tinyTC, "--layers", "1,2", "--out", pinvs); code != 0 {
+		t.Fatalf("pinv-baseline --layers: %d %s", code, errs)
+	}
+	code, out, errs := ctxdep(t, "evaluate", "-q", "--cache", set, "--model", tinyModel, "--transcoders", tinyTC, "--layers", "all",
+		"--midcoder", fits, "--midcoder", pinvs)
+	if code != 0 || !strings.Contains(out, "blocks.1.hook_mlp_out") || !strings.Contains(out, "blocks.2.hook_mlp_out") ||
+		!strings.Contains(out, filepath.Join(pinvs, "layer-02.safetensors")) {
+		t.Fatalf("evaluate --layers: %d\n%s\n%s", code, out, errs)
+	}
+
+	// verify checks every layer; damage in one is named and fails it.
+	if code, out, errs := ctxdep(t, "cache", "verify", "-q", set); code != 0 || strings.Count(out, ": ok") != 2 {
+		t.Fatalf("cache verify: %d %s %s", code, out, errs)
+	}
+	p := filepath.Join(set, "layer-02", actcache.ShardName(1))
+	b, _ := os.ReadFile(p)
+	b[len(b)-1] ^= 1
+	os.WriteFile(p, b, 0o644)
+	code, _, errs = ctxdep(t, "cache", "verify", "-q", set)
+	if code != 1 || !strings.Contains(errs, "layer-02") {
+		t.Errorf("cache verify of a damaged layer: %d %s", code, errs)
+	}
+}
+
+// Sharded: each worker builds its rows of every layer; merge joins each
+// layer's cache, and the result equals the single-machine set.
+func TestLayerSetSharded(t *testing.T) {
+	ref := buildSet(t)
+	dir := filepath.Join(t.TempDir(), "set")
+	for _, w := range []string{"0/2", "1/2"} {
+		if code, _, errs := ctxdep(t, "cache", "build", "-q", "--model", tinyModel, "--transcoders", tinyTC, "--layers", "1,2",
+			"--tokens", tokensNpy, "--sequences-per-shard", "4", "--batch-size", "4", "--with-acts", "--out", dir, "--shard", w); code != 0 {
+			t.Fatalf("worker %s: %d %s", w, code, errs)
+		}
+	}
+	if code, _, errs := ctxdep(t, "cache", "merge", "-q", dir); code != 0 {
+		t.Fatalf("merge: %d %s", code, errs)
+	}
+	for _, l := range []int{1, 2} {
+		a, err := actcache.Open(actcache.LayerDir(ref, l))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := actcache.Open(actcache.LayerDir(dir, l))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Manifest.NTokens != b.Manifest.NTokens || b.Manifest.Workers != 2 {
+			t.Errorf("layer %d: merged manifest %+v", l, b.Manifest)
+		}
+		if x, y := joinShards(t, a), joinShards(t, b); !slices.Equal(x, y) {
+			t.Errorf("layer %d: the merged workers' x and y differ from the single build's", l)
+		}
+	}
+}
+
+// joinShards is every shard's x then y, in row order.
+func joinShards(t *testing.T, c *actcache.Cache) []float32 {
+	t.Helper()
+	var xs, ys []float32
+	for i := range c.Manifest.Shards {
+		d, err := c.ReadShard(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		xs, ys = append(xs, d.X...), append(ys, d.Y...)
+	}
+	return append(xs, ys...)
+}
+
+// A cache built with --store-y=false holds no y; every reader gets y
+// computed from x by the layer's MLP in the build's batches, the stored
+// y's bits when shards hold whole batches: a fit on it equals the fit on
+// the cache that stores y, and pinv-baseline reports the same loss.
+func TestStoreYFalse(t *testing.T) {
+	tmp := t.TempDir()
+	build := func(name string, extra ...string) string {
+		dir := filepath.Join(tmp, name)
+		args := append([]string{"cache", "build", "-q", "--model", tinyModel, "--transcoders", tinyTC, "--layers", "1,2",
+			"--tokens", tokensNpy, "--sequences-per-shard", "4", "--batch-size", "2", "--with-acts", "--out", dir}, extra...)
+		if code, _, errs := ctxdep(t, args...); code != 0 {
+			t.Fatalf("cache build %v: %d %s", extra, code, errs)
+		}
+		return dir
+	}
+	full, noY := build("full"), build("no-y", "--store-y=false")
+	a, _ := actcache.Open(actcache.LayerDir(full, 2))
+	b, _ := actcache.Open(actcache.LayerDir(noY, 2))
+	if !b.Manifest.YRecomputed || a.Manifest.YRecomputed || a.Manifest.Bytes()-b.Manifest.Bytes() < a.Manifest.NTokens*int64(a.Manifest.DModel)*4 {
+		t.Fatalf("manifests: y_recomputed %v / %v, bytes %d / %d", a.Manifest.YRecomputed, b.Manifest.YRecomputed, a.Manifest.Bytes(), b.Manifest.Bytes())
+	}
+	if _, err := b.ReadShard(0); err == nil || !strings.Contains(err.Error(), "stores no y") {
+		t.Errorf("ReadShard without YFromX: %v", err)
+	}
+	for _, l := range []string{"1", "2"} {
+		outs := []string{filepath.Join(tmp, "fit-full-"+l), filepath.Join(tmp, "fit-noy-"+l)}
+		for i, c := range []string{full, noY} {
+			if code, _, errs := ctxdep(t, append(fitArgs(c, outs[i]), "--layer", l)...); code != 0 {
+				t.Fatalf("fit: %d %s", code, errs)
+			}
+		}
+		p, _, err := midcoder.Load(filepath.Join(outs[0], midcoder.ResultFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, _, err := midcoder.Load(filepath.Join(outs[1], midcoder.ResultFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(p.WMid, q.WMid) {
+			t.Errorf("layer %s: the fit on the cache without y differs from the fit on the full cache", l)
+		}
+		h0, _ := os.ReadFile(filepath.Join(outs[0], midcoder.HistoryFile))
+		h1, _ := os.ReadFile(filepath.Join(outs[1], midcoder.HistoryFile))
+		if !bytes.Equal(h0, h1) {
+			t.Errorf("layer %s: histories differ:\n%s\n%s", l, h0, h1)
+		}
+	}
+}
