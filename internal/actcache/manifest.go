@@ -39,18 +39,18 @@ type Manifest struct {
 	// [⌊r/B⌋·B, min(⌊r/B⌋·B+B, R)) of the build's R rows (BatchGrid), on
 	// one machine and sharded alike, so that every row comes out bit for
 	// bit the same. 0 in a manifest written before ctxdep recorded it.
-	BatchSize  int              `json:"batch_size,omitempty"`
-	Shards     []Shard          `json:"shards"`
-	WithActs   bool             `json:"with_acts"`
+	BatchSize int     `json:"batch_size,omitempty"`
+	Shards    []Shard `json:"shards"`
+	WithActs  bool    `json:"with_acts"`
 	// YRecomputed marks a cache whose shards hold no y (cache build
 	// --store-y=false): a reader computes y = MLP_L(x), the layer's
 	// processed MLP applied to the stored x, through Cache.YFromX.
-	YRecomputed bool `json:"y_recomputed,omitempty"`
-	DSAE       int              `json:"d_sae,omitempty"` // transcoder width when with_acts
-	Model      provenance.File  `json:"model"`
-	Transcoder *provenance.File `json:"transcoder"` // the transcoder whose acts are stored; null without --with-acts
-	Data       Data             `json:"data"`
-	CreatedBy  string           `json:"created_by"`
+	YRecomputed bool             `json:"y_recomputed,omitempty"`
+	DSAE        int              `json:"d_sae,omitempty"` // transcoder width when with_acts
+	Model       provenance.File  `json:"model"`
+	Transcoder  *provenance.File `json:"transcoder"` // the transcoder whose acts are stored; null without --with-acts
+	Data        Data             `json:"data"`
+	CreatedBy   string           `json:"created_by"`
 	// Worker is set in the manifest of one worker of a sharded build
 	// (WorkerManifestName), absent otherwise.
 	Worker *Worker `json:"worker,omitempty"`

@@ -133,7 +133,7 @@ type Options struct {
 	// (actcache.Manifest.YRecomputed), halving the disk.
 	NoY      bool
 	Progress *progress.Bar // may be nil
-	Version    string
+	Version  string
 	// Shard, when set, makes this build one worker of a sharded build: it
 	// caches its range of the NRows rows (actcache.Worker.Range) under
 	// worker file names, for `ctxdep cache merge` to join.
