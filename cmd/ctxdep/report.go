@@ -9,7 +9,9 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
+	"github.com/ctxdep/ctxdep/internal/actcache"
 	"github.com/ctxdep/ctxdep/internal/analysis"
 	"github.com/ctxdep/ctxdep/internal/midcoder"
 	"github.com/ctxdep/ctxdep/internal/progress"
@@ -25,6 +27,10 @@ type reportOptions struct {
 	out      string
 	topK     int
 	features int
+	examples int
+	minCount int
+	pages    int
+	flags    map[string]string // every flag set, and the report's own, for the provenance
 }
 
 func newReportCmd(g *globalOptions) *cobra.Command {
@@ -44,22 +50,52 @@ computes for each transcoder feature f:
                 when they are on half the time (context-dependent)
   cos_fit_pinv  cosine between W_mid_fit[f] and W_mid_pinv[f] (with --pinv)
   norm_fit, norm_pinv  their Euclidean norms
+  count         tokens on which f fires; consistency_lo/hi a 95% interval
+                (each neuron's Wilson interval, |2p − 1| bounded over it, averaged)
 Gating statistics cover only each feature's top-k neurons; --features N keeps
-the first N features that fire on the cache (default: all features).
+the first N features that fire on the cache (default: all features). The
+most/least context-independent tables rank only features that fired at least
+--min-count times.
+
+Dashboards, gathered in the same pass with fixed memory per feature (about
+6.5 KB; --examples 0 turns them off): the --examples contexts of largest
+activation, contexts at the quantiles of a uniform sample of firings, and for
+each feature's top 3 neurons firings with the neuron on and off; an activation
+histogram. Pages (features/NNNNN.html, at most --pages: the ranked features
+first, then the table's others that fire, by index) add the tokens the feature
+promotes and suppresses: W_dec[f] @ W_U (when the transcoder is there) and the
+midcoder's effect through the MLP. Token windows are decoded with GPT-2's
+tokenizer. For the released GPT-2 small transcoders each page links to the
+feature on Neuronpedia.
 
 Writes into --out: features.csv and features.safetensors (one row per feature),
-summary.json, PNG plots (histogram of consistency, consistency against log10
-frequency, histogram of cos(fit, pinv) with --pinv, loss curves from --history
-or the history.csv next to the midcoder file), index.md and a self-contained
-index.html with the definitions of every statistic. A missing or malformed
-history leaves out the loss plot and index.md says why.
+summary.json (with the provenance: ctxdep version, inputs and their SHA-256,
+flags), examples.jsonl (one line per feature, kind and rank), PNG plots
+(histogram of consistency, consistency against log10 frequency, histogram of
+cos(fit, pinv) with --pinv, loss curves from --history or the history.csv
+next to the midcoder file), index.md, a self-contained index.html with the
+definitions of every statistic and sortable rankings, and features/*.html. A
+missing or malformed history leaves out the loss plot and index.md says why.
 
-The model is needed for the layer's MLP weights; the transcoder only when the
-cache stores no acts (built without --with-acts).`,
+The model is needed for the layer's MLP weights and the unembedding; the
+transcoder when the cache stores no acts (built without --with-acts), and
+otherwise, when found, for W_dec on the feature pages.`,
 		Example: `  ctxdep report --cache cache-l8 --midcoder fit-l8/midcoder.safetensors --pinv pinv-l8.safetensors --out report-l8
-  ctxdep report --cache cache-l8 --midcoder fit-l8/midcoder.safetensors --out report-l8 --top-k 16 --features 2000`,
+  ctxdep report --cache cache-l8 --midcoder fit-l8/midcoder.safetensors --out report-l8 --top-k 16 --features 2000
+  ctxdep report --cache cache-l8 --midcoder fit-l8/midcoder.safetensors --out report-l8 --min-count 50 --pages 2000`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			o.flags = map[string]string{}
+			cmd.Flags().VisitAll(func(f *pflag.Flag) {
+				switch f.Name {
+				case "top-k", "features", "examples", "min-count", "pages":
+					o.flags[f.Name] = f.Value.String()
+				default:
+					if f.Changed {
+						o.flags[f.Name] = f.Value.String()
+					}
+				}
+			})
 			return runReport(cmd.Context(), g, o, cmd.Flags().Changed("layer"))
 		},
 	}
@@ -71,6 +107,9 @@ cache stores no acts (built without --with-acts).`,
 	f.StringVar(&o.out, "out", "", "output directory")
 	f.IntVar(&o.topK, "top-k", 8, "neurons per feature whose gating is measured")
 	f.IntVar(&o.features, "features", 0, "keep only the first N live features (0: all)")
+	f.IntVar(&o.examples, "examples", analysis.DefaultExamples, fmt.Sprintf("top activating contexts per feature on its dashboard (0: no dashboards, examples.jsonl or pages; at most %d)", analysis.MaxExamples))
+	f.IntVar(&o.minCount, "min-count", analysis.DefaultMinCount, "rank only features that fired at least this many times")
+	f.IntVar(&o.pages, "pages", analysis.DefaultPages, fmt.Sprintf("at most this many feature pages (the ranked features first; at most %d)", analysis.MaxPages))
 	addJSONFlag(cmd, g)
 	return cmd
 }
@@ -101,6 +140,9 @@ func runReport(ctx context.Context, g *globalOptions, o *reportOptions, layerSet
 	if err := analysis.CheckReportSettings(o.topK, o.features); err != nil {
 		return usagef("%v", err)
 	}
+	if err := analysis.CheckDashboardSettings(o.examples, o.minCount, o.pages); err != nil {
+		return usagef("%v", err)
+	}
 	if err := analysis.CheckReportOut(o.out); err != nil {
 		return err // before the pass over the cache
 	}
@@ -113,15 +155,33 @@ func runReport(ctx context.Context, g *globalOptions, o *reportOptions, layerSet
 	// Check the midcoder files against the cache before loading the model.
 	dSAE := man.DSAE
 	var tc *transcoder.Transcoder
+	var tcProv provenance.File
 	if !man.WithActs {
-		if tc, _, _, err = g.loadTranscoder(layer, man.DModel); err != nil {
+		if tc, tcProv, _, err = g.loadTranscoder(layer, man.DModel); err != nil {
 			return fmt.Errorf("%w (the cache %s stores no acts, so the transcoder encodes its x)", err, o.cache)
 		}
 		dSAE = tc.DSAE
+	} else if o.examples > 0 && o.pages > 0 {
+		// Optional: W_dec for the pages' output view.
+		t, p, _, err := g.loadTranscoder(layer, man.DModel)
+		switch {
+		case err != nil:
+			g.notef("report: no W_dec @ W_U on the feature pages: %v", err)
+		case !man.StoresActsOf(p):
+			g.notef("report: no W_dec @ W_U on the feature pages: the transcoder %s is not the one whose acts the cache %s stores", p.Path, o.cache)
+		case t.DSAE != man.DSAE || t.DOut != man.DModel:
+			g.notef("report: no W_dec @ W_U on the feature pages: the transcoder %s has %d features and d_out %d, the cache %d and %d", p.Path, t.DSAE, t.DOut, man.DSAE, man.DModel)
+		default:
+			tc, tcProv = t, p
+		}
 	}
-	fit, _, err := loadMidcoder(o.midcoder, layer, man.DModel, dSAE, man.Model)
+	fit, fitMeta, err := loadMidcoder(o.midcoder, layer, man.DModel, dSAE, man.Model)
 	if err != nil {
 		return err
+	}
+	act := midcoder.ReLU
+	if a, err := midcoder.ParseActivation(fitMeta.Config.Act); err == nil {
+		act = a
 	}
 	var pinv *midcoder.Params
 	if o.pinv != "" {
@@ -139,10 +199,17 @@ func runReport(ctx context.Context, g *globalOptions, o *reportOptions, layerSet
 	if model.DModel != man.DModel || layer >= model.NLayer {
 		return fmt.Errorf("the cache %s (layer %d, d_model %d) does not fit the model (%d layers, d_model %d)", o.cache, layer, man.DModel, model.NLayer, model.DModel)
 	}
-	mlp := midcoder.NewMLP(model, layer, midcoder.ReLU) // only W_in and b_in are used
+	// The gating uses W_in and b_in; the pages' MLP effect the whole MLP,
+	// through the activation the midcoder was fitted through.
+	mlp := midcoder.NewMLP(model, layer, act)
 
+	in := analysis.ReportInput{Cache: c, TC: tc, MLP: mlp, Fit: fit, Pinv: pinv, TopK: o.topK, Features: o.features,
+		Examples: o.examples, MinCount: o.minCount, Pages: o.pages, WU: model.WU, Vocab: model.DVocab}
+	if tc != nil {
+		in.NeuronpediaBase = analysis.NeuronpediaBase(tcProv.Path, layer, man.DModel, tc.DSAE)
+	}
 	bar := progress.New(g.stderr, "report", man.NTokens, "tokens", g.quiet)
-	res, err := analysis.Report(ctx, analysis.ReportInput{Cache: c, TC: tc, MLP: mlp, Fit: fit, Pinv: pinv, TopK: o.topK, Features: o.features}, bar)
+	res, err := analysis.Report(ctx, in, bar)
 	bar.Finish()
 	if err != nil {
 		return err
@@ -157,6 +224,11 @@ func runReport(ctx context.Context, g *globalOptions, o *reportOptions, layerSet
 			note = fmt.Sprintf("no --history given and no %s next to %s", midcoder.HistoryFile, o.midcoder)
 		}
 	}
+	prov, err := reportProvenance(g, o, c.Dir, man, modelProv, tcProv, hist)
+	if err != nil {
+		return err
+	}
+	res.Summary.Provenance = prov
 	r, err := analysis.WriteReport(o.out, analysis.RenderInput{Result: res, CacheDir: o.cache, MidcoderFile: o.midcoder,
 		PinvFile: o.pinv, HistoryPath: hist, HistoryNote: note})
 	if err != nil {
@@ -184,4 +256,45 @@ func runReport(ctx context.Context, g *globalOptions, o *reportOptions, layerSet
 	}
 	fmt.Fprintf(w, "wrote\t%s (%d files; open index.html)\n", o.out, len(r.Files))
 	return w.Flush()
+}
+
+// reportProvenance records what made the report: ctxdep's version, each
+// input with its size and SHA-256 (the cache by its manifest, with the
+// model, transcoder and data the manifest records), and the flags.
+func reportProvenance(g *globalOptions, o *reportOptions, cacheDir string, man *actcache.Manifest, model, tc provenance.File, history string) (*analysis.Provenance, error) {
+	p := &analysis.Provenance{CtxdepVersion: version, Flags: o.flags}
+	add := func(role, path string) error {
+		if path == "" {
+			return nil
+		}
+		f, err := g.hash(path)
+		if err != nil {
+			return fmt.Errorf("report: provenance of %s: %w", path, err)
+		}
+		p.Inputs = append(p.Inputs, analysis.ProvenanceInput{Role: role, File: f})
+		return nil
+	}
+	if err := add("cache manifest", filepath.Join(cacheDir, actcache.ManifestName)); err != nil {
+		return nil, err
+	}
+	if err := add("midcoder", o.midcoder); err != nil {
+		return nil, err
+	}
+	if err := add("pinv midcoder", o.pinv); err != nil {
+		return nil, err
+	}
+	p.Inputs = append(p.Inputs, analysis.ProvenanceInput{Role: "model", File: model})
+	if tc.SHA256 != "" {
+		p.Inputs = append(p.Inputs, analysis.ProvenanceInput{Role: "transcoder", File: tc})
+	}
+	if err := add("history", history); err != nil {
+		return nil, err
+	}
+	if man.Transcoder != nil && man.Transcoder.SHA256 != tc.SHA256 {
+		p.Inputs = append(p.Inputs, analysis.ProvenanceInput{Role: "transcoder whose acts the cache stores (as its manifest records)", File: *man.Transcoder})
+	}
+	if man.Data.SHA256 != "" {
+		p.Inputs = append(p.Inputs, analysis.ProvenanceInput{Role: "cache's data (" + man.Data.Kind + ", as its manifest records)", File: man.Data.File})
+	}
+	return p, nil
 }

@@ -11,6 +11,7 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
 
 	"github.com/ctxdep/ctxdep/internal/midcoder"
 )
@@ -77,8 +78,9 @@ func scatter(xs, ys []float64, xlo, xhi, ylo, yhi float64, title, xlabel, ylabel
 	return encodePNG(p)
 }
 
-// lossCurves plots loss and loss_norm against epoch on one axis, with a
-// legend.
+// lossCurves plots loss and loss_norm against epoch on two panels side by
+// side, each with its own y axis (their scales differ), and a legend in a
+// strip above the panels, outside the curves.
 func lossCurves(h []midcoder.Record) ([]byte, string) {
 	loss := make(plotter.XYs, len(h))
 	norm := make(plotter.XYs, len(h))
@@ -88,24 +90,43 @@ func lossCurves(h []midcoder.Record) ([]byte, string) {
 		norm[i].X, norm[i].Y = float64(r.Epoch), r.LossNorm
 		lo, hi = min(lo, r.Loss, r.LossNorm), max(hi, r.Loss, r.LossNorm)
 	}
-	p := plot.New()
-	p.Title.Text, p.X.Label.Text, p.Y.Label.Text = "Midcoder fit", "epoch", "per-epoch mean"
-	for _, c := range []struct {
+	curves := []struct {
 		name string
 		xys  plotter.XYs
 		col  color.RGBA
-	}{{"loss", loss, colBar}, {"loss_norm", norm, colLine2}} {
-		l, pts, err := plotter.NewLinePoints(c.xys)
-		if err != nil {
-			continue
+	}{{"loss", loss, colBar}, {"loss_norm", norm, colLine2}}
+	leg := plot.NewLegend()
+	leg.Top, leg.Left = true, true
+	var panels [][]*plot.Plot
+	row := []*plot.Plot{}
+	for _, c := range curves {
+		p := plot.New()
+		p.Title.Text, p.X.Label.Text, p.Y.Label.Text = c.name, "epoch", c.name+" (per-epoch mean)"
+		if l, pts, err := plotter.NewLinePoints(c.xys); err == nil {
+			l.Color, pts.Color = c.col, c.col
+			p.Add(l, pts)
+			leg.Add(c.name, l, pts)
 		}
-		l.Color, pts.Color = c.col, c.col
-		p.Add(l, pts)
-		p.Legend.Add(c.name, l, pts)
+		p.Add(plotter.NewGrid())
+		row = append(row, p)
 	}
-	p.Legend.Top = true
-	p.Add(plotter.NewGrid())
-	return encodePNG(p), fmt.Sprintf("loss (blue) and loss_norm (orange) per epoch, values from %.4g to %.4g", lo, hi)
+	panels = append(panels, row)
+	const w, ht = 16 * vg.Centimeter, 10 * vg.Centimeter
+	img := vgimg.New(w, ht)
+	dc := draw.New(img)
+	// The legend's strip at the top; the panels below it.
+	strip := vg.Length(0.8) * vg.Centimeter
+	leg.Draw(draw.Crop(dc, 0.5*vg.Centimeter, 0, ht-strip, 0))
+	tiles := draw.Tiles{Rows: 1, Cols: 2, PadX: vg.Centimeter, PadTop: 0, PadBottom: vg.Millimeter, PadLeft: vg.Millimeter, PadRight: vg.Millimeter}
+	canvases := plot.Align(panels, tiles, draw.Crop(dc, 0, 0, 0, -strip))
+	for j, p := range row {
+		p.Draw(canvases[0][j])
+	}
+	var b bytes.Buffer
+	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(&b); err != nil {
+		panic(fmt.Sprintf("analysis: png writer: %v", err))
+	}
+	return b.Bytes(), fmt.Sprintf("loss (blue, left) and loss_norm (orange, right) per epoch, each on its own axis; values from %.4g to %.4g", lo, hi)
 }
 
 func minMax(v []float64) (lo, hi float64) {

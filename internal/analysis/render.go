@@ -3,15 +3,14 @@ package analysis
 import (
 	"bytes"
 	"cmp"
-	"encoding/base64"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"html"
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -37,12 +36,17 @@ const (
 
 // Definitions of every statistic, as index.md and index.html show them.
 var ReportDefinitions = []struct{ Name, Text string }{
-	{"freq", "firing frequency: the fraction of cached tokens t on which the feature fires, acts_f(t) > 0."},
+	{"count", "the number of cached tokens on which the feature fires, acts_f(t) > 0."},
+	{"freq", "firing frequency: count divided by the number of cached tokens."},
 	{"drive", "W_mid[f] @ W_in, a vector over the N MLP neurons: how strongly the feature's fitted mid vector drives each neuron (W_in is the layer's TransformerLens-processed MLP input weight, C × N)."},
 	{"top-k neurons", "the k neurons with the largest |drive[n]| (ties to the lower index). All gating statistics are restricted to them; no other feature–neuron pair is counted."},
 	{"neuron active", "on token t, neuron n is active when the midcoder's pre-activation (mid(t) @ W_in + b_in)[n] > 0, where mid(t) = acts(t) @ W_mid + b_mid is the fitted midcoder's forward on all features active on t (not on f alone)."},
 	{"P(active | f)", "P(neuron n active | f active) = (tokens where f fires and n is active) / (tokens where f fires), for each of f's top-k neurons."},
 	{"consistency", "the mean over f's top-k neurons of |2·P(active | f) − 1|. It is 1 when f switches the same neurons on (or off) every time it fires: its effect through the MLP is context-independent. It is 0 when each of those neurons is on half the time f fires: the effect depends on context. NaN for a feature that never fires."},
+	{"consistency interval", "a 95% interval for consistency (consistency_lo, consistency_hi): each top neuron's P(active | f) gets its 95% Wilson score interval (from count firings), |2p − 1| is bounded over that interval (0 when it contains 1/2), and the bounds are averaged over the top-k neurons. It contains the consistency whenever every neuron's P lies in its own interval; it makes no correction for the neurons' dependence or for tokens of one sequence being correlated. A feature that fired once has an interval of about [0, 1], however consistent it looks."},
+	{"rankings", "the most/least context-independent tables list only features with count ≥ --min-count (default 20), sorted by consistency (ties: the larger count first)."},
+	{"examples", "per feature that fires: the --examples contexts of largest activation (top; ties to the lower row, then position), the firings at the 10/30/50/70/90% quantiles of a uniform sample of 20 firings (quantile; reservoir sampling with a deterministic hash, exact while the feature fired ≤ 20 times), and for its first 3 top neurons a uniform sample of 3 firings with the neuron active and 3 with it inactive (neuron_on, neuron_off). Each shows up to 10 tokens before and 3 after the firing token, decoded with GPT-2's tokenizer."},
+	{"output side", "on feature pages: the tokens most promoted and suppressed by W_dec[f] @ W_U (the transcoder's output direction through the processed unembedding) and by the midcoder's MLP effect (σ(pre₀ + ā·W_mid[f] @ W_in) − σ(pre₀)) @ W_out @ W_U / ā, with pre₀ = b_mid @ W_in + b_in the MLP's pre-activation when no feature fires, ā the feature's mean activation when it fires and σ the activation the midcoder was fitted through: what the midcoder predicts the feature alone does through the MLP, per unit activation."},
 	{"cos_fit_pinv", "the cosine between the feature's fitted mid vector W_mid_fit[f] and its pinv-baseline vector W_mid_pinv[f] = (W_dec @ pinv(W_in @ W_out))[f]; NaN without --pinv or when either vector is zero."},
 	{"norm_fit, norm_pinv", "the Euclidean norms ‖W_mid_fit[f]‖₂ and ‖W_mid_pinv[f]‖₂."},
 }
@@ -155,7 +159,25 @@ const (
 
 // reportFiles are the names a report directory may hold.
 var reportFiles = map[string]bool{ReportCSV: true, ReportSafetensors: true, ReportSummary: true, ReportMarkdown: true, ReportHTML: true,
-	plotConsistency: true, plotScatter: true, plotCosine: true, plotLoss: true}
+	ReportExamples: true, plotConsistency: true, plotScatter: true, plotCosine: true, plotLoss: true}
+
+// featurePageName matches a feature page's name inside FeaturesDir.
+var featurePageName = regexp.MustCompile(`^[0-9]{5,}\.html$`)
+
+// isFeaturesDir reports whether dir/FeaturesDir holds nothing but feature
+// pages (a report's own).
+func isFeaturesDir(dir string) bool {
+	entries, err := os.ReadDir(filepath.Join(dir, FeaturesDir))
+	if err != nil {
+		return false
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() || !featurePageName.MatchString(e.Name()) {
+			return false
+		}
+	}
+	return true
+}
 
 // replaceable returns nil when dir does not exist, is empty, or holds only
 // the files of a report (or their leftover temporary files), and an error
@@ -180,6 +202,9 @@ func replaceable(dir string) error {
 		n := e.Name()
 		if base, ok := atomicfile.ParseTempName(n); ok {
 			n = base
+		}
+		if n == FeaturesDir && e.IsDir() && isFeaturesDir(dir) {
+			continue
 		}
 		if !reportFiles[n] || !e.Type().IsRegular() {
 			foreign = append(foreign, e.Name())
@@ -324,11 +349,47 @@ func writeReportFiles(dir string, in RenderInput) (*Rendered, error) {
 			return nil, err
 		}
 	}
-	ex := extremes(live, extremeRows)
+	if res.Summary.ExamplesTopK > 0 {
+		if err := writeExamples(filepath.Join(dir, ReportExamples), res); err != nil {
+			return nil, fmt.Errorf("report: %w", err)
+		}
+		out.Files = append(out.Files, ReportExamples)
+	}
+	if len(res.Pages) > 0 {
+		if err := os.Mkdir(filepath.Join(dir, FeaturesDir), 0o755); err != nil {
+			return nil, fmt.Errorf("report: %w", err)
+		}
+		paged := map[int]bool{}
+		for _, f := range res.Pages {
+			paged[f] = true
+		}
+		stats := statsByFeature(res)
+		for _, db := range res.Dashboards {
+			if !paged[db.Feature] {
+				continue
+			}
+			page, err := featureHTML(res, stats[db.Feature], db)
+			if err != nil {
+				return nil, fmt.Errorf("report: feature %d's page: %w", db.Feature, err)
+			}
+			if err := write(FeaturePage(db.Feature), page); err != nil {
+				return nil, err
+			}
+		}
+	}
+	ex := rankExtremes(res.Features, extremeRows, max(1, res.Summary.MinCount))
 	if err := write(ReportMarkdown, []byte(markdown(in, plots, out.Omitted, ex))); err != nil {
 		return nil, err
 	}
-	if err := write(ReportHTML, []byte(htmlPage(in, plots, out.Omitted, ex))); err != nil {
+	links := []string{ReportCSV, ReportSummary, ReportSafetensors, ReportMarkdown}
+	if res.Summary.ExamplesTopK > 0 {
+		links = append(links, ReportExamples)
+	}
+	page, err := indexHTML(in, plots, out.Omitted, ex, links)
+	if err != nil {
+		return nil, fmt.Errorf("report: index.html: %w", err)
+	}
+	if err := write(ReportHTML, page); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -348,12 +409,16 @@ func fmtF(v float64) string {
 	return strconv.FormatFloat(v, 'g', -1, 64)
 }
 
+// csvHeader is features.csv's header.
+var csvHeader = []string{"feature", "count", "freq", "consistency", "consistency_lo", "consistency_hi", "cos_fit_pinv", "norm_fit", "norm_pinv"}
+
 func featuresCSV(res *ReportResult) []byte {
 	var b bytes.Buffer
 	w := csv.NewWriter(&b)
-	w.Write([]string{"feature", "freq", "consistency", "cos_fit_pinv", "norm_fit", "norm_pinv"})
+	w.Write(csvHeader)
 	for _, st := range res.Features {
-		w.Write([]string{strconv.Itoa(st.Feature), fmtF(st.Freq), fmtF(st.Consistency), fmtF(st.CosFitPinv), fmtF(st.NormFit), fmtF(st.NormPinv)})
+		w.Write([]string{strconv.Itoa(st.Feature), strconv.FormatInt(st.Count, 10), fmtF(st.Freq), fmtF(st.Consistency),
+			fmtF(st.ConsistencyLo), fmtF(st.ConsistencyHi), fmtF(st.CosFitPinv), fmtF(st.NormFit), fmtF(st.NormPinv)})
 	}
 	w.Flush()
 	return b.Bytes()
@@ -362,7 +427,8 @@ func featuresCSV(res *ReportResult) []byte {
 func writeFeaturesSafetensors(path string, res *ReportResult) error {
 	s, k := len(res.Features), res.Summary.TopK
 	cols := map[string][]float32{}
-	names := []string{"feature", "freq", "consistency", "cos_fit_pinv", "norm_fit", "norm_pinv"}
+	names := []string{"freq", "consistency", "consistency_lo", "consistency_hi", "cos_fit_pinv", "norm_fit", "norm_pinv"}
+	feature := make([]int32, s)
 	for _, n := range names {
 		cols[n] = make([]float32, s)
 	}
@@ -371,9 +437,11 @@ func writeFeaturesSafetensors(path string, res *ReportResult) error {
 	drive := make([]float32, 0, s*k)
 	pAct := make([]float32, 0, s*k)
 	for i, st := range res.Features {
-		cols["feature"][i] = float32(st.Feature)
+		feature[i] = int32(st.Feature)
 		cols["freq"][i] = float32(st.Freq)
 		cols["consistency"][i] = float32(st.Consistency)
+		cols["consistency_lo"][i] = float32(st.ConsistencyLo)
+		cols["consistency_hi"][i] = float32(st.ConsistencyHi)
 		cols["cos_fit_pinv"][i] = float32(st.CosFitPinv)
 		cols["norm_fit"][i] = float32(st.NormFit)
 		cols["norm_pinv"][i] = float32(st.NormPinv)
@@ -384,7 +452,7 @@ func writeFeaturesSafetensors(path string, res *ReportResult) error {
 			pAct = append(pAct, float32(p))
 		}
 	}
-	var infos []safetensors.TensorInfo
+	infos := []safetensors.TensorInfo{{Name: "feature", DType: safetensors.I32, Shape: []int{s}}}
 	for _, n := range names {
 		infos = append(infos, safetensors.TensorInfo{Name: n, DType: safetensors.F32, Shape: []int{s}})
 	}
@@ -394,14 +462,22 @@ func writeFeaturesSafetensors(path string, res *ReportResult) error {
 		safetensors.TensorInfo{Name: "drive", DType: safetensors.F32, Shape: []int{s, k}},
 		safetensors.TensorInfo{Name: "p_active", DType: safetensors.F32, Shape: []int{s, k}})
 	sum, _ := json.Marshal(res.Summary)
-	w, err := safetensors.Create(path, infos, map[string]string{"format": "ctxdep-report", "summary": string(sum)})
+	md := map[string]string{"format": "ctxdep-report", "summary": string(sum)}
+	if p := res.Summary.Provenance; p != nil {
+		pj, _ := json.Marshal(p)
+		md["provenance"] = string(pj)
+		md["ctxdep_version"] = p.CtxdepVersion
+	}
+	w, err := safetensors.Create(path, infos, md)
 	if err != nil {
 		return err
 	}
+	err = w.WriteInt32(feature)
 	for _, n := range names {
-		if err = w.WriteFloat32(cols[n]); err != nil {
+		if err != nil {
 			break
 		}
+		err = w.WriteFloat32(cols[n])
 	}
 	if err == nil {
 		err = w.WriteInt64(count)
@@ -431,6 +507,7 @@ func summaryRows(s Summary) [][2]string {
 		{"features that fire (live)", fmt.Sprintf("%d of %d", s.FeaturesLive, s.FeaturesTotal)},
 		{"table", s.Selection},
 		{"top-k neurons per feature", strconv.Itoa(s.TopK)},
+		{"ranked (count ≥ --min-count)", fmt.Sprintf("%d of the table's %d (--min-count %d)", s.FeaturesRanked, s.FeaturesInTable, s.MinCount)},
 		{"freq mean / median (live)", fmt.Sprintf("%.4g / %.4g", s.FreqMean, s.FreqMedian)},
 		{"consistency mean / median (live)", fmt.Sprintf("%.4f / %.4f", s.ConsistencyMean, s.ConsistencyMedian)},
 		{"consistency 10th / 90th percentile", fmt.Sprintf("%.4f / %.4f", s.ConsistencyP10, s.ConsistencyP90)},
@@ -481,15 +558,11 @@ func extremes(live []FeatureStat, n int) extremeTables {
 }
 
 func featureRow(st FeatureStat) []string {
-	var nb []string
-	for j, n := range st.Neurons {
-		nb = append(nb, fmt.Sprintf("%d (%.2f)", n, st.PActive[j]))
-	}
-	return []string{strconv.Itoa(st.Feature), fmt.Sprintf("%.4g", st.Freq), fmt.Sprintf("%.4f", st.Consistency),
-		fmt.Sprintf("%.4f", st.CosFitPinv), fmt.Sprintf("%.4g", st.NormFit), fmt.Sprintf("%.4g", st.NormPinv), strings.Join(nb, ", ")}
+	return []string{strconv.Itoa(st.Feature), strconv.FormatInt(st.Count, 10), fmt.Sprintf("%.4g", st.Freq), fmt.Sprintf("%.4f", st.Consistency),
+		interval(st.ConsistencyLo, st.ConsistencyHi), fmt.Sprintf("%.4f", st.CosFitPinv), fmt.Sprintf("%.4g", st.NormFit), fmt.Sprintf("%.4g", st.NormPinv), neuronList(st)}
 }
 
-var featureHeader = []string{"feature", "freq", "consistency", "cos_fit_pinv", "norm_fit", "norm_pinv", "top neurons (P(active | f))"}
+var featureHeader = []string{"feature", "count", "freq", "consistency", "95% interval", "cos_fit_pinv", "norm_fit", "norm_pinv", "top neurons (P(active | f))"}
 
 const extremeRows = 20
 
@@ -526,64 +599,24 @@ func markdown(in RenderInput, plots []plotInfo, omitted []string, ex extremeTabl
 		title string
 		rows  []FeatureStat
 	}{{"Most context-dependent features (lowest consistency)", ex.low}, {"Most context-independent features (highest consistency)", ex.high}} {
-		fmt.Fprintf(&b, "## %s\n\n| %s |\n|%s\n", t.title, strings.Join(featureHeader, " | "), strings.Repeat("---|", len(featureHeader)))
+		fmt.Fprintf(&b, "## %s\n\nOnly features that fired at least %d times (--min-count): %d of the table's %d.\n\n| %s |\n|%s\n", t.title,
+			res.Summary.MinCount, res.Summary.FeaturesRanked, res.Summary.FeaturesInTable, strings.Join(featureHeader, " | "), strings.Repeat("---|", len(featureHeader)))
 		for _, st := range t.rows {
 			fmt.Fprintf(&b, "| %s |\n", strings.Join(featureRow(st), " | "))
 		}
 		b.WriteString("\n")
 	}
-	fmt.Fprintf(&b, "The full table is `%s` (and `%s`: the same columns as F32 tensors, plus count, top_neurons, drive and p_active [rows, k]); the summary is `%s`.\n", ReportCSV, ReportSafetensors, ReportSummary)
-	return b.String()
-}
-
-func htmlPage(in RenderInput, plots []plotInfo, omitted []string, ex extremeTables) string {
-	res := in.Result
-	e := html.EscapeString
-	var b strings.Builder
-	fmt.Fprintf(&b, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>ctxdep report, layer %d</title>\n", res.Summary.Layer)
-	b.WriteString("<style>body{font-family:sans-serif;max-width:980px;margin:2em auto;padding:0 1em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;text-align:left;font-size:90%}img{max-width:100%;border:1px solid #eee}dt{font-weight:bold;margin-top:.5em}</style></head><body>\n")
-	fmt.Fprintf(&b, "<h1>Context-dependence report, layer %d</h1>\n<p>Cache <code>%s</code>, midcoder <code>%s</code>", res.Summary.Layer, e(in.CacheDir), e(in.MidcoderFile))
-	if in.PinvFile != "" {
-		fmt.Fprintf(&b, ", pinv baseline <code>%s</code>", e(in.PinvFile))
+	fmt.Fprintf(&b, "The full table is `%s` (and `%s`: feature I32, count I64, the other columns as F32 tensors, plus top_neurons, drive and p_active [rows, k]); the summary is `%s`.", ReportCSV, ReportSafetensors, ReportSummary)
+	if res.Summary.ExamplesTopK > 0 {
+		fmt.Fprintf(&b, " Every feature's examples are in `%s`; %d features have a page in `%s/` (open index.html).", ReportExamples, len(res.Pages), FeaturesDir)
 	}
-	fmt.Fprintf(&b, ".</p>\n<p><b>Which features and neurons:</b> %s.</p>\n", e(res.Summary.Selection))
-	b.WriteString("<h2>Summary</h2>\n<table>\n")
-	for _, r := range summaryRows(res.Summary) {
-		fmt.Fprintf(&b, "<tr><th>%s</th><td>%s</td></tr>\n", e(r[0]), e(r[1]))
-	}
-	b.WriteString("</table>\n<h2>Definitions</h2>\n<dl>\n")
-	for _, d := range ReportDefinitions {
-		fmt.Fprintf(&b, "<dt>%s</dt><dd>%s</dd>\n", e(d.Name), e(d.Text))
-	}
-	b.WriteString("</dl>\n<h2>Plots</h2>\n")
-	for _, p := range plots {
-		fmt.Fprintf(&b, "<h3>%s</h3>\n<img alt=\"%s\" src=\"data:image/png;base64,%s\">\n<p>%s</p>\n", e(p.title), e(p.title), base64.StdEncoding.EncodeToString(p.png), e(p.caption))
-	}
-	if len(omitted) > 0 {
-		b.WriteString("<h3>Omitted</h3>\n<ul>\n")
-		for _, o := range omitted {
-			fmt.Fprintf(&b, "<li>%s</li>\n", e(o))
+	b.WriteString("\n")
+	if p := res.Summary.Provenance; p != nil {
+		fmt.Fprintf(&b, "\n---\nctxdep %s.", p.CtxdepVersion)
+		for _, in := range p.Inputs {
+			fmt.Fprintf(&b, " %s `%s` (sha256 %s).", in.Role, in.Path, shortHash(in.SHA256))
 		}
-		b.WriteString("</ul>\n")
+		b.WriteString("\n")
 	}
-	for _, t := range []struct {
-		title string
-		rows  []FeatureStat
-	}{{"Most context-dependent features (lowest consistency)", ex.low}, {"Most context-independent features (highest consistency)", ex.high}} {
-		fmt.Fprintf(&b, "<h2>%s</h2>\n<table><tr>", e(t.title))
-		for _, h := range featureHeader {
-			fmt.Fprintf(&b, "<th>%s</th>", e(h))
-		}
-		b.WriteString("</tr>\n")
-		for _, st := range t.rows {
-			b.WriteString("<tr>")
-			for _, c := range featureRow(st) {
-				fmt.Fprintf(&b, "<td>%s</td>", e(c))
-			}
-			b.WriteString("</tr>\n")
-		}
-		b.WriteString("</table>\n")
-	}
-	fmt.Fprintf(&b, "<p>The full table is <code>%s</code> (and <code>%s</code>); the summary is <code>%s</code>.</p>\n</body></html>\n", ReportCSV, ReportSafetensors, ReportSummary)
 	return b.String()
 }

@@ -52,20 +52,40 @@ type ReportInput struct {
 	// Features, when > 0, keeps only the first Features live features
 	// (those that fire at least once on the cache) in the table.
 	Features int
+	// Examples is the number of top activating contexts per feature on its
+	// dashboard (DefaultExamples); 0 gathers no dashboards at all.
+	Examples int
+	// MinCount is the fewest firings a feature needs to be ranked in the
+	// most/least context-dependent tables (DefaultMinCount).
+	MinCount int
+	// Pages bounds the number of features with a page (DefaultPages): the
+	// ranked features first, then the table's other live features by index.
+	Pages int
+	// WU (C, Vocab) is the model's processed unembedding, for the pages'
+	// output-side view; nil leaves the view out.
+	WU    []float32
+	Vocab int
+	// NeuronpediaBase, when set (see NeuronpediaBase), links each feature
+	// page to the feature's public page: the base followed by the index.
+	NeuronpediaBase string
 }
 
 // FeatureStat is one row of the report's table.
 type FeatureStat struct {
-	Feature     int       `json:"feature"`
-	Count       int64     `json:"count"` // tokens on which it fires
-	Freq        float64   `json:"freq"`
-	Consistency float64   `json:"consistency"`
-	CosFitPinv  float64   `json:"cos_fit_pinv"`
-	NormFit     float64   `json:"norm_fit"`
-	NormPinv    float64   `json:"norm_pinv"`
-	Neurons     []int32   `json:"neurons"`  // top-k neurons by |drive|
-	Drive       []float32 `json:"drive"`    // drive_f at those neurons
-	PActive     []float64 `json:"p_active"` // P(neuron active | f active)
+	Feature     int     `json:"feature"`
+	Count       int64   `json:"count"` // tokens on which it fires
+	Freq        float64 `json:"freq"`
+	Consistency float64 `json:"consistency"`
+	CosFitPinv  float64 `json:"cos_fit_pinv"`
+	NormFit     float64 `json:"norm_fit"`
+	NormPinv    float64 `json:"norm_pinv"`
+	// ConsistencyLo and ConsistencyHi bound Consistency (see
+	// consistencyInterval): NaN when the feature never fires.
+	ConsistencyLo float64   `json:"consistency_lo"`
+	ConsistencyHi float64   `json:"consistency_hi"`
+	Neurons       []int32   `json:"neurons"`  // top-k neurons by |drive|
+	Drive         []float32 `json:"drive"`    // drive_f at those neurons
+	PActive       []float64 `json:"p_active"` // P(neuron active | f active)
 }
 
 // Summary is summary.json.
@@ -95,12 +115,38 @@ type Summary struct {
 	CosMedian              float64 `json:"cos_fit_pinv_median,omitempty"`
 	NormFitMean            float64 `json:"norm_fit_mean"`
 	NormPinvMean           float64 `json:"norm_pinv_mean,omitempty"`
+	MinCount               int     `json:"min_count"`       // --min-count of the rankings
+	FeaturesRanked         int     `json:"features_ranked"` // table features with count ≥ min_count
+	ExamplesTopK           int     `json:"examples_top_k"`  // --examples (0: no dashboards)
+	FeaturePages           int     `json:"feature_pages"`   // features with a page under features/
+	// Provenance says what made the report; set by the caller.
+	Provenance *Provenance `json:"provenance,omitempty"`
+}
+
+// Provenance records what made a report: the ctxdep version, its inputs
+// with their sizes and SHA-256 hashes, and its flags.
+type Provenance struct {
+	CtxdepVersion string            `json:"ctxdep_version"`
+	Inputs        []ProvenanceInput `json:"inputs"`
+	Flags         map[string]string `json:"flags"`
+}
+
+// ProvenanceInput is one input file of a report.
+type ProvenanceInput struct {
+	Role string `json:"role"` // cache manifest, midcoder, pinv, model, transcoder, history, ...
+	provenance.File
 }
 
 // ReportResult is the report's content.
 type ReportResult struct {
 	Summary  Summary
 	Features []FeatureStat
+	// Dashboards are the live table features' dashboards, in table order
+	// (nil with Examples 0); those with a page carry the output view.
+	Dashboards []*Dashboard
+	// Pages lists the features with a page, ascending.
+	Pages           []int
+	NeuronpediaBase string
 }
 
 // CheckMidcoderMeta returns a clear error when a midcoder file's metadata
@@ -128,6 +174,26 @@ func CheckReportSettings(topK, features int) error {
 		return fmt.Errorf("--top-k %d: want at least 1", topK)
 	case features < 0:
 		return fmt.Errorf("--features %d: want 0 (all) or more", features)
+	}
+	return nil
+}
+
+// Bounds of the dashboard settings: memory grows with --examples per
+// feature, and the pages' output views cost a V-wide product each.
+const (
+	MaxExamples = 100
+	MaxPages    = 5000
+)
+
+// CheckDashboardSettings checks --examples, --min-count and --pages.
+func CheckDashboardSettings(examples, minCount, pages int) error {
+	switch {
+	case examples < 0 || examples > MaxExamples:
+		return fmt.Errorf("--examples %d: want 0 (no dashboards) to %d", examples, MaxExamples)
+	case minCount < 1:
+		return fmt.Errorf("--min-count %d: want at least 1", minCount)
+	case pages < 0 || pages > MaxPages:
+		return fmt.Errorf("--pages %d: want 0 to %d", pages, MaxPages)
 	}
 	return nil
 }
@@ -165,6 +231,15 @@ func Report(ctx context.Context, in ReportInput, bar *progress.Bar) (*ReportResu
 	if err := CheckReportSettings(in.TopK, in.Features); err != nil {
 		return nil, fmt.Errorf("report: %w", err)
 	}
+	if in.MinCount == 0 {
+		in.MinCount = 1
+	}
+	if err := CheckDashboardSettings(in.Examples, in.MinCount, in.Pages); err != nil {
+		return nil, fmt.Errorf("report: %w", err)
+	}
+	if in.WU != nil && len(in.WU) != c*in.Vocab {
+		return nil, fmt.Errorf("report: the unembedding holds %d values, want d_model %d × vocab %d", len(in.WU), c, in.Vocab)
+	}
 	// A NaN compares false everywhere: a non-finite midcoder would read as
 	// features that switch no neuron on, perfectly context-independent.
 	if err := in.Fit.CheckFinite(); err != nil {
@@ -191,6 +266,10 @@ func Report(ctx context.Context, in ReportInput, bar *progress.Bar) (*ReportResu
 		return nil, err
 	}
 	defer rd.Close()
+	var dash *dashAcc
+	if in.Examples > 0 {
+		dash = newDashAcc(f, in.Examples, k)
+	}
 	var tokens int64
 	for {
 		b, err := rd.Next(max(1, reportRows/man.ContextLength))
@@ -200,7 +279,11 @@ func Report(ctx context.Context, in ReportInput, bar *progress.Bar) (*ReportResu
 		if err != nil {
 			return nil, err
 		}
-		accumulate(b.Acts, tr.PreActivations(b.Acts), n, neurons, k, count, on)
+		pre := tr.PreActivations(b.Acts)
+		accumulate(b.Acts, pre, n, neurons, k, count, on)
+		if dash != nil {
+			dash.add(&window{tokens: b.Tokens, acts: b.Acts, first: b.First, t: man.ContextLength}, pre, n, neurons)
+		}
 		if bar != nil {
 			bar.Add(int64(len(b.Tokens)), "")
 		}
@@ -236,6 +319,7 @@ func Report(ctx context.Context, in ReportInput, bar *progress.Bar) (*ReportResu
 			CosFitPinv: math.NaN(), NormPinv: math.NaN()}
 		st.PActive = make([]float64, k)
 		st.Consistency = math.NaN()
+		st.ConsistencyLo, st.ConsistencyHi = consistencyInterval(on[fi*k:(fi+1)*k], count[fi])
 		if count[fi] > 0 {
 			var s float64
 			for j := 0; j < k; j++ {
@@ -267,9 +351,69 @@ func Report(ctx context.Context, in ReportInput, bar *progress.Bar) (*ReportResu
 	res.Summary = summarize(res.Features, Summary{
 		Layer: man.Layer, DModel: c, DSAE: f, DMLP: n, Tokens: tokens, TopK: k, FeaturesFlag: in.Features,
 		Selection: selection, ActsSource: source, FeaturesTotal: f, FeaturesLive: live,
-		FeaturesInTable: len(sel), HasPinv: in.Pinv != nil,
+		FeaturesInTable: len(sel), HasPinv: in.Pinv != nil, MinCount: in.MinCount, ExamplesTopK: in.Examples,
 	})
+	for _, st := range res.Features {
+		if st.Count >= int64(in.MinCount) {
+			res.Summary.FeaturesRanked++
+		}
+	}
+	if dash == nil {
+		return res, nil
+	}
+
+	// Dashboards for the table's live features; pages for the ranked ones
+	// first, then the others by index, up to in.Pages.
+	res.NeuronpediaBase = in.NeuronpediaBase
+	ranked := rankExtremes(res.Features, extremeRows, in.MinCount)
+	paged := map[int]bool{}
+	for _, st := range append(slices.Clone(ranked.low), ranked.high...) {
+		if len(paged) < in.Pages {
+			paged[st.Feature] = true
+		}
+	}
+	means := map[int]float64{}
+	for i := range res.Features {
+		st := &res.Features[i]
+		if st.Count == 0 {
+			continue
+		}
+		if len(paged) < in.Pages {
+			paged[st.Feature] = true
+		}
+		db := dash.dashboard(st, on)
+		res.Dashboards = append(res.Dashboards, db)
+		if paged[st.Feature] {
+			means[st.Feature] = db.MeanAct
+		}
+	}
+	for fi := range paged {
+		res.Pages = append(res.Pages, fi)
+	}
+	slices.Sort(res.Pages)
+	res.Summary.FeaturePages = len(res.Pages)
+	oi := outputInput{wU: in.WU, v: in.Vocab, mlp: in.MLP, fit: in.Fit, c: c, n: n, means: means}
+	if in.TC != nil && in.TC.DSAE == f && in.TC.DOut == c && len(in.TC.WDec) == f*c {
+		oi.wDec = in.TC.WDec
+	}
+	views := outputViews(oi, res.Pages)
+	for _, db := range res.Dashboards {
+		db.Output = views[db.Feature]
+	}
 	return res, nil
+}
+
+// rankExtremes returns up to n of the table's features that fired at least
+// minCount times, of lowest and of highest consistency (ties: the larger
+// count first).
+func rankExtremes(fs []FeatureStat, n, minCount int) extremeTables {
+	var ok []FeatureStat
+	for _, st := range liveFeatures(fs) {
+		if st.Count >= int64(minCount) {
+			ok = append(ok, st)
+		}
+	}
+	return extremes(ok, n)
 }
 
 // accumulate adds one batch of tokens to the counters: count[f] += 1 per

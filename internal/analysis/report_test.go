@@ -238,8 +238,11 @@ func TestWriteReport(t *testing.T) {
 	f, _ := os.Open(filepath.Join(out, ReportCSV))
 	rows, err := csv.NewReader(f).ReadAll()
 	f.Close()
-	if err != nil || len(rows) != 4 || strings.Join(rows[0], ",") != "feature,freq,consistency,cos_fit_pinv,norm_fit,norm_pinv" ||
-		strings.Join(rows[2], ",") != "1,0.5,0.5,-1,2,1" || rows[3][2] != "NaN" {
+	// Feature 1 fired twice, its neurons on 2/2 and 1/2 times: Wilson
+	// intervals [0.342, 1] and [0.095, 0.905] bound |2p − 1| to [0, 1] and
+	// [0, 0.811], so its consistency interval is [0, 0.905].
+	if err != nil || len(rows) != 4 || strings.Join(rows[0], ",") != "feature,count,freq,consistency,consistency_lo,consistency_hi,cos_fit_pinv,norm_fit,norm_pinv" ||
+		strings.Join(append(rows[2][:5:5], rows[2][6:]...), ",") != "1,2,0.5,0.5,0,-1,2,1" || !strings.HasPrefix(rows[2][5], "0.905") || rows[3][3] != "NaN" || rows[3][1] != "0" {
 		t.Errorf("features.csv: %v %v", rows, err)
 	}
 	// The safetensors table has the same columns.
