@@ -25,6 +25,8 @@ type cachePlanOptions struct {
 	perShard   int
 	batchSize  int
 	sampleRows int
+	set        string
+	storeY     bool
 }
 
 func newCachePlanCmd(g *globalOptions) *cobra.Command {
@@ -51,13 +53,20 @@ to each --layer, as ` + "`cache build`" + ` runs them. Workers on other hardware
 their own speed: measure there (e.g. in an interactive job) for numbers
 you can trust. Sharding itself costs nothing per token.
 
---layer may be repeated (or comma-separated); each layer is its own cache.
+--layer may be repeated (or comma-separated); each layer is its own cache,
+built by its own pass. --layers LIST plans a layer set (cache build --layers):
+one pass to the deepest listed layer per batch, timed as such, and each
+layer's cache on disk. --store-y=false plans caches without y (C·size + 4
+bytes per token).
 
 Exit status: 0, 1 runtime error (no model), 2 usage error.`,
 		Example: `  ctxdep cache plan --n-tokens 100000000 --layer 8 --dtype float16 --workers 16
   ctxdep cache plan --model testdata/tiny-gpt2 --n-tokens 1000000 --layer 0,2 --dtype float32,float16 --workers 4 --json`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.set != "" && cmd.Flags().Changed("layer") {
+				return usagef("give --layer (each layer its own cache) or --layers LIST (a layer set), not both")
+			}
 			return runCachePlan(cmd.Context(), g, o, cmd.Flags().Changed("max-length"))
 		},
 	}
@@ -71,6 +80,8 @@ Exit status: 0, 1 runtime error (no model), 2 usage error.`,
 	f.IntVar(&o.perShard, "sequences-per-shard", 128, "rows per shard file, as in cache build")
 	f.IntVar(&o.batchSize, "batch-size", 32, "rows per forward pass, as in cache build (the same on every worker)")
 	f.IntVar(&o.sampleRows, "sample-rows", 8, "rows in the timed forward pass")
+	f.StringVar(&o.set, "layers", "", "plan a layer set (cache build --layers): e.g. 0-11 or all")
+	f.BoolVar(&o.storeY, "store-y", true, "plan caches that store y (--store-y=false: x only, as cache build --store-y=false)")
 	addJSONFlag(cmd, g)
 	return cmd
 }
@@ -103,6 +114,9 @@ type planResult struct {
 	LoadSeconds    float64    `json:"load_seconds"`
 	Plans          []planLine `json:"plans"`
 	BytesTotal     int64      `json:"bytes_total"`
+	// LayerSet lists the layers of a layer-set plan (--layers): one pass
+	// to the deepest caches all of them, so each line's time is the set's.
+	LayerSet []int `json:"layer_set,omitempty"`
 }
 
 func runCachePlan(ctx context.Context, g *globalOptions, o *cachePlanOptions, lengthSet bool) error {
@@ -138,7 +152,16 @@ func runCachePlan(ctx context.Context, g *globalOptions, o *cachePlanOptions, le
 	if err := checkMemory(t, measureBuffers(o.sampleRows, mc.DModel, mc.DMLP, g.backend.cpu())); err != nil {
 		return err
 	}
-	if err := checkMemory(t, buildBuffers(o.batchSize, o.perShard, mc.DModel, mc.DMLP, 1, g.backend.cpu())...); err != nil {
+	if o.set != "" {
+		if o.layers, err = parseLayerList(o.set, mc.NLayer); err != nil {
+			return err
+		}
+	}
+	inPass := 1 // layers one pass captures
+	if o.set != "" {
+		inPass = len(o.layers)
+	}
+	if err := checkMemory(t, buildBuffers(o.batchSize, o.perShard, mc.DModel, mc.DMLP, inPass, g.backend.cpu())...); err != nil {
 		return err
 	}
 	start := time.Now()
@@ -153,7 +176,7 @@ func runCachePlan(ctx context.Context, g *globalOptions, o *cachePlanOptions, le
 		}
 	}
 	plan, err := cachebuild.NewPlan(cachebuild.PlanInput{NTokens: o.nTokens, RowLen: t, Workers: o.workers,
-		BatchSize: o.batchSize, PerShard: o.perShard, DModel: m.DModel})
+		BatchSize: o.batchSize, PerShard: o.perShard, DModel: m.DModel, NoY: !o.storeY})
 	if err != nil {
 		if errors.Is(err, cachebuild.ErrPlan) {
 			err = usageError{err}
@@ -174,12 +197,27 @@ func runCachePlan(ctx context.Context, g *globalOptions, o *cachePlanOptions, le
 			return 0, err
 		}
 		defer free()
-		return cachebuild.Measure(ctx, m, pass, l, o.sampleRows, t)
+		return cachebuild.Measure(ctx, m, pass, []int{l}, o.sampleRows, t)
 	}
-	for _, l := range layers {
-		tps, err := measure(l)
+	setTPS := 0.0 // a layer set's pass to its deepest layer
+	if o.set != "" {
+		pass, free, err := g.backend.pass(m, layers, nil, o.sampleRows, t)
 		if err != nil {
 			return err
+		}
+		setTPS, err = cachebuild.Measure(ctx, m, pass, layers, o.sampleRows, t)
+		free()
+		if err != nil {
+			return err
+		}
+		res.LayerSet = layers
+	}
+	for _, l := range layers {
+		tps := setTPS
+		if o.set == "" {
+			if tps, err = measure(l); err != nil {
+				return err
+			}
 		}
 		for _, d := range o.dtypes {
 			e := plan.Estimate(d, tps, load)
@@ -209,6 +247,10 @@ func runCachePlan(ctx context.Context, g *globalOptions, o *cachePlanOptions, le
 	tw.Flush()
 	if len(res.Plans) > 1 {
 		fmt.Fprintf(g.stdout, "disk for all: %s\n", humanBytes(res.BytesTotal))
+	}
+	if res.LayerSet != nil {
+		fmt.Fprintf(g.stdout, "layer set %s: one pass to layer %d per batch caches every layer; the times above are the whole set's, not per layer\n",
+			actcache.LayersText(res.LayerSet), res.LayerSet[len(res.LayerSet)-1])
 	}
 	return nil
 }

@@ -9,14 +9,16 @@ import (
 )
 
 // Measure times what Build computes per batch, the forward pass of rows
-// rows of t tokens to block layer, after a warm-up run of one row (which
+// rows of t tokens capturing layers (to the deepest of them), after a warm-up run of one row (which
 // allocates and touches the weights), and returns tokens per second.
 // Token ids are fixed (BOS, then a deterministic walk through the
 // vocabulary): the forward pass costs the same for any ids.
 // pass is the Pass to time; nil means the CPU's.
-func Measure(ctx context.Context, m *gpt2.Model, pass Pass, layer, rows, t int) (float64, error) {
-	if err := m.CheckLayer(layer); err != nil {
-		return 0, err
+func Measure(ctx context.Context, m *gpt2.Model, pass Pass, layers []int, rows, t int) (float64, error) {
+	for _, l := range layers {
+		if err := m.CheckLayer(l); err != nil {
+			return 0, err
+		}
 	}
 	if t <= 0 || t > m.NCtx || rows <= 0 {
 		return 0, fmt.Errorf("cannot measure %d rows of %d tokens (the model's context is %d)", rows, t, m.NCtx)
@@ -30,9 +32,12 @@ func Measure(ctx context.Context, m *gpt2.Model, pass Pass, layer, rows, t int) 
 		}
 	}
 	if pass == nil {
-		pass = NewCPUPass(m, []int{layer}, nil, rows*t)
+		pass = NewCPUPass(m, layers, nil, rows*t)
 	}
-	out := []Capture{{X: make([]float32, rows*t*m.DModel), Y: make([]float32, rows*t*m.DModel)}}
+	out := make([]Capture, len(layers))
+	for i := range out {
+		out[i] = Capture{X: make([]float32, rows*t*m.DModel), Y: make([]float32, rows*t*m.DModel)}
+	}
 	if err := pass.Run(tokens[:t], 1, t, out); err != nil {
 		return 0, err
 	}

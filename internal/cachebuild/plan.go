@@ -17,6 +17,7 @@ type PlanInput struct {
 	BatchSize int   // rows per forward pass, B
 	PerShard  int   // rows per shard file
 	DModel    int   // the model's d_model, C
+	NoY       bool  // the cache stores no y (cache build --store-y=false)
 }
 
 // Plan is the size of a cache and its split among workers. Estimate adds
@@ -71,7 +72,7 @@ func NewPlan(in PlanInput) (*Plan, error) {
 // Estimate is a plan's disk size and time for one layer's cache in one
 // dtype.
 type Estimate struct {
-	BytesPerToken    int64   // BytesPerToken(C, dtype)
+	BytesPerToken    int64   // BytesPerToken(C, dtype, !NoY)
 	Bytes            int64   // Tokens·BytesPerToken, without acts and shard headers
 	SecondsTotal     float64 // all tokens on one worker, without the model load
 	SecondsPerWorker float64 // the busiest worker's ComputedRows, model load included
@@ -82,7 +83,7 @@ type Estimate struct {
 // forward speed to its layer (Measure), after loadSeconds loading the
 // model.
 func (p *Plan) Estimate(dtype string, tokensPerSecond, loadSeconds float64) Estimate {
-	bpt := BytesPerToken(p.DModel, dtype)
+	bpt := BytesPerToken(p.DModel, dtype, !p.NoY)
 	return Estimate{
 		BytesPerToken:    bpt,
 		Bytes:            p.Tokens * bpt,
@@ -92,11 +93,15 @@ func (p *Plan) Estimate(dtype string, tokensPerSecond, loadSeconds float64) Esti
 }
 
 // BytesPerToken returns the bytes a cache stores per token without acts:
-// x and y of c values each in dtype ("float32": 4 bytes, "float16": 2)
-// plus the int32 token, 2·c·size + 4. Safetensors headers and the
-// manifest add well under a kilobyte per shard.
-func BytesPerToken(c int, dtype string) int64 {
-	return 2*int64(c)*int64(actcache.StorageDType(dtype).Size()) + 4
+// x and, when storeY, y of c values each in dtype ("float32": 4 bytes,
+// "float16": 2) plus the int32 token, 2·c·size + 4 (c·size + 4 without y).
+// Safetensors headers and the manifest add well under a kilobyte per shard.
+func BytesPerToken(c int, dtype string, storeY bool) int64 {
+	vectors := int64(2)
+	if !storeY {
+		vectors = 1
+	}
+	return vectors*int64(c)*int64(actcache.StorageDType(dtype).Size()) + 4
 }
 
 // WorkerLoad returns the rows worker w of a build in batches of batch rows

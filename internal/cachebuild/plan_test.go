@@ -58,6 +58,14 @@ func TestNewPlan(t *testing.T) {
 				if got := p.Estimate(d.dtype, 32, 0.5); got != want {
 					t.Errorf("Estimate(%s) = %+v, want %+v", d.dtype, got, want)
 				}
+				// Without y: x and the token only, (bpt − 4)/2 + 4 bytes.
+				noY := *p
+				noY.NoY = true
+				want.BytesPerToken = (d.bpt-4)/2 + 4
+				want.Bytes = want.BytesPerToken * p.Tokens
+				if got := noY.Estimate(d.dtype, 32, 0.5); got != want {
+					t.Errorf("Estimate(%s, no y) = %+v, want %+v", d.dtype, got, want)
+				}
 			}
 		})
 	}
