@@ -1,6 +1,8 @@
 # ctxdep — build, test, benchmark.
 #
 #   make build        ./bin/ctxdep with OpenBLAS when libopenblas is installed, else pure Go
+#   make install      the same build, installed by go install into $GOBIN (default $(go env GOPATH)/bin)
+#   make docs         regenerate the command reference docs/cli/*.md and docs/man/*.1
 #   make test         vet + all tests; the OpenBLAS build's numerics tests (twice on AVX-512
 #                     CPUs: OpenBLAS's kernel and the Haswell one), the CUDA build
 #                     (compile, link, no-GPU error) and a real Slurm job array when their
@@ -33,7 +35,7 @@ CUDA_SDK  ?= .cuda-sdk
 CUDA_ENV   = CGO_ENABLED=1 CGO_CFLAGS="-I$(abspath $(CUDA_SDK))/include" CGO_LDFLAGS="-L$(abspath $(CUDA_SDK))/lib/stubs"
 NVCC      ?= $(if $(wildcard $(CUDA_SDK)/bin/nvcc),$(CUDA_SDK)/bin/nvcc,nvcc)
 
-.PHONY: build build-purego build-openblas build-cuda cuda-sdk ptx gpu-check-build test test-cuda demo bench fuzz fixtures clean
+.PHONY: build install docs build-purego build-openblas build-cuda cuda-sdk ptx gpu-check-build test test-cuda demo bench fuzz fixtures clean
 
 build:
 	@if [ -n "$(HAVE_OPENBLAS)" ]; then $(MAKE) --no-print-directory build-openblas; \
@@ -47,6 +49,22 @@ build-purego:
 build-openblas:
 	CGO_ENABLED=1 $(GO) build -tags openblas -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/ctxdep
 	@echo "built $(BIN) with the OpenBLAS backend"
+
+# go install puts the binary in $GOBIN, else $(go env GOPATH)/bin; add that
+# folder to PATH to run `ctxdep` by name.
+INSTALL_DIR = $(or $(shell $(GO) env GOBIN),$(shell $(GO) env GOPATH)/bin)
+
+install:
+	@if [ -n "$(HAVE_OPENBLAS)" ]; then \
+		CGO_ENABLED=1 $(GO) install -tags openblas -ldflags '$(LDFLAGS)' ./cmd/ctxdep && echo "installed $(INSTALL_DIR)/ctxdep with the OpenBLAS backend"; \
+	else echo "libopenblas not found (apt-get install libopenblas-dev): installing the pure-Go backend"; \
+		$(GO) install -ldflags '$(LDFLAGS)' ./cmd/ctxdep && echo "installed $(INSTALL_DIR)/ctxdep with the pure-Go BLAS backend (gonum)"; fi
+	@case ":$$PATH:" in *":$(INSTALL_DIR):"*) ;; *) echo "note: $(INSTALL_DIR) is not on your PATH: export PATH=\"$(INSTALL_DIR):\$$PATH\"";; esac
+
+# The command reference, generated from the commands' help; TestDocsCurrent
+# in cmd/ctxdep fails when the checked-in files differ from it.
+docs:
+	$(GO) run ./cmd/ctxdep gen-docs docs
 
 $(CUDA_SDK)/include/cuda.h:
 	./scripts/cuda-sdk.sh $(CUDA_SDK)

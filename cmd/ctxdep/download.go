@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -21,6 +22,9 @@ const (
 	transcoderWidth  = 24576
 	owtParquetBranch = "refs/convert/parquet"
 )
+
+// downloadTargets are what `download` fetches, in its usage's order.
+var downloadTargets = []string{"model", "transcoders", "owt"}
 
 var modelFiles = []string{"config.json", "model.safetensors", "vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json"}
 
@@ -57,6 +61,7 @@ files are.`,
 		Example: `  ctxdep download
   ctxdep download transcoders --layers 8,9
   ctxdep download owt --max-files 2`,
+		ValidArgs: downloadTargets,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runDownload(cmd.Context(), g, o, args)
 		},
@@ -100,8 +105,8 @@ func runDownload(ctx context.Context, g *globalOptions, o *downloadOptions, what
 		return usagef("--max-files %d: want 0 (all) or a positive count", o.maxFiles)
 	}
 	for _, w := range what {
-		if w != "model" && w != "transcoders" && w != "owt" {
-			return usagef("download %q: want model, transcoders or owt", w)
+		if !slices.Contains(downloadTargets, w) {
+			return usagef("download %q: want %s", w, strings.Join(downloadTargets, ", "))
 		}
 	}
 	c := hub.NewClient()

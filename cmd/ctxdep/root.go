@@ -54,8 +54,32 @@ per-layer transcoders of Dunefsky et al. (pchlenski/gpt2-transcoders), and
 fits and evaluates midcoders, in one binary.
 
 Inputs are found through --model and --transcoders, or $CTXDEP_MODEL and
-$CTXDEP_TRANSCODERS, or the Hugging Face hub cache ($HF_HOME/hub, default
+$CTXDEP_TRANSCODERS, or, for a command given --cache, the model and
+transcoder its manifest records (if still there with the recorded
+SHA-256), or the Hugging Face hub cache ($HF_HOME/hub, default
 ~/.cache/huggingface/hub) where Python users' downloads already live.
+
+Environment:
+  CTXDEP_MODEL            default --model
+  CTXDEP_TRANSCODERS      default --transcoders
+  CTXDEP_SHARD_COUNT      cache build: worker count, with JOB_COMPLETION_INDEX
+  SLURM_ARRAY_TASK_ID, SLURM_ARRAY_TASK_COUNT, SLURM_ARRAY_TASK_MIN,
+  SLURM_ARRAY_TASK_MAX    cache build: this worker of a Slurm job array
+  JOB_COMPLETION_INDEX    cache build: this worker of a Kubernetes indexed Job
+  HF_HOME                 Hugging Face folder (default $XDG_CACHE_HOME/huggingface,
+                          else ~/.cache/huggingface); the hub cache is HF_HOME/hub
+  HF_HUB_CACHE            the hub cache itself, overriding HF_HOME/hub
+  XDG_CACHE_HOME          see HF_HOME
+  HF_ENDPOINT             download: the hub or a mirror (default https://huggingface.co)
+  HF_TOKEN                download: access token (else the file HF_TOKEN_PATH,
+                          default HF_HOME/token, that huggingface-cli login writes)
+  HF_TOKEN_PATH           see HF_TOKEN
+  HF_HUB_OFFLINE          1: no network; download uses the hub cache or names what
+                          it lacks (TRANSFORMERS_OFFLINE is read when it is unset)
+  TRANSFORMERS_OFFLINE    see HF_HUB_OFFLINE
+  CTXDEP_CUBLAS           CUDA build: the cuBLAS library to load
+  CUDA_HOME, VIRTUAL_ENV  CUDA build: where else cuBLAS is looked for
+  OPENBLAS_CORETYPE       OpenBLAS build: read by OpenBLAS, forces its kernel
 
 Exit status: 0 success, 1 runtime error, 2 usage error, 130 interrupted.`,
 		SilenceUsage:  true,
@@ -85,10 +109,11 @@ Exit status: 0 success, 1 runtime error, 2 usage error, 130 interrupted.`,
 		}
 		return usageError{fmt.Errorf("%w (see `%s --help`)", err, cmd.CommandPath())}
 	})
-	root.AddCommand(newVersionCmd(g), newCacheCmd(g), newInspectCacheCmd(g), newFitCmd(g), newDownloadCmd(g), newTokenizeCmd(g), newPinvCmd(g), newEvaluateCmd(g), newReportCmd(g))
+	root.AddCommand(newVersionCmd(g), newCacheCmd(g), newInspectCacheCmd(g), newFitCmd(g), newDownloadCmd(g), newTokenizeCmd(g), newPinvCmd(g), newEvaluateCmd(g), newReportCmd(g), newGenDocsCmd())
 	root.SetOut(stdout) // before the completion command captures its writer
 	root.SetErr(stderr)
 	strictCommands(root)
+	registerCompletions(root)
 	return root, g
 }
 

@@ -72,6 +72,10 @@ type Client struct {
 	// Download) instead of keeping it, with a warning, when its size
 	// matches.
 	RequireVerified bool
+	// Offline makes no request at all (HF_HUB_OFFLINE): Download answers
+	// from the cache or names what it lacks, ListFiles lists the cached
+	// snapshot.
+	Offline bool
 
 	retryWait time.Duration // first pause before resuming (0 means 1s); tests shorten it
 }
@@ -87,7 +91,7 @@ func (c *Client) backoff(fails int) time.Duration {
 }
 
 // NewClient returns a client configured as huggingface_hub configures
-// itself: $HF_ENDPOINT, the token in $HF_TOKEN or else in the file that
+// itself: offline when $HF_HUB_OFFLINE says so (OfflineFromEnv), $HF_ENDPOINT, the token in $HF_TOKEN or else in the file that
 // `huggingface-cli login` writes ($HF_TOKEN_PATH, default $HF_HOME/token),
 // the cache of CacheDir(), progress on stderr and 5 retries.
 func NewClient() *Client {
@@ -97,6 +101,7 @@ func NewClient() *Client {
 		Progress: os.Stderr,
 		CacheDir: CacheDir(),
 		Retries:  5,
+		Offline:  OfflineFromEnv(),
 	}
 }
 
@@ -169,6 +174,9 @@ func (c *Client) httpClient() *http.Client {
 		base = http.DefaultClient
 	}
 	cl := *base
+	if c.Offline {
+		cl.Transport = offlineTransport{}
+	}
 	cl.CheckRedirect = func(req *http.Request, via []*http.Request) error {
 		if len(via) >= 10 {
 			return errors.New("stopped after 10 redirects")
@@ -547,6 +555,9 @@ func (c *Client) ListFiles(ctx context.Context, kind RepoKind, repo, revision st
 	}
 	if err := checkRepo(repo, revision); err != nil {
 		return nil, "", err
+	}
+	if c.Offline {
+		return c.offlineList(kind, repo, revision)
 	}
 	if _, err := c.checkEndpoint(); err != nil {
 		return nil, "", err

@@ -32,7 +32,9 @@ import (
 // A file already in that snapshot with the size the hub announces, or
 // whose blob is already in the cache, is not downloaded again; with a
 // commit hash as revision and every file present, no request is made at
-// all. Each new blob is downloaded to blobs/{etag}.incomplete (resuming
+// all; an Offline client makes no request ever, and answers from the
+// cached snapshot of revision or names the files it lacks. Each new blob
+// is downloaded to blobs/{etag}.incomplete (resuming
 // what an earlier, interrupted run left there with a Range request),
 // verified, and renamed into place. Cancelling ctx stops the transfer and
 // keeps the .incomplete file for the next run. refs/{revision} is written
@@ -78,6 +80,9 @@ func (c *Client) Download(ctx context.Context, kind RepoKind, repo, revision str
 		if err := checkPath(f); err != nil {
 			return "", fmt.Errorf("hub: %s %s: file %q: %w", kind, repo, f, err)
 		}
+	}
+	if c.Offline {
+		return c.offlineSnapshot(kind, repo, revision, files)
 	}
 	if _, err := c.checkEndpoint(); err != nil {
 		return "", err
