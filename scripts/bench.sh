@@ -5,8 +5,10 @@
 # Then the midcoder: one training step from cached activations (sparse, and
 # the dense reference) and the notebook's whole step from token ids, B = 64,
 # OpenBLAS build and PyTorch; and the pinv baseline at GPT-2-small shapes
-# (OpenBLAS build, float64, against PyTorch's float32). Prints the median of
-# each. Run it on an idle machine.
+# (OpenBLAS build, float64, against PyTorch's float32); and caching a layer
+# set, layers 0-11 from one pass, against layer 11 alone (OpenBLAS build,
+# shards written to a temporary directory). Prints the median of each. Run
+# it on an idle machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${COUNT:-3}
@@ -21,7 +23,7 @@ echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $(go ver
 echo "== pure Go" >&2; run "" 1x
 pure=$(cat "$out")
 : > "$out"
-mid="" pinv=""
+mid="" pinv="" sets=""
 if printf 'int main(void){return 0;}' | cc -x c - -lopenblas -o /dev/null 2>/dev/null; then
   echo "== OpenBLAS" >&2; run openblas 3x
   # (-bench splits its pattern at "/", so the two benchmarks take two runs)
@@ -30,6 +32,8 @@ if printf 'int main(void){return 0;}' | cc -x c - -lopenblas -o /dev/null 2>/dev
   echo "$mid" >&2
   pinv=$(go test -tags openblas -run '^$' -bench 'PinvBaseline/blas' -benchtime 1x -count "$count" ./internal/analysis | grep '^Benchmark')
   echo "$pinv" >&2
+  sets=$(go test -tags openblas -run '^$' -bench 'LayerSet' -benchtime 2x -count "$count" ./internal/cachebuild | grep '^Benchmark')
+  echo "$sets" >&2
 fi
 blas=$(cat "$out")
 torch=""
@@ -57,5 +61,11 @@ if [ -n "$pinv" ]; then
   printf '| ctxdep, OpenBLAS (%s kernel), float64 products, LAPACK dgesdd | %s |\n' "$kernel" \
     "$(grep -o '[0-9.]* s/op' <<<"$pinv" | cut -d' ' -f1 | median)"
   [ -n "$torch" ] && printf '| PyTorch, float32 (the notebook'"'"'s) | %s |\n' "$(sed -n 's/^pinv baseline[^:]*: *\([0-9.]*\) s.*/\1/p' <<<"$torch")"
+fi
+if [ -n "$sets" ]; then
+  one=$(pick "$sets" BenchmarkLayerSet/layer=11) all=$(pick "$sets" BenchmarkLayerSet/layers=0-11)
+  printf '\n| tokens/s (median of %s), 8 rows of 128, writes included | cache build |\n|---|---|\n' "$count"
+  printf '| layer 11 alone (OpenBLAS, %s kernel) | %s |\n| layers 0-11 in one pass | %s (%s× the time of layer 11 alone) |\n' "$kernel" "$one" "$all" \
+    "$(awk -v a="$one" -v b="$all" 'BEGIN { printf "%.2f", a / b }')"
 fi
 rm -f "$out"

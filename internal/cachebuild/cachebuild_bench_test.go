@@ -1,6 +1,10 @@
 package cachebuild
 
 import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/ctxdep/ctxdep/internal/blasimpl"
@@ -32,4 +36,44 @@ func BenchmarkForwardEncode(b *testing.B) {
 	}
 	b.ReportMetric(float64(bs*t*b.N)/b.Elapsed().Seconds(), "tokens/s")
 	b.ReportMetric(float64(len(acts.Indices))/(bs*t), "l0")
+}
+
+// BenchmarkLayerSet is `cache build` of 1,024 tokens (8 rows of 128) at
+// GPT-2-small shapes (random weights), shards written to a temporary
+// directory on the local disk: layer 11 alone against layers 0–11 from the
+// same single pass (`cache build --layers all`). The set's extra cost is
+// copying and writing eleven more caches; the forward pass is shared.
+func BenchmarkLayerSet(b *testing.B) {
+	info := blasimpl.Use(0)
+	b.Logf("blas %s, kernel %s, %d threads", info.Backend, info.Kernel, info.Threads)
+	m := gpt2.Random(gpt2.Small(), 1)
+	const rows, t = 8, 128
+	tok := gpt2.RandomTokens(rows*t, m.DVocab, 3)
+	for _, c := range []struct {
+		name   string
+		layers []int
+	}{{"layer=11", []int{11}}, {"layers=0-11", []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}}} {
+		b.Run(c.name, func(b *testing.B) {
+			root := b.TempDir()
+			pass := NewCPUPass(m, c.layers, nil, rows*t)
+			for b.Loop() {
+				dir, err := os.MkdirTemp(root, "set")
+				if err != nil {
+					b.Fatal(err)
+				}
+				o := Options{Model: m, Rows: Int32Rows{Data: tok, T: t}, DataKind: "bench", BatchSize: rows, PerShard: rows,
+					DType: "float32", Version: "bench", Pass: pass}
+				for _, l := range c.layers {
+					o.Layers = append(o.Layers, Layer{Layer: l, Out: filepath.Join(dir, fmt.Sprint(l))})
+				}
+				if _, err := Build(context.Background(), o); err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				os.RemoveAll(dir)
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(rows*t*b.N)/b.Elapsed().Seconds(), "tokens/s")
+		})
+	}
 }
