@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/ctxdep/ctxdep/internal/actcache"
 	"github.com/ctxdep/ctxdep/internal/gpt2"
@@ -199,5 +201,24 @@ func (g *globalOptions) yFromX(c *actcache.Cache) func(x, y []float32, rows int)
 			return err
 		}
 		return model.MLPOut(c.Manifest.Layer, x, y, make([]float32, rows*model.DMLP), rows)
+	}
+}
+
+// deprecatedAlias defines old, a former name of the flag now called
+// current, with def (which binds it to current's variable): hidden from
+// --help, and using it prints a one-line notice on stderr. Scripts that
+// use the old spelling keep working.
+func deprecatedAlias(f *pflag.FlagSet, old, current string, def func(name string)) {
+	def(old)
+	f.MarkDeprecated(old, fmt.Sprintf("use --%s (same meaning)", current))
+}
+
+// flagNoticesTo sends pflag's own notices (a deprecated flag's) of every
+// command to w, the command's stderr.
+func flagNoticesTo(c *cobra.Command, w io.Writer) {
+	c.Flags().SetOutput(w)
+	c.PersistentFlags().SetOutput(w)
+	for _, sub := range c.Commands() {
+		flagNoticesTo(sub, w)
 	}
 }

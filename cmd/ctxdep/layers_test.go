@@ -219,3 +219,40 @@ func TestStoreYFalse(t *testing.T) {
 		}
 	}
 }
+
+// The former seed flags still work, as hidden aliases that say what to
+// use instead: fit --seed is --init-seed, tokenize --seed is
+// --shuffle-seed; the results are the same bytes.
+func TestDeprecatedSeedFlags(t *testing.T) {
+	cache := buildCache(t, true)
+	tmp := t.TempDir()
+	var files [][]byte
+	for i, seed := range []string{"--seed", "--init-seed"} {
+		out := filepath.Join(tmp, seed)
+		code, _, errs := ctxdep(t, append(fitArgs(cache, out), seed, "7")...)
+		if code != 0 {
+			t.Fatalf("fit %s: %d %s", seed, code, errs)
+		}
+		if deprecated := strings.Contains(errs, "--seed has been deprecated, use --init-seed"); deprecated != (i == 0) {
+			t.Errorf("fit %s: stderr %q", seed, errs)
+		}
+		b, _ := os.ReadFile(filepath.Join(out, midcoder.HistoryFile))
+		files = append(files, b)
+	}
+	if !bytes.Equal(files[0], files[1]) {
+		t.Error("fit --seed 7 and --init-seed 7 differ")
+	}
+	corpus := writeCorpus(t, 20)
+	files = nil
+	for _, seed := range []string{"--seed", "--shuffle-seed"} {
+		out := filepath.Join(tmp, seed+".npy")
+		if code, _, errs := ctxdep(t, "tokenize", "-q", "--data", corpus, "--max-length", "8", "--shuffle-buffer", "5", seed, "3", "--out", out); code != 0 {
+			t.Fatalf("tokenize %s: %d %s", seed, code, errs)
+		}
+		b, _ := os.ReadFile(out)
+		files = append(files, b)
+	}
+	if !bytes.Equal(files[0], files[1]) {
+		t.Error("tokenize --seed 3 and --shuffle-seed 3 differ")
+	}
+}

@@ -113,6 +113,7 @@ Exit status: 0 success, 1 runtime error, 2 usage error, 130 interrupted.`,
 	root.SetOut(stdout) // before the completion command captures its writer
 	root.SetErr(stderr)
 	strictCommands(root)
+	flagNoticesTo(root, stderr)
 	registerCompletions(root)
 	return root, g
 }

@@ -23,11 +23,14 @@ type dataOptions struct {
 	tokenizer     string
 }
 
-// seedFlag names the shuffle seed: --seed (tokenize's and cache
-// build), or --data-seed for fit, whose --seed seeds the initialisation.
-func addDataFlags(f *pflag.FlagSet, o *dataOptions, seedFlag string) {
+// The shuffle seed is --shuffle-seed everywhere; oldSeedFlag is the
+// command's former spelling (--seed in tokenize and cache build,
+// --data-seed in fit, whose --init-seed seeds the initialisation), kept as
+// a hidden deprecated alias.
+func addDataFlags(f *pflag.FlagSet, o *dataOptions, oldSeedFlag string) {
 	f.IntVar(&o.shuffleBuffer, "shuffle-buffer", owt.DefaultShuffleBuffer, "Hugging Face streaming shuffle buffer (0 disables the shuffle)")
-	f.Uint64Var(&o.seed, seedFlag, owt.DefaultSeed, "seed of the streaming shuffle (numpy default_rng)")
+	f.Uint64Var(&o.seed, "shuffle-seed", owt.DefaultSeed, "seed of the streaming shuffle (numpy default_rng)")
+	deprecatedAlias(f, oldSeedFlag, "shuffle-seed", func(name string) { f.Uint64Var(&o.seed, name, owt.DefaultSeed, "") })
 	f.IntVar(&o.maxLength, "max-length", tokrows.DefaultMaxLength, fmt.Sprintf("tokens per row, BOS included (2..%d; at most the model's context in cache build and fit)", maxRowTokens))
 	f.StringVar(&o.format, "format", "", "corpus layout: jsonl, parquet, owt-tar or txt (default: from the path)")
 	f.StringVar(&o.tokenizer, "tokenizer", "", "directory with a Hugging Face tokenizer.json or vocab.json + merges.txt (default: GPT-2's embedded BPE)")

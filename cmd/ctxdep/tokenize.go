@@ -36,7 +36,7 @@ prepended, each batch's remainder dropped.
 
 Documents come in the order of the Hugging Face streaming pipeline that the
 notebook used: the files (shards) permuted and a --shuffle-buffer of 10,000
-documents shuffled with numpy's generator seeded by --seed;
+documents shuffled with numpy's generator seeded by --shuffle-seed;
 --shuffle-buffer 0 reads files in name order and documents in file order.
 
 Formats: JSON lines with a "text" field (.jsonl/.json, optionally .gz/.zst/.xz),
