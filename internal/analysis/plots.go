@@ -6,6 +6,7 @@ import (
 	"image/color"
 	"math"
 	"slices"
+	"strconv"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -108,6 +109,7 @@ func lossCurves(h []midcoder.Record) ([]byte, string) {
 			leg.Add(c.name, l, pts)
 		}
 		p.Add(plotter.NewGrid())
+		p.Y.Tick.Marker = fineTicks{}
 		row = append(row, p)
 	}
 	panels = append(panels, row)
@@ -127,6 +129,35 @@ func lossCurves(h []midcoder.Record) ([]byte, string) {
 		panic(fmt.Sprintf("analysis: png writer: %v", err))
 	}
 	return b.Bytes(), fmt.Sprintf("loss (blue, left) and loss_norm (orange, right) per epoch, each on its own axis; values from %.4g to %.4g", lo, hi)
+}
+
+// fineTicks are gonum's default ticks, labelled with as many decimals as
+// their spacing needs (the default labels of a narrow range repeat, e.g.
+// 2.2, 2.2, 2.2).
+type fineTicks struct{}
+
+func (fineTicks) Ticks(lo, hi float64) []plot.Tick {
+	ticks := plot.DefaultTicks{}.Ticks(lo, hi)
+	var major []float64
+	for _, t := range ticks {
+		if t.Label != "" {
+			major = append(major, t.Value)
+		}
+	}
+	if len(major) < 2 {
+		return ticks
+	}
+	step := math.Abs(major[1] - major[0])
+	d := 0
+	if step > 0 {
+		d = max(0, int(math.Ceil(-math.Log10(step)-1e-9)))
+	}
+	for i := range ticks {
+		if ticks[i].Label != "" {
+			ticks[i].Label = strconv.FormatFloat(ticks[i].Value, 'f', d, 64)
+		}
+	}
+	return ticks
 }
 
 func minMax(v []float64) (lo, hi float64) {

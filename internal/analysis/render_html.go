@@ -140,11 +140,13 @@ func tokens(e *Example, top float32) []tokView {
 	return tv
 }
 
+// exRows lists es for a page, numbered from 0 in the list (the neuron
+// examples' ranks in examples.jsonl run on across a feature's neurons).
 func exRows(es []Example, top float32, quantile bool) exTable {
 	t := exTable{Quantile: quantile}
 	for i := range es {
 		e := &es[i]
-		v := exView{Rank: e.Rank, Row: e.Row, Pos: e.Pos, Act: fmt.Sprintf("%.4g", e.Act), Tokens: tokens(e, top)}
+		v := exView{Rank: i, Row: e.Row, Pos: e.Pos, Act: fmt.Sprintf("%.4g", e.Act), Tokens: tokens(e, top)}
 		if quantile {
 			v.Quantile = fmt.Sprintf("%.0f%%", 100*e.Quantile)
 		}

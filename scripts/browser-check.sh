@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Browser check of the report's HTML: builds the demo report (scripts/demo.sh
+# on the tiny synthetic bundle in testdata/) into a temporary directory and
+# loads index.html and the first ranked feature's page in headless Chromium
+# (Debian's package `chromium`). It fails when
+#   - a page logs anything to the console (an uncaught error, a failed load),
+#   - the sorting script did not run (it marks every column head "sort"),
+#   - the feature page does not show its examples (highlighted firing tokens
+#     under "Top activating contexts") or a link of the index points nowhere.
+# It saves a screenshot of the feature page in the temporary directory; with
+# --save-screenshot also as docs/img/dashboard.png (the README's).
+#
+#   scripts/browser-check.sh [--save-screenshot] [bin/ctxdep]
+#
+# Chromium: apt-get install chromium (the script installs it when run as
+# root and it is missing). It needs no network: the pages fetch nothing.
+set -euo pipefail
+save=
+if [ "${1:-}" = --save-screenshot ]; then
+  save=docs/img/dashboard.png
+  shift
+fi
+bin=${1:-bin/ctxdep}
+cd "$(dirname "$0")/.."
+
+chrome=$(command -v chromium || command -v chromium-browser || true)
+if [ -z "$chrome" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "== installing Debian's chromium" >&2
+    apt-get install -y --no-install-recommends chromium >/dev/null ||
+      { apt-get update >/dev/null && apt-get install -y --no-install-recommends chromium >/dev/null; }
+    chrome=$(command -v chromium)
+  else
+    echo "browser-check: no chromium; install it (Debian: apt-get install chromium)" >&2
+    exit 1
+  fi
+fi
+if [ ! -x "$bin" ]; then
+  make build >&2
+fi
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+echo "== demo report into $work (log: $work/demo.log)" >&2
+if ! DEMO_OUT="$work" scripts/demo.sh "$bin" >"$work/demo.log" 2>&1; then
+  cat "$work/demo.log" >&2
+  echo "browser-check: the demo failed" >&2
+  exit 1
+fi
+report=$work/report
+feature=$(grep -o 'href="features/[0-9]*\.html"' "$report/index.html" | head -n 1 | sed 's/^href="//; s/"$//')
+if [ -z "$feature" ]; then
+  echo "browser-check: index.html links no feature page" >&2
+  exit 1
+fi
+
+fail=0
+# load PAGE: dumps the DOM after the scripts ran to $work/NAME.dom, the
+# browser's log to $work/NAME.log; fails on any console message.
+load() {
+  local page=$1 name=$2
+  timeout 120 "$chrome" --headless --no-sandbox --disable-gpu --no-first-run --user-data-dir="$work/profile" \
+    --enable-logging=stderr --v=0 --virtual-time-budget=3000 --dump-dom "file://$report/$page" \
+    >"$work/$name.dom" 2>"$work/$name.log" || { echo "FAIL $page: chromium exited $?" >&2; fail=1; }
+  if grep -E 'CONSOLE|Uncaught' "$work/$name.log" >&2; then
+    echo "FAIL $page: console messages (above)" >&2
+    fail=1
+  fi
+  if ! grep -q '<th class="sort"' "$work/$name.dom"; then
+    echo "FAIL $page: the sorting script did not run" >&2
+    fail=1
+  fi
+}
+load index.html index
+load "$feature" feature
+hits=$(grep -o 'class="tok hit"' "$work/feature.dom" | wc -l)
+if ! grep -q 'Top activating contexts' "$work/feature.dom" || [ "$hits" -lt 1 ]; then
+  echo "FAIL $feature: no examples shown ($hits highlighted firing tokens)" >&2
+  fail=1
+fi
+# Every local link of the index resolves.
+for l in $(grep -o 'href="[^"#:]*"' "$report/index.html" | sed 's/^href="//; s/"$//' | sort -u); do
+  [ -e "$report/$l" ] || { echo "FAIL index.html links $l, which is not there" >&2; fail=1; }
+done
+
+shot=$work/dashboard.png
+timeout 120 "$chrome" --headless --no-sandbox --disable-gpu --no-first-run --user-data-dir="$work/profile" \
+  --hide-scrollbars --window-size=1000,1000 --virtual-time-budget=3000 --screenshot="$shot" \
+  "file://$report/$feature" >/dev/null 2>&1 || { echo "FAIL screenshot of $feature" >&2; fail=1; }
+if [ -n "$save" ] && [ -s "$shot" ]; then
+  mkdir -p "$(dirname "$save")"
+  cp "$shot" "$save"
+  echo "saved $save ($(wc -c <"$save") bytes)" >&2
+fi
+if [ "$fail" != 0 ]; then
+  trap - EXIT
+  echo "browser-check: FAILED; the report and the browser's logs are in $work" >&2
+  exit 1
+fi
+echo "browser-check: ok (index.html and $feature load without console messages; $hits firing tokens highlighted on $feature)"
