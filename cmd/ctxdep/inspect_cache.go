@@ -33,7 +33,11 @@ the transcoder's quality on the cache:
   nmse                   mse / mean(y²)
   fire_frac              fraction of features that fire on at least one cached token
   features_never_firing  features that fire on no cached token
-  live_features          features with log10 frequency > −4 in the sparsity file
+  live                   features live on the cache: they fire on at least one
+                         cached token (what "live" means in every ctxdep output)
+  frequent_in_training   features with log10 frequency > −4 in the transcoder's
+                         sparsity file, its training run's firing rates (JSON
+                         also as live_features, its former name)
 Activations stored with --with-acts are used when their transcoder's
 SHA-256 matches; otherwise x is encoded shard by shard.`,
 		Example: `  ctxdep inspect-cache /tmp/cache --transcoders testdata/tiny-transcoders
@@ -140,10 +144,11 @@ func printInspect(g *globalOptions, r *inspectResult) error {
 		fmt.Fprintf(w, "nmse\t%.6g\n", q.NMSE)
 		fmt.Fprintf(w, "fire_frac\t%.4g\n", q.FireFrac)
 		fmt.Fprintf(w, "features_never_firing\t%d\n", q.FeaturesNeverFiring)
-		if q.LiveFeatures != nil {
-			fmt.Fprintf(w, "live_features\t%d (log10 frequency > -4)\n", *q.LiveFeatures)
+		fmt.Fprintf(w, "live\t%d (fire on at least one cached token)\n", q.Live)
+		if q.FrequentInTraining != nil {
+			fmt.Fprintf(w, "frequent_in_training\t%d (log10 frequency > -4 in the sparsity file)\n", *q.FrequentInTraining)
 		} else {
-			fmt.Fprintf(w, "live_features\tunknown (no sparsity file)\n")
+			fmt.Fprintf(w, "frequent_in_training\tunknown (no sparsity file)\n")
 		}
 		w.Flush()
 	} else {

@@ -74,7 +74,15 @@ type Quality struct {
 	NMSE                float64 `json:"nmse"`        // mse / mean(y²)
 	FireFrac            float64 `json:"fire_frac"`   // fraction of features firing on ≥ 1 cached token
 	FeaturesNeverFiring int     `json:"features_never_firing"`
-	LiveFeatures        *int    `json:"live_features"` // log10 frequency > −4 in the sparsity file; null without it
+	// Live counts the features live on the cache: they fire on at least one
+	// cached token (ctxdep's one meaning of "live", as in the report).
+	Live int `json:"live"`
+	// FrequentInTraining counts the features with log10 frequency > −4 in
+	// the transcoder's sparsity file (its training run's firing rates);
+	// null without the file. LiveFeatures is its former name, kept in the
+	// JSON for scripts that read it.
+	FrequentInTraining *int `json:"frequent_in_training"`
+	LiveFeatures       *int `json:"live_features"`
 }
 
 // Report is everything inspect computes.
@@ -162,9 +170,10 @@ func Run(ctx context.Context, c *actcache.Cache, o Options) (*Report, error) {
 			}
 		}
 		q.FireFrac = 1 - float64(q.FeaturesNeverFiring)/float64(tc.DSAE)
+		q.Live = tc.DSAE - q.FeaturesNeverFiring
 		if o.LogFreq != nil {
-			live := transcoder.CountLive(o.LogFreq)
-			q.LiveFeatures = &live
+			n := transcoder.CountLive(o.LogFreq)
+			q.FrequentInTraining, q.LiveFeatures = &n, &n
 		}
 		r.Transcoder = q
 	}
