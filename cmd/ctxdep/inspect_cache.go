@@ -18,12 +18,14 @@ import (
 )
 
 func newInspectCacheCmd(g *globalOptions) *cobra.Command {
+	var layers string
 	cmd := &cobra.Command{
 		Use:   "inspect-cache DIR",
 		Short: "Report a cache's manifest, size and statistics, and a transcoder's quality on it",
 		Long: `Reports the manifest of the activation cache in DIR, its size on disk, token
 counts and statistics of x and y over all cached tokens (BOS positions
-included).
+included). For a layer set (cache build --layers), --layer L reports the
+layer's cache and --layers LIST each in turn.
 
 When a transcoder for the cache's layer is found (--transcoder FILE, or
 --transcoders DIR, $CTXDEP_TRANSCODERS or the hub cache), it also reports
@@ -44,9 +46,12 @@ SHA-256 matches; otherwise x is encoded shard by shard.`,
   ctxdep inspect-cache cache-l8 --json | jq .transcoder.nmse`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runInspectCache(cmd.Context(), g, args[0], cmd.Flags().Changed("layer"))
+			return g.withLayers(cmd, layers, args[0], func(layerSet bool, _ int) error {
+				return runInspectCache(cmd.Context(), g, args[0], layerSet)
+			})
 		},
 	}
+	addLayersFlag(cmd, &layers, "one report per layer of the layer set DIR")
 	addJSONFlag(cmd, g)
 	return cmd
 }
@@ -66,9 +71,9 @@ func runInspectCache(ctx context.Context, g *globalOptions, dir string, layerSet
 		return err
 	}
 	m := c.Manifest
-	res := inspectResult{Dir: dir, Manifest: m}
+	res := inspectResult{Dir: c.Dir, Manifest: m}
 	for _, s := range m.Shards {
-		st, err := os.Stat(filepath.Join(dir, s.File))
+		st, err := os.Stat(filepath.Join(c.Dir, s.File))
 		if err != nil {
 			return fmt.Errorf("actcache: %w", err)
 		}
