@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -21,13 +22,40 @@ const (
 	transcodersRepo = "pchlenski/gpt2-transcoders"
 )
 
-// modelDir resolves --model: the flag, $CTXDEP_MODEL, or the hub cache.
+// repoIDRe matches a hub repository id with an optional revision:
+// OWNER/NAME or OWNER/NAME@REV.
+var repoIDRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_.-]+(@[A-Za-z0-9_./-]+)?$`)
+
+// localOrRepo resolves the value of a path flag (or its environment
+// variable): a path that exists is used as it is; one that does not and
+// reads as OWNER/NAME[@REV] is looked up in the hub cache, without the
+// network (`ctxdep download` or huggingface_hub fetch it there).
+func localOrRepo(flag, v string) (string, error) {
+	if _, err := os.Stat(v); err == nil || !repoIDRe.MatchString(v) {
+		return v, nil
+	}
+	repo, rev, _ := strings.Cut(v, "@")
+	d, err := hub.Snapshot(repo, rev)
+	if err != nil {
+		what, fetch := repo, "huggingface-cli download "+repo
+		if rev != "" {
+			what += " at revision " + rev
+			fetch += " --revision " + rev
+		}
+		return "", fmt.Errorf("%s %s: no such directory, and the hub repository %s is not in the hub cache %s (fetch it with `%s`)", flag, v, what, hub.CacheDir(), fetch)
+	}
+	return d, nil
+}
+
+// modelDir resolves --model: the flag, $CTXDEP_MODEL, the cache's record,
+// or the hub cache. The flag and the variable may name a hub repository,
+// OWNER/NAME[@REV], found in the hub cache.
 func (g *globalOptions) modelDir() (string, error) {
 	if g.model != "" {
-		return g.model, nil
+		return localOrRepo("--model", g.model)
 	}
 	if d := os.Getenv("CTXDEP_MODEL"); d != "" {
-		return d, nil
+		return localOrRepo("$CTXDEP_MODEL", d)
 	}
 	if r := g.recorded; r != nil && r.model.Path != "" {
 		if r.modelDir != "" {
@@ -196,6 +224,15 @@ func (g *globalOptions) transcoderFiles(layer int) (model, sparsity string, err 
 			return transcoder.Find(d, layer)
 		}
 		return "", "", fmt.Errorf("%w: the cache %s stores the acts of the transcoder %s, which is no longer there: pass --transcoder FILE or --transcoders DIR (or set $CTXDEP_TRANSCODERS)", errNoTranscoder, displayPath(r.dir), r.transcoder.Path)
+	}
+	if dir != "" {
+		flag := "--transcoders"
+		if g.transcoders == "" {
+			flag = "$CTXDEP_TRANSCODERS"
+		}
+		if dir, err = localOrRepo(flag, dir); err != nil {
+			return "", "", err
+		}
 	}
 	if dir == "" {
 		d, err := hub.Snapshot(transcodersRepo, "")

@@ -146,3 +146,51 @@ func TestSAELensTranscoder(t *testing.T) {
 	code, _, errs = ctxdep(t, "evaluate", "--cache", cache, "--model", tinyModel, "--transcoders", tinySAELens, "--layer", "1", "--transcoder", filepath.Join(tinySAELens, "nothing"))
 	expectError(t, code, errs, 1, "nothing")
 }
+
+// fakeSnapshot lays out repo at commit in the hub cache under home as
+// huggingface_hub does (refs/main, snapshots/COMMIT/ with links to files
+// of src), and returns the snapshot.
+func fakeSnapshot(t *testing.T, home, repo, commit, src string, names ...string) string {
+	t.Helper()
+	dir := filepath.Join(home, "hub", "models--"+strings.ReplaceAll(repo, "/", "--"))
+	snap := filepath.Join(dir, "snapshots", commit)
+	if err := os.MkdirAll(snap, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Join(dir, "refs"), 0o755)
+	os.WriteFile(filepath.Join(dir, "refs", "main"), []byte(commit), 0o644)
+	for _, n := range names {
+		abs, _ := filepath.Abs(filepath.Join(src, n))
+		os.MkdirAll(filepath.Dir(filepath.Join(snap, n)), 0o755)
+		if err := os.Symlink(abs, filepath.Join(snap, n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return snap
+}
+
+// --model and --transcoders take hub repository ids, OWNER/NAME[@REV],
+// found in the hub cache.
+func TestHubRepoIDs(t *testing.T) {
+	noDefaultInputs(t)
+	home := os.Getenv("HF_HOME")
+	fakeSnapshot(t, home, "someone/tiny-gpt2", "c0ffee", tinyModel, "config.json", "model.safetensors")
+	fakeSnapshot(t, home, "someone/tiny-tc", "beef", tinyTC, tinyTCFile)
+	fakeSnapshot(t, home, "someone/tiny-saelens", "f00d", tinySAELens, "layer-1/cfg.json", "layer-1/sae_weights.safetensors")
+	cache := buildCache(t, false)
+	for _, args := range [][]string{
+		{"--model", "someone/tiny-gpt2", "--transcoders", "someone/tiny-tc"},
+		{"--model", "someone/tiny-gpt2@main", "--transcoders", "someone/tiny-tc@beef"},
+		{"--model", "someone/tiny-gpt2@c0ffee", "--transcoders", "someone/tiny-saelens"},
+	} {
+		code, _, errs := ctxdep(t, append([]string{"evaluate", "-q", "--cache", cache}, args...)...)
+		if code != 0 {
+			t.Errorf("evaluate %v: %d %s", args, code, errs)
+		}
+	}
+	code, _, errs := ctxdep(t, "evaluate", "-q", "--cache", cache, "--model", "someone/tiny-gpt2@v2", "--transcoders", tinyTC)
+	expectError(t, code, errs, 1, "--model someone/tiny-gpt2@v2", "at revision v2", "not in the hub cache", "huggingface-cli download someone/tiny-gpt2 --revision v2")
+	t.Setenv("CTXDEP_TRANSCODERS", "nobody/nothing")
+	code, _, errs = ctxdep(t, "evaluate", "-q", "--cache", cache, "--model", tinyModel)
+	expectError(t, code, errs, 1, "$CTXDEP_TRANSCODERS nobody/nothing", "not in the hub cache")
+}

@@ -92,8 +92,8 @@ Exit status: 0 success, 1 runtime error, 2 usage error, 130 interrupted.`,
 		},
 	}
 	f := root.PersistentFlags()
-	f.StringVar(&g.model, "model", "", "GPT-2 checkpoint directory: config.json plus model.safetensors or pytorch_model.bin\n(default $CTXDEP_MODEL, else the hub cache entry of openai-community/gpt2)")
-	f.StringVar(&g.transcoders, "transcoders", "", "directory of per-layer transcoder files final_sparse_autoencoder_gpt2-small_blocks.{L}.ln2.hook_normalized_{F}.pt,\nor of SAELens transcoder directories (the one whose cfg.json hooks block L)\n(default $CTXDEP_TRANSCODERS, else the hub cache entry of pchlenski/gpt2-transcoders)")
+	f.StringVar(&g.model, "model", "", "GPT-2 checkpoint directory: config.json plus model.safetensors or pytorch_model.bin,\nor a hub repository OWNER/NAME[@REV] in the hub cache\n(default $CTXDEP_MODEL, else the hub cache entry of openai-community/gpt2)")
+	f.StringVar(&g.transcoders, "transcoders", "", "directory of per-layer transcoder files final_sparse_autoencoder_gpt2-small_blocks.{L}.ln2.hook_normalized_{F}.pt,\nor of SAELens transcoder directories (the one whose cfg.json hooks block L),\nor a hub repository OWNER/NAME[@REV] in the hub cache holding either\n(default $CTXDEP_TRANSCODERS, else the hub cache entry of pchlenski/gpt2-transcoders)")
 	f.StringVar(&g.transcoder, "transcoder", "", "one transcoder, instead of looking it up in --transcoders: a .pt file, or a SAELens\ndirectory (cfg.json and sae_weights.safetensors)")
 	f.IntVar(&g.layer, "layer", 8, "transformer block L whose MLP the transcoder replaces")
 	f.StringVar(&g.device, "device", "cpu", "cpu or cuda: where cache build, cache plan and fit run (cuda needs a build with CUDA: make build-cuda)")
