@@ -38,8 +38,8 @@ func newReportCmd(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "report --cache DIR --midcoder FILE [--pinv FILE] [--history FILE] --out DIR",
 		Short: "Per-feature context-dependence report: firing frequency, neuron gating consistency, cos(fit, pinv)",
-		Long: `Streams once over the cache (memory: one shard and F × top-k counters) and
-computes for each transcoder feature f:
+		Long: `Streams once over the cache (memory: one shard, F × top-k counters and the
+dashboards) and computes for each transcoder feature f:
   freq          fraction of cached tokens with acts_f > 0
   P(active|f)   for the --top-k neurons n that f's fitted mid vector drives most
                 (largest |(W_mid[f] @ W_in)[n]|), the fraction of the tokens where
@@ -70,12 +70,13 @@ feature on Neuronpedia.
 
 Writes into --out: features.csv and features.safetensors (one row per feature),
 summary.json (with the provenance: ctxdep version, inputs and their SHA-256,
-flags), examples.jsonl (one line per feature, kind and rank), PNG plots
-(histogram of consistency, consistency against log10 frequency, histogram of
-cos(fit, pinv) with --pinv, loss curves from --history or the history.csv
-next to the midcoder file), index.md, a self-contained index.html with the
-definitions of every statistic and sortable rankings, and features/*.html. A
-missing or malformed history leaves out the loss plot and index.md says why.
+flags), examples.jsonl (one line per feature, kind and rank: about 10 KB per
+feature that fires), PNG plots (histogram of consistency, consistency against
+log10 frequency, histogram of cos(fit, pinv) with --pinv, loss curves from
+--history or the history.csv next to the midcoder file), index.md, a
+self-contained index.html with the definitions of every statistic and sortable
+rankings, and features/*.html. A missing or malformed history leaves out the
+loss plot and index.md says why.
 
 The model is needed for the layer's MLP weights and the unembedding; the
 transcoder when the cache stores no acts (built without --with-acts), and

@@ -20,7 +20,8 @@ import (
 //
 // Definitions (also written into index.md and index.html):
 //
-//	freq_f         fraction of cached tokens t with acts_f(t) > 0.
+//	count_f        cached tokens t with acts_f(t) > 0.
+//	freq_f         count_f / the number of cached tokens.
 //	drive_f        W_mid[f] @ W_in (N): how strongly f's fitted mid vector
 //	               drives each MLP neuron (W_in the layer's processed MLP
 //	               input weights, C × N).
@@ -35,6 +36,14 @@ import (
 //	               switches the same neurons on (or off) every time it fires
 //	               (context-independent), 0 when each is on half the time
 //	               (context-dependent). NaN when f never fires.
+//	consistency interval
+//	               [consistency_lo, consistency_hi]: each top neuron's
+//	               P_f[n] gets its 95% Wilson score interval (count_f
+//	               trials), |2p − 1| is bounded over it (0 when it holds
+//	               1/2), and the bounds are averaged over the top-k neurons
+//	               (consistencyInterval). It contains consistency_f whenever
+//	               every neuron's P lies in its own interval; no correction
+//	               for the neurons' dependence or for correlated tokens.
 //	cos_fit_pinv_f cosine between W_mid_fit[f] and W_mid_pinv[f] (NaN without
 //	               --pinv, or when either vector is zero).
 //	norm_fit_f     ‖W_mid_fit[f]‖₂; norm_pinv_f ‖W_mid_pinv[f]‖₂.
@@ -199,8 +208,11 @@ func CheckDashboardSettings(examples, minCount, pages int) error {
 }
 
 // Report streams once over the cache and computes the per-feature
-// statistics defined above. Memory: two shards (one read ahead),
-// reportRows × (C + N) floats, and F × TopK counters.
+// statistics defined above, and with in.Examples > 0 the dashboards
+// (dashboard.go) of the table's live features, with the output-side view
+// (output.go) for the features that get a page. Memory: two shards (one
+// read ahead), reportRows × (C + N) floats, F × TopK counters, and about
+// 6.5 KB per feature that fires for the dashboards.
 func Report(ctx context.Context, in ReportInput, bar *progress.Bar) (*ReportResult, error) {
 	if in.Cache == nil || in.MLP == nil || in.Fit == nil {
 		return nil, fmt.Errorf("report: cache, MLP and midcoder are required")
