@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ctxdep/ctxdep/internal/actcache"
 	"github.com/ctxdep/ctxdep/internal/analysis"
 	"github.com/ctxdep/ctxdep/internal/midcoder"
 	"github.com/ctxdep/ctxdep/internal/progress"
@@ -65,42 +66,7 @@ func runEvaluate(ctx context.Context, g *globalOptions, o *evaluateOptions, laye
 	if o.cache == "" {
 		return usagef("evaluate needs --cache DIR")
 	}
-	c, err := g.openCacheAt(o.cache, layerSet)
-	if err != nil {
-		return err
-	}
-	layer := c.Manifest.Layer
-	if c.Manifest.ContextLength < 2 {
-		return fmt.Errorf("the cache %s has sequences of %d token: no next-token targets", o.cache, c.Manifest.ContextLength)
-	}
-	model, modelProv, err := g.loadModel()
-	if err != nil {
-		return err
-	}
-	if err := c.CheckModel(modelProv); err != nil {
-		return err
-	}
-	tc, _, _, err := g.loadTranscoder(layer, model.DModel)
-	if err != nil {
-		return err
-	}
-	var mids []analysis.Midcoder
-	for _, f := range o.midcoders {
-		p, meta, err := loadMidcoder(f, layer, model.DModel, tc.DSAE, modelProv)
-		if err != nil {
-			return err
-		}
-		act := midcoder.ReLU
-		if meta.Config.Act != "" {
-			if act, err = midcoder.ParseActivation(meta.Config.Act); err != nil {
-				return fmt.Errorf("midcoder %s: %w", f, err)
-			}
-		}
-		mids = append(mids, analysis.Midcoder{File: f, Params: p, MLP: midcoder.NewMLP(model, layer, act)})
-	}
-	bar := progress.New(g.stderr, "evaluate", c.Manifest.NTokens, "tokens", g.quiet)
-	res, err := analysis.Evaluate(ctx, model, c, tc, mids, bar)
-	bar.Finish()
+	res, layer, err := evaluateCache(ctx, g, o, layerSet)
 	if err != nil {
 		return err
 	}
@@ -120,4 +86,53 @@ func runEvaluate(ctx context.Context, g *globalOptions, o *evaluateOptions, laye
 	fmt.Fprintf(w, "zero ablation\t%.5f\t\t\n", res.CEZeroAblation)
 	fmt.Fprintf(w, "(%d tokens, %d predictions)\t\t\t\n", res.Tokens, res.Predictions)
 	return w.Flush()
+}
+
+// evaluateCache runs evaluate's splices over the cache o names (its layer
+// as g.layer says when layerSet) and returns the scores and the layer.
+func evaluateCache(ctx context.Context, g *globalOptions, o *evaluateOptions, layerSet bool) (*analysis.EvalResult, int, error) {
+	c, err := g.openCacheAt(o.cache, layerSet)
+	if err != nil {
+		return nil, 0, err
+	}
+	layer := c.Manifest.Layer
+	res, err := evaluateOpened(ctx, g, c, o.midcoders)
+	return res, layer, err
+}
+
+// evaluateOpened is evaluateCache on an opened cache.
+func evaluateOpened(ctx context.Context, g *globalOptions, c *actcache.Cache, midcoders []string) (*analysis.EvalResult, error) {
+	layer := c.Manifest.Layer
+	if c.Manifest.ContextLength < 2 {
+		return nil, fmt.Errorf("the cache %s has sequences of %d token: no next-token targets", c.Dir, c.Manifest.ContextLength)
+	}
+	model, modelProv, err := g.loadModel()
+	if err != nil {
+		return nil, err
+	}
+	if err := c.CheckModel(modelProv); err != nil {
+		return nil, err
+	}
+	tc, _, _, err := g.loadTranscoder(layer, model.DModel)
+	if err != nil {
+		return nil, err
+	}
+	var mids []analysis.Midcoder
+	for _, f := range midcoders {
+		p, meta, err := loadMidcoder(f, layer, model.DModel, tc.DSAE, modelProv)
+		if err != nil {
+			return nil, err
+		}
+		act := midcoder.ReLU
+		if meta.Config.Act != "" {
+			if act, err = midcoder.ParseActivation(meta.Config.Act); err != nil {
+				return nil, fmt.Errorf("midcoder %s: %w", f, err)
+			}
+		}
+		mids = append(mids, analysis.Midcoder{File: f, Params: p, MLP: midcoder.NewMLP(model, layer, act)})
+	}
+	bar := progress.New(g.stderr, "evaluate", c.Manifest.NTokens, "tokens", g.quiet)
+	res, err := analysis.Evaluate(ctx, model, c, tc, mids, bar)
+	bar.Finish()
+	return res, err
 }
