@@ -35,8 +35,11 @@ import (
 //	           outside go to the first or last bin.
 //
 // Memory: about 48 examples of ~130 bytes and 96 counters per feature
-// that fires (about 6.5 KB; some 160 MB for 24,576 features); --examples 0
-// turns the dashboards off.
+// that fires (about 6.5 KB; some 160 MB for 24,576 features); the finished
+// dashboards take about as much, each feature's accumulator freed as its
+// dashboard is made. --examples 0 turns the dashboards off. (Measured on a
+// synthetic cache of 8,192 tokens, 6,144 live features of 24,576, 50
+// firings a token: the pass took 1.7 s and the heap held 185 MB after it.)
 const (
 	exBefore       = 10 // tokens shown before the firing token
 	exAfter        = 3  // and after it

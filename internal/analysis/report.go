@@ -394,6 +394,7 @@ func Report(ctx context.Context, in ReportInput, bar *progress.Bar) (*ReportResu
 			paged[st.Feature] = true
 		}
 		db := dash.dashboard(st, on)
+		dash.feats[st.Feature] = nil // its examples now live in db
 		res.Dashboards = append(res.Dashboards, db)
 		if paged[st.Feature] {
 			means[st.Feature] = db.MeanAct
