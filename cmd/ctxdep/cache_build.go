@@ -210,7 +210,9 @@ func runCacheBuild(ctx context.Context, g *globalOptions, o *cacheBuildOptions, 
 		}
 		return checkMemory(t, buildBuffers(o.batchSize, o.perShard, mc.DModel, mc.DMLP, len(layers), g.backend.cpu())...)
 	}
-	opts := cachebuild.Options{NoY: !o.storeY, BatchSize: o.batchSize, PerShard: o.perShard, DType: o.dtype, Version: "ctxdep " + version}
+	// A layer set's caches also hold each token's ln2.hook_scale, for
+	// ctxdep connections (4 bytes per token).
+	opts := cachebuild.Options{NoY: !o.storeY, WithScale: o.layers != "", BatchSize: o.batchSize, PerShard: o.perShard, DType: o.dtype, Version: "ctxdep " + version}
 	if o.data != "" {
 		t := o.maxLength
 		if err := checkSize(t); err != nil {

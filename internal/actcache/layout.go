@@ -19,6 +19,9 @@ func shardTensors(m *Manifest, n int, nnz int64) []safetensors.TensorInfo {
 	if !m.YRecomputed {
 		infos = append(infos, safetensors.TensorInfo{Name: "y", DType: dt, Shape: []int{n, t, c}})
 	}
+	if m.WithScale {
+		infos = append(infos, safetensors.TensorInfo{Name: "scale", DType: safetensors.F32, Shape: []int{n, t}})
+	}
 	if m.WithActs {
 		infos = append(infos,
 			safetensors.TensorInfo{Name: "acts_indptr", DType: safetensors.I64, Shape: []int{n*t + 1}},

@@ -45,12 +45,16 @@ type Manifest struct {
 	// YRecomputed marks a cache whose shards hold no y (cache build
 	// --store-y=false): a reader computes y = MLP_L(x), the layer's
 	// processed MLP applied to the stored x, through Cache.YFromX.
-	YRecomputed bool             `json:"y_recomputed,omitempty"`
-	DSAE        int              `json:"d_sae,omitempty"` // transcoder width when with_acts
-	Model       provenance.File  `json:"model"`
-	Transcoder  *provenance.File `json:"transcoder"` // the transcoder whose acts are stored; null without --with-acts
-	Data        Data             `json:"data"`
-	CreatedBy   string           `json:"created_by"`
+	YRecomputed bool `json:"y_recomputed,omitempty"`
+	// WithScale marks a cache whose shards hold blocks.L.ln2.hook_scale,
+	// the LayerNorm scale of each token (a layer set's caches do): what
+	// ctxdep connections divides by.
+	WithScale  bool             `json:"with_scale,omitempty"`
+	DSAE       int              `json:"d_sae,omitempty"` // transcoder width when with_acts
+	Model      provenance.File  `json:"model"`
+	Transcoder *provenance.File `json:"transcoder"` // the transcoder whose acts are stored; null without --with-acts
+	Data       Data             `json:"data"`
+	CreatedBy  string           `json:"created_by"`
 	// Worker is set in the manifest of one worker of a sharded build
 	// (WorkerManifestName), absent otherwise.
 	Worker *Worker `json:"worker,omitempty"`

@@ -53,6 +53,7 @@ type ShardData struct {
 	NSequences int
 	Tokens     []int32   // (S_i·T)
 	X, Y       []float32 // (S_i·T, C)
+	Scale      []float32 // (S_i·T): ln2.hook_scale, when the cache stores it
 	Acts       *transcoder.Acts
 }
 
@@ -122,6 +123,8 @@ func (c *Cache) readShard(path string, s Shard) (*ShardData, error) {
 			w.f32 = &sd.X
 		case "y":
 			w.f32 = &sd.Y
+		case "scale":
+			w.f32 = &sd.Scale
 		case "acts_indptr":
 			w.i64 = &sd.Acts.Indptr
 		case "acts_indices":

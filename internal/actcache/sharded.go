@@ -251,6 +251,7 @@ func differences(a, b *Manifest) string {
 	diff("sequences per shard", a.SequencesPerShard, b.SequencesPerShard)
 	diff("with acts", a.WithActs, b.WithActs)
 	diff("y recomputed", a.YRecomputed, b.YRecomputed)
+	diff("with scale", a.WithScale, b.WithScale)
 	diff("d_sae", a.DSAE, b.DSAE)
 	ta, tb := "", ""
 	if a.Transcoder != nil {

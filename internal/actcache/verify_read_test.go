@@ -238,7 +238,7 @@ func TestReadFloat16Verified(t *testing.T) {
 		for j := range x {
 			x[j], y[j] = float32(j)+0.5, -float32(j)*0.25
 		}
-		if err := w.WriteShard(i, tok, x, y, nil); err != nil {
+		if err := w.WriteShard(i, tok, x, y, nil, nil); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -29,6 +29,7 @@ type Batch struct {
 	First, N int
 	Tokens   []int32
 	X, Y     []float32
+	Scale    []float32 // (N·T) ln2.hook_scale; nil when the cache stores none
 	Acts     *transcoder.Acts
 }
 
@@ -116,6 +117,9 @@ func (r *Reader) Next(n int) (*Batch, error) {
 	lo, hi := r.pos*t, (r.pos+k)*t
 	b := &r.batch
 	*b = Batch{First: l.first + r.pos, N: k, Tokens: l.data.Tokens[lo:hi], X: l.data.X[lo*c : hi*c], Y: l.data.Y[lo*c : hi*c]}
+	if l.data.Scale != nil {
+		b.Scale = l.data.Scale[lo:hi]
+	}
 	if a := l.acts; a != nil {
 		// Rows [lo, hi) as CSR of their own: Indptr from 0.
 		base := a.Indptr[lo]

@@ -44,7 +44,7 @@ func writeCache(t *testing.T, n int) *Cache {
 				a.Indptr = append(a.Indptr, int64(len(a.Indices)))
 			}
 		}
-		if err := w.WriteShard(i, tok, x, y, &a); err != nil {
+		if err := w.WriteShard(i, tok, x, y, nil, &a); err != nil {
 			t.Fatal(err)
 		}
 	}

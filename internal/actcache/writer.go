@@ -70,6 +70,7 @@ func settingsKey(m *Manifest) string {
 		DType                            string
 		WithActs                         bool
 		YRecomputed                      bool `json:",omitempty"`
+		WithScale                        bool `json:",omitempty"`
 		Model, Transcoder, Data          string
 		Rows, FirstRow, RowsTaken        int
 		Format                           string
@@ -77,7 +78,7 @@ func settingsKey(m *Manifest) string {
 		Worker                           *Worker `json:",omitempty"` // absent: single-machine keys stay as they were
 		BatchSize                        int     `json:",omitempty"` // absent in caches from before batch grids
 		ToEnd                            bool    `json:",omitempty"`
-	}{YRecomputed: m.YRecomputed, BatchSize: m.BatchSize, Layer: m.Layer, DModel: m.DModel, T: m.ContextLength, PerShard: m.SequencesPerShard, DSAE: m.DSAE,
+	}{WithScale: m.WithScale, YRecomputed: m.YRecomputed, BatchSize: m.BatchSize, Layer: m.Layer, DModel: m.DModel, T: m.ContextLength, PerShard: m.SequencesPerShard, DSAE: m.DSAE,
 		DType: m.DType, WithActs: m.WithActs, Model: m.Model.SHA256, Data: m.Data.SHA256,
 		Rows: m.Data.Rows, FirstRow: m.Data.FirstRow, RowsTaken: m.Data.RowsTaken, ToEnd: m.Data.ToEnd, Format: Format + "/" + strconv.Itoa(Version), DataSettings: m.Data.Settings, Worker: m.Worker}
 	if m.Transcoder != nil {
@@ -633,7 +634,7 @@ func (w *Writer) Has(i int) bool { return i < len(w.kept) && w.kept[i] != nil }
 // A float16 cache refuses a value beyond float16's range (±65504), which
 // would be stored as ±Inf. Any error releases the writer's lock: a failed
 // write ends the build.
-func (w *Writer) WriteShard(i int, tokens []int32, x, y []float32, acts *transcoder.Acts) (err error) {
+func (w *Writer) WriteShard(i int, tokens []int32, x, y, scale []float32, acts *transcoder.Acts) (err error) {
 	if err := w.usable(); err != nil {
 		return err
 	}
@@ -658,6 +659,9 @@ func (w *Writer) WriteShard(i int, tokens []int32, x, y []float32, acts *transco
 	}
 	if len(tokens) != n*t || len(x) != n*t*c || (len(y) != n*t*c && !w.man.YRecomputed) {
 		panic(fmt.Sprintf("actcache: shard %d: got %d tokens, %d x, %d y for %d sequences", i, len(tokens), len(x), len(y), n))
+	}
+	if (scale != nil) != w.man.WithScale || (scale != nil && len(scale) != n*t) {
+		panic(fmt.Sprintf("actcache: shard %d: scale does not match the manifest", i))
 	}
 	if (acts != nil) != w.man.WithActs || (acts != nil && acts.Rows() != n*t) {
 		panic(fmt.Sprintf("actcache: shard %d: acts do not match the manifest", i))
@@ -689,6 +693,9 @@ func (w *Writer) WriteShard(i int, tokens []int32, x, y []float32, acts *transco
 	}
 	if err == nil && y != nil {
 		err = sw.WriteFloat32(y)
+	}
+	if err == nil && scale != nil {
+		err = sw.WriteFloat32(scale)
 	}
 	if err == nil && acts != nil {
 		if err = sw.WriteInt64(acts.Indptr); err == nil {

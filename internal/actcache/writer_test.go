@@ -52,7 +52,7 @@ func wtWrite(t *testing.T, w *Writer, i int) {
 	t.Helper()
 	first, n := w.ShardRows(i)
 	tok, x, y := wtShard(first, n, 0)
-	if err := w.WriteShard(i, tok, x, y, nil); err != nil {
+	if err := w.WriteShard(i, tok, x, y, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -243,7 +243,7 @@ func TestWriterReleases(t *testing.T) {
 		t.Errorf("second Close = %v", err)
 	}
 	tok, x, y := wtShard(2, 2, 0)
-	mustContain(t, "WriteShard after Close", w.WriteShard(1, tok, x, y, nil), "is closed")
+	mustContain(t, "WriteShard after Close", w.WriteShard(1, tok, x, y, nil, nil), "is closed")
 	mustContain(t, "Finish after Close", w.Finish(), "is closed")
 	if _, err := os.Stat(dirlock.Path(dir)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("Close left the lock file: %v", err)
@@ -258,7 +258,7 @@ func TestWriterReleases(t *testing.T) {
 	}
 	os.Chmod(dir, 0o555)
 	defer os.Chmod(dir, 0o755)
-	if err := w.WriteShard(1, tok, x, y, nil); err == nil {
+	if err := w.WriteShard(1, tok, x, y, nil, nil); err == nil {
 		if os.Geteuid() == 0 {
 			t.Skip("root writes into a read-only directory")
 		}
@@ -285,12 +285,12 @@ func TestFloat16Overflow(t *testing.T) {
 	}
 	tok, x, y := wtShard(0, 2, 0)
 	x[0], y[1] = 65504, -65504
-	if err := w.WriteShard(0, tok, x, y, nil); err != nil {
+	if err := w.WriteShard(0, tok, x, y, nil, nil); err != nil {
 		t.Fatalf("±65504: %v", err)
 	}
 	tok, x, y = wtShard(2, 2, 0)
 	y[1*wtT*wtC+2*wtC+1] = 70000 // row 3, position 2, channel 1
-	err = w.WriteShard(1, tok, x, y, nil)
+	err = w.WriteShard(1, tok, x, y, nil, nil)
 	mustContain(t, "WriteShard(y = 70000)", err, filepath.Join(dir, "shard-00001.safetensors"), "y (blocks.1.hook_mlp_out) is 70000 at input row 3, position 2, channel 1",
 		"beyond float16's range (±65504)", "--dtype float32")
 	if _, err := os.Stat(filepath.Join(dir, "shard-00001.safetensors")); !errors.Is(err, os.ErrNotExist) {
@@ -303,7 +303,7 @@ func TestFloat16Overflow(t *testing.T) {
 	defer w.Close()
 	tok, x, y = wtShard(2, 2, 0)
 	x[0] = -1e30
-	mustContain(t, "WriteShard(x = -1e30)", w.WriteShard(1, tok, x, y, nil), "x (blocks.1.ln2.hook_normalized) is -1e+30 at input row 2, position 0, channel 0")
+	mustContain(t, "WriteShard(x = -1e30)", w.WriteShard(1, tok, x, y, nil, nil), "x (blocks.1.ln2.hook_normalized) is -1e+30 at input row 2, position 0, channel 0")
 }
 
 // Row 7 of issue 18: a manifest whose layer was edited keeps its shards'

@@ -3,6 +3,7 @@ package cachebuild
 import (
 	"context"
 	"fmt"
+	"math"
 	"slices"
 
 	"github.com/ctxdep/ctxdep/internal/actcache"
@@ -39,8 +40,9 @@ func (r Int32Rows) Read(dst []int32, first, n int) error {
 // the caller's slices) and, when Acts is not nil, the layer's transcoder
 // activations of x.
 type Capture struct {
-	X, Y []float32
-	Acts *transcoder.Acts
+	X, Y  []float32
+	Scale []float32 // (B·T) ln2.hook_scale, when not nil
+	Acts  *transcoder.Acts
 }
 
 // Pass computes one batch of a build: for tokens (B·T), the values of
@@ -84,6 +86,8 @@ func (p *cpuPass) Run(tokens []int32, b, t int, out []Capture) error {
 		i := slices.Index(p.layers, l)
 		switch {
 		case i < 0:
+		case hook == "hook_resid_mid" && out[i].Scale != nil:
+			LayerNormScale(out[i].Scale[:b*t], v, b*t, p.m.DModel, p.m.Eps)
 		case hook == "ln2.hook_normalized":
 			copy(out[i].X[:n], v)
 		case hook == "hook_mlp_out":
@@ -131,9 +135,11 @@ type Options struct {
 	DType      string
 	// NoY stores x (and acts) without y: readers compute y = MLP_L(x)
 	// (actcache.Manifest.YRecomputed), halving the disk.
-	NoY      bool
-	Progress *progress.Bar // may be nil
-	Version  string
+	NoY bool
+	// WithScale stores each layer's ln2.hook_scale (actcache.Manifest.WithScale).
+	WithScale bool
+	Progress  *progress.Bar // may be nil
+	Version   string
 	// Shard, when set, makes this build one worker of a sharded build: it
 	// caches its range of the NRows rows (actcache.Worker.Range) under
 	// worker file names, for `ctxdep cache merge` to join.
@@ -211,7 +217,7 @@ func Build(ctx context.Context, o Options) ([]*actcache.Manifest, error) {
 			Layer: l.Layer, DModel: m.DModel, ContextLength: t, NSequences: n, DType: o.DType,
 			Hooks: actcache.HookNames(l.Layer), SequencesPerShard: o.PerShard, BatchSize: o.BatchSize,
 			Model: o.ModelProv, Data: actcache.Data{Kind: o.DataKind, File: o.DataProv, Rows: o.Rows.NumRows(), RowsTaken: n, ToEnd: n < 0, Settings: o.DataSet},
-			CreatedBy: o.Version, YRecomputed: o.NoY,
+			CreatedBy: o.Version, YRecomputed: o.NoY, WithScale: o.WithScale,
 		}
 		if tc := l.Transcoder; tc != nil {
 			man.WithActs, man.DSAE, man.Transcoder = true, tc.DSAE, l.TransProv
@@ -287,6 +293,7 @@ type sink struct {
 	layer   int
 	acts    bool            // the cache stores activations
 	x, y    []float32       // the shard's rows so far
+	scale   []float32       // (with scale)
 	sActs   transcoder.Acts // the shard's activations so far
 	bActs   transcoder.Acts // the batch's activations
 	pending int             // a shard begun but not written (-1: none)
@@ -322,6 +329,9 @@ func run(ctx context.Context, o Options, sinks []*sink, pass Pass, grid actcache
 			caps[i].Acts = &k.bActs
 		}
 		k.x, k.y = make([]float32, per*t*c), make([]float32, per*t*c)
+		if o.WithScale {
+			caps[i].Scale, k.scale = make([]float32, grid.Size*t), make([]float32, per*t)
+		}
 	}
 	write := func(k *sink, s, n int) error {
 		var a *transcoder.Acts
@@ -329,7 +339,11 @@ func run(ctx context.Context, o Options, sinks []*sink, pass Pass, grid actcache
 			a = &k.sActs
 		}
 		k.pending = -1
-		return k.w.WriteShard(s, sTok[:n*t], k.x[:n*t*c], k.y[:n*t*c], a)
+		var sc []float32
+		if k.scale != nil {
+			sc = k.scale[:n*t]
+		}
+		return k.w.WriteShard(s, sTok[:n*t], k.x[:n*t*c], k.y[:n*t*c], sc, a)
 	}
 	// shards returns the shards s0..s1 that batch rows [lo, lo+nb) hold
 	// rows of. A worker's first and last batches may hold rows of its
@@ -411,6 +425,9 @@ func run(ctx context.Context, o Options, sinks []*sink, pass Pass, grid actcache
 				}
 				copy(k.x[(r0-sf)*t*c:(r1-sf)*t*c], caps[i].X[(r0-lo)*t*c:])
 				copy(k.y[(r0-sf)*t*c:(r1-sf)*t*c], caps[i].Y[(r0-lo)*t*c:])
+				if k.scale != nil {
+					copy(k.scale[(r0-sf)*t:(r1-sf)*t], caps[i].Scale[(r0-lo)*t:])
+				}
 				if k.acts {
 					appendActRows(&k.sActs, &k.bActs, (r0-lo)*t, (r1-lo)*t)
 				}
@@ -461,3 +478,23 @@ func appendActRows(dst, src *transcoder.Acts, lo, hi int) {
 
 // appendActs appends all rows of src to dst.
 func appendActs(dst, src *transcoder.Acts) { appendActRows(dst, src, 0, src.Rows()) }
+
+// LayerNormScale sets scale (m) to TransformerLens's hook_scale of the
+// LayerNorm applied to x (m, c): sqrt(mean((x − mean x)²) + eps) per row,
+// what ln2.hook_normalized divides the centred row by.
+func LayerNormScale(scale, x []float32, m, c int, eps float64) {
+	for r := 0; r < m; r++ {
+		row := x[r*c : (r+1)*c]
+		var sum float64
+		for _, v := range row {
+			sum += float64(v)
+		}
+		mean := sum / float64(c)
+		var ss float64
+		for _, v := range row {
+			d := float64(v) - mean
+			ss += d * d
+		}
+		scale[r] = float32(math.Sqrt(ss/float64(c) + eps))
+	}
+}

@@ -4,13 +4,17 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/ctxdep/ctxdep/internal/actcache"
+	"github.com/ctxdep/ctxdep/internal/gpt2"
 	"github.com/ctxdep/ctxdep/internal/provenance"
+	"github.com/ctxdep/ctxdep/internal/testutil"
 	"github.com/ctxdep/ctxdep/internal/transcoder"
 )
 
@@ -126,5 +130,82 @@ func TestLayerSetOrder(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Errorf("a refused build left %d entries", len(entries))
+	}
+}
+
+// LayerNormScale is TransformerLens's ln2.hook_scale: on PyTorch's golden
+// hooks (testdata/gen/gen_fixtures.py: resid_mid and x = ln2.hook_normalized
+// of the tiny model, float64 rounded to float32), x · scale is the centred
+// resid_mid at every token and layer.
+func TestLayerNormScaleMatchesTransformerLens(t *testing.T) {
+	g := testutil.Golden(t, "../../testdata/golden/gpt2_hooks.safetensors")
+	const c = 16
+	for l := 0; l < 3; l++ {
+		resid, x := g[fmt.Sprint("resid_mid.", l)], g[fmt.Sprint("x.", l)]
+		m := len(resid) / c
+		scale := make([]float32, m)
+		LayerNormScale(scale, resid, m, c, 1e-5)
+		for r := 0; r < m; r++ {
+			var mean float64
+			for _, v := range resid[r*c : (r+1)*c] {
+				mean += float64(v) / c
+			}
+			for j := 0; j < c; j++ {
+				want := float64(resid[r*c+j]) - mean
+				if got := float64(x[r*c+j]) * float64(scale[r]); math.Abs(got-want) > 1e-5+1e-5*math.Abs(want) {
+					t.Fatalf("layer %d token %d channel %d: x·scale = %g, centred resid_mid %g", l, r, j, got, want)
+				}
+			}
+		}
+	}
+}
+
+// A build WithScale stores each layer's scale, and nothing else changes:
+// x and y are the bytes of a build without it, and scale is
+// LayerNormScale of the pass's resid_mid.
+func TestBuildWithScale(t *testing.T) {
+	f := load(t)
+	dir := t.TempDir()
+	o := layerOptions(t, f, filepath.Join(dir, "scale"), 1, 2)
+	o.WithScale = true
+	if _, err := Build(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	ref := layerOptions(t, f, filepath.Join(dir, "plain"), 1, 2)
+	if _, err := Build(context.Background(), ref); err != nil {
+		t.Fatal(err)
+	}
+	ws := f.model.NewWorkspace(6 * 16)
+	want := map[int][]float32{}
+	hooks := &gpt2.Hooks{Observe: func(hook string, l int, v []float32) {
+		if hook == "hook_resid_mid" {
+			want[l] = make([]float32, 6*16)
+			LayerNormScale(want[l], v, 6*16, f.model.DModel, f.model.Eps)
+		}
+	}}
+	if _, _, err := f.model.RunToBlock(ws, f.rows.Data, 6, 16, 2, hooks); err != nil {
+		t.Fatal(err)
+	}
+	for i, l := range []int{1, 2} {
+		a, _ := actcache.Open(o.Layers[i].Out)
+		b, _ := actcache.Open(ref.Layers[i].Out)
+		if !a.Manifest.WithScale || b.Manifest.WithScale {
+			t.Fatalf("with_scale %v / %v", a.Manifest.WithScale, b.Manifest.WithScale)
+		}
+		var scale, xa, xb []float32
+		for s := range a.Manifest.Shards {
+			da, err := a.ReadShard(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			db, _ := b.ReadShard(s)
+			scale, xa, xb = append(scale, da.Scale...), append(xa, da.X...), append(xb, db.X...)
+		}
+		// 6 rows of 16 tokens in one batch of 4 and one of 2: the reference
+		// pass above runs all 6 at once, so compare to rounding.
+		testutil.Close(t, fmt.Sprint("scale.", l), scale, want[l], 1e-6, 1e-6)
+		if !slices.Equal(xa, xb) {
+			t.Errorf("layer %d: x differs from the build without scale", l)
+		}
 	}
 }

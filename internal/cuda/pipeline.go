@@ -48,6 +48,7 @@ type Forward struct {
 	layers     []int
 	encs       []*Encoder // per layer; nil: no activations
 	acts       []*Acts
+	resid      []float32 // host copy of the residual stream, for Capture.Scale
 }
 
 // NewForward prepares passes of up to maxRows rows of t tokens that
@@ -101,6 +102,11 @@ func (f *Forward) Run(tokens []int32, b, t int, out []cachebuild.Capture) error 
 		if err := d2h(out[i].Y[:n], f.m.Y()); err != nil {
 			return err
 		}
+		if out[i].Scale != nil {
+			if err := f.scale(out[i], l, b*t); err != nil {
+				return err
+			}
+		}
 		if out[i].Acts == nil {
 			return nil
 		}
@@ -112,6 +118,28 @@ func (f *Forward) Run(tokens []int32, b, t int, out []cachebuild.Capture) error 
 		}
 		return f.d.Download(out[i].Acts, f.acts[i])
 	})
+}
+
+// scale sets c.Scale to ln2.hook_scale of block l, from the residual
+// stream: after block l it is resid_mid + y (the deepest block leaves
+// resid_mid itself), so resid_mid is recovered by subtracting y on the
+// host, to float32 rounding.
+func (f *Forward) scale(c cachebuild.Capture, l, rows int) error {
+	n := rows * f.c
+	if len(f.resid) < n {
+		f.resid = make([]float32, n)
+	}
+	r := f.resid[:n]
+	if err := d2h(r, f.m.resid); err != nil {
+		return err
+	}
+	if l != f.layers[len(f.layers)-1] {
+		for i := range r {
+			r[i] -= c.Y[i]
+		}
+	}
+	cachebuild.LayerNormScale(c.Scale[:rows], r, rows, f.c, f.m.cfg.Eps)
+	return nil
 }
 
 // Free releases the device memory.

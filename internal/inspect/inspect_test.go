@@ -25,7 +25,7 @@ func TestRunHandChecked(t *testing.T) {
 	xs := [][]float32{{1, -1, -1, 1}, {1, -1, 2, -2}}
 	ys := [][]float32{{1, 1, 0, 2}, {3, -1, 0, 0}}
 	for i := 0; i < 2; i++ {
-		if err := w.WriteShard(i, []int32{1, 2}, xs[i], ys[i], nil); err != nil {
+		if err := w.WriteShard(i, []int32{1, 2}, xs[i], ys[i], nil, nil); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -63,7 +63,7 @@ func load(t *testing.T, withActs bool) fixture {
 			acts = &transcoder.Acts{}
 			enc.Encode(acts, x[lo:hi], (hi-lo)/16)
 		}
-		if err := cw.WriteShard(i, make([]int32, (hi-lo)/16), x[lo:hi], y[lo:hi], acts); err != nil {
+		if err := cw.WriteShard(i, make([]int32, (hi-lo)/16), x[lo:hi], y[lo:hi], nil, acts); err != nil {
 			t.Fatal(err)
 		}
 	}
