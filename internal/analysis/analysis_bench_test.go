@@ -23,9 +23,9 @@ func benchCache(b *testing.B) (*gpt2.Model, *transcoder.Transcoder, *actcache.Ca
 	tc := transcoder.Random(m.DModel, 24576, 100, 2)
 	const rows, t = 16, 128
 	dir := filepath.Join(b.TempDir(), "cache")
-	_, err := cachebuild.Build(context.Background(), cachebuild.Options{Layers: []cachebuild.Layer{{Layer: 8, Out: dir}}, Model: m,
+	_, err := cachebuild.Build(context.Background(), cachebuild.Options{Layers: []cachebuild.Layer{{Layer: 8, Out: dir, Transcoder: tc}}, Model: m,
 		Rows: cachebuild.Int32Rows{Data: gpt2.RandomTokens(rows*t, m.DVocab, 3), T: t}, DataKind: "bench",
-		BatchSize: 8, PerShard: rows, DType: "float32", Transcoder: tc})
+		BatchSize: 8, PerShard: rows, DType: "float32"})
 	if err != nil {
 		b.Fatal(err)
 	}
