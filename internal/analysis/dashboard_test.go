@@ -374,7 +374,7 @@ func TestExamplesTiesAndQuantiles(t *testing.T) {
 	}
 	for i := 0; i < 2; i++ {
 		a := &transcoder.Acts{Indptr: []int64{0, 2, 3}, Indices: []int32{0, 1, 0}, Values: []float32{1, float32(1 + i), 1}}
-		if err := w.WriteShard(i, []int32{int32(10 + i), 20}, handX[i*4:(i+1)*4], make([]float32, 4), a); err != nil {
+		if err := w.WriteShard(i, []int32{int32(10 + i), 20}, handX[i*4:(i+1)*4], make([]float32, 4), nil, a); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -77,7 +77,7 @@ func handCache(t *testing.T, withActs bool) *actcache.Cache {
 		if withActs {
 			a = acts[i]
 		}
-		if err := w.WriteShard(i, []int32{1, 2}, handX[i*4:(i+1)*4], make([]float32, 4), a); err != nil {
+		if err := w.WriteShard(i, []int32{1, 2}, handX[i*4:(i+1)*4], make([]float32, 4), nil, a); err != nil {
 			t.Fatal(err)
 		}
 	}
