@@ -123,12 +123,41 @@ func TestLayerSetCommands(t *testing.T) {
 		t.Fatalf("evaluate --layers: %d\n%s\n%s", code, out, errs)
 	}
 
+	// report --layers: each layer's report is the one-layer report, plus
+	// the cross-layer table and plots.
+	reports := filepath.Join(tmp, "reports")
+	if code, out, errs := ctxdep(t, "report", "-q", "--cache", set, "--model", tinyModel, "--transcoders", tinyTC, "--layers", "all",
+		"--midcoder", fits, "--pinv", pinvs, "--evaluate", "--out", reports); code != 0 || !strings.Contains(out, "layers.csv") {
+		t.Fatalf("report --layers: %d %s %s", code, out, errs)
+	}
+	one := filepath.Join(tmp, "report-2")
+	if code, _, errs := ctxdep(t, "report", "-q", "--cache", set, "--model", tinyModel, "--transcoders", tinyTC, "--layer", "2",
+		"--midcoder", filepath.Join(fits, "layer-02", midcoder.ResultFile), "--pinv", filepath.Join(pinvs, "layer-02.safetensors"), "--out", one); code != 0 {
+		t.Fatalf("report --layer 2: %d %s", code, errs)
+	}
+	a, _ := os.ReadFile(filepath.Join(one, "features.csv"))
+	b, err := os.ReadFile(filepath.Join(reports, "layer-02", "features.csv"))
+	if err != nil || len(a) == 0 || !bytes.Equal(a, b) {
+		t.Errorf("layer 2's features.csv in the set report differs from the one-layer report's (%v)", err)
+	}
+	table, _ := os.ReadFile(filepath.Join(reports, "layers.csv"))
+	lines := strings.Split(strings.TrimSpace(string(table)), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "layer,n_tokens,l0,nmse_transcoder,ce_clean,") || !strings.HasPrefix(lines[1], "1,96,") || !strings.HasPrefix(lines[2], "2,96,") ||
+		strings.Contains(lines[2], ",,") {
+		t.Errorf("layers.csv (with --evaluate every cell is set):\n%s", table)
+	}
+	for _, f := range []string{"index.html", "index.md", "layers_consistency_box.png", "layer-01/index.html"} {
+		if _, err := os.Stat(filepath.Join(reports, f)); err != nil {
+			t.Error(err)
+		}
+	}
+
 	// verify checks every layer; damage in one is named and fails it.
 	if code, out, errs := ctxdep(t, "cache", "verify", "-q", set); code != 0 || strings.Count(out, ": ok") != 2 {
 		t.Fatalf("cache verify: %d %s %s", code, out, errs)
 	}
 	p := filepath.Join(set, "layer-02", actcache.ShardName(1))
-	b, _ := os.ReadFile(p)
+	b, _ = os.ReadFile(p)
 	b[len(b)-1] ^= 1
 	os.WriteFile(p, b, 0o644)
 	code, _, errs = ctxdep(t, "cache", "verify", "-q", set)

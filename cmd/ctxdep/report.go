@@ -30,6 +30,9 @@ type reportOptions struct {
 	examples int
 	minCount int
 	pages    int
+	effect   bool
+	layers   string
+	evaluate bool
 	flags    map[string]string // every flag set, and the report's own, for the provenance
 }
 
@@ -89,7 +92,7 @@ otherwise, when found, for W_dec on the feature pages.`,
 			o.flags = map[string]string{}
 			cmd.Flags().VisitAll(func(f *pflag.Flag) {
 				switch f.Name {
-				case "top-k", "features", "examples", "min-count", "pages":
+				case "top-k", "features", "examples", "min-count", "pages", "effect":
 					o.flags[f.Name] = f.Value.String()
 				default:
 					if f.Changed {
@@ -97,6 +100,15 @@ otherwise, when found, for W_dec on the feature pages.`,
 					}
 				}
 			})
+			if o.layers != "" {
+				if cmd.Flags().Changed("layer") {
+					return usagef("give --layer L (one layer) or --layers LIST, not both")
+				}
+				return runReportLayers(cmd.Context(), g, o)
+			}
+			if o.evaluate {
+				return usagef("--evaluate fills the cross-layer table of report --layers; for one layer run ctxdep evaluate")
+			}
 			return runReport(cmd.Context(), g, o, cmd.Flags().Changed("layer"))
 		},
 	}
@@ -110,6 +122,9 @@ otherwise, when found, for W_dec on the feature pages.`,
 	f.IntVar(&o.features, "features", 0, "keep only the first N live features (0: all)")
 	f.IntVar(&o.examples, "examples", analysis.DefaultExamples, fmt.Sprintf("top activating contexts per feature on its dashboard (0: no dashboards, examples.jsonl or pages; at most %d)", analysis.MaxExamples))
 	f.IntVar(&o.minCount, "min-count", analysis.DefaultMinCount, "rank only features that fired at least this many times")
+	f.BoolVar(&o.effect, "effect", true, "compute effect_consistency, cos_effect_dec and cos_effect_pinv in the same pass\n(k·N·C flops per firing feature and token: at GPT-2 small's shapes tens of times the rest\nof the pass; --effect=false leaves them out)")
+	f.StringVar(&o.layers, "layers", "", "report on each layer of the layer set --cache names (e.g. 2,3, 0-11 or all), with\n--midcoder and --pinv the --out DIRs of fit and pinv-baseline --layers: --out R gets\nR/layer-LL/ per layer and the cross-layer R/index.html, index.md, layers.csv and plots")
+	f.BoolVar(&o.evaluate, "evaluate", false, "with --layers, also run ctxdep evaluate per layer to fill the table's CE and NMSE\ncolumns (a forward pass of the whole model per cached token, per layer)")
 	f.IntVar(&o.pages, "pages", analysis.DefaultPages, fmt.Sprintf("at most this many feature pages (the ranked features first; at most %d)", analysis.MaxPages))
 	addJSONFlag(cmd, g)
 	return cmd
@@ -129,27 +144,37 @@ func loadMidcoder(file string, layer, dModel, dSAE int, model provenance.File) (
 }
 
 func runReport(ctx context.Context, g *globalOptions, o *reportOptions, layerSet bool) error {
+	res, r, err := reportLayer(ctx, g, o, layerSet)
+	if err != nil {
+		return err
+	}
+	return printReport(g, o, res, r)
+}
+
+// reportLayer writes the report of the cache o names (its layer as g.layer
+// says when layerSet) into o.out.
+func reportLayer(ctx context.Context, g *globalOptions, o *reportOptions, layerSet bool) (*analysis.ReportResult, *analysis.Rendered, error) {
 	g.backend.cpuOnly("report")
 	switch {
 	case o.cache == "":
-		return usagef("report needs --cache DIR")
+		return nil, nil, usagef("report needs --cache DIR")
 	case o.midcoder == "":
-		return usagef("report needs --midcoder FILE")
+		return nil, nil, usagef("report needs --midcoder FILE")
 	case o.out == "":
-		return usagef("report needs --out DIR")
+		return nil, nil, usagef("report needs --out DIR")
 	}
 	if err := analysis.CheckReportSettings(o.topK, o.features); err != nil {
-		return usagef("%v", err)
+		return nil, nil, usagef("%v", err)
 	}
 	if err := analysis.CheckDashboardSettings(o.examples, o.minCount, o.pages); err != nil {
-		return usagef("%v", err)
+		return nil, nil, usagef("%v", err)
 	}
 	if err := analysis.CheckReportOut(o.out); err != nil {
-		return err // before the pass over the cache
+		return nil, nil, err // before the pass over the cache
 	}
 	c, err := g.openCacheAt(o.cache, layerSet)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	man := c.Manifest
 	layer := man.Layer
@@ -159,11 +184,11 @@ func runReport(ctx context.Context, g *globalOptions, o *reportOptions, layerSet
 	var tcProv provenance.File
 	if !man.WithActs {
 		if tc, tcProv, _, err = g.loadTranscoder(layer, man.DModel); err != nil {
-			return fmt.Errorf("%w (the cache %s stores no acts, so the transcoder encodes its x)", err, o.cache)
+			return nil, nil, fmt.Errorf("%w (the cache %s stores no acts, so the transcoder encodes its x)", err, o.cache)
 		}
 		dSAE = tc.DSAE
-	} else if o.examples > 0 && o.pages > 0 {
-		// Optional: W_dec for the pages' output view.
+	} else if o.examples > 0 && o.pages > 0 || o.effect {
+		// Optional: W_dec for the pages' output view and cos_effect_dec.
 		t, p, _, err := g.loadTranscoder(layer, man.DModel)
 		switch {
 		case err != nil:
@@ -178,7 +203,7 @@ func runReport(ctx context.Context, g *globalOptions, o *reportOptions, layerSet
 	}
 	fit, fitMeta, err := loadMidcoder(o.midcoder, layer, man.DModel, dSAE, man.Model)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	act := midcoder.ReLU
 	if a, err := midcoder.ParseActivation(fitMeta.Config.Act); err == nil {
@@ -187,25 +212,25 @@ func runReport(ctx context.Context, g *globalOptions, o *reportOptions, layerSet
 	var pinv *midcoder.Params
 	if o.pinv != "" {
 		if pinv, _, err = loadMidcoder(o.pinv, layer, man.DModel, dSAE, man.Model); err != nil {
-			return err
+			return nil, nil, err
 		}
 	}
 	model, modelProv, err := g.loadModel()
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	if err := c.CheckModel(modelProv); err != nil {
-		return err
+		return nil, nil, err
 	}
 	if model.DModel != man.DModel || layer >= model.NLayer {
-		return fmt.Errorf("the cache %s (layer %d, d_model %d) does not fit the model (%d layers, d_model %d)", o.cache, layer, man.DModel, model.NLayer, model.DModel)
+		return nil, nil, fmt.Errorf("the cache %s (layer %d, d_model %d) does not fit the model (%d layers, d_model %d)", o.cache, layer, man.DModel, model.NLayer, model.DModel)
 	}
 	// The gating uses W_in and b_in; the pages' MLP effect the whole MLP,
 	// through the activation the midcoder was fitted through.
 	mlp := midcoder.NewMLP(model, layer, act)
 
 	in := analysis.ReportInput{Cache: c, TC: tc, MLP: mlp, Fit: fit, Pinv: pinv, TopK: o.topK, Features: o.features,
-		Examples: o.examples, MinCount: o.minCount, Pages: o.pages, WU: model.WU, Vocab: model.DVocab}
+		Examples: o.examples, MinCount: o.minCount, Pages: o.pages, WU: model.WU, Vocab: model.DVocab, Effect: o.effect}
 	if tc != nil {
 		in.NeuronpediaBase = analysis.NeuronpediaBase(tcProv.Path, layer, man.DModel, tc.DSAE)
 	}
@@ -213,7 +238,7 @@ func runReport(ctx context.Context, g *globalOptions, o *reportOptions, layerSet
 	res, err := analysis.Report(ctx, in, bar)
 	bar.Finish()
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 
 	hist, note := o.history, ""
@@ -227,14 +252,20 @@ func runReport(ctx context.Context, g *globalOptions, o *reportOptions, layerSet
 	}
 	prov, err := reportProvenance(g, o, c.Dir, man, modelProv, tcProv, hist)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	res.Summary.Provenance = prov
 	r, err := analysis.WriteReport(o.out, analysis.RenderInput{Result: res, CacheDir: o.cache, MidcoderFile: o.midcoder,
 		PinvFile: o.pinv, HistoryPath: hist, HistoryNote: note})
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
+	return res, r, nil
+}
+
+// printReport prints what report wrote: its summary (the JSON summary
+// with --json).
+func printReport(g *globalOptions, o *reportOptions, res *analysis.ReportResult, r *analysis.Rendered) error {
 	if g.json {
 		return json.NewEncoder(g.stdout).Encode(struct {
 			analysis.Summary
@@ -251,6 +282,10 @@ func runReport(ctx context.Context, g *globalOptions, o *reportOptions, layerSet
 	fmt.Fprintf(w, "consistency > 0.9 / < 0.5\t%.4f / %.4f of live features\n", s.FracConsistencyAbove09, s.FracConsistencyBelow05)
 	if s.HasPinv {
 		fmt.Fprintf(w, "cos(fit, pinv) mean / median\t%.4f / %.4f\n", s.CosMean, s.CosMedian)
+	}
+	if s.HasEffect {
+		fmt.Fprintf(w, "effect_consistency mean / median\t%.4f / %.4f\n", s.EffectConsistencyMean, s.EffectConsistencyMedian)
+		fmt.Fprintf(w, "cos(effect, W_dec) median\t%.4f\n", s.CosEffectDecMedian)
 	}
 	for _, om := range r.Omitted {
 		fmt.Fprintf(w, "left out\t%s\n", om)

@@ -31,6 +31,8 @@ const (
 	plotConsistency   = "consistency_hist.png"
 	plotScatter       = "consistency_vs_freq.png"
 	plotCosine        = "cos_fit_pinv_hist.png"
+	plotEffect        = "effect_consistency_hist.png"
+	plotEffectScatter = "effect_vs_gating.png"
 	plotLoss          = "loss_curves.png"
 )
 
@@ -49,6 +51,11 @@ var ReportDefinitions = []struct{ Name, Text string }{
 	{"output side", "on feature pages: the tokens most promoted and suppressed by W_dec[f] @ W_U (the transcoder's output direction through the processed unembedding) and by the midcoder's MLP effect (σ(pre₀ + ā·W_mid[f] @ W_in) − σ(pre₀)) @ W_out @ W_U / ā, with pre₀ = b_mid @ W_in + b_in the MLP's pre-activation when no feature fires, ā the feature's mean activation when it fires and σ the activation the midcoder was fitted through: what the midcoder predicts the feature alone does through the MLP, per unit activation."},
 	{"cos_fit_pinv", "the cosine between the feature's fitted mid vector W_mid_fit[f] and its pinv-baseline vector W_mid_pinv[f] = (W_dec @ pinv(W_in @ W_out))[f]; NaN without --pinv or when either vector is zero."},
 	{"norm_fit, norm_pinv", "the Euclidean norms ‖W_mid_fit[f]‖₂ and ‖W_mid_pinv[f]‖₂."},
+	{"effect e_t(f)", "the feature's linearised effect on the MLP's output at token t, per unit of its activation: (φ'(pre(t)) ⊙ drive) @ W_out, where pre(t) is the midcoder's pre-activation on all the token's features and φ' the derivative of the activation it was fitted through (ReLU: 1 where pre > 0, else 0). It is the direction f's mid vector moves the MLP output in, given which neurons the context has switched on."},
+	{"effect_consistency", "‖Σ_t e_t(f)‖ / Σ_t ‖e_t(f)‖ over the tokens where f fires: 1 when f moves the MLP's output in the same direction in every context, lower as the context turns that direction (not weighted by activation). Unlike consistency, it sees every neuron, not only the top k. NaN when f never fires or its effect is zero everywhere; not computed with --effect=false."},
+	{"cos_effect_dec", "the cosine between Σ_t e_t(f) and the transcoder's decoder row W_dec[f]: how well the fixed, context-free output direction matches what the MLP does with f on average."},
+	{"cos_effect_pinv", "the cosine between Σ_t e_t(f) and the same sum for the pinv baseline's mid vector (drive W_mid_pinv[f] @ W_in, through the fitted midcoder's φ'(pre(t))): whether the weight-only baseline moves the output the same way; NaN without --pinv."},
+	{"mean_effect_norm", "Σ_t ‖e_t(f)‖ / count: the typical size of the effect, so that a tiny effect with consistency 1 can be told apart."},
 }
 
 // RenderInput is what WriteReport writes.
@@ -159,7 +166,8 @@ const (
 
 // reportFiles are the names a report directory may hold.
 var reportFiles = map[string]bool{ReportCSV: true, ReportSafetensors: true, ReportSummary: true, ReportMarkdown: true, ReportHTML: true,
-	ReportExamples: true, plotConsistency: true, plotScatter: true, plotCosine: true, plotLoss: true}
+	ReportExamples: true, plotConsistency: true, plotScatter: true, plotCosine: true, plotLoss: true,
+	plotEffect: true, plotEffectScatter: true}
 
 // featurePageName matches a feature page's name inside FeaturesDir.
 var featurePageName = regexp.MustCompile(`^[0-9]{5,}\.html$`)
@@ -336,6 +344,27 @@ func writeReportFiles(dir string, in RenderInput) (*Rendered, error) {
 				fmt.Sprintf("%d features, 40 bins of 0.05; the tallest holds %s.", len(cos), cap), img})
 		}
 	}
+	switch {
+	case !res.Summary.HasEffect:
+		out.Omitted = append(out.Omitted, "effect-consistency plots: the effect statistics were not computed (--effect=false)")
+	default:
+		var ec, gc []float64
+		for _, st := range live {
+			if !math.IsNaN(st.EffectConsistency) {
+				ec, gc = append(ec, st.EffectConsistency), append(gc, st.Consistency)
+			}
+		}
+		if len(ec) == 0 {
+			out.Omitted = append(out.Omitted, "effect-consistency plots: no feature in the table has a defined effect consistency")
+			break
+		}
+		img, cap := histogram(ec, 0, 1, 40, "Consistency of the effect through the MLP", "effect_consistency (1: the same direction in every context)")
+		plots = append(plots, plotInfo{plotEffect, "Histogram of effect_consistency",
+			fmt.Sprintf("%d live features, 40 bins of 0.025; the tallest holds %s.", len(ec), cap), img})
+		img2 := scatter(gc, ec, 0, 1, 0, 1, "Effect consistency against gating consistency", "consistency (top-k neuron gating)", "effect_consistency")
+		plots = append(plots, plotInfo{plotEffectScatter, "effect_consistency against consistency",
+			fmt.Sprintf("one point per live feature with a defined effect (%d): the gating of the top neurons against the direction of the whole effect.", len(ec)), img2})
+	}
 	if in.HistoryPath == "" {
 		out.Omitted = append(out.Omitted, "loss curves: "+orDefault(in.HistoryNote, "no history.csv given or found next to the midcoder file"))
 	} else if h, err := midcoder.ReadHistory(in.HistoryPath); err != nil {
@@ -410,7 +439,8 @@ func fmtF(v float64) string {
 }
 
 // csvHeader is features.csv's header.
-var csvHeader = []string{"feature", "count", "freq", "consistency", "consistency_lo", "consistency_hi", "cos_fit_pinv", "norm_fit", "norm_pinv"}
+var csvHeader = []string{"feature", "count", "freq", "consistency", "consistency_lo", "consistency_hi", "cos_fit_pinv", "norm_fit", "norm_pinv",
+	"effect_consistency", "cos_effect_dec", "cos_effect_pinv", "mean_effect_norm"}
 
 func featuresCSV(res *ReportResult) []byte {
 	var b bytes.Buffer
@@ -418,7 +448,8 @@ func featuresCSV(res *ReportResult) []byte {
 	w.Write(csvHeader)
 	for _, st := range res.Features {
 		w.Write([]string{strconv.Itoa(st.Feature), strconv.FormatInt(st.Count, 10), fmtF(st.Freq), fmtF(st.Consistency),
-			fmtF(st.ConsistencyLo), fmtF(st.ConsistencyHi), fmtF(st.CosFitPinv), fmtF(st.NormFit), fmtF(st.NormPinv)})
+			fmtF(st.ConsistencyLo), fmtF(st.ConsistencyHi), fmtF(st.CosFitPinv), fmtF(st.NormFit), fmtF(st.NormPinv),
+			fmtF(st.EffectConsistency), fmtF(st.CosEffectDec), fmtF(st.CosEffectPinv), fmtF(st.MeanEffectNorm)})
 	}
 	w.Flush()
 	return b.Bytes()
@@ -427,7 +458,8 @@ func featuresCSV(res *ReportResult) []byte {
 func writeFeaturesSafetensors(path string, res *ReportResult) error {
 	s, k := len(res.Features), res.Summary.TopK
 	cols := map[string][]float32{}
-	names := []string{"freq", "consistency", "consistency_lo", "consistency_hi", "cos_fit_pinv", "norm_fit", "norm_pinv"}
+	names := []string{"freq", "consistency", "consistency_lo", "consistency_hi", "cos_fit_pinv", "norm_fit", "norm_pinv",
+		"effect_consistency", "cos_effect_dec", "cos_effect_pinv", "mean_effect_norm"}
 	feature := make([]int32, s)
 	for _, n := range names {
 		cols[n] = make([]float32, s)
@@ -445,6 +477,10 @@ func writeFeaturesSafetensors(path string, res *ReportResult) error {
 		cols["cos_fit_pinv"][i] = float32(st.CosFitPinv)
 		cols["norm_fit"][i] = float32(st.NormFit)
 		cols["norm_pinv"][i] = float32(st.NormPinv)
+		cols["effect_consistency"][i] = float32(st.EffectConsistency)
+		cols["cos_effect_dec"][i] = float32(st.CosEffectDec)
+		cols["cos_effect_pinv"][i] = float32(st.CosEffectPinv)
+		cols["mean_effect_norm"][i] = float32(st.MeanEffectNorm)
 		count[i] = st.Count
 		neurons = append(neurons, st.Neurons...)
 		drive = append(drive, st.Drive...)

@@ -77,6 +77,11 @@ type ReportInput struct {
 	// NeuronpediaBase, when set (see NeuronpediaBase), links each feature
 	// page to the feature's public page: the base followed by the index.
 	NeuronpediaBase string
+	// Effect computes the effect statistics (EffectAccumulator) in the
+	// same pass: effect_consistency, cos_effect_dec (when TC's decoder
+	// fits), cos_effect_pinv (with Pinv). It costs k·N·C flops per firing
+	// (feature, token) pair, far more than the rest of the pass.
+	Effect bool
 }
 
 // FeatureStat is one row of the report's table.
@@ -95,6 +100,11 @@ type FeatureStat struct {
 	Neurons       []int32   `json:"neurons"`  // top-k neurons by |drive|
 	Drive         []float32 `json:"drive"`    // drive_f at those neurons
 	PActive       []float64 `json:"p_active"` // P(neuron active | f active)
+	// Effect statistics (EffectResult); NaN when not computed or undefined.
+	EffectConsistency float64 `json:"effect_consistency"`
+	CosEffectDec      float64 `json:"cos_effect_dec"`
+	CosEffectPinv     float64 `json:"cos_effect_pinv"`
+	MeanEffectNorm    float64 `json:"mean_effect_norm"`
 }
 
 // Summary is summary.json.
@@ -128,6 +138,13 @@ type Summary struct {
 	FeaturesRanked         int     `json:"features_ranked"` // table features with count ≥ min_count
 	ExamplesTopK           int     `json:"examples_top_k"`  // --examples (0: no dashboards)
 	FeaturePages           int     `json:"feature_pages"`   // features with a page under features/
+	// Effect statistics over the table's live features (0 when none is
+	// defined; HasEffect false when they were not computed).
+	HasEffect               bool    `json:"has_effect"`
+	EffectConsistencyMedian float64 `json:"effect_consistency_median,omitempty"`
+	EffectConsistencyMean   float64 `json:"effect_consistency_mean,omitempty"`
+	CosEffectDecMedian      float64 `json:"cos_effect_dec_median,omitempty"`
+	CosEffectPinvMedian     float64 `json:"cos_effect_pinv_median,omitempty"`
 	// Provenance says what made the report; set by the caller.
 	Provenance *Provenance `json:"provenance,omitempty"`
 }
@@ -282,6 +299,16 @@ func Report(ctx context.Context, in ReportInput, bar *progress.Bar) (*ReportResu
 	if in.Examples > 0 {
 		dash = newDashAcc(f, in.Examples, k)
 	}
+	var effect *EffectAccumulator
+	if in.Effect {
+		var wDec []float32
+		if in.TC != nil && in.TC.DSAE == f && in.TC.DOut == c && len(in.TC.WDec) == f*c {
+			wDec = in.TC.WDec
+		}
+		if effect, err = NewEffectAccumulator(in.MLP, in.Fit, in.Pinv, wDec); err != nil {
+			return nil, fmt.Errorf("report: %w", err)
+		}
+	}
 	var tokens int64
 	for {
 		b, err := rd.Next(max(1, reportRows/man.ContextLength))
@@ -293,6 +320,9 @@ func Report(ctx context.Context, in ReportInput, bar *progress.Bar) (*ReportResu
 		}
 		pre := tr.PreActivations(b.Acts)
 		accumulate(b.Acts, pre, n, neurons, k, count, on)
+		if effect != nil {
+			effect.Add(b.Acts, pre)
+		}
 		if dash != nil {
 			dash.add(&window{tokens: b.Tokens, acts: b.Acts, first: b.First, t: man.ContextLength}, pre, n, neurons)
 		}
@@ -324,11 +354,20 @@ func Report(ctx context.Context, in ReportInput, bar *progress.Bar) (*ReportResu
 		}
 	}
 
+	var er *EffectResult
+	if effect != nil {
+		er = effect.Result()
+	}
 	res := &ReportResult{Features: make([]FeatureStat, len(sel))}
 	for i, fi := range sel {
 		st := FeatureStat{Feature: fi, Count: count[fi], Freq: float64(count[fi]) / float64(tokens),
 			Neurons: neurons[fi*k : (fi+1)*k], Drive: drive[fi*k : (fi+1)*k],
-			CosFitPinv: math.NaN(), NormPinv: math.NaN()}
+			CosFitPinv: math.NaN(), NormPinv: math.NaN(),
+			EffectConsistency: math.NaN(), CosEffectDec: math.NaN(), CosEffectPinv: math.NaN(), MeanEffectNorm: math.NaN()}
+		if er != nil {
+			st.EffectConsistency, st.CosEffectDec = er.EffectConsistency[fi], er.CosEffectDec[fi]
+			st.CosEffectPinv, st.MeanEffectNorm = er.CosEffectPinv[fi], er.MeanEffectNorm[fi]
+		}
 		st.PActive = make([]float64, k)
 		st.Consistency = math.NaN()
 		st.ConsistencyLo, st.ConsistencyHi = consistencyInterval(on[fi*k:(fi+1)*k], count[fi])
@@ -364,6 +403,7 @@ func Report(ctx context.Context, in ReportInput, bar *progress.Bar) (*ReportResu
 		Layer: man.Layer, DModel: c, DSAE: f, DMLP: n, Tokens: tokens, TopK: k, FeaturesFlag: in.Features,
 		Selection: selection, ActsSource: source, FeaturesTotal: f, FeaturesLive: live,
 		FeaturesInTable: len(sel), HasPinv: in.Pinv != nil, MinCount: in.MinCount, ExamplesTopK: in.Examples,
+		HasEffect: in.Effect,
 	})
 	for _, st := range res.Features {
 		if st.Count >= int64(in.MinCount) {
@@ -555,8 +595,30 @@ func summarize(fs []FeatureStat, s Summary) Summary {
 		s.CosMedian = quantile(cos, 0.5)
 		s.NormPinvMean = mean(np)
 	}
+	if s.HasEffect {
+		var ec, cd, cp []float64
+		for _, st := range fs {
+			if st.Count == 0 {
+				continue
+			}
+			for _, x := range []struct {
+				v   float64
+				dst *[]float64
+			}{{st.EffectConsistency, &ec}, {st.CosEffectDec, &cd}, {st.CosEffectPinv, &cp}} {
+				if !math.IsNaN(x.v) {
+					*x.dst = append(*x.dst, x.v)
+				}
+			}
+		}
+		s.EffectConsistencyMean = mean(ec)
+		slices.Sort(ec)
+		slices.Sort(cd)
+		slices.Sort(cp)
+		s.EffectConsistencyMedian, s.CosEffectDecMedian, s.CosEffectPinvMedian = quantile(ec, 0.5), quantile(cd, 0.5), quantile(cp, 0.5)
+	}
 	// JSON cannot hold NaN: empty sets give 0 here.
-	for _, p := range []*float64{&s.FreqMean, &s.FreqMedian, &s.ConsistencyMean, &s.ConsistencyMedian, &s.ConsistencyP10, &s.ConsistencyP90, &s.CosMean, &s.CosMedian, &s.NormFitMean, &s.NormPinvMean} {
+	for _, p := range []*float64{&s.FreqMean, &s.FreqMedian, &s.ConsistencyMean, &s.ConsistencyMedian, &s.ConsistencyP10, &s.ConsistencyP90, &s.CosMean, &s.CosMedian, &s.NormFitMean, &s.NormPinvMean,
+		&s.EffectConsistencyMean, &s.EffectConsistencyMedian, &s.CosEffectDecMedian, &s.CosEffectPinvMedian} {
 		if math.IsNaN(*p) || math.IsInf(*p, 0) {
 			*p = 0
 		}

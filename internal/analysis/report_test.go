@@ -196,7 +196,11 @@ func TestReportBadInput(t *testing.T) {
 }
 
 func TestWriteReport(t *testing.T) {
-	res, err := Report(context.Background(), ReportInput{Cache: handCache(t, true), MLP: handMLP(), Fit: handFit, Pinv: handPinv, TopK: 2}, nil)
+	// A W_out that is not zero, so that the effects are defined (the
+	// gating statistics read only W_in).
+	mlp := handMLP()
+	mlp.WOut = []float32{1, 0, 0, 1, 1, 1}
+	res, err := Report(context.Background(), ReportInput{Cache: handCache(t, true), MLP: mlp, Fit: handFit, Pinv: handPinv, TopK: 2, Effect: true}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +212,7 @@ func TestWriteReport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{ReportCSV, ReportSafetensors, ReportSummary, ReportMarkdown, ReportHTML, plotConsistency, plotScatter, plotCosine, plotLoss} {
+	for _, f := range []string{ReportCSV, ReportSafetensors, ReportSummary, ReportMarkdown, ReportHTML, plotConsistency, plotScatter, plotCosine, plotLoss, plotEffect, plotEffectScatter} {
 		if st, err := os.Stat(filepath.Join(out, f)); err != nil || st.Size() == 0 {
 			t.Errorf("%s: %v", f, err)
 		}
@@ -241,8 +245,8 @@ func TestWriteReport(t *testing.T) {
 	// Feature 1 fired twice, its neurons on 2/2 and 1/2 times: Wilson
 	// intervals [0.342, 1] and [0.095, 0.905] bound |2p − 1| to [0, 1] and
 	// [0, 0.811], so its consistency interval is [0, 0.905].
-	if err != nil || len(rows) != 4 || strings.Join(rows[0], ",") != "feature,count,freq,consistency,consistency_lo,consistency_hi,cos_fit_pinv,norm_fit,norm_pinv" ||
-		strings.Join(append(rows[2][:5:5], rows[2][6:]...), ",") != "1,2,0.5,0.5,0,-1,2,1" || !strings.HasPrefix(rows[2][5], "0.905") || rows[3][3] != "NaN" || rows[3][1] != "0" {
+	if err != nil || len(rows) != 4 || strings.Join(rows[0], ",") != "feature,count,freq,consistency,consistency_lo,consistency_hi,cos_fit_pinv,norm_fit,norm_pinv,effect_consistency,cos_effect_dec,cos_effect_pinv,mean_effect_norm" ||
+		strings.Join(append(rows[2][:5:5], rows[2][6:9]...), ",") != "1,2,0.5,0.5,0,-1,2,1" || rows[3][9] != "NaN" || !strings.HasPrefix(rows[2][5], "0.905") || rows[3][3] != "NaN" || rows[3][1] != "0" {
 		t.Errorf("features.csv: %v %v", rows, err)
 	}
 	// The safetensors table has the same columns.

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"github.com/ctxdep/ctxdep/internal/actcache"
+	"github.com/ctxdep/ctxdep/internal/analysis"
+)
+
+// runReportLayers is report --layers: each layer's report into
+// R/layer-LL/ (the one-layer report, unchanged), then the cross-layer
+// R/index.html, index.md, layers.csv and plots from their summaries (and,
+// with --evaluate, evaluate's CE and NMSE per layer). One model load.
+func runReportLayers(ctx context.Context, g *globalOptions, o *reportOptions) error {
+	switch {
+	case o.cache == "" || !actcache.IsLayerSet(o.cache):
+		return usagef("report --layers reports on a layer set: give --cache SET (cache build --layers)")
+	case o.midcoder == "":
+		return usagef("report needs --midcoder DIR (fit --layers' --out)")
+	case o.out == "":
+		return usagef("report needs --out DIR")
+	}
+	layers, err := g.layerList(o.layers, o.cache)
+	if err != nil {
+		return err
+	}
+	// Every layer's inputs before any work.
+	files := map[int][2]string{}
+	for _, l := range layers {
+		var f [2]string
+		if f[0], err = layerFile(o.midcoder, l); err != nil {
+			return fmt.Errorf("--midcoder: %w", err)
+		}
+		if o.pinv != "" {
+			if f[1], err = layerFile(o.pinv, l); err != nil {
+				return fmt.Errorf("--pinv: %w", err)
+			}
+		}
+		files[l] = f
+	}
+	if err := os.MkdirAll(o.out, 0o755); err != nil {
+		return err
+	}
+	var rows []analysis.LayerRow
+	err = g.eachLayer(layers, func(l int) error {
+		lo := *o
+		lo.out = filepath.Join(o.out, actcache.LayerDirName(l))
+		lo.midcoder, lo.pinv = files[l][0], files[l][1]
+		res, r, err := reportLayer(ctx, g, &lo, true)
+		if err != nil {
+			return err
+		}
+		if err := printReport(g, &lo, res, r); err != nil {
+			return err
+		}
+		row := layerRow(l, res, o.features == 0)
+		row.ReportDir = actcache.LayerDirName(l) + "/" + analysis.ReportHTML
+		if o.evaluate {
+			c, err := g.openCacheAt(o.cache, true)
+			if err != nil {
+				return err
+			}
+			mids := []string{lo.midcoder}
+			if lo.pinv != "" {
+				mids = append(mids, lo.pinv)
+			}
+			ev, err := evaluateOpened(ctx, g, c, mids)
+			if err != nil {
+				return err
+			}
+			row.CEClean, row.CETranscoder, row.CEZero, row.NMSETranscoder = ev.CEClean, ev.CETranscoder, ev.CEZeroAblation, ev.NMSETranscoder
+			row.CEMidcoder, row.FitLossNorm = ev.Midcoders[0].CE, ev.Midcoders[0].NMSE
+			if lo.pinv != "" {
+				row.CEPinv, row.PinvLossNorm = ev.Midcoders[1].CE, ev.Midcoders[1].NMSE
+			}
+		}
+		rows = append(rows, row)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	info := analysis.LayerSetInfo{Version: "ctxdep " + version, CacheDir: o.cache, Provenance: map[string]string{}}
+	if s, err := actcache.ReadLayerSet(o.cache); err == nil {
+		info.Provenance["model"] = fmt.Sprintf("%s (sha256 %s)", s.Model.Path, s.Model.SHA256)
+		info.Provenance["tokens"] = fmt.Sprintf("%s %s (sha256 %s)", s.Data.Kind, s.Data.Path, s.Data.SHA256)
+	}
+	info.Provenance["midcoders"] = o.midcoder
+	if o.pinv != "" {
+		info.Provenance["pinv"] = o.pinv
+	}
+	if !o.evaluate {
+		info.Notes = append(info.Notes, "CE, NMSE and loss_norm columns are empty: run report --layers with --evaluate to fill them (a forward pass of the whole model per layer).")
+	}
+	if o.features != 0 {
+		info.Notes = append(info.Notes, fmt.Sprintf("l0 is empty: --features %d keeps only some features in each layer's table.", o.features))
+	}
+	r, err := analysis.WriteLayerSetReport(o.out, rows, info)
+	if err != nil {
+		return err
+	}
+	if g.json {
+		return json.NewEncoder(g.stdout).Encode(map[string]any{"out": o.out, "layers": layers, "files": r.Files, "omitted": append([]string{}, r.Omitted...)})
+	}
+	fmt.Fprintf(g.stdout, "== layers %s: wrote %s (%s, %s; open %s)\n", actcache.LayersText(layers), o.out, analysis.LayerSetCSV, analysis.LayerSetMarkdown,
+		filepath.Join(o.out, analysis.LayerSetHTML))
+	for _, om := range r.Omitted {
+		fmt.Fprintf(g.stdout, "left out: %s\n", om)
+	}
+	return nil
+}
+
+// layerRow is layer's row of layers.csv from its report: consistency and
+// cosine from the summary, l0 (the mean count of firing features per
+// token) when the table holds every feature.
+func layerRow(layer int, res *analysis.ReportResult, allFeatures bool) analysis.LayerRow {
+	s := res.Summary
+	row := analysis.NewLayerRow(layer)
+	row.NTokens = s.Tokens
+	var cons []float64
+	var fired int64
+	for _, st := range res.Features {
+		fired += st.Count
+		if st.Count > 0 && !math.IsNaN(st.Consistency) {
+			cons = append(cons, st.Consistency)
+		}
+	}
+	if allFeatures && s.Tokens > 0 {
+		row.L0 = float64(fired) / float64(s.Tokens)
+	}
+	if len(cons) > 0 {
+		row.Consistency = cons
+		row.ConsistencyMedian, row.FracConsistencyGT09, row.FracConsistencyLT05 = s.ConsistencyMedian, s.FracConsistencyAbove09, s.FracConsistencyBelow05
+	}
+	if s.HasPinv && slices.ContainsFunc(res.Features, func(st analysis.FeatureStat) bool { return !math.IsNaN(st.CosFitPinv) }) {
+		row.CosFitPinvMedian = s.CosMedian
+	}
+	return row
+}
