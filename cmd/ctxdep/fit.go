@@ -42,12 +42,13 @@ steps_per_epoch)) + 1 (a fit of more than 2^53 tokens in all is refused). Per-ep
 means of loss and loss_norm are logged with the lr after the scheduler step, as the
 notebook prints them.
 
-Data: --cache DIR, an activation cache (ctxdep cache build) of the same layer and
-model (of a layer set, cache build --layers: the one --layer names; with --layers,
-each in turn, into --out DIR/layer-LL/); sequences are used in cache order, starting again from the first when the
-run needs more than the cache holds (it says so); a batch is of distinct sequences,
-so --batch-size is at most the cache's count. Stored activations are used when
-their transcoder's SHA-256 matches; otherwise x is encoded shard by shard as it is read. Or
+Data: --cache DIR, an activation cache (ctxdep cache build) of the same layer
+and model (of a layer set, cache build --layers: the one --layer names; with
+--layers, each in turn, into --out DIR/layer-LL/). Sequences are used in cache
+order, starting again from the first when the run needs more than the cache
+holds (it says so); a batch is of distinct sequences, so --batch-size is at
+most the cache's count. Stored activations are used when their transcoder's
+SHA-256 matches; otherwise x is encoded shard by shard as it is read. Or
 --data PATH, a text corpus streamed as ` + "`ctxdep tokenize`" + ` does (the notebook's
 pipeline: shuffled OpenWebText, rows of 128 tokens): x and y come from the model's
 forward pass batch by batch, computed while the previous batch trains.
@@ -204,7 +205,7 @@ func runFit(ctx context.Context, g *globalOptions, o *fitOptions, layerSet bool)
 	epochs := o.cfg.Epochs()
 	total := int64(epochs * o.cfg.StepsPerEpoch)
 	bar := progress.New(g.stderr, "fit", total, "steps", g.quiet)
-	bar.Add(int64(st.Epoch*o.cfg.StepsPerEpoch), "")
+	bar.Resumed(int64(st.Epoch * o.cfg.StepsPerEpoch))
 	if o.resume {
 		bar.Logf("resuming at epoch %d of %d from %s", st.Epoch, epochs, job.CheckpointPath())
 	}
