@@ -24,7 +24,9 @@ func newCacheCmd(g *globalOptions) *cobra.Command {
 		Use:   "cache",
 		Short: "Build, merge, verify and plan activation caches",
 		Long: `Activation caches hold x = blocks.L.ln2.hook_normalized and
-y = blocks.L.hook_mlp_out per token for one layer (see ` + "`ctxdep cache build --help`" + `).
+y = blocks.L.hook_mlp_out per token for one layer (see ` + "`ctxdep cache build --help`" + `);
+a layer set (cache build --layers) holds one such cache per layer, from one
+forward pass.
 
 On one machine: ctxdep cache build --tokens rows.npy --out DIR.
 
@@ -94,6 +96,23 @@ shard-NNNNN.safetensors files, each with tokens I32 [S_i, T], x and y
 activations as CSR (acts_indptr I64, acts_indices I32, acts_values F32).
 Python reads them with safetensors.torch.load_file.
 
+Layer sets: --layers LIST (2,3 or 0-11 or all) caches several layers from
+one forward pass per batch, to the deepest listed block: --out DIR/layer-LL/
+for each layer, each a complete cache as above (every command and Python
+reader works on it unchanged; fit, pinv-baseline, evaluate, report and
+inspect-cache take --cache DIR with --layer L or --layers LIST), and
+DIR/layers.json (format ctxdep-layer-set, version 1: the layers, the token
+source and the model, with their SHA-256). A set's shards also hold scale
+F32 [S_i, T], blocks.L.ln2.hook_scale (4 bytes per token). Caching twelve
+layers costs one pass to the deepest plus writing them; resume, --shard,
+merge and verify work on the set as on one cache.
+
+Without y: --store-y=false stores x (and the acts) only, about half the disk.
+The manifest says y_recomputed, and ctxdep computes y = MLP_L(x), the
+layer's processed MLP applied to the stored x, whenever it reads the cache
+(in the build's batches: the stored y's bits when shards hold whole batches
+and x is float32). Python readers must do the same.
+
 A shard appears only when complete. Re-running the same command into the
 same DIR resumes: complete shards are kept (one that no longer matches the
 hash its manifest recorded is rewritten). A DIR built with other inputs or
@@ -130,6 +149,7 @@ worker index or count from the environment that does not make sense),
 		Example: `  ctxdep cache build --model testdata/tiny-gpt2 --layer 1 \
       --tokens testdata/tokens/tiny-int64.npy --out /tmp/cache
   ctxdep cache build --layer 8 --tokens owt.npy --n-tokens 1000000 --with-acts --out cache-l8
+  ctxdep cache build --layers all --tokens owt.npy --n-tokens 1000000 --with-acts --store-y=false --out cache-all
 
   # worker 2 of 4 (or leave --shard out in a Slurm array --array=0-3)
   ctxdep cache build --layer 8 --tokens owt.npy --out /shared/cache-l8 --shard 2/4
