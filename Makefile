@@ -8,6 +8,8 @@
 #                     (compile, link, no-GPU error) and a real Slurm job array when their
 #                     prerequisites are installed (.ci/run installs them all)
 #   make demo         the main job end to end on the tiny synthetic bundle in testdata/
+#   make browser-check  the demo's reports in headless Chromium (Debian's chromium): no console
+#                     errors, feature pages show their examples, links resolve
 #   make bench        forward / encode benchmarks at GPT-2-small shapes, both BLAS backends
 #   make build-cuda   ./bin/ctxdep-cuda with the CUDA backend (compiles without a GPU: see README)
 #   make ptx          regenerate internal/cuda/kernels.ptx from kernels.cu (needs nvcc)
@@ -35,7 +37,7 @@ CUDA_SDK  ?= .cuda-sdk
 CUDA_ENV   = CGO_ENABLED=1 CGO_CFLAGS="-I$(abspath $(CUDA_SDK))/include" CGO_LDFLAGS="-L$(abspath $(CUDA_SDK))/lib/stubs"
 NVCC      ?= $(if $(wildcard $(CUDA_SDK)/bin/nvcc),$(CUDA_SDK)/bin/nvcc,nvcc)
 
-.PHONY: build install docs build-purego build-openblas build-cuda cuda-sdk ptx gpu-check-build test test-cuda demo bench fuzz fixtures clean
+.PHONY: build install docs browser-check build-purego build-openblas build-cuda cuda-sdk ptx gpu-check-build test test-cuda demo bench fuzz fixtures clean
 
 build:
 	@if [ -n "$(HAVE_OPENBLAS)" ]; then $(MAKE) --no-print-directory build-openblas; \
@@ -116,6 +118,9 @@ test:
 
 demo: build
 	./scripts/demo.sh $(BIN)
+
+browser-check: build
+	./scripts/browser-check.sh $(BIN)
 
 # Benchmarks are not tests: run them on an idle machine. scripts/bench.sh runs
 # the pure-Go and OpenBLAS builds and PyTorch (when installed) in one run and

@@ -7,8 +7,10 @@
 #   - the sorting script did not run (it marks every column head "sort"),
 #   - the feature page does not show its examples (highlighted firing tokens
 #     under "Top activating contexts") or a link of the index points nowhere.
-# It saves a screenshot of the feature page in the temporary directory; with
-# --save-screenshot also as docs/img/dashboard.png (the README's).
+# It also loads the demo's layer-set report (report --layers): no console
+# message, every link there. It saves screenshots of the feature page and of
+# the layer set's page in the temporary directory; with --save-screenshot
+# also as docs/img/dashboard.png and docs/img/layers.png (the README's).
 #
 #   scripts/browser-check.sh [--save-screenshot] [bin/ctxdep]
 #
@@ -78,6 +80,23 @@ if ! grep -q 'Top activating contexts' "$work/feature.dom" || [ "$hits" -lt 1 ];
   echo "FAIL $feature: no examples shown ($hits highlighted firing tokens)" >&2
   fail=1
 fi
+# The demo's layer set report (report --layers): no console message, and
+# every local link (each layer's report) resolves.
+set_report=$work/report-set
+timeout 120 "$chrome" --headless --no-sandbox --disable-gpu --no-first-run --user-data-dir="$work/profile" \
+  --enable-logging=stderr --v=0 --virtual-time-budget=3000 --dump-dom "file://$set_report/index.html" \
+  >"$work/set.dom" 2>"$work/set.log" || { echo "FAIL report-set/index.html: chromium exited $?" >&2; fail=1; }
+if grep -E 'CONSOLE|Uncaught' "$work/set.log" >&2; then
+  echo "FAIL report-set/index.html: console messages (above)" >&2
+  fail=1
+fi
+if ! grep -q 'layer-01/index.html' "$work/set.dom"; then
+  echo "FAIL report-set/index.html: no link to layer 1's report" >&2
+  fail=1
+fi
+for l in $(grep -o 'href="[^"#:]*"' "$set_report/index.html" | sed 's/^href="//; s/"$//' | sort -u); do
+  [ -e "$set_report/$l" ] || { echo "FAIL report-set/index.html links $l, which is not there" >&2; fail=1; }
+done
 # Every local link of the index resolves.
 for l in $(grep -o 'href="[^"#:]*"' "$report/index.html" | sed 's/^href="//; s/"$//' | sort -u); do
   [ -e "$report/$l" ] || { echo "FAIL index.html links $l, which is not there" >&2; fail=1; }
@@ -87,14 +106,19 @@ shot=$work/dashboard.png
 timeout 120 "$chrome" --headless --no-sandbox --disable-gpu --no-first-run --user-data-dir="$work/profile" \
   --hide-scrollbars --window-size=1000,1000 --virtual-time-budget=3000 --screenshot="$shot" \
   "file://$report/$feature" >/dev/null 2>&1 || { echo "FAIL screenshot of $feature" >&2; fail=1; }
+setshot=$work/layers.png
+timeout 120 "$chrome" --headless --no-sandbox --disable-gpu --no-first-run --user-data-dir="$work/profile" \
+  --hide-scrollbars --window-size=1000,1400 --virtual-time-budget=3000 --screenshot="$setshot" \
+  "file://$set_report/index.html" >/dev/null 2>&1 || { echo "FAIL screenshot of report-set/index.html" >&2; fail=1; }
 if [ -n "$save" ] && [ -s "$shot" ]; then
   mkdir -p "$(dirname "$save")"
   cp "$shot" "$save"
-  echo "saved $save ($(wc -c <"$save") bytes)" >&2
+  cp "$setshot" "$(dirname "$save")/layers.png"
+  echo "saved $save and $(dirname "$save")/layers.png" >&2
 fi
 if [ "$fail" != 0 ]; then
   trap - EXIT
   echo "browser-check: FAILED; the report and the browser's logs are in $work" >&2
   exit 1
 fi
-echo "browser-check: ok (index.html and $feature load without console messages; $hits firing tokens highlighted on $feature)"
+echo "browser-check: ok (index.html, $feature and the layer set's index.html load without console messages; $hits firing tokens highlighted on $feature)"

@@ -313,6 +313,9 @@ type featureView struct {
 	Count, Tokens                         int64
 	Freq, MeanAct, MaxAct, Cons, Interval string
 	Cos, NormFit, NormPinv                string
+	Effect                                bool // the effect statistics were computed
+	EffectCons, CosEffectDec              string
+	CosEffectPinv, MeanEffectNorm         string
 	Few                                   bool
 	MinCount                              int
 	AllNeurons, Neurons                   []neuronView
@@ -331,6 +334,8 @@ func featureHTML(res *ReportResult, st *FeatureStat, db *Dashboard) ([]byte, err
 		Freq: fmt.Sprintf("%.4g", st.Freq), MeanAct: fmt.Sprintf("%.4g", db.MeanAct), MaxAct: fmt.Sprintf("%.4g", db.MaxAct),
 		Cons: fmt4(st.Consistency), Interval: interval(st.ConsistencyLo, st.ConsistencyHi), Cos: fmt4(st.CosFitPinv),
 		NormFit: fmt.Sprintf("%.4g", st.NormFit), NormPinv: fmt.Sprintf("%.4g", st.NormPinv),
+		Effect: s.HasEffect, EffectCons: fmt4(st.EffectConsistency), CosEffectDec: fmt4(st.CosEffectDec),
+		CosEffectPinv: fmt4(st.CosEffectPinv), MeanEffectNorm: fmt.Sprintf("%.4g", st.MeanEffectNorm),
 		Few: st.Count < int64(s.MinCount), MinCount: s.MinCount, Reservoir: reservoirSize,
 		Top: exRows(db.Top, db.MaxAct, false), Quantiles: exRows(db.Quantiles, db.MaxAct, true),
 		Hist: histSVG(db), Footer: footer(s.Provenance)}
