@@ -32,27 +32,34 @@ func shardTensors(m *Manifest, n int, nnz int64) []safetensors.TensorInfo {
 }
 
 // metaEntry is one key of a shard's safetensors metadata: its value and
-// what it means, for messages.
-type metaEntry struct{ key, value, what string }
+// what it means, for messages. An optional key is written by this ctxdep
+// and checked when present, but shards written before it existed lack it.
+type metaEntry struct {
+	key, value, what string
+	optional         bool
+}
 
 // shardMetadata returns the metadata of shard s of the cache m describes,
 // the build's settings key aside: what WriteShard writes and the checks of
 // a shard compare.
 func shardMetadata(m *Manifest, s Shard) []metaEntry {
 	md := []metaEntry{
-		{metaFormat, Format + "-shard", "format"},
-		{"layer", strconv.Itoa(m.Layer), "layer"},
-		{"x", m.Hooks.X, "x hook"},
-		{"y", m.Hooks.Y, "y hook"},
+		{key: metaFormat, value: Format + "-shard", what: "format"},
+		{key: "layer", value: strconv.Itoa(m.Layer), what: "layer"},
+		{key: "x", value: m.Hooks.X, what: "x hook"},
+		{key: "y", value: m.Hooks.Y, what: "y hook"},
 	}
 	if m.YRecomputed {
-		md = append(md, metaEntry{"y_stored", "false", "y stored"})
+		md = append(md, metaEntry{key: "y_stored", value: "false", what: "y stored"})
 	}
 	md = append(md, []metaEntry{
-		{metaFirstRow, strconv.Itoa(s.FirstRow), "first row"},
+		{key: metaFirstRow, value: strconv.Itoa(s.FirstRow), what: "first row"},
 	}...)
 	if m.WithActs {
-		md = append(md, metaEntry{"nnz", strconv.FormatInt(s.NNZ, 10), "nnz"})
+		md = append(md, metaEntry{key: "nnz", value: strconv.FormatInt(s.NNZ, 10), what: "nnz"},
+			// The transcoder's width, for readers of a shard alone (the CSR
+			// indices are below it).
+			metaEntry{key: "d_sae", value: strconv.Itoa(m.DSAE), what: "d_sae", optional: true})
 	}
 	return md
 }

@@ -246,6 +246,9 @@ func pathless(err error) error {
 func checkMetadata(md map[string]string, m *Manifest, s Shard) error {
 	for _, c := range shardMetadata(m, s) {
 		got, ok := md[c.key]
+		if !ok && c.optional {
+			continue
+		}
 		if !ok {
 			return fmt.Errorf("its metadata has no %q (the manifest implies %q)", c.key, c.value)
 		}

@@ -515,7 +515,7 @@ func shardHeaderProblem(path string, m *Manifest, s Shard, key string) error {
 	md := f.Metadata()
 	want := shardMetadata(m, s)
 	if key != "" {
-		want = append(want, metaEntry{metaSettings, key, "settings key"})
+		want = append(want, metaEntry{key: metaSettings, value: key, what: "settings key"})
 	}
 	for _, c := range want {
 		if (c.key == "x" || c.key == "y") && c.value == "" {
@@ -523,6 +523,7 @@ func shardHeaderProblem(path string, m *Manifest, s Shard, key string) error {
 		}
 		got, ok := md[c.key]
 		switch {
+		case !ok && c.optional:
 		case !ok:
 			return fmt.Errorf("its header has no %s (%q)", c.what, c.key)
 		case got != c.value:

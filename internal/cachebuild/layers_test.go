@@ -14,6 +14,7 @@ import (
 	"github.com/ctxdep/ctxdep/internal/actcache"
 	"github.com/ctxdep/ctxdep/internal/gpt2"
 	"github.com/ctxdep/ctxdep/internal/provenance"
+	"github.com/ctxdep/ctxdep/internal/safetensors"
 	"github.com/ctxdep/ctxdep/internal/testutil"
 	"github.com/ctxdep/ctxdep/internal/transcoder"
 )
@@ -207,5 +208,23 @@ func TestBuildWithScale(t *testing.T) {
 		if !slices.Equal(xa, xb) {
 			t.Errorf("layer %d: x differs from the build without scale", l)
 		}
+	}
+}
+
+// A shard with acts names the transcoder's width in its metadata (d_sae),
+// so that a Python reader of one shard can size the CSR matrix.
+func TestShardMetadataDSAE(t *testing.T) {
+	f := load(t)
+	o := layerOptions(t, f, t.TempDir(), 1)
+	if _, err := Build(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	st, err := safetensors.Open(filepath.Join(o.Layers[0].Out, actcache.ShardName(0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if got := st.Metadata()["d_sae"]; got != "64" {
+		t.Errorf("d_sae metadata %q, want 64", got)
 	}
 }
