@@ -109,7 +109,7 @@ Exit status: 0 success, 1 runtime error, 2 usage error, 130 interrupted.`,
 		}
 		return usageError{fmt.Errorf("%w (see `%s --help`)", err, cmd.CommandPath())}
 	})
-	root.AddCommand(newVersionCmd(g), newCacheCmd(g), newInspectCacheCmd(g), newFitCmd(g), newDownloadCmd(g), newTokenizeCmd(g), newPinvCmd(g), newEvaluateCmd(g), newReportCmd(g), newGenDocsCmd())
+	root.AddCommand(newVersionCmd(g), newCacheCmd(g), newInspectCacheCmd(g), newFitCmd(g), newDownloadCmd(g), newTokenizeCmd(g), newPinvCmd(g), newEvaluateCmd(g), newReportCmd(g), newConnectionsCmd(g), newGenDocsCmd())
 	root.SetOut(stdout) // before the completion command captures its writer
 	root.SetErr(stderr)
 	strictCommands(root)

@@ -309,7 +309,7 @@ func (res *ConnResult) finish(s *connScratch, j int, v, msum []float32) {
 	if cnt > 0 {
 		total = 0
 		for i := range v {
-			a := float64(v[i]) * float64(msum[i]) / float64(cnt)
+			a := float64(v[i])*float64(msum[i])/float64(cnt) + 0 // −0 → 0
 			s.abar[i] = a
 			total += math.Abs(a)
 		}
