@@ -57,24 +57,37 @@ if [ -z "$feature" ]; then
 fi
 
 fail=0
-# load PAGE: dumps the DOM after the scripts ran to $work/NAME.dom, the
-# browser's log to $work/NAME.log; fails on any console message.
+# load DIR PAGE NAME: dumps the DOM of DIR/PAGE after the scripts ran to
+# $work/NAME.dom, the browser's log to $work/NAME.log; fails on any console
+# message.
 load() {
-  local page=$1 name=$2
+  local dir=$1 page=$2 name=$3
   timeout 120 "$chrome" --headless --no-sandbox --disable-gpu --no-first-run --user-data-dir="$work/profile" \
-    --enable-logging=stderr --v=0 --virtual-time-budget=3000 --dump-dom "file://$report/$page" \
+    --enable-logging=stderr --v=0 --virtual-time-budget=3000 --dump-dom "file://$dir/$page" \
     >"$work/$name.dom" 2>"$work/$name.log" || { echo "FAIL $page: chromium exited $?" >&2; fail=1; }
   if grep -E 'CONSOLE|Uncaught' "$work/$name.log" >&2; then
     echo "FAIL $page: console messages (above)" >&2
     fail=1
   fi
-  if ! grep -q '<th class="sort"' "$work/$name.dom"; then
-    echo "FAIL $page: the sorting script did not run" >&2
+}
+# sorted NAME: the sorting script ran on the page (it marks every column
+# head "sort").
+sorted() {
+  if ! grep -q '<th class="sort"' "$work/$1.dom"; then
+    echo "FAIL $1: the sorting script did not run" >&2
     fail=1
   fi
 }
-load index.html index
-load "$feature" feature
+# links DIR PAGE: every local link of DIR/PAGE resolves.
+links() {
+  for l in $(grep -o 'href="[^"#:]*"' "$1/$2" | sed 's/^href="//; s/"$//' | sort -u); do
+    [ -e "$1/$l" ] || { echo "FAIL $2 links $l, which is not there" >&2; fail=1; }
+  done
+}
+load "$report" index.html index
+sorted index
+load "$report" "$feature" feature
+sorted feature
 hits=$(grep -o 'class="tok hit"' "$work/feature.dom" | wc -l)
 if ! grep -q 'Top activating contexts' "$work/feature.dom" || [ "$hits" -lt 1 ]; then
   echo "FAIL $feature: no examples shown ($hits highlighted firing tokens)" >&2
@@ -83,33 +96,23 @@ fi
 # The demo's layer set report (report --layers): no console message, and
 # every local link (each layer's report) resolves.
 set_report=$work/report-set
-timeout 120 "$chrome" --headless --no-sandbox --disable-gpu --no-first-run --user-data-dir="$work/profile" \
-  --enable-logging=stderr --v=0 --virtual-time-budget=3000 --dump-dom "file://$set_report/index.html" \
-  >"$work/set.dom" 2>"$work/set.log" || { echo "FAIL report-set/index.html: chromium exited $?" >&2; fail=1; }
-if grep -E 'CONSOLE|Uncaught' "$work/set.log" >&2; then
-  echo "FAIL report-set/index.html: console messages (above)" >&2
-  fail=1
-fi
+load "$set_report" index.html set
 if ! grep -q 'layer-01/index.html' "$work/set.dom"; then
   echo "FAIL report-set/index.html: no link to layer 1's report" >&2
   fail=1
 fi
-for l in $(grep -o 'href="[^"#:]*"' "$set_report/index.html" | sed 's/^href="//; s/"$//' | sort -u); do
-  [ -e "$set_report/$l" ] || { echo "FAIL report-set/index.html links $l, which is not there" >&2; fail=1; }
-done
-# Every local link of the index resolves.
-for l in $(grep -o 'href="[^"#:]*"' "$report/index.html" | sed 's/^href="//; s/"$//' | sort -u); do
-  [ -e "$report/$l" ] || { echo "FAIL index.html links $l, which is not there" >&2; fail=1; }
-done
+links "$set_report" index.html
+links "$report" index.html
 
-shot=$work/dashboard.png
-timeout 120 "$chrome" --headless --no-sandbox --disable-gpu --no-first-run --user-data-dir="$work/profile" \
-  --hide-scrollbars --window-size=1000,1000 --virtual-time-budget=3000 --screenshot="$shot" \
-  "file://$report/$feature" >/dev/null 2>&1 || { echo "FAIL screenshot of $feature" >&2; fail=1; }
-setshot=$work/layers.png
-timeout 120 "$chrome" --headless --no-sandbox --disable-gpu --no-first-run --user-data-dir="$work/profile" \
-  --hide-scrollbars --window-size=1000,1400 --virtual-time-budget=3000 --screenshot="$setshot" \
-  "file://$set_report/index.html" >/dev/null 2>&1 || { echo "FAIL screenshot of report-set/index.html" >&2; fail=1; }
+# screenshot URL FILE HEIGHT: a 1000-pixel-wide screenshot of URL.
+screenshot() {
+  timeout 120 "$chrome" --headless --no-sandbox --disable-gpu --no-first-run --user-data-dir="$work/profile" \
+    --hide-scrollbars --window-size=1000,"$3" --virtual-time-budget=3000 --screenshot="$2" \
+    "$1" >/dev/null 2>&1 || { echo "FAIL screenshot of $1" >&2; fail=1; }
+}
+shot=$work/dashboard.png setshot=$work/layers.png
+screenshot "file://$report/$feature" "$shot" 1000
+screenshot "file://$set_report/index.html" "$setshot" 1400
 if [ -n "$save" ] && [ -s "$shot" ]; then
   mkdir -p "$(dirname "$save")"
   cp "$shot" "$save"

@@ -355,32 +355,6 @@ func finite(v []float64) []float64 {
 	return f
 }
 
-// decimalTicks are gonum's default ticks labelled with as many decimals
-// as their spacing needs, so that close ticks (3.40, 3.45) do not read
-// alike and round ones carry no trailing zeros (25, not 25.00).
-type decimalTicks struct{}
-
-func (decimalTicks) Ticks(lo, hi float64) []plot.Tick {
-	ts := plot.DefaultTicks{}.Ticks(lo, hi)
-	var major []float64
-	for _, t := range ts {
-		if t.Label != "" {
-			major = append(major, t.Value)
-		}
-	}
-	if len(major) < 2 {
-		return ts
-	}
-	step := math.Abs(major[1] - major[0])
-	dec := max(0, int(-math.Floor(math.Log10(step)+1e-9)))
-	for i := range ts {
-		if ts[i].Label != "" {
-			ts[i].Label = strconv.FormatFloat(ts[i].Value, 'f', dec, 64)
-		}
-	}
-	return ts
-}
-
 // layerSeries is one line of a per-layer line plot.
 type layerSeries struct {
 	name string
@@ -456,7 +430,7 @@ func layerLines(rows []LayerRow, series []layerSeries, title, ylabel string, ylo
 	}
 	// Room above the data for the legend (a line per series).
 	p.Y.Min, p.Y.Max = ylo-0.04*span, yhi+(0.04+0.08*float64(len(series)))*span
-	p.Y.Tick.Marker = decimalTicks{}
+	p.Y.Tick.Marker = fineTicks{}
 	p.Legend.Top = true
 	p.Add(plotter.NewGrid())
 	return encodePNG(p), strings.Join(notes, "; ")
@@ -593,7 +567,7 @@ func l0CEPlot(xys plotter.XYs, labels []string) []byte {
 		}
 		*a.lo, *a.hi = lo-0.08*span, hi+a.rightPad*span
 	}
-	p.X.Tick.Marker, p.Y.Tick.Marker = decimalTicks{}, decimalTicks{}
+	p.X.Tick.Marker, p.Y.Tick.Marker = fineTicks{}, fineTicks{}
 	p.Add(plotter.NewGrid())
 	return encodePNG(p)
 }
@@ -718,17 +692,7 @@ func layerSetMarkdown(rows []LayerRow, plots []plotInfo, omitted []string, info 
 	for _, d := range LayerSetDefinitions() {
 		fmt.Fprintf(&b, "- **%s**: %s\n", d.Name, d.Text)
 	}
-	b.WriteString("\n## Plots\n\n")
-	for _, p := range plots {
-		fmt.Fprintf(&b, "### %s\n\n![%s](%s)\n\n%s\n\n", p.title, p.title, p.file, p.caption)
-	}
-	if len(omitted) > 0 {
-		b.WriteString("### Omitted\n\n")
-		for _, o := range omitted {
-			fmt.Fprintf(&b, "- %s\n", o)
-		}
-		b.WriteString("\n")
-	}
+	mdPlots(&b, plots, omitted)
 	if len(info.Notes) > 0 {
 		b.WriteString("## Notes\n\n")
 		for _, n := range info.Notes {

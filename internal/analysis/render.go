@@ -620,17 +620,7 @@ func markdown(in RenderInput, plots []plotInfo, omitted []string, ex extremeTabl
 	for _, d := range ReportDefinitions {
 		fmt.Fprintf(&b, "- **%s**: %s\n", d.Name, d.Text)
 	}
-	b.WriteString("\n## Plots\n\n")
-	for _, p := range plots {
-		fmt.Fprintf(&b, "### %s\n\n![%s](%s)\n\n%s\n\n", p.title, p.title, p.file, p.caption)
-	}
-	if len(omitted) > 0 {
-		b.WriteString("### Omitted\n\n")
-		for _, o := range omitted {
-			fmt.Fprintf(&b, "- %s\n", o)
-		}
-		b.WriteString("\n")
-	}
+	mdPlots(&b, plots, omitted)
 	for _, t := range []struct {
 		title string
 		rows  []FeatureStat
@@ -655,4 +645,20 @@ func markdown(in RenderInput, plots []plotInfo, omitted []string, ex extremeTabl
 		b.WriteString("\n")
 	}
 	return b.String()
+}
+
+// mdPlots writes index.md's Plots section: each plot with its caption,
+// then the plots left out and why.
+func mdPlots(b *strings.Builder, plots []plotInfo, omitted []string) {
+	b.WriteString("\n## Plots\n\n")
+	for _, p := range plots {
+		fmt.Fprintf(b, "### %s\n\n![%s](%s)\n\n%s\n\n", p.title, p.title, p.file, p.caption)
+	}
+	if len(omitted) > 0 {
+		b.WriteString("### Omitted\n\n")
+		for _, o := range omitted {
+			fmt.Fprintf(b, "- %s\n", o)
+		}
+		b.WriteString("\n")
+	}
 }
