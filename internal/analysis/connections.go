@@ -194,7 +194,9 @@ func Connections(ctx context.Context, wDec, wEnc []float32, fs, ft, c int, data 
 	scratch := make([]connScratch, sub)
 	for pass, j0 := 0, 0; j0 < ft; pass, j0 = pass+1, j0+block {
 		j1 := min(j0+block, ft)
-		clear(m)
+		if pass > 0 { // a new slice is zero already
+			clear(m)
+		}
 		tokens, err := accumulateM(ctx, data, m, res.Count, fs, ft, j0, j1, func(rows int) {
 			if o.Progress != nil {
 				o.Progress(pass, res.Passes, rows)
