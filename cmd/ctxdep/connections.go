@@ -68,6 +68,9 @@ sources with the largest virtual weights are the ones that drive j in the data
 (context-independent connections). Low values mean the data decides: which sources
 co-occur with j, and how strongly, matters more than the size of the weights; the
 Ā list then names j's real inputs. Both are NaN for a target that never fires.
+Ā_ij always has V_ij's sign (a mean of acts/s ≥ 0 times V_ij), so spearman credits
+sign agreement that holds by construction and runs higher than share_topk_v:
+read share_topk_v as the stricter measure.
 
 Cost and memory: V is F × F′ (24,576² = 2.4 GB in float32 for GPT-2 small) and is
 never held whole. Targets are processed in blocks: per block, one pass over both

@@ -54,7 +54,11 @@ import (
 //   - spearman: the Spearman rank correlation of V_·j and Ā_·j over the
 //     union of the two lists' sources, with average ranks for ties (so
 //     the Pearson correlation of the ranks). NaN when the union has fewer
-//     than two sources, or either view's ranks are all equal.
+//     than two sources, or either view's ranks are all equal. Since
+//     M_ij ≥ 0, Ā_ij always has V_ij's sign (or is 0): the signed
+//     correlation counts that agreement, which holds by construction, so
+//     it runs higher than a correlation of magnitudes would;
+//     share_topk_v is the stricter of the two.
 //   - share_topk_v: Σ_{i ∈ top-K by |V|} |Ā_ij| / Σ_i |Ā_ij|, the sum
 //     over ALL sources i: the part of j's average input from layer l that
 //     the weights alone pick out. NaN when the sum is 0.
@@ -211,6 +215,9 @@ func Connections(ctx context.Context, wDec, wEnc []float32, fs, ft, c int, data 
 			return nil, fmt.Errorf("connections: pass %d read %d tokens, the first %d: the data changed while it was read", pass+1, tokens, res.Tokens)
 		}
 		for s0 := j0; s0 < j1; s0 += sub {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
 			s1 := min(s0+sub, j1)
 			n := s1 - s0
 			kernels.MatMul(vRows[:n*fs], encT[s0*c:s1*c], decT, n, c, fs, false)
@@ -837,7 +844,9 @@ func connMarkdown(res *ConnResult, s ConnSummary, spCaption, shCaption string) [
 	b.WriteString("- `spearman`: the rank correlation of V and Ā over the union of j's top-k sources by |V| and by |Ā|. Near 1: the sources the weights rank highest are those that drive j in the data.\n")
 	b.WriteString("- `share_topk_v`: the share of Σ_i |Ā_ij| (over all sources) that the top-k sources by |V| carry. Near 1: j's input from layer l is concentrated on the connections its weights predict.\n\n")
 	b.WriteString("High values of both mean j's inputs are predictable from the weights alone: context-independent connections. Low values mean the sources that matter are picked by the data " +
-		"(which features co-occur, and how strongly) rather than by the size of the weights. Both are NaN for a target that never fires.\n\n")
+		"(which features co-occur, and how strongly) rather than by the size of the weights. Both are NaN for a target that never fires. " +
+		"Ā_ij always has the sign of V_ij (it is V_ij times a mean of positive activations over scales), so the signed spearman credits sign agreement that holds by construction " +
+		"and runs higher than share_topk_v suggests; read share_topk_v as the stricter measure.\n\n")
 	b.WriteString("## Summary\n\n| statistic | targets | NaN | mean | median | 10% | 90% |\n|---|---|---|---|---|---|---|\n")
 	for _, r := range []struct {
 		name string
