@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/ctxdep/ctxdep/internal/actcache"
+	"github.com/ctxdep/ctxdep/internal/analysis"
 	"github.com/ctxdep/ctxdep/internal/midcoder"
 )
 
@@ -297,4 +299,50 @@ func TestDeprecatedSeedFlags(t *testing.T) {
 	if !bytes.Equal(files[0], files[1]) {
 		t.Error("tokenize --seed 3 and --shuffle-seed 3 differ")
 	}
+}
+
+// report --connections lists, on each feature page, the feature's
+// strongest inputs as ctxdep connections computed them; connections into
+// another layer are refused.
+func TestReportConnections(t *testing.T) {
+	set := buildSet(t)
+	tmp := t.TempDir()
+	conns := filepath.Join(tmp, "conns")
+	if code, _, errs := ctxdep(t, "connections", "-q", "--cache", set, "--model", tinyModel, "--transcoders", tinyTC, "--layers", "1,2", "--top-k", "4", "--out", conns); code != 0 {
+		t.Fatalf("connections: %d %s", code, errs)
+	}
+	tab, err := analysis.ReadConnections(conns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fit := filepath.Join(tmp, "fit")
+	if code, _, errs := ctxdep(t, append(fitArgs(set, fit), "--layer", "2")...); code != 0 {
+		t.Fatalf("fit: %d %s", code, errs)
+	}
+	out := filepath.Join(tmp, "report")
+	if code, _, errs := ctxdep(t, "report", "-q", "--cache", set, "--layer", "2", "--model", tinyModel, "--transcoders", tinyTC,
+		"--midcoder", filepath.Join(fit, midcoder.ResultFile), "--connections", conns, "--out", out); code != 0 {
+		t.Fatalf("report --connections: %d %s", code, errs)
+	}
+	pages, _ := filepath.Glob(filepath.Join(out, "features", "*.html"))
+	if len(pages) == 0 {
+		t.Fatal("no feature pages")
+	}
+	for _, p := range pages[:min(3, len(pages))] {
+		var j int
+		fmt.Sscanf(filepath.Base(p), "%05d.html", &j)
+		page, _ := os.ReadFile(p)
+		byV, byAbar := tab.Inputs(j)
+		if !strings.Contains(string(page), "Inputs from layer 1") || len(byV) == 0 {
+			t.Fatalf("%s: no inputs section", p)
+		}
+		for _, in := range append(byV, byAbar...) {
+			if !strings.Contains(string(page), fmt.Sprintf(`<td class="num">%d</td><td class="num">%.4g</td>`, in.Source, in.V)) {
+				t.Errorf("%s lacks source %d (V %.4g)", p, in.Source, in.V)
+			}
+		}
+	}
+	code, _, errs := ctxdep(t, "report", "-q", "--cache", set, "--layer", "1", "--model", tinyModel, "--transcoders", tinyTC,
+		"--midcoder", filepath.Join(fit, midcoder.ResultFile), "--connections", conns, "--out", filepath.Join(tmp, "r1"))
+	expectError(t, code, errs, 1, "go into layer 2")
 }

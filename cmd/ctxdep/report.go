@@ -20,20 +20,21 @@ import (
 )
 
 type reportOptions struct {
-	cache    string
-	midcoder string
-	pinv     string
-	history  string
-	out      string
-	topK     int
-	features int
-	examples int
-	minCount int
-	pages    int
-	effect   bool
-	layers   string
-	evaluate bool
-	flags    map[string]string // every flag set, and the report's own, for the provenance
+	cache       string
+	midcoder    string
+	pinv        string
+	history     string
+	out         string
+	topK        int
+	features    int
+	examples    int
+	minCount    int
+	pages       int
+	effect      bool
+	layers      string
+	evaluate    bool
+	connections string
+	flags       map[string]string // every flag set, and the report's own, for the provenance
 }
 
 func newReportCmd(g *globalOptions) *cobra.Command {
@@ -124,6 +125,7 @@ otherwise, when found, for W_dec on the feature pages.`,
 	f.IntVar(&o.minCount, "min-count", analysis.DefaultMinCount, "rank only features that fired at least this many times")
 	f.BoolVar(&o.effect, "effect", true, "compute effect_consistency, cos_effect_dec and cos_effect_pinv in the same pass\n(k·N·C flops per firing feature and token: at GPT-2 small's shapes tens of times the rest\nof the pass; --effect=false leaves them out)")
 	f.StringVar(&o.layers, "layers", "", "report on each layer of the layer set --cache names (e.g. 2,3, 0-11 or all), with\n--midcoder and --pinv the --out DIRs of fit and pinv-baseline --layers: --out R gets\nR/layer-LL/ per layer and the cross-layer R/index.html, index.md, layers.csv and plots")
+	f.StringVar(&o.connections, "connections", "", "the --out DIR of ctxdep connections into this layer: each feature page lists the\nfeature's strongest inputs from the earlier layer, by weight (V) and by data (Ā)\n(with --layers, used for the layer it goes into)")
 	f.BoolVar(&o.evaluate, "evaluate", false, "with --layers, also run ctxdep evaluate per layer to fill the table's CE and NMSE\ncolumns (a forward pass of the whole model per cached token, per layer)")
 	f.IntVar(&o.pages, "pages", analysis.DefaultPages, fmt.Sprintf("at most this many feature pages (the ranked features first; at most %d)", analysis.MaxPages))
 	addJSONFlag(cmd, g)
@@ -178,6 +180,19 @@ func reportLayer(ctx context.Context, g *globalOptions, o *reportOptions, layerS
 	}
 	man := c.Manifest
 	layer := man.Layer
+	var conns *analysis.ConnTable
+	if o.connections != "" {
+		t, err := analysis.ReadConnections(o.connections)
+		if err != nil {
+			return nil, nil, err
+		}
+		switch {
+		case t.Summary.TargetLayer == layer:
+			conns = t
+		case o.layers == "":
+			return nil, nil, fmt.Errorf("--connections %s go into layer %d, the cache %s is layer %d", o.connections, t.Summary.TargetLayer, o.cache, layer)
+		}
+	}
 	// Check the midcoder files against the cache before loading the model.
 	dSAE := man.DSAE
 	var tc *transcoder.Transcoder
@@ -229,7 +244,7 @@ func reportLayer(ctx context.Context, g *globalOptions, o *reportOptions, layerS
 	// through the activation the midcoder was fitted through.
 	mlp := midcoder.NewMLP(model, layer, act)
 
-	in := analysis.ReportInput{Cache: c, TC: tc, MLP: mlp, Fit: fit, Pinv: pinv, TopK: o.topK, Features: o.features,
+	in := analysis.ReportInput{Cache: c, Connections: conns, TC: tc, MLP: mlp, Fit: fit, Pinv: pinv, TopK: o.topK, Features: o.features,
 		Examples: o.examples, MinCount: o.minCount, Pages: o.pages, WU: model.WU, Vocab: model.DVocab, Effect: o.effect}
 	if tc != nil {
 		in.NeuronpediaBase = analysis.NeuronpediaBase(tcProv.Path, layer, man.DModel, tc.DSAE)

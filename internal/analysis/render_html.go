@@ -313,6 +313,7 @@ type featureView struct {
 	Count, Tokens                         int64
 	Freq, MeanAct, MaxAct, Cons, Interval string
 	Cos, NormFit, NormPinv                string
+	Inputs                                *inputsView
 	Effect                                bool // the effect statistics were computed
 	EffectCons, CosEffectDec              string
 	CosEffectPinv, MeanEffectNorm         string
@@ -341,6 +342,9 @@ func featureHTML(res *ReportResult, st *FeatureStat, db *Dashboard) ([]byte, err
 		Hist: histSVG(db), Footer: footer(s.Provenance)}
 	if res.NeuronpediaBase != "" {
 		v.Neuronpedia = res.NeuronpediaBase + strconv.Itoa(db.Feature)
+	}
+	if t := res.Connections; t != nil {
+		v.Inputs = newInputsView(t, db.Feature)
 	}
 	for j, n := range st.Neurons {
 		lo, hi := wilson(int64(math.Round(st.PActive[j]*float64(st.Count))), st.Count)
@@ -408,4 +412,30 @@ func histSVG(db *Dashboard) template.HTML {
 	}
 	fmt.Fprintf(&b, `<text x="%g" y="%g" font-size="11" text-anchor="middle">activation (quarter-octave bins, log scale); tallest bar %d firings</text></svg>`, w/2, h+28, peak)
 	return template.HTML(b.String())
+}
+
+// inputsView is a feature page's strongest inputs from an earlier layer
+// (`report --connections`).
+type inputsView struct {
+	SourceLayer, TopK int
+	Spearman, Share   string
+	Count             int64
+	ByV, ByAbar       []inputRow
+}
+
+type inputRow struct{ Source, V, Abar string }
+
+func newInputsView(t *ConnTable, j int) *inputsView {
+	v := &inputsView{SourceLayer: t.Summary.SourceLayer, TopK: t.Summary.TopK, Count: t.Count[j],
+		Spearman: fmt4(float64(t.Spearman[j])), Share: fmt4(float64(t.ShareTopV[j]))}
+	rows := func(in []ConnInput) []inputRow {
+		out := make([]inputRow, len(in))
+		for i, c := range in {
+			out[i] = inputRow{strconv.Itoa(c.Source), fmt.Sprintf("%.4g", c.V), fmt.Sprintf("%.4g", c.Abar)}
+		}
+		return out
+	}
+	byV, byAbar := t.Inputs(j)
+	v.ByV, v.ByAbar = rows(byV), rows(byAbar)
+	return v
 }

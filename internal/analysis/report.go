@@ -82,6 +82,10 @@ type ReportInput struct {
 	// fits), cos_effect_pinv (with Pinv). It costs k·N·C flops per firing
 	// (feature, token) pair, far more than the rest of the pass.
 	Effect bool
+	// Connections, when set, are `ctxdep connections` into this layer:
+	// each feature page lists the feature's strongest inputs by weight
+	// and by data.
+	Connections *ConnTable
 }
 
 // FeatureStat is one row of the report's table.
@@ -173,6 +177,7 @@ type ReportResult struct {
 	// Pages lists the features with a page, ascending.
 	Pages           []int
 	NeuronpediaBase string
+	Connections     *ConnTable // into this layer, for the pages; nil without
 }
 
 // CheckMidcoderMeta returns a clear error when a midcoder file's metadata
@@ -259,6 +264,10 @@ func Report(ctx context.Context, in ReportInput, bar *progress.Bar) (*ReportResu
 	}
 	if err := CheckReportSettings(in.TopK, in.Features); err != nil {
 		return nil, fmt.Errorf("report: %w", err)
+	}
+	if t := in.Connections; t != nil && (t.Summary.TargetLayer != man.Layer || t.Summary.Targets != f) {
+		return nil, fmt.Errorf("report: the connections in %s are into layer %d's %d features; the cache is layer %d, the midcoder has %d features",
+			t.Dir, t.Summary.TargetLayer, t.Summary.Targets, man.Layer, f)
 	}
 	if in.MinCount == 0 {
 		in.MinCount = 1
@@ -417,6 +426,7 @@ func Report(ctx context.Context, in ReportInput, bar *progress.Bar) (*ReportResu
 	// Dashboards for the table's live features; pages for the ranked ones
 	// first, then the others by index, up to in.Pages.
 	res.NeuronpediaBase = in.NeuronpediaBase
+	res.Connections = in.Connections
 	ranked := rankExtremes(res.Features, extremeRows, in.MinCount)
 	paged := map[int]bool{}
 	for _, st := range append(slices.Clone(ranked.low), ranked.high...) {
