@@ -115,7 +115,8 @@ type hashMemo struct {
 }
 
 // hash returns the provenance of path, hashing it only once per command
-// (the cache's recorded inputs are checked before they are loaded).
+// (the cache's recorded inputs are checked before they are loaded) and,
+// through the hash cache, only once while it is unchanged.
 func (g *globalOptions) hash(path string) (provenance.File, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
@@ -128,7 +129,7 @@ func (g *globalOptions) hash(path string) (provenance.File, error) {
 	if m, ok := g.hashes[abs]; ok && m.size == st.Size() && m.mtime.Equal(st.ModTime()) {
 		return m.prov, nil
 	}
-	p, err := provenance.Hash(abs)
+	p, err := provenance.NewHashCache(hashCachePath()).Hash(abs)
 	if err != nil {
 		return provenance.File{}, err
 	}
@@ -137,6 +138,20 @@ func (g *globalOptions) hash(path string) (provenance.File, error) {
 	}
 	g.hashes[abs] = hashMemo{prov: p, size: st.Size(), mtime: st.ModTime()}
 	return p, nil
+}
+
+// hashCachePath is the file that remembers the SHA-256 of unchanged
+// inputs across runs: $CTXDEP_HASH_CACHE, "" (no cache) when that is off,
+// by default hashes.json in the user's cache directory.
+func hashCachePath() string {
+	switch v := os.Getenv("CTXDEP_HASH_CACHE"); strings.ToLower(v) {
+	case "":
+		return provenance.DefaultHashCachePath()
+	case "off", "0", "false", "no":
+		return ""
+	default:
+		return v
+	}
 }
 
 // checkRecorded checks an input file the cache recorded: true when it is

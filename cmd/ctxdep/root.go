@@ -62,6 +62,8 @@ SHA-256), or the Hugging Face hub cache ($HF_HOME/hub, default
 Environment:
   CTXDEP_MODEL            default --model
   CTXDEP_TRANSCODERS      default --transcoders
+  CTXDEP_HASH_CACHE       file remembering the SHA-256 of unchanged inputs (default
+                          $XDG_CACHE_HOME/ctxdep/hashes.json); off: hash every run
   CTXDEP_SHARD_COUNT      cache build: worker count, with JOB_COMPLETION_INDEX
   SLURM_ARRAY_TASK_ID, SLURM_ARRAY_TASK_COUNT, SLURM_ARRAY_TASK_MIN,
   SLURM_ARRAY_TASK_MAX    cache build: this worker of a Slurm job array

@@ -6,7 +6,9 @@
 // Hash reads a file whole and returns its File (absolute path, size,
 // content hash). Listing identifies a corpus too large to hash by content
 // from its files' names, sizes and modification times. Same compares two
-// Files by content.
+// Files by content. A HashCache remembers the hashes of unchanged files
+// across runs (keyed by path, size, times, inode and device) and takes the
+// hash of a hub-cache blob from its name, without reading either.
 //
 // Invariants: Same ignores paths (a moved file is the same input) and
 // compares hash and size. A Listing's hash changes when a file is added,
