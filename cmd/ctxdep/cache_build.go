@@ -282,7 +282,7 @@ func runCacheBuild(ctx context.Context, g *globalOptions, o *cacheBuildOptions, 
 		opts.Shard = &cachebuild.Shard{Index: shard.Index, Count: shard.Count}
 		_, total = actcache.Worker{Index: shard.Index, Count: shard.Count, TotalRows: total}.Range()
 	}
-	m, modelProv, err := g.loadModel()
+	m, modelProv, err := g.loadModelThrough(layers...)
 	if err != nil {
 		return err
 	}

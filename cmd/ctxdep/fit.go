@@ -138,7 +138,11 @@ func runFit(ctx context.Context, g *globalOptions, o *fitOptions, layerSet bool)
 	if err := checkFitSize(g, o, c); err != nil {
 		return err
 	}
-	model, modelProv, err := g.loadModel()
+	need := gpt2.Through(o.cfg.Layer) // the forward pass over the text
+	if c != nil {
+		need = gpt2.MLP(o.cfg.Layer) // the cache holds x and y
+	}
+	model, modelProv, err := g.loadModelFor(need)
 	if err != nil {
 		return err
 	}

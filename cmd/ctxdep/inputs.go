@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -171,37 +172,72 @@ func (g *globalOptions) checkRecorded(rec provenance.File, what, flag string) (b
 	return true, nil
 }
 
-// loadModel loads and processes the model and hashes its weights file.
+// loadModel loads and processes the whole model and hashes its weights
+// file.
 func (g *globalOptions) loadModel() (*gpt2.Model, provenance.File, error) {
+	return g.loadModelFor(gpt2.All())
+}
+
+// loadModelFor loads and processes the parts of the model a command needs
+// (gpt2.Through(L) for a forward pass to block L, gpt2.MLP(L) for block
+// L's MLP alone) and hashes its weights file. A model loaded before that
+// holds them is reused; one that holds less is not.
+func (g *globalOptions) loadModelFor(need gpt2.Parts) (*gpt2.Model, provenance.File, error) {
 	dir, err := g.modelDir()
 	if err != nil {
 		return nil, provenance.File{}, err
 	}
-	if l, ok := g.models[dir]; ok {
-		return l.m, l.prov, nil
+	for _, l := range g.models {
+		if l.dir == dir && l.m.Has(need) {
+			return l.m, l.prov, nil
+		}
 	}
 	start := time.Now()
-	m, err := gpt2.Load(dir)
+	m, err := gpt2.LoadParts(dir, need)
 	if err != nil {
 		return nil, provenance.File{}, err
 	}
+	loaded := time.Since(start)
 	path, _ := gpt2.WeightsPath(dir)
 	p, err := g.hash(path)
 	if err != nil {
 		return nil, provenance.File{}, fmt.Errorf("gpt2: %w", err)
 	}
-	g.logf("model %s: %d layers, d_model %d, vocab %d (loaded and processed in %v)", path, m.NLayer, m.DModel, m.DVocab, time.Since(start).Round(time.Millisecond))
+	what := "the whole model"
+	if !m.Whole() {
+		what = m.Loaded.String()
+	}
+	g.logf("model %s: %d layers, d_model %d, vocab %d (%s loaded and processed in %v, hashed in %v)", path, m.NLayer, m.DModel, m.DVocab,
+		what, loaded.Round(time.Millisecond), (time.Since(start) - loaded).Round(time.Millisecond))
 	if g.models == nil {
 		g.models = map[string]loadedModel{}
 	}
-	g.models[dir] = loadedModel{m, p}
+	g.models[dir+"\x00"+what] = loadedModel{m, p, dir}
 	return m, p, nil
 }
 
-// loadedModel is a model loadModel has loaded, and its provenance.
+// loadModelThrough loads what a forward pass through the deepest of
+// layers needs: the embeddings and blocks 0..max(layers).
+func (g *globalOptions) loadModelThrough(layers ...int) (*gpt2.Model, provenance.File, error) {
+	if len(layers) == 0 {
+		return g.loadModel()
+	}
+	return g.loadModelFor(gpt2.Through(slices.Max(layers)))
+}
+
+// loadMLP loads block layer's MLP alone, and W_U when unembed is set.
+func (g *globalOptions) loadMLP(layer int, unembed bool) (*gpt2.Model, provenance.File, error) {
+	need := gpt2.MLP(layer)
+	need.Unembed = unembed
+	return g.loadModelFor(need)
+}
+
+// loadedModel is a model loadModelFor has loaded, its provenance and
+// directory. g.models holds them by directory and parts loaded.
 type loadedModel struct {
 	m    *gpt2.Model
 	prov provenance.File
+	dir  string
 }
 
 // errNoTranscoder means no transcoder was named or found; callers for whom

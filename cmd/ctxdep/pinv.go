@@ -106,7 +106,7 @@ func runPinv(ctx context.Context, g *globalOptions, o *pinvOptions, layerSet boo
 	if err := checkOutFile(o.out, o.force); err != nil {
 		return err
 	}
-	model, modelProv, err := g.loadModel()
+	model, modelProv, err := g.loadMLP(layer, false)
 	if err != nil {
 		return err
 	}

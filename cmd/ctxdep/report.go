@@ -230,7 +230,7 @@ func reportLayer(ctx context.Context, g *globalOptions, o *reportOptions, layerS
 			return nil, nil, err
 		}
 	}
-	model, modelProv, err := g.loadModel()
+	model, modelProv, err := g.loadMLP(layer, o.examples > 0 && o.pages > 0) // W_U for the pages' output views
 	if err != nil {
 		return nil, nil, err
 	}

@@ -5,11 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
-
-	"github.com/ctxdep/ctxdep/internal/dtype"
 )
 
 // Model is GPT-2 after TransformerLens's processing. Weight matrices are
@@ -21,6 +18,11 @@ type Model struct {
 	Blocks []Block   // (NLayer)
 	WU     []float32 // (C, V) unembed.W_U
 	BU     []float32 // (V) unembed.b_U
+
+	// Loaded is what the model holds (normal for its Config): everything
+	// for Load and Random, the parts asked for for LoadParts, whose other
+	// weights are nil.
+	Loaded Parts
 }
 
 // Block is one processed transformer block. TransformerLens's W_Q, W_K,
@@ -46,26 +48,7 @@ const (
 
 // Load reads a Hugging Face GPT-2 checkpoint directory (config.json plus
 // model.safetensors or pytorch_model.bin) and returns the processed model.
-func Load(dir string) (*Model, error) {
-	cfg, err := ReadConfig(filepath.Join(dir, "config.json"))
-	if err != nil {
-		return nil, err
-	}
-	path, err := WeightsPath(dir)
-	if err != nil {
-		return nil, err
-	}
-	src, err := openSource(path)
-	if err != nil {
-		return nil, err
-	}
-	defer src.close()
-	hf, err := readHF(cfg, src)
-	if err != nil {
-		return nil, fmt.Errorf("gpt2: %s: %w", path, err)
-	}
-	return process(cfg, hf), nil
-}
+func Load(dir string) (*Model, error) { return LoadParts(dir, All()) }
 
 // WeightsPath returns the weights file Load would read in dir.
 func WeightsPath(dir string) (string, error) {
@@ -91,62 +74,19 @@ func hfName(name string) (string, bool) {
 	return name, true
 }
 
+// readHF reads every weight of src unprocessed, one tensor at a time: the
+// reference loader that LoadParts must agree with bit for bit.
 func readHF(cfg Config, src source) (*hfWeights, error) {
-	c, n, v := cfg.DModel, cfg.DMLP, cfg.DVocab
-	want := map[string][]int{
-		"wte.weight": {v, c}, "wpe.weight": {cfg.NCtx, c},
-		"ln_f.weight": {c}, "ln_f.bias": {c},
+	byName, err := checkHeader(cfg, src)
+	if err != nil {
+		return nil, err
 	}
-	for l := 0; l < cfg.NLayer; l++ {
-		p := "h." + strconv.Itoa(l) + "."
-		for name, shape := range map[string][]int{
-			"ln_1.weight": {c}, "ln_1.bias": {c},
-			"attn.c_attn.weight": {c, 3 * c}, "attn.c_attn.bias": {3 * c},
-			"attn.c_proj.weight": {c, c}, "attn.c_proj.bias": {c},
-			"ln_2.weight": {c}, "ln_2.bias": {c},
-			"mlp.c_fc.weight": {c, n}, "mlp.c_fc.bias": {n},
-			"mlp.c_proj.weight": {n, c}, "mlp.c_proj.bias": {c},
-		} {
-			want[p+name] = shape
+	ld := &loader{byName: byName, whole: true}
+	got := make(map[string][]float32, len(byName))
+	for name := range byName {
+		if got[name], err = ld.read(name); err != nil {
+			return nil, err
 		}
-	}
-	got := make(map[string][]float32, len(want))
-	for _, t := range src.tensors() {
-		name, ok := hfName(t.name)
-		if !ok {
-			continue
-		}
-		shape, ok := want[name]
-		if !ok {
-			return nil, fmt.Errorf("unexpected tensor %q (is this a GPT-2 checkpoint matching config.json?)", t.name)
-		}
-		if _, dup := got[name]; dup {
-			return nil, fmt.Errorf("tensor %q appears twice", name)
-		}
-		if !slices.Equal(t.shape, shape) {
-			return nil, fmt.Errorf("tensor %q has shape %v, want %v (from config.json)", t.name, t.shape, shape)
-		}
-		data, err := t.load()
-		if err != nil {
-			return nil, fmt.Errorf("tensor %q: %w", t.name, err)
-		}
-		if err := dtype.CheckFinite(fmt.Sprintf("tensor %q", t.name), data, t.shape...); err != nil {
-			return nil, fmt.Errorf("%w: the weights are damaged; download the model again", err)
-		}
-		got[name] = data
-	}
-	var missing []string
-	for name := range want {
-		if _, ok := got[name]; !ok {
-			missing = append(missing, name)
-		}
-	}
-	if len(missing) > 0 {
-		slices.Sort(missing)
-		if len(missing) > 4 {
-			missing = append(missing[:4], fmt.Sprintf("and %d more", len(missing)-4))
-		}
-		return nil, fmt.Errorf("missing tensors %s", strings.Join(missing, ", "))
 	}
 	hf := &hfWeights{wte: got["wte.weight"], wpe: got["wpe.weight"], lnfW: got["ln_f.weight"], lnfB: got["ln_f.bias"]}
 	for l := 0; l < cfg.NLayer; l++ {

@@ -12,26 +12,52 @@ import "github.com/ctxdep/ctxdep/internal/kernels"
 // then each column of w loses its mean over m.
 // w (R, K), b (K), gamma, beta (R).
 func foldLayerNorm(w, b, gamma, beta []float32, r, k int) {
-	bacc := make([]float64, k)
-	sum := make([]float64, k)
-	for j := range bacc {
-		bacc[j] = float64(b[j])
+	f := newLayerNormFold(b, gamma, beta, k)
+	f.rows(w, 0)
+	f.apply(w, b, r)
+}
+
+// layerNormFold is foldLayerNorm in two steps, so that a matrix can be
+// folded as its rows arrive: rows accumulates the column sums of some rows
+// (every row once, in order), apply then writes b and w.
+type layerNormFold struct {
+	bacc, sum   []float64 // (K)
+	gamma, beta []float32 // (R)
+}
+
+func newLayerNormFold(b, gamma, beta []float32, k int) *layerNormFold {
+	f := &layerNormFold{bacc: make([]float64, k), sum: make([]float64, k), gamma: gamma, beta: beta}
+	for j := range f.bacc {
+		f.bacc[j] = float64(b[j])
 	}
-	for m := 0; m < r; m++ {
-		row := w[m*k : (m+1)*k]
-		g, be := float64(gamma[m]), float64(beta[m])
+	return f
+}
+
+// rows accumulates w's rows, rows m0, m0+1, … of the matrix.
+func (f *layerNormFold) rows(w []float32, m0 int) {
+	k := len(f.bacc)
+	bacc, sum := f.bacc, f.sum
+	for m := m0; m < m0+len(w)/k; m++ {
+		row := w[(m-m0)*k : (m-m0+1)*k]
+		g, be := float64(f.gamma[m]), float64(f.beta[m])
 		for j, v := range row {
 			bacc[j] += float64(v) * be
 			sum[j] += float64(v) * g
 		}
 	}
+}
+
+// apply writes the folded b and w (R rows), once every row is accumulated.
+func (f *layerNormFold) apply(w, b []float32, r int) {
+	k := len(f.bacc)
+	sum := f.sum
 	for j := range b {
-		b[j] = float32(bacc[j])
+		b[j] = float32(f.bacc[j])
 		sum[j] /= float64(r)
 	}
 	for m := 0; m < r; m++ {
 		row := w[m*k : (m+1)*k]
-		g := float64(gamma[m])
+		g := float64(f.gamma[m])
 		for j, v := range row {
 			row[j] = float32(float64(v)*g - sum[j])
 		}
@@ -72,7 +98,7 @@ type hfBlock struct {
 // process applies the processing steps in order, reusing the checkpoint's buffers.
 func process(cfg Config, hf *hfWeights) *Model {
 	c, n, v := cfg.DModel, cfg.DMLP, cfg.DVocab
-	m := &Model{Config: cfg, Blocks: make([]Block, cfg.NLayer)}
+	m := &Model{Config: cfg, Blocks: make([]Block, cfg.NLayer), Loaded: Parts{Blocks: cfg.NLayer, Unembed: true}}
 	// W_U is the transpose of the *unprocessed* wte (tied weights).
 	m.WU = kernels.Transpose(hf.wte, v, c)
 	m.BU = make([]float32, v)

@@ -3,6 +3,7 @@ package gpt2
 import (
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/ctxdep/ctxdep/internal/safetensors"
 	"github.com/ctxdep/ctxdep/internal/torchfile"
@@ -18,12 +19,14 @@ type source interface {
 type sourceTensor struct {
 	name  string
 	shape []int
-	load  func() ([]float32, error)
+	// read reads elements [start, start+len(dst)) of the tensor, in C
+	// order, into dst.
+	read func(dst []float32, start int) error
 }
 
 func openSource(path string) (source, error) {
 	if strings.HasSuffix(path, ".safetensors") {
-		f, err := safetensors.Open(path)
+		f, err := safetensors.OpenReader(path)
 		if err != nil {
 			return nil, err
 		}
@@ -47,18 +50,32 @@ func openSource(path string) (source, error) {
 		if !ok {
 			return nil, fmt.Errorf("gpt2: %s: %q is not a tensor", path, name)
 		}
-		ts = append(ts, sourceTensor{name: name, shape: t.Shape, load: t.Float32})
+		// The legacy format decodes a tensor whole: once, then parts.
+		whole := sync.OnceValues(t.Float32)
+		ts = append(ts, sourceTensor{name: name, shape: t.Shape, read: func(dst []float32, start int) error {
+			v, err := whole()
+			if err == nil && (start < 0 || len(dst) > len(v)-start) {
+				err = fmt.Errorf("elements [%d, %d) of %d", start, start+len(dst), len(v))
+			}
+			if err != nil {
+				return err
+			}
+			copy(dst, v[start:])
+			return nil
+		}})
 	}
 	return torchSource(ts), nil
 }
 
-type stSource struct{ f *safetensors.File }
+// stSource reads a safetensors file with positioned reads, straight into
+// the destination.
+type stSource struct{ f *safetensors.Reader }
 
 func (s stSource) tensors() []sourceTensor {
 	var ts []sourceTensor
 	for _, info := range s.f.Tensors() {
-		ts = append(ts, sourceTensor{name: info.Name, shape: info.Shape, load: func() ([]float32, error) {
-			return s.f.Float32(info.Name)
+		ts = append(ts, sourceTensor{name: info.Name, shape: info.Shape, read: func(dst []float32, start int) error {
+			return s.f.ReadFloat32At(dst, info.Name, start)
 		}})
 	}
 	return ts

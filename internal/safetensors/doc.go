@@ -31,6 +31,11 @@
 // file while it is mapped makes later reads fault (SIGBUS): ctxdep only
 // replaces files by renaming, which leaves existing mappings intact.
 //
+// [OpenReader] reads and checks the header only (the same invariants) and
+// reads tensors, whole or in parts, with positioned reads straight into the
+// caller's memory: one copy from the page cache, no mapping to fault in,
+// and tensors never asked for are never read. ctxdep loads GPT-2 this way.
+//
 // [Writer] streams a file: the header is computed from the declared tensors
 // up front, data follow in declared order, and the result appears at its path
 // only when [Writer.Close] succeeds (temporary file, fsync, rename). The

@@ -45,13 +45,11 @@ func (t TensorInfo) NumElements() int {
 // File is a parsed safetensors file. Its methods are safe for concurrent use
 // until Close.
 type File struct {
-	path     string
-	buf      []byte // whole file; nil after Close
-	data     []byte // data section, a sub-slice of buf
-	tensors  []TensorInfo
-	index    map[string]int // name → position in tensors
-	metadata map[string]string
-	release  func() error // unmaps the file, if it is mapped
+	path string
+	buf  []byte // whole file; nil after Close
+	data []byte // data section, a sub-slice of buf
+	header
+	release func() error // unmaps the file, if it is mapped
 }
 
 // Parse parses and validates a whole safetensors file held in buf. The File
@@ -77,34 +75,50 @@ func parse(buf []byte) (*File, error) {
 	if n > uint64(len(buf)-8) {
 		return nil, fmt.Errorf("header length %d exceeds the %d bytes that follow it", n, len(buf)-8)
 	}
-	header := buf[8 : 8+n]
 	data := buf[8+n:]
-	entries, err := splitHeader(header)
+	h, err := parseHeader(buf[8:8+n], int64(len(data)))
 	if err != nil {
 		return nil, err
 	}
+	return &File{buf: buf, data: data, header: h}, nil
+}
 
-	f := &File{buf: buf, data: data, index: make(map[string]int, len(entries))}
+// header is a parsed and validated header: the tensors sorted by offset,
+// tiling a data section of the given length.
+type header struct {
+	tensors  []TensorInfo
+	index    map[string]int // name → position in tensors
+	metadata map[string]string
+}
+
+// parseHeader parses the JSON header of a file whose data section holds
+// dataLen bytes and checks the tensors' layout against it.
+func parseHeader(raw []byte, dataLen int64) (header, error) {
+	entries, err := splitHeader(raw)
+	if err != nil {
+		return header{}, err
+	}
+	h := header{index: make(map[string]int, len(entries))}
 	for _, e := range entries {
 		if e.name == metadataKey {
-			if f.metadata, err = parseMetadata(e.raw); err != nil {
-				return nil, err
+			if h.metadata, err = parseMetadata(e.raw); err != nil {
+				return header{}, err
 			}
 			continue
 		}
-		t, err := parseTensor(e.name, e.raw, int64(len(data)))
+		t, err := parseTensor(e.name, e.raw, dataLen)
 		if err != nil {
-			return nil, fmt.Errorf("tensor %q: %w", e.name, err)
+			return header{}, fmt.Errorf("tensor %q: %w", e.name, err)
 		}
-		f.tensors = append(f.tensors, t)
+		h.tensors = append(h.tensors, t)
 	}
-	if err := checkLayout(f.tensors, int64(len(data))); err != nil {
-		return nil, err
+	if err := checkLayout(h.tensors, dataLen); err != nil {
+		return header{}, err
 	}
-	for i, t := range f.tensors {
-		f.index[t.Name] = i
+	for i, t := range h.tensors {
+		h.index[t.Name] = i
 	}
-	return f, nil
+	return h, nil
 }
 
 type headerEntry struct {
@@ -310,9 +324,9 @@ func (f *File) Path() string { return f.path }
 
 // Tensors returns the tensors of the file sorted by Begin (ties by End,
 // then name). The result is a copy the caller may modify.
-func (f *File) Tensors() []TensorInfo {
-	out := make([]TensorInfo, len(f.tensors))
-	for i, t := range f.tensors {
+func (h *header) Tensors() []TensorInfo {
+	out := make([]TensorInfo, len(h.tensors))
+	for i, t := range h.tensors {
 		t.Shape = slices.Clone(t.Shape)
 		out[i] = t
 	}
@@ -320,20 +334,20 @@ func (f *File) Tensors() []TensorInfo {
 }
 
 // Tensor returns the description of the named tensor.
-func (f *File) Tensor(name string) (TensorInfo, bool) {
-	i, ok := f.index[name]
+func (h *header) Tensor(name string) (TensorInfo, bool) {
+	i, ok := h.index[name]
 	if !ok {
 		return TensorInfo{}, false
 	}
-	t := f.tensors[i]
+	t := h.tensors[i]
 	t.Shape = slices.Clone(t.Shape)
 	return t, true
 }
 
 // Metadata returns a copy of the file's __metadata__ (empty if absent).
-func (f *File) Metadata() map[string]string {
-	out := make(map[string]string, len(f.metadata))
-	for k, v := range f.metadata {
+func (h *header) Metadata() map[string]string {
+	out := make(map[string]string, len(h.metadata))
+	for k, v := range h.metadata {
 		out[k] = v
 	}
 	return out
