@@ -7,8 +7,9 @@
 # OpenBLAS build and PyTorch; and the pinv baseline at GPT-2-small shapes
 # (OpenBLAS build, float64, against PyTorch's float32); and caching a layer
 # set, layers 0-11 from one pass, against layer 11 alone (OpenBLAS build,
-# shards written to a temporary directory). Prints the median of each. Run
-# it on an idle machine.
+# shards written to a temporary directory); and start-up (a one-sequence
+# cache build and pinv-baseline, fresh processes, beside a plain read of
+# the same files). Prints the median of each. Run it on an idle machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${COUNT:-3}
@@ -69,3 +70,52 @@ if [ -n "$sets" ]; then
     "$(awk -v a="$one" -v b="$all" 'BEGIN { printf "%.2f", a / b }')"
 fi
 rm -f "$out"
+
+# Start-up at GPT-2-small shapes (random weights from make_random_gpt2.py,
+# 548 MB model, 151 MB transcoder): fresh processes, page cache warm, the
+# hash cache in a temporary directory (warm after the first run), each
+# beside a plain read of the same files into memory (Python f.read()).
+if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
+  su=$(mktemp -d)
+  trap 'rm -rf "$su"' EXIT
+  echo "== start-up" >&2
+  /usr/bin/python3 scripts/make_random_gpt2.py "$su/files" --rows 8 2>/dev/null
+  go build ${blas:+-tags openblas} -o "$su/ctxdep" ./cmd/ctxdep
+  M=$su/files/gpt2 T=$(ls "$su"/files/transcoders/*_24576.pt)
+  export XDG_CACHE_HOME=$su/xdg
+  sleep 3 # the hash cache leaves files changed in the last 2 s alone
+  readpy='import sys, time
+t = time.perf_counter()
+for p in sys.argv[1:]:
+    with open(p, "rb") as f: f.read()
+print("%.3f" % (time.perf_counter() - t))'
+  secs() { awk '{ v = $1; if (v ~ /µs$/) v /= 1e6; else if (v ~ /ms$/) v /= 1e3; else v += 0; printf "%.3f\n", v }'; }
+  logged() { grep -o "$1 in [0-9.]*[µm]*s" | head -1 | awk '{print $NF}' | secs; }
+  wall() { local s=$EPOCHREALTIME; "$@" >/dev/null 2>&1; awk -v a="$s" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f\n", b - a }'; }
+  build() { rm -rf "$su/c"; "$su/ctxdep" -v cache build --model "$M" --layer 8 --tokens "$su/files/tokens.npy" --n-tokens 128 --out "$su/c" 2>&1; }
+  build >/dev/null; build >/dev/null # warm the page cache and the hash cache
+  : > "$su/t"
+  for _ in $(seq "$count"); do
+    rm -rf "$su/c"
+    log=$(build)
+    off=$(CTXDEP_HASH_CACHE=off build)
+    rm -rf "$su/c"
+    printf 'rm %s rmt %s cb %s lp %s h %s hoff %s pv %s\n' \
+      "$(/usr/bin/python3 -c "$readpy" "$M/model.safetensors")" "$(/usr/bin/python3 -c "$readpy" "$M/model.safetensors" "$T")" \
+      "$(rm -rf "$su/c"; wall "$su/ctxdep" -q cache build --model "$M" --layer 8 --tokens "$su/files/tokens.npy" --n-tokens 128 --out "$su/c")" \
+      "$(logged processed <<<"$log")" "$(logged hashed <<<"$log")" "$(logged hashed <<<"$off")" \
+      "$(wall "$su/ctxdep" -q pinv-baseline --model "$M" --transcoder "$T" --layer 8 --out "$su/p.safetensors" --force)" | tee -a "$su/t" >&2
+  done
+  col() { awk -v k="$1" '{ for (i = 1; i < NF; i++) if ($i == k) print $(i+1) }' "$su/t" | median; }
+  rm_=$(col rm) rmt=$(col rmt) cb=$(col cb) pv=$(col pv)
+  ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+  printf '\n| seconds (median of %s), GPT-2-small shapes, fresh processes | time | against a plain read |\n|---|---|---|\n' "$count"
+  printf '| read model.safetensors (548 MB) into memory, Python f.read() | %s | 1 |\n' "$rm_"
+  printf '| read model.safetensors and the transcoder (699 MB) | %s | 1 |\n' "$rmt"
+  printf '| cache build --layer 8, one sequence of 128 tokens, whole command | %s | %s× the model read |\n' "$cb" "$(ratio "$cb" "$rm_")"
+  printf '| … of which: load and process the embeddings and blocks 0-8 | %s | |\n' "$(col lp)"
+  printf '| … of which: hash model.safetensors, hash cache warm (off) | %s (%s) | |\n' "$(col h)" "$(col hoff)"
+  printf '| pinv-baseline --layer 8, whole command (its own float64 products and SVD included) | %s | %s× the model + transcoder read |\n' "$pv" "$(ratio "$pv" "$rmt")"
+  rm -rf "$su"
+  trap - EXIT
+fi
