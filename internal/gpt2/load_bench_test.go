@@ -3,31 +3,22 @@ package gpt2
 import (
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 
 	"github.com/ctxdep/ctxdep/internal/safetensors"
 )
 
-// benchModelDir returns a GPT-2-small-shaped checkpoint for the start-up
-// benchmarks: $CTXDEP_BENCH_MODEL when set (scripts/bench.sh writes one),
-// else random weights written once per test binary into a temporary
-// directory (removed by TestMain... or left to the OS's /tmp cleaning).
-var benchModelDir = sync.OnceValues(func() (string, error) {
-	if d := os.Getenv("CTXDEP_BENCH_MODEL"); d != "" {
-		return d, nil
-	}
-	dir, err := os.MkdirTemp("", "ctxdep-bench-gpt2-")
-	if err != nil {
-		return "", err
-	}
-	return dir, WriteRandomCheckpoint(dir, Small(), 1)
-})
-
+// benchDir returns a GPT-2-small-shaped checkpoint for the start-up
+// benchmarks: $CTXDEP_BENCH_MODEL when set (a directory that
+// scripts/make_random_gpt2.py wrote), else random weights written into the
+// benchmark's temporary directory (548 MB, removed after it).
 func benchDir(b *testing.B) string {
 	b.Helper()
-	d, err := benchModelDir()
-	if err != nil {
+	if d := os.Getenv("CTXDEP_BENCH_MODEL"); d != "" {
+		return d
+	}
+	d := b.TempDir()
+	if err := WriteRandomCheckpoint(d, Small(), 1); err != nil {
 		b.Fatal(err)
 	}
 	return d
