@@ -165,7 +165,7 @@ func runCachePlan(ctx context.Context, g *globalOptions, o *cachePlanOptions, le
 		return err
 	}
 	start := time.Now()
-	m, modelProv, err := g.loadModel()
+	m, modelProv, err := g.loadModelThrough(o.layers...)
 	if err != nil {
 		return err
 	}

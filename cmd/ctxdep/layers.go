@@ -189,7 +189,7 @@ func (g *globalOptions) yFromX(c *actcache.Cache) func(x, y []float32, rows int)
 	return func(x, y []float32, rows int) error {
 		once.Do(func() {
 			var prov provenance.File
-			if model, prov, err = g.loadModel(); err != nil {
+			if model, prov, err = g.loadMLP(c.Manifest.Layer, false); err != nil {
 				err = fmt.Errorf("the cache %s stores no y, which is computed from x by the model's MLP: %w", c.Dir, err)
 				return
 			}

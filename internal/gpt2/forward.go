@@ -83,6 +83,9 @@ func (m *Model) RunToBlock(ws *Workspace, tokens []int32, b, t, layer int, hooks
 	if layer < 0 || layer >= m.NLayer {
 		return nil, nil, fmt.Errorf("gpt2: layer %d is out of range [0, %d)", layer, m.NLayer)
 	}
+	if err := m.checkParts(Through(layer), "RunToBlock"); err != nil {
+		return nil, nil, err
+	}
 	if err := m.run(ws, tokens, b, t, layer, hooks); err != nil {
 		return nil, nil, err
 	}
@@ -101,6 +104,9 @@ func (m *Model) Loss(ws *Workspace, tokens []int32, b, t int, hooks *Hooks) ([]f
 	if t < 2 {
 		return nil, fmt.Errorf("gpt2: sequences of %d token have no next-token targets", t)
 	}
+	if err := m.checkParts(All(), "Loss"); err != nil {
+		return nil, err
+	}
 	if err := m.run(ws, tokens, b, t, m.NLayer-1, hooks); err != nil {
 		return nil, err
 	}
@@ -118,6 +124,9 @@ func (m *Model) LossFrom(ws *Workspace, tokens []int32, b, t, layer int, resid [
 	}
 	if t < 2 {
 		return nil, fmt.Errorf("gpt2: sequences of %d token have no next-token targets", t)
+	}
+	if err := m.checkParts(All(), "LossFrom"); err != nil {
+		return nil, err
 	}
 	if len(resid) != b*t*m.DModel || b*t > ws.maxTokens {
 		return nil, fmt.Errorf("gpt2: LossFrom: residual of %d values for %d×%d tokens", len(resid), b, t)
@@ -265,6 +274,9 @@ func addInPlace(dst, src []float32) {
 // is the pass's, bit for bit.
 func (m *Model) MLPOut(layer int, x, y, hidden []float32, rows int) error {
 	if err := m.CheckLayer(layer); err != nil {
+		return err
+	}
+	if err := m.checkParts(MLP(layer), "MLPOut"); err != nil {
 		return err
 	}
 	c, n := m.DModel, m.DMLP

@@ -348,3 +348,27 @@ func TestLossFrom(t *testing.T) {
 		}
 	}
 }
+
+// A model loaded in part refuses the passes it lacks weights for, with an
+// error, instead of running on nil weights.
+func TestPartialModelRefusesPasses(t *testing.T) {
+	m, err := LoadParts(tinyDir, MLP(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws := m.NewWorkspace(16)
+	tok := make([]int32, 16)
+	if _, _, err := m.RunToBlock(ws, tok, 1, 16, 1, nil); err == nil || !strings.Contains(err.Error(), "RunToBlock needs") {
+		t.Errorf("RunToBlock on an MLP-only model: %v", err)
+	}
+	if _, err := m.Loss(ws, tok, 1, 16, nil); err == nil || !strings.Contains(err.Error(), "Loss needs") {
+		t.Errorf("Loss on an MLP-only model: %v", err)
+	}
+	x, y, h := make([]float32, 16*m.DModel), make([]float32, 16*m.DModel), make([]float32, 16*m.DMLP)
+	if err := m.MLPOut(1, x, y, h, 16); err != nil {
+		t.Errorf("MLPOut(1) on block 1's MLP: %v", err)
+	}
+	if err := m.MLPOut(2, x, y, h, 16); err == nil {
+		t.Error("MLPOut(2) on block 1's MLP only: no error")
+	}
+}
