@@ -42,6 +42,7 @@ type globalOptions struct {
 	// models holds the models loaded so far, by checkpoint directory: a
 	// command that runs each layer of --layers in turn loads one once.
 	models map[string]loadedModel
+	noted  map[string]bool // notices already printed (notef)
 }
 
 func newRootCmd(stdout, stderr io.Writer) (*cobra.Command, *globalOptions) {
@@ -232,9 +233,20 @@ func (g *globalOptions) logf(format string, a ...any) {
 // notef prints a line on stderr unless --quiet: what a command chose on
 // the user's behalf (an input taken from a cache's manifest, say).
 func (g *globalOptions) notef(format string, a ...any) {
-	if !g.quiet {
-		fmt.Fprintf(g.stderr, format+"\n", a...)
+	if g.quiet {
+		return
 	}
+	// A command that runs layer after layer resolves its inputs again for
+	// each; say each thing once.
+	msg := fmt.Sprintf(format, a...)
+	if g.noted[msg] {
+		return
+	}
+	if g.noted == nil {
+		g.noted = map[string]bool{}
+	}
+	g.noted[msg] = true
+	fmt.Fprintln(g.stderr, msg)
 }
 
 // addJSONFlag adds --json to a reporting command.
