@@ -3,11 +3,11 @@ package cachebuild
 import (
 	"context"
 	"fmt"
-	"math"
 	"slices"
 
 	"github.com/ctxdep/ctxdep/internal/actcache"
 	"github.com/ctxdep/ctxdep/internal/gpt2"
+	"github.com/ctxdep/ctxdep/internal/kernels"
 	"github.com/ctxdep/ctxdep/internal/progress"
 	"github.com/ctxdep/ctxdep/internal/provenance"
 	"github.com/ctxdep/ctxdep/internal/transcoder"
@@ -87,7 +87,7 @@ func (p *cpuPass) Run(tokens []int32, b, t int, out []Capture) error {
 		switch {
 		case i < 0:
 		case hook == "hook_resid_mid" && out[i].Scale != nil:
-			LayerNormScale(out[i].Scale[:b*t], v, b*t, p.m.DModel, p.m.Eps)
+			kernels.LayerNormScale(out[i].Scale[:b*t], v, b*t, p.m.DModel, p.m.Eps)
 		case hook == "ln2.hook_normalized":
 			copy(out[i].X[:n], v)
 		case hook == "hook_mlp_out":
@@ -478,23 +478,3 @@ func appendActRows(dst, src *transcoder.Acts, lo, hi int) {
 
 // appendActs appends all rows of src to dst.
 func appendActs(dst, src *transcoder.Acts) { appendActRows(dst, src, 0, src.Rows()) }
-
-// LayerNormScale sets scale (m) to TransformerLens's hook_scale of the
-// LayerNorm applied to x (m, c): sqrt(mean((x − mean x)²) + eps) per row,
-// what ln2.hook_normalized divides the centred row by.
-func LayerNormScale(scale, x []float32, m, c int, eps float64) {
-	for r := 0; r < m; r++ {
-		row := x[r*c : (r+1)*c]
-		var sum float64
-		for _, v := range row {
-			sum += float64(v)
-		}
-		mean := sum / float64(c)
-		var ss float64
-		for _, v := range row {
-			d := float64(v) - mean
-			ss += d * d
-		}
-		scale[r] = float32(math.Sqrt(ss/float64(c) + eps))
-	}
-}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ctxdep/ctxdep/internal/actcache"
 	"github.com/ctxdep/ctxdep/internal/gpt2"
+	"github.com/ctxdep/ctxdep/internal/kernels"
 	"github.com/ctxdep/ctxdep/internal/provenance"
 	"github.com/ctxdep/ctxdep/internal/safetensors"
 	"github.com/ctxdep/ctxdep/internal/testutil"
@@ -134,7 +135,7 @@ func TestLayerSetOrder(t *testing.T) {
 	}
 }
 
-// LayerNormScale is TransformerLens's ln2.hook_scale: on PyTorch's golden
+// kernels.LayerNormScale is TransformerLens's ln2.hook_scale: on PyTorch's golden
 // hooks (testdata/gen/gen_fixtures.py: resid_mid and x = ln2.hook_normalized
 // of the tiny model, float64 rounded to float32), x · scale is the centred
 // resid_mid at every token and layer.
@@ -145,7 +146,7 @@ func TestLayerNormScaleMatchesTransformerLens(t *testing.T) {
 		resid, x := g[fmt.Sprint("resid_mid.", l)], g[fmt.Sprint("x.", l)]
 		m := len(resid) / c
 		scale := make([]float32, m)
-		LayerNormScale(scale, resid, m, c, 1e-5)
+		kernels.LayerNormScale(scale, resid, m, c, 1e-5)
 		for r := 0; r < m; r++ {
 			var mean float64
 			for _, v := range resid[r*c : (r+1)*c] {
@@ -181,7 +182,7 @@ func TestBuildWithScale(t *testing.T) {
 	hooks := &gpt2.Hooks{Observe: func(hook string, l int, v []float32) {
 		if hook == "hook_resid_mid" {
 			want[l] = make([]float32, 6*16)
-			LayerNormScale(want[l], v, 6*16, f.model.DModel, f.model.Eps)
+			kernels.LayerNormScale(want[l], v, 6*16, f.model.DModel, f.model.Eps)
 		}
 	}}
 	if _, _, err := f.model.RunToBlock(ws, f.rows.Data, 6, 16, 2, hooks); err != nil {

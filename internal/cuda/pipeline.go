@@ -8,6 +8,7 @@ import (
 
 	"github.com/ctxdep/ctxdep/internal/cachebuild"
 	"github.com/ctxdep/ctxdep/internal/gpt2"
+	"github.com/ctxdep/ctxdep/internal/kernels"
 	"github.com/ctxdep/ctxdep/internal/midcoder"
 	"github.com/ctxdep/ctxdep/internal/par"
 	"github.com/ctxdep/ctxdep/internal/transcoder"
@@ -138,7 +139,7 @@ func (f *Forward) scale(c cachebuild.Capture, l, rows int) error {
 			r[i] -= c.Y[i]
 		}
 	}
-	cachebuild.LayerNormScale(c.Scale[:rows], r, rows, f.c, f.m.cfg.Eps)
+	kernels.LayerNormScale(c.Scale[:rows], r, rows, f.c, f.m.cfg.Eps)
 	return nil
 }
 

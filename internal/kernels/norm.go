@@ -25,16 +25,7 @@ func LayerNormPre(dst, src []float32, m, c int, eps float64) {
 }
 
 func layerNormRow(dst, x []float32, eps float64) {
-	var sum float64
-	for _, v := range x {
-		sum += float64(v)
-	}
-	mean := sum / float64(len(x))
-	var ss float64
-	for _, v := range x {
-		d := float64(v) - mean
-		ss += d * d
-	}
+	mean, ss := rowMoments(x)
 	inv := 1 / math.Sqrt(ss/float64(len(x))+eps)
 	for j, v := range x {
 		dst[j] = float32((float64(v) - mean) * inv)
@@ -57,5 +48,32 @@ func LayerNormPreNaive(dst, src []float32, m, c int, eps float64) {
 		for j, v := range row {
 			dst[i*c+j] = float32((float64(v) - mean) / math.Sqrt(variance+eps))
 		}
+	}
+}
+
+// rowMoments returns x's mean and its sum of squared deviations from it,
+// in float64.
+func rowMoments(x []float32) (mean, ss float64) {
+	var sum float64
+	for _, v := range x {
+		sum += float64(v)
+	}
+	mean = sum / float64(len(x))
+	for _, v := range x {
+		d := float64(v) - mean
+		ss += d * d
+	}
+	return mean, ss
+}
+
+// LayerNormScale sets scale (m) to TransformerLens's hook_scale of the
+// LayerNorm applied to src (m, c): sqrt(mean((x − mean x)²) + eps) per
+// row, what LayerNormPre divides the centred row by.
+func LayerNormScale(scale, src []float32, m, c int, eps float64) {
+	checkLen("LayerNormScale scale", scale, m)
+	checkLen("LayerNormScale src", src, m*c)
+	for r := 0; r < m; r++ {
+		_, ss := rowMoments(src[r*c : (r+1)*c])
+		scale[r] = float32(math.Sqrt(ss/float64(c) + eps))
 	}
 }
