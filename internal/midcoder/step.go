@@ -138,13 +138,7 @@ func (tr *Trainer) backward(acts *transcoder.Acts, y []float32) (loss, meanY2 fl
 	pre := tr.pre[:m*n]
 	switch tr.MLP.Act {
 	case ReLU:
-		par.Chunks(len(dh), 4096, func(lo, hi int) {
-			for i := lo; i < hi; i++ {
-				if pre[i] <= 0 {
-					dh[i] = 0
-				}
-			}
-		})
+		kernels.ReLUBackward(dh, pre)
 	case GeluNew:
 		kernels.GeluNewBackward(dh, pre)
 	}
