@@ -7,7 +7,6 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -67,39 +66,28 @@ files are.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.layers, "layers", "", "transcoder layers, e.g. 8,9 (default: all 12)")
+	f.StringVar(&o.layers, "layers", "", "transcoder layers, e.g. 8,9 or 0-5 (default: all 12)")
 	f.StringVar(&o.revision, "revision", "", "branch, tag or commit to fetch (default main)")
 	f.IntVar(&o.maxFiles, "max-files", 0, "owt: fetch at most this many parquet files (default all)")
 	addJSONFlag(cmd, g)
 	return cmd
 }
 
-func parseLayers(s string) ([]int, error) {
-	if s == "" {
-		out := make([]int, 12)
-		for i := range out {
-			out[i] = i
-		}
-		return out, nil
-	}
-	var out []int
-	for _, f := range strings.Split(s, ",") {
-		l, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || l < 0 || l > 11 {
-			return nil, fmt.Errorf("--layers %q: want layer numbers 0..11 separated by commas", s)
-		}
-		out = append(out, l)
-	}
-	return out, nil
-}
+// releasedLayers is how many transcoders pchlenski/gpt2-transcoders holds,
+// one per block of GPT-2 small.
+const releasedLayers = 12
 
 func runDownload(ctx context.Context, g *globalOptions, o *downloadOptions, what []string) error {
 	if len(what) == 0 {
 		what = []string{"model", "transcoders"}
 	}
-	layers, err := parseLayers(o.layers)
+	spec := o.layers
+	if spec == "" {
+		spec = "all"
+	}
+	layers, err := parseLayerList(spec, releasedLayers)
 	if err != nil {
-		return usageError{err}
+		return err
 	}
 	if o.maxFiles < 0 {
 		return usagef("--max-files %d: want 0 (all) or a positive count", o.maxFiles)
