@@ -68,6 +68,24 @@ func BenchmarkStep(b *testing.B) {
 	}
 }
 
+// BenchmarkStepParts measures the sparse step's own work beside its four
+// GEMMs, at B = 64: the gather of mid from W_mid's active rows, and the
+// update (the scatter of W_mid's gradient rows and AdamW over all of W_mid).
+func BenchmarkStepParts(b *testing.B) {
+	tr, acts, y := benchSetup(b, 64, 100)
+	_, _, dmid := tr.backward(acts, y)
+	b.Run("gather", func(b *testing.B) {
+		for b.Loop() {
+			tr.gather(acts)
+		}
+	})
+	b.Run("update", func(b *testing.B) {
+		for b.Loop() {
+			tr.update(acts, dmid, 1e-3)
+		}
+	})
+}
+
 // BenchmarkStreamStep measures the notebook's whole step from token ids:
 // the forward pass to block 8, the encoder and the midcoder step, at
 // GPT-2-small shapes (random weights, ~100 active features), B = 64,
