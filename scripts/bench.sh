@@ -4,7 +4,8 @@
 # pure-Go and OpenBLAS builds and for PyTorch, in one run on this machine.
 # Then the midcoder: one training step from cached activations (sparse, and
 # the dense reference) and the notebook's whole step from token ids, B = 64,
-# OpenBLAS build and PyTorch; and the pinv baseline at GPT-2-small shapes
+# OpenBLAS build and PyTorch (its dense step, and the best of its sparse
+# ones: embedding_bag's gather, its own backward or index_add_ to scatter); and the pinv baseline at GPT-2-small shapes
 # (OpenBLAS build, float64, against PyTorch's float32); and caching a layer
 # set, layers 0-11 from one pass, against layer 11 alone (OpenBLAS build,
 # shards written to a temporary directory); and start-up (a one-sequence
@@ -54,8 +55,17 @@ if [ -n "$mid" ]; then
   printf '\n| tokens/s (median of %s), B = 64 | midcoder step from a cache | whole step from token ids |\n|---|---|---|\n' "$count"
   printf '| ctxdep, sparse, OpenBLAS (%s kernel) | %s | %s |\n' "$kernel" "$(pick "$mid" BenchmarkStep/sparse/B=64)" "$(pick "$mid" BenchmarkStreamStep)"
   printf '| ctxdep, dense reference path, OpenBLAS | %s | – |\n' "$(pick "$mid" BenchmarkStep/dense/B=64)"
-  [ -n "$torch" ] && printf '| PyTorch, dense (the notebook'"'"'s formulation) | %s | %s |\n' \
-    "$(sed -n 's/^midcoder step[^:]*: *\([0-9]*\).*/\1/p' <<<"$torch")" "$(sed -n 's/^whole step[^:]*: *\([0-9]*\).*/\1/p' <<<"$torch")"
+  if [ -n "$torch" ]; then
+    tk=$(sed -n 's/.*openblas kernel \([A-Za-z0-9?]*\).*/\1/p' <<<"$torch")
+    td=$(sed -n 's/^midcoder step (dense[^:]*: *\([0-9]*\).*/\1/p' <<<"$torch")
+    ts=$(sed -n 's/^midcoder step (sparse[^:]*: *\([0-9]*\).*/\1/p' <<<"$torch")
+    printf '| PyTorch, dense (the notebook'"'"'s formulation), OpenBLAS (%s kernel) | %s | %s |\n' "$tk" "$td" \
+      "$(sed -n 's/^whole step[^:]*: *\([0-9]*\).*/\1/p' <<<"$torch")"
+    printf '| PyTorch, sparse (%s) | %s | – |\n' "$(sed -n 's/^midcoder step (sparse, best: \([^)]*\)).*/\1/p' <<<"$torch")" "$ts"
+    gs=$(pick "$mid" BenchmarkStep/sparse/B=64)
+    printf '\nmidcoder step from a cache: %s× PyTorch'"'"'s dense step, %s× its best sparse one (OpenBLAS kernels: ctxdep %s, PyTorch %s)\n' \
+      "$(awk -v a="$gs" -v b="$td" 'BEGIN { printf "%.2f", a / b }')" "$(awk -v a="$gs" -v b="$ts" 'BEGIN { printf "%.2f", a / b }')" "$kernel" "$tk"
+  fi
 fi
 if [ -n "$pinv" ]; then
   printf '\n| seconds (median of %s) | pinv baseline, F = 24,576 |\n|---|---|\n' "$count"

@@ -10,8 +10,12 @@ It prints tokens/s for the forward alone and for forward+encode (median of
 
 --device cuda runs the same on a GPU (scripts/gpu-check.sh: TF32 off, as
 ctxdep's default; --tf32 turns it on), --midcoder adds the notebook's
-midcoder step and whole step, and --notebook-fit the notebook's whole fit
-from token ids (2 epochs x 10 steps x 64 rows x 128 tokens, cosine schedule).
+midcoder step and whole step, and PyTorch's sparse formulations of the same
+step (the gather by embedding_bag, the W_mid gradient scattered by
+embedding_bag's own backward or by index_add_; the best is printed, after a
+check that their gradients match the dense step's), and --notebook-fit the
+notebook's whole fit from token ids (2 epochs x 10 steps x 64 rows x 128
+tokens, cosine schedule).
 """
 import argparse, math, statistics, time
 import torch
@@ -106,12 +110,92 @@ def mid_step(acts, y, W_mid, b_mid, opt):
     return loss
 
 
+def mlp_loss(mid, y):
+    """The frozen ReLU MLP on mid and the MSE against y, as mid_step."""
+    out = torch.relu(mid @ W_in + b_in) @ W_out + b_out
+    return torch.nn.functional.mse_loss(out, y)
+
+
+def sparse_grads_autograd(csr, y, W_mid, b_mid):
+    """Sparse formulation 1: mid = embedding_bag(W_mid, acts) + b_mid, every
+    gradient by autograd (embedding_bag's backward scatters W_mid's gradient
+    into a dense (F, C) tensor)."""
+    idx, offsets, vals = csr
+    mid = torch.nn.functional.embedding_bag(idx, W_mid, offsets, mode="sum", per_sample_weights=vals) + b_mid
+    loss = mlp_loss(mid, y)
+    W_mid.grad = b_mid.grad = None
+    loss.backward()
+    return loss
+
+
+def sparse_grads_index_add(csr, y, W_mid, b_mid, chunk=512):
+    """Sparse formulation 2: the gather by embedding_bag without autograd,
+    autograd through the MLP to d mid, then W_mid's gradient scattered by
+    index_add_ of the active entries' weighted d mid rows (chunk rows at a
+    time, to bound the (nnz, C) temporary) and b_mid's as d mid's column sums."""
+    idx, offsets, vals = csr
+    with torch.no_grad():
+        mid = torch.nn.functional.embedding_bag(idx, W_mid, offsets, mode="sum", per_sample_weights=vals) + b_mid
+    mid.requires_grad_(True)
+    loss = mlp_loss(mid, y)
+    loss.backward()
+    dmid = mid.grad
+    with torch.no_grad():
+        gW = torch.zeros_like(W_mid)
+        rows = torch.repeat_interleave(torch.arange(len(offsets)), torch.diff(offsets, append=torch.tensor([len(idx)])))
+        M = len(offsets)
+        for r0 in range(0, M, chunk):
+            a, b = offsets[r0].item(), (offsets[r0 + chunk].item() if r0 + chunk < M else len(idx))
+            gW.index_add_(0, idx[a:b], dmid[rows[a:b]] * vals[a:b, None])
+        W_mid.grad, b_mid.grad = gW, dmid.sum(0)
+    return loss
+
+
+def sparse_step(grads):
+    """A sparse midcoder step: grads(...) sets W_mid's and b_mid's gradients, then AdamW."""
+    def step(csr, y, W_mid, b_mid, opt):
+        loss = grads(csr, y, W_mid, b_mid)
+        opt.step()
+        return loss
+    return step
+
+
+def check_sparse_grads(forms, m=96, f=512, l0=20):
+    """Each sparse formulation's gradients equal the dense step's on a small case."""
+    g = torch.Generator().manual_seed(7)
+    idx = torch.stack([torch.randperm(f, generator=g)[:l0] for _ in range(m)])
+    vals = torch.rand(m, l0, generator=g) + 0.1
+    dense = torch.zeros(m, f).scatter_(1, idx, vals)
+    csr = (idx.reshape(-1), torch.arange(0, m * l0, l0), vals.reshape(-1))
+    y = torch.randn(m, C, generator=g)
+    W0 = torch.randn(f, C, generator=g) * 0.05
+    W_mid, b_mid = torch.nn.Parameter(W0.clone()), torch.nn.Parameter(torch.randn(C, generator=g) * 0.01)
+    loss = mlp_loss(dense @ W_mid + b_mid, y)
+    loss.backward()
+    ref = (W_mid.grad.clone(), b_mid.grad.clone())
+    for name, fn in forms.items():
+        fn(csr, y, W_mid, b_mid)
+        for got, want in zip((W_mid.grad, b_mid.grad), ref):
+            err = (got - want).abs().max().item()
+            if not err <= 1e-5 * want.abs().max().item():
+                raise SystemExit(f"sparse midcoder step ({name}): gradient differs from the dense step's by {err:g}")
+
+
 print("torch", torch.__version__, "threads", torch.get_num_threads(), "device", dev)
 if dev.type == "cuda":
     print("gpu:", torch.cuda.get_device_name(), "tf32:", a.tf32)
 else:
     cfg = torch.__config__.show()
-    print("blas:", cfg[cfg.find("BLAS_INFO="):].split(",")[0], "(Debian's torch: the system libblas.so.3, see update-alternatives)")
+    core = "?"
+    try:  # Debian's libblas.so.3 is OpenBLAS where update-alternatives points it there
+        import ctypes
+        corename = ctypes.CDLL("libblas.so.3").openblas_get_corename
+        corename.restype = ctypes.c_char_p
+        core = corename().decode()
+    except (OSError, AttributeError):
+        pass
+    print("blas:", cfg[cfg.find("BLAS_INFO="):].split(",")[0], "(Debian's torch: the system libblas.so.3, see update-alternatives)",
+          "openblas kernel", core)
 if a.pinv:
     # The notebook's baseline as it computes it: float32 throughout.
     W_dec = torch.randn(F, C) * 0.05
@@ -133,6 +217,22 @@ if a.midcoder:
     y = torch.randn(M, C)
 
     print(f"midcoder step (dense, from cached acts): {M / median_time(lambda: mid_step(acts, y, W_mid, b_mid, opt), a.reps):8.0f} tokens/s")
+
+    # The same step from the sparse acts (the same entries, as CSR), each
+    # formulation checked against the dense gradients first.
+    forms = {"embedding_bag, autograd": sparse_grads_autograd, "embedding_bag + index_add_": sparse_grads_index_add}
+    check_sparse_grads(forms)
+    nz = acts.nonzero()  # row-major: duplicate random indices were dropped by scatter_
+    counts = torch.bincount(nz[:, 0], minlength=M)
+    csr = (nz[:, 1].contiguous(), torch.cumsum(counts, 0) - counts, acts[nz[:, 0], nz[:, 1]])
+    del nz
+    best = None
+    for name, fn in forms.items():
+        tps = M / median_time(lambda: sparse_step(fn)(csr, y, W_mid, b_mid, opt), a.reps)
+        print(f"  sparse step ({name}): {tps:8.0f} tokens/s")
+        if best is None or tps > best[1]:
+            best = (name, tps)
+    print(f"midcoder step (sparse, best: {best[0]}): {best[1]:8.0f} tokens/s")
 
     def whole():
         tok = torch.randint(0, V, (B, T))
