@@ -58,7 +58,7 @@ if [ -n "$mid" ]; then
   if [ -n "$torch" ]; then
     tk=$(sed -n 's/.*openblas kernel \([A-Za-z0-9?]*\).*/\1/p' <<<"$torch")
     td=$(sed -n 's/^midcoder step (dense[^:]*: *\([0-9]*\).*/\1/p' <<<"$torch")
-    ts=$(sed -n 's/^midcoder step (sparse[^:]*: *\([0-9]*\).*/\1/p' <<<"$torch")
+    ts=$(sed -n 's/^midcoder step (sparse.*): *\([0-9]*\).*/\1/p' <<<"$torch")
     printf '| PyTorch, dense (the notebook'"'"'s formulation), OpenBLAS (%s kernel) | %s | %s |\n' "$tk" "$td" \
       "$(sed -n 's/^whole step[^:]*: *\([0-9]*\).*/\1/p' <<<"$torch")"
     printf '| PyTorch, sparse (%s) | %s | – |\n' "$(sed -n 's/^midcoder step (sparse, best: \([^)]*\)).*/\1/p' <<<"$torch")" "$ts"
