@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"text/tabwriter"
@@ -44,7 +45,9 @@ notebook prints them.
 
 Data: --cache DIR, an activation cache (ctxdep cache build) of the same layer
 and model (of a layer set, cache build --layers: the one --layer names; with
---layers, each in turn, into --out DIR/layer-LL/). Sequences are used in cache
+--layers, each in turn, into --out DIR/layer-LL/; a sweep cut short continues
+with --resume: finished layers are skipped, the interrupted one resumes, the
+rest start). Sequences are used in cache
 order, starting again from the first when the run needs more than the cache
 holds (it says so); a batch is of distinct sequences, so --batch-size is at
 most the cache's count. Stored activations are used when their transcoder's
@@ -84,6 +87,11 @@ The notebook's run: --batch-size 64 --steps-per-epoch 10 --train-tokens 100000.`
 				lo := *o
 				if o.layers != "" {
 					lo.out = filepath.Join(o.out, actcache.LayerDirName(layer))
+					// A sweep resumed with --resume: layers it never reached
+					// start afresh (those it finished are skipped in runFit).
+					if o.resume && !exists(filepath.Join(lo.out, midcoder.CheckpointFile)) && !exists(filepath.Join(lo.out, midcoder.ResultFile)) {
+						lo.resume = false
+					}
 				}
 				return runFit(cmd.Context(), g, &lo, layerSet)
 			})
@@ -182,6 +190,12 @@ func runFit(ctx context.Context, g *globalOptions, o *fitOptions, layerSet bool)
 	params := midcoder.NewParams(tc.DSAE, model.DModel)
 	job := &midcoder.Job{Config: o.cfg, Dir: o.out, Meta: meta, Key: midcoder.Key(o.cfg, prov)}
 	if err := job.Check(o.resume); err != nil {
+		// A sweep (--layers) resumed after an interruption: the layers it
+		// finished are skipped, the one it was fitting resumes.
+		if o.layers != "" && errors.Is(err, midcoder.ErrComplete) && job.Finished() {
+			g.notef("fit: layer %d is already fitted with these settings in %s: skipped", o.cfg.Layer, o.out)
+			return nil
+		}
 		return err // before the initialisation's work
 	}
 	switch o.cfg.Init {

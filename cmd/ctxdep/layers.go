@@ -222,3 +222,9 @@ func flagNoticesTo(c *cobra.Command, w io.Writer) {
 		flagNoticesTo(sub, w)
 	}
 }
+
+// exists reports whether path names an existing file or directory.
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}

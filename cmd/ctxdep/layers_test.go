@@ -346,3 +346,37 @@ func TestReportConnections(t *testing.T) {
 		"--midcoder", filepath.Join(fit, midcoder.ResultFile), "--connections", conns, "--out", filepath.Join(tmp, "r1"))
 	expectError(t, code, errs, 1, "go into layer 2")
 }
+
+// A fit sweep cut short continues with --resume: the layers it finished
+// are skipped (their files untouched), the others are fitted, and the
+// result equals an uninterrupted sweep. Other settings are not skipped.
+func TestFitSweepResume(t *testing.T) {
+	set := buildSet(t)
+	tmp := t.TempDir()
+	ref, cut := filepath.Join(tmp, "ref"), filepath.Join(tmp, "cut")
+	if code, _, errs := ctxdep(t, append(fitArgs(set, ref), "--layers", "all")...); code != 0 {
+		t.Fatalf("fit --layers: %d %s", code, errs)
+	}
+	// The sweep stopped after layer 1: only layer-01 exists.
+	if code, _, errs := ctxdep(t, append(fitArgs(set, cut), "--layers", "1")...); code != 0 {
+		t.Fatalf("fit --layers 1: %d %s", code, errs)
+	}
+	st0, _ := os.Stat(filepath.Join(cut, "layer-01", midcoder.ResultFile))
+	code, _, errs := ctxdep(t, append(fitArgs(set, cut), "--layers", "all", "--resume")...)
+	if code != 0 {
+		t.Fatalf("fit --layers all --resume: %d %s", code, errs)
+	}
+	st1, _ := os.Stat(filepath.Join(cut, "layer-01", midcoder.ResultFile))
+	if !os.SameFile(st0, st1) || !st0.ModTime().Equal(st1.ModTime()) {
+		t.Error("the finished layer was fitted again")
+	}
+	for _, l := range []string{"layer-01", "layer-02"} {
+		a, _ := os.ReadFile(filepath.Join(ref, l, midcoder.HistoryFile))
+		b, err := os.ReadFile(filepath.Join(cut, l, midcoder.HistoryFile))
+		if err != nil || !bytes.Equal(a, b) {
+			t.Errorf("%s: the resumed sweep's history differs from the uninterrupted one's (%v)", l, err)
+		}
+	}
+	code, _, errs = ctxdep(t, append(fitArgs(set, cut), "--layers", "all", "--resume", "--lr", "0.01")...)
+	expectError(t, code, errs, 1, "already complete")
+}

@@ -48,11 +48,23 @@ func (j *Job) Check(resume bool) error {
 	}
 	if _, err := os.Stat(j.CheckpointPath()); err != nil {
 		if _, err := os.Stat(filepath.Join(j.Dir, ResultFile)); err == nil {
-			return fmt.Errorf("the fit in %s is already complete (%s); nothing to resume", j.Dir, ResultFile)
+			return fmt.Errorf("the fit in %s is %w (%s); nothing to resume", j.Dir, ErrComplete, ResultFile)
 		}
 		return fmt.Errorf("--resume: %s has no %s", j.Dir, CheckpointFile)
 	}
 	return nil
+}
+
+// ErrComplete is wrapped by Check's error for a resumed job whose result
+// is already there.
+var ErrComplete = errors.New("already complete")
+
+// Finished reports whether the job's directory holds the result of this
+// very job: a readable midcoder whose settings and inputs give the job's
+// Key. A sweep resumed with --resume skips such a job.
+func (j *Job) Finished() bool {
+	_, meta, err := Load(filepath.Join(j.Dir, ResultFile))
+	return err == nil && Key(meta.Config, meta.Provenance) == j.Key
 }
 
 // Begin returns the state the job starts from, after Check: a fresh one,
