@@ -1,10 +1,11 @@
 package gpt2
 
 import (
-	"math"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ctxdep/ctxdep/internal/testutil"
 
 	"github.com/ctxdep/ctxdep/internal/kernels"
 )
@@ -33,18 +34,6 @@ func referenceLoad(t *testing.T, dir string) *Model {
 	return process(cfg, hf)
 }
 
-func sameBits(a, b []float32) bool {
-	if len(a) != len(b) || (a == nil) != (b == nil) {
-		return false
-	}
-	for i := range a {
-		if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
-			return false
-		}
-	}
-	return true
-}
-
 // compareParts checks that got holds exactly the weights p names, each
 // bit-identical to want's.
 func compareParts(t *testing.T, got, want *Model, p Parts) {
@@ -53,7 +42,7 @@ func compareParts(t *testing.T, got, want *Model, p Parts) {
 	check := func(name string, g, w []float32, in bool) {
 		t.Helper()
 		switch {
-		case in && !sameBits(g, w):
+		case in && ((g == nil) != (w == nil) || !testutil.SameBits(g, w)):
 			t.Errorf("%v: %s differs from the reference loader's", p, name)
 		case !in && g != nil:
 			t.Errorf("%v: %s was loaded", p, name)

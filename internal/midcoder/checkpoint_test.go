@@ -2,7 +2,6 @@ package midcoder
 
 import (
 	"bytes"
-	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -79,7 +78,7 @@ func TestCheckpointHash(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := checkpointTrainer()
-	if st.Epoch != 1 || st.Rows != 40 || tr.Opt.Step != 20 || !slicesEqual(tr.Params.WMid, want.Params.WMid) || !slicesEqual(tr.Opt.VW, want.Opt.VW) {
+	if st.Epoch != 1 || st.Rows != 40 || tr.Opt.Step != 20 || !testutil.SameBits(tr.Params.WMid, want.Params.WMid) || !testutil.SameBits(tr.Opt.VW, want.Opt.VW) {
 		t.Fatalf("the intact checkpoint loaded as state %+v, step %d", st, tr.Opt.Step)
 	}
 
@@ -110,18 +109,6 @@ func TestCheckpointHash(t *testing.T) {
 	patchBytes(t, path, `"key":"k"`, `"key":"j"`)
 	_, err = LoadCheckpoint(path, checkpointTrainer(), "j")
 	expectCorrupt(t, err, path, "sha256")
-}
-
-func slicesEqual(a, b []float32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
-			return false
-		}
-	}
-	return true
 }
 
 // A checkpoint that records no hash (from an older ctxdep) cannot be
@@ -193,7 +180,7 @@ func TestMidcoderFileHash(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Load of a midcoder without a hash: %v", err)
 	}
-	if !slicesEqual(q.WMid, p.WMid) {
+	if !testutil.SameBits(q.WMid, p.WMid) {
 		t.Error("W_mid differs")
 	}
 }

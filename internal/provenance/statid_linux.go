@@ -1,21 +1,6 @@
 package provenance
 
-import (
-	"os"
-	"syscall"
-)
+import "syscall"
 
-// fileID returns fi's identity; false when the platform gives none.
-func fileID(fi os.FileInfo) (statID, bool) {
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok || !fi.Mode().IsRegular() {
-		return statID{}, false
-	}
-	return statID{
-		Size:    fi.Size(),
-		MtimeNs: fi.ModTime().UnixNano(),
-		CtimeNs: int64(st.Ctim.Sec)*1e9 + int64(st.Ctim.Nsec),
-		Inode:   st.Ino,
-		Dev:     uint64(st.Dev),
-	}, true
-}
+// ctimeNs is the file's status-change time in nanoseconds.
+func ctimeNs(st *syscall.Stat_t) int64 { return int64(st.Ctim.Sec)*1e9 + int64(st.Ctim.Nsec) }

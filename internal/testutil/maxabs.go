@@ -11,3 +11,17 @@ func MaxAbs[T float32 | float64](v []T) float64 {
 	}
 	return m
 }
+
+// SameBits reports whether a and b hold the same float32 values bit for
+// bit (NaNs with the same payload, +0 and −0 apart).
+func SameBits(a, b []float32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
+			return false
+		}
+	}
+	return true
+}
