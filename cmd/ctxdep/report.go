@@ -41,7 +41,7 @@ func newReportCmd(g *globalOptions) *cobra.Command {
 	o := &reportOptions{}
 	cmd := &cobra.Command{
 		Use:   "report --cache DIR --midcoder FILE [--pinv FILE] [--history FILE] --out DIR",
-		Short: "Per-feature context-dependence report: firing frequency, neuron gating consistency, cos(fit, pinv)",
+		Short: "Per-feature context-dependence report: neuron gating and effect consistency, dashboards, cross-layer view",
 		Long: `Streams once over the cache (memory: one shard, F × top-k counters and the
 dashboards) and computes for each transcoder feature f:
   freq          fraction of cached tokens with acts_f > 0

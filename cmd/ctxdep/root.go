@@ -51,8 +51,11 @@ func newRootCmd(stdout, stderr io.Writer) (*cobra.Command, *globalOptions) {
 		Use:   "ctxdep",
 		Short: "How context-dependent are GPT-2 small's transcoder features?",
 		Long: `ctxdep caches TransformerLens-exact activations of GPT-2 small, loads the
-per-layer transcoders of Dunefsky et al. (pchlenski/gpt2-transcoders), and
-fits and evaluates midcoders, in one binary.
+per-layer transcoders of Dunefsky et al. (pchlenski/gpt2-transcoders), fits
+and evaluates midcoders, and reports how context-dependent each transcoder
+feature is, one layer or every layer at once (--layers), in one binary.
+The command reference, file formats and method are in the repository's
+docs/ (docs/cli, docs/formats.md, docs/method.md).
 
 Inputs are found through --model and --transcoders, or $CTXDEP_MODEL and
 $CTXDEP_TRANSCODERS, or, for a command given --cache, the model and
