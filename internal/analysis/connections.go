@@ -2,8 +2,8 @@ package analysis
 
 import (
 	"bytes"
+	"cmp"
 	"context"
-	"encoding/binary"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -618,11 +618,7 @@ func connDist(v []float64, lo, hi float64) ConnDist {
 	d.Mean, d.Median, d.Q10, d.Q90 = math.NaN(), math.NaN(), math.NaN(), math.NaN()
 	if d.N > 0 {
 		slices.Sort(ok)
-		var s float64
-		for _, x := range ok {
-			s += x
-		}
-		d.Mean = s / float64(d.N)
+		d.Mean = mean(ok)
 		q := func(p float64) float64 { return ok[min(d.N-1, max(0, int(math.Ceil(p*float64(d.N)))-1))] }
 		d.Median, d.Q10, d.Q90 = q(0.5), q(0.1), q(0.9)
 		if d.N%2 == 0 {
@@ -713,23 +709,13 @@ func WriteConnections(dir string, res *ConnResult, sum ConnSummary) ([]string, e
 	if err := write(ConnSummaryFile, append(sj, '\n')); err != nil {
 		return nil, err
 	}
-	var ok []float64
-	for _, x := range res.Spearman {
-		if !math.IsNaN(x) {
-			ok = append(ok, x)
-		}
-	}
+	ok := finite(res.Spearman)
 	png, tallest := histogram(ok, -1, 1, connHistBins, fmt.Sprintf("Spearman(V, Ā) per target feature, layer %d → %d", sum.SourceLayer, sum.TargetLayer), "Spearman correlation over the union of the top-k sources")
 	spCaption := fmt.Sprintf("%d targets; tallest bin %s", len(ok), tallest)
 	if err := write(plotConnSpearman, png); err != nil {
 		return nil, err
 	}
-	ok = ok[:0]
-	for _, x := range res.ShareTopV {
-		if !math.IsNaN(x) {
-			ok = append(ok, x)
-		}
-	}
+	ok = finite(res.ShareTopV)
 	png, tallest = histogram(ok, 0, 1, connHistBins, fmt.Sprintf("Share of Σ|Ā| captured by the top-%d sources by |V|", sum.TopK), "share_topk_v")
 	shCaption := fmt.Sprintf("%d targets; tallest bin %s", len(ok), tallest)
 	if err := write(plotConnShare, png); err != nil {
@@ -749,8 +735,8 @@ func connCSV(res *ConnResult) []byte {
 	w := csv.NewWriter(&b)
 	w.Write(connCSVHeader)
 	for j := 0; j < res.Ft; j++ {
-		w.Write([]string{strconv.Itoa(j), strconv.FormatInt(res.Count[j], 10), connF(res.Spearman[j]), connF(res.ShareTopV[j]),
-			connF(res.AbsAbarSum[j]), connListText(&res.ByV, j, res.K), connListText(&res.ByAbar, j, res.K)})
+		w.Write([]string{strconv.Itoa(j), strconv.FormatInt(res.Count[j], 10), fmtF(res.Spearman[j]), fmtF(res.ShareTopV[j]),
+			fmtF(res.AbsAbarSum[j]), connListText(&res.ByV, j, res.K), connListText(&res.ByAbar, j, res.K)})
 	}
 	w.Flush()
 	return b.Bytes()
@@ -766,13 +752,6 @@ func connListText(l *ConnList, j, k int) string {
 		parts = append(parts, fmt.Sprintf("%d:%s:%s", l.Index[q], connF32(l.V[q]), connF32(l.Abar[q])))
 	}
 	return strings.Join(parts, ";")
-}
-
-func connF(v float64) string {
-	if math.IsNaN(v) {
-		return "NaN"
-	}
-	return strconv.FormatFloat(v, 'g', -1, 64)
 }
 
 func connF32(v float32) string {
@@ -791,11 +770,8 @@ func writeConnSafetensors(path string, res *ConnResult, sum ConnSummary) error {
 		}
 		return out
 	}
-	i32 := func(v []int32) []byte { return connInt32Bytes(v) }
-	i64 := make([]byte, 8*ft)
-	for j, c := range res.Count {
-		binary.LittleEndian.PutUint64(i64[8*j:], uint64(c))
-	}
+	i32 := func(v []int32) []byte { return safetensors.IntBytes(nil, v) }
+	i64 := safetensors.IntBytes(nil, res.Count)
 	f := func(v []float32) []byte { return safetensors.Float32Bytes(nil, v) }
 	tensors := []safetensors.Tensor{
 		{Name: "count", DType: safetensors.I64, Shape: []int{ft}, Data: i64},
@@ -818,14 +794,6 @@ func writeConnSafetensors(path string, res *ConnResult, sum ConnSummary) error {
 		md["ctxdep_version"] = p.CtxdepVersion
 	}
 	return safetensors.WriteFile(path, tensors, md)
-}
-
-func connInt32Bytes(v []int32) []byte {
-	b := make([]byte, 4*len(v))
-	for i, x := range v {
-		binary.LittleEndian.PutUint32(b[4*i:], uint32(x))
-	}
-	return b
 }
 
 // connRankRows is how many targets index.md's two rankings list.
@@ -861,7 +829,7 @@ func connMarkdown(res *ConnResult, s ConnSummary, spCaption, shCaption string) [
 			firing = append(firing, j)
 		}
 	}
-	slices.SortStableFunc(firing, func(a, c int) int { return cmpFloat(res.ShareTopV[c], res.ShareTopV[a]) })
+	slices.SortStableFunc(firing, func(a, c int) int { return cmp.Compare(res.ShareTopV[c], res.ShareTopV[a]) })
 	table := func(title string, js []int) {
 		fmt.Fprintf(&b, "## %s\n\n| target | count | share_topk_v | spearman | strongest sources by \\|V\\| | strongest sources by \\|Ā\\| |\n|---|---|---|---|---|---|\n", title)
 		for _, j := range js {
@@ -900,14 +868,4 @@ func connMD(v float64) string {
 		return "—"
 	}
 	return strconv.FormatFloat(v, 'f', 3, 64)
-}
-
-func cmpFloat(a, b float64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

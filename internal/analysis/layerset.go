@@ -3,7 +3,6 @@ package analysis
 import (
 	"bytes"
 	"cmp"
-	"encoding/base64"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -715,15 +714,10 @@ type layerSetPageData struct {
 	Intro      string
 	Tables     []pageTable
 	Defs       []struct{ Name, Text string }
-	Plots      []pagePlot
+	Plots      []plotView
 	Omitted    []string
 	Notes      []string
 	Provenance [][2]string
-}
-
-type pagePlot struct {
-	Title, Caption string
-	Src            template.URL // a data: URI of the PNG
 }
 
 // layerSetTemplate is index.html: self-contained (inline CSS, the plots as
@@ -764,10 +758,7 @@ var layerSetTemplate = template.Must(template.New("layerset").Parse(`<!DOCTYPE h
 func layerSetHTMLPage(rows []LayerRow, plots []plotInfo, omitted []string, info LayerSetInfo) ([]byte, error) {
 	d := layerSetPageData{Intro: layerSetIntro(rows), Tables: layerTables(rows), Defs: LayerSetDefinitions(),
 		Omitted: omitted, Notes: info.Notes, Provenance: provenanceRows(info)}
-	for _, p := range plots {
-		d.Plots = append(d.Plots, pagePlot{Title: p.title, Caption: p.caption,
-			Src: template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(p.png))})
-	}
+	d.Plots = plotViews(plots)
 	var b bytes.Buffer
 	if err := layerSetTemplate.Execute(&b, d); err != nil {
 		return nil, err

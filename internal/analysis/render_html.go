@@ -187,7 +187,17 @@ type rankTable struct {
 
 type plotView struct {
 	Title, Caption string
-	Src            template.URL
+	Src            template.URL // a data: URI of the PNG
+}
+
+// plotViews are plots as pages embed them.
+func plotViews(plots []plotInfo) []plotView {
+	var out []plotView
+	for _, p := range plots {
+		out = append(out, plotView{Title: p.title, Caption: p.caption,
+			Src: template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(p.png))})
+	}
+	return out
 }
 
 type pageLink struct {
@@ -261,9 +271,7 @@ func indexHTML(in RenderInput, plots []plotInfo, omitted []string, ex extremeTab
 		paged[f] = true
 	}
 	v.Tables = rankingTables(res, ex, paged)
-	for _, p := range plots {
-		v.Plots = append(v.Plots, plotView{Title: p.title, Caption: p.caption, Src: template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(p.png))})
-	}
+	v.Plots = plotViews(plots)
 	stats := statsByFeature(res)
 	for _, db := range res.Dashboards {
 		if !paged[db.Feature] {

@@ -308,12 +308,14 @@ func Report(ctx context.Context, in ReportInput, bar *progress.Bar) (*ReportResu
 	if in.Examples > 0 {
 		dash = newDashAcc(f, in.Examples, k)
 	}
+	// W_dec, when the transcoder's fits: cos_effect_dec and the pages'
+	// output view.
+	var wDec []float32
+	if in.TC != nil && in.TC.DSAE == f && in.TC.DOut == c && len(in.TC.WDec) == f*c {
+		wDec = in.TC.WDec
+	}
 	var effect *EffectAccumulator
 	if in.Effect {
-		var wDec []float32
-		if in.TC != nil && in.TC.DSAE == f && in.TC.DOut == c && len(in.TC.WDec) == f*c {
-			wDec = in.TC.WDec
-		}
 		if effect, err = NewEffectAccumulator(in.MLP, in.Fit, in.Pinv, wDec); err != nil {
 			return nil, fmt.Errorf("report: %w", err)
 		}
@@ -456,9 +458,7 @@ func Report(ctx context.Context, in ReportInput, bar *progress.Bar) (*ReportResu
 	slices.Sort(res.Pages)
 	res.Summary.FeaturePages = len(res.Pages)
 	oi := outputInput{wU: in.WU, v: in.Vocab, mlp: in.MLP, fit: in.Fit, c: c, n: n, means: means}
-	if in.TC != nil && in.TC.DSAE == f && in.TC.DOut == c && len(in.TC.WDec) == f*c {
-		oi.wDec = in.TC.WDec
-	}
+	oi.wDec = wDec
 	views := outputViews(oi, res.Pages)
 	for _, db := range res.Dashboards {
 		db.Output = views[db.Feature]

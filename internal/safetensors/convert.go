@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"math"
 	"slices"
+	"unsafe"
 	"strconv"
 
 	"github.com/ctxdep/ctxdep/internal/dtype"
@@ -172,6 +173,22 @@ func Float32Bytes(dst []byte, src []float32) []byte {
 	}
 	for _, v := range src {
 		dst = binary.LittleEndian.AppendUint32(dst, math.Float32bits(v))
+	}
+	return dst
+}
+
+// IntBytes appends the little-endian encoding of src to dst and returns
+// the extended slice, as the I32 or I64 data of a tensor.
+func IntBytes[T int32 | int64](dst []byte, src []T) []byte {
+	var zero T
+	size := int(unsafe.Sizeof(zero))
+	dst = slices.Grow(dst, size*len(src))
+	for _, v := range src {
+		if size == 4 {
+			dst = binary.LittleEndian.AppendUint32(dst, uint32(v))
+		} else {
+			dst = binary.LittleEndian.AppendUint64(dst, uint64(v))
+		}
 	}
 	return dst
 }

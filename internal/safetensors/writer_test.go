@@ -451,3 +451,13 @@ func TestWriterSum(t *testing.T) {
 		t.Errorf("Sum = %d, %s; provenance.Hash = %d, %s", size, sum, want.Size, want.SHA256)
 	}
 }
+
+// IntBytes is the little-endian two's-complement encoding, hand-checked.
+func TestIntBytes(t *testing.T) {
+	if got := IntBytes(nil, []int32{1, -2}); !bytes.Equal(got, []byte{1, 0, 0, 0, 0xfe, 0xff, 0xff, 0xff}) {
+		t.Errorf("IntBytes(int32) = %x", got)
+	}
+	if got := IntBytes([]byte{9}, []int64{-1}); !bytes.Equal(got, []byte{9, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}) {
+		t.Errorf("IntBytes(int64) = %x", got)
+	}
+}
