@@ -182,9 +182,11 @@ func (g *globalOptions) withLayers(cmd *cobra.Command, spec, cache string, run f
 // model c was built with.
 func (g *globalOptions) yFromX(c *actcache.Cache) func(x, y []float32, rows int) error {
 	var (
-		once  sync.Once
-		model *gpt2.Model
-		err   error
+		once   sync.Once
+		model  *gpt2.Model
+		err    error
+		mu     sync.Mutex // the hidden activations' buffer, reused across calls
+		hidden []float32
 	)
 	return func(x, y []float32, rows int) error {
 		once.Do(func() {
@@ -200,7 +202,12 @@ func (g *globalOptions) yFromX(c *actcache.Cache) func(x, y []float32, rows int)
 		if err != nil {
 			return err
 		}
-		return model.MLPOut(c.Manifest.Layer, x, y, make([]float32, rows*model.DMLP), rows)
+		mu.Lock()
+		defer mu.Unlock()
+		if len(hidden) < rows*model.DMLP {
+			hidden = make([]float32, rows*model.DMLP)
+		}
+		return model.MLPOut(c.Manifest.Layer, x, y, hidden, rows)
 	}
 }
 

@@ -328,7 +328,10 @@ func run(ctx context.Context, o Options, sinks []*sink, pass Pass, grid actcache
 		if k.acts {
 			caps[i].Acts = &k.bActs
 		}
-		k.x, k.y = make([]float32, per*t*c), make([]float32, per*t*c)
+		k.x = make([]float32, per*t*c)
+		if !o.NoY {
+			k.y = make([]float32, per*t*c) // without y the writer stores none
+		}
 		if o.WithScale {
 			caps[i].Scale, k.scale = make([]float32, grid.Size*t), make([]float32, per*t)
 		}
@@ -339,11 +342,14 @@ func run(ctx context.Context, o Options, sinks []*sink, pass Pass, grid actcache
 			a = &k.sActs
 		}
 		k.pending = -1
-		var sc []float32
+		var y, sc []float32
+		if k.y != nil {
+			y = k.y[:n*t*c]
+		}
 		if k.scale != nil {
 			sc = k.scale[:n*t]
 		}
-		return k.w.WriteShard(s, sTok[:n*t], k.x[:n*t*c], k.y[:n*t*c], sc, a)
+		return k.w.WriteShard(s, sTok[:n*t], k.x[:n*t*c], y, sc, a)
 	}
 	// shards returns the shards s0..s1 that batch rows [lo, lo+nb) hold
 	// rows of. A worker's first and last batches may hold rows of its
@@ -424,12 +430,14 @@ func run(ctx context.Context, o Options, sinks []*sink, pass Pass, grid actcache
 					k.sActs.Indptr, k.sActs.Indices, k.sActs.Values = append(k.sActs.Indptr[:0], 0), k.sActs.Indices[:0], k.sActs.Values[:0]
 				}
 				copy(k.x[(r0-sf)*t*c:(r1-sf)*t*c], caps[i].X[(r0-lo)*t*c:])
-				copy(k.y[(r0-sf)*t*c:(r1-sf)*t*c], caps[i].Y[(r0-lo)*t*c:])
+				if k.y != nil {
+					copy(k.y[(r0-sf)*t*c:(r1-sf)*t*c], caps[i].Y[(r0-lo)*t*c:])
+				}
 				if k.scale != nil {
 					copy(k.scale[(r0-sf)*t:(r1-sf)*t], caps[i].Scale[(r0-lo)*t:])
 				}
 				if k.acts {
-					appendActRows(&k.sActs, &k.bActs, (r0-lo)*t, (r1-lo)*t)
+					k.sActs.AppendRows(&k.bActs, (r0-lo)*t, (r1-lo)*t)
 				}
 				if r1 < sf+sn {
 					k.pending, k.filled = s, r1-sf // the shard goes on in the next batch
@@ -465,16 +473,3 @@ func run(ctx context.Context, o Options, sinks []*sink, pass Pass, grid actcache
 type upTo interface {
 	ReadUpTo(dst []int32, first, n int) (int, error)
 }
-
-// appendActRows appends rows [lo, hi) of src to dst.
-func appendActRows(dst, src *transcoder.Acts, lo, hi int) {
-	base, off := dst.Indptr[len(dst.Indptr)-1], src.Indptr[lo]
-	for _, p := range src.Indptr[lo+1 : hi+1] {
-		dst.Indptr = append(dst.Indptr, base+p-off)
-	}
-	dst.Indices = append(dst.Indices, src.Indices[off:src.Indptr[hi]]...)
-	dst.Values = append(dst.Values, src.Values[off:src.Indptr[hi]]...)
-}
-
-// appendActs appends all rows of src to dst.
-func appendActs(dst, src *transcoder.Acts) { appendActRows(dst, src, 0, src.Rows()) }

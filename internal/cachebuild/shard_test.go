@@ -117,7 +117,7 @@ func TestShardedMatchesSingle(t *testing.T) {
 func joinActs(parts []*transcoder.Acts) transcoder.Acts {
 	all := transcoder.Acts{Indptr: []int64{0}}
 	for _, p := range parts {
-		appendActs(&all, p)
+		all.AppendRows(p, 0, p.Rows())
 	}
 	return all
 }

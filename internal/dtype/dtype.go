@@ -87,6 +87,9 @@ func Float32ToBFloat16(f float32) uint16 {
 // name of shape shape and its index ("W_mid holds NaN at [3, 7]"): the
 // one check that weights and data read from files are finite.
 func CheckFinite(name string, v []float32, shape ...int) error {
+	if AllFinite(v) {
+		return nil
+	}
 	for i, x := range v {
 		if math.Float32bits(x)&0x7f800000 == 0x7f800000 { // exponent all ones: ±Inf or NaN
 			return fmt.Errorf("%s holds %v at %s", name, x, IndexString(i, shape))
@@ -109,4 +112,24 @@ func IndexString(i int, shape []int) string {
 		}
 	}
 	return "[" + strings.Join(idx, ", ") + "]"
+}
+
+// AllFinite reports whether v holds no NaN or ±Inf: CheckFinite's fast
+// path, four values an iteration.
+func AllFinite(v []float32) bool {
+	const exp = 0x7f800000 // exponent all ones: ±Inf or NaN
+	i := 0
+	for ; i+4 <= len(v); i += 4 {
+		a, b := math.Float32bits(v[i])&exp, math.Float32bits(v[i+1])&exp
+		c, d := math.Float32bits(v[i+2])&exp, math.Float32bits(v[i+3])&exp
+		if a == exp || b == exp || c == exp || d == exp {
+			return false
+		}
+	}
+	for ; i < len(v); i++ {
+		if math.Float32bits(v[i])&exp == exp {
+			return false
+		}
+	}
+	return true
 }

@@ -2,7 +2,6 @@ package gpt2
 
 import (
 	"fmt"
-	"math"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -144,7 +143,7 @@ func (ld *loader) readRows(name string, fn func(chunk []float32, m0 int)) ([]flo
 		if err := t.read(chunk, lo); err != nil {
 			return nil, fmt.Errorf("tensor %q: %w", t.name, err)
 		}
-		if !finite(chunk) {
+		if !dtype.AllFinite(chunk) {
 			err := dtype.CheckFinite(fmt.Sprintf("tensor %q", t.name), dst[:hi], t.shape...)
 			return nil, fmt.Errorf("%w: the weights are damaged; download the model again", err)
 		}
@@ -158,26 +157,6 @@ func (ld *loader) readRows(name string, fn func(chunk []float32, m0 int)) ([]flo
 // centring returns a readRows callback that centres each row (centreRows).
 func centring(k int) func(chunk []float32, _ int) {
 	return func(chunk []float32, _ int) { centreRows(chunk, len(chunk)/k, k) }
-}
-
-// finite reports whether v holds no NaN or ±Inf (dtype.CheckFinite names
-// the first; this is its fast path).
-func finite(v []float32) bool {
-	const exp = 0x7f800000
-	i := 0
-	for ; i+4 <= len(v); i += 4 {
-		a, b := math.Float32bits(v[i])&exp, math.Float32bits(v[i+1])&exp
-		c, d := math.Float32bits(v[i+2])&exp, math.Float32bits(v[i+3])&exp
-		if a == exp || b == exp || c == exp || d == exp {
-			return false
-		}
-	}
-	for ; i < len(v); i++ {
-		if math.Float32bits(v[i])&exp == exp {
-			return false
-		}
-	}
-	return true
 }
 
 // reads reads the named tensors, stopping at the first error.

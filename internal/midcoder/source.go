@@ -76,12 +76,7 @@ func (s *CacheSource) Next(ctx context.Context, n int) (*transcoder.Acts, []floa
 	s.y = s.y[:0]
 	err := s.sequences(ctx, n, func(r *actcache.Batch) {
 		s.y = append(s.y, r.Y...)
-		base := b.Indptr[len(b.Indptr)-1]
-		for _, p := range r.Acts.Indptr[1:] {
-			b.Indptr = append(b.Indptr, p+base)
-		}
-		b.Indices = append(b.Indices, r.Acts.Indices...)
-		b.Values = append(b.Values, r.Acts.Values...)
+		b.AppendRows(r.Acts, 0, r.Acts.Rows())
 	})
 	if err != nil {
 		return nil, nil, err

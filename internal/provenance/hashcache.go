@@ -2,12 +2,12 @@ package provenance
 
 import (
 	"cmp"
-	"encoding/hex"
 	"encoding/json"
 	"io"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -197,19 +197,5 @@ func hubBlobHash(path string) (string, bool) {
 
 // validSHA256 reports whether s is 64 lowercase hex digits.
 func validSHA256(s string) bool {
-	if len(s) != 64 {
-		return false
-	}
-	_, err := hex.DecodeString(s)
-	return err == nil && s == lowerHex(s)
-}
-
-func lowerHex(s string) string {
-	b := []byte(s)
-	for i, ch := range b {
-		if 'A' <= ch && ch <= 'F' {
-			b[i] = ch + 'a' - 'A'
-		}
-	}
-	return string(b)
+	return len(s) == 64 && strings.IndexFunc(s, func(r rune) bool { return !('0' <= r && r <= '9' || 'a' <= r && r <= 'f') }) < 0
 }

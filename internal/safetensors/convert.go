@@ -4,8 +4,8 @@ import (
 	"encoding/binary"
 	"math"
 	"slices"
-	"unsafe"
 	"strconv"
+	"unsafe"
 
 	"github.com/ctxdep/ctxdep/internal/dtype"
 )

@@ -17,6 +17,17 @@ type Acts struct {
 // Rows returns M.
 func (a *Acts) Rows() int { return len(a.Indptr) - 1 }
 
+// AppendRows appends rows [lo, hi) of src to a (which holds at least its
+// leading 0 of Indptr).
+func (a *Acts) AppendRows(src *Acts, lo, hi int) {
+	base, off := a.Indptr[len(a.Indptr)-1], src.Indptr[lo]
+	for _, p := range src.Indptr[lo+1 : hi+1] {
+		a.Indptr = append(a.Indptr, base+p-off)
+	}
+	a.Indices = append(a.Indices, src.Indices[off:src.Indptr[hi]]...)
+	a.Values = append(a.Values, src.Values[off:src.Indptr[hi]]...)
+}
+
 // Row returns the active features of row r and their activations.
 func (a *Acts) Row(r int) ([]int32, []float32) {
 	lo, hi := a.Indptr[r], a.Indptr[r+1]
