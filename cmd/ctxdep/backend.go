@@ -1,9 +1,6 @@
 package main
 
 import (
-	"fmt"
-	"io"
-
 	"github.com/ctxdep/ctxdep/internal/cachebuild"
 	"github.com/ctxdep/ctxdep/internal/cuda"
 	"github.com/ctxdep/ctxdep/internal/gpt2"
@@ -47,7 +44,7 @@ func newBackend(g *globalOptions) (backend, error) {
 		if err := cuda.Available(); err != nil {
 			return nil, err
 		}
-		return &cudaBackend{opts: cuda.Options{TF32: g.tf32}, stderr: g.stderr, quiet: g.quiet}, nil
+		return &cudaBackend{opts: cuda.Options{TF32: g.tf32}, note: g.notef}, nil
 	}
 	return nil, usagef("--device %q: want cpu or cuda", g.device)
 }
@@ -89,10 +86,9 @@ func (cpuBackend) close()             {}
 // cudaBackend runs cache build's pass and the fit on one GPU, opened at
 // first use.
 type cudaBackend struct {
-	opts   cuda.Options
-	stderr io.Writer
-	quiet  bool
-	dev    *cuda.Device
+	opts cuda.Options
+	note func(format string, a ...any) // globalOptions.notef: once, unless --quiet
+	dev  *cuda.Device
 }
 
 // device opens the GPU once and says which it is.
@@ -104,9 +100,7 @@ func (b *cudaBackend) device() (*cuda.Device, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !b.quiet {
-		fmt.Fprintf(b.stderr, "device: %s\n", dev.Name())
-	}
+	b.note("device: %s", dev.Name())
 	b.dev = dev
 	return dev, nil
 }
@@ -161,9 +155,7 @@ func (b *cudaBackend) describe() string {
 }
 
 func (b *cudaBackend) cpuOnly(cmd string) {
-	if !b.quiet {
-		fmt.Fprintf(b.stderr, "note: %s runs on the CPU; --device cuda applies to cache build and fit\n", cmd)
-	}
+	b.note("note: %s runs on the CPU; --device cuda applies to cache build and fit", cmd)
 }
 
 func (b *cudaBackend) close() {

@@ -156,8 +156,8 @@ worker index or count from the environment that does not make sense),
   ctxdep cache merge /shared/cache-l8`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if o.layers != "" && cmd.Flags().Changed("layer") {
-				return usagef("give --layer L (one layer) or --layers LIST (a layer set), not both")
+			if err := layerFlags(cmd, o.layers); err != nil {
+				return err
 			}
 			return runCacheBuild(cmd.Context(), g, o, os.Getenv, cmd.Flags().Changed("shard-count"))
 		},

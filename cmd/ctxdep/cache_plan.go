@@ -64,8 +64,8 @@ Exit status: 0, 1 runtime error (no model), 2 usage error.`,
   ctxdep cache plan --model testdata/tiny-gpt2 --n-tokens 1000000 --layer 0,2 --dtype float32,float16 --workers 4 --json`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if o.set != "" && cmd.Flags().Changed("layer") {
-				return usagef("give --layer (each layer its own cache) or --layers LIST (a layer set), not both")
+			if err := layerFlags(cmd, o.set); err != nil {
+				return err
 			}
 			return runCachePlan(cmd.Context(), g, o, cmd.Flags().Changed("max-length"))
 		},
@@ -190,24 +190,18 @@ func runCachePlan(ctx context.Context, g *globalOptions, o *cachePlanOptions, le
 	slices.Sort(layers)
 	layers = slices.Compact(layers)
 	res.BLAS = g.backend.describe()
-	// measure times layer l, freeing its pass before the next layer's.
-	measure := func(l int) (float64, error) {
-		pass, free, err := g.backend.pass(m, []int{l}, nil, o.sampleRows, t)
+	// measure times a pass capturing ls, freeing it before the next one.
+	measure := func(ls []int) (float64, error) {
+		pass, free, err := g.backend.pass(m, ls, nil, o.sampleRows, t)
 		if err != nil {
 			return 0, err
 		}
 		defer free()
-		return cachebuild.Measure(ctx, m, pass, []int{l}, o.sampleRows, t)
+		return cachebuild.Measure(ctx, m, pass, ls, o.sampleRows, t)
 	}
 	setTPS := 0.0 // a layer set's pass to its deepest layer
 	if o.set != "" {
-		pass, free, err := g.backend.pass(m, layers, nil, o.sampleRows, t)
-		if err != nil {
-			return err
-		}
-		setTPS, err = cachebuild.Measure(ctx, m, pass, layers, o.sampleRows, t)
-		free()
-		if err != nil {
+		if setTPS, err = measure(layers); err != nil {
 			return err
 		}
 		res.LayerSet = layers
@@ -215,7 +209,7 @@ func runCachePlan(ctx context.Context, g *globalOptions, o *cachePlanOptions, le
 	for _, l := range layers {
 		tps := setTPS
 		if o.set == "" {
-			if tps, err = measure(l); err != nil {
+			if tps, err = measure([]int{l}); err != nil {
 				return err
 			}
 		}

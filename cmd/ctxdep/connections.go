@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -207,7 +208,7 @@ func runConnections(ctx context.Context, g *globalOptions, o *connectionsOptions
 		return err
 	}
 	for _, l := range []int{src, tgt} {
-		if !containsInt(set.Layers, l) {
+		if !slices.Contains(set.Layers, l) {
 			return usagef("--layers %s: the layer set %s holds layers %s, not %d", o.layers, o.cache, actcache.LayersText(set.Layers), l)
 		}
 	}
@@ -321,13 +322,4 @@ func connText(v float64) string {
 		return "—"
 	}
 	return strconv.FormatFloat(v, 'f', 3, 64)
-}
-
-func containsInt(s []int, v int) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }

@@ -104,7 +104,6 @@ type recordedInputs struct {
 	model      provenance.File
 	transcoder *provenance.File // nil unless the cache stores acts
 	modelDir   string           // the recorded model's directory, once checked
-	tcChecked  bool             // the recorded transcoder was checked and used
 }
 
 // hashMemo is a file's provenance as hashed at a size and modification
@@ -265,10 +264,7 @@ func (g *globalOptions) transcoderFiles(layer int) (model, sparsity string, err 
 			return "", "", err
 		}
 		if ok {
-			if !r.tcChecked {
-				r.tcChecked = true
-				g.notef("transcoder: %s, as recorded in the cache %s", displayPath(r.transcoder.Path), displayPath(r.dir))
-			}
+			g.notef("transcoder: %s, as recorded in the cache %s", displayPath(r.transcoder.Path), displayPath(r.dir))
 			return r.transcoder.Path, sparsityNextTo(r.transcoder.Path), nil
 		}
 		if d, err := hub.Snapshot(transcodersRepo, ""); err == nil {
@@ -315,6 +311,11 @@ func (g *globalOptions) loadTranscoder(layer, dModel int) (*transcoder.Transcode
 	if err != nil {
 		return nil, provenance.File{}, "", err
 	}
+	// A command that runs layer after layer (report --layers --evaluate)
+	// may ask for a layer's transcoder twice.
+	if l, ok := g.tcs[path]; ok && l.layer == layer && (dModel <= 0 || l.tc.DIn == dModel) {
+		return l.tc, l.prov, sparsity, nil
+	}
 	tc, err := transcoder.Load(path)
 	if err != nil {
 		return nil, provenance.File{}, "", err
@@ -333,7 +334,18 @@ func (g *globalOptions) loadTranscoder(layer, dModel int) (*transcoder.Transcode
 		return nil, provenance.File{}, "", fmt.Errorf("transcoder: %w", err)
 	}
 	g.logf("transcoder %s: %d features, d_in %d", path, tc.DSAE, tc.DIn)
+	if g.tcs == nil {
+		g.tcs = map[string]loadedTranscoder{}
+	}
+	g.tcs[path] = loadedTranscoder{tc, p, layer}
 	return tc, p, sparsity, nil
+}
+
+// loadedTranscoder is a transcoder loadTranscoder has loaded for a layer.
+type loadedTranscoder struct {
+	tc    *transcoder.Transcoder
+	prov  provenance.File
+	layer int
 }
 
 // openCacheAt opens the cache in dir and checks an explicit --layer

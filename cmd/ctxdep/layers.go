@@ -159,6 +159,14 @@ func addLayersFlag(cmd *cobra.Command, p *string, what string) {
 	cmd.Flags().StringVar(p, "layers", "", "run for each of these layers in turn (e.g. 2,3, 0-11 or all: every layer of the\nlayer set --cache names), loading the model once; "+what)
 }
 
+// layerFlags refuses --layer and --layers together (a usage error).
+func layerFlags(cmd *cobra.Command, spec string) error {
+	if spec != "" && cmd.Flags().Changed("layer") {
+		return usagef("give --layer L (one layer) or --layers LIST (several), not both")
+	}
+	return nil
+}
+
 // withLayers runs run once, as the command's --layer says (layerSet: the
 // flag was given), or, with --layers spec, once per layer (layerSet true,
 // g.layer the layer). --layer and --layers together are a usage error.
@@ -166,8 +174,8 @@ func (g *globalOptions) withLayers(cmd *cobra.Command, spec, cache string, run f
 	if spec == "" {
 		return run(cmd.Flags().Changed("layer"), g.layer)
 	}
-	if cmd.Flags().Changed("layer") {
-		return usagef("give --layer L (one layer) or --layers LIST, not both")
+	if err := layerFlags(cmd, spec); err != nil {
+		return err
 	}
 	layers, err := g.layerList(spec, cache)
 	if err != nil {

@@ -380,3 +380,24 @@ func TestFitSweepResume(t *testing.T) {
 	code, _, errs = ctxdep(t, append(fitArgs(set, cut), "--layers", "all", "--resume", "--lr", "0.01")...)
 	expectError(t, code, errs, 1, "already complete")
 }
+
+// --layers without --out is a usage error before any layer runs: nothing
+// is written into the working directory, and pinv-baseline makes no
+// directory for flags it then refuses.
+func TestLayersNeedOut(t *testing.T) {
+	set := buildSet(t)
+	tmp := t.TempDir()
+	wd, _ := os.Getwd()
+	os.Chdir(tmp)
+	defer os.Chdir(wd)
+	code, out, errs := ctxdep(t, "fit", "-q", "--cache", set, "--model", filepath.Join(wd, tinyModel), "--transcoders", filepath.Join(wd, tinyTC), "--layers", "all")
+	expectError(t, code, errs, 2, "needs --out")
+	code, _, errs = ctxdep(t, "pinv-baseline", "-q", "--cache", set, "--layers", "all")
+	expectError(t, code, errs, 2, "needs --out DIR")
+	code, _, errs = ctxdep(t, "pinv-baseline", "-q", "--cache", set, "--model", filepath.Join(wd, tinyModel), "--transcoders", filepath.Join(wd, tinyTC),
+		"--layers", "all", "--act", "bogus", "--out", "pv")
+	expectError(t, code, errs, 2, "--act")
+	if entries, _ := os.ReadDir(tmp); len(entries) != 0 || out != "" {
+		t.Errorf("refused commands left %v in the working directory (stdout %q)", entries, out)
+	}
+}

@@ -49,15 +49,12 @@ With --layers, one file per layer: --out DIR/layer-LL.safetensors.`,
   ctxdep pinv-baseline --layers all --cache cache-all --out pinv-all`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.layers != "" && o.out == "" {
+				return usagef("pinv-baseline --layers needs --out DIR")
+			}
 			return g.withLayers(cmd, o.layers, o.cache, func(layerSet bool, layer int) error {
 				lo := *o
 				if o.layers != "" {
-					if o.out == "" {
-						return usagef("pinv-baseline --layers needs --out DIR")
-					}
-					if err := os.MkdirAll(o.out, 0o755); err != nil {
-						return err
-					}
 					lo.out = filepath.Join(o.out, actcache.LayerDirName(layer)+".safetensors")
 				}
 				return runPinv(cmd.Context(), g, &lo, layerSet)
@@ -102,6 +99,11 @@ func runPinv(ctx context.Context, g *globalOptions, o *pinvOptions, layerSet boo
 			return err
 		}
 		layer = c.Manifest.Layer
+	}
+	if o.layers != "" { // --out DIR, made once the flags passed
+		if err := os.MkdirAll(filepath.Dir(o.out), 0o755); err != nil {
+			return err
+		}
 	}
 	if err := checkOutFile(o.out, o.force); err != nil {
 		return err

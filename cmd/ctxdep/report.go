@@ -101,10 +101,10 @@ otherwise, when found, for W_dec on the feature pages.`,
 					}
 				}
 			})
+			if err := layerFlags(cmd, o.layers); err != nil {
+				return err
+			}
 			if o.layers != "" {
-				if cmd.Flags().Changed("layer") {
-					return usagef("give --layer L (one layer) or --layers LIST, not both")
-				}
 				return runReportLayers(cmd.Context(), g, o)
 			}
 			if o.evaluate {

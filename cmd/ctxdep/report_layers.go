@@ -47,6 +47,13 @@ func runReportLayers(ctx context.Context, g *globalOptions, o *reportOptions) er
 	if err := os.MkdirAll(o.out, 0o755); err != nil {
 		return err
 	}
+	if o.evaluate {
+		// evaluate needs the whole model: load it first, so that every
+		// layer's report reuses it instead of loading its own part.
+		if _, _, err := g.loadModel(); err != nil {
+			return err
+		}
+	}
 	var rows []analysis.LayerRow
 	err = g.eachLayer(layers, func(l int) error {
 		lo := *o
