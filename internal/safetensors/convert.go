@@ -43,11 +43,10 @@ func (f *File) Float32Into(dst []float32, name string) error {
 }
 
 func checkFloat(f *File, t TensorInfo) error {
-	switch t.DType {
-	case F32, F16, BF16, F64:
-		return nil
+	if err := checkFloatType(t); err != nil {
+		return f.errorf("%v", err)
 	}
-	return f.errorf("tensor %q: dtype %s cannot be read as float32 (want F32, F16, BF16 or F64)", t.Name, t.DType)
+	return nil
 }
 
 // decodeFloat32 converts little-endian data of dtype dt into dst;

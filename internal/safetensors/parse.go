@@ -62,6 +62,18 @@ func Parse(buf []byte) (*File, error) {
 	return f, nil
 }
 
+// checkHeaderLen checks a header length n read from the first 8 bytes of
+// a file of size bytes.
+func checkHeaderLen(n uint64, size int64) error {
+	if n > MaxHeaderSize {
+		return fmt.Errorf("header length %d exceeds the limit of %d bytes", n, MaxHeaderSize)
+	}
+	if n > uint64(size-8) {
+		return fmt.Errorf("header length %d exceeds the %d bytes that follow it", n, size-8)
+	}
+	return nil
+}
+
 // parse does the work of Parse; its errors carry no package prefix so that
 // Open can name the file.
 func parse(buf []byte) (*File, error) {
@@ -69,11 +81,8 @@ func parse(buf []byte) (*File, error) {
 		return nil, fmt.Errorf("file is %d bytes, too short for the 8-byte header length", len(buf))
 	}
 	n := binary.LittleEndian.Uint64(buf)
-	if n > MaxHeaderSize {
-		return nil, fmt.Errorf("header length %d exceeds the limit of %d bytes", n, MaxHeaderSize)
-	}
-	if n > uint64(len(buf)-8) {
-		return nil, fmt.Errorf("header length %d exceeds the %d bytes that follow it", n, len(buf)-8)
+	if err := checkHeaderLen(n, int64(len(buf))); err != nil {
+		return nil, err
 	}
 	data := buf[8+n:]
 	h, err := parseHeader(buf[8:8+n], int64(len(data)))

@@ -47,11 +47,8 @@ func openReader(fh *os.File, size int64) (*Reader, error) {
 		return nil, err
 	}
 	n := binary.LittleEndian.Uint64(nb[:])
-	if n > MaxHeaderSize {
-		return nil, fmt.Errorf("header length %d exceeds the limit of %d bytes", n, MaxHeaderSize)
-	}
-	if n > uint64(size-8) {
-		return nil, fmt.Errorf("header length %d exceeds the %d bytes that follow it", n, size-8)
+	if err := checkHeaderLen(n, size); err != nil {
+		return nil, err
 	}
 	raw := make([]byte, n)
 	if _, err := fh.ReadAt(raw, 8); err != nil {
