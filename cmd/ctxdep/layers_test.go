@@ -401,3 +401,20 @@ func TestLayersNeedOut(t *testing.T) {
 		t.Errorf("refused commands left %v in the working directory (stdout %q)", entries, out)
 	}
 }
+
+// report --layers --evaluate with no --model or --transcoders uses the
+// inputs the layer set recorded (the whole model is loaded once, after
+// the cache that records it is opened).
+func TestReportLayersRecordedInputs(t *testing.T) {
+	set := buildSet(t)
+	tmp := t.TempDir()
+	fits := filepath.Join(tmp, "fits")
+	if code, _, errs := ctxdep(t, "fit", "-q", "--cache", set, "--layers", "all", "--batch-size", "2", "--steps-per-epoch", "3",
+		"--train-tokens", "200", "--out", fits); code != 0 {
+		t.Fatalf("fit --layers: %d %s", code, errs)
+	}
+	if code, _, errs := ctxdep(t, "report", "-q", "--cache", set, "--layers", "all", "--midcoder", fits, "--evaluate",
+		"--out", filepath.Join(tmp, "r")); code != 0 {
+		t.Fatalf("report --layers --evaluate: %d %s", code, errs)
+	}
+}

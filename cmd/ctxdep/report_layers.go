@@ -47,15 +47,20 @@ func runReportLayers(ctx context.Context, g *globalOptions, o *reportOptions) er
 	if err := os.MkdirAll(o.out, 0o755); err != nil {
 		return err
 	}
-	if o.evaluate {
-		// evaluate needs the whole model: load it first, so that every
-		// layer's report reuses it instead of loading its own part.
-		if _, _, err := g.loadModel(); err != nil {
-			return err
-		}
-	}
+
 	var rows []analysis.LayerRow
 	err = g.eachLayer(layers, func(l int) error {
+		if o.evaluate {
+			// evaluate needs the whole model: load it (once, the model the
+			// cache records when no flag names one) before the report, which
+			// then reuses it instead of loading its own part.
+			if _, err := g.openCacheAt(o.cache, true); err != nil {
+				return err
+			}
+			if _, _, err := g.loadModel(); err != nil {
+				return err
+			}
+		}
 		lo := *o
 		lo.out = filepath.Join(o.out, actcache.LayerDirName(l))
 		lo.midcoder, lo.pinv = files[l][0], files[l][1]
