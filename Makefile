@@ -4,9 +4,11 @@
 #   make install      the same build, installed by go install into $GOBIN (default $(go env GOPATH)/bin)
 #   make docs         regenerate the command reference docs/cli/*.md and docs/man/*.1
 #   make test         vet + all tests; the OpenBLAS build's numerics tests (twice on AVX-512
-#                     CPUs: OpenBLAS's kernel and the Haswell one), the CUDA build
-#                     (compile, link, no-GPU error) and a real Slurm job array when their
-#                     prerequisites are installed (.ci/run installs them all)
+#                     CPUs: OpenBLAS's kernel and the Haswell one), the CUDA backend on the
+#                     simulated device (test-sim), the CUDA build (compile, link, no-GPU
+#                     error) and a real Slurm job array when their prerequisites are
+#                     installed (.ci/run installs them all)
+#   make test-sim     the CUDA backend's tests with its kernels emulated on the CPU (no GPU)
 #   make demo         the main job end to end on the tiny synthetic bundle in testdata/
 #   make browser-check  the demo's reports in headless Chromium (Debian's chromium): no console
 #                     errors, feature pages show their examples, links resolve
@@ -37,7 +39,7 @@ CUDA_SDK  ?= .cuda-sdk
 CUDA_ENV   = CGO_ENABLED=1 CGO_CFLAGS="-I$(abspath $(CUDA_SDK))/include" CGO_LDFLAGS="-L$(abspath $(CUDA_SDK))/lib/stubs"
 NVCC      ?= $(if $(wildcard $(CUDA_SDK)/bin/nvcc),$(CUDA_SDK)/bin/nvcc,nvcc)
 
-.PHONY: build install docs browser-check build-purego build-openblas build-cuda cuda-sdk ptx gpu-check-build test test-cuda demo bench fuzz fixtures clean
+.PHONY: build install docs browser-check build-purego build-openblas build-cuda cuda-sdk ptx gpu-check-build test test-cuda test-sim demo bench fuzz fixtures clean
 
 build:
 	@if [ -n "$(HAVE_OPENBLAS)" ]; then $(MAKE) --no-print-directory build-openblas; \
@@ -100,6 +102,19 @@ test-cuda: cuda-sdk
 	if [ $$rc = 1 ] && echo "$$out" | grep -q "needs a working GPU driver"; then echo "ctxdep-cuda without a GPU: exit 1, \"$$out\""; \
 	else echo "ctxdep-cuda without a GPU: want exit 1 and a clear error, got exit $$rc: $$out"; exit 1; fi
 
+# The CUDA backend on a simulated device (build tag cudasim): kernels.cu
+# compiled as C++ on internal/cuda/cudasim.h's emulation, device memory in
+# host memory, cuBLAS by blas32; every test of internal/cuda runs, and the
+# fixture and kernel tests again with each block's threads in reverse
+# order (a race one order hides, the other shows). Needs g++.
+HAVE_CXX := $(shell command -v $${CXX:-g++} >/dev/null && echo yes)
+SIM_TAGS := cudasim $(BLAS_TAGS)
+
+test-sim:
+	CGO_ENABLED=1 $(GO) vet -tags '$(SIM_TAGS)' ./internal/cuda
+	CGO_ENABLED=1 $(GO) test -tags '$(SIM_TAGS)' ./internal/cuda
+	CUDASIM_ORDER=reverse CGO_ENABLED=1 $(GO) test -tags '$(SIM_TAGS)' -run 'Tiny|LayerSet|Kernel' ./internal/cuda
+
 test:
 	$(GO) vet ./...
 	$(GO) test ./...
@@ -111,6 +126,8 @@ test:
 			OPENBLAS_CORETYPE=Haswell CGO_ENABLED=1 $(GO) test -count=1 -tags openblas $(NUMERICS_PKGS) || exit 1; \
 		fi; \
 	else echo "libopenblas not found: skipped the OpenBLAS build's tests"; fi
+	@if [ -n "$(HAVE_CXX)" ]; then $(MAKE) --no-print-directory test-sim; \
+	else echo "no C++ compiler (apt-get install g++): skipped the CUDA backend's tests on the simulated device"; fi
 	@if [ -f $(CUDA_SDK)/include/cuda.h ]; then $(MAKE) --no-print-directory test-cuda; \
 	else echo "no CUDA 11.8 headers in $(CUDA_SDK) (scripts/cuda-sdk.sh fetches them): skipped the CUDA build"; fi
 	@if command -v slurmctld >/dev/null && command -v munged >/dev/null && [ "$$(id -u)" = 0 ]; then ./scripts/slurm-test.sh; \

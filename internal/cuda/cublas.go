@@ -1,4 +1,4 @@
-//go:build cuda
+//go:build cuda && !cudasim
 
 package cuda
 
@@ -42,8 +42,6 @@ import (
 	"path/filepath"
 	"strings"
 	"unsafe"
-
-	"gorgonia.org/cu"
 )
 
 // cuBLAS is loaded at run time, not linked: a binary built against one
@@ -180,7 +178,7 @@ func op(t bool) C.int {
 // gemm sets the row-major C (M×N, leading dimension ldc) to
 // alpha·op(A)·op(B) + beta·C, op(A) M×K. cuBLAS is column-major, where a
 // row-major matrix is its transpose: it computes Cᵀ = op(B)ᵀ·op(A)ᵀ.
-func (b *cublas) gemm(ta, tb bool, m, n, k int, alpha float32, a cu.DevicePtr, lda int, bm cu.DevicePtr, ldb int, beta float32, c cu.DevicePtr, ldc int) error {
+func (b *cublas) gemm(ta, tb bool, m, n, k int, alpha float32, a devPtr, lda int, bm devPtr, ldb int, beta float32, c devPtr, ldc int) error {
 	st := C.ctx_sgemm(b.sgemm, b.handle, op(tb), op(ta), C.int(n), C.int(m), C.int(k), C.float(alpha),
 		C.uintptr_t(bm), C.int(ldb), C.uintptr_t(a), C.int(lda), C.float(beta), C.uintptr_t(c), C.int(ldc))
 	if st != 0 {
@@ -191,7 +189,7 @@ func (b *cublas) gemm(ta, tb bool, m, n, k int, alpha float32, a cu.DevicePtr, l
 
 // gemmBatched is gemm over count problems, the i-th at a + i·sa, b + i·sb,
 // c + i·sc (strides in elements).
-func (b *cublas) gemmBatched(ta, tb bool, m, n, k int, alpha float32, a cu.DevicePtr, lda, sa int, bm cu.DevicePtr, ldb, sb int, beta float32, c cu.DevicePtr, ldc, sc, count int) error {
+func (b *cublas) gemmBatched(ta, tb bool, m, n, k int, alpha float32, a devPtr, lda, sa int, bm devPtr, ldb, sb int, beta float32, c devPtr, ldc, sc, count int) error {
 	st := C.ctx_sgemm_sb(b.sgemmSB, b.handle, op(tb), op(ta), C.int(n), C.int(m), C.int(k), C.float(alpha),
 		C.uintptr_t(bm), C.int(ldb), C.longlong(sb), C.uintptr_t(a), C.int(lda), C.longlong(sa),
 		C.float(beta), C.uintptr_t(c), C.int(ldc), C.longlong(sc), C.int(count))

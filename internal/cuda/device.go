@@ -1,18 +1,12 @@
-//go:build cuda
+//go:build cuda || cudasim
 
 package cuda
 
 import (
 	_ "embed"
-	"errors"
 	"fmt"
 	"math"
-	"runtime"
 	"unsafe"
-
-	"gorgonia.org/cu"
-
-	_ "github.com/ctxdep/ctxdep/internal/cuda/probe" // a clear error, before cu's init, when no GPU works
 )
 
 // Built reports whether this binary has the CUDA backend.
@@ -28,28 +22,12 @@ func Available() error {
 	return err
 }
 
-// numDevices returns how many CUDA devices are visible, or an error when
-// none is.
-func numDevices() (int, error) {
-	n, err := cu.NumDevices()
-	if err != nil {
-		return 0, fmt.Errorf("cuda: %v", err)
-	}
-	if n == 0 {
-		return 0, errors.New("cuda: no CUDA device is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES)")
-	}
-	return n, nil
-}
-
 // Device is one GPU with a context, ctxdep's kernels and a cuBLAS handle.
 // Every method makes the context current on the calling OS thread for
 // its duration, so a Device can be used from any goroutine, one at a time.
 type Device struct {
-	dev  cu.Device
-	ctx  cu.CUContext
-	mod  cu.Module
+	drv  *driver
 	blas *cublas
-	fn   map[string]cu.Function
 	name string
 	opts Options
 	sms  int
@@ -58,45 +36,19 @@ type Device struct {
 // Open creates a context on the device o.Ordinal, compiles the embedded
 // PTX for it and loads cuBLAS.
 func Open(o Options) (*Device, error) {
-	n, err := numDevices()
+	drv, name, sms, err := openDriver(o.Ordinal)
 	if err != nil {
 		return nil, err
 	}
-	if o.Ordinal < 0 || o.Ordinal >= n {
-		return nil, fmt.Errorf("cuda: device %d does not exist (%d visible)", o.Ordinal, n)
-	}
-	dev, err := cu.GetDevice(o.Ordinal)
-	if err != nil {
-		return nil, fmt.Errorf("cuda: %v", err)
-	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	ctx, err := dev.MakeContext(cu.SchedAuto)
-	if err != nil {
-		return nil, fmt.Errorf("cuda: creating a context on device %d: %v", o.Ordinal, err)
-	}
-	d := &Device{dev: dev, ctx: ctx, opts: o, fn: map[string]cu.Function{}}
-	d.name, _ = dev.Name()
-	d.sms, _ = dev.Attribute(cu.MultiprocessorCount)
-	if d.mod, err = cu.LoadData(kernelsPTX); err != nil {
-		d.ctx.Destroy()
-		return nil, fmt.Errorf("cuda: the driver could not compile ctxdep's kernels (PTX for compute_80) for %s: %v; a driver for CUDA 11.8 or newer and a GPU of compute capability 8.0 or newer are needed", d.name, err)
-	}
-	for _, name := range kernelNames {
-		f, err := d.mod.Function(name)
-		if err != nil {
-			d.ctx.Destroy()
-			return nil, fmt.Errorf("cuda: kernel %s missing from kernels.ptx: %v", name, err)
-		}
-		d.fn[name] = f
-	}
+	d := &Device{drv: drv, name: name, opts: o, sms: sms}
 	if d.blas, err = loadCublas(o.TF32); err != nil {
-		d.ctx.Destroy()
+		drv.close()
 		return nil, err
 	}
 	return d, nil
 }
 
+// kernelNames are the kernels of kernels.cu, loaded by name.
 var kernelNames = []string{"embed", "layernorm_pre", "add_inplace", "bias_act", "causal_softmax", "split_heads", "merge_heads", "sub_bias",
 	"encode_count", "exclusive_scan", "encode_fill", "gather_mid", "scatter_grad", "mse_grad", "relu_grad",
 	"gelu_new_grad", "adamw"}
@@ -105,36 +57,27 @@ var kernelNames = []string{"embed", "layernorm_pre", "add_inplace", "bias_act", 
 func (d *Device) Close() {
 	defer d.enter()()
 	d.blas.close()
-	d.ctx.Destroy()
+	d.drv.close()
 }
 
 // Name describes the device: name, compute capability, driver and cuBLAS
 // versions, and whether TF32 is on.
 func (d *Device) Name() string {
-	major, minor, _ := d.dev.ComputeCapability()
-	mem, _ := d.dev.TotalMem()
 	tf := "float32 exact (no TF32)"
 	if d.opts.TF32 {
 		tf = "TF32 tensor cores"
 	}
-	dv := cu.Version()
-	return fmt.Sprintf("%s (sm_%d%d, %d SMs, %.0f GiB), driver API %d.%d, cuBLAS %d (%s), GEMMs %s",
-		d.name, major, minor, d.sms, float64(mem)/(1<<30), dv/1000, dv%1000/10, d.blas.version, d.blas.path, tf)
+	hw, api := d.drv.describe(d.sms)
+	return fmt.Sprintf("%s (%s), %s, cuBLAS %d (%s), GEMMs %s", d.name, hw, api, d.blas.version, d.blas.path, tf)
 }
 
 // enter makes the context current on this goroutine's OS thread until the
 // returned function is called.
-func (d *Device) enter() func() {
-	runtime.LockOSThread()
-	if err := cu.SetCurrentContext(d.ctx); err != nil {
-		panic(fmt.Sprintf("cuda: cannot make the context current: %v", err))
-	}
-	return runtime.UnlockOSThread
-}
+func (d *Device) enter() func() { return d.drv.enter() }
 
 // buf is a device allocation of n elements of 4 bytes (or 8 for int64).
 type buf struct {
-	p     cu.DevicePtr
+	p     devPtr
 	n     int
 	bytes int64
 }
@@ -145,10 +88,10 @@ func (d *Device) alloc(what string, bytes int64) (buf, error) {
 	if bytes <= 0 {
 		bytes = 4
 	}
-	p, err := cu.MemAlloc(bytes)
+	p, err := memAlloc(bytes)
 	if err != nil {
-		free, total, _ := cu.MemInfo()
-		if errors.Is(err, cu.OutOfMemory) || err == cu.OutOfMemory {
+		free, total := memInfo()
+		if isOutOfMemory(err) {
 			return buf{}, fmt.Errorf("cuda: out of device memory allocating %s (%.1f MiB; %.1f of %.1f MiB free on %s): lower --batch-size", what, mib(bytes), mib(free), mib(total), d.name)
 		}
 		return buf{}, fmt.Errorf("cuda: allocating %s (%.1f MiB): %v", what, mib(bytes), err)
@@ -160,7 +103,7 @@ func mib(b int64) float64 { return float64(b) / (1 << 20) }
 
 func (d *Device) free(b *buf) {
 	if b.p != 0 {
-		cu.MemFree(b.p)
+		memFree(b.p)
 		*b = buf{}
 	}
 }
@@ -215,7 +158,7 @@ func h2d[T int32 | int64 | float32](dst buf, src []T) error {
 	if n > dst.bytes {
 		return fmt.Errorf("cuda: copy of %d bytes into a buffer of %d", n, dst.bytes)
 	}
-	if err := cu.MemcpyHtoD(dst.p, unsafe.Pointer(&src[0]), n); err != nil {
+	if err := memcpyHtoD(dst.p, unsafe.Pointer(&src[0]), n); err != nil {
 		return fmt.Errorf("cuda: copy to device: %v", err)
 	}
 	return nil
@@ -229,25 +172,25 @@ func d2h[T int32 | int64 | float32 | float64](dst []T, src buf) error {
 	if n > src.bytes {
 		return fmt.Errorf("cuda: copy of %d bytes out of a buffer of %d", n, src.bytes)
 	}
-	if err := cu.MemcpyDtoH(unsafe.Pointer(&dst[0]), src.p, n); err != nil {
+	if err := memcpyDtoH(unsafe.Pointer(&dst[0]), src.p, n); err != nil {
 		return fmt.Errorf("cuda: copy from device: %v", err)
 	}
 	return nil
 }
 
 func zero(b buf, bytes int64) error {
-	if err := cu.MemsetD8(b.p, 0, bytes); err != nil {
+	if err := memsetD8(b.p, 0, bytes); err != nil {
 		return fmt.Errorf("cuda: memset: %v", err)
 	}
 	return nil
 }
 
 // at returns the address of element i of a float32 or int32 buffer.
-func (b buf) at(i int) cu.DevicePtr { return b.p + cu.DevicePtr(4*i) }
+func (b buf) at(i int) devPtr { return b.p + devPtr(4*i) }
 
 // launch runs kernel name on grid×block threads. Arguments are device
-// pointers (cu.DevicePtr or buf), int (passed as a 32-bit int), int64 and
-// float32, each in a 64-bit slot as cu.Function.Launch copies them.
+// pointers (devPtr or buf), int (passed as a 32-bit int), int64 and
+// float32, each in a 64-bit slot, as the driver copies them.
 func (d *Device) launch(name string, grid, block int, args ...any) error {
 	// Fixed arrays, not slices, so that a launch allocates nothing.
 	var slots [maxLaunchArgs]uint64
@@ -257,7 +200,7 @@ func (d *Device) launch(name string, grid, block int, args ...any) error {
 	}
 	for i, a := range args {
 		switch v := a.(type) {
-		case cu.DevicePtr:
+		case devPtr:
 			slots[i] = uint64(v)
 		case buf:
 			slots[i] = uint64(v.p)
@@ -278,7 +221,7 @@ func (d *Device) launch(name string, grid, block int, args ...any) error {
 	if grid <= 0 {
 		return nil
 	}
-	if err := d.fn[name].Launch(grid, 1, 1, block, 1, 1, 0, cu.Stream{}, ptrs[:len(args)]); err != nil {
+	if err := d.drv.launch(name, grid, block, ptrs[:len(args)]); err != nil {
 		return fmt.Errorf("cuda: launching %s (%d blocks of %d): %v", name, grid, block, err)
 	}
 	return nil
@@ -295,7 +238,7 @@ func (d *Device) grid1D(n int) int {
 
 // sync waits for the device and reports an asynchronous error.
 func (d *Device) sync(what string) error {
-	if err := cu.Synchronize(); err != nil {
+	if err := synchronize(); err != nil {
 		return fmt.Errorf("cuda: %s: %v", what, err)
 	}
 	return nil

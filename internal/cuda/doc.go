@@ -4,12 +4,19 @@
 // compute on the CPU, to float32 rounding.
 //
 // The driver API (context, memory, module, launches) goes through
-// gorgonia.org/cu, the only importer of it in ctxdep; cuBLAS is loaded at
-// run time (cublas.go), so the binary is not tied to one CUDA version; the
-// other kernels are ctxdep's own (kernels.cu, embedded as PTX for
-// compute_80, `make ptx`). In a build without the tag, stub.go exports the
-// same API and every call reports that this binary has no CUDA, so that
-// `--device cuda` fails clearly instead of running on the CPU.
+// gorgonia.org/cu in driver_cu.go, the only importer of it in ctxdep;
+// cuBLAS is loaded at run time (cublas.go), so the binary is not tied to
+// one CUDA version; the other kernels are ctxdep's own (kernels.cu,
+// embedded as PTX for compute_80, `make ptx`). In a build without the tag,
+// stub.go exports the same API and every call reports that this binary
+// has no CUDA, so that `--device cuda` fails clearly instead of running on
+// the CPU.
+//
+// The build tag cudasim (tests only, `make test-sim`) replaces those two
+// files with driver_sim.go: a simulated device whose memory is host memory
+// and whose kernels are kernels.cu itself compiled as C++ on cudasim.h's
+// emulation of CUDA's threads, barriers and warp operations. Everything
+// else in the package, and every test, is the same code on either.
 //
 // Shape key: B rows of T tokens, M = B·T, C = d_model, N = d_mlp, H heads
 // of D, F transcoder features. Matrices are row-major float32, as on the

@@ -1,11 +1,9 @@
-//go:build cuda
+//go:build cuda || cudasim
 
 package cuda
 
 import (
 	"fmt"
-
-	"gorgonia.org/cu"
 
 	"github.com/ctxdep/ctxdep/internal/transcoder"
 )
@@ -98,7 +96,7 @@ func (e *Encoder) encode(acts *Acts, x buf, m int) error {
 		return err
 	}
 	var nnz [1]int64
-	if err := d2h(nnz[:], buf{p: acts.indptr.p + cu.DevicePtr(8*m), bytes: 8}); err != nil {
+	if err := d2h(nnz[:], buf{p: acts.indptr.p + devPtr(8*m), bytes: 8}); err != nil {
 		return err
 	}
 	if int(nnz[0]) > acts.capNNZ {

@@ -1,0 +1,55 @@
+//go:build cudasim
+
+package cuda
+
+import (
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// Every kernel of kernels.cu is in kernelNames (what the real driver
+// loads) and in kernels_sim.cc's table (openDriver checks each name of
+// kernelNames there), and kernelNames has no other.
+func TestSimHasEveryKernel(t *testing.T) {
+	var inSource []string
+	for _, m := range regexp.MustCompile(`extern "C" __global__ void (\w+)\(`).FindAllStringSubmatch(kernelsSource, -1) {
+		inSource = append(inSource, m[1])
+	}
+	got, want := slices.Sorted(slices.Values(kernelNames)), slices.Sorted(slices.Values(inSource))
+	if !slices.Equal(got, want) {
+		t.Errorf("kernelNames %v, kernels.cu defines %v", got, want)
+	}
+}
+
+// The emulation turns misuses a GPU may forgive into launch errors:
+// threads released from different __syncthreads, a shuffle that some
+// lanes of the warp skip, a launch with the wrong number of arguments or
+// too many threads. (The two test kernels are kernels_sim.cc's own.)
+func TestSimReportsMisuse(t *testing.T) {
+	defer dev.enter()()
+	out, err := dev.alloc("out", 64*4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dev.free(&out)
+	for _, c := range []struct {
+		kernel       string
+		block        int
+		args         []any
+		want, reason string
+	}{
+		{"sim_test_split_barrier", 64, []any{out}, "different __syncthreads", "threads split between two barriers"},
+		{"sim_test_partial_shuffle", 32, []any{out}, "lanes its mask names have exited", "half a warp shuffles"},
+		{"add_inplace", 32, []any{out, out}, "takes 3 arguments, 2 given", "a missing argument"},
+		{"add_inplace", 2048, []any{out, out, 1}, "a block of 2048 threads", "too many threads"},
+	} {
+		err := dev.launch(c.kernel, 1, c.block, c.args...)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %s: got %v, want an error saying %q", c.kernel, c.reason, err, c.want)
+		} else {
+			t.Logf("%s: %v", c.reason, err)
+		}
+	}
+}
