@@ -1,0 +1,484 @@
+//go:build cuda || cudasim
+
+package cuda
+
+// Kernel-level tests: each kernel of kernels.cu alone against its CPU twin
+// (or, where the CPU has none as a function of its own, a plain loop in
+// float64), at shapes that cross its block and chunk sizes. They run on
+// the GPU in scripts/gpu-check.sh and on the simulated device in make
+// test-sim. Where the kernel does the twin's float32 operations in the
+// same order the results must be equal bit for bit; where it sums in
+// another order (block reductions) or uses the GPU's fast exp, to a stated
+// tolerance.
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"unsafe"
+
+	"github.com/ctxdep/ctxdep/internal/kernels"
+	"github.com/ctxdep/ctxdep/internal/testutil"
+)
+
+// upload copies src to a new device buffer that the test frees at its end.
+// The context must be current.
+func upload[T int32 | int64 | float32](t *testing.T, src []T) buf {
+	t.Helper()
+	b := scratch[T](t, len(src))
+	if err := h2d(b, src); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// scratch allocates n elements of T on the device, freed at the test's end.
+func scratch[T int32 | int64 | float32 | float64](t *testing.T, n int) buf {
+	t.Helper()
+	var zero T
+	b, err := dev.alloc("test buffer", int64(n)*int64(unsafe.Sizeof(zero)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.n = n
+	t.Cleanup(func() {
+		defer dev.enter()()
+		dev.free(&b)
+	})
+	return b
+}
+
+// download copies the first n elements of b to a new slice.
+func download[T int32 | int64 | float32 | float64](t *testing.T, b buf, n int) []T {
+	t.Helper()
+	out := make([]T, n)
+	if err := d2h(out, b); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func launchSync(t *testing.T, name string, grid, block int, args ...any) {
+	t.Helper()
+	if err := dev.launch(name, grid, block, args...); err != nil {
+		t.Fatal(err)
+	}
+	if err := dev.sync(name); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func randFloats(r *rand.Rand, n int, scale float64) []float32 {
+	out := make([]float32, n)
+	for i := range out {
+		out[i] = float32(r.NormFloat64() * scale)
+	}
+	return out
+}
+
+// sameBits fails the test where got and want differ in any bit.
+func sameBits(t *testing.T, what string, got, want []float32) {
+	t.Helper()
+	if !testutil.SameBits(got, want) {
+		for i := range want {
+			if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+				t.Errorf("%s: element %d is %g, want %g (and maybe more)", what, i, got[i], want[i])
+				return
+			}
+		}
+	}
+}
+
+// within fails the test where |got − want| > abs + rel·|want| anywhere.
+func within(t *testing.T, what string, got, want []float32, abs, rel float64) {
+	t.Helper()
+	worst, at := 0.0, -1
+	for i := range want {
+		d := math.Abs(float64(got[i]) - float64(want[i]))
+		if excess := d - (abs + rel*math.Abs(float64(want[i]))); excess > worst || math.IsNaN(d) {
+			worst, at = excess, i
+			if math.IsNaN(d) {
+				break
+			}
+		}
+	}
+	if at >= 0 {
+		t.Errorf("%s: element %d is %g, want %g (tolerance %g + %g·|want|)", what, at, got[at], want[at], abs, rel)
+	}
+}
+
+// embed is W_E[token] + W_pos[position], bit for bit.
+func TestKernelEmbed(t *testing.T) {
+	defer dev.enter()()
+	r := rand.New(rand.NewPCG(1, 1))
+	v, tt, rows, c := 50, 7, 3, 300
+	we, wpos := randFloats(r, v*c, 1), randFloats(r, tt*c, 1)
+	tok := make([]int32, rows*tt)
+	for i := range tok {
+		tok[i] = int32(r.IntN(v))
+	}
+	out := scratch[float32](t, rows*tt*c)
+	launchSync(t, "embed", rows*tt, 256, out, upload(t, tok), upload(t, we), upload(t, wpos), tt, c)
+	want := make([]float32, rows*tt*c)
+	for i, k := range tok {
+		for j := 0; j < c; j++ {
+			want[i*c+j] = we[int(k)*c+j] + wpos[(i%tt)*c+j]
+		}
+	}
+	sameBits(t, "embed", download[float32](t, out, len(want)), want)
+}
+
+// layernorm_pre is kernels.LayerNormPre (float64 sums, in another order:
+// the results may differ in the last bit), into another buffer and in
+// place.
+func TestKernelLayerNormPre(t *testing.T) {
+	defer dev.enter()()
+	r := rand.New(rand.NewPCG(2, 2))
+	m, c, eps := 5, 1000, 1e-5
+	x := randFloats(r, m*c, 3)
+	for i := range x {
+		x[i] += 2 // a mean to remove
+	}
+	want := make([]float32, m*c)
+	kernels.LayerNormPre(want, x, m, c, eps)
+	src, dst := upload(t, x), scratch[float32](t, m*c)
+	launchSync(t, "layernorm_pre", m, 256, dst, src, c, float32(eps))
+	within(t, "layernorm_pre", download[float32](t, dst, m*c), want, 0, 3e-7)
+	launchSync(t, "layernorm_pre", m, 256, src, src, c, float32(eps))
+	within(t, "layernorm_pre in place", download[float32](t, src, m*c), want, 0, 3e-7)
+}
+
+// add_inplace and sub_bias are one float32 operation per element: bit for
+// bit.
+func TestKernelAddSubBias(t *testing.T) {
+	defer dev.enter()()
+	r := rand.New(rand.NewPCG(3, 3))
+	m, c := 9, 333
+	a, b, bias := randFloats(r, m*c, 1), randFloats(r, m*c, 1), randFloats(r, c, 1)
+	da := upload(t, a)
+	launchSync(t, "add_inplace", dev.grid1D(m*c), 256, da, upload(t, b), m*c)
+	want := make([]float32, m*c)
+	for i := range want {
+		want[i] = a[i] + b[i]
+	}
+	sameBits(t, "add_inplace", download[float32](t, da, m*c), want)
+	out := scratch[float32](t, m*c)
+	launchSync(t, "sub_bias", dev.grid1D(m*c), 256, out, upload(t, a), upload(t, bias), m, c)
+	for i := range want {
+		want[i] = a[i] - bias[i%c]
+	}
+	sameBits(t, "sub_bias", download[float32](t, out, m*c), want)
+}
+
+// bias_act adds the bias to pre (bit for bit) and applies the activation:
+// ReLU bit for bit, gelu_new to kernels.GeluNew's float32 accuracy (the
+// GPU's tanhf and the CPU's polynomial differ in the last bits); with no
+// bias pre is left alone, and out may be pre itself.
+func TestKernelBiasAct(t *testing.T) {
+	defer dev.enter()()
+	r := rand.New(rand.NewPCG(4, 4))
+	m, n := 7, 1111
+	pre, bias := randFloats(r, m*n, 2), randFloats(r, n, 1)
+	for _, act := range []int{actNone, actGeluNew, actReLU} {
+		for _, withBias := range []bool{true, false} {
+			for _, inPlace := range []bool{false, true} {
+				name := fmt.Sprintf("bias_act act=%d bias=%v in-place=%v", act, withBias, inPlace)
+				dpre := upload(t, pre)
+				out := dpre
+				if !inPlace {
+					out = scratch[float32](t, m*n)
+				}
+				db := buf{}
+				wantPre := slices.Clone(pre)
+				if withBias {
+					db = upload(t, bias)
+					for i := range wantPre {
+						wantPre[i] += bias[i%n]
+					}
+				}
+				launchSync(t, "bias_act", dev.grid1D(m*n), 256, out, dpre, db, m, n, act)
+				if !inPlace {
+					sameBits(t, name+": pre", download[float32](t, dpre, m*n), wantPre)
+				}
+				want := slices.Clone(wantPre)
+				switch act {
+				case actGeluNew:
+					kernels.GeluNew(want, wantPre)
+				case actReLU:
+					for i, v := range wantPre {
+						want[i] = max(v, 0)
+					}
+				}
+				got := download[float32](t, out, m*n)
+				if act == actGeluNew {
+					within(t, name, got, want, 1e-7, 1e-6)
+				} else {
+					sameBits(t, name, got, want)
+				}
+			}
+		}
+	}
+}
+
+// causal_softmax is softmax(scale·s[0..p]) over each row's causal prefix
+// (zeros after it), against float64 with math.Exp: the GPU's __expf is
+// within a few ulps.
+func TestKernelCausalSoftmax(t *testing.T) {
+	defer dev.enter()()
+	r := rand.New(rand.NewPCG(5, 5))
+	bh, tt := 3, 300 // rows of 300 > the block of 128
+	scale := float32(0.125)
+	s := randFloats(r, bh*tt*tt, 8)
+	ds := upload(t, s)
+	launchSync(t, "causal_softmax", bh*tt, 128, ds, tt, scale)
+	want := make([]float32, len(s))
+	for row := 0; row < bh*tt; row++ {
+		p := row % tt
+		x := s[row*tt : (row+1)*tt]
+		mx := math.Inf(-1)
+		for j := 0; j <= p; j++ {
+			mx = math.Max(mx, float64(x[j]*scale))
+		}
+		sum := 0.0
+		for j := 0; j <= p; j++ {
+			sum += math.Exp(float64(x[j]*scale) - mx)
+		}
+		for j := 0; j <= p; j++ {
+			want[row*tt+j] = float32(math.Exp(float64(x[j]*scale)-mx) / sum)
+		}
+	}
+	within(t, "causal_softmax", download[float32](t, ds, len(s)), want, 1e-8, 2e-6)
+}
+
+// split_heads lays qkv (B·T, 3C) out as (3, B, H, T, D) and merge_heads
+// puts (B, H, T, D) back as (B·T, C): pure moves, checked element by
+// element against the layout.
+func TestKernelSplitMergeHeads(t *testing.T) {
+	defer dev.enter()()
+	r := rand.New(rand.NewPCG(6, 6))
+	b, tt, h, d := 2, 5, 3, 100 // 3C = 900 > the block of 256
+	c := h * d
+	qkv := randFloats(r, b*tt*3*c, 1)
+	heads := scratch[float32](t, len(qkv))
+	launchSync(t, "split_heads", b*tt, 256, heads, upload(t, qkv), b, tt, h, d)
+	got := download[float32](t, heads, len(qkv))
+	want := make([]float32, len(qkv))
+	for bi := 0; bi < b; bi++ {
+		for p := 0; p < tt; p++ {
+			for x := 0; x < 3; x++ {
+				for i := 0; i < h; i++ {
+					for e := 0; e < d; e++ {
+						want[x*b*tt*c+((bi*h+i)*tt+p)*d+e] = qkv[(bi*tt+p)*3*c+x*c+i*d+e]
+					}
+				}
+			}
+		}
+	}
+	sameBits(t, "split_heads", got, want)
+	z := scratch[float32](t, b*tt*c)
+	launchSync(t, "merge_heads", b*tt, 256, z, heads, b, tt, h, d) // Q's part, merged back
+	wantZ := make([]float32, b*tt*c)
+	for row := 0; row < b*tt; row++ {
+		copy(wantZ[row*c:(row+1)*c], qkv[row*3*c:row*3*c+c])
+	}
+	sameBits(t, "merge_heads", download[float32](t, z, b*tt*c), wantZ)
+}
+
+// encode_count, exclusive_scan and encode_fill compact h + b_enc > 0 to
+// CSR exactly as transcoder.Encoder does (the same float32 sums, ascending
+// features); the scan crosses its 1024-row chunks; with room for only part
+// of the entries nothing is written past it (on the simulated device a
+// write past a buffer faults).
+func TestKernelEncodeCompaction(t *testing.T) {
+	defer dev.enter()()
+	r := rand.New(rand.NewPCG(7, 7))
+	m, f := 1500, 700
+	h, benc := randFloats(r, m*f, 1), randFloats(r, f, 1)
+	for i := range benc {
+		benc[i] -= 1.5 // most entries off, as in a transcoder
+	}
+	var wantPtr []int64
+	var wantIdx []int32
+	var wantVal []float32
+	wantPtr = append(wantPtr, 0)
+	for row := 0; row < m; row++ {
+		for j := 0; j < f; j++ {
+			if v := h[row*f+j] + benc[j]; v > 0 {
+				wantIdx = append(wantIdx, int32(j))
+				wantVal = append(wantVal, v)
+			}
+		}
+		wantPtr = append(wantPtr, int64(len(wantIdx)))
+	}
+	nnz := len(wantIdx)
+	dh, db := upload(t, h), upload(t, benc)
+	counts, indptr := scratch[int64](t, m), scratch[int64](t, m+1)
+	launchSync(t, "encode_count", m, 256, dh, db, counts, f)
+	launchSync(t, "exclusive_scan", 1, 1024, indptr, counts, m)
+	if got := download[int64](t, indptr, m+1); !slices.Equal(got, wantPtr) {
+		t.Fatalf("indptr differs from the CPU's: ends at %d, want %d", got[m], wantPtr[m])
+	}
+	for _, room := range []int{nnz, nnz / 2} {
+		idx, val := scratch[int32](t, room), scratch[float32](t, room)
+		launchSync(t, "encode_fill", m, 256, dh, db, indptr, idx, val, f, int64(room))
+		if got := download[int32](t, idx, room); !slices.Equal(got, wantIdx[:room]) {
+			t.Errorf("room for %d of %d entries: indices differ from the CPU's", room, nnz)
+		}
+		sameBits(t, fmt.Sprintf("room for %d of %d entries: values", room, nnz), download[float32](t, val, room), wantVal[:room])
+	}
+}
+
+// csr is a random sparse (rows, f) matrix with ascending features per row.
+func csr(r *rand.Rand, rows, f, perRow int) (indptr []int64, idx []int32, val []float32) {
+	indptr = []int64{0}
+	for row := 0; row < rows; row++ {
+		k := r.IntN(2 * perRow)
+		feats := r.Perm(f)[:k]
+		slices.Sort(feats)
+		for _, j := range feats {
+			idx = append(idx, int32(j))
+			val = append(val, float32(r.Float64()*3))
+		}
+		indptr = append(indptr, int64(len(idx)))
+	}
+	return indptr, idx, val
+}
+
+// gather_mid is b_mid + Σ val·W_mid[idx] per row, and scatter_grad adds
+// val·dmid[row] into W_mid's gradient rows and Σ dmid into b_mid's,
+// against float64 sums (the kernels sum in float32, scatter_grad in no
+// fixed order).
+func TestKernelGatherScatter(t *testing.T) {
+	defer dev.enter()()
+	r := rand.New(rand.NewPCG(8, 8))
+	rows, f, c := 40, 60, 300
+	indptr, idx, val := csr(r, rows, f, 8)
+	wmid, bmid := randFloats(r, f*c, 1), randFloats(r, c, 1)
+	dIndptr, dIdx, dVal := upload(t, indptr), upload(t, idx), upload(t, val)
+	mid := scratch[float32](t, rows*c)
+	launchSync(t, "gather_mid", rows, 256, mid, dIndptr, dIdx, dVal, upload(t, wmid), upload(t, bmid), c)
+	want := make([]float32, rows*c)
+	for row := 0; row < rows; row++ {
+		for j := 0; j < c; j++ {
+			s := float64(bmid[j])
+			for k := indptr[row]; k < indptr[row+1]; k++ {
+				s += float64(val[k]) * float64(wmid[int(idx[k])*c+j])
+			}
+			want[row*c+j] = float32(s)
+		}
+	}
+	within(t, "gather_mid", download[float32](t, mid, rows*c), want, 1e-5, 1e-5)
+
+	dmid := randFloats(r, rows*c, 1)
+	gw, gb := scratch[float32](t, f*c), scratch[float32](t, c)
+	if err := zero(gw, gw.bytes); err != nil {
+		t.Fatal(err)
+	}
+	if err := zero(gb, gb.bytes); err != nil {
+		t.Fatal(err)
+	}
+	launchSync(t, "scatter_grad", rows, 256, gw, gb, dIndptr, dIdx, dVal, upload(t, dmid), c)
+	wantW, wantB := make([]float64, f*c), make([]float64, c)
+	for row := 0; row < rows; row++ {
+		for j := 0; j < c; j++ {
+			wantB[j] += float64(dmid[row*c+j])
+			for k := indptr[row]; k < indptr[row+1]; k++ {
+				wantW[int(idx[k])*c+j] += float64(val[k]) * float64(dmid[row*c+j])
+			}
+		}
+	}
+	within(t, "scatter_grad W_mid", download[float32](t, gw, f*c), toF32(wantW), 1e-5, 1e-5)
+	within(t, "scatter_grad b_mid", download[float32](t, gb, c), toF32(wantB), 1e-5, 1e-5)
+}
+
+func toF32(v []float64) []float32 {
+	out := make([]float32, len(v))
+	for i, x := range v {
+		out[i] = float32(x)
+	}
+	return out
+}
+
+// mse_grad adds Σ(out − y)² and Σy² (float64, block sums in another
+// order) and sets out to scale·(out − y) (float32, bit for bit), over
+// more elements than its grid covers in one stride.
+func TestKernelMSEGrad(t *testing.T) {
+	defer dev.enter()()
+	r := rand.New(rand.NewPCG(9, 9))
+	n := 100003
+	out, y := randFloats(r, n, 1), randFloats(r, n, 1)
+	scale := float32(2 / float64(n))
+	dout, sums := upload(t, out), scratch[float64](t, 2)
+	if err := zero(sums, 16); err != nil {
+		t.Fatal(err)
+	}
+	grid := max(1, dev.grid1D(n)/4)
+	launchSync(t, "mse_grad", grid, 256, dout, upload(t, y), n, scale, sums)
+	var se, sy float64
+	want := make([]float32, n)
+	for i := range out {
+		d := float64(out[i]) - float64(y[i])
+		se += d * d
+		sy += float64(y[i]) * float64(y[i])
+		want[i] = scale * (out[i] - y[i])
+	}
+	sameBits(t, "mse_grad gradient", download[float32](t, dout, n), want)
+	got := download[float64](t, sums, 2)
+	if math.Abs(got[0]-se) > 1e-12*se || math.Abs(got[1]-sy) > 1e-12*sy {
+		t.Errorf("mse_grad sums %v, want [%v %v]", got, se, sy)
+	}
+}
+
+// relu_grad is kernels.ReLUBackward bit for bit; gelu_new_grad is
+// kernels.GeluNewBackward (both in float64; tanh may differ in its last
+// float64 bit, which float32 rounding almost always hides).
+func TestKernelActivationGrads(t *testing.T) {
+	defer dev.enter()()
+	r := rand.New(rand.NewPCG(10, 10))
+	n := 50000
+	dh, pre := randFloats(r, n, 1), randFloats(r, n, 2)
+	pre[0], pre[1] = 0, float32(math.Copysign(0, -1)) // the boundary: zeroed, as on the CPU
+	want := slices.Clone(dh)
+	kernels.ReLUBackward(want, pre)
+	d := upload(t, dh)
+	launchSync(t, "relu_grad", dev.grid1D(n), 256, d, upload(t, pre), int64(n))
+	sameBits(t, "relu_grad", download[float32](t, d, n), want)
+
+	want = slices.Clone(dh)
+	kernels.GeluNewBackward(want, pre)
+	d = upload(t, dh)
+	launchSync(t, "gelu_new_grad", dev.grid1D(n), 256, d, upload(t, pre), int64(n))
+	within(t, "gelu_new_grad", download[float32](t, d, n), want, 0, 2e-7)
+}
+
+// adamw is kernels.AdamWStep.Update bit for bit (the same float32
+// operations in the same order, none fused), with a gradient and with none.
+func TestKernelAdamW(t *testing.T) {
+	defer dev.enter()()
+	r := rand.New(rand.NewPCG(11, 11))
+	n := 10007
+	theta, m, g := randFloats(r, n, 0.1), randFloats(r, n, 0.01), randFloats(r, n, 0.01)
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(r.Float64() * 1e-4)
+	}
+	k := kernels.TorchAdamWStep(1e-3, 1e-3, 0.9, 0.999, 1e-8, 3)
+	for _, withGrad := range []bool{true, false} {
+		wt, wm, wv := slices.Clone(theta), slices.Clone(m), slices.Clone(v)
+		var wg []float32
+		dg := buf{}
+		if withGrad {
+			wg = g
+			dg = upload(t, g)
+		}
+		k.Update(wt, wm, wv, wg)
+		dt, dm, dv := upload(t, theta), upload(t, m), upload(t, v)
+		launchSync(t, "adamw", dev.grid1D(n), 256, dt, dm, dv, dg, n, k.Decay, k.B1, k.B1c, k.B2, k.B2c, k.BC2Sqrt, k.StepSize, k.Eps)
+		name := fmt.Sprintf("adamw (gradient %v)", withGrad)
+		sameBits(t, name+": θ", download[float32](t, dt, n), wt)
+		sameBits(t, name+": m", download[float32](t, dm, n), wm)
+		sameBits(t, name+": v", download[float32](t, dv, n), wv)
+	}
+}
