@@ -85,6 +85,14 @@ for d in cpu cuda; do
   "$bin/ctxdep" -q --device $d --model $m --transcoders $tcs fit --cache "$tmp/cache-cpu" --batch-size 2 --steps-per-epoch 3 --train-tokens 200 --out "$tmp/fit-$d" --json >"$tmp/fit-$d.json" 2>"$tmp/fit-$d.err" || { echo "fit --device $d failed:"; cat "$tmp/fit-$d.err"; fail=1; }
 done
 compare_fits "$tmp" fit "CLI fit" || fail=1
+# --deterministic: two GPU fits give the same bytes (with float atomics they may not).
+for i in 1 2; do
+  "$bin/ctxdep" -q --device cuda --deterministic --model $m --transcoders $tcs fit --cache "$tmp/cache-cpu" --batch-size 2 \
+    --steps-per-epoch 3 --train-tokens 200 --out "$tmp/fitdet-$i" --json >"$tmp/fitdet-$i.json" 2>&1 || { echo "fit --deterministic failed"; cat "$tmp/fitdet-$i.json"; fail=1; }
+done
+if cmp -s "$tmp/fitdet-1/midcoder.safetensors" "$tmp/fitdet-2/midcoder.safetensors" && cmp -s "$tmp/fitdet-1.json" "$tmp/fitdet-2.json"; then
+  echo "CLI fit --deterministic twice: identical midcoder.safetensors and history: OK"
+else echo "CLI fit --deterministic twice: the runs differ: FAIL"; fail=1; fi
 # fit --data: token ids streamed from text, the whole step on the GPU.
 "$py" - "$tmp/docs.jsonl" <<'EOF'
 import json, random, sys
@@ -127,7 +135,7 @@ timeout 120 "$py" scripts/bench_torch.py --device cuda --tf32 --batch 64 --noteb
 
 step "summary"
 med() { grep "$1" "$out/bench-go.txt" | grep -o '[0-9.e+]* tokens/s' | awk '{print $1}' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-fe=$(med BenchmarkForwardEncode); fs=$(med BenchmarkFitStep)
+fe=$(med BenchmarkForwardEncode-); fs=$(med BenchmarkFitStep-); fsd=$(med BenchmarkFitStepDeterministic-)
 nb=$(grep BenchmarkNotebookFit "$out/bench-go.txt" | grep -o '[0-9.]* s/fit' | awk '{print $1}')
 tfe=$(grep 'forward + encode' "$out/bench-torch.txt" | awk '{print $(NF-1)}')
 tfs=$(grep 'whole step' "$out/bench-torch.txt" | awk '{print $(NF-1)}')
@@ -138,6 +146,8 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2fx", a
   printf '%-44s %14s %14s %8s\n' "" "ctxdep cuda" "PyTorch eager" "ratio"
   printf '%-44s %14s %14s %8s\n' "forward+encode, B=64, tokens/s" "$fe" "$tfe" "$(ratio "$fe" "$tfe")"
   printf '%-44s %14s %14s %8s\n' "fit step from token ids, B=64, tokens/s" "$fs" "$tfs" "$(ratio "$fs" "$tfs")"
+  printf '%-44s %14s %14s %8s\n' "the same with --deterministic, tokens/s" "$fsd" "$tfs" "$(ratio "$fsd" "$tfs")"
+  echo "  (--deterministic's sorted scatter: the step at $(ratio "$fsd" "$fs") of the default's speed)"
   printf '%-44s %14s %14s %8s\n' "notebook fit, 163,840 tokens, seconds" "$nb" "$tnb" "$(ratio "$tnb" "$nb")"
   nb32=$(grep BenchmarkNotebookFit "$out/bench-go-tf32.txt" | grep -o '[0-9.]* s/fit' | awk '{print $1}')
   tnb32=$(grep 'notebook fit' "$out/bench-torch-tf32.txt" | awk '{print $(NF-4)}')

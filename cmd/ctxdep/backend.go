@@ -44,7 +44,7 @@ func newBackend(g *globalOptions) (backend, error) {
 		if err := cuda.Available(); err != nil {
 			return nil, err
 		}
-		return &cudaBackend{opts: cuda.Options{TF32: g.tf32}, note: g.notef}, nil
+		return &cudaBackend{opts: cuda.Options{TF32: g.tf32, Deterministic: g.determ}, note: g.notef}, nil
 	}
 	return nil, usagef("--device %q: want cpu or cuda", g.device)
 }

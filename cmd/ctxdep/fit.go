@@ -65,8 +65,8 @@ Output in --out DIR: midcoder.safetensors (W_mid F32 [F, C], b_mid F32 [C];
 settings and the SHA-256 of model, transcoder and cache in its metadata) and
 history.csv (epoch,loss,loss_norm,lr). A checkpoint is written at each epoch end;
 after an interruption (Ctrl-C) --resume continues from it to the same result as an
-uninterrupted run (on the CPU: the GPU's gradient scatter sums with float atomics,
-so its runs vary in the last bits).
+uninterrupted run (on the CPU, or on the GPU with --deterministic: by default the
+GPU's gradient scatter sums with float atomics, so its runs vary in the last bits).
 
 With --device cuda (a build with CUDA, make build-cuda) each step runs on the GPU:
 from --data, token ids go in and the forward pass, the encoder and the midcoder

@@ -24,6 +24,7 @@ type globalOptions struct {
 	layer       int
 	device      string
 	tf32        bool
+	determ      bool
 	threads     int
 	quiet       bool
 	verbose     bool
@@ -105,6 +106,7 @@ Exit status: 0 success, 1 runtime error, 2 usage error, 130 interrupted.`,
 	f.IntVar(&g.layer, "layer", 8, "transformer block L whose MLP the transcoder replaces (with --cache: the cache's layer,\nor the one to open in a layer set; --layers LIST for several)")
 	f.StringVar(&g.device, "device", "cpu", "cpu or cuda: where cache build, cache plan and fit run (cuda needs a build with CUDA: make build-cuda)")
 	f.BoolVar(&g.tf32, "tf32", false, "with --device cuda, let cuBLAS use TF32 tensor cores for GEMMs (faster; ~1e-3 relative error instead of float32's exact products)")
+	f.BoolVar(&g.determ, "deterministic", false, "with --device cuda, sum the fit's gradients in a fixed order instead of with float atomics,\nso that a fit repeats bit for bit on the same GPU (the CPU always does)")
 	f.IntVar(&g.threads, "threads", 0, "CPU threads to use (default: all cores; at most 4 per core, or 64)")
 	f.BoolVarP(&g.quiet, "quiet", "q", false, "no progress output")
 	f.BoolVarP(&g.verbose, "verbose", "v", false, "more detail on stderr")

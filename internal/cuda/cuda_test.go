@@ -15,6 +15,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"slices"
 	"sort"
 	"sync"
 	"testing"
@@ -290,12 +291,41 @@ func TestFitTrajectory(t *testing.T) {
 		t.Skip("with TF32 the trajectory drifts by ~1e-4 per step; this test holds the exact float32 GEMMs to the CPU")
 	}
 	for _, act := range []midcoder.Activation{midcoder.ReLU, midcoder.GeluNew} {
-		t.Run(act.String(), func(t *testing.T) { fitTrajectory(t, act) })
+		t.Run(act.String(), func(t *testing.T) { fitTrajectory(t, dev, act, 6) })
 	}
 }
 
-func fitTrajectory(t *testing.T, act midcoder.Activation) {
-	b, tt, layer, steps := 2, 128, 8, 6
+// With Options.Deterministic the gradients are summed in a fixed order:
+// two fits repeat bit for bit (parameters, moments and losses), and follow
+// the CPU's trajectory as the default scatter does.
+func TestFitDeterministic(t *testing.T) {
+	if dev.opts.TF32 {
+		t.Skip("TestFitTrajectory's reason")
+	}
+	det, err := Open(Options{Ordinal: dev.opts.Ordinal, Deterministic: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer det.Close()
+	a, la := fitTrajectory(t, det, midcoder.ReLU, 2)
+	b, lb := fitTrajectory(t, det, midcoder.ReLU, 2)
+	if !slices.Equal(la, lb) {
+		t.Errorf("losses %v, then %v", la, lb)
+	}
+	for _, c := range []struct {
+		name string
+		a, b []float32
+	}{{"W_mid", a.Params.WMid, b.Params.WMid}, {"b_mid", a.Params.BMid, b.Params.BMid}, {"m of W_mid", a.Opt.MW, b.Opt.MW}, {"v of W_mid", a.Opt.VW, b.Opt.VW}} {
+		if !testutil.SameBits(c.a, c.b) {
+			t.Errorf("%s differs between two deterministic fits", c.name)
+		}
+	}
+}
+
+// fitTrajectory runs steps of a fit on d and on the CPU and compares them;
+// it returns the device fit's host trainer (synchronised) and its losses.
+func fitTrajectory(t *testing.T, d *Device, act midcoder.Activation, steps int) (*midcoder.Trainer, []float64) {
+	b, tt, layer := 2, 128, 8
 	if simulated {
 		layer = 2 // the emulated attention kernels dominate the time: fewer blocks
 	}
@@ -320,11 +350,12 @@ func fitTrajectory(t *testing.T, act midcoder.Activation) {
 		i += tt
 		return nil
 	}
-	fit, err := dev.NewTokenFit(m, layer, tc, host, next, tt, b, 0)
+	fit, err := d.NewTokenFit(m, layer, tc, host, next, tt, b, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer fit.Close()
+	var losses []float64
 	enc := tc.NewEncoder()
 	var acts transcoder.Acts
 	lr := 1e-3
@@ -336,6 +367,7 @@ func fitTrajectory(t *testing.T, act midcoder.Activation) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		losses = append(losses, gl, gn)
 		t.Logf("step %d: loss cpu %.7g gpu %.7g; loss_norm cpu %.7g gpu %.7g", s, wl, gl, wn, gn)
 		if math.Abs(gl-wl) > 1e-4*math.Abs(wl) || math.Abs(gn-wn) > 1e-4*math.Abs(wn) {
 			t.Errorf("step %d: loss %.7g, loss_norm %.7g on the device; %.7g, %.7g on the CPU", s, gl, gn, wl, wn)
@@ -368,6 +400,7 @@ func fitTrajectory(t *testing.T, act midcoder.Activation) {
 			t.Errorf("%s: device and CPU parameters disagree (max |diff| %.3g, %d beyond %.3g)", c.name, worst, far, 1e-2*move)
 		}
 	}
+	return host, losses
 }
 
 // diffs returns max |a − b| and how many elements differ by more than tol.
@@ -416,11 +449,24 @@ func BenchmarkForwardEncode(b *testing.B) {
 
 // BenchmarkFitStep is one training step of the notebook's fit from token
 // ids (B = 64 rows of 128): forward to block 8, encode, midcoder step.
-func BenchmarkFitStep(b *testing.B) {
+func BenchmarkFitStep(b *testing.B) { benchFitStep(b, dev) }
+
+// BenchmarkFitStepDeterministic is BenchmarkFitStep with
+// Options.Deterministic: the cost of the sorted scatter.
+func BenchmarkFitStepDeterministic(b *testing.B) {
+	det, err := Open(Options{Ordinal: dev.opts.Ordinal, TF32: dev.opts.TF32, Deterministic: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer det.Close()
+	benchFitStep(b, det)
+}
+
+func benchFitStep(b *testing.B, d *Device) {
 	rows, tt := 64, 128
 	m, tc, _ := smallShaped(rows, tt)
 	tok := gpt2.RandomTokens(8*rows*tt, m.DVocab, 5)
-	fit, _ := notebookFit(b, m, tc, tok, rows, tt)
+	fit, _ := notebookFit(b, d, m, tc, tok, rows, tt)
 	defer fit.Close()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -431,7 +477,7 @@ func BenchmarkFitStep(b *testing.B) {
 	b.ReportMetric(float64(b.N*rows*tt)/b.Elapsed().Seconds(), "tokens/s")
 }
 
-func notebookFit(b testing.TB, m *gpt2.Model, tc *transcoder.Transcoder, tok []int32, rows, tt int) (*Fit, *midcoder.Trainer) {
+func notebookFit(b testing.TB, d *Device, m *gpt2.Model, tc *transcoder.Transcoder, tok []int32, rows, tt int) (*Fit, *midcoder.Trainer) {
 	p := midcoder.NewParams(tc.DSAE, m.DModel)
 	p.KaimingUniform(42)
 	host := &midcoder.Trainer{Model: &midcoder.Model{MLP: midcoder.NewMLP(m, 8, midcoder.ReLU), Params: p}, Opt: midcoder.NewAdamW(p, 1e-3)}
@@ -441,7 +487,7 @@ func notebookFit(b testing.TB, m *gpt2.Model, tc *transcoder.Transcoder, tok []i
 		i = (i + tt) % len(tok)
 		return nil
 	}
-	fit, err := dev.NewTokenFit(m, 8, tc, host, next, tt, rows, 0)
+	fit, err := d.NewTokenFit(m, 8, tc, host, next, tt, rows, 0)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -461,7 +507,7 @@ func BenchmarkNotebookFit(b *testing.B) {
 	var secs []float64
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		fit, _ := notebookFit(b, m, tc, tok, rows, tt)
+		fit, _ := notebookFit(b, dev, m, tc, tok, rows, tt)
 		b.StartTimer()
 		start := time.Now()
 		if err := midcoder.Fit(context.Background(), cfg, fit, &midcoder.State{LR: cfg.LR}, midcoder.Hooks{}); err != nil {
@@ -486,7 +532,7 @@ func BenchmarkNotebookFit(b *testing.B) {
 func BenchmarkPhases(b *testing.B) {
 	rows, tt := 64, 128
 	m, tc, tok := smallShaped(rows, tt)
-	fit, _ := notebookFit(b, m, tc, tok, rows, tt)
+	fit, _ := notebookFit(b, dev, m, tc, tok, rows, tt)
 	defer fit.Close()
 	if _, _, err := fit.Step(context.Background(), rows, 1e-3); err != nil { // warm-up, and acts for the step phase
 		b.Fatal(err)

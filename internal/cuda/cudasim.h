@@ -191,7 +191,7 @@ inline bool complete_warp(int w, int n) {  // and every lane its mask names
 }
 
 // reverse_order runs a block's threads from the last to the first
-// (CUDASIM_ORDER=reverse, read by driver_sim.go): a race that one order
+// (CUDASIM_ORDER=reverse in the tests: sim_test.go): a race that one order
 // hides, the other shows.
 inline bool reverse_order = false;
 
@@ -360,6 +360,8 @@ T atomicMax(T* p, T v) {
     if (v > old) *p = v;
     return old;
 }
+using std::max;
+using std::min;
 inline float __expf(float x) { return expf(x); }
 inline float __logf(float x) { return logf(x); }
 inline float __fmul_rn(float a, float b) { return a * b; }

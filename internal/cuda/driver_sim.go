@@ -22,7 +22,6 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
-	"os"
 	"runtime"
 	"sync"
 	"unsafe"
@@ -72,16 +71,20 @@ func openDriver(ordinal int) (*driver, string, int, error) {
 			return nil, "", 0, fmt.Errorf("cuda: kernel %s missing from kernels_sim.cc's table", k)
 		}
 	}
-	// CUDASIM_ORDER=reverse runs each block's threads last to first.
-	rev := 0
-	if os.Getenv("CUDASIM_ORDER") == "reverse" {
-		rev = 1
-	}
-	C.sim_set_reverse(C.int(rev))
 	return &driver{}, simName, 2, nil
 }
 
 func (dr *driver) close() {}
+
+// setReverseOrder makes every block run its threads from the last to the
+// first (sim_test.go sets it from $CUDASIM_ORDER).
+func setReverseOrder(on bool) {
+	v := 0
+	if on {
+		v = 1
+	}
+	C.sim_set_reverse(C.int(v))
+}
 
 func (dr *driver) enter() func() {
 	runtime.LockOSThread()

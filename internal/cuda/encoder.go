@@ -109,18 +109,30 @@ func (e *Encoder) encode(acts *Acts, x buf, m int) error {
 }
 
 func (d *Device) growActs(a *Acts, need int) error {
-	n := need + need/4
-	d.free(&a.idx)
-	d.free(&a.val)
-	var err error
-	if a.idx, err = d.alloc("acts indices", int64(n)*4); err != nil {
+	n, err := d.regrow(need, &a.idx, "acts indices", &a.val, "acts values")
+	if err != nil {
 		return err
 	}
-	if a.val, err = d.alloc("acts values", int64(n)*4); err != nil {
-		return err
-	}
-	a.idx.n, a.val.n, a.capNNZ = n, n, n
+	a.capNNZ = n
 	return nil
+}
+
+// regrow replaces two buffers of 4-byte elements, indexed alike, by room
+// for need elements and a quarter more, and returns that room. Their
+// contents are lost.
+func (d *Device) regrow(need int, a *buf, whatA string, b *buf, whatB string) (int, error) {
+	n := need + need/4
+	d.free(a)
+	d.free(b)
+	var err error
+	if *a, err = d.alloc(whatA, int64(n)*4); err != nil {
+		return 0, err
+	}
+	if *b, err = d.alloc(whatB, int64(n)*4); err != nil {
+		return 0, err
+	}
+	a.n, b.n = n, n
+	return n, nil
 }
 
 // Download copies acts to dst (host CSR).

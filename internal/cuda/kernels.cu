@@ -255,9 +255,75 @@ extern "C" __global__ void scatter_grad(float* gw, float* gb, const long long* i
     }
 }
 
-// mse_grad: sums[0] += Σ (out − y)², sums[1] += Σ y² (float64), and
-// out ← scale·(out − y) with scale = 2 / n (midcoder.lossAndGrad).
-extern "C" __global__ void mse_grad(float* out, const float* y, int n, float scale, double* sums) {
+// The W_mid gradient in a fixed order (--deterministic): the active
+// entries regrouped by feature (CSC), rows ascending within each feature,
+// and each feature's gradient row summed over them in that order, every
+// product and sum rounded to float32, unfused: what midcoder.Trainer
+// computes on the CPU, bit for bit, from the same dmid. Rows are cut into
+// G chunks of R:
+//   csc_count      counts[f·G + g] = entries of feature f in chunk g;
+//   exclusive_scan starts = their exclusive prefix sums (F·G + 1), so that
+//                  feature f's entries begin at starts[f·G];
+//   csc_fill       moves each chunk's entries, row by row in order, to
+//                  their feature's place, advancing starts[f·G + g]: then
+//                  starts[f·G + g] is where (f, g + 1) began, and feature
+//                  f's entries are [starts[f·G − 1] (0 for f = 0),
+//                  starts[f·G + G − 1]);
+//   csc_grad       gw[f] = Σ val·dmid[row] over them; col_sum gb.
+
+// csc_count: one block per chunk of R rows. counts must be zero before.
+extern "C" __global__ void csc_count(const long long* indptr, const int* idx, long long* counts, int M, int G, int R) {
+    int g = blockIdx.x;
+    long long lo = indptr[min(g * R, M)], hi = indptr[min((g + 1) * R, M)];
+    for (long long k = lo + threadIdx.x; k < hi; k += blockDim.x)
+        atomicAdd((unsigned long long*)&counts[(size_t)idx[k] * G + g], 1ull);
+}
+
+// csc_fill: one block per chunk; a row's features are distinct, so its
+// entries move in parallel, and rows in order.
+extern "C" __global__ void csc_fill(const long long* indptr, const int* idx, const float* val, long long* starts,
+                                    int* rowT, float* valT, int M, int G, int R) {
+    int g = blockIdx.x, r1 = min((g + 1) * R, M);
+    for (int r = g * R; r < r1; r++) {
+        for (long long k = indptr[r] + threadIdx.x; k < indptr[r + 1]; k += blockDim.x) {
+            long long* s = &starts[(size_t)idx[k] * G + g];
+            long long p = *s;
+            rowT[p] = r;
+            valT[p] = val[k];
+            *s = p + 1;
+        }
+        __syncthreads();
+    }
+}
+
+// csc_grad: one block per feature; every row of gw is written (zero for
+// a feature active nowhere).
+extern "C" __global__ void csc_grad(float* gw, const long long* starts, const int* rowT, const float* valT,
+                                    const float* dmid, int G, int C) {
+    size_t f = blockIdx.x;
+    long long lo = f == 0 ? 0 : starts[f * G - 1], hi = starts[f * G + G - 1];
+    for (int j = threadIdx.x; j < C; j += blockDim.x) {
+        float s = 0.0f;
+        for (long long p = lo; p < hi; p++) s = __fadd_rn(s, __fmul_rn(valT[p], dmid[(size_t)rowT[p] * C + j]));
+        gw[f * C + j] = s;
+    }
+}
+
+// col_sum: gb[j] = Σ_r dmid[r, j] over the M rows in order, in float64,
+// rounded once (midcoder.Trainer's b_mid gradient, bit for bit).
+extern "C" __global__ void col_sum(float* gb, const float* dmid, int M, int C) {
+    int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= C) return;
+    double s = 0;
+    for (int r = 0; r < M; r++) s += (double)dmid[(size_t)r * C + j];
+    gb[j] = (float)s;
+}
+
+// mse_grad: partials[2b] = Σ (out − y)², partials[2b+1] = Σ y² over the
+// elements block b visits (float64), and out ← scale·(out − y) with
+// scale = 2 / n (midcoder.lossAndGrad). sum_pairs then adds the partials
+// in a fixed order, so that the loss repeats bit for bit.
+extern "C" __global__ void mse_grad(float* out, const float* y, int n, float scale, double* partials) {
     double se = 0, sy = 0;
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
         double d = (double)out[i] - (double)y[i];
@@ -268,8 +334,24 @@ extern "C" __global__ void mse_grad(float* out, const float* y, int n, float sca
     se = block_sum_d(se);
     sy = block_sum_d(sy);
     if (threadIdx.x == 0) {
-        atomicAdd(&sums[0], se);
-        atomicAdd(&sums[1], sy);
+        partials[2 * blockIdx.x] = se;
+        partials[2 * blockIdx.x + 1] = sy;
+    }
+}
+
+// sum_pairs: sums[0] = Σ_b p[2b], sums[1] = Σ_b p[2b+1] over n pairs, by
+// one block, in an order fixed by n and the block size.
+extern "C" __global__ void sum_pairs(double* sums, const double* p, int n) {
+    double a = 0, b = 0;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        a += p[2 * i];
+        b += p[2 * i + 1];
+    }
+    a = block_sum_d(a);
+    b = block_sum_d(b);
+    if (threadIdx.x == 0) {
+        sums[0] = a;
+        sums[1] = b;
     }
 }
 

@@ -401,21 +401,20 @@ func toF32(v []float64) []float32 {
 	return out
 }
 
-// mse_grad adds Σ(out − y)² and Σy² (float64, block sums in another
-// order) and sets out to scale·(out − y) (float32, bit for bit), over
-// more elements than its grid covers in one stride.
+// mse_grad writes each block's Σ(out − y)² and Σy² (float64) and sets out
+// to scale·(out − y) (float32, bit for bit); sum_pairs adds the blocks'
+// sums (in another order than a plain loop: to 1e-12), over more elements
+// than the grid covers in one stride.
 func TestKernelMSEGrad(t *testing.T) {
 	defer dev.enter()()
 	r := rand.New(rand.NewPCG(9, 9))
 	n := 100003
 	out, y := randFloats(r, n, 1), randFloats(r, n, 1)
 	scale := float32(2 / float64(n))
-	dout, sums := upload(t, out), scratch[float64](t, 2)
-	if err := zero(sums, 16); err != nil {
-		t.Fatal(err)
-	}
 	grid := max(1, dev.grid1D(n)/4)
-	launchSync(t, "mse_grad", grid, 256, dout, upload(t, y), n, scale, sums)
+	dout, partials, sums := upload(t, out), scratch[float64](t, 2*grid), scratch[float64](t, 2)
+	launchSync(t, "mse_grad", grid, 256, dout, upload(t, y), n, scale, partials)
+	launchSync(t, "sum_pairs", 1, 1024, sums, partials, grid)
 	var se, sy float64
 	want := make([]float32, n)
 	for i := range out {
@@ -428,6 +427,64 @@ func TestKernelMSEGrad(t *testing.T) {
 	got := download[float64](t, sums, 2)
 	if math.Abs(got[0]-se) > 1e-12*se || math.Abs(got[1]-sy) > 1e-12*sy {
 		t.Errorf("mse_grad sums %v, want [%v %v]", got, se, sy)
+	}
+}
+
+// The deterministic scatter (csc_count, exclusive_scan, csc_fill, csc_grad,
+// col_sum) gives midcoder.Trainer's gradients bit for bit: W_mid's row f
+// summed over the rows where f is active in ascending order, each product
+// and sum rounded to float32; b_mid's in float64 over the rows in order.
+// 600 rows make two full chunks and a partial one; some features are
+// active nowhere (their rows must be zero, over a buffer that was not);
+// the entry buffers start too small and grow.
+func TestKernelSortedScatter(t *testing.T) {
+	defer dev.enter()()
+	r := rand.New(rand.NewPCG(12, 12))
+	rows, f, c := 600, 90, 300
+	indptr, idx, val := csr(r, rows, f-10, 6) // features 80..89 never active
+	dmid := randFloats(r, rows*c, 1)
+	nnz := len(idx)
+	acts := &Acts{M: rows, NNZ: nnz, indptr: upload(t, indptr), idx: upload(t, idx), val: upload(t, val), capNNZ: nnz}
+	g := (rows + cscRows - 1) / cscRows
+	s := &sortedScatter{counts: scratch[int64](t, f*g), starts: scratch[int64](t, f*g+1)}
+	var err error
+	if s.rowT, err = dev.alloc("rows", 4); err != nil { // one entry: scatter must grow them
+		t.Fatal(err)
+	}
+	if s.valT, err = dev.alloc("values", 4); err != nil {
+		t.Fatal(err)
+	}
+	s.capNNZ = 1
+	t.Cleanup(func() {
+		defer dev.enter()()
+		dev.free(&s.rowT)
+		dev.free(&s.valT)
+	})
+	gw, gb := scratch[float32](t, f*c), scratch[float32](t, c) // 0xff… on the simulated device
+	if err := s.scatter(dev, acts, gw, gb, upload(t, dmid), f, c); err != nil {
+		t.Fatal(err)
+	}
+	if err := dev.sync("sorted scatter"); err != nil {
+		t.Fatal(err)
+	}
+	wantW := make([]float32, f*c)
+	wantB64 := make([]float64, c)
+	for row := 0; row < rows; row++ {
+		d := dmid[row*c : (row+1)*c]
+		for k := indptr[row]; k < indptr[row+1]; k++ {
+			w := wantW[int(idx[k])*c:]
+			for j := range d {
+				w[j] += float32(val[k] * d[j])
+			}
+		}
+		for j, v := range d {
+			wantB64[j] += float64(v)
+		}
+	}
+	sameBits(t, "sorted scatter W_mid", download[float32](t, gw, f*c), wantW)
+	sameBits(t, "sorted scatter b_mid", download[float32](t, gb, c), toF32(wantB64))
+	if s.capNNZ < nnz {
+		t.Errorf("entry buffers hold %d, need %d", s.capNNZ, nnz)
 	}
 }
 

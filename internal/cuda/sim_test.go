@@ -3,11 +3,16 @@
 package cuda
 
 import (
+	"os"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
 )
+
+// CUDASIM_ORDER=reverse runs each block's threads last to first (make
+// test-sim runs the fixture and kernel tests both ways).
+func init() { setReverseOrder(os.Getenv("CUDASIM_ORDER") == "reverse") }
 
 // Every kernel of kernels.cu is in kernelNames (what the real driver
 // loads) and in kernels_sim.cc's table (openDriver checks each name of

@@ -11,7 +11,8 @@ import (
 
 // Trainer is midcoder.Trainer on the device: the same forward pass, loss,
 // backward pass and AdamW step, with W_mid's gradient scattered densely
-// (float atomics) and every parameter updated each step, as torch does.
+// (float atomics, or with Options.Deterministic in a fixed order) and
+// every parameter updated each step, as torch does.
 // The parameters and moments live on the device; Sync copies them to the
 // host Params and AdamW (for checkpoints and the result).
 type Trainer struct {
@@ -27,9 +28,24 @@ type Trainer struct {
 	mw, vw, mb, vb       buf
 	gw, gb               buf
 	mid, pre, h, out     buf
-	sums                 buf // 2 float64
+	partials, sums       buf            // mse_grad's per-block float64 pairs, and their 2 sums
+	sorted               *sortedScatter // with Options.Deterministic
 	all                  allocList
 }
+
+// sortedScatter holds the deterministic scatter's buffers: per (feature,
+// chunk of cscRows rows) counts and starts, and the active entries by
+// feature (row and value), grown with the activations.
+type sortedScatter struct {
+	counts, starts buf // int64 (F·G), (F·G + 1)
+	rowT, valT     buf // int32, float32 (capNNZ)
+	capNNZ         int
+}
+
+// cscRows is the rows per chunk of the deterministic scatter: G =
+// ⌈M / cscRows⌉ chunks fill in parallel, and the one-block scan runs over
+// F·G counts (786,432 at F = 24,576, M = 8,192).
+const cscRows = 256
 
 // NewTrainer uploads the frozen MLP, p and opt, for batches of up to
 // maxRows rows.
@@ -60,7 +76,14 @@ func (d *Device) NewTrainer(mlp *midcoder.MLP, p *midcoder.Params, opt *midcoder
 	a.add(&t.pre, "MLP pre-activations", maxRows*t.n, 4)
 	a.add(&t.h, "MLP activations", maxRows*t.n, 4)
 	a.add(&t.out, "MLP output", maxRows*t.c, 4)
+	a.add(&t.partials, "loss partial sums", 2*d.grid1D(maxRows*t.c), 8)
 	a.add(&t.sums, "loss sums", 2, 8)
+	if d.opts.Deterministic {
+		t.sorted = &sortedScatter{}
+		g := (maxRows + cscRows - 1) / cscRows
+		a.add(&t.sorted.counts, "sorted scatter counts", t.f*g, 8)
+		a.add(&t.sorted.starts, "sorted scatter starts", t.f*g+1, 8)
+	}
 	if err := a.done(); err != nil {
 		return nil, err
 	}
@@ -75,6 +98,10 @@ func (d *Device) NewTrainer(mlp *midcoder.MLP, p *midcoder.Params, opt *midcoder
 func (t *Trainer) Free() {
 	defer t.d.enter()()
 	t.all.freeAll()
+	if t.sorted != nil {
+		t.d.free(&t.sorted.rowT)
+		t.d.free(&t.sorted.valT)
+	}
 }
 
 // hostPair is a device buffer and the host slice it mirrors.
@@ -152,10 +179,11 @@ func (t *Trainer) step(acts *Acts, y buf, lr float64) (loss, lossNorm float64, e
 		return 0, 0, err
 	}
 	// Loss and its gradient 2(out − y)/(M·C), in place.
-	if err := zero(t.sums, 16); err != nil {
+	grid := d.grid1D(m * c)
+	if err := d.launch("mse_grad", grid, 256, t.out, y, m*c, float32(2/float64(m*c)), t.partials); err != nil {
 		return 0, 0, err
 	}
-	if err := d.launch("mse_grad", d.grid1D(m*c), 256, t.out, y, m*c, float32(2/float64(m*c)), t.sums); err != nil {
+	if err := d.launch("sum_pairs", 1, 1024, t.sums, t.partials, grid); err != nil {
 		return 0, 0, err
 	}
 	// Backward: dh = dout @ W_outᵀ, through the activation, dmid = dpre @ W_inᵀ.
@@ -173,13 +201,7 @@ func (t *Trainer) step(acts *Acts, y buf, lr float64) (loss, lossNorm float64, e
 		return 0, 0, err
 	}
 	// Gradients of W_mid (scattered from the active rows) and b_mid.
-	if err := zero(t.gw, t.gw.bytes); err != nil {
-		return 0, 0, err
-	}
-	if err := zero(t.gb, t.gb.bytes); err != nil {
-		return 0, 0, err
-	}
-	if err := d.launch("scatter_grad", m, 256, t.gw, t.gb, acts.indptr, acts.idx, acts.val, t.mid, c); err != nil {
+	if err := t.scatter(acts); err != nil {
 		return 0, 0, err
 	}
 	if err := t.adamw(t.bmid, t.mb, t.vb, t.gb, c, k); err != nil {
@@ -195,6 +217,53 @@ func (t *Trainer) step(acts *Acts, y buf, lr float64) (loss, lossNorm float64, e
 	total := float64(m * c)
 	loss, meanY2 := sums[0]/total, sums[1]/total
 	return loss, loss / meanY2, nil
+}
+
+// scatter sets gw and gb, the gradients of W_mid and b_mid, from t.mid
+// (d loss / d mid): with float atomics, or in a fixed order.
+func (t *Trainer) scatter(acts *Acts) error {
+	d, c := t.d, t.c
+	if t.sorted != nil {
+		return t.sorted.scatter(d, acts, t.gw, t.gb, t.mid, t.f, c)
+	}
+	if err := zero(t.gw, t.gw.bytes); err != nil {
+		return err
+	}
+	if err := zero(t.gb, t.gb.bytes); err != nil {
+		return err
+	}
+	return d.launch("scatter_grad", acts.M, 256, t.gw, t.gb, acts.indptr, acts.idx, acts.val, t.mid, c)
+}
+
+// scatter is Trainer.scatter in a fixed order (kernels.cu's csc_*): gw's
+// rows each summed over the feature's rows in ascending order, gb over
+// all rows in order, as midcoder.Trainer sums them on the CPU.
+func (s *sortedScatter) scatter(d *Device, acts *Acts, gw, gb, dmid buf, f, c int) error {
+	m := acts.M
+	g := (m + cscRows - 1) / cscRows
+	if acts.NNZ > s.capNNZ {
+		n, err := d.regrow(acts.NNZ, &s.rowT, "sorted scatter rows", &s.valT, "sorted scatter values")
+		if err != nil {
+			return err
+		}
+		s.capNNZ = n
+	}
+	if err := zero(s.counts, int64(f*g)*8); err != nil {
+		return err
+	}
+	if err := d.launch("csc_count", g, 256, acts.indptr, acts.idx, s.counts, m, g, cscRows); err != nil {
+		return err
+	}
+	if err := d.launch("exclusive_scan", 1, 1024, s.starts, s.counts, f*g); err != nil {
+		return err
+	}
+	if err := d.launch("csc_fill", g, 256, acts.indptr, acts.idx, acts.val, s.starts, s.rowT, s.valT, m, g, cscRows); err != nil {
+		return err
+	}
+	if err := d.launch("csc_grad", f, 256, gw, s.starts, s.rowT, s.valT, dmid, g, c); err != nil {
+		return err
+	}
+	return d.launch("col_sum", (c+255)/256, 256, gb, dmid, m, c)
 }
 
 func (t *Trainer) adamw(theta, m, v, g buf, n int, s kernels.AdamWStep) error {
