@@ -15,7 +15,10 @@ step (the gather by embedding_bag, the W_mid gradient scattered by
 embedding_bag's own backward or by index_add_; the best is printed, after a
 check that their gradients match the dense step's), and --notebook-fit the
 notebook's whole fit from token ids (2 epochs x 10 steps x 64 rows x 128
-tokens, cosine schedule).
+tokens, cosine schedule). --evaluate times the notebook's evaluation loop as
+TransformerLens runs it (run_with_hooks once per variant: clean, transcoder,
+one midcoder, zero ablation; the whole 12-block forward, unembedding and
+cross-entropy each time), in cached tokens per second.
 """
 import argparse, math, statistics, time
 import torch
@@ -28,6 +31,7 @@ p.add_argument("--batch", type=int, default=32)
 p.add_argument("--device", default="cpu")
 p.add_argument("--tf32", action="store_true")
 p.add_argument("--notebook-fit", action="store_true")
+p.add_argument("--evaluate", action="store_true", help="also time the evaluation loop: 4 spliced variants, a full forward each")
 p.add_argument("--pinv", action="store_true", help="also time the notebook's pinv baseline: W_dec @ pinv(W_in @ W_out), float32")
 a = p.parse_args()
 if a.threads:
@@ -272,3 +276,46 @@ if a.notebook_fit:
     ts = sorted(notebook_fit() for _ in range(a.reps))
     med = ts[len(ts) // 2]
     print(f"notebook fit (163,840 tokens from token ids): {med:.3f} s = {20 * B * T / med:8.0f} tokens/s")
+
+if a.evaluate:
+    # blocks 9..11, the unembedding, a decoder and a midcoder for the splices at block L.
+    blocks += [dict(Wqkv=g(C, 3 * C), bqkv=g(3 * C), WO=g(C, C), bO=g(C), Win=g(C, N), bin=g(N), Wout=g(N, C), bout=g(C)) for _ in range(11 - L)]
+    W_U, b_U = g(C, V), torch.zeros(V)
+    W_dec, b_dec_out = g(F, C), torch.zeros(C)
+    W_mid_e, b_mid_e = g(F, C), torch.zeros(C)
+
+    def transcoder_acts(x):
+        return torch.relu((x - b_dec) @ W_enc + b_enc)
+
+    def mlp_out(x, l):
+        b = blocks[l]
+        return gelu_new(x @ b["Win"] + b["bin"]) @ b["Wout"] + b["bout"]
+
+    variants = {
+        "clean": lambda x, y: y,
+        "transcoder": lambda x, y: transcoder_acts(x) @ W_dec + b_dec_out,
+        "midcoder": lambda x, y: torch.relu((transcoder_acts(x) @ W_mid_e + b_mid_e) @ W_in + b_in) @ W_out + b_out,
+        "zero": lambda x, y: torch.zeros_like(y),
+    }
+
+    def ce_with(tok, replace):
+        resid = W_E[tok] + W_pos[:T]
+        for l, b in enumerate(blocks):
+            x = lnpre(resid)
+            qkv = x @ b["Wqkv"] + b["bqkv"]
+            q, k, v = [t.view(B, T, H, D).transpose(1, 2) for t in qkv.split(C, -1)]
+            s = (q @ k.transpose(-1, -2)) / math.sqrt(D)
+            s = s.masked_fill(mask, float("-inf")).softmax(-1)
+            resid = resid + (s @ v).transpose(1, 2).reshape(B, T, C) @ b["WO"] + b["bO"]
+            x2 = lnpre(resid)
+            y = mlp_out(x2, l)
+            if l == L:
+                y = replace(x2, y)  # the hook on blocks.L.hook_mlp_out
+            resid = resid + y
+        logits = lnpre(resid) @ W_U + b_U
+        return torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, V), tok[:, 1:].reshape(-1), reduction="sum")
+
+    def evaluate(tok):
+        return [ce_with(tok, f).item() for f in variants.values()]
+
+    print(f"evaluation loop (4 variants, a full forward each): {bench(evaluate):8.0f} tokens/s")

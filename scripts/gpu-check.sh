@@ -14,11 +14,21 @@
 #     notebook's whole fit (163,840 tokens from token ids) in seconds;
 # (c) the same pipeline in PyTorch on the same GPU (scripts/bench_torch.py).
 # It ends with one short table. Logs go to OUTDIR (default /tmp/gpu-check).
+#
+# --quick runs (a) only. A rehearsal without a GPU: build the binaries with
+# the tag cudasim (the simulated device; see internal/cuda/doc.go) into a
+# folder and name it in GPU_CHECK_BIN, e.g.
+#   mkdir -p /tmp/sim && CGO_ENABLED=1 go build -tags cudasim -o /tmp/sim/ctxdep ./cmd/ctxdep &&
+#   CGO_ENABLED=1 go test -tags cudasim -c -o /tmp/sim/cuda.test ./internal/cuda &&
+#   GPU_CHECK_BIN=/tmp/sim scripts/gpu-check.sh --quick
 set -uo pipefail
 cd "$(dirname "$0")/.."
+quick=no
+if [ "${1:-}" = "--quick" ]; then quick=yes; shift; fi
 out=${1:-/tmp/gpu-check}
 mkdir -p "$out"
-bin=bin/gpu
+bin=${GPU_CHECK_BIN:-bin/gpu}
+bin=$(realpath "$bin")
 py=$(command -v python3)
 fail=0
 step() { echo; echo "=== $* ($(date +%T))"; }
@@ -39,7 +49,7 @@ EOF
 }
 
 step "machine"
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
+{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || echo "no nvidia-smi"; } | tee "$out/gpu.txt"
 # cuBLAS: ctxdep looks in the usual places; PyTorch's wheels hold one too.
 if ! ldconfig -p | grep -q 'libcublas\.so\.1[123]' && [ -z "${CTXDEP_CUBLAS:-}" ]; then
   for f in /usr/local/cuda/lib64/libcublas.so.1[123] /usr/local/cuda-*/lib64/libcublas.so.1[123] \
@@ -51,7 +61,7 @@ echo "CTXDEP_CUBLAS=${CTXDEP_CUBLAS:-(loader search)}"
 "$bin/ctxdep" version
 
 step "(a) device vs CPU: fixtures and GPT-2-small shapes"
-(cd internal/cuda && timeout 240 "../../$bin/cuda.test" -test.v -test.run . 2>&1) | tee "$out/tests.txt" | grep -E '^(=== RUN|--- |PASS|FAIL|ok)|cuda_test.go|device:' || true
+(cd internal/cuda && timeout 240 "$bin/cuda.test" -test.v -test.run . 2>&1) | tee "$out/tests.txt" | grep -E '^(=== RUN|--- |PASS|FAIL|ok)|cuda_test.go|device:' || true
 grep -q '^PASS' "$out/tests.txt" || { echo "CUDA TESTS FAILED"; fail=1; }
 
 step "(a) CLI: fit --device cuda against --device cpu on the tiny bundle"
@@ -107,9 +117,31 @@ for d in cpu cuda; do
     --steps-per-epoch 3 --train-tokens 300 --out "$tmp/fitd-$d" --json >"$tmp/fitd-$d.json" 2>"$tmp/fitd-$d.err" || { echo "fit --data --device $d failed:"; cat "$tmp/fitd-$d.err"; fail=1; }
 done
 compare_fits "$tmp" fitd "CLI fit --data" || fail=1
+# evaluate --device cuda: the same cross-entropies (to 1e-5 relative) and errors as the CPU's.
+for d in cpu cuda; do
+  "$bin/ctxdep" -q --device $d --model $m --transcoders $tcs --layer 1 evaluate --cache "$tmp/cache-cpu" \
+    --midcoder "$tmp/fit-cpu/midcoder.safetensors" --json >"$tmp/eval-$d.json" 2>&1 || { echo "evaluate --device $d failed"; cat "$tmp/eval-$d.json"; fail=1; }
+done
+"$py" - "$tmp" <<'EOF' || fail=1
+import json, sys
+d = sys.argv[1]
+a, b = json.load(open(f"{d}/eval-cpu.json")), json.load(open(f"{d}/eval-cuda.json"))
+pairs = [(k, a[k], b[k], 1e-5) for k in ("ce_clean", "ce_transcoder", "ce_zero_ablation")] + [("nmse_transcoder", a["nmse_transcoder"], b["nmse_transcoder"], 1e-4)]
+pairs += [(f"midcoder {k}", x[k], y[k], tol) for x, y in zip(a["midcoders"], b["midcoders"]) for k, tol in (("ce", 1e-5), ("nmse", 1e-4))]
+ok = len(a["midcoders"]) == len(b["midcoders"]) == 1
+for name, x, y, tol in pairs:
+    r = abs(x - y) / abs(x)
+    ok &= r <= tol
+    print(f"evaluate {name}: cpu {x:.9g} cuda {y:.9g} (relative {r:.2g}, at most {tol:g})")
+print("CLI evaluate --device cuda:", "OK" if ok else "FAIL")
+sys.exit(0 if ok else 1)
+EOF
 "$bin/ctxdep" --device cuda --model $m cache plan --n-tokens 1000000 --layer 1 2>&1 | tail -4
 "$bin/ctxdep" --device cuda --model $m --layer 1 inspect-cache "$tmp/cache-cuda" --transcoders $tcs --json >"$out/inspect-gpu.json" 2>&1 && echo "inspect-cache of the GPU-built cache: OK" || { echo "inspect-cache of the GPU-built cache failed"; cat "$out/inspect-gpu.json"; fail=1; }
 
+if "$bin/ctxdep" version | grep -q 'simulated device'; then
+  echo; echo "(a) bad input: skipped (a simulated device has no driver, cuBLAS or memory limit to fail)"
+else
 step "(a) bad input: no visible GPU, no cuBLAS, and a batch too large for the GPU's memory"
 msg=$(CUDA_VISIBLE_DEVICES= "$bin/ctxdep" version 2>&1); rc=$?
 echo "no visible GPU: exit $rc: $msg"; [ $rc = 1 ] || fail=1
@@ -120,16 +152,24 @@ msg=$("$bin/ctxdep" -q --device cuda --model $m --layer 1 cache build --tokens t
   --batch-size 50000000 --out "$tmp/oom" 2>&1); rc=$?
 echo "oversized --batch-size: exit $rc: $msg"
 { [ $rc = 1 ] && echo "$msg" | grep -q 'lower --batch-size' && [ ! -e "$tmp/oom" ]; } || { echo "FAIL: want exit 1, advice and no output"; fail=1; }
+fi
+
+if [ $quick = yes ]; then
+  echo; echo "correctness (--quick: (a) only): $([ $fail = 0 ] && echo PASS || echo FAIL)"
+  exit $fail
+fi
 
 step "(b) benchmarks: the CUDA backend"
-(cd internal/cuda && timeout 150 "../../$bin/cuda.test" -test.run '^$' -test.bench 'ForwardEncode|FitStep|Phases' -test.benchtime 20x -test.count 3 2>&1; \
- timeout 120 "../../$bin/cuda.test" -test.run '^$' -test.bench 'NotebookFit' -test.benchtime 3x -test.count 1 2>&1) | tee "$out/bench-go.txt" | grep -E '^Benchmark|device:'
+(cd internal/cuda && timeout 150 "$bin/cuda.test" -test.run '^$' -test.bench 'ForwardEncode|FitStep|Phases|Evaluate' -test.benchtime 20x -test.count 3 2>&1; \
+ timeout 120 "$bin/cuda.test" -test.run '^$' -test.bench 'NotebookFit' -test.benchtime 3x -test.count 1 2>&1) | tee "$out/bench-go.txt" | grep -E '^Benchmark|device:'
 
 step "(c) the same pipeline in PyTorch, same GPU, float32 (TF32 off)"
 timeout 200 "$py" scripts/bench_torch.py --device cuda --batch 64 --midcoder --notebook-fit --reps 5 2>&1 | tee "$out/bench-torch.txt"
+# The evaluation loop at ctxdep's device batch (32 rows): TransformerLens-style, a full forward per variant.
+timeout 120 "$py" scripts/bench_torch.py --device cuda --batch 32 --evaluate --reps 5 2>&1 | grep evaluation | tee -a "$out/bench-torch.txt"
 
 step "(d) with --tf32: ctxdep and PyTorch both on TF32 tensor cores"
-(cd internal/cuda && CTXDEP_TF32=1 timeout 120 "../../$bin/cuda.test" -test.run 'TestForwardSmallShape' -test.v -test.bench 'NotebookFit' -test.benchtime 3x 2>&1) \
+(cd internal/cuda && CTXDEP_TF32=1 timeout 120 "$bin/cuda.test" -test.run 'TestForwardSmallShape' -test.v -test.bench 'NotebookFit' -test.benchtime 3x 2>&1) \
   | tee "$out/bench-go-tf32.txt" | grep -E '^Benchmark|max error|^--- |device:'
 timeout 120 "$py" scripts/bench_torch.py --device cuda --tf32 --batch 64 --notebook-fit --reps 3 2>&1 | tee "$out/bench-torch-tf32.txt" | grep -E 'notebook|tf32'
 
@@ -140,6 +180,7 @@ nb=$(grep BenchmarkNotebookFit "$out/bench-go.txt" | grep -o '[0-9.]* s/fit' | a
 tfe=$(grep 'forward + encode' "$out/bench-torch.txt" | awk '{print $(NF-1)}')
 tfs=$(grep 'whole step' "$out/bench-torch.txt" | awk '{print $(NF-1)}')
 tnb=$(grep 'notebook fit' "$out/bench-torch.txt" | awk '{print $(NF-4)}')
+ev=$(med BenchmarkEvaluate-); tev=$(grep 'evaluation loop' "$out/bench-torch.txt" | awk '{print $(NF-1)}')
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2fx", a / b; else print "?" }'; }
 {
   echo "GPU: $(cat "$out/gpu.txt")"
@@ -149,6 +190,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2fx", a
   printf '%-44s %14s %14s %8s\n' "the same with --deterministic, tokens/s" "$fsd" "$tfs" "$(ratio "$fsd" "$tfs")"
   echo "  (--deterministic's sorted scatter: the step at $(ratio "$fsd" "$fs") of the default's speed)"
   printf '%-44s %14s %14s %8s\n' "notebook fit, 163,840 tokens, seconds" "$nb" "$tnb" "$(ratio "$tnb" "$nb")"
+  printf '%-44s %14s %14s %8s\n' "evaluate, 4 variants, cached tokens/s" "$ev" "$tev" "$(ratio "$ev" "$tev")"
   nb32=$(grep BenchmarkNotebookFit "$out/bench-go-tf32.txt" | grep -o '[0-9.]* s/fit' | awk '{print $1}')
   tnb32=$(grep 'notebook fit' "$out/bench-torch-tf32.txt" | awk '{print $(NF-4)}')
   printf '%-44s %14s %14s %8s\n' "notebook fit with TF32 (--tf32), seconds" "$nb32" "$tnb32" "$(ratio "$tnb32" "$nb32")"

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/ctxdep/ctxdep/internal/analysis"
 	"github.com/ctxdep/ctxdep/internal/cachebuild"
 	"github.com/ctxdep/ctxdep/internal/cuda"
 	"github.com/ctxdep/ctxdep/internal/gpt2"
@@ -12,7 +13,7 @@ import (
 // device. It is chosen once, from --device, when a command starts
 // (globalOptions.setup); commands ask it for their passes and fits and
 // never look at --device themselves. Commands that only have CPU code
-// (evaluate, report, inspect-cache, pinv-baseline) call cpuOnly.
+// (report, inspect-cache, pinv-baseline, connections) call cpuOnly.
 type backend interface {
 	// pass returns cache build's forward pass capturing layers (with each
 	// layer's encoder where tcs holds a transcoder) for batches of up to
@@ -23,6 +24,9 @@ type backend interface {
 	trainer(mlp *midcoder.MLP, p *midcoder.Params, opt *midcoder.AdamW, maxRows int) *midcoder.Trainer
 	// fit returns the fit's steps on fd, positioned after skip sequences.
 	fit(fd fitData, cfg midcoder.Config, host *midcoder.Trainer, skip int64) (midcoder.Backend, error)
+	// evalPass returns evaluate's pass at block layer over rows of t
+	// tokens, with the midcoders mids.
+	evalPass(m *gpt2.Model, layer int, tc *transcoder.Transcoder, mids []analysis.Midcoder, t int) (analysis.EvalPass, error)
 	// cpu reports whether the work runs on the CPU: buffers for the
 	// forward pass are host memory, and a fit uses a cache's stored
 	// activations (the GPU encodes x itself from the cache's x).
@@ -76,6 +80,10 @@ func (cpuBackend) fit(fd fitData, cfg midcoder.Config, host *midcoder.Trainer, s
 		return nil, err
 	}
 	return midcoder.NewCPUBackend(host, src), nil
+}
+
+func (cpuBackend) evalPass(m *gpt2.Model, layer int, tc *transcoder.Transcoder, mids []analysis.Midcoder, t int) (analysis.EvalPass, error) {
+	return analysis.NewCPUEvalPass(m, layer, tc, mids, t), nil
 }
 
 func (cpuBackend) cpu() bool          { return true }
@@ -145,6 +153,20 @@ func (b *cudaBackend) fit(fd fitData, cfg midcoder.Config, host *midcoder.Traine
 	return closing{fit, xy.Close}, nil
 }
 
+// evalPass runs evaluate's model passes, splices and cross-entropies on
+// the GPU.
+func (b *cudaBackend) evalPass(m *gpt2.Model, layer int, tc *transcoder.Transcoder, mids []analysis.Midcoder, t int) (analysis.EvalPass, error) {
+	dev, err := b.device()
+	if err != nil {
+		return nil, err
+	}
+	params, mlps := make([]*midcoder.Params, len(mids)), make([]*midcoder.MLP, len(mids))
+	for i, mc := range mids {
+		params[i], mlps[i] = mc.Params, mc.MLP
+	}
+	return dev.NewEvaluator(m, layer, tc, params, mlps, t)
+}
+
 func (b *cudaBackend) cpu() bool { return false }
 
 func (b *cudaBackend) describe() string {
@@ -155,7 +177,7 @@ func (b *cudaBackend) describe() string {
 }
 
 func (b *cudaBackend) cpuOnly(cmd string) {
-	b.note("note: %s runs on the CPU; --device cuda applies to cache build and fit", cmd)
+	b.note("note: %s runs on the CPU; --device cuda applies to cache build, cache plan, fit and evaluate", cmd)
 }
 
 func (b *cudaBackend) close() {

@@ -30,10 +30,15 @@ func runVersion(g *globalOptions) error {
 		"version": version, "go": runtime.Version(), "os_arch": runtime.GOOS + "/" + runtime.GOARCH,
 		"blas_backend": g.blas.Backend, "blas_kernel": g.blas.Kernel, "threads": g.blas.Threads, "cuda": cuda.Built,
 	}
+	cudaNote := ""
+	if cuda.Simulated {
+		v["cuda_simulated"] = true
+		cudaNote = " (a simulated device: the kernels emulated on the CPU, for tests)"
+	}
 	if g.json {
 		return json.NewEncoder(g.stdout).Encode(v)
 	}
-	fmt.Fprintf(g.stdout, "ctxdep %s (%s, %s)\nblas: %s, kernel %s, %d threads\ncuda: %v\n",
-		version, runtime.Version(), v["os_arch"], g.blas.Backend, g.blas.Kernel, g.blas.Threads, cuda.Built)
+	fmt.Fprintf(g.stdout, "ctxdep %s (%s, %s)\nblas: %s, kernel %s, %d threads\ncuda: %v%s\n",
+		version, runtime.Version(), v["os_arch"], g.blas.Backend, g.blas.Kernel, g.blas.Threads, cuda.Built, cudaNote)
 	return nil
 }

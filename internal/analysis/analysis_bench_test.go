@@ -45,9 +45,10 @@ func benchCache(b *testing.B) (*gpt2.Model, *transcoder.Transcoder, *actcache.Ca
 func BenchmarkEvaluate(b *testing.B) {
 	m, tc, c, p := benchCache(b)
 	mids := []Midcoder{{File: "bench", Params: p, MLP: midcoder.NewMLP(m, 8, midcoder.ReLU)}}
+	pass := NewCPUEvalPass(m, c.Manifest.Layer, tc, mids, c.Manifest.ContextLength)
 	b.ResetTimer()
 	for b.Loop() {
-		if _, err := Evaluate(context.Background(), m, c, tc, mids, nil); err != nil {
+		if _, err := Evaluate(context.Background(), pass, c, mids, nil); err != nil {
 			b.Fatal(err)
 		}
 	}

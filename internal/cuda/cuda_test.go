@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ctxdep/ctxdep/internal/analysis"
 	"github.com/ctxdep/ctxdep/internal/blasimpl"
 	"github.com/ctxdep/ctxdep/internal/cachebuild"
 	"github.com/ctxdep/ctxdep/internal/gpt2"
@@ -559,4 +560,113 @@ func BenchmarkPhases(b *testing.B) {
 			b.ReportMetric(float64(b.N*rows*tt)/b.Elapsed().Seconds(), "tokens/s")
 		})
 	}
+}
+
+// The device's evaluation pass gives the CPU's per-batch sums: each
+// variant's cross-entropy to 1e-5 relative (the bar), the
+// reconstructions' squared errors and Σ y² to 1e-4, on the tiny fixture
+// (layer 1, two midcoders: ReLU and gelu_new) and at GPT-2 small's shapes.
+func TestEvaluateMatchesCPU(t *testing.T) {
+	t.Run("tiny", func(t *testing.T) {
+		m, err := gpt2.Load(modelDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tc, err := transcoder.Load(tcFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok, shape, err := npy.ReadInt32(tokensFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		compareEval(t, m, tc, 1, tok, shape[0], shape[1])
+	})
+	t.Run("gpt2-small-shapes", func(t *testing.T) {
+		b, tt := 4, 128
+		if simulated {
+			b = 1
+		}
+		m, tc, tok := smallShaped(b, tt)
+		compareEval(t, m, tc, 8, tok, b, tt)
+	})
+}
+
+func compareEval(t *testing.T, m *gpt2.Model, tc *transcoder.Transcoder, layer int, tok []int32, b, tt int) {
+	t.Helper()
+	if dev.opts.TF32 {
+		t.Skip("with TF32 the GEMMs are not float32's")
+	}
+	var mids []analysis.Midcoder
+	var params []*midcoder.Params
+	var mlps []*midcoder.MLP
+	for i, act := range []midcoder.Activation{midcoder.ReLU, midcoder.GeluNew} {
+		p := midcoder.NewParams(tc.DSAE, m.DModel)
+		p.KaimingUniform(uint64(20 + i))
+		mlp := midcoder.NewMLP(m, layer, act)
+		mids = append(mids, analysis.Midcoder{File: act.String(), Params: p, MLP: mlp})
+		params, mlps = append(params, p), append(mlps, mlp)
+	}
+	ev, err := dev.NewEvaluator(m, layer, tc, params, mlps, tt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ev.Close()
+	cpu := analysis.NewCPUEvalPass(m, layer, tc, mids, tt)
+	defer cpu.Close()
+	nv := 3 + len(mids)
+	sums := func(p analysis.EvalPass) (ce, se []float64, y2 float64) {
+		ce, se = make([]float64, nv), make([]float64, nv-2)
+		for r := 0; r < b; r += p.Rows() { // in the pass's batches
+			n := min(p.Rows(), b-r)
+			if err := p.Batch(tok[r*tt:(r+n)*tt], n, tt, ce, se, &y2); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return ce, se, y2
+	}
+	gce, gse, gy2 := sums(ev)
+	wce, wse, wy2 := sums(cpu)
+	rel := func(a, b float64) float64 { return math.Abs(a-b) / math.Max(math.Abs(b), 1e-300) }
+	names := append([]string{"clean", "transcoder", "zero ablation"}, "midcoder relu", "midcoder gelu_new")
+	for v := range wce {
+		t.Logf("%s: CE sum %.9g on the device, %.9g on the CPU (relative %.2g)", names[v], gce[v], wce[v], rel(gce[v], wce[v]))
+		if rel(gce[v], wce[v]) > 1e-5 {
+			t.Errorf("%s: CE sum %.9g on the device, %.9g on the CPU", names[v], gce[v], wce[v])
+		}
+	}
+	for k := range wse {
+		if rel(gse[k], wse[k]) > 1e-4 {
+			t.Errorf("reconstruction %d: squared error %.9g on the device, %.9g on the CPU", k, gse[k], wse[k])
+		}
+	}
+	if rel(gy2, wy2) > 1e-4 {
+		t.Errorf("Σ y²: %.9g on the device, %.9g on the CPU", gy2, wy2)
+	}
+}
+
+// BenchmarkEvaluate is evaluate's work per cached token on the device
+// with one midcoder, as analysis.BenchmarkEvaluate on the CPU: per batch
+// of EvalRows rows of 128, GPT-2 small to block 8 once, then four
+// variants (clean, transcoder, midcoder, zero ablation) through blocks
+// 9–11, the unembedding and the cross-entropy.
+func BenchmarkEvaluate(b *testing.B) {
+	tt := 128
+	m, tc, tok := smallShaped(EvalRows, tt)
+	p := midcoder.NewParams(tc.DSAE, m.DModel)
+	p.KaimingUniform(3)
+	ev, err := dev.NewEvaluator(m, 8, tc, []*midcoder.Params{p}, []*midcoder.MLP{midcoder.NewMLP(m, 8, midcoder.ReLU)}, tt)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ev.Close()
+	ce, se := make([]float64, 4), make([]float64, 2)
+	var y2 float64
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := ev.Batch(tok, EvalRows, tt, ce, se, &y2); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*EvalRows*tt)/b.Elapsed().Seconds(), "tokens/s")
 }

@@ -51,7 +51,8 @@ func Open(o Options) (*Device, error) {
 // kernelNames are the kernels of kernels.cu, loaded by name.
 var kernelNames = []string{"embed", "layernorm_pre", "add_inplace", "bias_act", "causal_softmax", "split_heads", "merge_heads", "sub_bias",
 	"encode_count", "exclusive_scan", "encode_fill", "gather_mid", "scatter_grad", "mse_grad", "relu_grad",
-	"gelu_new_grad", "adamw", "sum_pairs", "csc_count", "csc_fill", "csc_grad", "col_sum"}
+	"gelu_new_grad", "adamw", "sum_pairs", "csc_count", "csc_fill", "csc_grad", "col_sum",
+	"add_out", "sq_err", "decode_rows", "cross_entropy"}
 
 // Close releases the device's resources.
 func (d *Device) Close() {
@@ -174,6 +175,17 @@ func d2h[T int32 | int64 | float32 | float64](dst []T, src buf) error {
 	}
 	if err := memcpyDtoH(unsafe.Pointer(&dst[0]), src.p, n); err != nil {
 		return fmt.Errorf("cuda: copy from device: %v", err)
+	}
+	return nil
+}
+
+// d2d copies the first bytes of src to dst.
+func d2d(dst, src buf, bytes int64) error {
+	if bytes > dst.bytes || bytes > src.bytes {
+		return fmt.Errorf("cuda: copy of %d bytes between buffers of %d and %d", bytes, src.bytes, dst.bytes)
+	}
+	if err := memcpyDtoD(dst.p, src.p, bytes); err != nil {
+		return fmt.Errorf("cuda: copy on the device: %v", err)
 	}
 	return nil
 }

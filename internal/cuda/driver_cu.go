@@ -20,6 +20,10 @@ import (
 // simulated is true in the cudasim build.
 const simulated = false
 
+// Simulated reports whether this build's device is the simulated one
+// (build tag cudasim, for tests).
+const Simulated = simulated
+
 // devPtr is a device address.
 type devPtr = cu.DevicePtr
 
@@ -124,6 +128,8 @@ func memFree(p devPtr) { cu.MemFree(p) }
 func memcpyHtoD(dst devPtr, src unsafe.Pointer, n int64) error { return cu.MemcpyHtoD(dst, src, n) }
 
 func memcpyDtoH(dst unsafe.Pointer, src devPtr, n int64) error { return cu.MemcpyDtoH(dst, src, n) }
+
+func memcpyDtoD(dst, src devPtr, n int64) error { return cu.MemcpyDtoD(dst, src, n) }
 
 func memsetD8(p devPtr, v byte, n int64) error { return cu.MemsetD8(p, v, n) }
 

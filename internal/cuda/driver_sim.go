@@ -49,6 +49,10 @@ var kernelsSource string
 // simulated is true in the cudasim build.
 const simulated = true
 
+// Simulated reports whether this build's device is the simulated one
+// (build tag cudasim, for tests).
+const Simulated = simulated
+
 // devPtr is a simulated device address: a host address.
 type devPtr uintptr
 
@@ -176,6 +180,11 @@ func memcpyHtoD(dst devPtr, src unsafe.Pointer, n int64) error {
 
 func memcpyDtoH(dst unsafe.Pointer, src devPtr, n int64) error {
 	C.memcpy(dst, host(src), C.size_t(n))
+	return nil
+}
+
+func memcpyDtoD(dst, src devPtr, n int64) error {
+	C.memmove(host(dst), host(src), C.size_t(n))
 	return nil
 }
 

@@ -389,3 +389,62 @@ extern "C" __global__ void adamw(float* theta, float* m, float* v, const float* 
         v[i] = vi;
     }
 }
+
+// Evaluation (analysis.Evaluate on the device).
+
+// add_out: dst[i] = a[i] + b[i] (a variant's resid_post = resid_mid + its y).
+extern "C" __global__ void add_out(float* dst, const float* a, const float* b, int n) {
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) dst[i] = a[i] + b[i];
+}
+
+// sq_err: partials[2b] = Σ (a − y)², partials[2b+1] = Σ y² over the
+// elements block b visits (float64); sum_pairs adds them.
+extern "C" __global__ void sq_err(const float* a, const float* y, int n, double* partials) {
+    double se = 0, sy = 0;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        double d = (double)a[i] - (double)y[i];
+        se += d * d;
+        sy += (double)y[i] * (double)y[i];
+    }
+    se = block_sum_d(se);
+    sy = block_sum_d(sy);
+    if (threadIdx.x == 0) {
+        partials[2 * blockIdx.x] = se;
+        partials[2 * blockIdx.x + 1] = sy;
+    }
+}
+
+// decode_rows: out[r] = b_dec_out + Σ_k val[k]·W_dec[idx[k]] over row r's
+// active features in order, summed in float64 and rounded once
+// (transcoder.Transcoder.Decode, bit for bit). One block per row.
+extern "C" __global__ void decode_rows(float* out, const long long* indptr, const int* idx, const float* val,
+                                       const float* wdec, const float* bdec, int C) {
+    int r = blockIdx.x;
+    long long lo = indptr[r], hi = indptr[r + 1];
+    for (int j = threadIdx.x; j < C; j += blockDim.x) {
+        double acc = bdec[j];
+        for (long long k = lo; k < hi; k++) acc += (double)val[k] * (double)wdec[(size_t)idx[k] * C + j];
+        out[(size_t)r * C + j] = (float)acc;
+    }
+}
+
+// cross_entropy: loss[r] = logsumexp(logits[r]) − logits[r, tokens[r+1]],
+// the next-token cross-entropy of row r (nats), with the max in float32
+// and the sum of exponentials in float64 (kernels.CrossEntropyRows); rows
+// at the last position of a sequence of T tokens have no target: 0. One
+// block per row of V logits.
+extern "C" __global__ void cross_entropy(float* loss, const float* logits, const int* tokens, int T, int V) {
+    int r = blockIdx.x;
+    if (r % T == T - 1) {
+        if (threadIdx.x == 0) loss[r] = 0.0f;
+        return;
+    }
+    const float* row = logits + (size_t)r * V;
+    float mx = -INFINITY;
+    for (int j = threadIdx.x; j < V; j += blockDim.x) mx = fmaxf(mx, row[j]);
+    mx = block_max_f(mx);
+    double sum = 0;
+    for (int j = threadIdx.x; j < V; j += blockDim.x) sum += (double)expf(row[j] - mx);
+    sum = block_sum_d(sum);
+    if (threadIdx.x == 0) loss[r] = (float)((double)mx + log(sum) - (double)row[tokens[r + 1]]);
+}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/ctxdep/ctxdep/internal/kernels"
 	"github.com/ctxdep/ctxdep/internal/testutil"
+	"github.com/ctxdep/ctxdep/internal/transcoder"
 )
 
 // upload copies src to a new device buffer that the test frees at its end.
@@ -538,4 +539,86 @@ func TestKernelAdamW(t *testing.T) {
 		sameBits(t, name+": m", download[float32](t, dm, n), wm)
 		sameBits(t, name+": v", download[float32](t, dv, n), wv)
 	}
+}
+
+// add_out is one float32 sum per element (bit for bit); sq_err's block
+// sums, added by sum_pairs, are Σ(a − y)² and Σ y² to 1e-12.
+func TestKernelAddOutSqErr(t *testing.T) {
+	defer dev.enter()()
+	r := rand.New(rand.NewPCG(13, 13))
+	n := 70001
+	a, y := randFloats(r, n, 1), randFloats(r, n, 1)
+	da, dy, out := upload(t, a), upload(t, y), scratch[float32](t, n)
+	launchSync(t, "add_out", dev.grid1D(n), 256, out, da, dy, n)
+	want := make([]float32, n)
+	var se, sy float64
+	for i := range want {
+		want[i] = a[i] + y[i]
+		d := float64(a[i]) - float64(y[i])
+		se += d * d
+		sy += float64(y[i]) * float64(y[i])
+	}
+	sameBits(t, "add_out", download[float32](t, out, n), want)
+	grid := dev.grid1D(n)
+	partials, sums := scratch[float64](t, 2*grid), scratch[float64](t, 2)
+	launchSync(t, "sq_err", grid, 256, da, dy, n, partials)
+	launchSync(t, "sum_pairs", 1, 1024, sums, partials, grid)
+	got := download[float64](t, sums, 2)
+	if math.Abs(got[0]-se) > 1e-12*se || math.Abs(got[1]-sy) > 1e-12*sy {
+		t.Errorf("sq_err sums %v, want [%v %v]", got, se, sy)
+	}
+}
+
+// decode_rows is transcoder.Transcoder.Decode bit for bit: b_dec_out plus
+// the active rows of W_dec in order, summed in float64, rounded once.
+func TestKernelDecodeRows(t *testing.T) {
+	defer dev.enter()()
+	r := rand.New(rand.NewPCG(14, 14))
+	rows, f, c := 30, 70, 300
+	indptr, idx, val := csr(r, rows, f, 9)
+	tc := transcoder.Random(c, f, 0, 15)
+	acts := &transcoder.Acts{Indptr: indptr, Indices: idx, Values: val}
+	want := make([]float32, rows*c)
+	tc.Decode(want, acts)
+	out := scratch[float32](t, rows*c)
+	launchSync(t, "decode_rows", rows, 256, out, upload(t, indptr), upload(t, idx), upload(t, val), upload(t, tc.WDec), upload(t, tc.BDecOut), c)
+	sameBits(t, "decode_rows", download[float32](t, out, rows*c), want)
+}
+
+// cross_entropy is kernels.CrossEntropyRows on every position with a next
+// token (float32 max, float64 sum of exponentials; the GPU's expf and the
+// CPU's differ by an ulp or so: 1e-6 of the loss), and 0 at each
+// sequence's last position; rows of V = 5,000 cross the block.
+func TestKernelCrossEntropy(t *testing.T) {
+	defer dev.enter()()
+	r := rand.New(rand.NewPCG(16, 16))
+	b, tt, v := 3, 9, 5000
+	m := b * tt
+	logits := randFloats(r, m*v, 4)
+	tok := make([]int32, m)
+	for i := range tok {
+		tok[i] = int32(r.IntN(v))
+	}
+	loss := scratch[float32](t, m)
+	launchSync(t, "cross_entropy", m, 256, loss, upload(t, logits), upload(t, tok), tt, v)
+	got := download[float32](t, loss, m)
+	var rowsWith []int
+	var target []int32
+	for i := 0; i < m; i++ {
+		if i%tt != tt-1 {
+			rowsWith = append(rowsWith, i)
+			target = append(target, tok[i+1])
+		}
+	}
+	sub := make([]float32, 0, len(rowsWith)*v)
+	for _, i := range rowsWith {
+		sub = append(sub, logits[i*v:(i+1)*v]...)
+	}
+	wantSub := make([]float32, len(rowsWith))
+	kernels.CrossEntropyRows(wantSub, sub, target, len(rowsWith), v)
+	want := make([]float32, m)
+	for k, i := range rowsWith {
+		want[i] = wantSub[k]
+	}
+	within(t, "cross_entropy", got, want, 1e-6, 1e-6)
 }

@@ -30,6 +30,8 @@ type Model struct {
 	hidden   buf // (B·T, N)
 	heads    buf // (3, B, H, T, D): Q, K, V by head; then pattern @ V in Q's place
 	scores   buf // (B, H, T, T)
+	wu, bu   buf // the unembedding, after loadUnembed
+	logits   buf // (B·T, V), after loadUnembed
 	all      allocList
 }
 
@@ -96,6 +98,11 @@ func (g *Model) run(tokens []int32, b, t int) error { return g.runWatching(token
 // and Y hold its x and y (the residual stream has moved on to block l+1's
 // input by then, but xn and tmp are not touched until the next block).
 func (g *Model) runWatching(tokens []int32, b, t int, after func(l int) error) error {
+	return g.runTo(tokens, b, t, g.layer, after)
+}
+
+// runTo is runWatching to block stop (at most the last block loaded).
+func (g *Model) runTo(tokens []int32, b, t, stop int, after func(l int) error) error {
 	d, cfg := g.d, g.cfg
 	mt, c := b*t, cfg.DModel
 	if mt > g.maxTokens || t > g.maxT || len(tokens) != mt {
@@ -107,8 +114,11 @@ func (g *Model) runWatching(tokens []int32, b, t int, after func(l int) error) e
 	if err := d.launch("embed", mt, 256, g.resid, g.tokens, g.we, g.wpos, t, c); err != nil {
 		return err
 	}
-	for l := 0; l <= g.layer; l++ {
-		if err := g.block(&g.blocks[l], b, t, l == g.layer); err != nil {
+	if stop < 0 || stop > g.layer {
+		return fmt.Errorf("cuda: running to block %d of a model loaded to block %d", stop, g.layer)
+	}
+	for l := 0; l <= stop; l++ {
+		if err := g.block(&g.blocks[l], b, t, l == stop); err != nil {
 			return err
 		}
 		if after != nil {
@@ -118,6 +128,47 @@ func (g *Model) runWatching(tokens []int32, b, t int, after func(l int) error) e
 		}
 	}
 	return nil
+}
+
+// continueFrom runs blocks start.. to the last loaded on the residual
+// stream, each adding its MLP's output (gpt2.Model.LossFrom's blocks).
+func (g *Model) continueFrom(b, t, start int) error {
+	for l := start; l <= g.layer; l++ {
+		if err := g.block(&g.blocks[l], b, t, false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// loadUnembed uploads the unembedding of m (whose every block g holds)
+// and allocates the logits.
+func (g *Model) loadUnembed(m *gpt2.Model) error {
+	defer g.d.enter()()
+	if g.layer != m.NLayer-1 {
+		return fmt.Errorf("cuda: the unembedding needs all %d blocks; %d loaded", m.NLayer, g.layer+1)
+	}
+	a := &g.all
+	a.upload(&g.wu, "W_U", m.WU)
+	a.upload(&g.bu, "b_U", m.BU)
+	a.add(&g.logits, "logits", g.maxTokens*m.DVocab, 4)
+	return a.err
+}
+
+// unembedLoss applies the final LayerNorm and the unembedding to the
+// residual stream and sets ce (B·T) to each position's next-token
+// cross-entropy (0 at a sequence's last position), for the tokens of
+// the last run (gpt2.Model.LossFrom's unembedLoss).
+func (g *Model) unembedLoss(ce buf, b, t int) error {
+	d, cfg := g.d, g.cfg
+	mt, c, v := b*t, cfg.DModel, cfg.DVocab
+	if err := d.launch("layernorm_pre", mt, 256, g.xn, g.resid, c, float32(cfg.Eps)); err != nil {
+		return err
+	}
+	if err := d.linear(g.logits, g.xn, g.wu, g.bu, mt, c, v, actNone); err != nil {
+		return err
+	}
+	return d.launch("cross_entropy", mt, 256, ce, g.logits, g.tokens, t, v)
 }
 
 // block runs one transformer block on the residual stream; the last one

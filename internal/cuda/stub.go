@@ -15,6 +15,9 @@ import (
 // Built reports whether this binary has the CUDA backend.
 const Built = false
 
+// Simulated reports whether this build's device is the simulated one.
+const Simulated = false
+
 // ErrNotBuilt is returned by everything in builds without the cuda tag.
 var ErrNotBuilt = errors.New("this ctxdep was built without CUDA; build it with `make build-cuda` (see the README's GPU section), or use --device cpu")
 
@@ -75,3 +78,25 @@ func (f *Fit) SyncParams() error { return ErrNotBuilt }
 func (f *Fit) Close() {}
 
 var _ midcoder.Backend = (*Fit)(nil)
+
+// EvalRows is how many sequences a device evaluation batch takes.
+const EvalRows = 32
+
+// Evaluator is evaluate's pass on the device.
+type Evaluator struct{}
+
+// NewEvaluator fails: this build has no CUDA backend.
+func (d *Device) NewEvaluator(*gpt2.Model, int, *transcoder.Transcoder, []*midcoder.Params, []*midcoder.MLP, int) (*Evaluator, error) {
+	return nil, ErrNotBuilt
+}
+
+// Rows is EvalRows.
+func (e *Evaluator) Rows() int { return EvalRows }
+
+// Batch fails: this build has no CUDA backend.
+func (e *Evaluator) Batch([]int32, int, int, []float64, []float64, *float64) error {
+	return ErrNotBuilt
+}
+
+// Close does nothing.
+func (e *Evaluator) Close() {}

@@ -20,17 +20,16 @@ type Trainer struct {
 	Params  *midcoder.Params
 	Opt     *midcoder.AdamW
 	c, n, f int
-	act     int
 	maxRows int
 
-	win, bin, wout, bout buf
-	wmid, bmid           buf
-	mw, vw, mb, vb       buf
-	gw, gb               buf
-	mid, pre, h, out     buf
-	partials, sums       buf            // mse_grad's per-block float64 pairs, and their 2 sums
-	sorted               *sortedScatter // with Options.Deterministic
-	all                  allocList
+	mlp              devMLP
+	wmid, bmid       buf
+	mw, vw, mb, vb   buf
+	gw, gb           buf
+	mid, pre, h, out buf
+	partials, sums   buf            // mse_grad's per-block float64 pairs, and their 2 sums
+	sorted           *sortedScatter // with Options.Deterministic
+	all              allocList
 }
 
 // sortedScatter holds the deterministic scatter's buffers: per (feature,
@@ -55,15 +54,8 @@ func (d *Device) NewTrainer(mlp *midcoder.MLP, p *midcoder.Params, opt *midcoder
 		return nil, fmt.Errorf("cuda: params width %d, MLP width %d", p.C, mlp.C)
 	}
 	t := &Trainer{d: d, Params: p, Opt: opt, c: mlp.C, n: mlp.N, f: p.F, maxRows: maxRows, all: allocList{d: d}}
-	t.act = actReLU
-	if mlp.Act == midcoder.GeluNew {
-		t.act = actGeluNew
-	}
 	a := &t.all
-	a.upload(&t.win, "W_in", mlp.WIn)
-	a.upload(&t.bin, "b_in", mlp.BIn)
-	a.upload(&t.wout, "W_out", mlp.WOut)
-	a.upload(&t.bout, "b_out", mlp.BOut)
+	a.uploadMLP(&t.mlp, mlp)
 	a.add(&t.wmid, "W_mid", len(p.WMid), 4)
 	a.add(&t.bmid, "b_mid", len(p.BMid), 4)
 	a.add(&t.mw, "AdamW m of W_mid", len(p.WMid), 4)
@@ -102,6 +94,38 @@ func (t *Trainer) Free() {
 		t.d.free(&t.sorted.rowT)
 		t.d.free(&t.sorted.valT)
 	}
+}
+
+// devMLP is a midcoder's MLP on the device: W_in (C, N), b_in, the
+// activation, W_out (N, C), b_out.
+type devMLP struct {
+	win, bin, wout, bout buf
+	act, c, n            int
+}
+
+// uploadMLP uploads mlp into p.
+func (l *allocList) uploadMLP(p *devMLP, mlp *midcoder.MLP) {
+	p.c, p.n, p.act = mlp.C, mlp.N, actReLU
+	if mlp.Act == midcoder.GeluNew {
+		p.act = actGeluNew
+	}
+	l.upload(&p.win, "W_in", mlp.WIn)
+	l.upload(&p.bin, "b_in", mlp.BIn)
+	l.upload(&p.wout, "W_out", mlp.WOut)
+	l.upload(&p.bout, "b_out", mlp.BOut)
+}
+
+// mlpForward sets out (m, C) = act(mid @ W_in + b_in) @ W_out + b_out
+// (midcoder.Model.Forward after the gather), leaving the pre-activations
+// in pre and the activations in h (m, N each).
+func (d *Device) mlpForward(p *devMLP, out, h, pre, mid buf, m int) error {
+	if err := d.blas.gemm(false, false, m, p.n, p.c, 1, mid.p, p.c, p.win.p, p.n, 0, pre.p, p.n); err != nil {
+		return err
+	}
+	if err := d.launch("bias_act", d.grid1D(m*p.n), 256, h, pre, p.bin, m, p.n, p.act); err != nil {
+		return err
+	}
+	return d.linear(out, h, p.wout, p.bout, m, p.n, p.c, actNone)
 }
 
 // hostPair is a device buffer and the host slice it mirrors.
@@ -164,18 +188,11 @@ func (t *Trainer) step(acts *Acts, y buf, lr float64) (loss, lossNorm float64, e
 	o := t.Opt
 	o.Step++
 	k := o.Coeffs(lr, o.Step)
-	// Forward: mid = acts @ W_mid + b_mid (gathered), pre = mid @ W_in + b_in,
-	// h = act(pre), out = h @ W_out + b_out.
+	// Forward: mid = acts @ W_mid + b_mid (gathered), then the MLP.
 	if err := d.launch("gather_mid", m, 256, t.mid, acts.indptr, acts.idx, acts.val, t.wmid, t.bmid, c); err != nil {
 		return 0, 0, err
 	}
-	if err := d.blas.gemm(false, false, m, n, c, 1, t.mid.p, c, t.win.p, n, 0, t.pre.p, n); err != nil {
-		return 0, 0, err
-	}
-	if err := d.launch("bias_act", d.grid1D(m*n), 256, t.h, t.pre, t.bin, m, n, t.act); err != nil {
-		return 0, 0, err
-	}
-	if err := d.linear(t.out, t.h, t.wout, t.bout, m, n, c, actNone); err != nil {
+	if err := d.mlpForward(&t.mlp, t.out, t.h, t.pre, t.mid, m); err != nil {
 		return 0, 0, err
 	}
 	// Loss and its gradient 2(out − y)/(M·C), in place.
@@ -187,17 +204,17 @@ func (t *Trainer) step(acts *Acts, y buf, lr float64) (loss, lossNorm float64, e
 		return 0, 0, err
 	}
 	// Backward: dh = dout @ W_outᵀ, through the activation, dmid = dpre @ W_inᵀ.
-	if err := d.blas.gemm(false, true, m, n, c, 1, t.out.p, c, t.wout.p, c, 0, t.h.p, n); err != nil {
+	if err := d.blas.gemm(false, true, m, n, c, 1, t.out.p, c, t.mlp.wout.p, c, 0, t.h.p, n); err != nil {
 		return 0, 0, err
 	}
 	actGrad := "gelu_new_grad"
-	if t.act == actReLU {
+	if t.mlp.act == actReLU {
 		actGrad = "relu_grad"
 	}
 	if err := d.launch(actGrad, d.grid1D(m*n), 256, t.h, t.pre, int64(m*n)); err != nil {
 		return 0, 0, err
 	}
-	if err := d.blas.gemm(false, true, m, c, n, 1, t.h.p, n, t.win.p, n, 0, t.mid.p, c); err != nil {
+	if err := d.blas.gemm(false, true, m, c, n, 1, t.h.p, n, t.mlp.win.p, n, 0, t.mid.p, c); err != nil {
 		return 0, 0, err
 	}
 	// Gradients of W_mid (scattered from the active rows) and b_mid.
