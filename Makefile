@@ -90,6 +90,7 @@ gpu-check-build: cuda-sdk
 	mkdir -p bin/gpu
 	$(CUDA_ENV) $(GO) build -tags cuda -ldflags '-s -w $(LDFLAGS)' -o bin/gpu/ctxdep ./cmd/ctxdep
 	$(CUDA_ENV) $(GO) test -tags cuda -ldflags '-s -w' -c -o bin/gpu/cuda.test ./internal/cuda
+	$(GO) test -ldflags '-s -w' -c -o bin/gpu/analysis.test ./internal/analysis
 
 # The CUDA build compiles, links and vets (its tests need a GPU: scripts/gpu-check.sh).
 test-cuda: cuda-sdk

@@ -117,6 +117,29 @@ for d in cpu cuda; do
     --steps-per-epoch 3 --train-tokens 300 --out "$tmp/fitd-$d" --json >"$tmp/fitd-$d.json" 2>"$tmp/fitd-$d.err" || { echo "fit --data --device $d failed:"; cat "$tmp/fitd-$d.err"; fail=1; }
 done
 compare_fits "$tmp" fitd "CLI fit --data" || fail=1
+# report --device cuda (its effect statistics on the GPU): the same features.csv to 1e-4.
+for d in cpu cuda; do
+  "$bin/ctxdep" -q --device $d --model $m --transcoders $tcs --layer 1 report --cache "$tmp/cache-cpu" \
+    --midcoder "$tmp/fit-cpu/midcoder.safetensors" --out "$tmp/report-$d" >"$tmp/report-$d.log" 2>&1 || { echo "report --device $d failed"; cat "$tmp/report-$d.log"; fail=1; }
+done
+"$py" - "$tmp" <<'EOF' || fail=1
+import csv, math, sys
+d = sys.argv[1]
+a = list(csv.DictReader(open(f"{d}/report-cpu/features.csv")))
+b = list(csv.DictReader(open(f"{d}/report-cuda/features.csv")))
+ok, worst, n = len(a) == len(b) > 0, 0.0, 0
+for x, y in zip(a, b):
+    for k in x:
+        u, v = float(x[k]), float(y[k])
+        if math.isnan(u) or math.isnan(v):
+            ok &= math.isnan(u) and math.isnan(v)
+            continue
+        worst = max(worst, abs(u - v) / max(1, abs(u)))
+        n += 1
+ok &= worst <= 1e-4
+print(f"report --device cuda: {len(b)} features, {n} values, worst difference {worst:.2g} (at most 1e-4):", "OK" if ok else "FAIL")
+sys.exit(0 if ok else 1)
+EOF
 # evaluate --device cuda: the same cross-entropies (to 1e-5 relative) and errors as the CPU's.
 for d in cpu cuda; do
   "$bin/ctxdep" -q --device $d --model $m --transcoders $tcs --layer 1 evaluate --cache "$tmp/cache-cpu" \
@@ -160,8 +183,11 @@ if [ $quick = yes ]; then
 fi
 
 step "(b) benchmarks: the CUDA backend"
-(cd internal/cuda && timeout 150 "$bin/cuda.test" -test.run '^$' -test.bench 'ForwardEncode|FitStep|Phases|Evaluate' -test.benchtime 20x -test.count 3 2>&1; \
+(cd internal/cuda && timeout 150 "$bin/cuda.test" -test.run '^$' -test.bench 'ForwardEncode|FitStep|Phases|Evaluate|EffectAdd' -test.benchtime 20x -test.count 3 2>&1; \
  timeout 120 "$bin/cuda.test" -test.run '^$' -test.bench 'NotebookFit' -test.benchtime 3x -test.count 1 2>&1) | tee "$out/bench-go.txt" | grep -E '^Benchmark|device:'
+
+# The report's effect statistics: ctxdep on this machine's CPU, for the GPU's ratio.
+timeout 120 "$bin/analysis.test" -test.run '^$' -test.bench 'EffectAdd/fit\+pinv' -test.benchtime 3x 2>&1 | tee -a "$out/bench-go.txt" | grep -E '^Benchmark'
 
 step "(c) the same pipeline in PyTorch, same GPU, float32 (TF32 off)"
 timeout 200 "$py" scripts/bench_torch.py --device cuda --batch 64 --midcoder --notebook-fit --reps 5 2>&1 | tee "$out/bench-torch.txt"
@@ -191,6 +217,9 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2fx", a
   echo "  (--deterministic's sorted scatter: the step at $(ratio "$fsd" "$fs") of the default's speed)"
   printf '%-44s %14s %14s %8s\n' "notebook fit, 163,840 tokens, seconds" "$nb" "$tnb" "$(ratio "$tnb" "$nb")"
   printf '%-44s %14s %14s %8s\n' "evaluate, 4 variants, cached tokens/s" "$ev" "$tev" "$(ratio "$ev" "$tev")"
+  efg=$(med 'BenchmarkEffectAdd-')
+  efc=$(med 'BenchmarkEffectAdd/fit+pinv')
+  echo "report's effect statistics (fit+pinv), tokens/s: $efg on the GPU, $efc on this machine's CPU (ctxdep): $(ratio "$efg" "$efc")"
   nb32=$(grep BenchmarkNotebookFit "$out/bench-go-tf32.txt" | grep -o '[0-9.]* s/fit' | awk '{print $1}')
   tnb32=$(grep 'notebook fit' "$out/bench-torch-tf32.txt" | awk '{print $(NF-4)}')
   printf '%-44s %14s %14s %8s\n' "notebook fit with TF32 (--tf32), seconds" "$nb32" "$tnb32" "$(ratio "$tnb32" "$nb32")"

@@ -27,6 +27,8 @@ type backend interface {
 	// evalPass returns evaluate's pass at block layer over rows of t
 	// tokens, with the midcoders mids.
 	evalPass(m *gpt2.Model, layer int, tc *transcoder.Transcoder, mids []analysis.Midcoder, t int) (analysis.EvalPass, error)
+	// effect returns the report's effect statistics pass (nil: the CPU's).
+	effect() analysis.NewEffect
 	// cpu reports whether the work runs on the CPU: buffers for the
 	// forward pass are host memory, and a fit uses a cache's stored
 	// activations (the GPU encodes x itself from the cache's x).
@@ -85,6 +87,8 @@ func (cpuBackend) fit(fd fitData, cfg midcoder.Config, host *midcoder.Trainer, s
 func (cpuBackend) evalPass(m *gpt2.Model, layer int, tc *transcoder.Transcoder, mids []analysis.Midcoder, t int) (analysis.EvalPass, error) {
 	return analysis.NewCPUEvalPass(m, layer, tc, mids, t), nil
 }
+
+func (cpuBackend) effect() analysis.NewEffect { return nil }
 
 func (cpuBackend) cpu() bool          { return true }
 func (b cpuBackend) describe() string { return b.g.blas.Backend }
@@ -167,6 +171,42 @@ func (b *cudaBackend) evalPass(m *gpt2.Model, layer int, tc *transcoder.Transcod
 	return dev.NewEvaluator(m, layer, tc, params, mlps, t)
 }
 
+// effect accumulates the report's effect statistics on the GPU (their
+// GEMMs are most of a report's work); the report's other statistics stay
+// on the CPU.
+func (b *cudaBackend) effect() analysis.NewEffect {
+	return func(mlp *midcoder.MLP, fit, pinv *midcoder.Params, wDec []float32) (analysis.EffectPass, error) {
+		dev, err := b.device()
+		if err != nil {
+			return nil, err
+		}
+		ea, err := dev.NewEffectAccumulator(mlp, fit, pinv, analysis.ReportRows)
+		if err != nil {
+			return nil, err
+		}
+		return deviceEffect{ea, wDec, mlp.C}, nil
+	}
+}
+
+// deviceEffect is analysis.EffectPass on the GPU.
+type deviceEffect struct {
+	ea   *cuda.EffectAccumulator
+	wDec []float32
+	c    int
+}
+
+func (e deviceEffect) Add(acts *transcoder.Acts, pre []float32) error { return e.ea.Add(acts, pre) }
+
+func (e deviceEffect) Result() (*analysis.EffectResult, error) {
+	count, sum, sumP, normSum, err := e.ea.Sums()
+	if err != nil {
+		return nil, err
+	}
+	return analysis.EffectResultOf(count, sum, sumP, normSum, e.wDec, e.c), nil
+}
+
+func (e deviceEffect) Close() { e.ea.Close() }
+
 func (b *cudaBackend) cpu() bool { return false }
 
 func (b *cudaBackend) describe() string {
@@ -177,7 +217,7 @@ func (b *cudaBackend) describe() string {
 }
 
 func (b *cudaBackend) cpuOnly(cmd string) {
-	b.note("note: %s runs on the CPU; --device cuda applies to cache build, cache plan, fit and evaluate", cmd)
+	b.note("note: %s runs on the CPU; --device cuda applies to cache build, cache plan, fit, evaluate\nand report's effect statistics", cmd)
 }
 
 func (b *cudaBackend) close() {

@@ -123,7 +123,7 @@ otherwise, when found, for W_dec on the feature pages.`,
 	f.IntVar(&o.features, "features", 0, "keep only the first N live features (0: all)")
 	f.IntVar(&o.examples, "examples", analysis.DefaultExamples, fmt.Sprintf("top activating contexts per feature on its dashboard (0: no dashboards, examples.jsonl or pages; at most %d)", analysis.MaxExamples))
 	f.IntVar(&o.minCount, "min-count", analysis.DefaultMinCount, "rank only features that fired at least this many times")
-	f.BoolVar(&o.effect, "effect", true, "compute effect_consistency, cos_effect_dec and cos_effect_pinv in the same pass\n(k·N·C flops per firing feature and token: at GPT-2 small's shapes tens of times the rest\nof the pass; --effect=false leaves them out)")
+	f.BoolVar(&o.effect, "effect", true, "compute effect_consistency, cos_effect_dec and cos_effect_pinv in the same pass\n(k·N·C flops per firing feature and token: at GPT-2 small's shapes tens of times the rest\nof the pass on the CPU; with --device cuda they run on the GPU; --effect=false leaves them out)")
 	f.StringVar(&o.layers, "layers", "", "report on each layer of the layer set --cache names (e.g. 2,3, 0-11 or all), with\n--midcoder and --pinv the --out DIRs of fit and pinv-baseline --layers: --out R gets\nR/layer-LL/ per layer and the cross-layer R/index.html, index.md, layers.csv and plots")
 	f.StringVar(&o.connections, "connections", "", "the --out DIR of ctxdep connections into this layer: each feature page lists the\nfeature's strongest inputs from the earlier layer, by weight (V) and by data (Ā)\n(with --layers, used for the layer it goes into)")
 	f.BoolVar(&o.evaluate, "evaluate", false, "with --layers, also run ctxdep evaluate per layer to fill the table's CE and NMSE\ncolumns (a forward pass of the whole model per cached token, per layer)")
@@ -156,7 +156,6 @@ func runReport(ctx context.Context, g *globalOptions, o *reportOptions, layerSet
 // reportLayer writes the report of the cache o names (its layer as g.layer
 // says when layerSet) into o.out.
 func reportLayer(ctx context.Context, g *globalOptions, o *reportOptions, layerSet bool) (*analysis.ReportResult, *analysis.Rendered, error) {
-	g.backend.cpuOnly("report")
 	switch {
 	case o.cache == "":
 		return nil, nil, usagef("report needs --cache DIR")
@@ -245,7 +244,8 @@ func reportLayer(ctx context.Context, g *globalOptions, o *reportOptions, layerS
 	mlp := midcoder.NewMLP(model, layer, act)
 
 	in := analysis.ReportInput{Cache: c, Connections: conns, TC: tc, MLP: mlp, Fit: fit, Pinv: pinv, TopK: o.topK, Features: o.features,
-		Examples: o.examples, MinCount: o.minCount, Pages: o.pages, WU: model.WU, Vocab: model.DVocab, Effect: o.effect}
+		Examples: o.examples, MinCount: o.minCount, Pages: o.pages, WU: model.WU, Vocab: model.DVocab, Effect: o.effect,
+		NewEffect: g.backend.effect()}
 	if tc != nil {
 		in.NeuronpediaBase = analysis.NeuronpediaBase(tcProv.Path, layer, man.DModel, tc.DSAE)
 	}

@@ -271,24 +271,32 @@ func actDeriv(dst, pre []float32, act midcoder.Activation) {
 
 // Result returns the statistics of the tokens added so far.
 func (ea *EffectAccumulator) Result() *EffectResult {
-	f, c := ea.f, ea.c
-	r := &EffectResult{Count: append([]int64(nil), ea.count...),
+	return EffectResultOf(ea.count, ea.sum, ea.sumP, ea.normSum, ea.wDec, ea.c)
+}
+
+// EffectResultOf computes the per-feature statistics from the sums an
+// accumulator keeps (on the CPU or a GPU): count (F) the firings, sum (F ×
+// C) Σ e_t(f), sumP (F × C, or nil) Σ e^pinv_t(f), normSum (F) Σ ‖e_t(f)‖,
+// and wDec (F × C, or nil) the decoder for cos_effect_dec.
+func EffectResultOf(count []int64, sum, sumP, normSum []float64, wDec []float32, c int) *EffectResult {
+	f := len(count)
+	r := &EffectResult{Count: append([]int64(nil), count...),
 		EffectConsistency: make([]float64, f), CosEffectDec: make([]float64, f),
 		CosEffectPinv: make([]float64, f), MeanEffectNorm: make([]float64, f)}
 	nan := math.NaN()
 	for fi := 0; fi < f; fi++ {
 		r.EffectConsistency[fi], r.CosEffectDec[fi], r.CosEffectPinv[fi], r.MeanEffectNorm[fi] = nan, nan, nan, nan
-		if ea.count[fi] == 0 {
+		if count[fi] == 0 {
 			continue
 		}
-		s := ea.sum[fi*c : (fi+1)*c]
-		r.MeanEffectNorm[fi] = ea.normSum[fi] / float64(ea.count[fi])
-		if ea.normSum[fi] > 0 {
+		s := sum[fi*c : (fi+1)*c]
+		r.MeanEffectNorm[fi] = normSum[fi] / float64(count[fi])
+		if normSum[fi] > 0 {
 			// ≤ 1 by the triangle inequality; min drops float64 rounding above it.
-			r.EffectConsistency[fi] = min(1, math.Sqrt(dot64(s, s))/ea.normSum[fi])
+			r.EffectConsistency[fi] = min(1, math.Sqrt(dot64(s, s))/normSum[fi])
 		}
-		if ea.wDec != nil {
-			d := ea.wDec[fi*c : (fi+1)*c]
+		if wDec != nil {
+			d := wDec[fi*c : (fi+1)*c]
 			var sd, dd float64
 			for j, v := range d {
 				sd += s[j] * float64(v)
@@ -296,13 +304,45 @@ func (ea *EffectAccumulator) Result() *EffectResult {
 			}
 			r.CosEffectDec[fi] = cosine(sd, dot64(s, s), dd)
 		}
-		if ea.sumP != nil {
-			sp := ea.sumP[fi*c : (fi+1)*c]
+		if sumP != nil {
+			sp := sumP[fi*c : (fi+1)*c]
 			r.CosEffectPinv[fi] = cosine(dot64(s, sp), dot64(s, s), dot64(sp, sp))
 		}
 	}
 	return r
 }
+
+// An EffectPass accumulates the effect statistics batch by batch: Add as
+// EffectAccumulator.Add, Result once at the end. NewCPUEffect is the CPU's;
+// a GPU's is internal/cuda's EffectAccumulator behind cmd/ctxdep's backend.
+type EffectPass interface {
+	Add(acts *transcoder.Acts, pre []float32) error
+	Result() (*EffectResult, error)
+	Close()
+}
+
+// NewEffect makes an EffectPass for NewEffectAccumulator's arguments.
+type NewEffect func(mlp *midcoder.MLP, fit, pinv *midcoder.Params, wDec []float32) (EffectPass, error)
+
+// NewCPUEffect is NewEffect on the CPU: an EffectAccumulator.
+func NewCPUEffect(mlp *midcoder.MLP, fit, pinv *midcoder.Params, wDec []float32) (EffectPass, error) {
+	ea, err := NewEffectAccumulator(mlp, fit, pinv, wDec)
+	if err != nil {
+		return nil, err
+	}
+	return cpuEffect{ea}, nil
+}
+
+type cpuEffect struct{ *EffectAccumulator }
+
+func (e cpuEffect) Add(acts *transcoder.Acts, pre []float32) error {
+	e.EffectAccumulator.Add(acts, pre)
+	return nil
+}
+
+func (e cpuEffect) Result() (*EffectResult, error) { return e.EffectAccumulator.Result(), nil }
+
+func (cpuEffect) Close() {}
 
 func dot64(a, b []float64) float64 {
 	var s float64

@@ -82,6 +82,8 @@ type ReportInput struct {
 	// fits), cos_effect_pinv (with Pinv). It costs k·N·C flops per firing
 	// (feature, token) pair, far more than the rest of the pass.
 	Effect bool
+	// NewEffect makes the effect statistics' pass (nil: NewCPUEffect).
+	NewEffect NewEffect
 	// Connections, when set, are `ctxdep connections` into this layer:
 	// each feature page lists the feature's strongest inputs by weight
 	// and by data.
@@ -196,6 +198,10 @@ func CheckMidcoderMeta(file string, meta midcoder.Meta, layer, dModel, dSAE int,
 // reportRows is about how many tokens one pass step handles: whole
 // sequences, at least one.
 const reportRows = 512
+
+// ReportRows is how many tokens one of Report's batches holds (more when
+// a sequence is longer): the batch an EffectPass's Add takes.
+const ReportRows = reportRows
 
 // CheckReportSettings checks Report's settings before any work: at least
 // one neuron per feature, and a feature count of 0 (all) or more.
@@ -314,11 +320,16 @@ func Report(ctx context.Context, in ReportInput, bar *progress.Bar) (*ReportResu
 	if in.TC != nil && in.TC.DSAE == f && in.TC.DOut == c && len(in.TC.WDec) == f*c {
 		wDec = in.TC.WDec
 	}
-	var effect *EffectAccumulator
+	var effect EffectPass
 	if in.Effect {
-		if effect, err = NewEffectAccumulator(in.MLP, in.Fit, in.Pinv, wDec); err != nil {
+		newEffect := in.NewEffect
+		if newEffect == nil {
+			newEffect = NewCPUEffect
+		}
+		if effect, err = newEffect(in.MLP, in.Fit, in.Pinv, wDec); err != nil {
 			return nil, fmt.Errorf("report: %w", err)
 		}
+		defer effect.Close()
 	}
 	var tokens int64
 	for {
@@ -332,7 +343,9 @@ func Report(ctx context.Context, in ReportInput, bar *progress.Bar) (*ReportResu
 		pre := tr.PreActivations(b.Acts)
 		accumulate(b.Acts, pre, n, neurons, k, count, on)
 		if effect != nil {
-			effect.Add(b.Acts, pre)
+			if err := effect.Add(b.Acts, pre); err != nil {
+				return nil, fmt.Errorf("report: effect statistics: %w", err)
+			}
 		}
 		if dash != nil {
 			dash.add(&window{tokens: b.Tokens, acts: b.Acts, first: b.First, t: man.ContextLength}, pre, n, neurons)
@@ -367,7 +380,9 @@ func Report(ctx context.Context, in ReportInput, bar *progress.Bar) (*ReportResu
 
 	var er *EffectResult
 	if effect != nil {
-		er = effect.Result()
+		if er, err = effect.Result(); err != nil {
+			return nil, fmt.Errorf("report: effect statistics: %w", err)
+		}
 	}
 	res := &ReportResult{Features: make([]FeatureStat, len(sel))}
 	for i, fi := range sel {

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/rand/v2"
 	"os"
 	"slices"
 	"sort"
@@ -669,4 +670,113 @@ func BenchmarkEvaluate(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*EvalRows*tt)/b.Elapsed().Seconds(), "tokens/s")
+}
+
+// The device's effect accumulator gives the CPU's statistics
+// (analysis.EffectAccumulator): counts exactly, effect_consistency, the
+// cosines and the mean norm to 1e-5, for ReLU and gelu_new MLPs, with and
+// without the pinv baseline and W_dec, over batches of several sizes
+// (entries of value 0 skipped; one batch larger than the buffers, which
+// grow) and groups of 1,000 pairs that split features.
+func TestEffectMatchesCPU(t *testing.T) {
+	defer func(g int) { effectGroup = g }(effectGroup)
+	effectGroup = 1000
+	m, err := gpt2.Load(modelDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(30, 30))
+	f := 300
+	for _, act := range []midcoder.Activation{midcoder.ReLU, midcoder.GeluNew} {
+		for _, withPinv := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%v/pinv=%v", act, withPinv), func(t *testing.T) {
+				mlp := midcoder.NewMLP(m, 1, act)
+				fit := midcoder.NewParams(f, m.DModel)
+				fit.KaimingUniform(31)
+				var pinv *midcoder.Params
+				var wDec []float32
+				if withPinv {
+					pinv = midcoder.NewParams(f, m.DModel)
+					pinv.KaimingUniform(32)
+					wDec = randFloats(r, f*m.DModel, 0.1)
+				}
+				cpu, err := analysis.NewEffectAccumulator(mlp, fit, pinv, wDec)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ea, err := dev.NewEffectAccumulator(mlp, fit, pinv, 40)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer ea.Close()
+				for _, rows := range []int{40, 7, 90} { // 90 > the 40 rows the buffers hold
+					indptr, idx, val := csr(r, rows, f, 60) // ~60 features per row: several groups per batch
+					for k := range val {
+						if k%17 == 0 {
+							val[k] = 0 // not a firing
+						}
+					}
+					acts := &transcoder.Acts{Indptr: indptr, Indices: idx, Values: val}
+					pre := randFloats(r, rows*mlp.N, 1)
+					cpu.Add(acts, pre)
+					if err := ea.Add(acts, pre); err != nil {
+						t.Fatal(err)
+					}
+				}
+				count, sum, sumP, normSum, err := ea.Sums()
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, want := analysis.EffectResultOf(count, sum, sumP, normSum, wDec, m.DModel), cpu.Result()
+				if !slices.Equal(got.Count, want.Count) {
+					t.Fatalf("counts differ: %v vs %v", got.Count[:10], want.Count[:10])
+				}
+				for _, c := range []struct {
+					name      string
+					got, want []float64
+				}{{"effect_consistency", got.EffectConsistency, want.EffectConsistency}, {"cos_effect_dec", got.CosEffectDec, want.CosEffectDec},
+					{"cos_effect_pinv", got.CosEffectPinv, want.CosEffectPinv}, {"mean_effect_norm", got.MeanEffectNorm, want.MeanEffectNorm}} {
+					for fi := range c.want {
+						g, w := c.got[fi], c.want[fi]
+						if math.IsNaN(w) != math.IsNaN(g) || math.Abs(g-w) > 1e-5*math.Max(1, math.Abs(w)) {
+							t.Errorf("%s of feature %d: %v on the device, %v on the CPU", c.name, fi, g, w)
+							break
+						}
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkEffectAdd is the report's effect statistics on the device at
+// GPT-2 small's shapes, as analysis.BenchmarkEffectAdd/fit+pinv on the
+// CPU: batches of analysis.ReportRows tokens with ~40 firing features
+// each, the fitted midcoder and the pinv baseline; tokens/s.
+func BenchmarkEffectAdd(b *testing.B) {
+	m, tc, _ := smallShaped(1, 128)
+	r := rand.New(rand.NewPCG(40, 40))
+	mlp := midcoder.NewMLP(m, 8, midcoder.ReLU)
+	fit, pinv := midcoder.NewParams(tc.DSAE, m.DModel), midcoder.NewParams(tc.DSAE, m.DModel)
+	fit.KaimingUniform(41)
+	pinv.KaimingUniform(42)
+	rows := analysis.ReportRows
+	ea, err := dev.NewEffectAccumulator(mlp, fit, pinv, rows)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ea.Close()
+	indptr, idx, val := csr(r, rows, tc.DSAE, 40)
+	acts := &transcoder.Acts{Indptr: indptr, Indices: idx, Values: val}
+	pre := randFloats(r, rows*mlp.N, 1)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := ea.Add(acts, pre); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if _, _, _, _, err := ea.Sums(); err != nil { // waits for the device
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N*rows)/b.Elapsed().Seconds(), "tokens/s")
 }

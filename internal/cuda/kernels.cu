@@ -448,3 +448,52 @@ extern "C" __global__ void cross_entropy(float* loss, const float* logits, const
     sum = block_sum_d(sum);
     if (threadIdx.x == 0) loss[r] = (float)((double)mx + log(sum) - (double)row[tokens[r + 1]]);
 }
+
+// Effect statistics (analysis.EffectAccumulator on the device).
+
+// act_deriv: dphi[i] = φ'(pre[i]): ReLU's 1 where pre > 0, else 0;
+// gelu_new's derivative of the formula in float64 (analysis.actDeriv).
+extern "C" __global__ void act_deriv(float* dphi, const float* pre, long long n, int act) {
+    const double k = 0.7978845608028654, a = 0.044715;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+        double x = pre[i];
+        if (act == ACT_RELU) {
+            dphi[i] = x > 0 ? 1.0f : 0.0f;
+        } else {
+            double t = tanh(k * (x + a * x * x * x));
+            dphi[i] = (float)(0.5 * (1 + t) + 0.5 * x * (1 - t * t) * k * (1 + 3 * a * x * x));
+        }
+    }
+}
+
+// masked_drive: a[i] = dphi[rows[i]] ⊙ drive[feats[i]] (N each) for the p
+// pairs (token row, feature) of a group. One block per pair.
+extern "C" __global__ void masked_drive(float* a, const float* dphi, const float* drive, const int* rows, const int* feats, int N) {
+    size_t i = blockIdx.x;
+    const float* g = dphi + (size_t)rows[i] * N;
+    const float* d = drive + (size_t)feats[i] * N;
+    for (int j = threadIdx.x; j < N; j += blockDim.x) a[i * N + j] = g[j] * d[j];
+}
+
+// effect_sums: for each segment s of pairs [seg[s], seg[s+1]) with one
+// feature f = feats[seg[s]], in pair order: sum[f] += e[i] (float64) and,
+// when normSum is not null, normSum[f] += ‖e[i]‖ (float64), the order
+// analysis.EffectAccumulator adds them in (pairs sorted by feature, rows
+// ascending). One block per segment: no two blocks touch one feature.
+extern "C" __global__ void effect_sums(double* sum, double* normSum, const float* e, const int* feats, const int* seg, int C) {
+    int lo = seg[blockIdx.x], hi = seg[blockIdx.x + 1];
+    size_t f = feats[lo];
+    for (int i = lo; i < hi; i++) {
+        const float* row = e + (size_t)i * C;
+        double ss = 0;
+        for (int j = threadIdx.x; j < C; j += blockDim.x) {
+            double v = row[j];
+            sum[f * C + j] += v;
+            ss += v * v;
+        }
+        if (normSum) {
+            ss = block_sum_d(ss);
+            if (threadIdx.x == 0) normSum[f] += sqrt(ss);
+        }
+    }
+}

@@ -622,3 +622,46 @@ func TestKernelCrossEntropy(t *testing.T) {
 	}
 	within(t, "cross_entropy", got, want, 1e-6, 1e-6)
 }
+
+// act_deriv is φ' as analysis.actDeriv computes it: ReLU's 0/1 (0 at
+// pre = 0) and gelu_new's kernels.GeluNewBackward of ones (float64 tanh,
+// rounded once: to float32's last bit); masked_drive is dphi[row] ⊙
+// drive[feature] per pair, one float32 product: bit for bit.
+func TestKernelActDerivMaskedDrive(t *testing.T) {
+	defer dev.enter()()
+	r := rand.New(rand.NewPCG(17, 17))
+	rows, n, f, p := 6, 700, 20, 50
+	pre := randFloats(r, rows*n, 2)
+	pre[0] = 0
+	dpre, dphi := upload(t, pre), scratch[float32](t, rows*n)
+	launchSync(t, "act_deriv", dev.grid1D(rows*n), 256, dphi, dpre, int64(rows*n), actReLU)
+	want := make([]float32, rows*n)
+	for i, x := range pre {
+		if x > 0 {
+			want[i] = 1
+		}
+	}
+	sameBits(t, "act_deriv ReLU", download[float32](t, dphi, rows*n), want)
+	launchSync(t, "act_deriv", dev.grid1D(rows*n), 256, dphi, dpre, int64(rows*n), actGeluNew)
+	for i := range want {
+		want[i] = 1
+	}
+	kernels.GeluNewBackward(want, pre)
+	got := download[float32](t, dphi, rows*n)
+	within(t, "act_deriv gelu_new", got, want, 0, 2e-7)
+
+	drive := randFloats(r, f*n, 1)
+	pr, pf := make([]int32, p), make([]int32, p)
+	for i := range pr {
+		pr[i], pf[i] = int32(r.IntN(rows)), int32(r.IntN(f))
+	}
+	a := scratch[float32](t, p*n)
+	launchSync(t, "masked_drive", p, 256, a, dphi, upload(t, drive), upload(t, pr), upload(t, pf), n)
+	wantA := make([]float32, p*n)
+	for i := range pr {
+		for j := 0; j < n; j++ {
+			wantA[i*n+j] = got[int(pr[i])*n+j] * drive[int(pf[i])*n+j]
+		}
+	}
+	sameBits(t, "masked_drive", download[float32](t, a, p*n), wantA)
+}

@@ -100,3 +100,22 @@ func (e *Evaluator) Batch([]int32, int, int, []float64, []float64, *float64) err
 
 // Close does nothing.
 func (e *Evaluator) Close() {}
+
+// EffectAccumulator is the report's effect statistics on the device.
+type EffectAccumulator struct{}
+
+// NewEffectAccumulator fails: this build has no CUDA backend.
+func (d *Device) NewEffectAccumulator(*midcoder.MLP, *midcoder.Params, *midcoder.Params, int) (*EffectAccumulator, error) {
+	return nil, ErrNotBuilt
+}
+
+// Add fails: this build has no CUDA backend.
+func (ea *EffectAccumulator) Add(*transcoder.Acts, []float32) error { return ErrNotBuilt }
+
+// Sums fails: this build has no CUDA backend.
+func (ea *EffectAccumulator) Sums() ([]int64, []float64, []float64, []float64, error) {
+	return nil, nil, nil, nil, ErrNotBuilt
+}
+
+// Close does nothing.
+func (ea *EffectAccumulator) Close() {}
