@@ -4,14 +4,18 @@
 # from the repository root on the GPU machine (no Go toolchain, no network
 # needed; PyTorch for the comparison):
 #
-#   scripts/gpu-check.sh [OUTDIR]
+#   scripts/gpu-check.sh [--quick] [OUTDIR]
 #
 # (a) correctness: the CUDA build against the CPU build on the committed
 #     fixtures (TransformerLens goldens) and on GPT-2-small-shaped random
-#     weights: x, y, acts, and a short fit trajectory (bin/gpu/cuda.test);
-#     then the CLI: fit --device cuda against --device cpu on the tiny bundle;
-# (b) benchmarks: forward+encode and the fit step in tokens/s, and the
-#     notebook's whole fit (163,840 tokens from token ids) in seconds;
+#     weights: each kernel alone, x, y, acts, a short fit trajectory (also
+#     --deterministic, twice), the evaluation and effect passes
+#     (bin/gpu/cuda.test); then the CLI: cache build, fit, evaluate and
+#     report with --device cuda against --device cpu on the tiny bundle;
+# (b) benchmarks: forward+encode, the fit step (also with --deterministic)
+#     and evaluate in tokens/s, the notebook's whole fit (163,840 tokens
+#     from token ids) in seconds, the fit step's device time per kernel,
+#     and the report's effect statistics against this machine's CPU;
 # (c) the same pipeline in PyTorch on the same GPU (scripts/bench_torch.py).
 # It ends with one short table. Logs go to OUTDIR (default /tmp/gpu-check).
 #
@@ -186,6 +190,9 @@ step "(b) benchmarks: the CUDA backend"
 (cd internal/cuda && timeout 150 "$bin/cuda.test" -test.run '^$' -test.bench 'ForwardEncode|FitStep|Phases|Evaluate|EffectAdd' -test.benchtime 20x -test.count 3 2>&1; \
  timeout 120 "$bin/cuda.test" -test.run '^$' -test.bench 'NotebookFit' -test.benchtime 3x -test.count 1 2>&1) | tee "$out/bench-go.txt" | grep -E '^Benchmark|device:'
 
+# Where a fit step's device time goes, per kernel and GEMM shape (events around each launch).
+(cd internal/cuda && timeout 90 "$bin/cuda.test" -test.run '^$' -test.bench 'FitStepProfile' -test.benchtime 1x 2>&1) \
+  | tee "$out/profile.txt" | grep -vE '^(goos|goarch|pkg|cpu|PASS)'
 # The report's effect statistics: ctxdep on this machine's CPU, for the GPU's ratio.
 timeout 120 "$bin/analysis.test" -test.run '^$' -test.bench 'EffectAdd/fit\+pinv' -test.benchtime 3x 2>&1 | tee -a "$out/bench-go.txt" | grep -E '^Benchmark'
 

@@ -18,6 +18,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -779,4 +780,88 @@ func BenchmarkEffectAdd(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64(b.N*rows)/b.Elapsed().Seconds(), "tokens/s")
+}
+
+// A profile counts every launch and GEMM of a pass by kernel and shape:
+// the tiny model's forward to block 2 is 3 blocks of two LayerNorms, two
+// batched attention GEMMs and four linear GEMMs each.
+func TestProfile(t *testing.T) {
+	m, err := gpt2.Load(modelDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, tt := 2, 8
+	f, err := dev.NewForward(m, []int{2}, nil, b, tt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Free()
+	n := b * tt * m.DModel
+	dev.StartProfile()
+	if err := f.Run(gpt2.RandomTokens(b*tt, m.DVocab, 1), b, tt, []cachebuild.Capture{{X: make([]float32, n), Y: make([]float32, n)}}); err != nil {
+		t.Fatal(err)
+	}
+	stats, err := dev.StopProfile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := map[string]int{}
+	gemms := 0
+	for _, s := range stats {
+		calls[s.Name] = s.Calls
+		if strings.HasPrefix(s.Name, "gemm ") {
+			gemms += s.Calls
+		}
+		if !(s.Ms >= 0) {
+			t.Errorf("%s: %v ms", s.Name, s.Ms)
+		}
+		t.Logf("%-40s %4d calls %9.3f ms", s.Name, s.Calls, s.Ms)
+	}
+	if calls["layernorm_pre"] != 6 || calls["embed"] != 1 || gemms != 12 || calls[fmt.Sprintf("batched gemm NT %d × %d×%d×%d", b*m.NHead, tt, tt, m.DHead)] != 3 {
+		t.Errorf("profile counted %v", calls)
+	}
+	if _, err := dev.StopProfile(); err == nil {
+		t.Error("a second StopProfile returned no error")
+	}
+}
+
+// BenchmarkFitStepProfile prints where a notebook fit step's device time
+// goes (B = 64 rows of 128 from token ids), per kernel and GEMM shape,
+// over 10 steps after 3 of warm-up.
+func BenchmarkFitStepProfile(b *testing.B) {
+	rows, tt := 64, 128
+	m, tc, _ := smallShaped(rows, tt)
+	tok := gpt2.RandomTokens(8*rows*tt, m.DVocab, 5)
+	fit, _ := notebookFit(b, dev, m, tc, tok, rows, tt)
+	defer fit.Close()
+	step := func() {
+		if _, _, err := fit.Step(context.Background(), rows, 1e-3); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for i := 0; i < 3; i++ {
+		step()
+	}
+	const steps = 10
+	for i := 0; i < b.N; i++ {
+		dev.StartProfile()
+		for s := 0; s < steps; s++ {
+			step()
+		}
+		stats, err := dev.StopProfile()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if i > 0 {
+			continue
+		}
+		total := 0.0
+		for _, s := range stats {
+			total += s.Ms
+		}
+		b.Logf("device time per step %.3f ms, by kernel and GEMM shape:", total/steps)
+		for _, s := range stats {
+			b.Logf("  %-44s %5.1f calls %9.3f ms %5.1f%%", s.Name, float64(s.Calls)/steps, s.Ms/steps, 100*s.Ms/total)
+		}
+	}
 }

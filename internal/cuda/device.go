@@ -31,6 +31,7 @@ type Device struct {
 	name string
 	opts Options
 	sms  int
+	prof *profiler // while profiling (StartProfile)
 }
 
 // Open creates a context on the device o.Ordinal, compiles the embedded
@@ -233,7 +234,10 @@ func (d *Device) launch(name string, grid, block int, args ...any) error {
 	if grid <= 0 {
 		return nil
 	}
-	if err := d.drv.launch(name, grid, block, ptrs[:len(args)]); err != nil {
+	mk := d.prof.begin(name)
+	err := d.drv.launch(name, grid, block, ptrs[:len(args)])
+	d.prof.end(mk)
+	if err != nil {
 		return fmt.Errorf("cuda: launching %s (%d blocks of %d): %v", name, grid, block, err)
 	}
 	return nil

@@ -134,3 +134,20 @@ func memcpyDtoD(dst, src devPtr, n int64) error { return cu.MemcpyDtoD(dst, src,
 func memsetD8(p devPtr, v byte, n int64) error { return cu.MemsetD8(p, v, n) }
 
 func synchronize() error { return cu.Synchronize() }
+
+// timer is an event on the stream, for profiles.
+type timer = cu.Event
+
+func newTimer() (timer, error) { return cu.MakeEvent(cu.DefaultEvent) }
+
+func recordTimer(t timer) error { return t.Record(cu.Stream{}) }
+
+// elapsedMs waits for b and returns the milliseconds from a to b.
+func elapsedMs(a, b timer) (float64, error) {
+	if err := b.Synchronize(); err != nil {
+		return 0, err
+	}
+	return a.Elapsed(b)
+}
+
+func destroyTimer(t *timer) { cu.DestroyEvent(t) }

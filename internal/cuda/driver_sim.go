@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"time"
 	"unsafe"
 
 	"gonum.org/v1/gonum/blas"
@@ -194,6 +195,20 @@ func memsetD8(p devPtr, v byte, n int64) error {
 }
 
 func synchronize() error { return nil }
+
+// timer is a host clock reading: the simulated device is synchronous.
+type timer = *time.Time
+
+func newTimer() (timer, error) { return new(time.Time), nil }
+
+func recordTimer(t timer) error {
+	*t = time.Now()
+	return nil
+}
+
+func elapsedMs(a, b timer) (float64, error) { return float64(b.Sub(*a).Nanoseconds()) / 1e6, nil }
+
+func destroyTimer(*timer) {}
 
 // cublas is blas32's Sgemm in the simulated build.
 type cublas struct {

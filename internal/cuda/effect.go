@@ -113,7 +113,7 @@ func (ea *EffectAccumulator) drives(wmid, win buf, p *midcoder.Params, dst buf) 
 	if err := h2d(wmid, p.WMid); err != nil {
 		return err
 	}
-	return ea.d.blas.gemm(false, false, ea.f, ea.n, ea.c, 1, wmid.p, ea.c, win.p, ea.n, 0, dst.p, ea.n)
+	return ea.d.gemm(false, false, ea.f, ea.n, ea.c, 1, wmid.p, ea.c, win.p, ea.n, 0, dst.p, ea.n)
 }
 
 // Close releases the device memory.
@@ -211,7 +211,7 @@ func (ea *EffectAccumulator) runGroup(lo, hi int, acts *transcoder.Acts) error {
 		}
 		rows = 2 * p
 	}
-	if err := d.blas.gemm(false, false, rows, c, n, 1, ea.a.p, n, ea.wout.p, c, 0, ea.e.p, c); err != nil {
+	if err := d.gemm(false, false, rows, c, n, 1, ea.a.p, n, ea.wout.p, c, 0, ea.e.p, c); err != nil {
 		return err
 	}
 	if err := d.launch("effect_sums", segs, 256, ea.sum, ea.normSum, ea.e, ea.feats, ea.seg, c); err != nil {

@@ -86,7 +86,7 @@ func (e *Encoder) encode(acts *Acts, x buf, m int) error {
 	if err := d.launch("sub_bias", d.grid1D(m*c), 256, e.sae, x, e.bdec, m, c); err != nil {
 		return err
 	}
-	if err := d.blas.gemm(false, false, m, f, c, 1, e.sae.p, c, e.wenc.p, f, 0, e.hidden.p, f); err != nil {
+	if err := d.gemm(false, false, m, f, c, 1, e.sae.p, c, e.wenc.p, f, 0, e.hidden.p, f); err != nil {
 		return err
 	}
 	if err := d.launch("encode_count", m, 256, e.hidden, e.benc, acts.counts, f); err != nil {

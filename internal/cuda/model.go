@@ -219,14 +219,14 @@ func (g *Model) attention(b, t, h, dh, c int, scale float32) error {
 	if err := d.launch("split_heads", b*t, 256, g.heads, g.qkv, b, t, h, dh); err != nil {
 		return err
 	}
-	if err := d.blas.gemmBatched(false, true, t, t, dh, 1, q, dh, t*dh, k, dh, t*dh, 0, g.scores.p, t, t*t, b*h); err != nil {
+	if err := d.gemmBatched(false, true, t, t, dh, 1, q, dh, t*dh, k, dh, t*dh, 0, g.scores.p, t, t*t, b*h); err != nil {
 		return err
 	}
 	if err := d.launch("causal_softmax", b*h*t, 128, g.scores, t, scale); err != nil {
 		return err
 	}
 	// The pattern @ V of each pair goes where its Q was (no longer needed).
-	if err := d.blas.gemmBatched(false, false, t, dh, t, 1, g.scores.p, t, t*t, v, dh, t*dh, 0, q, dh, t*dh, b*h); err != nil {
+	if err := d.gemmBatched(false, false, t, dh, t, 1, g.scores.p, t, t*t, v, dh, t*dh, 0, q, dh, t*dh, b*h); err != nil {
 		return err
 	}
 	return d.launch("merge_heads", b*t, 256, g.z, g.heads, b, t, h, dh)
@@ -241,7 +241,7 @@ const (
 
 // linear sets dst (M, N) = act(a (M, K) @ w (K, N) + bias).
 func (d *Device) linear(dst, a, w, bias buf, m, k, n, act int) error {
-	if err := d.blas.gemm(false, false, m, n, k, 1, a.p, k, w.p, n, 0, dst.p, n); err != nil {
+	if err := d.gemm(false, false, m, n, k, 1, a.p, k, w.p, n, 0, dst.p, n); err != nil {
 		return err
 	}
 	if bias.p == 0 && act == actNone {

@@ -119,7 +119,7 @@ func (l *allocList) uploadMLP(p *devMLP, mlp *midcoder.MLP) {
 // (midcoder.Model.Forward after the gather), leaving the pre-activations
 // in pre and the activations in h (m, N each).
 func (d *Device) mlpForward(p *devMLP, out, h, pre, mid buf, m int) error {
-	if err := d.blas.gemm(false, false, m, p.n, p.c, 1, mid.p, p.c, p.win.p, p.n, 0, pre.p, p.n); err != nil {
+	if err := d.gemm(false, false, m, p.n, p.c, 1, mid.p, p.c, p.win.p, p.n, 0, pre.p, p.n); err != nil {
 		return err
 	}
 	if err := d.launch("bias_act", d.grid1D(m*p.n), 256, h, pre, p.bin, m, p.n, p.act); err != nil {
@@ -204,7 +204,7 @@ func (t *Trainer) step(acts *Acts, y buf, lr float64) (loss, lossNorm float64, e
 		return 0, 0, err
 	}
 	// Backward: dh = dout @ W_outᵀ, through the activation, dmid = dpre @ W_inᵀ.
-	if err := d.blas.gemm(false, true, m, n, c, 1, t.out.p, c, t.mlp.wout.p, c, 0, t.h.p, n); err != nil {
+	if err := d.gemm(false, true, m, n, c, 1, t.out.p, c, t.mlp.wout.p, c, 0, t.h.p, n); err != nil {
 		return 0, 0, err
 	}
 	actGrad := "gelu_new_grad"
@@ -214,7 +214,7 @@ func (t *Trainer) step(acts *Acts, y buf, lr float64) (loss, lossNorm float64, e
 	if err := d.launch(actGrad, d.grid1D(m*n), 256, t.h, t.pre, int64(m*n)); err != nil {
 		return 0, 0, err
 	}
-	if err := d.blas.gemm(false, true, m, c, n, 1, t.h.p, n, t.mlp.win.p, n, 0, t.mid.p, c); err != nil {
+	if err := d.gemm(false, true, m, c, n, 1, t.h.p, n, t.mlp.win.p, n, 0, t.mid.p, c); err != nil {
 		return 0, 0, err
 	}
 	// Gradients of W_mid (scattered from the active rows) and b_mid.
