@@ -85,12 +85,16 @@ ptx:
 	$(NVCC) -ptx -arch=compute_80 -O3 -ccbin $${CUDAHOSTCXX:-gcc-12} --allow-unsupported-compiler \
 		internal/cuda/kernels.cu -o internal/cuda/kernels.ptx
 
-# What scripts/gpu-check.sh runs on a GPU machine, built here.
+# What scripts/gpu-check.sh runs on a GPU machine, built here; also packed
+# into one archive (76 MB of binaries, 34 MB packed) for tools that carry
+# only so much to the GPU machine.
 gpu-check-build: cuda-sdk
 	mkdir -p bin/gpu
 	$(CUDA_ENV) $(GO) build -tags cuda -ldflags '-s -w $(LDFLAGS)' -o bin/gpu/ctxdep ./cmd/ctxdep
 	$(CUDA_ENV) $(GO) test -tags cuda -ldflags '-s -w' -c -o bin/gpu/cuda.test ./internal/cuda
 	$(GO) test -ldflags '-s -w' -c -o bin/gpu/analysis.test ./internal/analysis
+	tar czf bin/gpu.tar.gz -C bin gpu
+	@echo "bin/gpu/ and bin/gpu.tar.gz ($$(du -h bin/gpu.tar.gz | cut -f1); unpack with tar xzf bin/gpu.tar.gz -C bin) are ready for scripts/gpu-check.sh"
 
 # The CUDA build compiles, links and vets (its tests need a GPU: scripts/gpu-check.sh).
 test-cuda: cuda-sdk

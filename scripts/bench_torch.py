@@ -59,16 +59,19 @@ def gelu_new(x):
     return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
 
 
+def attention(resid, b):
+    """resid plus block b's attention output: resid_mid."""
+    qkv = lnpre(resid) @ b["Wqkv"] + b["bqkv"]
+    q, k, v = [t.view(B, T, H, D).transpose(1, 2) for t in qkv.split(C, -1)]
+    s = (q @ k.transpose(-1, -2)) / math.sqrt(D)
+    s = s.masked_fill(mask, float("-inf")).softmax(-1)
+    return resid + (s @ v).transpose(1, 2).reshape(B, T, C) @ b["WO"] + b["bO"]
+
+
 def forward(tok):
     resid = W_E[tok] + W_pos[:T]
     for l, b in enumerate(blocks):
-        x = lnpre(resid)
-        qkv = x @ b["Wqkv"] + b["bqkv"]
-        q, k, v = [t.view(B, T, H, D).transpose(1, 2) for t in qkv.split(C, -1)]
-        s = (q @ k.transpose(-1, -2)) / math.sqrt(D)
-        s = s.masked_fill(mask, float("-inf")).softmax(-1)
-        z = (s @ v).transpose(1, 2).reshape(B, T, C)
-        resid = resid + z @ b["WO"] + b["bO"]
+        resid = attention(resid, b)
         x2 = lnpre(resid)
         y = gelu_new(x2 @ b["Win"] + b["bin"]) @ b["Wout"] + b["bout"]
         if l == L:
@@ -301,12 +304,7 @@ if a.evaluate:
     def ce_with(tok, replace):
         resid = W_E[tok] + W_pos[:T]
         for l, b in enumerate(blocks):
-            x = lnpre(resid)
-            qkv = x @ b["Wqkv"] + b["bqkv"]
-            q, k, v = [t.view(B, T, H, D).transpose(1, 2) for t in qkv.split(C, -1)]
-            s = (q @ k.transpose(-1, -2)) / math.sqrt(D)
-            s = s.masked_fill(mask, float("-inf")).softmax(-1)
-            resid = resid + (s @ v).transpose(1, 2).reshape(B, T, C) @ b["WO"] + b["bO"]
+            resid = attention(resid, b)
             x2 = lnpre(resid)
             y = mlp_out(x2, l)
             if l == L:

@@ -4,7 +4,10 @@
 # from the repository root on the GPU machine (no Go toolchain, no network
 # needed; PyTorch for the comparison):
 #
-#   scripts/gpu-check.sh [--quick] [OUTDIR]
+#   scripts/gpu-check.sh [--quick | --bench] [OUTDIR]
+#
+# (or copy bin/gpu.tar.gz, which the same make target writes, and unpack it
+# first: tar xzf bin/gpu.tar.gz -C bin).
 #
 # (a) correctness: the CUDA build against the CPU build on the committed
 #     fixtures (TransformerLens goldens) and on GPT-2-small-shaped random
@@ -19,20 +22,24 @@
 # (c) the same pipeline in PyTorch on the same GPU (scripts/bench_torch.py).
 # It ends with one short table. Logs go to OUTDIR (default /tmp/gpu-check).
 #
-# --quick runs (a) only. A rehearsal without a GPU: build the binaries with
+# --quick runs (a) only, --bench (b) to (d) only (two calls that each fit a
+# short lease of a GPU machine). A rehearsal without a GPU: build the binaries with
 # the tag cudasim (the simulated device; see internal/cuda/doc.go) into a
 # folder and name it in GPU_CHECK_BIN, e.g.
 #   mkdir -p /tmp/sim && CGO_ENABLED=1 go build -tags cudasim -o /tmp/sim/ctxdep ./cmd/ctxdep &&
 #   CGO_ENABLED=1 go test -tags cudasim -c -o /tmp/sim/cuda.test ./internal/cuda &&
+#   go test -c -o /tmp/sim/analysis.test ./internal/analysis &&
 #   GPU_CHECK_BIN=/tmp/sim scripts/gpu-check.sh --quick
 set -uo pipefail
 cd "$(dirname "$0")/.."
-quick=no
-if [ "${1:-}" = "--quick" ]; then quick=yes; shift; fi
+mode=all
+case "${1:-}" in --quick) mode=quick; shift;; --bench) mode=bench; shift;; esac
 out=${1:-/tmp/gpu-check}
 mkdir -p "$out"
-bin=${GPU_CHECK_BIN:-bin/gpu}
-bin=$(realpath "$bin")
+bin=$(realpath "${GPU_CHECK_BIN:-bin/gpu}")
+for f in ctxdep cuda.test analysis.test; do
+  [ -x "$bin/$f" ] || { echo "no $bin/$f: run make gpu-check-build (on a machine with Go) first"; exit 2; }
+done
 py=$(command -v python3)
 fail=0
 step() { echo; echo "=== $* ($(date +%T))"; }
@@ -64,6 +71,7 @@ fi
 echo "CTXDEP_CUBLAS=${CTXDEP_CUBLAS:-(loader search)}"
 "$bin/ctxdep" version
 
+if [ $mode != bench ]; then
 step "(a) device vs CPU: fixtures and GPT-2-small shapes"
 (cd internal/cuda && timeout 240 "$bin/cuda.test" -test.v -test.run . 2>&1) | tee "$out/tests.txt" | grep -E '^(=== RUN|--- |PASS|FAIL|ok)|cuda_test.go|device:' || true
 grep -q '^PASS' "$out/tests.txt" || { echo "CUDA TESTS FAILED"; fail=1; }
@@ -181,14 +189,15 @@ echo "oversized --batch-size: exit $rc: $msg"
 { [ $rc = 1 ] && echo "$msg" | grep -q 'lower --batch-size' && [ ! -e "$tmp/oom" ]; } || { echo "FAIL: want exit 1, advice and no output"; fail=1; }
 fi
 
-if [ $quick = yes ]; then
+fi # (a)
+if [ $mode = quick ]; then
   echo; echo "correctness (--quick: (a) only): $([ $fail = 0 ] && echo PASS || echo FAIL)"
   exit $fail
 fi
 
 step "(b) benchmarks: the CUDA backend"
-(cd internal/cuda && timeout 150 "$bin/cuda.test" -test.run '^$' -test.bench 'ForwardEncode|FitStep|Phases|Evaluate|EffectAdd' -test.benchtime 20x -test.count 3 2>&1; \
- timeout 120 "$bin/cuda.test" -test.run '^$' -test.bench 'NotebookFit' -test.benchtime 3x -test.count 1 2>&1) | tee "$out/bench-go.txt" | grep -E '^Benchmark|device:'
+(cd internal/cuda && timeout 150 "$bin/cuda.test" -test.run '^$' -test.bench '^Benchmark(ForwardEncode|FitStep|FitStepDeterministic|Phases|Evaluate|EffectAdd)$' -test.benchtime 20x -test.count 3 2>&1; \
+ timeout 120 "$bin/cuda.test" -test.run '^$' -test.bench '^BenchmarkNotebookFit$' -test.benchtime 3x -test.count 1 2>&1) | tee "$out/bench-go.txt" | grep -E '^Benchmark|device:'
 
 # Where a fit step's device time goes, per kernel and GEMM shape (events around each launch).
 (cd internal/cuda && timeout 90 "$bin/cuda.test" -test.run '^$' -test.bench 'FitStepProfile' -test.benchtime 1x 2>&1) \
@@ -230,6 +239,6 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2fx", a
   nb32=$(grep BenchmarkNotebookFit "$out/bench-go-tf32.txt" | grep -o '[0-9.]* s/fit' | awk '{print $1}')
   tnb32=$(grep 'notebook fit' "$out/bench-torch-tf32.txt" | awk '{print $(NF-4)}')
   printf '%-44s %14s %14s %8s\n' "notebook fit with TF32 (--tf32), seconds" "$nb32" "$tnb32" "$(ratio "$tnb32" "$nb32")"
-  echo "correctness: $([ $fail = 0 ] && echo PASS || echo FAIL)"
+  [ $mode = bench ] && echo "correctness: not run (--bench)" || echo "correctness: $([ $fail = 0 ] && echo PASS || echo FAIL)"
 } | tee "$out/summary.txt"
 exit $fail

@@ -37,8 +37,9 @@ and each reconstruction's mse (mean over all elements of (recon − y)²) and nm
 (mse / mean(y²)) against the clean hook_mlp_out. Memory stays at one shard.
 
 With --device cuda (a build with CUDA) the model passes, splices and
-cross-entropies run on the GPU, 32 sequences at a time; the results agree with
-the CPU's to float32 rounding (the sums are the CPU's, in the same order).`,
+cross-entropies run on the GPU, 4,096 tokens at a time (32 sequences of 128); the
+results agree with the CPU's to float32 rounding (the per-position losses are
+summed in the CPU's order; the squared errors in another).`,
 		Example: `  ctxdep evaluate --cache cache-l8 --midcoder fit-l8/midcoder.safetensors --midcoder pinv-l8.safetensors`,
 		Args:    exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -57,6 +57,24 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// tiny loads the committed fixtures: the tiny model, its layer-1
+// transcoder and the token rows (b rows of t).
+func tiny(t *testing.T) (m *gpt2.Model, tc *transcoder.Transcoder, tok []int32, b, tt int) {
+	t.Helper()
+	m, err := gpt2.Load(modelDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tc, err = transcoder.Load(tcFile); err != nil {
+		t.Fatal(err)
+	}
+	tok, shape, err := npy.ReadInt32(tokensFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, tc, tok, shape[0], shape[1]
+}
+
 // maxRel returns max |got − want| / max |want|, the error measure of the
 // float32 comparisons below (sums in another order differ in the last bits,
 // relative to the values' scale, not to each small element).
@@ -104,14 +122,7 @@ func gpuRun(t *testing.T, m *gpt2.Model, tc *transcoder.Transcoder, tokens []int
 // One device pass capturing layers 0 and 2 gives each layer the bits of
 // a pass that stops at that layer: x, y and the acts.
 func TestForwardLayerSet(t *testing.T) {
-	m, err := gpt2.Load(modelDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tc, err := transcoder.Load(tcFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, tc, _, _, _ := tiny(t)
 	b, tt := 3, 16
 	tokens := gpt2.RandomTokens(b*tt, m.DVocab, 7)
 	f, err := dev.NewForward(m, []int{0, 2}, []*transcoder.Transcoder{tc, tc}, b, tt)
@@ -138,16 +149,8 @@ func TestForwardLayerSet(t *testing.T) {
 // On the tiny fixture the device's x and y are TransformerLens's (the
 // PyTorch goldens) to the CPU test's tolerance, at every layer.
 func TestForwardTinyMatchesTransformerLens(t *testing.T) {
-	m, err := gpt2.Load(modelDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, shape, err := npy.ReadInt32(tokensFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, _, tok, b, tt := tiny(t)
 	g := testutil.Golden(t, goldenCache)
-	b, tt := shape[0], shape[1]
 	for layer := 0; layer < m.NLayer; layer++ {
 		x, y, _ := gpuRun(t, m, nil, tok, b, tt, layer)
 		xn, yn := fmt.Sprint("x.", layer), fmt.Sprint("y.", layer)
@@ -159,19 +162,7 @@ func TestForwardTinyMatchesTransformerLens(t *testing.T) {
 // The device's sparse activations equal the CPU encoder's on the tiny
 // fixture: same features, values to float32 tolerance.
 func TestEncodeTiny(t *testing.T) {
-	m, err := gpt2.Load(modelDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tc, err := transcoder.Load(tcFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, shape, err := npy.ReadInt32(tokensFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, tt := shape[0], shape[1]
+	m, tc, tok, b, tt := tiny(t)
 	x, _, acts := gpuRun(t, m, tc, tok, b, tt, 1)
 	var want transcoder.Acts
 	tc.NewEncoder().Encode(&want, x, b*tt)
@@ -294,13 +285,14 @@ func TestFitTrajectory(t *testing.T) {
 		t.Skip("with TF32 the trajectory drifts by ~1e-4 per step; this test holds the exact float32 GEMMs to the CPU")
 	}
 	for _, act := range []midcoder.Activation{midcoder.ReLU, midcoder.GeluNew} {
-		t.Run(act.String(), func(t *testing.T) { fitTrajectory(t, dev, act, 6) })
+		t.Run(act.String(), func(t *testing.T) { fitTrajectory(t, dev, act, 2, 6) })
 	}
 }
 
 // With Options.Deterministic the gradients are summed in a fixed order:
 // two fits repeat bit for bit (parameters, moments and losses), and follow
-// the CPU's trajectory as the default scatter does.
+// the CPU's trajectory as the default scatter does. Batches of 3 rows of
+// 128 make two chunks of the sorted scatter.
 func TestFitDeterministic(t *testing.T) {
 	if dev.opts.TF32 {
 		t.Skip("TestFitTrajectory's reason")
@@ -310,8 +302,8 @@ func TestFitDeterministic(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer det.Close()
-	a, la := fitTrajectory(t, det, midcoder.ReLU, 2)
-	b, lb := fitTrajectory(t, det, midcoder.ReLU, 2)
+	a, la := fitTrajectory(t, det, midcoder.ReLU, 3, 2)
+	b, lb := fitTrajectory(t, det, midcoder.ReLU, 3, 2)
 	if !slices.Equal(la, lb) {
 		t.Errorf("losses %v, then %v", la, lb)
 	}
@@ -325,10 +317,11 @@ func TestFitDeterministic(t *testing.T) {
 	}
 }
 
-// fitTrajectory runs steps of a fit on d and on the CPU and compares them;
-// it returns the device fit's host trainer (synchronised) and its losses.
-func fitTrajectory(t *testing.T, d *Device, act midcoder.Activation, steps int) (*midcoder.Trainer, []float64) {
-	b, tt, layer := 2, 128, 8
+// fitTrajectory runs steps of b rows of 128 tokens of a fit on d and on
+// the CPU and compares them; it returns the device fit's host trainer
+// (synchronised) and its losses.
+func fitTrajectory(t *testing.T, d *Device, act midcoder.Activation, b, steps int) (*midcoder.Trainer, []float64) {
+	tt, layer := 128, 8
 	if simulated {
 		layer = 2 // the emulated attention kernels dominate the time: fewer blocks
 	}
@@ -570,19 +563,8 @@ func BenchmarkPhases(b *testing.B) {
 // (layer 1, two midcoders: ReLU and gelu_new) and at GPT-2 small's shapes.
 func TestEvaluateMatchesCPU(t *testing.T) {
 	t.Run("tiny", func(t *testing.T) {
-		m, err := gpt2.Load(modelDir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tc, err := transcoder.Load(tcFile)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tok, shape, err := npy.ReadInt32(tokensFile)
-		if err != nil {
-			t.Fatal(err)
-		}
-		compareEval(t, m, tc, 1, tok, shape[0], shape[1])
+		m, tc, tok, b, tt := tiny(t)
+		compareEval(t, m, tc, 1, tok, b, tt)
 	})
 	t.Run("gpt2-small-shapes", func(t *testing.T) {
 		b, tt := 4, 128
@@ -649,12 +631,13 @@ func compareEval(t *testing.T, m *gpt2.Model, tc *transcoder.Transcoder, layer i
 
 // BenchmarkEvaluate is evaluate's work per cached token on the device
 // with one midcoder, as analysis.BenchmarkEvaluate on the CPU: per batch
-// of EvalRows rows of 128, GPT-2 small to block 8 once, then four
+// of 32 rows of 128, GPT-2 small to block 8 once, then four
 // variants (clean, transcoder, midcoder, zero ablation) through blocks
 // 9–11, the unembedding and the cross-entropy.
 func BenchmarkEvaluate(b *testing.B) {
 	tt := 128
-	m, tc, tok := smallShaped(EvalRows, tt)
+	rows := evalRows(tt)
+	m, tc, tok := smallShaped(rows, tt)
 	p := midcoder.NewParams(tc.DSAE, m.DModel)
 	p.KaimingUniform(3)
 	ev, err := dev.NewEvaluator(m, 8, tc, []*midcoder.Params{p}, []*midcoder.MLP{midcoder.NewMLP(m, 8, midcoder.ReLU)}, tt)
@@ -666,11 +649,11 @@ func BenchmarkEvaluate(b *testing.B) {
 	var y2 float64
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if err := ev.Batch(tok, EvalRows, tt, ce, se, &y2); err != nil {
+		if err := ev.Batch(tok, rows, tt, ce, se, &y2); err != nil {
 			b.Fatal(err)
 		}
 	}
-	b.ReportMetric(float64(b.N*EvalRows*tt)/b.Elapsed().Seconds(), "tokens/s")
+	b.ReportMetric(float64(b.N*rows*tt)/b.Elapsed().Seconds(), "tokens/s")
 }
 
 // The device's effect accumulator gives the CPU's statistics

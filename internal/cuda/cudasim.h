@@ -14,12 +14,18 @@
 // reported by launch_kernel's caller. What it cannot see: data races
 // between threads that should have been separated by a barrier (threads
 // run in order, which hides many of them; CUDASIM_ORDER=reverse runs
-// them in the opposite order, which shows others). Shared memory is a static variable, shared by the
+// blocks and threads in the opposite order, which shows others). Shared memory is a static variable, shared by the
 // block's threads. Atomics are plain operations (one OS thread). Fast-math
 // intrinsics (__expf) are the exact functions, so results match the GPU to
 // its rounding, not bit for bit.
 #pragma once
 
+// No fused multiply-adds where the source has none (g++ fuses by default
+// where the target has FMA: arm64, or x86 with -march flags), as nvcc
+// keeps __fmul_rn/__fadd_rn apart.
+#pragma GCC optimize("fp-contract=off")
+
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -38,8 +44,12 @@
 
 namespace cudasim {
 
-struct dim3 {
+struct dim3 {  // blockDim, gridDim
     unsigned x = 1, y = 1, z = 1;
+};
+
+struct uint3 {  // threadIdx, blockIdx: 0 in the dimensions a 1-D launch does not use
+    unsigned x = 0, y = 0, z = 0;
 };
 
 enum State { READY, AT_SYNC, AT_WARP, DONE };
@@ -51,7 +61,7 @@ struct Thread {
 #else
     ucontext_t ctx;
 #endif
-    dim3 tid;
+    uint3 tid;
     State state = DONE;
     WarpOp op = SYNCWARP;
     uint64_t val = 0, res = 0;
@@ -61,7 +71,8 @@ struct Thread {
 };
 
 // The current launch: one at a time (launch holds a mutex).
-inline dim3 block_idx, block_dim, grid_dim;
+inline uint3 block_idx;
+inline dim3 block_dim, grid_dim;
 inline Thread* self = nullptr;
 inline void (*body)(void*) = nullptr;
 inline void* body_arg = nullptr;
@@ -73,6 +84,7 @@ extern "C" void cudasim_switch(void** save, void* to);
 asm(R"(
 .text
 .globl cudasim_switch
+.hidden cudasim_switch
 .type cudasim_switch,@function
 cudasim_switch:
     pushq %rbp
@@ -190,9 +202,9 @@ inline bool complete_warp(int w, int n) {  // and every lane its mask names
     return true;
 }
 
-// reverse_order runs a block's threads from the last to the first
-// (CUDASIM_ORDER=reverse in the tests: sim_test.go): a race that one order
-// hides, the other shows.
+// reverse_order runs the blocks, and each block's threads, from the last
+// to the first (CUDASIM_ORDER=reverse in the tests: sim_test.go): a race
+// that one order hides, the other shows.
 inline bool reverse_order = false;
 
 // run_block runs one block of n threads to completion; an error names the
@@ -296,8 +308,9 @@ std::string launch(void (*k)(A...), int grid, int block, const uint64_t* slots, 
     grid_dim.x = grid;
     block_dim = dim3{};
     block_dim.x = block;
-    for (int b = 0; b < grid; b++) {
-        block_idx = dim3{};
+    for (int k = 0; k < grid; k++) {
+        int b = reverse_order ? grid - 1 - k : k;
+        block_idx = uint3{};
         block_idx.x = b;
         std::string err = run_block(block);
         if (!err.empty()) return "block " + std::to_string(b) + ": " + err;
@@ -322,7 +335,7 @@ T warp_op(WarpOp op, unsigned mask, T v, int arg) {
 }  // namespace cudasim
 
 // The CUDA built-ins kernels.cu uses.
-#define __global__
+#define __global__ __attribute__((visibility("hidden")))
 #define __device__
 #define __forceinline__ inline
 #define __shared__ static

@@ -42,8 +42,14 @@ func Open(o Options) (*Device, error) {
 		return nil, err
 	}
 	d := &Device{drv: drv, name: name, opts: o, sms: sms}
-	if d.blas, err = loadCublas(o.TF32); err != nil {
+	// cuBLAS binds its handle to the context current on this OS thread.
+	leave := drv.enter()
+	d.blas, err = loadCublas(o.TF32)
+	if err != nil {
 		drv.close()
+	}
+	leave()
+	if err != nil {
 		return nil, err
 	}
 	return d, nil

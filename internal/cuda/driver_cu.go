@@ -150,4 +150,9 @@ func elapsedMs(a, b timer) (float64, error) {
 	return a.Elapsed(b)
 }
 
-func destroyTimer(t *timer) { cu.DestroyEvent(t) }
+// destroyTimer destroys t, if it was made.
+func destroyTimer(t *timer) {
+	if *t != (cu.Event{}) {
+		cu.DestroyEvent(t)
+	}
+}

@@ -136,7 +136,7 @@ var errSimOutOfMemory = errors.New("out of memory (simulated device)")
 func memAlloc(bytes int64) (devPtr, error) {
 	allocs.Lock()
 	defer allocs.Unlock()
-	if simUsed+bytes > simMemory {
+	if simUsed+bytes+2*4096 > simMemory { // the buffer rounded up and its guard page
 		return 0, errSimOutOfMemory
 	}
 	var base unsafe.Pointer
@@ -231,10 +231,10 @@ func floats(p devPtr, n int) []float32 { return unsafe.Slice((*float32)(host(p))
 // span is the number of elements a row-major rows×cols matrix with
 // leading dimension ld spans.
 func span(rows, cols, ld int) int {
-	if rows == 0 || cols == 0 {
+	if rows == 0 {
 		return 0
 	}
-	return (rows-1)*ld + cols
+	return max(0, (rows-1)*ld+cols)
 }
 
 func trans(t bool) blas.Transpose {

@@ -10,9 +10,13 @@ import (
 	"github.com/ctxdep/ctxdep/internal/transcoder"
 )
 
-// EvalRows is how many cached sequences one device evaluation batch takes
-// (the logits of 32 rows of 128 tokens are 0.8 GB at GPT-2's vocabulary).
-const EvalRows = 32
+// EvalTokens is how many cached tokens one device evaluation batch takes
+// (whole sequences, at least one): 32 rows of 128, whose logits are 0.8 GB
+// at GPT-2's vocabulary.
+const EvalTokens = 4096
+
+// evalRows is the sequences of t tokens in one batch.
+func evalRows(t int) int { return max(1, EvalTokens/t) }
 
 // Evaluator is analysis.Evaluate's pass on the device
 // (analysis.EvalPass): per batch, the model runs to block L once, x is
@@ -25,6 +29,7 @@ type Evaluator struct {
 	m              *Model // every block, and the unembedding
 	layer          int
 	c              int
+	rows           int // sequences per batch
 	enc            *Encoder
 	acts           *Acts
 	wdec           buf // the transcoder's decoder (F, C) and b_dec_out
@@ -48,7 +53,8 @@ type evalMidcoder struct {
 
 // NewEvaluator uploads m (every block and the unembedding), tc's encoder
 // and decoder, and each midcoder (params[i] with mlps[i]), for batches of
-// up to EvalRows rows of t tokens spliced at block layer.
+// of rows of t tokens (EvalTokens at most, or one row) spliced at block
+// layer.
 func (d *Device) NewEvaluator(m *gpt2.Model, layer int, tc *transcoder.Transcoder, params []*midcoder.Params, mlps []*midcoder.MLP, t int) (*Evaluator, error) {
 	if len(params) != len(mlps) {
 		return nil, fmt.Errorf("cuda: %d midcoders with %d MLPs", len(params), len(mlps))
@@ -56,8 +62,8 @@ func (d *Device) NewEvaluator(m *gpt2.Model, layer int, tc *transcoder.Transcode
 	if layer < 0 || layer >= m.NLayer || tc.DIn != m.DModel || tc.DOut != m.DModel {
 		return nil, fmt.Errorf("cuda: evaluating at block %d of %d with a transcoder %d → %d on d_model %d", layer, m.NLayer, tc.DIn, tc.DOut, m.DModel)
 	}
-	rows := EvalRows * t
-	e := &Evaluator{d: d, layer: layer, c: m.DModel, hostCE: make([]float32, rows)}
+	rows := evalRows(t) * t
+	e := &Evaluator{d: d, layer: layer, c: m.DModel, rows: evalRows(t), hostCE: make([]float32, rows)}
 	var err error
 	if e.m, err = d.LoadModel(m, m.NLayer-1, rows, t); err != nil {
 		return nil, err
@@ -109,7 +115,7 @@ func (d *Device) NewEvaluator(m *gpt2.Model, layer int, tc *transcoder.Transcode
 }
 
 // Rows implements analysis.EvalPass.
-func (e *Evaluator) Rows() int { return EvalRows }
+func (e *Evaluator) Rows() int { return e.rows }
 
 // Close releases the device memory.
 func (e *Evaluator) Close() {

@@ -228,17 +228,30 @@ extern "C" __global__ void encode_fill(const float* h, const float* benc, const 
     }
 }
 
-// gather_mid: mid[r] = b_mid + Σ_k val[k]·W_mid[idx[k]] over row r's
-// active features in order (midcoder.Trainer.PreActivations). One block per row.
-extern "C" __global__ void gather_mid(float* mid, const long long* indptr, const int* idx, const float* val,
-                                      const float* wmid, const float* bmid, int C) {
+__device__ __forceinline__ float fma_acc(float a, float b, float c) { return fmaf(a, b, c); }
+__device__ __forceinline__ double fma_acc(double a, double b, double c) { return fma(a, b, c); }
+
+// gather_rows: out[r] = bias + Σ_k val[k]·w[idx[k]] over row r's active
+// features in order, accumulated in Acc: float with fused multiply-adds,
+// or double (exact products: the CPU's float64 sums, rounded once). One
+// block per row.
+template <typename Acc>
+__device__ void gather_rows(float* out, const long long* indptr, const int* idx, const float* val, const float* w,
+                            const float* bias, int C) {
     int r = blockIdx.x;
     long long lo = indptr[r], hi = indptr[r + 1];
     for (int j = threadIdx.x; j < C; j += blockDim.x) {
-        float acc = bmid[j];
-        for (long long k = lo; k < hi; k++) acc = fmaf(val[k], wmid[(size_t)idx[k] * C + j], acc);
-        mid[(size_t)r * C + j] = acc;
+        Acc acc = bias[j];
+        for (long long k = lo; k < hi; k++) acc = fma_acc((Acc)val[k], (Acc)w[(size_t)idx[k] * C + j], acc);
+        out[(size_t)r * C + j] = (float)acc;
     }
+}
+
+// gather_mid: mid[r] = b_mid + Σ_k val[k]·W_mid[idx[k]]
+// (midcoder.Trainer.PreActivations, to float32 rounding).
+extern "C" __global__ void gather_mid(float* mid, const long long* indptr, const int* idx, const float* val,
+                                      const float* wmid, const float* bmid, int C) {
+    gather_rows<float>(mid, indptr, idx, val, wmid, bmid, C);
 }
 
 // scatter_grad: gw[idx[k]] += val[k]·dmid[r] for every active (r, k), and
@@ -285,7 +298,8 @@ extern "C" __global__ void csc_fill(const long long* indptr, const int* idx, con
                                     int* rowT, float* valT, int M, int G, int R) {
     int g = blockIdx.x, r1 = min((g + 1) * R, M);
     for (int r = g * R; r < r1; r++) {
-        for (long long k = indptr[r] + threadIdx.x; k < indptr[r + 1]; k += blockDim.x) {
+        long long hi = indptr[r + 1];
+        for (long long k = indptr[r] + threadIdx.x; k < hi; k += blockDim.x) {
             long long* s = &starts[(size_t)idx[k] * G + g];
             long long p = *s;
             rowT[p] = r;
@@ -297,15 +311,29 @@ extern "C" __global__ void csc_fill(const long long* indptr, const int* idx, con
 }
 
 // csc_grad: one block per feature; every row of gw is written (zero for
-// a feature active nowhere).
+// a feature active nowhere). Each thread keeps CSC_COLS columns' sums in
+// registers and walks the feature's entries once per CSC_COLS·blockDim
+// columns: each column's sum is added in entry order, as the CPU adds it.
+#define CSC_COLS 4
 extern "C" __global__ void csc_grad(float* gw, const long long* starts, const int* rowT, const float* valT,
                                     const float* dmid, int G, int C) {
     size_t f = blockIdx.x;
     long long lo = f == 0 ? 0 : starts[f * G - 1], hi = starts[f * G + G - 1];
-    for (int j = threadIdx.x; j < C; j += blockDim.x) {
-        float s = 0.0f;
-        for (long long p = lo; p < hi; p++) s = __fadd_rn(s, __fmul_rn(valT[p], dmid[(size_t)rowT[p] * C + j]));
-        gw[f * C + j] = s;
+    for (int j0 = 0; j0 < C; j0 += CSC_COLS * blockDim.x) {
+        float s[CSC_COLS];
+        for (int q = 0; q < CSC_COLS; q++) s[q] = 0.0f;
+        for (long long p = lo; p < hi; p++) {
+            const float v = valT[p];
+            const float* d = dmid + (size_t)rowT[p] * C;
+            for (int q = 0; q < CSC_COLS; q++) {
+                int j = j0 + q * blockDim.x + threadIdx.x;
+                if (j < C) s[q] = __fadd_rn(s[q], __fmul_rn(v, d[j]));
+            }
+        }
+        for (int q = 0; q < CSC_COLS; q++) {
+            int j = j0 + q * blockDim.x + threadIdx.x;
+            if (j < C) gw[f * C + j] = s[q];
+        }
     }
 }
 
@@ -317,6 +345,17 @@ extern "C" __global__ void col_sum(float* gb, const float* dmid, int M, int C) {
     double s = 0;
     for (int r = 0; r < M; r++) s += (double)dmid[(size_t)r * C + j];
     gb[j] = (float)s;
+}
+
+// write_pair: partials[2b] and partials[2b+1] = the sums of a and of b
+// over block b's threads.
+__device__ void write_pair(double* partials, double a, double b) {
+    a = block_sum_d(a);
+    b = block_sum_d(b);
+    if (threadIdx.x == 0) {
+        partials[2 * blockIdx.x] = a;
+        partials[2 * blockIdx.x + 1] = b;
+    }
 }
 
 // mse_grad: partials[2b] = Σ (out − y)², partials[2b+1] = Σ y² over the
@@ -331,12 +370,7 @@ extern "C" __global__ void mse_grad(float* out, const float* y, int n, float sca
         sy += (double)y[i] * (double)y[i];
         out[i] = scale * (out[i] - y[i]);
     }
-    se = block_sum_d(se);
-    sy = block_sum_d(sy);
-    if (threadIdx.x == 0) {
-        partials[2 * blockIdx.x] = se;
-        partials[2 * blockIdx.x + 1] = sy;
-    }
+    write_pair(partials, se, sy);
 }
 
 // sum_pairs: sums[0] = Σ_b p[2b], sums[1] = Σ_b p[2b+1] over n pairs, by
@@ -406,26 +440,14 @@ extern "C" __global__ void sq_err(const float* a, const float* y, int n, double*
         se += d * d;
         sy += (double)y[i] * (double)y[i];
     }
-    se = block_sum_d(se);
-    sy = block_sum_d(sy);
-    if (threadIdx.x == 0) {
-        partials[2 * blockIdx.x] = se;
-        partials[2 * blockIdx.x + 1] = sy;
-    }
+    write_pair(partials, se, sy);
 }
 
-// decode_rows: out[r] = b_dec_out + Σ_k val[k]·W_dec[idx[k]] over row r's
-// active features in order, summed in float64 and rounded once
-// (transcoder.Transcoder.Decode, bit for bit). One block per row.
+// decode_rows: out[r] = b_dec_out + Σ_k val[k]·W_dec[idx[k]]
+// (transcoder.Transcoder.Decode, bit for bit).
 extern "C" __global__ void decode_rows(float* out, const long long* indptr, const int* idx, const float* val,
                                        const float* wdec, const float* bdec, int C) {
-    int r = blockIdx.x;
-    long long lo = indptr[r], hi = indptr[r + 1];
-    for (int j = threadIdx.x; j < C; j += blockDim.x) {
-        double acc = bdec[j];
-        for (long long k = lo; k < hi; k++) acc += (double)val[k] * (double)wdec[(size_t)idx[k] * C + j];
-        out[(size_t)r * C + j] = (float)acc;
-    }
+    gather_rows<double>(out, indptr, idx, val, wdec, bdec, C);
 }
 
 // cross_entropy: loss[r] = logsumexp(logits[r]) − logits[r, tokens[r+1]],
@@ -480,20 +502,25 @@ extern "C" __global__ void masked_drive(float* a, const float* dphi, const float
 // when normSum is not null, normSum[f] += ‖e[i]‖ (float64), the order
 // analysis.EffectAccumulator adds them in (pairs sorted by feature, rows
 // ascending). One block per segment: no two blocks touch one feature.
+// Each column's sum is loaded once, added to over the segment, stored once.
 extern "C" __global__ void effect_sums(double* sum, double* normSum, const float* e, const int* feats, const int* seg, int C) {
     int lo = seg[blockIdx.x], hi = seg[blockIdx.x + 1];
     size_t f = feats[lo];
+    for (int j = threadIdx.x; j < C; j += blockDim.x) {
+        double acc = sum[f * C + j];
+        for (int i = lo; i < hi; i++) acc += (double)e[(size_t)i * C + j];
+        sum[f * C + j] = acc;
+    }
+    if (!normSum) return;
+    double ns = normSum[f];  // plus each pair's norm, in pair order (thread 0's is stored)
     for (int i = lo; i < hi; i++) {
-        const float* row = e + (size_t)i * C;
         double ss = 0;
         for (int j = threadIdx.x; j < C; j += blockDim.x) {
-            double v = row[j];
-            sum[f * C + j] += v;
+            double v = e[(size_t)i * C + j];
             ss += v * v;
         }
-        if (normSum) {
-            ss = block_sum_d(ss);
-            if (threadIdx.x == 0) normSum[f] += sqrt(ss);
-        }
+        ss = block_sum_d(ss);
+        ns += sqrt(ss);
     }
+    if (threadIdx.x == 0) normSum[f] = ns;
 }

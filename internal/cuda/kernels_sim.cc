@@ -77,11 +77,14 @@ int sim_launch(const char* name, int grid, int block, const uint64_t* slots, int
 // page begins, so that a kernel reading or writing past the end of a
 // buffer faults instead of corrupting another, and filled with 0xff bytes
 // (NaN as float32, −1 as integers), so that reading memory nobody wrote
-// shows. The start is 16-byte aligned (the end is within 15 bytes of the
-// guard page). *base and *mapped are what sim_free needs.
+// shows. The end is the guard page's first byte whenever the size is a
+// multiple of 4. *base and *mapped are what sim_free needs.
 void* sim_alloc(int64_t bytes, void** base, int64_t* mapped) {
     const int64_t page = sysconf(_SC_PAGESIZE);
-    int64_t rounded = (bytes + 15) & ~int64_t(15);
+    // Natural alignment only (8 bytes when the size allows, else 4), so
+    // that one element past the end of a buffer is on the guard page.
+    int64_t align = bytes % 8 == 0 ? 8 : 4;
+    int64_t rounded = (bytes + align - 1) / align * align;
     int64_t data = (rounded + page - 1) / page * page;
     int64_t total = data + page;
     void* p = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

@@ -394,6 +394,15 @@ func TestKernelGatherScatter(t *testing.T) {
 	within(t, "scatter_grad b_mid", download[float32](t, gb, c), toF32(wantB), 1e-5, 1e-5)
 }
 
+// pairNear fails the test unless got is [a, b] to 1e-12 relative (float64
+// sums in another order).
+func pairNear(t *testing.T, what string, got []float64, a, b float64) {
+	t.Helper()
+	if math.Abs(got[0]-a) > 1e-12*math.Abs(a) || math.Abs(got[1]-b) > 1e-12*math.Abs(b) {
+		t.Errorf("%s %v, want [%v %v]", what, got, a, b)
+	}
+}
+
 func toF32(v []float64) []float32 {
 	out := make([]float32, len(v))
 	for i, x := range v {
@@ -425,10 +434,7 @@ func TestKernelMSEGrad(t *testing.T) {
 		want[i] = scale * (out[i] - y[i])
 	}
 	sameBits(t, "mse_grad gradient", download[float32](t, dout, n), want)
-	got := download[float64](t, sums, 2)
-	if math.Abs(got[0]-se) > 1e-12*se || math.Abs(got[1]-sy) > 1e-12*sy {
-		t.Errorf("mse_grad sums %v, want [%v %v]", got, se, sy)
-	}
+	pairNear(t, "mse_grad sums", download[float64](t, sums, 2), se, sy)
 }
 
 // The deterministic scatter (csc_count, exclusive_scan, csc_fill, csc_grad,
@@ -563,10 +569,7 @@ func TestKernelAddOutSqErr(t *testing.T) {
 	partials, sums := scratch[float64](t, 2*grid), scratch[float64](t, 2)
 	launchSync(t, "sq_err", grid, 256, da, dy, n, partials)
 	launchSync(t, "sum_pairs", 1, 1024, sums, partials, grid)
-	got := download[float64](t, sums, 2)
-	if math.Abs(got[0]-se) > 1e-12*se || math.Abs(got[1]-sy) > 1e-12*sy {
-		t.Errorf("sq_err sums %v, want [%v %v]", got, se, sy)
-	}
+	pairNear(t, "sq_err sums", download[float64](t, sums, 2), se, sy)
 }
 
 // decode_rows is transcoder.Transcoder.Decode bit for bit: b_dec_out plus

@@ -30,9 +30,23 @@ type mark struct {
 }
 
 // StartProfile times every kernel launch and GEMM from now on, until
-// StopProfile. The events cost a few microseconds per launch.
+// StopProfile (a profile already running starts again). The events cost a
+// few microseconds per launch; copies and memsets are not timed.
 func (d *Device) StartProfile() {
+	if d.prof != nil {
+		defer d.enter()()
+		d.prof.free()
+	}
 	d.prof = &profiler{}
+}
+
+// free destroys the profile's events.
+func (p *profiler) free() {
+	for i := range p.marks {
+		destroyTimer(&p.marks[i].start)
+		destroyTimer(&p.marks[i].end)
+	}
+	p.marks = nil
 }
 
 // StopProfile waits for the device and returns the time per kernel and
@@ -44,12 +58,7 @@ func (d *Device) StopProfile() ([]ProfStat, error) {
 		return nil, fmt.Errorf("cuda: no profile was started")
 	}
 	defer d.enter()()
-	defer func() {
-		for i := range p.marks {
-			destroyTimer(&p.marks[i].start)
-			destroyTimer(&p.marks[i].end)
-		}
-	}()
+	defer p.free()
 	if p.err != nil {
 		return nil, p.err
 	}
@@ -83,7 +92,9 @@ func (p *profiler) begin(name string) *mark {
 	m := mark{name: name}
 	var err error
 	if m.start, err = newTimer(); err == nil {
+		p.marks = append(p.marks, m) // from here on free destroys it
 		if m.end, err = newTimer(); err == nil {
+			p.marks[len(p.marks)-1].end = m.end
 			err = recordTimer(m.start)
 		}
 	}
@@ -91,7 +102,6 @@ func (p *profiler) begin(name string) *mark {
 		p.err = fmt.Errorf("cuda: profile: %v", err)
 		return nil
 	}
-	p.marks = append(p.marks, m)
 	return &p.marks[len(p.marks)-1]
 }
 

@@ -79,9 +79,6 @@ func (f *Fit) Close() {}
 
 var _ midcoder.Backend = (*Fit)(nil)
 
-// EvalRows is how many sequences a device evaluation batch takes.
-const EvalRows = 32
-
 // Evaluator is evaluate's pass on the device.
 type Evaluator struct{}
 
@@ -90,8 +87,8 @@ func (d *Device) NewEvaluator(*gpt2.Model, int, *transcoder.Transcoder, []*midco
 	return nil, ErrNotBuilt
 }
 
-// Rows is EvalRows.
-func (e *Evaluator) Rows() int { return EvalRows }
+// Rows is one.
+func (e *Evaluator) Rows() int { return 1 }
 
 // Batch fails: this build has no CUDA backend.
 func (e *Evaluator) Batch([]int32, int, int, []float64, []float64, *float64) error {

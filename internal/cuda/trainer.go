@@ -258,12 +258,15 @@ func (t *Trainer) scatter(acts *Acts) error {
 func (s *sortedScatter) scatter(d *Device, acts *Acts, gw, gb, dmid buf, f, c int) error {
 	m := acts.M
 	g := (m + cscRows - 1) / cscRows
+	if m == 0 {
+		return fmt.Errorf("cuda: a training step of no rows")
+	}
 	if acts.NNZ > s.capNNZ {
 		n, err := d.regrow(acts.NNZ, &s.rowT, "sorted scatter rows", &s.valT, "sorted scatter values")
+		s.capNNZ = n // 0 when the buffers are gone
 		if err != nil {
 			return err
 		}
-		s.capNNZ = n
 	}
 	if err := zero(s.counts, int64(f*g)*8); err != nil {
 		return err
