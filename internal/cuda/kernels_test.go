@@ -437,8 +437,8 @@ func TestKernelMSEGrad(t *testing.T) {
 	pairNear(t, "mse_grad sums", download[float64](t, sums, 2), se, sy)
 }
 
-// The deterministic scatter (csc_count, exclusive_scan, csc_fill, csc_grad,
-// col_sum) gives midcoder.Trainer's gradients bit for bit: W_mid's row f
+// The deterministic scatter ("csc_count", "exclusive_scan", "csc_fill",
+// "csc_grad", "col_sum", through sortedScatter.scatter) gives midcoder.Trainer's gradients bit for bit: W_mid's row f
 // summed over the rows where f is active in ascending order, each product
 // and sum rounded to float32; b_mid's in float64 over the rows in order.
 // 600 rows make two full chunks and a partial one; some features are
@@ -667,4 +667,49 @@ func TestKernelActDerivMaskedDrive(t *testing.T) {
 		}
 	}
 	sameBits(t, "masked_drive", download[float32](t, a, p*n), wantA)
+}
+
+// effect_sums adds each segment's effects to its feature's float64 sums in
+// pair order (bit for bit: the same additions) and, with normSum, each
+// pair's norm in pair order (its squares summed in another order: to
+// 1e-15); segments of one feature in successive launches continue its sums.
+func TestKernelEffectSums(t *testing.T) {
+	defer dev.enter()()
+	r := rand.New(rand.NewPCG(18, 18))
+	f, c := 12, 300
+	feats := []int32{0, 0, 3, 5, 5, 5, 11} // segments: [0,2) [2,3) [3,6) [6,7)
+	seg := []int32{0, 2, 3, 6, 7}
+	p := len(feats)
+	sum, normSum := scratch[float64](t, f*c), scratch[float64](t, f)
+	if err := zero(sum, sum.bytes); err != nil {
+		t.Fatal(err)
+	}
+	if err := zero(normSum, normSum.bytes); err != nil {
+		t.Fatal(err)
+	}
+	wantSum, wantNorm := make([]float64, f*c), make([]float64, f)
+	dFeats, dSeg := upload(t, feats), upload(t, seg)
+	for launch := 0; launch < 2; launch++ {
+		e := randFloats(r, p*c, 1)
+		launchSync(t, "effect_sums", len(seg)-1, 256, sum, normSum, upload(t, e), dFeats, dSeg, c)
+		for i, fi := range feats {
+			var ss float64
+			for j := 0; j < c; j++ {
+				v := float64(e[i*c+j])
+				wantSum[int(fi)*c+j] += v
+				ss += v * v
+			}
+			wantNorm[fi] += math.Sqrt(ss)
+		}
+	}
+	got := download[float64](t, sum, f*c)
+	if !slices.Equal(got, wantSum) {
+		t.Error("effect_sums: the sums differ from adding the pairs in order")
+	}
+	gotNorm := download[float64](t, normSum, f)
+	for fi := range wantNorm {
+		if math.Abs(gotNorm[fi]-wantNorm[fi]) > 1e-15*math.Max(1, wantNorm[fi]) {
+			t.Errorf("effect_sums: feature %d's Σ‖e‖ is %v, want %v", fi, gotNorm[fi], wantNorm[fi])
+		}
+	}
 }

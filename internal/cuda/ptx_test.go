@@ -62,3 +62,22 @@ func ptxType(t *testing.T, kernel, decl string) string {
 	t.Fatalf("kernel %s: parameter %q of a type this test does not know", kernel, decl)
 	return ""
 }
+
+// Every kernel of kernels.cu has a kernel-level test: its name, quoted, is
+// in kernels_test.go (launched there, or named in the comment of the test
+// that runs it through its Go caller).
+func TestEveryKernelTested(t *testing.T) {
+	src, err := os.ReadFile("kernels.cu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests, err := os.ReadFile("kernels_test.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range regexp.MustCompile(`extern "C" __global__ void (\w+)\(`).FindAllStringSubmatch(string(src), -1) {
+		if !strings.Contains(string(tests), `"`+m[1]+`"`) {
+			t.Errorf("kernel %s has no test in kernels_test.go", m[1])
+		}
+	}
+}
