@@ -25,13 +25,9 @@ func evalRows(t int) int { return max(1, EvalTokens/t) }
 // output) goes through blocks L+1.. and the unembedding. Per variant only
 // the per-position cross-entropies (and two float64 sums) come back.
 type Evaluator struct {
-	d              *Device
-	m              *Model // every block, and the unembedding
+	devicePass     // the model: every block, and the unembedding
 	layer          int
-	c              int
 	rows           int // sequences per batch
-	enc            *Encoder
-	acts           *Acts
 	wdec           buf // the transcoder's decoder (F, C) and b_dec_out
 	bdec           buf
 	mids           []evalMidcoder
@@ -63,7 +59,7 @@ func (d *Device) NewEvaluator(m *gpt2.Model, layer int, tc *transcoder.Transcode
 		return nil, fmt.Errorf("cuda: evaluating at block %d of %d with a transcoder %d → %d on d_model %d", layer, m.NLayer, tc.DIn, tc.DOut, m.DModel)
 	}
 	rows := evalRows(t) * t
-	e := &Evaluator{d: d, layer: layer, c: m.DModel, rows: evalRows(t), hostCE: make([]float32, rows)}
+	e := &Evaluator{devicePass: devicePass{d: d, c: m.DModel}, layer: layer, rows: evalRows(t), hostCE: make([]float32, rows)}
 	var err error
 	if e.m, err = d.LoadModel(m, m.NLayer-1, rows, t); err != nil {
 		return nil, err
@@ -119,15 +115,7 @@ func (e *Evaluator) Rows() int { return e.rows }
 
 // Close releases the device memory.
 func (e *Evaluator) Close() {
-	if e.m != nil {
-		e.m.Free()
-	}
-	if e.enc != nil {
-		e.enc.Free()
-	}
-	if e.acts != nil {
-		e.d.FreeActs(e.acts)
-	}
+	e.free()
 	if len(e.all.bufs) > 0 {
 		defer e.d.enter()()
 		e.all.freeAll()
