@@ -283,12 +283,27 @@ T from_slot(uint64_t s) {
     }
 }
 
+// kind_of is the Go side's kind of argument ('p' pointer, 'i' 32-bit int,
+// 'l' 64-bit int, 'f' float, 'd' double) a parameter of type T takes.
+template <typename T>
+constexpr char kind_of() {
+    if constexpr (std::is_pointer_v<T>) return 'p';
+    else if constexpr (std::is_floating_point_v<T>) return sizeof(T) == 4 ? 'f' : 'd';
+    else return sizeof(T) == 4 ? 'i' : 'l';
+}
+
 // launch runs kernel k on grid blocks of block threads with the arguments
-// in slots (one 64-bit slot each, as the Go side passes them to the driver).
+// in slots (one 64-bit slot each, as the Go side passes them to the
+// driver), after checking their kinds against k's parameter types.
 template <typename... A>
-std::string launch(void (*k)(A...), int grid, int block, const uint64_t* slots, int nargs) {
+std::string launch(void (*k)(A...), int grid, int block, const uint64_t* slots, const char* kinds, int nargs) {
     if (nargs != (int)sizeof...(A))
         return "the kernel takes " + std::to_string(sizeof...(A)) + " arguments, " + std::to_string(nargs) + " given";
+    constexpr char want[] = {kind_of<A>()..., 0};
+    for (int i = 0; i < nargs; i++)
+        if (kinds[i] != want[i])
+            return "argument " + std::to_string(i) + " is of kind '" + std::string(1, kinds[i]) + "', the parameter of kind '" +
+                   std::string(1, want[i]) + "' (p pointer, i int, l long long, f float)";
     if (block < 1 || block > 1024) return "a block of " + std::to_string(block) + " threads (1 to 1024)";
     if (grid < 1) return "a grid of " + std::to_string(grid) + " blocks";
     auto args = [&]<size_t... I>(std::index_sequence<I...>) {

@@ -214,24 +214,25 @@ func (d *Device) launch(name string, grid, block int, args ...any) error {
 	// Fixed arrays, not slices, so that a launch allocates nothing.
 	var slots [maxLaunchArgs]uint64
 	var ptrs [maxLaunchArgs]unsafe.Pointer
+	var kinds [maxLaunchArgs]byte // what each argument is, for the simulated device's checks
 	if len(args) > maxLaunchArgs {
 		return fmt.Errorf("cuda: %s: %d arguments, at most %d", name, len(args), maxLaunchArgs)
 	}
 	for i, a := range args {
 		switch v := a.(type) {
 		case devPtr:
-			slots[i] = uint64(v)
+			slots[i], kinds[i] = uint64(v), argPointer
 		case buf:
-			slots[i] = uint64(v.p)
+			slots[i], kinds[i] = uint64(v.p), argPointer
 		case int:
 			if v > math.MaxInt32 || v < math.MinInt32 {
 				return fmt.Errorf("cuda: %s: argument %d = %d does not fit a 32-bit int", name, i, v)
 			}
-			slots[i] = uint64(uint32(int32(v)))
+			slots[i], kinds[i] = uint64(uint32(int32(v))), argInt32
 		case int64:
-			slots[i] = uint64(v)
+			slots[i], kinds[i] = uint64(v), argInt64
 		case float32:
-			slots[i] = uint64(math.Float32bits(v))
+			slots[i], kinds[i] = uint64(math.Float32bits(v)), argFloat32
 		default:
 			panic(fmt.Sprintf("cuda: launch %s: argument %d has type %T", name, i, a))
 		}
@@ -241,7 +242,7 @@ func (d *Device) launch(name string, grid, block int, args ...any) error {
 		return nil
 	}
 	mk := d.prof.begin(name)
-	err := d.drv.launch(name, grid, block, ptrs[:len(args)])
+	err := d.drv.launch(name, grid, block, ptrs[:len(args)], kinds[:len(args)])
 	d.prof.end(mk)
 	if err != nil {
 		return fmt.Errorf("cuda: launching %s (%d blocks of %d): %v", name, grid, block, err)
@@ -251,6 +252,17 @@ func (d *Device) launch(name string, grid, block int, args ...any) error {
 
 // maxLaunchArgs is the most arguments launch passes (adamw has 13).
 const maxLaunchArgs = 16
+
+// The kinds of launch arguments: a device pointer, a 32-bit int, a 64-bit
+// int (long long), a float. The real driver takes each parameter's size
+// from the PTX and cannot tell them apart; the simulated device checks
+// them against the kernel's parameter types.
+const (
+	argPointer byte = 'p'
+	argInt32   byte = 'i'
+	argInt64   byte = 'l'
+	argFloat32 byte = 'f'
+)
 
 // grid1D returns a grid for a grid-stride loop over n elements.
 func (d *Device) grid1D(n int) int {

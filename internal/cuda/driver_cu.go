@@ -109,8 +109,9 @@ func (dr *driver) describe(sms int) (hw, api string) {
 }
 
 // launch runs kernel name on grid×block threads with the argument
-// pointers ptrs, on the default stream.
-func (dr *driver) launch(name string, grid, block int, ptrs []unsafe.Pointer) error {
+// pointers ptrs, on the default stream (the driver knows the parameters'
+// sizes: kinds is for the simulated device).
+func (dr *driver) launch(name string, grid, block int, ptrs []unsafe.Pointer, _ []byte) error {
 	return dr.fn[name].Launch(grid, 1, 1, block, 1, 1, 0, cu.Stream{}, ptrs)
 }
 

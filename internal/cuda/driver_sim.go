@@ -10,7 +10,7 @@ package cuda
 
 int sim_has(const char* name);
 void sim_set_reverse(int on);
-int sim_launch(const char* name, int grid, int block, const uint64_t* slots, int nargs, char* err, int errlen);
+int sim_launch(const char* name, int grid, int block, const uint64_t* slots, const char* kinds, int nargs, char* err, int errlen);
 void* sim_alloc(int64_t bytes, void** base, int64_t* mapped);
 void sim_free(void* base, int64_t mapped);
 
@@ -100,15 +100,16 @@ func (dr *driver) describe(sms int) (hw, api string) {
 	return fmt.Sprintf("%d simulated SMs", sms), "no driver"
 }
 
-func (dr *driver) launch(name string, grid, block int, ptrs []unsafe.Pointer) error {
+func (dr *driver) launch(name string, grid, block int, ptrs []unsafe.Pointer, kinds []byte) error {
 	var slots [maxLaunchArgs]C.uint64_t
+	var ks [maxLaunchArgs]C.char
 	for i, p := range ptrs {
-		slots[i] = C.uint64_t(*(*uint64)(p))
+		slots[i], ks[i] = C.uint64_t(*(*uint64)(p)), C.char(kinds[i])
 	}
 	cs := C.CString(name)
 	defer C.free(unsafe.Pointer(cs))
 	var msg [256]C.char
-	if C.sim_launch(cs, C.int(grid), C.int(block), &slots[0], C.int(len(ptrs)), &msg[0], C.int(len(msg))) != 0 {
+	if C.sim_launch(cs, C.int(grid), C.int(block), &slots[0], &ks[0], C.int(len(ptrs)), &msg[0], C.int(len(msg))) != 0 {
 		return errors.New(C.GoString(&msg[0]))
 	}
 	return nil

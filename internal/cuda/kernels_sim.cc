@@ -24,11 +24,11 @@ extern "C" __global__ void sim_test_partial_shuffle(float* out) {
 
 namespace {
 
-using Launcher = std::string (*)(int grid, int block, const uint64_t* slots, int nargs);
+using Launcher = std::string (*)(int grid, int block, const uint64_t* slots, const char* kinds, int nargs);
 
 template <auto K>
-std::string launch_kernel(int grid, int block, const uint64_t* slots, int nargs) {
-    return cudasim::launch(K, grid, block, slots, nargs);
+std::string launch_kernel(int grid, int block, const uint64_t* slots, const char* kinds, int nargs) {
+    return cudasim::launch(K, grid, block, slots, kinds, nargs);
 }
 
 struct Entry {
@@ -65,9 +65,10 @@ void sim_set_reverse(int on) { cudasim::reverse_order = on != 0; }
 
 // sim_launch runs kernel name; on failure it writes why into err (errlen
 // bytes) and returns nonzero.
-int sim_launch(const char* name, int grid, int block, const uint64_t* slots, int nargs, char* err, int errlen) {
+int sim_launch(const char* name, int grid, int block, const uint64_t* slots, const char* kinds, int nargs, char* err,
+               int errlen) {
     const Entry* e = find(name);
-    std::string msg = e ? e->run(grid, block, slots, nargs) : std::string("no such kernel");
+    std::string msg = e ? e->run(grid, block, slots, kinds, nargs) : std::string("no such kernel");
     if (msg.empty()) return 0;
     std::snprintf(err, errlen, "%s", msg.c_str());
     return 1;

@@ -30,8 +30,9 @@ func TestSimHasEveryKernel(t *testing.T) {
 
 // The emulation turns misuses a GPU may forgive into launch errors:
 // threads released from different __syncthreads, a shuffle that some
-// lanes of the warp skip, a launch with the wrong number of arguments or
-// too many threads. (The two test kernels are kernels_sim.cc's own.)
+// lanes of the warp skip, a launch with the wrong number or kinds of
+// arguments (the real driver takes an int's bits for a float), or too
+// many threads. (The two test kernels are kernels_sim.cc's own.)
 func TestSimReportsMisuse(t *testing.T) {
 	defer dev.enter()()
 	out, err := dev.alloc("out", 64*4)
@@ -49,6 +50,8 @@ func TestSimReportsMisuse(t *testing.T) {
 		{"sim_test_partial_shuffle", 32, []any{out}, "lanes its mask names have exited", "half a warp shuffles"},
 		{"add_inplace", 32, []any{out, out}, "takes 3 arguments, 2 given", "a missing argument"},
 		{"add_inplace", 2048, []any{out, out, 1}, "a block of 2048 threads", "too many threads"},
+		{"add_inplace", 32, []any{out, out, int64(1)}, "argument 2 is of kind 'l'", "a long long for an int"},
+		{"layernorm_pre", 32, []any{out, out, 16, 1}, "argument 3 is of kind 'i'", "an int for a float"},
 	} {
 		err := dev.launch(c.kernel, 1, c.block, c.args...)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
