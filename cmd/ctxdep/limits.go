@@ -167,12 +167,13 @@ func checkMemoryOf(mem int64, t int, bufs ...tokenBuffers) error {
 func forwardTokenBytes(c, n int) int64 { return 4 * (7*int64(c) + int64(n)) }
 
 // buildBuffers are what cache build allocates (and cache plan plans) for
-// a model of width c and MLP width n caching layers layers: the batch's
-// tokens, x and y of each layer, and the forward pass's workspace when it
-// runs on the CPU; the shard being filled (tokens, x and y of each layer).
+// a model of width c and MLP width n caching layers layers: two batches'
+// tokens, x and y of each layer (one computed while the other is
+// written), and the forward pass's workspace when it runs on the CPU; the
+// shard being filled (tokens, x and y of each layer).
 func buildBuffers(batch, perShard, c, n, layers int, onCPU bool) []tokenBuffers {
-	perToken := 4 * (2*int64(c)*int64(layers) + 1)
-	batchBytes := perToken
+	perToken := valueTokenBytes(c, layers)
+	batchBytes := 2 * perToken
 	if onCPU {
 		batchBytes += forwardTokenBytes(c, n)
 	}
@@ -182,11 +183,16 @@ func buildBuffers(batch, perShard, c, n, layers int, onCPU bool) []tokenBuffers 
 	}
 }
 
+// valueTokenBytes is a token's id and its x and y at each of layers.
+func valueTokenBytes(c, layers int) int64 { return 4 * (2*int64(c)*int64(layers) + 1) }
+
 // measureBuffers are what cache plan's timed pass of --sample-rows rows
-// allocates: tokens, x, y, and the CPU pass's workspace.
+// allocates: tokens, x, y (one batch), and the CPU pass's workspace.
 func measureBuffers(rows, c, n int, onCPU bool) tokenBuffers {
-	b := buildBuffers(rows, 0, c, n, 1, onCPU)[0]
-	b.flag = "--sample-rows"
+	b := tokenBuffers{flag: "--sample-rows", rows: rows, perToken: valueTokenBytes(c, 1)}
+	if onCPU {
+		b.perToken += forwardTokenBytes(c, n)
+	}
 	return b
 }
 

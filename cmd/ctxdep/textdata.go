@@ -119,8 +119,12 @@ func (t *textRows) summary() string {
 	return s + fmt.Sprintf("; %d tokens in %d batches, %d EOT removed, %d remainder tokens dropped", ts.Tokens, ts.Batches, ts.EOTRemoved, ts.Discarded)
 }
 
-// counts reports what was read, for the cache manifest.
+// counts reports what was read, for the cache manifest, once the rows
+// are done: it stops the tokenizer first, whose goroutine reads documents
+// ahead and would otherwise be counting while this reads (with --n-tokens
+// the documents read ahead are counted too).
 func (t *textRows) counts() map[string]int64 {
+	t.stream.Close()
 	rs, ts := t.reader.Stats(), t.stream.Stats()
 	c := map[string]int64{"files": int64(rs.Files), "documents": rs.Documents, "empty_documents": rs.Empty,
 		"invalid_utf8_replaced": rs.Replaced, "rows": ts.Rows, "tokens_discarded": ts.Discarded}

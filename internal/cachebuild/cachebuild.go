@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/ctxdep/ctxdep/internal/actcache"
 	"github.com/ctxdep/ctxdep/internal/gpt2"
@@ -295,7 +296,6 @@ type sink struct {
 	x, y    []float32       // the shard's rows so far
 	scale   []float32       // (with scale)
 	sActs   transcoder.Acts // the shard's activations so far
-	bActs   transcoder.Acts // the batch's activations
 	pending int             // a shard begun but not written (-1: none)
 	filled  int             // its rows so far
 }
@@ -319,21 +319,33 @@ func run(ctx context.Context, o Options, sinks []*sink, pass Pass, grid actcache
 		return false, fmt.Errorf("cachebuild: rows of unknown number from a source that cannot read to its end")
 	}
 	per := o.PerShard
-	// One batch, its values at each layer, and the shard being filled.
-	bTok := make([]int32, grid.Size*t)
-	sTok := make([]int32, per*t)
-	caps := make([]Capture, len(sinks))
-	for i, k := range sinks {
-		caps[i] = Capture{X: make([]float32, grid.Size*t*c), Y: make([]float32, grid.Size*t*c)}
-		if k.acts {
-			caps[i].Acts = &k.bActs
+	// Two batches' buffers (tokens and each layer's values): while a
+	// writer goroutine copies one batch's rows into the shards being
+	// filled and writes them, the pass computes the next batch into the
+	// other (a GPU's pass leaves the host idle while it runs; a CPU's
+	// overlaps the writes' hashing). The shard being filled, per layer.
+	slots := make([]*batchSlot, 2)
+	for j := range slots {
+		sl := &batchSlot{tok: make([]int32, grid.Size*t), caps: make([]Capture, len(sinks)), acts: make([]transcoder.Acts, len(sinks))}
+		for i, k := range sinks {
+			sl.caps[i] = Capture{X: make([]float32, grid.Size*t*c), Y: make([]float32, grid.Size*t*c)}
+			if k.acts {
+				sl.caps[i].Acts = &sl.acts[i]
+			}
+			if o.WithScale {
+				sl.caps[i].Scale = make([]float32, grid.Size*t)
+			}
 		}
+		slots[j] = sl
+	}
+	sTok := make([]int32, per*t)
+	for _, k := range sinks {
 		k.x = make([]float32, per*t*c)
 		if !o.NoY {
 			k.y = make([]float32, per*t*c) // without y the writer stores none
 		}
 		if o.WithScale {
-			caps[i].Scale, k.scale = make([]float32, grid.Size*t), make([]float32, per*t)
+			k.scale = make([]float32, per*t)
 		}
 	}
 	write := func(k *sink, s, n int) error {
@@ -369,6 +381,47 @@ func run(ctx context.Context, o Options, sinks []*sink, pass Pass, grid actcache
 		}
 		return min(lo+nb, first+rows) - max(lo, first)
 	}
+	// The writer: batches in order; the progress bar is its alone. Has and
+	// WriteShard, which both goroutines call, are serialised by wmu.
+	var wmu sync.Mutex
+	has := func(k *sink, s int) bool {
+		wmu.Lock()
+		defer wmu.Unlock()
+		return k.w.Has(s)
+	}
+	jobs := make(chan batchJob, len(slots))
+	free := make(chan *batchSlot, len(slots))
+	for _, sl := range slots {
+		free <- sl
+	}
+	var werr error // the writer's first error; read once it is done
+	failed := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for j := range jobs {
+			if werr == nil && j.slot != nil {
+				if err := writeBatch(sinks, j, sTok, t, c, w0, has, func(k *sink, s, n int) error {
+					wmu.Lock()
+					defer wmu.Unlock()
+					return write(k, s, n)
+				}); err != nil {
+					werr = err
+					close(failed)
+				}
+			}
+			if werr == nil && o.Progress != nil {
+				o.Progress.Add(int64(j.own*t), "")
+			}
+			if j.slot != nil {
+				free <- j.slot
+			}
+		}
+	}()
+	stop := func() {
+		close(jobs)
+		<-done
+	}
 	for kb := first / grid.Size; ; kb++ {
 		lo, nb := kb*grid.Size, grid.Size
 		if known {
@@ -381,30 +434,39 @@ func run(ctx context.Context, o Options, sinks []*sink, pass Pass, grid actcache
 		todo := false
 		for s := s0; s <= s1; s++ {
 			for _, k := range sinks {
-				todo = todo || !k.w.Has(s)
+				todo = todo || !has(k, s)
 			}
 		}
 		if !todo {
-			if o.Progress != nil {
-				o.Progress.Add(int64(own(lo, nb)*t), "")
-			}
+			jobs <- batchJob{own: own(lo, nb)}
 			continue
 		}
 		if err := ctx.Err(); err != nil {
+			stop()
 			return false, err
 		}
-		tok := bTok[:nb*t]
+		var sl *batchSlot
+		select {
+		case sl = <-free:
+		case <-failed:
+			stop()
+			return false, werr
+		}
+		tok := sl.tok[:nb*t]
 		if known {
 			if err := o.Rows.Read(tok, lo, nb); err != nil {
+				stop()
 				return false, err
 			}
 		} else {
 			got, err := stream.ReadUpTo(tok, lo, nb)
 			if err != nil {
+				stop()
 				return false, err
 			}
 			if got == 0 {
 				readAll = true
+				free <- sl
 				break // the input ended
 			}
 			readAll = got < nb
@@ -412,48 +474,21 @@ func run(ctx context.Context, o Options, sinks []*sink, pass Pass, grid actcache
 			s0, s1 = shards(lo, nb)
 		}
 		if err := o.Model.CheckTokens(tok, nb, t); err != nil {
+			stop()
 			return false, fmt.Errorf("rows %d..%d: %w", lo, lo+nb-1, err)
 		}
-		if err := pass.Run(tok, nb, t, caps); err != nil {
+		if err := pass.Run(tok, nb, t, sl.caps); err != nil {
+			stop()
 			return false, err
 		}
-		for s := s0; s <= s1; s++ {
-			sf, sn := w0.ShardRows(s)
-			r0, r1 := max(lo, sf), min(lo+nb, sf+sn) // rows of shard s in this batch
-			// Token rows: at (r − sf) in the shard, (r − lo) in the batch.
-			copy(sTok[(r0-sf)*t:(r1-sf)*t], tok[(r0-lo)*t:])
-			for i, k := range sinks {
-				if k.w.Has(s) {
-					continue
-				}
-				if r0 == sf {
-					k.sActs.Indptr, k.sActs.Indices, k.sActs.Values = append(k.sActs.Indptr[:0], 0), k.sActs.Indices[:0], k.sActs.Values[:0]
-				}
-				copy(k.x[(r0-sf)*t*c:(r1-sf)*t*c], caps[i].X[(r0-lo)*t*c:])
-				if k.y != nil {
-					copy(k.y[(r0-sf)*t*c:(r1-sf)*t*c], caps[i].Y[(r0-lo)*t*c:])
-				}
-				if k.scale != nil {
-					copy(k.scale[(r0-sf)*t:(r1-sf)*t], caps[i].Scale[(r0-lo)*t:])
-				}
-				if k.acts {
-					k.sActs.AppendRows(&k.bActs, (r0-lo)*t, (r1-lo)*t)
-				}
-				if r1 < sf+sn {
-					k.pending, k.filled = s, r1-sf // the shard goes on in the next batch
-					continue
-				}
-				if err := write(k, s, sn); err != nil {
-					return false, err
-				}
-			}
-		}
-		if o.Progress != nil {
-			o.Progress.Add(int64(own(lo, nb)*t), "")
-		}
+		jobs <- batchJob{slot: sl, lo: lo, nb: nb, s0: s0, s1: s1, own: own(lo, nb)}
 		if known && lo+nb >= first+rows {
 			readAll = lo+nb >= grid.Rows // the input's last row was read
 		}
+	}
+	stop()
+	if werr != nil {
+		return false, werr
 	}
 	for _, k := range sinks {
 		if k.pending < 0 {
@@ -467,6 +502,61 @@ func run(ctx context.Context, o Options, sinks []*sink, pass Pass, grid actcache
 		}
 	}
 	return readAll, nil
+}
+
+// batchSlot is one batch's buffers: its tokens and each layer's values.
+type batchSlot struct {
+	tok  []int32
+	caps []Capture
+	acts []transcoder.Acts // per layer, what caps' Acts point to
+}
+
+// batchJob is a batch for the writer: computed rows [lo, lo+nb) in slot,
+// holding rows of shards s0..s1; or, without a slot, a batch whose shards
+// all exist, only counted. own is the rows the progress bar counts.
+type batchJob struct {
+	slot                *batchSlot
+	lo, nb, s0, s1, own int
+}
+
+// writeBatch copies the rows of batch j into the shards they belong to, in
+// every layer's cache that lacks the shard, writing each shard once its
+// rows are all there (write). sTok holds the shard's tokens being filled.
+func writeBatch(sinks []*sink, j batchJob, sTok []int32, t, c int, w0 *actcache.Writer, has func(*sink, int) bool, write func(*sink, int, int) error) error {
+	lo, nb, tok := j.lo, j.nb, j.slot.tok
+	for s := j.s0; s <= j.s1; s++ {
+		sf, sn := w0.ShardRows(s)
+		r0, r1 := max(lo, sf), min(lo+nb, sf+sn) // rows of shard s in this batch
+		// Token rows: at (r − sf) in the shard, (r − lo) in the batch.
+		copy(sTok[(r0-sf)*t:(r1-sf)*t], tok[(r0-lo)*t:])
+		for i, k := range sinks {
+			if has(k, s) {
+				continue
+			}
+			cp := j.slot.caps[i]
+			if r0 == sf {
+				k.sActs.Indptr, k.sActs.Indices, k.sActs.Values = append(k.sActs.Indptr[:0], 0), k.sActs.Indices[:0], k.sActs.Values[:0]
+			}
+			copy(k.x[(r0-sf)*t*c:(r1-sf)*t*c], cp.X[(r0-lo)*t*c:])
+			if k.y != nil {
+				copy(k.y[(r0-sf)*t*c:(r1-sf)*t*c], cp.Y[(r0-lo)*t*c:])
+			}
+			if k.scale != nil {
+				copy(k.scale[(r0-sf)*t:(r1-sf)*t], cp.Scale[(r0-lo)*t:])
+			}
+			if k.acts {
+				k.sActs.AppendRows(cp.Acts, (r0-lo)*t, (r1-lo)*t)
+			}
+			if r1 < sf+sn {
+				k.pending, k.filled = s, r1-sf // the shard goes on in the next batch
+				continue
+			}
+			if err := write(k, s, sn); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // upTo is a source of rows read to its end (StreamRows without a count).

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/ctxdep/ctxdep/internal/blasimpl"
 	"github.com/ctxdep/ctxdep/internal/gpt2"
@@ -74,6 +75,52 @@ func BenchmarkLayerSet(b *testing.B) {
 				b.StartTimer()
 			}
 			b.ReportMetric(float64(rows*t*b.N)/b.Elapsed().Seconds(), "tokens/s")
+		})
+	}
+}
+
+// sleepPass stands for a GPU's pass: it fills x and y (no activations) and
+// leaves the host idle for d per batch, as a device computing would.
+type sleepPass struct{ d time.Duration }
+
+func (p sleepPass) Run(tokens []int32, b, t int, out []Capture) error {
+	for _, c := range out {
+		for i := range c.X[:len(tokens)*768] {
+			c.X[i], c.Y[i] = float32(i), -float32(i)
+		}
+	}
+	time.Sleep(p.d)
+	return nil
+}
+
+// BenchmarkBuildOverlap is a build of 8 batches of 16 rows of 128 tokens at
+// GPT-2 small's width (12.6 MB of x and y per batch, hashed and written)
+// with a pass that takes no host time: none ("pass=0s": the writes alone),
+// and 40 ms per batch ("pass=40ms"). With the writes overlapping the next
+// batch's pass, the second approaches the larger of the two per batch
+// rather than their sum.
+func BenchmarkBuildOverlap(b *testing.B) {
+	m := gpt2.Random(gpt2.Small(), 1)
+	const rows, t, batches = 16, 128, 8
+	tok := gpt2.RandomTokens(batches*rows*t, m.DVocab, 3)
+	for _, d := range []time.Duration{0, 40 * time.Millisecond} {
+		b.Run("pass="+d.String(), func(b *testing.B) {
+			root := b.TempDir()
+			for b.Loop() {
+				dir, err := os.MkdirTemp(root, "c")
+				if err != nil {
+					b.Fatal(err)
+				}
+				o := Options{Model: m, Rows: Int32Rows{Data: tok, T: t}, DataKind: "bench", BatchSize: rows, PerShard: rows,
+					DType: "float32", Version: "bench", Pass: sleepPass{d}, Layers: []Layer{{Layer: 8, Out: dir}}}
+				if _, err := Build(context.Background(), o); err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				os.RemoveAll(dir)
+				b.StartTimer()
+			}
+			b.ReportMetric(b.Elapsed().Seconds()/float64(b.N*batches)*1e3, "ms/batch")
 		})
 	}
 }

@@ -28,5 +28,9 @@
 // StreamRows with n < 0 gives): it then reads each batch with ReadUpTo,
 // and the input's end cuts the last batch and the last shard short. A
 // sharded build needs its rows counted. Token ids are checked against the
-// model's vocabulary before each batch runs.
+// model's vocabulary before each batch runs. Batches are computed in
+// order into two sets of buffers, and one goroutine copies each computed
+// batch's rows into its shards and writes them, in order, while the next
+// batch is computed: the shards and their bits are those of one batch
+// after the other.
 package cachebuild
