@@ -58,7 +58,7 @@ func Open(o Options) (*Device, error) {
 // kernelNames are the kernels of kernels.cu, loaded by name.
 var kernelNames = []string{"embed", "layernorm_pre", "add_inplace", "bias_act", "causal_softmax", "split_heads", "merge_heads", "sub_bias",
 	"encode_count", "exclusive_scan", "encode_fill", "gather_mid", "scatter_grad", "mse_grad", "relu_grad",
-	"gelu_new_grad", "adamw", "sum_pairs", "csc_count", "csc_fill", "csc_grad", "col_sum",
+	"gelu_new_grad", "adamw", "sum_pairs", "csc_count", "csc_totals", "csc_starts", "csc_fill", "csc_grad", "col_sum",
 	"add_out", "sq_err", "decode_rows", "cross_entropy", "act_deriv", "masked_drive", "effect_sums"}
 
 // Close releases the device's resources.

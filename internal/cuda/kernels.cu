@@ -275,8 +275,12 @@ extern "C" __global__ void scatter_grad(float* gw, float* gb, const long long* i
 // computes on the CPU, bit for bit, from the same dmid. Rows are cut into
 // G chunks of R:
 //   csc_count      counts[f·G + g] = entries of feature f in chunk g;
-//   exclusive_scan starts = their exclusive prefix sums (F·G + 1), so that
-//                  feature f's entries begin at starts[f·G];
+//   csc_totals     totals[f] = Σ_g counts[f·G + g];
+//   exclusive_scan colptr = the totals' exclusive prefix sums (F + 1);
+//   csc_starts     starts[f·G + g] = colptr[f] + Σ_{g' < g} counts[f·G + g'],
+//                  the exclusive prefix sums of all F·G counts (and
+//                  starts[F·G] their total), so that feature f's entries
+//                  begin at starts[f·G];
 //   csc_fill       moves each chunk's entries, row by row in order, to
 //                  their feature's place, advancing starts[f·G + g]: then
 //                  starts[f·G + g] is where (f, g + 1) began, and feature
@@ -290,6 +294,27 @@ extern "C" __global__ void csc_count(const long long* indptr, const int* idx, lo
     long long lo = indptr[min(g * R, M)], hi = indptr[min((g + 1) * R, M)];
     for (long long k = lo + threadIdx.x; k < hi; k += blockDim.x)
         atomicAdd((unsigned long long*)&counts[(size_t)idx[k] * G + g], 1ull);
+}
+
+// csc_totals: one thread per feature.
+extern "C" __global__ void csc_totals(long long* totals, const long long* counts, int F, int G) {
+    for (int f = blockIdx.x * blockDim.x + threadIdx.x; f < F; f += gridDim.x * blockDim.x) {
+        long long s = 0;
+        for (int g = 0; g < G; g++) s += counts[(size_t)f * G + g];
+        totals[f] = s;
+    }
+}
+
+// csc_starts: one thread per feature.
+extern "C" __global__ void csc_starts(long long* starts, const long long* colptr, const long long* counts, int F, int G) {
+    for (int f = blockIdx.x * blockDim.x + threadIdx.x; f < F; f += gridDim.x * blockDim.x) {
+        long long s = colptr[f];
+        for (int g = 0; g < G; g++) {
+            starts[(size_t)f * G + g] = s;
+            s += counts[(size_t)f * G + g];
+        }
+    }
+    if (blockIdx.x == 0 && threadIdx.x == 0) starts[(size_t)F * G] = colptr[F];
 }
 
 // csc_fill: one block per chunk; a row's features are distinct, so its

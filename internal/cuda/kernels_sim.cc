@@ -44,7 +44,7 @@ const Entry kernels[] = {
     KERNEL(split_heads),   KERNEL(merge_heads),   KERNEL(sub_bias),     KERNEL(encode_count),  KERNEL(exclusive_scan),
     KERNEL(encode_fill),   KERNEL(gather_mid),    KERNEL(scatter_grad), KERNEL(mse_grad),      KERNEL(relu_grad),
     KERNEL(gelu_new_grad), KERNEL(adamw),         KERNEL(sum_pairs),    KERNEL(csc_count),     KERNEL(csc_fill),
-    KERNEL(csc_grad),      KERNEL(col_sum),       KERNEL(add_out),      KERNEL(sq_err),        KERNEL(decode_rows),
+    KERNEL(csc_grad),      KERNEL(col_sum),       KERNEL(csc_totals),   KERNEL(csc_starts),       KERNEL(add_out),      KERNEL(sq_err),        KERNEL(decode_rows),
     KERNEL(cross_entropy), KERNEL(act_deriv),     KERNEL(masked_drive), KERNEL(effect_sums),
     KERNEL(sim_test_split_barrier), KERNEL(sim_test_partial_shuffle),
 };

@@ -437,8 +437,9 @@ func TestKernelMSEGrad(t *testing.T) {
 	pairNear(t, "mse_grad sums", download[float64](t, sums, 2), se, sy)
 }
 
-// The deterministic scatter ("csc_count", "exclusive_scan", "csc_fill",
-// "csc_grad", "col_sum", through sortedScatter.scatter) gives midcoder.Trainer's gradients bit for bit: W_mid's row f
+// The deterministic scatter ("csc_count", "csc_totals", "exclusive_scan",
+// "csc_starts", "csc_fill", "csc_grad", "col_sum", through
+// sortedScatter.scatter) gives midcoder.Trainer's gradients bit for bit: W_mid's row f
 // summed over the rows where f is active in ascending order, each product
 // and sum rounded to float32; b_mid's in float64 over the rows in order.
 // 600 rows make two full chunks and a partial one; some features are
@@ -453,7 +454,8 @@ func TestKernelSortedScatter(t *testing.T) {
 	nnz := len(idx)
 	acts := &Acts{M: rows, NNZ: nnz, indptr: upload(t, indptr), idx: upload(t, idx), val: upload(t, val), capNNZ: nnz}
 	g := (rows + cscRows - 1) / cscRows
-	s := &sortedScatter{counts: scratch[int64](t, f*g), starts: scratch[int64](t, f*g+1)}
+	s := &sortedScatter{counts: scratch[int64](t, f*g), starts: scratch[int64](t, f*g+1),
+		totals: scratch[int64](t, f), colptr: scratch[int64](t, f+1)}
 	var err error
 	if s.rowT, err = dev.alloc("rows", 4); err != nil { // one entry: scatter must grow them
 		t.Fatal(err)

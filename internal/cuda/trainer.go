@@ -37,6 +37,7 @@ type Trainer struct {
 // feature (row and value), grown with the activations.
 type sortedScatter struct {
 	counts, starts buf // int64 (F·G), (F·G + 1)
+	totals, colptr buf // int64 (F), (F + 1): per feature
 	rowT, valT     buf // int32, float32 (capNNZ)
 	capNNZ         int
 }
@@ -75,6 +76,8 @@ func (d *Device) NewTrainer(mlp *midcoder.MLP, p *midcoder.Params, opt *midcoder
 		g := (maxRows + cscRows - 1) / cscRows
 		a.add(&t.sorted.counts, "sorted scatter counts", t.f*g, 8)
 		a.add(&t.sorted.starts, "sorted scatter starts", t.f*g+1, 8)
+		a.add(&t.sorted.totals, "sorted scatter totals", t.f, 8)
+		a.add(&t.sorted.colptr, "sorted scatter column starts", t.f+1, 8)
 	}
 	if err := a.done(); err != nil {
 		return nil, err
@@ -274,7 +277,16 @@ func (s *sortedScatter) scatter(d *Device, acts *Acts, gw, gb, dmid buf, f, c in
 	if err := d.launch("csc_count", g, 256, acts.indptr, acts.idx, s.counts, m, g, cscRows); err != nil {
 		return err
 	}
-	if err := d.launch("exclusive_scan", 1, 1024, s.starts, s.counts, f*g); err != nil {
+	// The starts of all F·G counts: the scan runs over the F features'
+	// totals (one block's serial chunks: 24 at F = 24,576, where the F·G
+	// counts took 768), each feature's G chunks by one thread.
+	if err := d.launch("csc_totals", d.grid1D(f), 256, s.totals, s.counts, f, g); err != nil {
+		return err
+	}
+	if err := d.launch("exclusive_scan", 1, 1024, s.colptr, s.totals, f); err != nil {
+		return err
+	}
+	if err := d.launch("csc_starts", d.grid1D(f), 256, s.starts, s.colptr, s.counts, f, g); err != nil {
 		return err
 	}
 	if err := d.launch("csc_fill", g, 256, acts.indptr, acts.idx, acts.val, s.starts, s.rowT, s.valT, m, g, cscRows); err != nil {
