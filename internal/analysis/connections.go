@@ -20,6 +20,7 @@ import (
 
 	"github.com/ctxdep/ctxdep/internal/actcache"
 	"github.com/ctxdep/ctxdep/internal/atomicfile"
+	"github.com/ctxdep/ctxdep/internal/dtype"
 	"github.com/ctxdep/ctxdep/internal/kernels"
 	"github.com/ctxdep/ctxdep/internal/par"
 	"github.com/ctxdep/ctxdep/internal/safetensors"
@@ -763,21 +764,14 @@ func connF32(v float32) string {
 
 func writeConnSafetensors(path string, res *ConnResult, sum ConnSummary) error {
 	ft, k := res.Ft, res.K
-	f32 := func(v []float64) []float32 {
-		out := make([]float32, len(v))
-		for i, x := range v {
-			out[i] = float32(x)
-		}
-		return out
-	}
 	i32 := func(v []int32) []byte { return safetensors.IntBytes(nil, v) }
 	i64 := safetensors.IntBytes(nil, res.Count)
 	f := func(v []float32) []byte { return safetensors.Float32Bytes(nil, v) }
 	tensors := []safetensors.Tensor{
 		{Name: "count", DType: safetensors.I64, Shape: []int{ft}, Data: i64},
-		{Name: "spearman", DType: safetensors.F32, Shape: []int{ft}, Data: f(f32(res.Spearman))},
-		{Name: "share_topk_v", DType: safetensors.F32, Shape: []int{ft}, Data: f(f32(res.ShareTopV))},
-		{Name: "abs_abar_sum", DType: safetensors.F32, Shape: []int{ft}, Data: f(f32(res.AbsAbarSum))},
+		{Name: "spearman", DType: safetensors.F32, Shape: []int{ft}, Data: f(dtype.Float32s(res.Spearman))},
+		{Name: "share_topk_v", DType: safetensors.F32, Shape: []int{ft}, Data: f(dtype.Float32s(res.ShareTopV))},
+		{Name: "abs_abar_sum", DType: safetensors.F32, Shape: []int{ft}, Data: f(dtype.Float32s(res.AbsAbarSum))},
 		{Name: "top_v.index", DType: safetensors.I32, Shape: []int{ft, k}, Data: i32(res.ByV.Index)},
 		{Name: "top_v.v", DType: safetensors.F32, Shape: []int{ft, k}, Data: f(res.ByV.V)},
 		{Name: "top_v.abar", DType: safetensors.F32, Shape: []int{ft, k}, Data: f(res.ByV.Abar)},

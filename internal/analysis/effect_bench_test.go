@@ -12,7 +12,7 @@ import (
 )
 
 // effectBench is one batch of the report at GPT-2-small shapes (C = 768,
-// N = 3,072, F = 24,576, random weights), reportRows tokens with 40
+// N = 3,072, F = 24,576, random weights), ReportRows tokens with 40
 // active features each, and the fitted midcoder's pre-activations; with
 // the accumulators built once for all the benchmarks below.
 type effectBench struct {
@@ -36,7 +36,7 @@ func effectBenchSetup(b *testing.B) *effectBench {
 	info := blasimpl.Use(0)
 	b.Logf("blas %s, kernel %s, %d threads", info.Backend, info.Kernel, info.Threads)
 	effectBenchOnce.Do(func() {
-		const c, n, f, m = 768, 3072, 24576, reportRows
+		const c, n, f, m = 768, 3072, 24576, ReportRows
 		r := rand.New(rand.NewPCG(11, 12))
 		mlp := &midcoder.MLP{C: c, N: n, WIn: randSlice(r, c*n, 0.036), BIn: randSlice(r, n, 0.1),
 			WOut: randSlice(r, n*c, 0.018), BOut: make([]float32, c)}
@@ -89,7 +89,7 @@ func BenchmarkEffectReportPass(b *testing.B) {
 		neurons[i] = int32(r.IntN(n))
 	}
 	count, on := make([]int64, f), make([]int64, f*k)
-	md := midcoder.NewModel(d.mlp, d.fit, reportRows)
+	md := midcoder.NewModel(d.mlp, d.fit, ReportRows)
 	b.ResetTimer()
 	for b.Loop() {
 		accumulate(d.acts, md.PreActivations(d.acts), n, neurons, k, count, on)

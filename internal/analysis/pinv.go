@@ -106,10 +106,7 @@ func PinvBaseline(wDec, wIn, wOut []float32, f, c, n int) ([]float32, Spectrum, 
 	}
 	out64 := make([]float64, f*c)
 	matMul64(out64, wDec, p, f, c, c)
-	out := make([]float32, f*c)
-	for i, v := range out64 {
-		out[i] = float32(v)
-	}
+	out := dtype.Float32s(out64)
 	if err := dtype.CheckFinite("W_mid", out, f, c); err != nil {
 		return nil, sp, fmt.Errorf("pinv: the baseline's %w (beyond float32's range)", err)
 	}

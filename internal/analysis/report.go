@@ -195,13 +195,9 @@ func CheckMidcoderMeta(file string, meta midcoder.Meta, layer, dModel, dSAE int,
 	return nil
 }
 
-// reportRows is about how many tokens one pass step handles: whole
-// sequences, at least one.
-const reportRows = 512
-
-// ReportRows is how many tokens one of Report's batches holds (more when
-// a sequence is longer): the batch an EffectPass's Add takes.
-const ReportRows = reportRows
+// ReportRows is about how many tokens one of Report's batches holds
+// (whole sequences, at least one): the batch an EffectPass's Add takes.
+const ReportRows = 512
 
 // CheckReportSettings checks Report's settings before any work: at least
 // one neuron per feature, and a feature count of 0 (all) or more.
@@ -239,7 +235,7 @@ func CheckDashboardSettings(examples, minCount, pages int) error {
 // statistics defined above, and with in.Examples > 0 the dashboards
 // (dashboard.go) of the table's live features, with the output-side view
 // (output.go) for the features that get a page. Memory: two shards (one
-// read ahead), reportRows × (C + N) floats, F × TopK counters, and about
+// read ahead), ReportRows × (C + N) floats, F × TopK counters, and about
 // 6.5 KB per feature that fires for the dashboards.
 func Report(ctx context.Context, in ReportInput, bar *progress.Bar) (*ReportResult, error) {
 	if in.Cache == nil || in.MLP == nil || in.Fit == nil {
@@ -300,7 +296,7 @@ func Report(ctx context.Context, in ReportInput, bar *progress.Bar) (*ReportResu
 
 	count := make([]int64, f)
 	on := make([]int64, f*k)
-	tr := midcoder.NewModel(in.MLP, in.Fit, max(reportRows, man.ContextLength))
+	tr := midcoder.NewModel(in.MLP, in.Fit, max(ReportRows, man.ContextLength))
 	var ro actcache.ReadOptions
 	if !man.WithActs {
 		ro.Encoder = in.TC.NewEncoder()
@@ -333,7 +329,7 @@ func Report(ctx context.Context, in ReportInput, bar *progress.Bar) (*ReportResu
 	}
 	var tokens int64
 	for {
-		b, err := rd.Next(max(1, reportRows/man.ContextLength))
+		b, err := rd.Next(max(1, ReportRows/man.ContextLength))
 		if err == io.EOF {
 			break
 		}

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"unsafe"
 
+	"github.com/ctxdep/ctxdep/internal/dtype"
 	"github.com/ctxdep/ctxdep/internal/kernels"
 	"github.com/ctxdep/ctxdep/internal/testutil"
 	"github.com/ctxdep/ctxdep/internal/transcoder"
@@ -92,24 +93,6 @@ func sameBits(t *testing.T, what string, got, want []float32) {
 	}
 }
 
-// within fails the test where |got − want| > abs + rel·|want| anywhere.
-func within(t *testing.T, what string, got, want []float32, abs, rel float64) {
-	t.Helper()
-	worst, at := 0.0, -1
-	for i := range want {
-		d := math.Abs(float64(got[i]) - float64(want[i]))
-		if excess := d - (abs + rel*math.Abs(float64(want[i]))); excess > worst || math.IsNaN(d) {
-			worst, at = excess, i
-			if math.IsNaN(d) {
-				break
-			}
-		}
-	}
-	if at >= 0 {
-		t.Errorf("%s: element %d is %g, want %g (tolerance %g + %g·|want|)", what, at, got[at], want[at], abs, rel)
-	}
-}
-
 // embed is W_E[token] + W_pos[position], bit for bit.
 func TestKernelEmbed(t *testing.T) {
 	defer dev.enter()()
@@ -146,9 +129,9 @@ func TestKernelLayerNormPre(t *testing.T) {
 	kernels.LayerNormPre(want, x, m, c, eps)
 	src, dst := upload(t, x), scratch[float32](t, m*c)
 	launchSync(t, "layernorm_pre", m, 256, dst, src, c, float32(eps))
-	within(t, "layernorm_pre", download[float32](t, dst, m*c), want, 0, 3e-7)
+	testutil.Close(t, "layernorm_pre", download[float32](t, dst, m*c), want, 0, 3e-7)
 	launchSync(t, "layernorm_pre", m, 256, src, src, c, float32(eps))
-	within(t, "layernorm_pre in place", download[float32](t, src, m*c), want, 0, 3e-7)
+	testutil.Close(t, "layernorm_pre in place", download[float32](t, src, m*c), want, 0, 3e-7)
 }
 
 // add_inplace and sub_bias are one float32 operation per element: bit for
@@ -214,7 +197,7 @@ func TestKernelBiasAct(t *testing.T) {
 				}
 				got := download[float32](t, out, m*n)
 				if act == actGeluNew {
-					within(t, name, got, want, 1e-7, 1e-6)
+					testutil.Close(t, name, got, want, 1e-7, 1e-6)
 				} else {
 					sameBits(t, name, got, want)
 				}
@@ -250,7 +233,7 @@ func TestKernelCausalSoftmax(t *testing.T) {
 			want[row*tt+j] = float32(math.Exp(float64(x[j]*scale)-mx) / sum)
 		}
 	}
-	within(t, "causal_softmax", download[float32](t, ds, len(s)), want, 1e-8, 2e-6)
+	testutil.Close(t, "causal_softmax", download[float32](t, ds, len(s)), want, 1e-8, 2e-6)
 }
 
 // split_heads lays qkv (B·T, 3C) out as (3, B, H, T, D) and merge_heads
@@ -370,7 +353,7 @@ func TestKernelGatherScatter(t *testing.T) {
 			want[row*c+j] = float32(s)
 		}
 	}
-	within(t, "gather_mid", download[float32](t, mid, rows*c), want, 1e-5, 1e-5)
+	testutil.Close(t, "gather_mid", download[float32](t, mid, rows*c), want, 1e-5, 1e-5)
 
 	dmid := randFloats(r, rows*c, 1)
 	gw, gb := scratch[float32](t, f*c), scratch[float32](t, c)
@@ -390,8 +373,8 @@ func TestKernelGatherScatter(t *testing.T) {
 			}
 		}
 	}
-	within(t, "scatter_grad W_mid", download[float32](t, gw, f*c), toF32(wantW), 1e-5, 1e-5)
-	within(t, "scatter_grad b_mid", download[float32](t, gb, c), toF32(wantB), 1e-5, 1e-5)
+	testutil.Close(t, "scatter_grad W_mid", download[float32](t, gw, f*c), dtype.Float32s(wantW), 1e-5, 1e-5)
+	testutil.Close(t, "scatter_grad b_mid", download[float32](t, gb, c), dtype.Float32s(wantB), 1e-5, 1e-5)
 }
 
 // pairNear fails the test unless got is [a, b] to 1e-12 relative (float64
@@ -401,14 +384,6 @@ func pairNear(t *testing.T, what string, got []float64, a, b float64) {
 	if math.Abs(got[0]-a) > 1e-12*math.Abs(a) || math.Abs(got[1]-b) > 1e-12*math.Abs(b) {
 		t.Errorf("%s %v, want [%v %v]", what, got, a, b)
 	}
-}
-
-func toF32(v []float64) []float32 {
-	out := make([]float32, len(v))
-	for i, x := range v {
-		out[i] = float32(x)
-	}
-	return out
 }
 
 // mse_grad writes each block's Σ(out − y)² and Σy² (float64) and sets out
@@ -491,7 +466,7 @@ func TestKernelSortedScatter(t *testing.T) {
 		}
 	}
 	sameBits(t, "sorted scatter W_mid", download[float32](t, gw, f*c), wantW)
-	sameBits(t, "sorted scatter b_mid", download[float32](t, gb, c), toF32(wantB64))
+	sameBits(t, "sorted scatter b_mid", download[float32](t, gb, c), dtype.Float32s(wantB64))
 	if s.capNNZ < nnz {
 		t.Errorf("entry buffers hold %d, need %d", s.capNNZ, nnz)
 	}
@@ -516,7 +491,7 @@ func TestKernelActivationGrads(t *testing.T) {
 	kernels.GeluNewBackward(want, pre)
 	d = upload(t, dh)
 	launchSync(t, "gelu_new_grad", dev.grid1D(n), 256, d, upload(t, pre), int64(n))
-	within(t, "gelu_new_grad", download[float32](t, d, n), want, 0, 2e-7)
+	testutil.Close(t, "gelu_new_grad", download[float32](t, d, n), want, 0, 2e-7)
 }
 
 // adamw is kernels.AdamWStep.Update bit for bit (the same float32
@@ -625,7 +600,7 @@ func TestKernelCrossEntropy(t *testing.T) {
 	for k, i := range rowsWith {
 		want[i] = wantSub[k]
 	}
-	within(t, "cross_entropy", got, want, 1e-6, 1e-6)
+	testutil.Close(t, "cross_entropy", got, want, 1e-6, 1e-6)
 }
 
 // act_deriv is φ' as analysis.actDeriv computes it: ReLU's 0/1 (0 at
@@ -653,7 +628,7 @@ func TestKernelActDerivMaskedDrive(t *testing.T) {
 	}
 	kernels.GeluNewBackward(want, pre)
 	got := download[float32](t, dphi, rows*n)
-	within(t, "act_deriv gelu_new", got, want, 0, 2e-7)
+	testutil.Close(t, "act_deriv gelu_new", got, want, 0, 2e-7)
 
 	drive := randFloats(r, f*n, 1)
 	pr, pf := make([]int32, p), make([]int32, p)

@@ -42,3 +42,12 @@ func CheckedProduct(start int64, shape []int) (int64, bool) {
 	}
 	return int64(p), true
 }
+
+// Float32s returns v with each value rounded to float32.
+func Float32s(v []float64) []float32 {
+	out := make([]float32, len(v))
+	for i, x := range v {
+		out[i] = float32(x)
+	}
+	return out
+}

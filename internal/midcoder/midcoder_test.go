@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/ctxdep/ctxdep/internal/actcache"
+	"github.com/ctxdep/ctxdep/internal/dtype"
 	"github.com/ctxdep/ctxdep/internal/safetensors"
 	"github.com/ctxdep/ctxdep/internal/testutil"
 	"github.com/ctxdep/ctxdep/internal/transcoder"
@@ -151,13 +152,13 @@ func TestFitMatchesPyTorch(t *testing.T) {
 				tr, st, steps := fit(t, fx, gc, g, false, stored)
 				testutil.Close(t, "W_mid", tr.Params.WMid, g[gc.Name+".W_mid"], 2e-6, 1e-5)
 				testutil.Close(t, "b_mid", tr.Params.BMid, g[gc.Name+".b_mid"], 2e-6, 1e-5)
-				testutil.Close(t, "step_loss", f32(steps), g[gc.Name+".step_loss"], 0, 1e-5)
+				testutil.Close(t, "step_loss", dtype.Float32s(steps), g[gc.Name+".step_loss"], 0, 1e-5)
 				h := g[gc.Name+".history"]
 				if len(st.History)*3 != len(h) {
 					t.Fatalf("%d epochs, want %d", len(st.History), len(h)/3)
 				}
 				for e, r := range st.History {
-					testutil.Close(t, fmt.Sprint("epoch ", e, " loss, loss_norm"), f32([]float64{r.Loss, r.LossNorm}), h[e*3:e*3+2], 0, 1e-5)
+					testutil.Close(t, fmt.Sprint("epoch ", e, " loss, loss_norm"), dtype.Float32s([]float64{r.Loss, r.LossNorm}), h[e*3:e*3+2], 0, 1e-5)
 					if float32(r.LR) != h[e*3+2] {
 						t.Errorf("epoch %d lr = %.17g, want %.9g", e, r.LR, h[e*3+2])
 					}
@@ -188,7 +189,7 @@ func TestSparseEqualsDense(t *testing.T) {
 		} {
 			testutil.Close(t, gc.Name+" "+c.name, c.got, c.want, 1e-5*testutil.MaxAbs(c.want), 1e-5)
 		}
-		testutil.Close(t, gc.Name+" losses", f32(ls), f32(ld), 0, 1e-6)
+		testutil.Close(t, gc.Name+" losses", dtype.Float32s(ls), dtype.Float32s(ld), 0, 1e-6)
 	}
 }
 
@@ -291,14 +292,6 @@ type stepper struct {
 
 func (s *stepper) Step(a *transcoder.Acts, y []float32, lr float64) (float64, float64) {
 	return s.fn(a, y, lr)
-}
-
-func f32(v []float64) []float32 {
-	out := make([]float32, len(v))
-	for i, x := range v {
-		out[i] = float32(x)
-	}
-	return out
 }
 
 // A fit interrupted after an epoch and resumed from its checkpoint ends

@@ -120,6 +120,8 @@ func TestReaderMatchesFile(t *testing.T) {
 	}
 }
 
+// sameBits is testutil.SameBits, which this package's tests cannot import
+// (testutil imports safetensors).
 func sameBits(a, b []float32) bool {
 	if len(a) != len(b) {
 		return false
