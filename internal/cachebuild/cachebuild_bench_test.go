@@ -98,7 +98,8 @@ func (p sleepPass) Run(tokens []int32, b, t int, out []Capture) error {
 // with a pass that takes no host time: none ("pass=0s": the writes alone),
 // and 40 ms per batch ("pass=40ms"). With the writes overlapping the next
 // batch's pass, the second approaches the larger of the two per batch
-// rather than their sum.
+// rather than their sum (40 ms plus the first's time, the baseline in the
+// same run).
 func BenchmarkBuildOverlap(b *testing.B) {
 	m := gpt2.Random(gpt2.Small(), 1)
 	const rows, t, batches = 16, 128, 8
