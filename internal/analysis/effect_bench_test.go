@@ -8,6 +8,7 @@ import (
 
 	"github.com/ctxdep/ctxdep/internal/blasimpl"
 	"github.com/ctxdep/ctxdep/internal/midcoder"
+	"github.com/ctxdep/ctxdep/internal/testutil"
 	"github.com/ctxdep/ctxdep/internal/transcoder"
 )
 
@@ -38,8 +39,8 @@ func effectBenchSetup(b *testing.B) *effectBench {
 	effectBenchOnce.Do(func() {
 		const c, n, f, m = 768, 3072, 24576, ReportRows
 		r := rand.New(rand.NewPCG(11, 12))
-		mlp := &midcoder.MLP{C: c, N: n, WIn: randSlice(r, c*n, 0.036), BIn: randSlice(r, n, 0.1),
-			WOut: randSlice(r, n*c, 0.018), BOut: make([]float32, c)}
+		mlp := &midcoder.MLP{C: c, N: n, WIn: testutil.RandNormal(r, c*n, 0.036), BIn: testutil.RandNormal(r, n, 0.1),
+			WOut: testutil.RandNormal(r, n*c, 0.018), BOut: make([]float32, c)}
 		fit, pinv := midcoder.NewParams(f, c), midcoder.NewParams(f, c)
 		fit.KaimingUniform(1)
 		pinv.KaimingUniform(2)
@@ -65,7 +66,7 @@ func effectBenchSetup(b *testing.B) *effectBench {
 			b.Fatal(err)
 		}
 		start := time.Now()
-		if d.withPinv, err = NewEffectAccumulator(mlp, fit, pinv, randSlice(r, f*c, 0.036)); err != nil {
+		if d.withPinv, err = NewEffectAccumulator(mlp, fit, pinv, testutil.RandNormal(r, f*c, 0.036)); err != nil {
 			b.Fatal(err)
 		}
 		d.build = time.Since(start)

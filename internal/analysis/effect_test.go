@@ -217,14 +217,6 @@ func geluNewDeriv64(x float64) float64 {
 	return 0.5*(1+th) + 0.5*x*(1-th*th)*k*(1+3*0.044715*x*x)
 }
 
-func randSlice(r *rand.Rand, n int, scale float64) []float32 {
-	v := make([]float32, n)
-	for i := range v {
-		v[i] = float32(scale * r.NormFloat64())
-	}
-	return v
-}
-
 // On random data, in batches and groups of several sizes (a group boundary
 // inside a token, a token split over batches of one row), the accumulator
 // matches the brute-force reference, for both activations; a feature kept
@@ -234,11 +226,11 @@ func TestEffectBruteForce(t *testing.T) {
 	const c, n, f, m = 8, 12, 10, 37
 	r := rand.New(rand.NewPCG(7, 8))
 	for _, act := range []midcoder.Activation{midcoder.ReLU, midcoder.GeluNew} {
-		mlp := &midcoder.MLP{C: c, N: n, Act: act, WIn: randSlice(r, c*n, 0.5), BIn: randSlice(r, n, 0.3),
-			WOut: randSlice(r, n*c, 0.5), BOut: make([]float32, c)}
-		fit := &midcoder.Params{F: f, C: c, WMid: randSlice(r, f*c, 1), BMid: randSlice(r, c, 0.2)}
-		pinv := &midcoder.Params{F: f, C: c, WMid: randSlice(r, f*c, 1), BMid: make([]float32, c)}
-		wDec := randSlice(r, f*c, 1)
+		mlp := &midcoder.MLP{C: c, N: n, Act: act, WIn: testutil.RandNormal(r, c*n, 0.5), BIn: testutil.RandNormal(r, n, 0.3),
+			WOut: testutil.RandNormal(r, n*c, 0.5), BOut: make([]float32, c)}
+		fit := &midcoder.Params{F: f, C: c, WMid: testutil.RandNormal(r, f*c, 1), BMid: testutil.RandNormal(r, c, 0.2)}
+		pinv := &midcoder.Params{F: f, C: c, WMid: testutil.RandNormal(r, f*c, 1), BMid: make([]float32, c)}
+		wDec := testutil.RandNormal(r, f*c, 1)
 		acts := make([]float32, m*f)
 		for i := range acts {
 			if i%f != 3 && r.Float64() < 0.35 {

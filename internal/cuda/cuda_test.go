@@ -682,7 +682,7 @@ func TestEffectMatchesCPU(t *testing.T) {
 				if withPinv {
 					pinv = midcoder.NewParams(f, m.DModel)
 					pinv.KaimingUniform(32)
-					wDec = randFloats(r, f*m.DModel, 0.1)
+					wDec = testutil.RandNormal(r, f*m.DModel, 0.1)
 				}
 				cpu, err := analysis.NewEffectAccumulator(mlp, fit, pinv, wDec)
 				if err != nil {
@@ -701,7 +701,7 @@ func TestEffectMatchesCPU(t *testing.T) {
 						}
 					}
 					acts := &transcoder.Acts{Indptr: indptr, Indices: idx, Values: val}
-					pre := randFloats(r, rows*mlp.N, 1)
+					pre := testutil.RandNormal(r, rows*mlp.N, 1)
 					cpu.Add(acts, pre)
 					if err := ea.Add(acts, pre); err != nil {
 						t.Fatal(err)
@@ -752,7 +752,7 @@ func BenchmarkEffectAdd(b *testing.B) {
 	defer ea.Close()
 	indptr, idx, val := csr(r, rows, tc.DSAE, 40)
 	acts := &transcoder.Acts{Indptr: indptr, Indices: idx, Values: val}
-	pre := randFloats(r, rows*mlp.N, 1)
+	pre := testutil.RandNormal(r, rows*mlp.N, 1)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		if err := ea.Add(acts, pre); err != nil {

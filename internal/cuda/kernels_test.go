@@ -72,14 +72,6 @@ func launchSync(t *testing.T, name string, grid, block int, args ...any) {
 	}
 }
 
-func randFloats(r *rand.Rand, n int, scale float64) []float32 {
-	out := make([]float32, n)
-	for i := range out {
-		out[i] = float32(r.NormFloat64() * scale)
-	}
-	return out
-}
-
 // sameBits fails the test where got and want differ in any bit.
 func sameBits(t *testing.T, what string, got, want []float32) {
 	t.Helper()
@@ -98,7 +90,7 @@ func TestKernelEmbed(t *testing.T) {
 	defer dev.enter()()
 	r := rand.New(rand.NewPCG(1, 1))
 	v, tt, rows, c := 50, 7, 3, 300
-	we, wpos := randFloats(r, v*c, 1), randFloats(r, tt*c, 1)
+	we, wpos := testutil.RandNormal(r, v*c, 1), testutil.RandNormal(r, tt*c, 1)
 	tok := make([]int32, rows*tt)
 	for i := range tok {
 		tok[i] = int32(r.IntN(v))
@@ -121,7 +113,7 @@ func TestKernelLayerNormPre(t *testing.T) {
 	defer dev.enter()()
 	r := rand.New(rand.NewPCG(2, 2))
 	m, c, eps := 5, 1000, 1e-5
-	x := randFloats(r, m*c, 3)
+	x := testutil.RandNormal(r, m*c, 3)
 	for i := range x {
 		x[i] += 2 // a mean to remove
 	}
@@ -140,7 +132,7 @@ func TestKernelAddSubBias(t *testing.T) {
 	defer dev.enter()()
 	r := rand.New(rand.NewPCG(3, 3))
 	m, c := 9, 333
-	a, b, bias := randFloats(r, m*c, 1), randFloats(r, m*c, 1), randFloats(r, c, 1)
+	a, b, bias := testutil.RandNormal(r, m*c, 1), testutil.RandNormal(r, m*c, 1), testutil.RandNormal(r, c, 1)
 	da := upload(t, a)
 	launchSync(t, "add_inplace", dev.grid1D(m*c), 256, da, upload(t, b), m*c)
 	want := make([]float32, m*c)
@@ -164,7 +156,7 @@ func TestKernelBiasAct(t *testing.T) {
 	defer dev.enter()()
 	r := rand.New(rand.NewPCG(4, 4))
 	m, n := 7, 1111
-	pre, bias := randFloats(r, m*n, 2), randFloats(r, n, 1)
+	pre, bias := testutil.RandNormal(r, m*n, 2), testutil.RandNormal(r, n, 1)
 	for _, act := range []int{actNone, actGeluNew, actReLU} {
 		for _, withBias := range []bool{true, false} {
 			for _, inPlace := range []bool{false, true} {
@@ -214,7 +206,7 @@ func TestKernelCausalSoftmax(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 5))
 	bh, tt := 3, 300 // rows of 300 > the block of 128
 	scale := float32(0.125)
-	s := randFloats(r, bh*tt*tt, 8)
+	s := testutil.RandNormal(r, bh*tt*tt, 8)
 	ds := upload(t, s)
 	launchSync(t, "causal_softmax", bh*tt, 128, ds, tt, scale)
 	want := make([]float32, len(s))
@@ -244,7 +236,7 @@ func TestKernelSplitMergeHeads(t *testing.T) {
 	r := rand.New(rand.NewPCG(6, 6))
 	b, tt, h, d := 2, 5, 3, 100 // 3C = 900 > the block of 256
 	c := h * d
-	qkv := randFloats(r, b*tt*3*c, 1)
+	qkv := testutil.RandNormal(r, b*tt*3*c, 1)
 	heads := scratch[float32](t, len(qkv))
 	launchSync(t, "split_heads", b*tt, 256, heads, upload(t, qkv), b, tt, h, d)
 	got := download[float32](t, heads, len(qkv))
@@ -279,7 +271,7 @@ func TestKernelEncodeCompaction(t *testing.T) {
 	defer dev.enter()()
 	r := rand.New(rand.NewPCG(7, 7))
 	m, f := 1500, 700
-	h, benc := randFloats(r, m*f, 1), randFloats(r, f, 1)
+	h, benc := testutil.RandNormal(r, m*f, 1), testutil.RandNormal(r, f, 1)
 	for i := range benc {
 		benc[i] -= 1.5 // most entries off, as in a transcoder
 	}
@@ -339,7 +331,7 @@ func TestKernelGatherScatter(t *testing.T) {
 	r := rand.New(rand.NewPCG(8, 8))
 	rows, f, c := 40, 60, 300
 	indptr, idx, val := csr(r, rows, f, 8)
-	wmid, bmid := randFloats(r, f*c, 1), randFloats(r, c, 1)
+	wmid, bmid := testutil.RandNormal(r, f*c, 1), testutil.RandNormal(r, c, 1)
 	dIndptr, dIdx, dVal := upload(t, indptr), upload(t, idx), upload(t, val)
 	mid := scratch[float32](t, rows*c)
 	launchSync(t, "gather_mid", rows, 256, mid, dIndptr, dIdx, dVal, upload(t, wmid), upload(t, bmid), c)
@@ -355,7 +347,7 @@ func TestKernelGatherScatter(t *testing.T) {
 	}
 	testutil.Close(t, "gather_mid", download[float32](t, mid, rows*c), want, 1e-5, 1e-5)
 
-	dmid := randFloats(r, rows*c, 1)
+	dmid := testutil.RandNormal(r, rows*c, 1)
 	gw, gb := scratch[float32](t, f*c), scratch[float32](t, c)
 	if err := zero(gw, gw.bytes); err != nil {
 		t.Fatal(err)
@@ -394,7 +386,7 @@ func TestKernelMSEGrad(t *testing.T) {
 	defer dev.enter()()
 	r := rand.New(rand.NewPCG(9, 9))
 	n := 100003
-	out, y := randFloats(r, n, 1), randFloats(r, n, 1)
+	out, y := testutil.RandNormal(r, n, 1), testutil.RandNormal(r, n, 1)
 	scale := float32(2 / float64(n))
 	grid := max(1, dev.grid1D(n)/4)
 	dout, partials, sums := upload(t, out), scratch[float64](t, 2*grid), scratch[float64](t, 2)
@@ -425,7 +417,7 @@ func TestKernelSortedScatter(t *testing.T) {
 	r := rand.New(rand.NewPCG(12, 12))
 	rows, f, c := 600, 90, 300
 	indptr, idx, val := csr(r, rows, f-10, 6) // features 80..89 never active
-	dmid := randFloats(r, rows*c, 1)
+	dmid := testutil.RandNormal(r, rows*c, 1)
 	nnz := len(idx)
 	acts := &Acts{M: rows, NNZ: nnz, indptr: upload(t, indptr), idx: upload(t, idx), val: upload(t, val), capNNZ: nnz}
 	g := (rows + cscRows - 1) / cscRows
@@ -479,7 +471,7 @@ func TestKernelActivationGrads(t *testing.T) {
 	defer dev.enter()()
 	r := rand.New(rand.NewPCG(10, 10))
 	n := 50000
-	dh, pre := randFloats(r, n, 1), randFloats(r, n, 2)
+	dh, pre := testutil.RandNormal(r, n, 1), testutil.RandNormal(r, n, 2)
 	pre[0], pre[1] = 0, float32(math.Copysign(0, -1)) // the boundary: zeroed, as on the CPU
 	want := slices.Clone(dh)
 	kernels.ReLUBackward(want, pre)
@@ -500,7 +492,7 @@ func TestKernelAdamW(t *testing.T) {
 	defer dev.enter()()
 	r := rand.New(rand.NewPCG(11, 11))
 	n := 10007
-	theta, m, g := randFloats(r, n, 0.1), randFloats(r, n, 0.01), randFloats(r, n, 0.01)
+	theta, m, g := testutil.RandNormal(r, n, 0.1), testutil.RandNormal(r, n, 0.01), testutil.RandNormal(r, n, 0.01)
 	v := make([]float32, n)
 	for i := range v {
 		v[i] = float32(r.Float64() * 1e-4)
@@ -530,7 +522,7 @@ func TestKernelAddOutSqErr(t *testing.T) {
 	defer dev.enter()()
 	r := rand.New(rand.NewPCG(13, 13))
 	n := 70001
-	a, y := randFloats(r, n, 1), randFloats(r, n, 1)
+	a, y := testutil.RandNormal(r, n, 1), testutil.RandNormal(r, n, 1)
 	da, dy, out := upload(t, a), upload(t, y), scratch[float32](t, n)
 	launchSync(t, "add_out", dev.grid1D(n), 256, out, da, dy, n)
 	want := make([]float32, n)
@@ -574,7 +566,7 @@ func TestKernelCrossEntropy(t *testing.T) {
 	r := rand.New(rand.NewPCG(16, 16))
 	b, tt, v := 3, 9, 5000
 	m := b * tt
-	logits := randFloats(r, m*v, 4)
+	logits := testutil.RandNormal(r, m*v, 4)
 	tok := make([]int32, m)
 	for i := range tok {
 		tok[i] = int32(r.IntN(v))
@@ -611,7 +603,7 @@ func TestKernelActDerivMaskedDrive(t *testing.T) {
 	defer dev.enter()()
 	r := rand.New(rand.NewPCG(17, 17))
 	rows, n, f, p := 6, 700, 20, 50
-	pre := randFloats(r, rows*n, 2)
+	pre := testutil.RandNormal(r, rows*n, 2)
 	pre[0] = 0
 	dpre, dphi := upload(t, pre), scratch[float32](t, rows*n)
 	launchSync(t, "act_deriv", dev.grid1D(rows*n), 256, dphi, dpre, int64(rows*n), actReLU)
@@ -630,7 +622,7 @@ func TestKernelActDerivMaskedDrive(t *testing.T) {
 	got := download[float32](t, dphi, rows*n)
 	testutil.Close(t, "act_deriv gelu_new", got, want, 0, 2e-7)
 
-	drive := randFloats(r, f*n, 1)
+	drive := testutil.RandNormal(r, f*n, 1)
 	pr, pf := make([]int32, p), make([]int32, p)
 	for i := range pr {
 		pr[i], pf[i] = int32(r.IntN(rows)), int32(r.IntN(f))
@@ -667,7 +659,7 @@ func TestKernelEffectSums(t *testing.T) {
 	wantSum, wantNorm := make([]float64, f*c), make([]float64, f)
 	dFeats, dSeg := upload(t, feats), upload(t, seg)
 	for launch := 0; launch < 2; launch++ {
-		e := randFloats(r, p*c, 1)
+		e := testutil.RandNormal(r, p*c, 1)
 		launchSync(t, "effect_sums", len(seg)-1, 256, sum, normSum, upload(t, e), dFeats, dSeg, c)
 		for i, fi := range feats {
 			var ss float64

@@ -1,6 +1,9 @@
 package testutil
 
-import "math"
+import (
+	"math"
+	"math/rand/v2"
+)
 
 // MaxAbs returns max |v[i]| (0 for an empty v; NaN if any v[i] is NaN, so
 // that a tolerance scaled by it fails rather than passes).
@@ -24,4 +27,14 @@ func SameBits(a, b []float32) bool {
 		}
 	}
 	return true
+}
+
+// RandNormal returns n values drawn from N(0, scale²), each rounded to
+// float32 once (float32(scale·x)).
+func RandNormal(r *rand.Rand, n int, scale float64) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(scale * r.NormFloat64())
+	}
+	return v
 }
