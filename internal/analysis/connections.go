@@ -155,24 +155,6 @@ type ConnResult struct {
 	AbsAbarSum []float64
 }
 
-// CenterRows returns w (rows, c) with each row's mean over its c entries
-// subtracted (computed in float64), transposed to (c, rows).
-func CenterRows(w []float32, rows, c int) []float32 {
-	out := make([]float32, rows*c)
-	for i := 0; i < rows; i++ {
-		r := w[i*c : (i+1)*c]
-		var s float64
-		for _, v := range r {
-			s += float64(v)
-		}
-		mean := s / float64(c)
-		for k, v := range r {
-			out[k*rows+i] = float32(float64(v) - mean)
-		}
-	}
-	return out
-}
-
 // Connections computes the connections from the fs features of the
 // transcoder whose decoder is wDec (fs, c) to the ft features of the
 // transcoder whose encoder is wEnc (c, ft), over the tokens data walks.
@@ -191,7 +173,10 @@ func Connections(ctx context.Context, wDec, wEnc []float32, fs, ft, c int, data 
 	for _, l := range []*ConnList{&res.ByV, &res.ByAbar} {
 		*l = ConnList{Index: make([]int32, ft*k), V: make([]float32, ft*k), Abar: make([]float32, ft*k)}
 	}
-	decT := CenterRows(wDec, fs, c)        // (C, F_s)
+	dec := slices.Clone(wDec)
+	kernels.CentreRows(dec, fs, c)        // each decoder row's mean removed
+	decT := kernels.Transpose(dec, fs, c) // (C, F_s)
+	dec = nil
 	encT := kernels.Transpose(wEnc, c, ft) // (F_t, C)
 	m := make([]float32, block*fs)         // M's block, rows by target: Σ acts_i/s
 	sub := min(connSub, block)

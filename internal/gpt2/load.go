@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/ctxdep/ctxdep/internal/dtype"
+	"github.com/ctxdep/ctxdep/internal/kernels"
 	"github.com/ctxdep/ctxdep/internal/par"
 )
 
@@ -154,9 +155,9 @@ func (ld *loader) readRows(name string, fn func(chunk []float32, m0 int)) ([]flo
 	return dst, nil
 }
 
-// centring returns a readRows callback that centres each row (centreRows).
+// centring returns a readRows callback that centres each row (kernels.CentreRows).
 func centring(k int) func(chunk []float32, _ int) {
-	return func(chunk []float32, _ int) { centreRows(chunk, len(chunk)/k, k) }
+	return func(chunk []float32, _ int) { kernels.CentreRows(chunk, len(chunk)/k, k) }
 }
 
 // reads reads the named tensors, stopping at the first error.
@@ -205,7 +206,7 @@ func loadParts(cfg Config, src source, parts Parts) (*Model, error) {
 					u.rows(chunk, j0)
 				}
 				if parts.Blocks > 0 {
-					centreRows(chunk, len(chunk)/c, c)
+					kernels.CentreRows(chunk, len(chunk)/c, c)
 				}
 			})
 			if err != nil {
@@ -249,7 +250,7 @@ func loadParts(cfg Config, src source, parts Parts) (*Model, error) {
 				if err != nil {
 					return err
 				}
-				centreRows(projB, 1, c)
+				kernels.CentreRows(projB, 1, c)
 				foldValueBiases(attnB, projW, projB, c)
 				b.WQKV, b.BQKV, b.WO, b.BO = attnW, attnB, projW, projB
 				return nil
@@ -278,7 +279,7 @@ func loadParts(cfg Config, src source, parts Parts) (*Model, error) {
 				if err != nil {
 					return err
 				}
-				centreRows(outB, 1, c)
+				kernels.CentreRows(outB, 1, c)
 				b.WOut, b.BOut = outW, outB
 				return nil
 			})
@@ -317,7 +318,7 @@ func foldValueBiases(bqkv, wo, bo []float32, c int) {
 // unembedding makes W_U (C, V) and b_U (V) from the unprocessed wte (V, C)
 // and ln_f, a chunk of wte's rows at a time: foldLayerNorm on wte's
 // transpose (whose column j is wte's row j), written tile by tile, then
-// centreRows over the vocabulary, each value computed as process computes
+// kernels.CentreRows over the vocabulary, each value computed as process computes
 // it.
 type unembedding struct {
 	gamma, beta []float32
@@ -357,11 +358,11 @@ func (u *unembedding) rows(chunk []float32, j0 int) {
 // finish centres W_U's rows and b_U, once every row of wte is folded in.
 func (u *unembedding) finish() (wu, bu []float32) {
 	centreRowsPar(u.wu, u.c, u.v)
-	centreRows(u.bu, 1, u.v)
+	kernels.CentreRows(u.bu, 1, u.v)
 	return u.wu, u.bu
 }
 
-// centreRowsPar is centreRows with the rows shared among goroutines.
+// centreRowsPar is kernels.CentreRows with the rows shared among goroutines.
 func centreRowsPar(w []float32, r, k int) {
-	par.For(r, func(lo, hi int) { centreRows(w[lo*k:hi*k], hi-lo, k) })
+	par.For(r, func(lo, hi int) { kernels.CentreRows(w[lo*k:hi*k], hi-lo, k) })
 }

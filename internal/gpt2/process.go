@@ -64,21 +64,6 @@ func (f *layerNormFold) apply(w, b []float32, r int) {
 	}
 }
 
-// centreRows subtracts from each row of w its mean. w (R, K).
-func centreRows(w []float32, r, k int) {
-	for m := 0; m < r; m++ {
-		row := w[m*k : (m+1)*k]
-		var s float64
-		for _, v := range row {
-			s += float64(v)
-		}
-		mean := s / float64(k)
-		for j, v := range row {
-			row[j] = float32(float64(v) - mean)
-		}
-	}
-}
-
 // hfWeights are the unprocessed tensors of a checkpoint, by role.
 type hfWeights struct {
 	wte, wpe   []float32 // (V, C), (NCtx, C)
@@ -112,19 +97,19 @@ func process(cfg Config, hf *hfWeights) *Model {
 	foldLayerNorm(m.WU, m.BU, hf.lnfW, hf.lnfB, c, v)
 
 	// 2. center_writing_weights.
-	centreRows(hf.wte, v, c)
-	centreRows(hf.wpe, cfg.NCtx, c)
+	kernels.CentreRows(hf.wte, v, c)
+	kernels.CentreRows(hf.wpe, cfg.NCtx, c)
 	for l := range m.Blocks {
 		hb := &hf.blocks[l]
-		centreRows(hb.projW, c, c)
-		centreRows(hb.projB, 1, c)
-		centreRows(hb.outW, n, c)
-		centreRows(hb.outB, 1, c)
+		kernels.CentreRows(hb.projW, c, c)
+		kernels.CentreRows(hb.projB, 1, c)
+		kernels.CentreRows(hb.outW, n, c)
+		kernels.CentreRows(hb.outB, 1, c)
 	}
 
 	// 3. center_unembed: W_U loses its mean over the vocabulary, b_U too.
-	centreRows(m.WU, c, v)
-	centreRows(m.BU, 1, v)
+	kernels.CentreRows(m.WU, c, v)
+	kernels.CentreRows(m.BU, 1, v)
 
 	// 4. fold_value_biases: b_O += b_V @ W_O, then b_V = 0.
 	for l := range m.Blocks {

@@ -77,3 +77,20 @@ func LayerNormScale(scale, src []float32, m, c int, eps float64) {
 		scale[r] = float32(math.Sqrt(ss/float64(c) + eps))
 	}
 }
+
+// CentreRows subtracts from each row of w (r, k) its mean, computed in
+// float64 (TransformerLens's centring of writing weights and of the
+// unembedding; the connections' centred decoder).
+func CentreRows(w []float32, r, k int) {
+	for m := 0; m < r; m++ {
+		row := w[m*k : (m+1)*k]
+		var s float64
+		for _, v := range row {
+			s += float64(v)
+		}
+		mean := s / float64(k)
+		for j, v := range row {
+			row[j] = float32(float64(v) - mean)
+		}
+	}
+}
