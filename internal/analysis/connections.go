@@ -174,8 +174,8 @@ func Connections(ctx context.Context, wDec, wEnc []float32, fs, ft, c int, data 
 		*l = ConnList{Index: make([]int32, ft*k), V: make([]float32, ft*k), Abar: make([]float32, ft*k)}
 	}
 	dec := slices.Clone(wDec)
-	kernels.CentreRows(dec, fs, c)        // each decoder row's mean removed
-	decT := kernels.Transpose(dec, fs, c) // (C, F_s)
+	kernels.CentreRows(dec, fs, c)         // each decoder row's mean removed
+	decT := kernels.Transpose(dec, fs, c)  // (C, F_s)
 	encT := kernels.Transpose(wEnc, c, ft) // (F_t, C)
 	m := make([]float32, block*fs)         // M's block, rows by target: Σ acts_i/s
 	sub := min(connSub, block)
