@@ -233,7 +233,7 @@ func smallShaped(b, tt int) (*gpt2.Model, *transcoder.Transcoder, []int32) {
 // 24,576 on a GPU; 4,096 on the simulated device, whose emulated kernels
 // would take minutes at full width in make test (every kernel still sees
 // widths well beyond its block of threads).
-var smallSAE = map[bool]int{false: 24576, true: 4096}[simulated]
+var smallSAE = map[bool]int{false: 24576, true: 4096}[Simulated]
 
 var (
 	smallOnce  sync.Once
@@ -245,7 +245,7 @@ var (
 // CPU on x, y and the acts.
 func TestForwardSmallShape(t *testing.T) {
 	b, tt, layer := 4, 128, 8
-	if simulated {
+	if Simulated {
 		b = 2
 	}
 	m, tc, tok := smallShaped(b, tt)
@@ -322,7 +322,7 @@ func TestFitDeterministic(t *testing.T) {
 // (synchronised) and its losses.
 func fitTrajectory(t *testing.T, d *Device, act midcoder.Activation, b, steps int) (*midcoder.Trainer, []float64) {
 	tt, layer := 128, 8
-	if simulated {
+	if Simulated {
 		layer = 2 // the emulated attention kernels dominate the time: fewer blocks
 	}
 	m, tc, _ := smallShaped(b, tt)
@@ -568,7 +568,7 @@ func TestEvaluateMatchesCPU(t *testing.T) {
 	})
 	t.Run("gpt2-small-shapes", func(t *testing.T) {
 		b, tt := 4, 128
-		if simulated {
+		if Simulated {
 			b = 1
 		}
 		m, tc, tok := smallShaped(b, tt)

@@ -17,12 +17,9 @@ import (
 // through gorgonia.org/cu. driver_sim.go has the same functions for the
 // cudasim build.
 
-// simulated is true in the cudasim build.
-const simulated = false
-
 // Simulated reports whether this build's device is the simulated one
 // (build tag cudasim, for tests).
-const Simulated = simulated
+const Simulated = false
 
 // devPtr is a device address.
 type devPtr = cu.DevicePtr

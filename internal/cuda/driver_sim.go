@@ -47,12 +47,9 @@ import (
 //go:embed kernels.cu
 var kernelsSource string
 
-// simulated is true in the cudasim build.
-const simulated = true
-
 // Simulated reports whether this build's device is the simulated one
 // (build tag cudasim, for tests).
-const Simulated = simulated
+const Simulated = true
 
 // devPtr is a simulated device address: a host address.
 type devPtr uintptr

@@ -10,13 +10,13 @@ import (
 	"github.com/ctxdep/ctxdep/internal/transcoder"
 )
 
-// EvalTokens is how many cached tokens one device evaluation batch takes
+// evalTokens is how many cached tokens one device evaluation batch takes
 // (whole sequences, at least one): 32 rows of 128, whose logits are 0.8 GB
 // at GPT-2's vocabulary.
-const EvalTokens = 4096
+const evalTokens = 4096
 
 // evalRows is the sequences of t tokens in one batch.
-func evalRows(t int) int { return max(1, EvalTokens/t) }
+func evalRows(t int) int { return max(1, evalTokens/t) }
 
 // Evaluator is analysis.Evaluate's pass on the device
 // (analysis.EvalPass): per batch, the model runs to block L once, x is
@@ -49,7 +49,7 @@ type evalMidcoder struct {
 
 // NewEvaluator uploads m (every block and the unembedding), tc's encoder
 // and decoder, and each midcoder (params[i] with mlps[i]), for batches of
-// of rows of t tokens (EvalTokens at most, or one row) spliced at block
+// of rows of t tokens (evalTokens at most, or one row) spliced at block
 // layer.
 func (d *Device) NewEvaluator(m *gpt2.Model, layer int, tc *transcoder.Transcoder, params []*midcoder.Params, mlps []*midcoder.MLP, t int) (*Evaluator, error) {
 	if len(params) != len(mlps) {
