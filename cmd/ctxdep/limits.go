@@ -170,7 +170,9 @@ func forwardTokenBytes(c, n int) int64 { return 4 * (7*int64(c) + int64(n)) }
 // a model of width c and MLP width n caching layers layers: two batches'
 // tokens, x and y of each layer (one computed while the other is
 // written), and the forward pass's workspace when it runs on the CPU; the
-// shard being filled (tokens, x and y of each layer).
+// shard being filled (tokens, x and y of each layer). A layer set's
+// ln2.hook_scale (4 bytes per token and layer) is left out, as the sparse
+// activations are.
 func buildBuffers(batch, perShard, c, n, layers int, onCPU bool) []tokenBuffers {
 	perToken := valueTokenBytes(c, layers)
 	batchBytes := 2 * perToken

@@ -624,6 +624,16 @@ func (w *Writer) NumKept() int {
 	return n
 }
 
+// Kept reports, for each shard index up to the last one complete on
+// disk, whether it is (Has of each, as of now).
+func (w *Writer) Kept() []bool {
+	out := make([]bool, len(w.kept))
+	for i, s := range w.kept {
+		out[i] = s != nil
+	}
+	return out
+}
+
 // Has reports whether shard i is already complete on disk.
 func (w *Writer) Has(i int) bool { return i < len(w.kept) && w.kept[i] != nil }
 

@@ -326,11 +326,11 @@ func run(ctx context.Context, o Options, sinks []*sink, pass Pass, grid actcache
 	// overlaps the writes' hashing). The shard being filled, per layer.
 	slots := make([]*batchSlot, 2)
 	for j := range slots {
-		sl := &batchSlot{tok: make([]int32, grid.Size*t), caps: make([]Capture, len(sinks)), acts: make([]transcoder.Acts, len(sinks))}
+		sl := &batchSlot{tok: make([]int32, grid.Size*t), caps: make([]Capture, len(sinks))}
 		for i, k := range sinks {
 			sl.caps[i] = Capture{X: make([]float32, grid.Size*t*c), Y: make([]float32, grid.Size*t*c)}
 			if k.acts {
-				sl.caps[i].Acts = &sl.acts[i]
+				sl.caps[i].Acts = new(transcoder.Acts)
 			}
 			if o.WithScale {
 				sl.caps[i].Scale = make([]float32, grid.Size*t)
@@ -381,46 +381,57 @@ func run(ctx context.Context, o Options, sinks []*sink, pass Pass, grid actcache
 		}
 		return min(lo+nb, first+rows) - max(lo, first)
 	}
-	// The writer: batches in order; the progress bar is its alone. Has and
-	// WriteShard, which both goroutines call, are serialised by wmu.
-	var wmu sync.Mutex
-	has := func(k *sink, s int) bool {
-		wmu.Lock()
-		defer wmu.Unlock()
-		return k.w.Has(s)
+	// The writer: batches in order; from here until stop() returns, the
+	// sinks, their Writers and the progress bar are its alone. The loop
+	// below looks up which shards exist in kept, a snapshot taken now,
+	// which is enough: a shard this run writes holds no row of a later
+	// batch.
+	kept := make([][]bool, len(sinks))
+	for i, k := range sinks {
+		kept[i] = k.w.Kept()
 	}
 	jobs := make(chan batchJob, len(slots))
 	free := make(chan *batchSlot, len(slots))
 	for _, sl := range slots {
 		free <- sl
 	}
-	var werr error // the writer's first error; read once it is done
+	var werr error // the writer's first error; read once failed is closed or the writer is done
 	failed := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for j := range jobs {
 			if werr == nil && j.slot != nil {
-				if err := writeBatch(sinks, j, sTok, t, c, w0, has, func(k *sink, s, n int) error {
-					wmu.Lock()
-					defer wmu.Unlock()
-					return write(k, s, n)
-				}); err != nil {
+				s0, s1 := shards(j.lo, j.nb)
+				if err := writeBatch(sinks, j, s0, s1, sTok, t, c, w0, write); err != nil {
 					werr = err
 					close(failed)
 				}
 			}
 			if werr == nil && o.Progress != nil {
-				o.Progress.Add(int64(j.own*t), "")
+				o.Progress.Add(int64(own(j.lo, j.nb)*t), "")
 			}
 			if j.slot != nil {
 				free <- j.slot
 			}
 		}
 	}()
+	var stopOnce sync.Once
 	stop := func() {
-		close(jobs)
-		<-done
+		stopOnce.Do(func() {
+			close(jobs)
+			<-done
+		})
+	}
+	defer stop() // also when the pass panics
+	// fail ends the loop with err, or with the writer's error, which came
+	// first.
+	fail := func(err error) (bool, error) {
+		stop()
+		if werr != nil {
+			return false, werr
+		}
+		return false, err
 	}
 	for kb := first / grid.Size; ; kb++ {
 		lo, nb := kb*grid.Size, grid.Size
@@ -433,62 +444,59 @@ func run(ctx context.Context, o Options, sinks []*sink, pass Pass, grid actcache
 		s0, s1 := shards(lo, nb)
 		todo := false
 		for s := s0; s <= s1; s++ {
-			for _, k := range sinks {
-				todo = todo || !has(k, s)
+			for i := range sinks {
+				todo = todo || s >= len(kept[i]) || !kept[i][s]
 			}
 		}
 		if !todo {
-			jobs <- batchJob{own: own(lo, nb)}
+			jobs <- batchJob{lo: lo, nb: nb}
 			continue
-		}
-		if err := ctx.Err(); err != nil {
-			stop()
-			return false, err
 		}
 		var sl *batchSlot
 		select {
+		case <-failed: // before taking a free buffer, which is also ready
+			return fail(nil)
+		case <-ctx.Done():
+			return fail(ctx.Err())
+		default:
+		}
+		select {
 		case sl = <-free:
 		case <-failed:
-			stop()
-			return false, werr
+			return fail(nil)
+		case <-ctx.Done():
+			return fail(ctx.Err())
 		}
 		tok := sl.tok[:nb*t]
 		if known {
 			if err := o.Rows.Read(tok, lo, nb); err != nil {
-				stop()
-				return false, err
+				return fail(err)
 			}
 		} else {
 			got, err := stream.ReadUpTo(tok, lo, nb)
 			if err != nil {
-				stop()
-				return false, err
+				return fail(err)
 			}
 			if got == 0 {
 				readAll = true
-				free <- sl
 				break // the input ended
 			}
 			readAll = got < nb
 			nb, tok = got, tok[:got*t]
-			s0, s1 = shards(lo, nb)
 		}
 		if err := o.Model.CheckTokens(tok, nb, t); err != nil {
-			stop()
-			return false, fmt.Errorf("rows %d..%d: %w", lo, lo+nb-1, err)
+			return fail(fmt.Errorf("rows %d..%d: %w", lo, lo+nb-1, err))
 		}
 		if err := pass.Run(tok, nb, t, sl.caps); err != nil {
-			stop()
-			return false, err
+			return fail(err)
 		}
-		jobs <- batchJob{slot: sl, lo: lo, nb: nb, s0: s0, s1: s1, own: own(lo, nb)}
+		jobs <- batchJob{slot: sl, lo: lo, nb: nb}
 		if known && lo+nb >= first+rows {
 			readAll = lo+nb >= grid.Rows // the input's last row was read
 		}
 	}
-	stop()
-	if werr != nil {
-		return false, werr
+	if _, err := fail(nil); err != nil {
+		return false, err
 	}
 	for _, k := range sinks {
 		if k.pending < 0 {
@@ -508,29 +516,27 @@ func run(ctx context.Context, o Options, sinks []*sink, pass Pass, grid actcache
 type batchSlot struct {
 	tok  []int32
 	caps []Capture
-	acts []transcoder.Acts // per layer, what caps' Acts point to
 }
 
-// batchJob is a batch for the writer: computed rows [lo, lo+nb) in slot,
-// holding rows of shards s0..s1; or, without a slot, a batch whose shards
-// all exist, only counted. own is the rows the progress bar counts.
+// batchJob is a batch for the writer: rows [lo, lo+nb), computed in slot;
+// or, without a slot, a batch whose shards all exist, only counted.
 type batchJob struct {
-	slot                *batchSlot
-	lo, nb, s0, s1, own int
+	slot   *batchSlot
+	lo, nb int
 }
 
-// writeBatch copies the rows of batch j into the shards they belong to, in
-// every layer's cache that lacks the shard, writing each shard once its
-// rows are all there (write). sTok holds the shard's tokens being filled.
-func writeBatch(sinks []*sink, j batchJob, sTok []int32, t, c int, w0 *actcache.Writer, has func(*sink, int) bool, write func(*sink, int, int) error) error {
+// writeBatch copies the rows of batch j into its shards s0..s1, in every
+// layer's cache that lacks the shard, writing each shard once its rows are
+// all there (write). sTok holds the shard's tokens being filled.
+func writeBatch(sinks []*sink, j batchJob, s0, s1 int, sTok []int32, t, c int, w0 *actcache.Writer, write func(*sink, int, int) error) error {
 	lo, nb, tok := j.lo, j.nb, j.slot.tok
-	for s := j.s0; s <= j.s1; s++ {
+	for s := s0; s <= s1; s++ {
 		sf, sn := w0.ShardRows(s)
 		r0, r1 := max(lo, sf), min(lo+nb, sf+sn) // rows of shard s in this batch
 		// Token rows: at (r − sf) in the shard, (r − lo) in the batch.
 		copy(sTok[(r0-sf)*t:(r1-sf)*t], tok[(r0-lo)*t:])
 		for i, k := range sinks {
-			if has(k, s) {
+			if k.w.Has(s) {
 				continue
 			}
 			cp := j.slot.caps[i]

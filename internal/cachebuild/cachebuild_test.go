@@ -301,3 +301,49 @@ func TestBadInput(t *testing.T) {
 		})
 	}
 }
+
+// failingPass fills x and y with small values, except for batch big (from
+// 0), whose x is beyond float16's range, and fails from batch errAt on.
+type failingPass struct {
+	c, calls, big, errAt int
+}
+
+func (p *failingPass) Run(tokens []int32, b, t int, out []Capture) error {
+	k := p.calls
+	p.calls++
+	if k >= p.errAt {
+		return errors.New("the pass failed")
+	}
+	v := float32(0.5)
+	if k == p.big {
+		v = 1e6
+	}
+	for i := range out[0].X[:b*t*p.c] {
+		out[0].X[i], out[0].Y[i] = v, 0.25
+	}
+	return nil
+}
+
+// A shard write that fails while the next batches compute (here float16
+// refusing a value beyond its range, in batch 1 of 6) ends the build with
+// that error, not the later pass's, and leaves the cache resumable: the
+// writer's lock is released and the shard before it kept.
+func TestBuildWriteErrorWins(t *testing.T) {
+	f := load(t)
+	out := filepath.Join(t.TempDir(), "c")
+	o := f.options(out, 1)
+	o.BatchSize, o.PerShard, o.DType = 1, 1, "float16"
+	o.Pass = &failingPass{c: f.model.DModel, big: 1, errAt: 2}
+	_, err := build1(context.Background(), o)
+	if err == nil || !strings.Contains(err.Error(), "65504") {
+		t.Fatalf("build: %v, want the float16 range error", err)
+	}
+	o.Pass = &failingPass{c: f.model.DModel, big: -1, errAt: 1 << 30}
+	man, err := build1(context.Background(), o)
+	if err != nil {
+		t.Fatalf("resuming: %v", err)
+	}
+	if len(man.Shards) != 6 {
+		t.Errorf("resumed build has %d shards, want 6", len(man.Shards))
+	}
+}
