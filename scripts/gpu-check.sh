@@ -196,7 +196,7 @@ if [ $mode = quick ]; then
 fi
 
 step "(b) benchmarks: the CUDA backend"
-(cd internal/cuda && timeout 150 "$bin/cuda.test" -test.run '^$' -test.bench '^Benchmark(ForwardEncode|FitStep|FitStepDeterministic|Phases|Evaluate|EffectAdd)$' -test.benchtime 20x -test.count 3 2>&1; \
+(cd internal/cuda && timeout 150 "$bin/cuda.test" -test.run '^$' -test.bench '^Benchmark(ForwardEncode|ForwardEncodePageable|FitStep|FitStepDeterministic|Phases|Evaluate|EffectAdd)$' -test.benchtime 20x -test.count 3 2>&1; \
  timeout 120 "$bin/cuda.test" -test.run '^$' -test.bench '^BenchmarkNotebookFit$' -test.benchtime 3x -test.count 1 2>&1) | tee "$out/bench-go.txt" | grep -E '^Benchmark|device:'
 
 # Where a fit step's device time goes, per kernel and GEMM shape (events around each launch).
@@ -217,7 +217,7 @@ timeout 120 "$py" scripts/bench_torch.py --device cuda --tf32 --batch 64 --noteb
 
 step "summary"
 med() { grep "$1" "$out/bench-go.txt" | grep -o '[0-9.e+]* tokens/s' | awk '{print $1}' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-fe=$(med BenchmarkForwardEncode-); fs=$(med BenchmarkFitStep-); fsd=$(med BenchmarkFitStepDeterministic-)
+fe=$(med BenchmarkForwardEncode-); fep=$(med BenchmarkForwardEncodePageable-); fs=$(med BenchmarkFitStep-); fsd=$(med BenchmarkFitStepDeterministic-)
 nb=$(grep BenchmarkNotebookFit "$out/bench-go.txt" | grep -o '[0-9.]* s/fit' | awk '{print $1}')
 tfe=$(grep 'forward + encode' "$out/bench-torch.txt" | awk '{print $(NF-1)}')
 tfs=$(grep 'whole step' "$out/bench-torch.txt" | awk '{print $(NF-1)}')
@@ -228,6 +228,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2fx", a
   echo "GPU: $(cat "$out/gpu.txt")"
   printf '%-44s %14s %14s %8s\n' "" "ctxdep cuda" "PyTorch eager" "ratio"
   printf '%-44s %14s %14s %8s\n' "forward+encode, B=64, tokens/s" "$fe" "$tfe" "$(ratio "$fe" "$tfe")"
+  echo "  (copies on the copy stream into page-locked memory: $(ratio "$fe" "$fep") of synchronous copies into Go's, $fep tokens/s)"
   printf '%-44s %14s %14s %8s\n' "fit step from token ids, B=64, tokens/s" "$fs" "$tfs" "$(ratio "$fs" "$tfs")"
   printf '%-44s %14s %14s %8s\n' "the same with --deterministic, tokens/s" "$fsd" "$tfs" "$(ratio "$fsd" "$tfs")"
   echo "  (--deterministic's sorted scatter: the step at $(ratio "$fsd" "$fs") of the default's speed)"

@@ -54,6 +54,15 @@ type Pass interface {
 	Run(tokens []int32, b, t int, out []Capture) error
 }
 
+// HostMemory is implemented by a Pass whose results reach the host faster
+// in memory it allocates: a GPU copies into page-locked memory by DMA, on
+// a stream of its own while it computes on. A build allocates its
+// batches' x and y through it, and frees them when it ends.
+type HostMemory interface {
+	HostFloats(n int) ([]float32, error)
+	FreeHostFloats([]float32)
+}
+
 // cpuPass is Pass on the CPU: gpt2.Model.RunToBlock to the deepest layer,
 // watching the others' hooks, and transcoder.Encoder.Encode.
 type cpuPass struct {
@@ -324,11 +333,35 @@ func run(ctx context.Context, o Options, sinks []*sink, pass Pass, grid actcache
 	// filled and writes them, the pass computes the next batch into the
 	// other (a GPU's pass leaves the host idle while it runs; a CPU's
 	// overlaps the writes' hashing). The shard being filled, per layer.
+	floats := func(n int) ([]float32, error) { return make([]float32, n), nil }
+	if hm, ok := pass.(HostMemory); ok {
+		var got [][]float32
+		floats = func(n int) ([]float32, error) {
+			s, err := hm.HostFloats(n)
+			if err == nil {
+				got = append(got, s)
+			}
+			return s, err
+		}
+		defer func() { // after the writer has stopped (deferred below)
+			for _, s := range got {
+				hm.FreeHostFloats(s)
+			}
+		}()
+	}
 	slots := make([]*batchSlot, 2)
 	for j := range slots {
 		sl := &batchSlot{tok: make([]int32, grid.Size*t), caps: make([]Capture, len(sinks))}
 		for i, k := range sinks {
-			sl.caps[i] = Capture{X: make([]float32, grid.Size*t*c), Y: make([]float32, grid.Size*t*c)}
+			x, err := floats(grid.Size * t * c)
+			if err != nil {
+				return false, err
+			}
+			y, err := floats(grid.Size * t * c)
+			if err != nil {
+				return false, err
+			}
+			sl.caps[i] = Capture{X: x, Y: y}
 			if k.acts {
 				sl.caps[i].Acts = new(transcoder.Acts)
 			}

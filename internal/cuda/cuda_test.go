@@ -10,12 +10,14 @@ package cuda
 // simulated device (build tag cudasim), where the benchmarks mean nothing.
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"math"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -142,6 +144,111 @@ func TestForwardLayerSet(t *testing.T) {
 		x, y, acts := gpuRun(t, m, tc, tokens, b, tt, l)
 		if fmt.Sprint(x) != fmt.Sprint(out[i].X) || fmt.Sprint(y) != fmt.Sprint(out[i].Y) || fmt.Sprint(*acts) != fmt.Sprint(*out[i].Acts) {
 			t.Errorf("layer %d of the set differs from a pass to layer %d alone", l, l)
+		}
+	}
+}
+
+// Into page-locked host memory (HostFloats) x and y come back on the copy
+// stream, overlapping the encoder and the later blocks: the same bits as
+// synchronous copies into Go's memory, for a layer before the deepest
+// (copied through its staging buffers), the deepest (copied in place),
+// with the scale computed from y on the host, in two passes of different
+// tokens into the same buffers. (The simulated device runs the copy
+// stream's copies as late as it may, when Run synchronises it: a copy
+// from a buffer overwritten before then, or y read before it, differs.)
+func TestForwardPinned(t *testing.T) {
+	m, tc, _, _, _ := tiny(t)
+	b, tt := 3, 16
+	layers := []int{0, 2}
+	f, err := dev.NewForward(m, layers, []*transcoder.Transcoder{tc, tc}, b, tt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Free()
+	n := b * tt * m.DModel
+	var pinned [][]float32
+	defer func() {
+		for _, s := range pinned {
+			f.FreeHostFloats(s)
+		}
+	}()
+	// Without the scale, which waits for the copies, and with it.
+	for _, scale := range []bool{false, true} {
+		captures := func(floats func(int) []float32) []cachebuild.Capture {
+			out := make([]cachebuild.Capture, len(layers))
+			for i := range out {
+				out[i] = cachebuild.Capture{X: floats(n), Y: floats(n), Acts: &transcoder.Acts{}}
+				if scale {
+					out[i].Scale = make([]float32, b*tt)
+				}
+			}
+			return out
+		}
+		fast := captures(func(k int) []float32 {
+			s, err := f.HostFloats(k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pinned = append(pinned, s)
+			return s
+		})
+		for seed := range uint64(2) {
+			tokens := gpt2.RandomTokens(b*tt, m.DVocab, 11+seed)
+			want := captures(func(k int) []float32 { return make([]float32, k) })
+			if err := f.Run(tokens, b, tt, want); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Run(tokens, b, tt, fast); err != nil {
+				t.Fatal(err)
+			}
+			for i, l := range layers {
+				g, w := fast[i], want[i]
+				if !slices.Equal(g.X, w.X) || !slices.Equal(g.Y, w.Y) || !slices.Equal(g.Scale, w.Scale) || fmt.Sprint(*g.Acts) != fmt.Sprint(*w.Acts) {
+					t.Errorf("scale %v, pass %d, layer %d: page-locked copies differ from synchronous ones", scale, seed, l)
+				}
+			}
+		}
+	}
+}
+
+// syncPass is a pass without HostMemory: cache build gives it Go memory.
+type syncPass struct{ cachebuild.Pass }
+
+// cache build with the device's pass, whose copies go through page-locked
+// memory and the copy stream, writes the shards of one whose copies are
+// synchronous, byte for byte (two layers with acts, 6 rows in
+// batches of 2).
+func TestBuildPinned(t *testing.T) {
+	m, tc, tok, _, tt := tiny(t)
+	layers := []int{0, 1}
+	dirs := []string{t.TempDir(), t.TempDir()}
+	for k, dir := range dirs {
+		f, err := dev.NewForward(m, layers, []*transcoder.Transcoder{tc, tc}, 2, tt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var pass cachebuild.Pass = f
+		if k == 1 {
+			pass = syncPass{f}
+		}
+		o := cachebuild.Options{Model: m, Pass: pass, Rows: cachebuild.Int32Rows{Data: tok, T: tt}, DataKind: "test",
+			BatchSize: 2, PerShard: 4, DType: "float32"}
+		for _, l := range layers {
+			o.Layers = append(o.Layers, cachebuild.Layer{Layer: l, Out: filepath.Join(dir, fmt.Sprint(l)), Transcoder: tc})
+		}
+		_, err = cachebuild.Build(context.Background(), o)
+		f.Free()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, l := range layers {
+		for _, name := range []string{"shard-00000.safetensors", "shard-00001.safetensors"} {
+			a, errA := os.ReadFile(filepath.Join(dirs[0], fmt.Sprint(l), name))
+			b, errB := os.ReadFile(filepath.Join(dirs[1], fmt.Sprint(l), name))
+			if errA != nil || errB != nil || !bytes.Equal(a, b) {
+				t.Errorf("layer %d %s: page-locked build differs from synchronous (%v, %v)", l, name, errA, errB)
+			}
 		}
 	}
 }
@@ -422,8 +529,17 @@ func lrSum(lr float64, steps int) float64 {
 
 // BenchmarkForwardEncode is cache build's work per token on the device:
 // GPT-2 small to block 8 and the transcoder's encoder for 64 rows of 128
-// tokens, x, y and the acts copied back to the host.
-func BenchmarkForwardEncode(b *testing.B) {
+// tokens, x, y and the acts copied back to the host; x and y into
+// page-locked memory, on the copy stream while the encoder runs, as cache
+// build does.
+func BenchmarkForwardEncode(b *testing.B) { benchForwardEncode(b, true) }
+
+// BenchmarkForwardEncodePageable is BenchmarkForwardEncode with x and y
+// copied synchronously into Go's memory (cache build before the copy
+// stream), for the copy stream's gain in the same run.
+func BenchmarkForwardEncodePageable(b *testing.B) { benchForwardEncode(b, false) }
+
+func benchForwardEncode(b *testing.B, pinned bool) {
 	rows, tt := 64, 128
 	m, tc, tok := smallShaped(rows, tt)
 	f, err := dev.NewForward(m, []int{8}, []*transcoder.Transcoder{tc}, rows, tt)
@@ -433,6 +549,16 @@ func BenchmarkForwardEncode(b *testing.B) {
 	defer f.Free()
 	n := rows * tt * m.DModel
 	x, y := make([]float32, n), make([]float32, n)
+	if pinned {
+		if x, err = f.HostFloats(n); err != nil {
+			b.Fatal(err)
+		}
+		defer f.FreeHostFloats(x)
+		if y, err = f.HostFloats(n); err != nil {
+			b.Fatal(err)
+		}
+		defer f.FreeHostFloats(y)
+	}
 	var acts transcoder.Acts
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {

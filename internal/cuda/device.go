@@ -32,6 +32,7 @@ type Device struct {
 	opts Options
 	sms  int
 	prof *profiler // while profiling (StartProfile)
+	host hostMem   // HostFloats' allocations
 }
 
 // Open creates a context on the device o.Ordinal, compiles the embedded

@@ -2,6 +2,12 @@
 
 package cuda
 
+/*
+#cgo LDFLAGS: -lcuda
+#include <cuda.h>
+*/
+import "C"
+
 import (
 	"errors"
 	"fmt"
@@ -154,3 +160,56 @@ func destroyTimer(t *timer) {
 		cu.DestroyEvent(t)
 	}
 }
+
+// stream is a non-blocking stream: it does not wait for the default
+// stream, which the backend's kernels and GEMMs run on; work on it orders
+// after the default stream's only through events (waitEvent).
+type stream = cu.Stream
+
+func newStream() (stream, error) { return cu.MakeStream(cu.NonBlocking) }
+
+func destroyStream(s *stream) {
+	if *s != (cu.Stream{}) {
+		s.Destroy()
+	}
+}
+
+// event marks a point of the default stream's work.
+type event = cu.Event
+
+func newEvent() (event, error) { return cu.MakeEvent(cu.DisableTiming) }
+
+func destroyEvent(e *event) {
+	if *e != (cu.Event{}) {
+		cu.DestroyEvent(e)
+	}
+}
+
+// recordEvent marks e at the end of the work issued to the default
+// stream so far.
+func recordEvent(e event) error { return e.Record(cu.Stream{}) }
+
+// waitEvent makes the work issued to s from now on wait for e.
+func waitEvent(s stream, e event) error { return s.Wait(e, 0) }
+
+// memcpyDtoHAsync copies n bytes from the device to dst, page-locked host
+// memory (hostAlloc's), on s; dst is written once s is synchronised.
+func memcpyDtoHAsync(dst unsafe.Pointer, src devPtr, n int64, s stream) error {
+	return cu.MemcpyDtoHAsync(dst, src, n, s)
+}
+
+// syncStream waits for the work issued to s.
+func syncStream(s stream) error { return s.Synchronize() }
+
+// hostAlloc returns bytes of page-locked host memory, which the GPU copies
+// to by DMA at the link's full speed (cuMemHostAlloc; gorgonia.org/cu
+// v0.9.6 has no wrapper for it).
+func hostAlloc(bytes int64) (unsafe.Pointer, error) {
+	var p unsafe.Pointer
+	if r := C.cuMemHostAlloc(&p, C.size_t(bytes), 0); r != C.CUDA_SUCCESS {
+		return nil, fmt.Errorf("cuMemHostAlloc of %d bytes: CUDA error %d", bytes, int(r))
+	}
+	return p, nil
+}
+
+func hostFree(p unsafe.Pointer) { cu.MemFreeHost(p) }

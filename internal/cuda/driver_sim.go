@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -98,6 +99,7 @@ func (dr *driver) describe(sms int) (hw, api string) {
 }
 
 func (dr *driver) launch(name string, grid, block int, ptrs []unsafe.Pointer, kinds []byte) error {
+	defaultWork.Add(1)
 	var slots [maxLaunchArgs]C.uint64_t
 	var ks [maxLaunchArgs]C.char
 	for i, p := range ptrs {
@@ -173,21 +175,25 @@ func memFree(p devPtr) {
 func host(p devPtr) unsafe.Pointer { return C.sim_ptr(C.uintptr_t(p)) }
 
 func memcpyHtoD(dst devPtr, src unsafe.Pointer, n int64) error {
+	defaultWork.Add(1)
 	C.memcpy(host(dst), src, C.size_t(n))
 	return nil
 }
 
 func memcpyDtoH(dst unsafe.Pointer, src devPtr, n int64) error {
+	defaultWork.Add(1)
 	C.memcpy(dst, host(src), C.size_t(n))
 	return nil
 }
 
 func memcpyDtoD(dst, src devPtr, n int64) error {
+	defaultWork.Add(1)
 	C.memmove(host(dst), host(src), C.size_t(n))
 	return nil
 }
 
 func memsetD8(p devPtr, v byte, n int64) error {
+	defaultWork.Add(1)
 	C.memset(host(p), C.int(v), C.size_t(n))
 	return nil
 }
@@ -244,6 +250,7 @@ func trans(t bool) blas.Transpose {
 
 // gemm is cublas.gemm's row-major C = alpha·op(A)·op(B) + beta·C.
 func (b *cublas) gemm(ta, tb bool, m, n, k int, alpha float32, a devPtr, lda int, bm devPtr, ldb int, beta float32, c devPtr, ldc int) error {
+	defaultWork.Add(1)
 	ar, ac := m, k
 	if ta {
 		ar, ac = k, m
@@ -265,4 +272,112 @@ func (b *cublas) gemmBatched(ta, tb bool, m, n, k int, alpha float32, a devPtr, 
 		}
 	}
 	return nil
+}
+
+// The simulated device runs the default stream's work when it is issued;
+// a copy stream's copies wait until the stream is synchronised, the
+// latest a GPU may run them, so that a copy whose source the default
+// stream overwrites before then, or host code that reads its destination
+// before the synchronisation, gets wrong numbers in the tests. A copy
+// issued while the stream has not waited (waitEvent) for all the default
+// stream's work before it is an error: on a GPU it could run before
+// that work has written its source.
+
+// defaultWork counts the operations issued to the default stream.
+var defaultWork atomic.Int64
+
+type simStream struct {
+	waited  int64    // the default stream's operations it waits for
+	pending []func() // its copies, run by syncStream
+}
+
+type stream = *simStream
+
+func newStream() (stream, error) { return new(simStream), nil }
+
+func destroyStream(s *stream) {
+	if *s != nil && len((*s).pending) > 0 {
+		panic("cudasim: a stream destroyed with copies pending")
+	}
+	*s = nil
+}
+
+type event = *int64 // the default stream's operations before it
+
+func newEvent() (event, error) { return new(int64), nil }
+
+func destroyEvent(e *event) { *e = nil }
+
+func recordEvent(e event) error {
+	*e = defaultWork.Load()
+	return nil
+}
+
+func waitEvent(s stream, e event) error {
+	s.waited = max(s.waited, *e)
+	return nil
+}
+
+func memcpyDtoHAsync(dst unsafe.Pointer, src devPtr, n int64, s stream) error {
+	if late := defaultWork.Load() - s.waited; late > 0 {
+		return fmt.Errorf("cudasim: a copy on a stream that has not waited for the default stream's last %d operations", late)
+	}
+	if !isHostAlloc(dst, n) {
+		return fmt.Errorf("cudasim: an asynchronous copy to %d bytes at %p, which hostAlloc did not allocate", n, dst)
+	}
+	s.pending = append(s.pending, func() { C.memcpy(dst, host(src), C.size_t(n)) })
+	return nil
+}
+
+func syncStream(s stream) error {
+	for _, f := range s.pending {
+		f()
+	}
+	s.pending = s.pending[:0]
+	return nil
+}
+
+// hostAllocs are hostAlloc's allocations ("page-locked" host memory: the
+// simulated device's memory, with its guard page and 0xff fill).
+var hostAllocs = struct {
+	sync.Mutex
+	m map[unsafe.Pointer]devPtr
+}{m: map[unsafe.Pointer]devPtr{}}
+
+func hostAlloc(bytes int64) (unsafe.Pointer, error) {
+	p, err := memAlloc(bytes)
+	if err != nil {
+		return nil, err
+	}
+	hostAllocs.Lock()
+	defer hostAllocs.Unlock()
+	hostAllocs.m[host(p)] = p
+	return host(p), nil
+}
+
+func hostFree(p unsafe.Pointer) {
+	hostAllocs.Lock()
+	d, ok := hostAllocs.m[p]
+	delete(hostAllocs.m, p)
+	hostAllocs.Unlock()
+	if !ok {
+		panic(fmt.Sprintf("cudasim: freeing host memory at %p, which hostAlloc did not allocate", p))
+	}
+	memFree(d)
+}
+
+// isHostAlloc reports whether [p, p+n) lies in one hostAlloc allocation.
+func isHostAlloc(p unsafe.Pointer, n int64) bool {
+	hostAllocs.Lock()
+	defer hostAllocs.Unlock()
+	allocs.Lock()
+	defer allocs.Unlock()
+	for h, d := range hostAllocs.m {
+		m := allocs.m[d]
+		end := uintptr(m.base) + uintptr(m.bytes) - 4096 // the guard page's start
+		if uintptr(p) >= uintptr(h) && uintptr(p)+uintptr(n) <= end {
+			return true
+		}
+	}
+	return false
 }

@@ -5,6 +5,7 @@ package cuda
 import (
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/ctxdep/ctxdep/internal/gpt2"
 )
@@ -150,7 +151,9 @@ func (g *Model) loadUnembed(m *gpt2.Model) error {
 	}
 	a := &g.all
 	a.upload(&g.wu, "W_U", m.WU)
-	a.upload(&g.bu, "b_U", m.BU)
+	if slices.ContainsFunc(m.BU, func(v float32) bool { return v != 0 }) {
+		a.upload(&g.bu, "b_U", m.BU) // GPT-2's is zero: linear then skips the pass over the logits
+	}
 	a.add(&g.logits, "logits", g.maxTokens*m.DVocab, 4)
 	return a.err
 }

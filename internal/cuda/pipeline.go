@@ -5,6 +5,7 @@ package cuda
 import (
 	"context"
 	"fmt"
+	"unsafe"
 
 	"github.com/ctxdep/ctxdep/internal/cachebuild"
 	"github.com/ctxdep/ctxdep/internal/gpt2"
@@ -44,12 +45,24 @@ func (p *devicePass) free() {
 // Forward is `cache build`'s pass on the device: GPT-2 to the deepest of
 // its layers, and at each layer x, y and, optionally, the layer's
 // transcoder's encoder; x, y and the activations come back to the host.
+//
+// x and y go to the host on a copy stream of their own when the caller's
+// slices are page-locked (HostFloats: cachebuild allocates them so), while
+// the default stream computes on: the encoder, the next blocks. A layer
+// before the deepest is first copied on the device into a staging pair
+// (the next block overwrites x and y); the deepest's x and y stay in
+// place until the next Run. Run waits for the copies before it returns.
+// Into Go's memory, the copies are synchronous, as before.
 type Forward struct {
 	devicePass // the model to the deepest layer; its enc and acts unused
 	layers     []int
 	encs       []*Encoder // per layer; nil: no activations
 	acts       []*Acts
 	resid      []float32 // host copy of the residual stream, for Capture.Scale
+	copies     stream    // x and y to page-locked host memory
+	ready      event     // x and y of a layer computed, on the default stream
+	stage      []buf     // x, y of each layer but the deepest, while they copy
+	staged     allocList
 }
 
 // NewForward prepares passes of up to maxRows rows of t tokens that
@@ -60,7 +73,7 @@ func (d *Device) NewForward(m *gpt2.Model, layers []int, tcs []*transcoder.Trans
 		return nil, fmt.Errorf("cuda: a forward pass with no layer to capture")
 	}
 	f := &Forward{devicePass: devicePass{d: d, c: m.DModel}, layers: layers,
-		encs: make([]*Encoder, len(layers)), acts: make([]*Acts, len(layers))}
+		encs: make([]*Encoder, len(layers)), acts: make([]*Acts, len(layers)), staged: allocList{d: d}}
 	var err error
 	if f.m, err = d.LoadModel(m, layers[len(layers)-1], maxRows*t, t); err != nil {
 		return nil, err
@@ -78,17 +91,45 @@ func (d *Device) NewForward(m *gpt2.Model, layers []int, tcs []*transcoder.Trans
 			return nil, err
 		}
 	}
+	if err := f.newCopies(maxRows * t); err != nil {
+		f.Free()
+		return nil, err
+	}
 	return f, nil
+}
+
+// newCopies makes the copy stream, its event and the staging buffers.
+func (f *Forward) newCopies(maxTokens int) error {
+	defer f.d.enter()()
+	var err error
+	if f.copies, err = newStream(); err != nil {
+		return fmt.Errorf("cuda: creating a stream: %v", err)
+	}
+	if f.ready, err = newEvent(); err != nil {
+		return fmt.Errorf("cuda: creating an event: %v", err)
+	}
+	f.stage = make([]buf, 2*(len(f.layers)-1))
+	for i := range f.stage {
+		f.staged.add(&f.stage[i], fmt.Sprintf("layer %d's %s while it copies", f.layers[i/2], []string{"x", "y"}[i%2]), maxTokens*f.c, 4)
+	}
+	return f.staged.done()
 }
 
 // Run computes, for tokens (B·T), each layer's x and y (B·T·C each) into
 // the host slices of out, and, where the layer has an encoder and
 // out[i].Acts is not nil, the sparse activations of x.
-func (f *Forward) Run(tokens []int32, b, t int, out []cachebuild.Capture) error {
+func (f *Forward) Run(tokens []int32, b, t int, out []cachebuild.Capture) (err error) {
 	defer f.d.enter()()
 	if len(out) != len(f.layers) {
 		return fmt.Errorf("cuda: %d captures for a pass of %d layers", len(out), len(f.layers))
 	}
+	// The copies finish before Run returns, even after an error: the
+	// caller may reuse or free the slices then.
+	defer func() {
+		if e := syncStream(f.copies); e != nil && err == nil {
+			err = fmt.Errorf("cuda: copy from device: %v", e)
+		}
+	}()
 	n := b * t * f.c
 	next := 0 // the next layer to capture
 	return f.m.runWatching(tokens, b, t, func(l int) error {
@@ -97,10 +138,7 @@ func (f *Forward) Run(tokens []int32, b, t int, out []cachebuild.Capture) error 
 		}
 		i := next
 		next++
-		if err := d2h(out[i].X[:n], f.m.X()); err != nil {
-			return err
-		}
-		if err := d2h(out[i].Y[:n], f.m.Y()); err != nil {
+		if err := f.copyXY(out[i], i, n); err != nil {
 			return err
 		}
 		if out[i].Scale != nil {
@@ -121,10 +159,49 @@ func (f *Forward) Run(tokens []int32, b, t int, out []cachebuild.Capture) error 
 	})
 }
 
+// copyXY starts the copies of the i-th layer's x and y (n floats each) to
+// c.X and c.Y: on the copy stream when both are page-locked, else
+// synchronously.
+func (f *Forward) copyXY(c cachebuild.Capture, i, n int) error {
+	x, y := f.m.X(), f.m.Y()
+	if !f.d.pinned(c.X[:n]) || !f.d.pinned(c.Y[:n]) {
+		if err := d2h(c.X[:n], x); err != nil {
+			return err
+		}
+		return d2h(c.Y[:n], y)
+	}
+	if i < len(f.layers)-1 {
+		sx, sy := f.stage[2*i], f.stage[2*i+1]
+		if err := d2d(sx, x, int64(n)*4); err != nil {
+			return err
+		}
+		if err := d2d(sy, y, int64(n)*4); err != nil {
+			return err
+		}
+		x, y = sx, sy
+	}
+	if err := recordEvent(f.ready); err != nil {
+		return fmt.Errorf("cuda: recording an event: %v", err)
+	}
+	if err := waitEvent(f.copies, f.ready); err != nil {
+		return fmt.Errorf("cuda: waiting for an event: %v", err)
+	}
+	for _, p := range []struct {
+		dst []float32
+		src buf
+	}{{c.X[:n], x}, {c.Y[:n], y}} {
+		if err := memcpyDtoHAsync(unsafe.Pointer(&p.dst[0]), p.src.p, int64(n)*4, f.copies); err != nil {
+			return fmt.Errorf("cuda: copy from device: %v", err)
+		}
+	}
+	return nil
+}
+
 // scale sets c.Scale to ln2.hook_scale of block l, from the residual
 // stream: after block l it is resid_mid + y (the deepest block leaves
 // resid_mid itself), so resid_mid is recovered by subtracting y on the
-// host, to float32 rounding.
+// host, to float32 rounding. c.Y must be there: scale waits for the
+// copies.
 func (f *Forward) scale(c cachebuild.Capture, l, rows int) error {
 	n := rows * f.c
 	if len(f.resid) < n {
@@ -134,6 +211,9 @@ func (f *Forward) scale(c cachebuild.Capture, l, rows int) error {
 	if err := d2h(r, f.m.resid); err != nil {
 		return err
 	}
+	if err := syncStream(f.copies); err != nil {
+		return fmt.Errorf("cuda: copy from device: %v", err)
+	}
 	if l != f.layers[len(f.layers)-1] {
 		for i := range r {
 			r[i] -= c.Y[i]
@@ -142,6 +222,13 @@ func (f *Forward) scale(c cachebuild.Capture, l, rows int) error {
 	kernels.LayerNormScale(c.Scale[:rows], r, rows, f.c, f.m.cfg.Eps)
 	return nil
 }
+
+// HostFloats and FreeHostFloats are the Device's: cache build allocates
+// its batches' x and y with them, which makes Run's copies asynchronous.
+func (f *Forward) HostFloats(n int) ([]float32, error) { return f.d.HostFloats(n) }
+func (f *Forward) FreeHostFloats(s []float32)          { f.d.FreeHostFloats(s) }
+
+var _ cachebuild.HostMemory = (*Forward)(nil)
 
 // Free releases the device memory.
 func (f *Forward) Free() {
@@ -154,6 +241,10 @@ func (f *Forward) Free() {
 			f.d.FreeActs(f.acts[i])
 		}
 	}
+	defer f.d.enter()()
+	f.staged.freeAll()
+	destroyEvent(&f.ready)
+	destroyStream(&f.copies)
 }
 
 // Fit is a fit's step on the device: x and y come from its input (token

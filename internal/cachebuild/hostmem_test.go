@@ -1,0 +1,126 @@
+package cachebuild
+
+import (
+	"context"
+	"errors"
+	"math"
+	"path/filepath"
+	"strings"
+	"testing"
+	"unsafe"
+
+	"github.com/ctxdep/ctxdep/internal/transcoder"
+)
+
+// hostMemPass is the CPU's pass with HostMemory: it hands out Go slices
+// and keeps a ledger, poisons what is freed (NaN), and fails its
+// allocation number failAt (from 0; -1: never).
+type hostMemPass struct {
+	Pass
+	t      *testing.T
+	live   map[*float32]int
+	allocs int
+	failAt int
+	ran    bool // Run was handed only ledger memory
+}
+
+func (p *hostMemPass) HostFloats(n int) ([]float32, error) {
+	k := p.allocs
+	p.allocs++
+	if k == p.failAt {
+		return nil, errors.New("no page-locked memory left")
+	}
+	s := make([]float32, n)
+	p.live[&s[0]] = n
+	return s, nil
+}
+
+func (p *hostMemPass) FreeHostFloats(s []float32) {
+	if p.live[unsafe.SliceData(s)] != len(s) {
+		p.t.Errorf("freeing %d floats that HostFloats did not return", len(s))
+	}
+	delete(p.live, unsafe.SliceData(s))
+	for i := range s {
+		s[i] = float32(math.NaN())
+	}
+}
+
+func (p *hostMemPass) Run(tokens []int32, b, t int, out []Capture) error {
+	for _, c := range out {
+		for _, s := range [][]float32{c.X, c.Y} {
+			if _, ok := p.live[unsafe.SliceData(s)]; !ok {
+				p.t.Errorf("Run given x or y that HostFloats did not allocate")
+			}
+		}
+	}
+	p.ran = true
+	return p.Pass.Run(tokens, b, t, out)
+}
+
+// A pass with HostMemory gets its batches' x and y from it, and the build
+// frees them all when it ends: after the writer has finished with them
+// (they are poisoned on free, and the shards are a plain build's, byte
+// for byte), after a failed allocation, and after a failed pass.
+func TestBuildHostMemory(t *testing.T) {
+	f := load(t)
+	dir := t.TempDir()
+	layers := []int{0, 2}
+	plain := layerOptions(t, f, filepath.Join(dir, "plain"), layers...)
+	if _, err := Build(context.Background(), plain); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name    string
+		failAt  int
+		passErr bool
+		want    string
+	}{
+		{"complete", -1, false, ""},
+		{"an allocation fails", 5, false, "no page-locked memory left"},
+		{"the pass fails", -1, true, "the pass failed"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			o := layerOptions(t, f, filepath.Join(dir, strings.ReplaceAll(c.name, " ", "-")), layers...)
+			var tcs []*transcoder.Transcoder
+			for _, l := range o.Layers {
+				tcs = append(tcs, l.Transcoder)
+			}
+			var inner Pass = NewCPUPass(f.model, layers, tcs, o.BatchSize*f.rows.T)
+			if c.passErr {
+				inner = &failAfter{Pass: inner, n: 1}
+			}
+			p := &hostMemPass{Pass: inner, t: t, live: map[*float32]int{}, failAt: c.failAt}
+			o.Pass = p
+			_, err := Build(context.Background(), o)
+			if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
+				t.Fatalf("build: %v, want %q", err, c.want)
+			}
+			if len(p.live) != 0 {
+				t.Errorf("%d of %d allocations not freed", len(p.live), p.allocs)
+			}
+			if c.want == "" {
+				// Two batches' x and y per layer.
+				if want := 2 * 2 * len(layers); p.allocs != want || !p.ran {
+					t.Errorf("%d allocations (ran %v), want %d", p.allocs, p.ran, want)
+				}
+				for i := range layers {
+					sameShards(t, o.Layers[i].Out, plain.Layers[i].Out)
+				}
+			}
+		})
+	}
+}
+
+// failAfter is a pass that fails after n batches.
+type failAfter struct {
+	Pass
+	n int
+}
+
+func (p *failAfter) Run(tokens []int32, b, t int, out []Capture) error {
+	if p.n == 0 {
+		return errors.New("the pass failed")
+	}
+	p.n--
+	return p.Pass.Run(tokens, b, t, out)
+}
