@@ -85,7 +85,8 @@ every row bit-identical to a single-machine build's, on every BLAS kernel
 and thread count (kernels round a row by how many rows share its GEMM).
 --batch-size is therefore part of the cache's identity: a rerun or a worker
 with another --batch-size is refused. A --batch-size or --sequences-per-shard
-whose buffers would need more than the machine's memory is refused. On the
+whose buffers would need more than the machine's memory (or the memory limit
+of the process's cgroup: a Slurm job's --mem, a pod's limit) is refused. On the
 GPU, identical bits also need the same GPU model and cuBLAS version on every
 worker.
 

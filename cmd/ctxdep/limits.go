@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path"
+	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -63,18 +66,72 @@ func mulInt64(factors ...int64) (int64, bool) {
 // cannot be read: 1 TiB, so that only absurd sizes are refused there.
 const fallbackMemory int64 = 1 << 40
 
-// machineMemory returns the machine's memory in bytes: MemTotal of
-// /proc/meminfo, or fallbackMemory. It is read once.
-var machineMemory = sync.OnceValue(func() int64 {
-	b, err := os.ReadFile("/proc/meminfo")
-	if err != nil {
-		return fallbackMemory
+// memLimit is the memory a command may use, and what sets it, as the
+// error says: "this machine has" or "this process's cgroup allows".
+type memLimit struct {
+	bytes int64
+	what  string
+}
+
+// machineMemory returns the memory ctxdep may use: MemTotal of
+// /proc/meminfo (or fallbackMemory), or its cgroup's limit where that is
+// lower (a Slurm job's --mem, a Kubernetes pod's limit, docker --memory:
+// past it the kernel kills the process). It is read once.
+var machineMemory = sync.OnceValue(func() memLimit {
+	m := memLimit{fallbackMemory, "this machine has"}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		if n, ok := memTotal(b); ok {
+			m.bytes = n
+		}
 	}
-	if n, ok := memTotal(b); ok {
-		return n
+	if b, err := os.ReadFile("/proc/self/cgroup"); err == nil {
+		if n, ok := cgroupMemory("/sys/fs/cgroup", b); ok && n < m.bytes {
+			m = memLimit{n, "this process's cgroup allows"}
+		}
 	}
-	return fallbackMemory
+	return m
 })
+
+// cgroupMemory returns the lowest memory limit of the cgroups that
+// procCgroup (/proc/self/cgroup) names and their ancestors, under root
+// (/sys/fs/cgroup): memory.max for cgroup v2 ("0::/path"),
+// memory.limit_in_bytes of the memory hierarchy for v1
+// ("N:memory,…:/path"). A container often sees its own cgroup as the
+// root while /proc/self/cgroup names the host's path: files that do not
+// exist are skipped, down to root's own. false: no cgroup file holds a
+// number (v1 writes a huge one for "no limit").
+func cgroupMemory(root string, procCgroup []byte) (int64, bool) {
+	limit, found := int64(math.MaxInt64), false
+	sc := bufio.NewScanner(bytes.NewReader(procCgroup))
+	for sc.Scan() {
+		f := strings.SplitN(sc.Text(), ":", 3)
+		if len(f) != 3 || !strings.HasPrefix(f[2], "/") {
+			continue
+		}
+		var dir, file string
+		switch {
+		case f[0] == "0" && f[1] == "":
+			dir, file = root, "memory.max"
+		case slices.Contains(strings.Split(f[1], ","), "memory"):
+			dir, file = filepath.Join(root, "memory"), "memory.limit_in_bytes"
+		default:
+			continue
+		}
+		for p := path.Clean(f[2]); ; p = path.Dir(p) {
+			b, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(p), file))
+			if err == nil {
+				// "max" (v2) is no limit; v1's is a huge number.
+				if n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil && n > 0 && n < limit {
+					limit, found = n, true
+				}
+			}
+			if p == "/" {
+				break
+			}
+		}
+	}
+	return limit, found
+}
 
 // memTotal parses the MemTotal line ("MemTotal:  24684084 kB") of
 // /proc/meminfo into bytes.
@@ -114,8 +171,9 @@ func checkMemory(t int, bufs ...tokenBuffers) error {
 	return checkMemoryOf(machineMemory(), t, bufs...)
 }
 
-// checkMemoryOf is checkMemory on a machine of mem bytes.
-func checkMemoryOf(mem int64, t int, bufs ...tokenBuffers) error {
+// checkMemoryOf is checkMemory with the memory limit lim.
+func checkMemoryOf(lim memLimit, t int, bufs ...tokenBuffers) error {
+	mem := lim.bytes
 	total, fits := int64(0), true
 	part := make([]int64, len(bufs)) // each part's bytes; MaxInt64 when it overflows
 	for i, b := range bufs {
@@ -152,8 +210,8 @@ func checkMemoryOf(mem int64, t int, bufs ...tokenBuffers) error {
 	if len(values) > 1 {
 		verb = "need"
 	}
-	return usagef("%s %s %s of memory for sequences of %d tokens, more than this machine has (%s): lower %s",
-		strings.Join(values, " and "), verb, need, t, humanBytes(mem), strings.Join(flags, " or "))
+	return usagef("%s %s %s of memory for sequences of %d tokens, more than %s (%s): lower %s",
+		strings.Join(values, " and "), verb, need, t, lim.what, humanBytes(mem), strings.Join(flags, " or "))
 }
 
 // Bytes per token of what the commands allocate per sequence of a batch
