@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"math"
 
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/blas64"
+
 	"github.com/ctxdep/ctxdep/internal/kernels"
 	"github.com/ctxdep/ctxdep/internal/midcoder"
 	"github.com/ctxdep/ctxdep/internal/par"
@@ -49,23 +52,30 @@ import (
 // (kernels.GeluNewBackward).
 //
 // Cost and memory. Per token the work is k·N·C multiply-adds for its k
-// active features (twice with the pinv baseline): the pairs (t, f) of a
-// batch are taken effectGroup at a time, their masked drives
-// φ'(pre(t)) ⊙ d_f stacked into one (pairs × N) matrix (the pinv rows
-// below them) and multiplied by W_out in one GEMM (kernels.MatMul). The
+// active features: the pairs (t, f) of a batch are taken effectGroup at a
+// time, their masked drives φ'(pre(t)) ⊙ d_f stacked into one (pairs × N)
+// matrix and multiplied by W_out in one GEMM (kernels.MatMul), for the
+// norms ‖e_t(f)‖ and the sums Σ e_t(f). The pinv baseline's effects are
+// needed only summed, and the sum is linear in the gate:
+//
+//	Σ_{T_f} e^pinv_t(f) = (d^pinv_f ⊙ Γ_f) @ W_out,   Γ_f = Σ_{T_f} φ'(pre(t))
+//
+// so per pair the pinv costs N additions to Γ_f (float64), and Result
+// multiplies once, in float64, for the features that fired (an F' × N ×
+// C GEMM): half the per-token work of taking e^pinv pair by pair. The
 // drives of all features are computed once, at construction (one F × C ×
-// N GEMM). Memory: the drives, F × N float32 (302 MB at GPT-2 small:
+// N GEMM each). Memory: the drives, F × N float32 (302 MB at GPT-2 small:
 // F = 24,576, N = 3,072; as much again for the pinv drives); the sums of
-// e, F × C float64 (151 MB; as much again for the pinv sums); per feature
-// a count and Σ‖e‖; and the group's buffers, effectGroup × (N + C)
-// float32 (16 MB; twice with pinv) plus the batch's φ' (M × N float32).
-// None of it grows with the number of tokens.
+// e, F × C float64 (151 MB); with pinv, Γ, F × N float64 (604 MB); per
+// feature a count and Σ‖e‖; and the group's buffers, effectGroup × (N +
+// C) float32 (16 MB) plus the batch's φ' (M × N float32). None of it
+// grows with the number of tokens.
 //
 // The result does not depend on GOMAXPROCS: kernels.MatMul cuts by shape,
-// each pair's norm is one goroutine's, each column of the sums is added
-// by one goroutine in pair order, and Σ‖e‖ in pair order. It does depend
-// on how the tokens are cut into batches (the groups), at float32
-// rounding.
+// each pair's norm is one goroutine's, each column of the sums and of Γ
+// is added by one goroutine in pair order, Σ‖e‖ in pair order, and
+// Result's product is cut by features. It does depend on how the tokens
+// are cut into batches (the groups), at float32 rounding.
 
 // effectGroup is how many (token, feature) pairs one GEMM takes: enough
 // rows for kernels.MatMul to split the product over cores and for BLAS to
@@ -85,7 +95,7 @@ type EffectAccumulator struct {
 
 	count   []int64   // (F) tokens where f fires
 	sum     []float64 // (F, C) Σ e_t(f)
-	sumP    []float64 // (F, C) Σ e^pinv_t(f), or nil
+	gate    []float64 // (F, N) Γ_f = Σ φ'(pre(t)) over T_f, with pinv; else nil
 	normSum []float64 // (F) Σ ‖e_t(f)‖
 
 	group int // pairs per GEMM (effectGroup; tests lower it)
@@ -137,7 +147,7 @@ func NewEffectAccumulator(mlp *midcoder.MLP, fit, pinv *midcoder.Params, wDec []
 	if pinv != nil {
 		ea.driveP = make([]float32, f*n)
 		kernels.MatMul(ea.driveP, pinv.WMid, mlp.WIn, f, c, n, false)
-		ea.sumP = make([]float64, f*c)
+		ea.gate = make([]float64, f*n)
 	}
 	return ea, nil
 }
@@ -174,38 +184,26 @@ func (ea *EffectAccumulator) Add(acts *transcoder.Acts, pre []float32) {
 	ea.flush(dphi)
 }
 
-// flush computes e for the pending pairs (and e^pinv) by one GEMM and adds
-// them to the sums.
+// flush computes e for the pending pairs by one GEMM and adds them to the
+// sums, and their gates to Γ.
 func (ea *EffectAccumulator) flush(dphi []float32) {
 	p, n, c := len(ea.rows), ea.n, ea.c
 	if p == 0 {
 		return
 	}
-	rows := p
-	if ea.driveP != nil {
-		rows = 2 * p
-	}
-	if cap(ea.a) < rows*n {
-		g := ea.group
-		if ea.driveP != nil {
-			g *= 2
-		}
-		ea.a, ea.e = make([]float32, max(g, rows)*n), make([]float32, max(g, rows)*c)
+	if cap(ea.a) < p*n {
+		ea.a, ea.e = make([]float32, max(ea.group, p)*n), make([]float32, max(ea.group, p)*c)
 		ea.norms = make([]float64, max(ea.group, p))
 	}
-	a, e, norms := ea.a[:rows*n], ea.e[:rows*c], ea.norms[:p]
-	// The masked drives: row i = φ'(pre(t_i)) ⊙ d_{f_i}; the pinv's at p + i.
+	a, e, norms := ea.a[:p*n], ea.e[:p*c], ea.norms[:p]
+	// The masked drives: row i = φ'(pre(t_i)) ⊙ d_{f_i}.
 	par.For(p, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			g := dphi[int(ea.rows[i])*n : int(ea.rows[i]+1)*n]
 			fi := int(ea.feats[i])
-			mulInto(a[i*n:(i+1)*n], g, ea.drive[fi*n:(fi+1)*n])
-			if ea.driveP != nil {
-				mulInto(a[(p+i)*n:(p+i+1)*n], g, ea.driveP[fi*n:(fi+1)*n])
-			}
+			mulInto(a[i*n:(i+1)*n], ea.gateOf(dphi, i), ea.drive[fi*n:(fi+1)*n])
 		}
 	})
-	kernels.MatMul(e, a, ea.wOut, rows, n, c, false)
+	kernels.MatMul(e, a, ea.wOut, p, n, c, false)
 	par.For(p, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			norms[i] = norm64(e[i*c : (i+1)*c])
@@ -219,20 +217,68 @@ func (ea *EffectAccumulator) flush(dphi []float32) {
 			for j, v := range e[i*c+lo : i*c+hi] {
 				s[lo+j] += float64(v)
 			}
-			if ea.sumP != nil {
-				sp := ea.sumP[int(fi)*c : int(fi+1)*c]
-				for j, v := range e[(p+i)*c+lo : (p+i)*c+hi] {
-					sp[lo+j] += float64(v)
-				}
-			}
 		}
 	})
+	if ea.gate != nil {
+		par.For(n, func(lo, hi int) {
+			for i, fi := range ea.feats {
+				s := ea.gate[int(fi)*n : int(fi+1)*n]
+				for j, v := range ea.gateOf(dphi, i)[lo:hi] {
+					s[lo+j] += float64(v)
+				}
+			}
+		})
+	}
 	for i, fi := range ea.feats {
 		ea.count[fi]++
 		ea.normSum[fi] += norms[i]
 	}
 	ea.rows, ea.feats = ea.rows[:0], ea.feats[:0]
 }
+
+// gateOf returns φ'(pre) of pending pair i's token.
+func (ea *EffectAccumulator) gateOf(dphi []float32, i int) []float32 {
+	r := int(ea.rows[i])
+	return dphi[r*ea.n : (r+1)*ea.n]
+}
+
+// pinvSums returns Σ e^pinv_t(f) (F × C) = (d^pinv_f ⊙ Γ_f) @ W_out for
+// the features that fired, in float64, parts of effectPart features at a
+// time (the cut follows the features alone).
+func (ea *EffectAccumulator) pinvSums() []float64 {
+	f, n, c := ea.f, ea.n, ea.c
+	sumP := make([]float64, f*c)
+	var fired []int
+	for fi, k := range ea.count {
+		if k > 0 {
+			fired = append(fired, fi)
+		}
+	}
+	wOut := toFloat64(ea.wOut)
+	parts := (len(fired) + effectPart - 1) / effectPart
+	par.Jobs(parts, 0, func(_, q int) {
+		fs := fired[q*effectPart : min((q+1)*effectPart, len(fired))]
+		v := make([]float64, len(fs)*n)
+		out := make([]float64, len(fs)*c)
+		for i, fi := range fs {
+			d, g := ea.driveP[fi*n:(fi+1)*n], ea.gate[fi*n:(fi+1)*n]
+			for j := range v[i*n : (i+1)*n] {
+				v[i*n+j] = float64(d[j]) * g[j]
+			}
+		}
+		blas64.Gemm(blas.NoTrans, blas.NoTrans, 1,
+			blas64.General{Rows: len(fs), Cols: n, Stride: n, Data: v},
+			blas64.General{Rows: n, Cols: c, Stride: c, Data: wOut},
+			0, blas64.General{Rows: len(fs), Cols: c, Stride: c, Data: out})
+		for i, fi := range fs {
+			copy(sumP[fi*c:(fi+1)*c], out[i*c:(i+1)*c])
+		}
+	})
+	return sumP
+}
+
+// effectPart is how many features one of pinvSums' GEMMs takes.
+const effectPart = 256
 
 // mulInto sets dst = a ⊙ b.
 func mulInto(dst, a, b []float32) {
@@ -271,7 +317,11 @@ func actDeriv(dst, pre []float32, act midcoder.Activation) {
 
 // Result returns the statistics of the tokens added so far.
 func (ea *EffectAccumulator) Result() *EffectResult {
-	return EffectResultOf(ea.count, ea.sum, ea.sumP, ea.normSum, ea.wDec, ea.c)
+	var sumP []float64
+	if ea.gate != nil {
+		sumP = ea.pinvSums()
+	}
+	return EffectResultOf(ea.count, ea.sum, sumP, ea.normSum, ea.wDec, ea.c)
 }
 
 // EffectResultOf computes the per-feature statistics from the sums an

@@ -100,23 +100,46 @@ func BenchmarkEffectReportPass(b *testing.B) {
 
 // BenchmarkEffectAdd is the effect accumulator on the same batch (pre
 // given, as Report already has it): fit alone, and with the pinv baseline
-// (twice the GEMM rows). GFLOP/s counts the pairs' products with W_out,
-// 2·N·C per (token, feature) pair and drive.
+// (whose sums add each pair's gate, N additions, and multiply at Result:
+// BenchmarkEffectResult). GFLOP/s counts the fitted midcoder's products
+// with W_out, 2·N·C per (token, feature) pair.
 func BenchmarkEffectAdd(b *testing.B) {
 	d := effectBenchSetup(b)
 	for _, bc := range []struct {
-		name   string
-		ea     *EffectAccumulator
-		drives int
-	}{{"fit", d.fitOnly, 1}, {"fit+pinv", d.withPinv, 2}} {
+		name string
+		ea   *EffectAccumulator
+	}{{"fit", d.fitOnly}, {"fit+pinv", d.withPinv}} {
 		b.Run(bc.name, func(b *testing.B) {
 			for b.Loop() {
 				bc.ea.Add(d.acts, d.pre)
 			}
 			tokens := float64(d.acts.Rows()) * float64(b.N)
-			flops := tokens * effectBenchActive * float64(bc.drives) * 2 * float64(d.mlp.N) * float64(d.mlp.C)
+			flops := tokens * effectBenchActive * 2 * float64(d.mlp.N) * float64(d.mlp.C)
 			b.ReportMetric(tokens/b.Elapsed().Seconds(), "tokens/s")
 			b.ReportMetric(flops/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 		})
 	}
+}
+
+// BenchmarkEffectResult is Result with the pinv baseline after one batch:
+// the pinv sums' float64 product (d^pinv ⊙ Γ) @ W_out over the features
+// that fired, once per report.
+func BenchmarkEffectResult(b *testing.B) {
+	d := effectBenchSetup(b)
+	ea, err := NewEffectAccumulator(d.mlp, d.fit, d.pinv, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ea.Add(d.acts, d.pre)
+	fired := 0
+	for _, k := range ea.count {
+		if k > 0 {
+			fired++
+		}
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		ea.Result()
+	}
+	b.ReportMetric(float64(fired), "features")
 }
