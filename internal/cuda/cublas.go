@@ -14,6 +14,8 @@ typedef int (*setmath_t)(void*, int);
 typedef int (*getver_t)(void*, int*);
 typedef int (*sgemm_t)(void*, int, int, int, int, int, const float*, const float*, int,
                        const float*, int, const float*, float*, int);
+typedef int (*dgemm_t)(void*, int, int, int, int, int, const double*, const double*, int,
+                       const double*, int, const double*, double*, int);
 typedef int (*sgemm_sb_t)(void*, int, int, int, int, int, const float*, const float*, int, long long,
                           const float*, int, long long, const float*, float*, int, long long, int);
 
@@ -26,6 +28,10 @@ static int ctx_getver(void* f, void* h, int* v) { return ((getver_t)f)(h, v); }
 static int ctx_sgemm(void* f, void* h, int ta, int tb, int m, int n, int k, float alpha,
                      uintptr_t a, int lda, uintptr_t b, int ldb, float beta, uintptr_t c, int ldc) {
 	return ((sgemm_t)f)(h, ta, tb, m, n, k, &alpha, (const float*)a, lda, (const float*)b, ldb, &beta, (float*)c, ldc);
+}
+static int ctx_dgemm(void* f, void* h, int ta, int tb, int m, int n, int k, double alpha,
+                     uintptr_t a, int lda, uintptr_t b, int ldb, double beta, uintptr_t c, int ldc) {
+	return ((dgemm_t)f)(h, ta, tb, m, n, k, &alpha, (const double*)a, lda, (const double*)b, ldb, &beta, (double*)c, ldc);
 }
 static int ctx_sgemm_sb(void* f, void* h, int ta, int tb, int m, int n, int k, float alpha,
                         uintptr_t a, int lda, long long sa, uintptr_t b, int ldb, long long sb,
@@ -66,6 +72,7 @@ type cublas struct {
 	path                    string
 	version                 int
 	destroy, sgemm, sgemmSB unsafe.Pointer
+	dgemm                   unsafe.Pointer
 }
 
 // cublasCandidates lists where cuBLAS is looked for, in order: the file
@@ -140,7 +147,8 @@ func loadCublas(tf32 bool) (*cublas, error) {
 		dst  *unsafe.Pointer
 		name string
 	}{{&create, "cublasCreate_v2"}, {&b.destroy, "cublasDestroy_v2"}, {&setMath, "cublasSetMathMode"},
-		{&getVer, "cublasGetVersion_v2"}, {&b.sgemm, "cublasSgemm_v2"}, {&b.sgemmSB, "cublasSgemmStridedBatched"}} {
+		{&getVer, "cublasGetVersion_v2"}, {&b.sgemm, "cublasSgemm_v2"}, {&b.sgemmSB, "cublasSgemmStridedBatched"},
+		{&b.dgemm, "cublasDgemm_v2"}} {
 		if *s.dst, err = sym(s.name); err != nil {
 			return nil, err
 		}
@@ -183,6 +191,17 @@ func (b *cublas) gemm(ta, tb bool, m, n, k int, alpha float32, a devPtr, lda int
 		C.uintptr_t(bm), C.int(ldb), C.uintptr_t(a), C.int(lda), C.float(beta), C.uintptr_t(c), C.int(ldc))
 	if st != 0 {
 		return fmt.Errorf("cuda: cublasSgemm (%d×%d×%d) failed with status %d", m, n, k, int(st))
+	}
+	return nil
+}
+
+// gemm64 is gemm in float64 (cublasDgemm; the math mode's TF32 does not
+// touch it).
+func (b *cublas) gemm64(ta, tb bool, m, n, k int, alpha float64, a devPtr, lda int, bm devPtr, ldb int, beta float64, c devPtr, ldc int) error {
+	st := C.ctx_dgemm(b.dgemm, b.handle, op(tb), op(ta), C.int(n), C.int(m), C.int(k), C.double(alpha),
+		C.uintptr_t(bm), C.int(ldb), C.uintptr_t(a), C.int(lda), C.double(beta), C.uintptr_t(c), C.int(ldc))
+	if st != 0 {
+		return fmt.Errorf("cuda: cublasDgemm (%d×%d×%d) failed with status %d", m, n, k, int(st))
 	}
 	return nil
 }

@@ -60,7 +60,7 @@ func Open(o Options) (*Device, error) {
 var kernelNames = []string{"embed", "layernorm_pre", "add_inplace", "bias_act", "causal_softmax", "split_heads", "merge_heads", "sub_bias",
 	"encode_count", "exclusive_scan", "encode_fill", "gather_mid", "scatter_grad", "mse_grad", "relu_grad",
 	"gelu_new_grad", "adamw", "sum_pairs", "csc_count", "csc_totals", "csc_starts", "csc_fill", "csc_grad", "col_sum",
-	"add_out", "sq_err", "decode_rows", "cross_entropy", "act_deriv", "masked_drive", "effect_sums"}
+	"add_out", "sq_err", "decode_rows", "cross_entropy", "act_deriv", "masked_drive", "effect_sums", "gate_sums", "gated_drive"}
 
 // Close releases the device's resources.
 func (d *Device) Close() {
@@ -159,7 +159,7 @@ func (l *allocList) freeAll() {
 	l.bufs = nil
 }
 
-func h2d[T int32 | int64 | float32](dst buf, src []T) error {
+func h2d[T int32 | int64 | float32 | float64](dst buf, src []T) error {
 	if len(src) == 0 {
 		return nil
 	}

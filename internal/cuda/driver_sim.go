@@ -30,6 +30,7 @@ import (
 
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas32"
+	"gonum.org/v1/gonum/blas/blas64"
 )
 
 // The cudasim build (tag cudasim, tests only): the backend's Go code on a
@@ -261,6 +262,23 @@ func (b *cublas) gemm(ta, tb bool, m, n, k int, alpha float32, a devPtr, lda int
 	}
 	blas32.Implementation().Sgemm(trans(ta), trans(tb), m, n, k, alpha,
 		floats(a, span(ar, ac, lda)), lda, floats(bm, span(br, bc, ldb)), ldb, beta, floats(c, span(m, n, ldc)), ldc)
+	return nil
+}
+
+// gemm64 is gemm in float64.
+func (b *cublas) gemm64(ta, tb bool, m, n, k int, alpha float64, a devPtr, lda int, bm devPtr, ldb int, beta float64, c devPtr, ldc int) error {
+	defaultWork.Add(1)
+	ar, ac := m, k
+	if ta {
+		ar, ac = k, m
+	}
+	br, bc := k, n
+	if tb {
+		br, bc = n, k
+	}
+	f64 := func(p devPtr, n int) []float64 { return unsafe.Slice((*float64)(host(p)), n) }
+	blas64.Implementation().Dgemm(trans(ta), trans(tb), m, n, k, alpha,
+		f64(a, span(ar, ac, lda)), lda, f64(bm, span(br, bc, ldb)), ldb, beta, f64(c, span(m, n, ldc)), ldc)
 	return nil
 }
 

@@ -15,9 +15,12 @@ import (
 // effectGroup at a time: their masked drives φ'(pre(t)) ⊙ d_f stacked,
 // multiplied by W_out in one GEMM, and each pair's effect added to its
 // feature's float64 sums in row order (one block per feature's run of
-// pairs: no atomics, the CPU's order of additions). The drives (F × N,
-// twice with the pinv baseline) and the sums (F × C float64, twice) stay
-// on the device; Sums copies them back.
+// pairs: no atomics, the CPU's order of additions). With the pinv
+// baseline each pair's gate φ'(pre(t)) is added to Γ_f (float64, the same
+// order), and Sums multiplies (d^pinv_f ⊙ Γ_f) @ W_out once, in float64,
+// as the CPU's Result does. The drives (F × N, twice with pinv), the sums
+// (F × C float64) and Γ (F × N float64) stay on the device; Sums copies
+// the sums back.
 type EffectAccumulator struct {
 	d       *Device
 	c, n, f int
@@ -28,9 +31,10 @@ type EffectAccumulator struct {
 
 	wout, drive, driveP buf
 	sum, sumP, normSum  buf // float64
+	gate, wout64, v     buf // float64, with pinv: Γ, W_out, a part's gated drives
 	pre, dphi           buf // (maxRows, N)
 	rows, feats, seg    buf // int32: a group's pairs and its segments' starts
-	a, e                buf // (2·effectGroup, N), (2·effectGroup, C)
+	a, e                buf // (effectGroup, N), (effectGroup, C)
 	all                 allocList
 
 	count               []int64 // per feature, on the host
@@ -39,6 +43,9 @@ type EffectAccumulator struct {
 	hRows, hFeats, hSeg []int32
 	start               []int32 // counting sort: per feature
 }
+
+// effectPart is how many features one float64 GEMM of Sums takes.
+const effectPart = 2048
 
 // effectGroup is how many pairs one GEMM of the device's accumulator
 // takes (its stacked drives: 8,192 × 3,072 float32 = 100 MB at GPT-2
@@ -60,10 +67,6 @@ func (d *Device) NewEffectAccumulator(mlp *midcoder.MLP, fit, pinv *midcoder.Par
 	if mlp.Act == midcoder.GeluNew {
 		ea.act = actGeluNew
 	}
-	groups := 1
-	if ea.pinv {
-		groups = 2
-	}
 	a := &ea.all
 	a.upload(&ea.wout, "W_out", mlp.WOut)
 	a.add(&ea.drive, "drives W_mid @ W_in", f*n, 4)
@@ -71,17 +74,30 @@ func (d *Device) NewEffectAccumulator(mlp *midcoder.MLP, fit, pinv *midcoder.Par
 	a.add(&ea.normSum, "Σ ‖e‖", f, 8)
 	if ea.pinv {
 		a.add(&ea.driveP, "pinv drives", f*n, 4)
+		a.add(&ea.gate, "Γ, the summed gates", f*n, 8)
 		a.add(&ea.sumP, "Σ e pinv", f*c, 8)
+		a.add(&ea.wout64, "W_out in float64", n*c, 8)
+		a.add(&ea.v, "gated drives", min(f, effectPart)*n, 8)
 	}
 	a.add(&ea.pre, "pre-activations", maxRows*n, 4)
 	a.add(&ea.dphi, "φ'(pre)", maxRows*n, 4)
 	a.add(&ea.rows, "pair rows", ea.group, 4)
 	a.add(&ea.feats, "pair features", ea.group, 4)
 	a.add(&ea.seg, "pair segments", ea.group+1, 4)
-	a.add(&ea.a, "masked drives", groups*ea.group*n, 4)
-	a.add(&ea.e, "effects", groups*ea.group*c, 4)
+	a.add(&ea.a, "masked drives", ea.group*n, 4)
+	a.add(&ea.e, "effects", ea.group*c, 4)
 	if err := a.done(); err != nil {
 		return nil, err
+	}
+	if ea.pinv {
+		w64 := make([]float64, n*c)
+		for i, v := range mlp.WOut {
+			w64[i] = float64(v)
+		}
+		if err := h2d(ea.wout64, w64); err != nil {
+			ea.all.freeAll()
+			return nil, err
+		}
 	}
 	// W_in and W_mid are needed for the drives only.
 	tmp := allocList{d: d}
@@ -95,7 +111,7 @@ func (d *Device) NewEffectAccumulator(mlp *midcoder.MLP, fit, pinv *midcoder.Par
 	if err == nil && ea.pinv {
 		err = ea.drives(wmid, win, pinv, ea.driveP)
 	}
-	for _, b := range []buf{ea.sum, ea.sumP, ea.normSum} {
+	for _, b := range []buf{ea.sum, ea.gate, ea.normSum} {
 		if err == nil && b.p != 0 {
 			err = zero(b, b.bytes)
 		}
@@ -201,24 +217,17 @@ func (ea *EffectAccumulator) runGroup(lo, hi int, acts *transcoder.Acts) error {
 		}
 	}
 	segs := len(ea.hSeg) - 1
-	rows := p
 	if err := d.launch("masked_drive", p, 256, ea.a, ea.dphi, ea.drive, ea.rows, ea.feats, n); err != nil {
 		return err
 	}
-	if ea.pinv {
-		if err := d.launch("masked_drive", p, 256, ea.a.at(p*n), ea.dphi, ea.driveP, ea.rows, ea.feats, n); err != nil {
-			return err
-		}
-		rows = 2 * p
-	}
-	if err := d.gemm(false, false, rows, c, n, 1, ea.a.p, n, ea.wout.p, c, 0, ea.e.p, c); err != nil {
+	if err := d.gemm(false, false, p, c, n, 1, ea.a.p, n, ea.wout.p, c, 0, ea.e.p, c); err != nil {
 		return err
 	}
 	if err := d.launch("effect_sums", segs, 256, ea.sum, ea.normSum, ea.e, ea.feats, ea.seg, c); err != nil {
 		return err
 	}
 	if ea.pinv {
-		return d.launch("effect_sums", segs, 256, ea.sumP, devPtr(0), ea.e.at(p*c), ea.feats, ea.seg, c)
+		return d.launch("gate_sums", segs, 256, ea.gate, ea.dphi, ea.rows, ea.feats, ea.seg, n)
 	}
 	return nil
 }
@@ -235,6 +244,17 @@ func (ea *EffectAccumulator) Sums() (count []int64, sum, sumP, normSum []float64
 		return nil, nil, nil, nil, err
 	}
 	if ea.pinv {
+		// Σ e^pinv = (d^pinv ⊙ Γ) @ W_out, effectPart features at a time.
+		d, n, c := ea.d, ea.n, ea.c
+		for lo := 0; lo < ea.f; lo += effectPart {
+			k := min(effectPart, ea.f-lo)
+			if err := d.launch("gated_drive", d.grid1D(k*n), 256, ea.v, ea.driveP.at(lo*n), ea.gate.p+devPtr(8*lo*n), int64(k*n)); err != nil {
+				return nil, nil, nil, nil, err
+			}
+			if err := d.gemm64(false, false, k, c, n, 1, ea.v.p, n, ea.wout64.p, c, 0, ea.sumP.p+devPtr(8*lo*c), c); err != nil {
+				return nil, nil, nil, nil, err
+			}
+		}
 		sumP = make([]float64, ea.f*ea.c)
 		if err := d2h(sumP, ea.sumP); err != nil {
 			return nil, nil, nil, nil, err

@@ -522,6 +522,27 @@ extern "C" __global__ void masked_drive(float* a, const float* dphi, const float
     for (int j = threadIdx.x; j < N; j += blockDim.x) a[i * N + j] = g[j] * d[j];
 }
 
+// gate_sums: for each segment s of pairs [seg[s], seg[s+1]) with one
+// feature f = feats[seg[s]], in pair order: gate[f] += dphi[rows[i]]
+// (N each, float64), the order analysis.EffectAccumulator adds the gates
+// Γ_f in. One block per segment: no two blocks touch one feature.
+extern "C" __global__ void gate_sums(double* gate, const float* dphi, const int* rows, const int* feats, const int* seg, int N) {
+    int lo = seg[blockIdx.x], hi = seg[blockIdx.x + 1];
+    size_t f = feats[lo];
+    for (int j = threadIdx.x; j < N; j += blockDim.x) {
+        double acc = gate[f * N + j];
+        for (int i = lo; i < hi; i++) acc += (double)dphi[(size_t)rows[i] * N + j];
+        gate[f * N + j] = acc;
+    }
+}
+
+// gated_drive: v[i] = drive[i] · gate[i] in float64, the rows d_f ⊙ Γ_f
+// whose product with W_out is f's summed pinv effect.
+extern "C" __global__ void gated_drive(double* v, const float* drive, const double* gate, long long n) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+        v[i] = (double)drive[i] * gate[i];
+}
+
 // effect_sums: for each segment s of pairs [seg[s], seg[s+1]) with one
 // feature f = feats[seg[s]], in pair order: sum[f] += e[i] (float64) and,
 // when normSum is not null, normSum[f] += ‖e[i]‖ (float64), the order

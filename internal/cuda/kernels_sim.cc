@@ -45,7 +45,7 @@ const Entry kernels[] = {
     KERNEL(encode_fill),   KERNEL(gather_mid),    KERNEL(scatter_grad), KERNEL(mse_grad),      KERNEL(relu_grad),
     KERNEL(gelu_new_grad), KERNEL(adamw),         KERNEL(sum_pairs),    KERNEL(csc_count),     KERNEL(csc_fill),
     KERNEL(csc_grad),      KERNEL(col_sum),       KERNEL(csc_totals),   KERNEL(csc_starts),       KERNEL(add_out),      KERNEL(sq_err),        KERNEL(decode_rows),
-    KERNEL(cross_entropy), KERNEL(act_deriv),     KERNEL(masked_drive), KERNEL(effect_sums),
+    KERNEL(cross_entropy), KERNEL(act_deriv),     KERNEL(masked_drive), KERNEL(effect_sums), KERNEL(gate_sums), KERNEL(gated_drive),
     KERNEL(sim_test_split_barrier), KERNEL(sim_test_partial_shuffle),
 };
 

@@ -682,3 +682,58 @@ func TestKernelEffectSums(t *testing.T) {
 		}
 	}
 }
+
+// gate_sums adds each segment's gates φ'(pre(t)) to its feature's Γ in
+// float64, pair by pair in order (analysis.EffectAccumulator's order), over
+// two launches: the same bits as that loop.
+func TestKernelGateSums(t *testing.T) {
+	defer dev.enter()()
+	r := rand.New(rand.NewPCG(19, 19))
+	f, n, m := 12, 300, 5
+	feats := []int32{0, 0, 3, 5, 5, 5, 11} // segments: [0,2) [2,3) [3,6) [6,7)
+	rows := []int32{1, 4, 0, 0, 2, 3, 4}
+	seg := []int32{0, 2, 3, 6, 7}
+	gate := scratch[float64](t, f*n)
+	if err := zero(gate, gate.bytes); err != nil {
+		t.Fatal(err)
+	}
+	want := make([]float64, f*n)
+	dRows, dFeats, dSeg := upload(t, rows), upload(t, feats), upload(t, seg)
+	for launch := 0; launch < 2; launch++ {
+		dphi := testutil.RandNormal(r, m*n, 1)
+		launchSync(t, "gate_sums", len(seg)-1, 256, gate, upload(t, dphi), dRows, dFeats, dSeg, n)
+		for i, fi := range feats {
+			for j := 0; j < n; j++ {
+				want[int(fi)*n+j] += float64(dphi[int(rows[i])*n+j])
+			}
+		}
+	}
+	if !slices.Equal(download[float64](t, gate, f*n), want) {
+		t.Error("gate_sums: Γ differs from adding the pairs' gates in order")
+	}
+}
+
+// gated_drive is drive ⊙ Γ in float64: exact (a float32 times a float64
+// rounds once, as Go's float64(d)·g does).
+func TestKernelGatedDrive(t *testing.T) {
+	defer dev.enter()()
+	r := rand.New(rand.NewPCG(20, 20))
+	n := 1000
+	drive := testutil.RandNormal(r, n, 1)
+	g := make([]float64, n)
+	for i := range g {
+		g[i] = r.NormFloat64() * 50
+	}
+	gate, v := scratch[float64](t, n), scratch[float64](t, n)
+	if err := h2d(gate, g); err != nil {
+		t.Fatal(err)
+	}
+	launchSync(t, "gated_drive", 2, 128, v, upload(t, drive), gate, int64(n))
+	want := make([]float64, n)
+	for i := range want {
+		want[i] = float64(drive[i]) * g[i]
+	}
+	if !slices.Equal(download[float64](t, v, n), want) {
+		t.Error("gated_drive differs from float64(drive)·Γ")
+	}
+}

@@ -126,6 +126,17 @@ func (d *Device) gemm(ta, tb bool, m, n, k int, alpha float32, a devPtr, lda int
 	return err
 }
 
+// gemm64 is cublas.gemm64, timed when profiling.
+func (d *Device) gemm64(ta, tb bool, m, n, k int, alpha float64, a devPtr, lda int, b devPtr, ldb int, beta float64, c devPtr, ldc int) error {
+	var mk *mark
+	if d.prof != nil {
+		mk = d.prof.begin(gemmName("dgemm", ta, tb, m, n, k, 1))
+	}
+	err := d.blas.gemm64(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+	d.prof.end(mk)
+	return err
+}
+
 // gemmBatched is cublas.gemmBatched, timed when profiling.
 func (d *Device) gemmBatched(ta, tb bool, m, n, k int, alpha float32, a devPtr, lda, sa int, b devPtr, ldb, sb int, beta float32, c devPtr, ldc, sc, count int) error {
 	var mk *mark
