@@ -252,22 +252,22 @@ func trans(t bool) blas.Transpose {
 // gemm is cublas.gemm's row-major C = alpha·op(A)·op(B) + beta·C.
 func (b *cublas) gemm(ta, tb bool, m, n, k int, alpha float32, a devPtr, lda int, bm devPtr, ldb int, beta float32, c devPtr, ldc int) error {
 	defaultWork.Add(1)
-	ar, ac := m, k
-	if ta {
-		ar, ac = k, m
-	}
-	br, bc := k, n
-	if tb {
-		br, bc = n, k
-	}
-	blas32.Implementation().Sgemm(trans(ta), trans(tb), m, n, k, alpha,
-		floats(a, span(ar, ac, lda)), lda, floats(bm, span(br, bc, ldb)), ldb, beta, floats(c, span(m, n, ldc)), ldc)
+	na, nb, nc := spans(ta, tb, m, n, k, lda, ldb, ldc)
+	blas32.Implementation().Sgemm(trans(ta), trans(tb), m, n, k, alpha, floats(a, na), lda, floats(bm, nb), ldb, beta, floats(c, nc), ldc)
 	return nil
 }
 
 // gemm64 is gemm in float64.
 func (b *cublas) gemm64(ta, tb bool, m, n, k int, alpha float64, a devPtr, lda int, bm devPtr, ldb int, beta float64, c devPtr, ldc int) error {
 	defaultWork.Add(1)
+	na, nb, nc := spans(ta, tb, m, n, k, lda, ldb, ldc)
+	f64 := func(p devPtr, n int) []float64 { return unsafe.Slice((*float64)(host(p)), n) }
+	blas64.Implementation().Dgemm(trans(ta), trans(tb), m, n, k, alpha, f64(a, na), lda, f64(bm, nb), ldb, beta, f64(c, nc), ldc)
+	return nil
+}
+
+// spans returns how many elements a GEMM's A, B and C span.
+func spans(ta, tb bool, m, n, k, lda, ldb, ldc int) (na, nb, nc int) {
 	ar, ac := m, k
 	if ta {
 		ar, ac = k, m
@@ -276,10 +276,7 @@ func (b *cublas) gemm64(ta, tb bool, m, n, k int, alpha float64, a devPtr, lda i
 	if tb {
 		br, bc = n, k
 	}
-	f64 := func(p devPtr, n int) []float64 { return unsafe.Slice((*float64)(host(p)), n) }
-	blas64.Implementation().Dgemm(trans(ta), trans(tb), m, n, k, alpha,
-		f64(a, span(ar, ac, lda)), lda, f64(bm, span(br, bc, ldb)), ldb, beta, f64(c, span(m, n, ldc)), ldc)
-	return nil
+	return span(ar, ac, lda), span(br, bc, ldb), span(m, n, ldc)
 }
 
 // gemmBatched is gemm over count problems at strides sa, sb, sc elements.

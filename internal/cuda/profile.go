@@ -117,33 +117,32 @@ func (p *profiler) end(m *mark) {
 
 // gemm is cublas.gemm, timed when profiling.
 func (d *Device) gemm(ta, tb bool, m, n, k int, alpha float32, a devPtr, lda int, b devPtr, ldb int, beta float32, c devPtr, ldc int) error {
-	var mk *mark
-	if d.prof != nil {
-		mk = d.prof.begin(gemmName("gemm", ta, tb, m, n, k, 1))
-	}
-	err := d.blas.gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-	d.prof.end(mk)
-	return err
+	return d.timedGemm("gemm", ta, tb, m, n, k, 1, func() error {
+		return d.blas.gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+	})
 }
 
 // gemm64 is cublas.gemm64, timed when profiling.
 func (d *Device) gemm64(ta, tb bool, m, n, k int, alpha float64, a devPtr, lda int, b devPtr, ldb int, beta float64, c devPtr, ldc int) error {
-	var mk *mark
-	if d.prof != nil {
-		mk = d.prof.begin(gemmName("dgemm", ta, tb, m, n, k, 1))
-	}
-	err := d.blas.gemm64(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-	d.prof.end(mk)
-	return err
+	return d.timedGemm("dgemm", ta, tb, m, n, k, 1, func() error {
+		return d.blas.gemm64(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+	})
 }
 
 // gemmBatched is cublas.gemmBatched, timed when profiling.
 func (d *Device) gemmBatched(ta, tb bool, m, n, k int, alpha float32, a devPtr, lda, sa int, b devPtr, ldb, sb int, beta float32, c devPtr, ldc, sc, count int) error {
+	return d.timedGemm("batched gemm", ta, tb, m, n, k, count, func() error {
+		return d.blas.gemmBatched(ta, tb, m, n, k, alpha, a, lda, sa, b, ldb, sb, beta, c, ldc, sc, count)
+	})
+}
+
+// timedGemm runs a GEMM, between events when profiling.
+func (d *Device) timedGemm(kind string, ta, tb bool, m, n, k, count int, run func() error) error {
 	var mk *mark
 	if d.prof != nil {
-		mk = d.prof.begin(gemmName("batched gemm", ta, tb, m, n, k, count))
+		mk = d.prof.begin(gemmName(kind, ta, tb, m, n, k, count))
 	}
-	err := d.blas.gemmBatched(ta, tb, m, n, k, alpha, a, lda, sa, b, ldb, sb, beta, c, ldc, sc, count)
+	err := run()
 	d.prof.end(mk)
 	return err
 }
