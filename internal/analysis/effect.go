@@ -66,7 +66,8 @@ import (
 // drives of all features are computed once, at construction (one F × C ×
 // N GEMM each). Memory: the drives, F × N float32 (302 MB at GPT-2 small:
 // F = 24,576, N = 3,072; as much again for the pinv drives); the sums of
-// e, F × C float64 (151 MB); with pinv, Γ, F × N float64 (604 MB); per
+// e, F × C float64 (151 MB); with pinv, Γ, F × N float64 (604 MB), and
+// while Result runs the pinv sums and W_out in float64 (170 MB); per
 // feature a count and Σ‖e‖; and the group's buffers, effectGroup × (N +
 // C) float32 (16 MB) plus the batch's φ' (M × N float32). None of it
 // grows with the number of tokens.

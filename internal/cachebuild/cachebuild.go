@@ -56,11 +56,43 @@ type Pass interface {
 
 // HostMemory is implemented by a Pass whose results reach the host faster
 // in memory it allocates: a GPU copies into page-locked memory by DMA, on
-// a stream of its own while it computes on. A build allocates its
-// batches' x and y through it, and frees them when it ends.
+// a stream of its own while it computes on. A build (and Measure)
+// allocates its batches' x and y through it, and frees them when it ends.
 type HostMemory interface {
 	HostFloats(n int) ([]float32, error)
 	FreeHostFloats([]float32)
+}
+
+// hostBuffers allocates the float32 buffers of a pass's captures: through
+// HostMemory when the pass has it, else, or when that fails (page-locked
+// memory is limited), in Go's memory, into which the pass copies as fast
+// as it can.
+type hostBuffers struct {
+	hm  HostMemory
+	got [][]float32
+}
+
+func newHostBuffers(p Pass) *hostBuffers {
+	hm, _ := p.(HostMemory)
+	return &hostBuffers{hm: hm}
+}
+
+func (h *hostBuffers) floats(n int) []float32 {
+	if h.hm != nil {
+		if s, err := h.hm.HostFloats(n); err == nil {
+			h.got = append(h.got, s)
+			return s
+		}
+	}
+	return make([]float32, n)
+}
+
+// free releases what HostMemory gave.
+func (h *hostBuffers) free() {
+	for _, s := range h.got {
+		h.hm.FreeHostFloats(s)
+	}
+	h.got = nil
 }
 
 // cpuPass is Pass on the CPU: gpt2.Model.RunToBlock to the deepest layer,
@@ -333,35 +365,13 @@ func run(ctx context.Context, o Options, sinks []*sink, pass Pass, grid actcache
 	// filled and writes them, the pass computes the next batch into the
 	// other (a GPU's pass leaves the host idle while it runs; a CPU's
 	// overlaps the writes' hashing). The shard being filled, per layer.
-	floats := func(n int) ([]float32, error) { return make([]float32, n), nil }
-	if hm, ok := pass.(HostMemory); ok {
-		var got [][]float32
-		floats = func(n int) ([]float32, error) {
-			s, err := hm.HostFloats(n)
-			if err == nil {
-				got = append(got, s)
-			}
-			return s, err
-		}
-		defer func() { // after the writer has stopped (deferred below)
-			for _, s := range got {
-				hm.FreeHostFloats(s)
-			}
-		}()
-	}
+	hb := newHostBuffers(pass)
+	defer hb.free() // after the writer has stopped (deferred below)
 	slots := make([]*batchSlot, 2)
 	for j := range slots {
 		sl := &batchSlot{tok: make([]int32, grid.Size*t), caps: make([]Capture, len(sinks))}
 		for i, k := range sinks {
-			x, err := floats(grid.Size * t * c)
-			if err != nil {
-				return false, err
-			}
-			y, err := floats(grid.Size * t * c)
-			if err != nil {
-				return false, err
-			}
-			sl.caps[i] = Capture{X: x, Y: y}
+			sl.caps[i] = Capture{X: hb.floats(grid.Size * t * c), Y: hb.floats(grid.Size * t * c)}
 			if k.acts {
 				sl.caps[i].Acts = new(transcoder.Acts)
 			}

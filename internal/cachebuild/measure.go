@@ -34,9 +34,11 @@ func Measure(ctx context.Context, m *gpt2.Model, pass Pass, layers []int, rows, 
 	if pass == nil {
 		pass = NewCPUPass(m, layers, nil, rows*t)
 	}
+	hb := newHostBuffers(pass) // what Build gives the pass: the same copies
+	defer hb.free()
 	out := make([]Capture, len(layers))
 	for i := range out {
-		out[i] = Capture{X: make([]float32, rows*t*m.DModel), Y: make([]float32, rows*t*m.DModel)}
+		out[i] = Capture{X: hb.floats(rows * t * m.DModel), Y: hb.floats(rows * t * m.DModel)}
 	}
 	if err := pass.Run(tokens[:t], 1, t, out); err != nil {
 		return 0, err

@@ -216,38 +216,40 @@ type syncPass struct{ cachebuild.Pass }
 
 // cache build with the device's pass, whose copies go through page-locked
 // memory and the copy stream, writes the shards of one whose copies are
-// synchronous, byte for byte (two layers with acts, 6 rows in
-// batches of 2).
+// synchronous, byte for byte (two layers with acts, 6 rows in batches of
+// 4: the last one short; without and with the scale).
 func TestBuildPinned(t *testing.T) {
 	m, tc, tok, _, tt := tiny(t)
 	layers := []int{0, 1}
-	dirs := []string{t.TempDir(), t.TempDir()}
-	for k, dir := range dirs {
-		f, err := dev.NewForward(m, layers, []*transcoder.Transcoder{tc, tc}, 2, tt)
-		if err != nil {
-			t.Fatal(err)
+	for _, scale := range []bool{false, true} {
+		dirs := []string{t.TempDir(), t.TempDir()}
+		for k, dir := range dirs {
+			f, err := dev.NewForward(m, layers, []*transcoder.Transcoder{tc, tc}, 4, tt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var pass cachebuild.Pass = f
+			if k == 1 {
+				pass = syncPass{f}
+			}
+			o := cachebuild.Options{Model: m, Pass: pass, Rows: cachebuild.Int32Rows{Data: tok, T: tt}, DataKind: "test",
+				BatchSize: 4, PerShard: 4, DType: "float32", WithScale: scale}
+			for _, l := range layers {
+				o.Layers = append(o.Layers, cachebuild.Layer{Layer: l, Out: filepath.Join(dir, fmt.Sprint(l)), Transcoder: tc})
+			}
+			_, err = cachebuild.Build(context.Background(), o)
+			f.Free()
+			if err != nil {
+				t.Fatal(err)
+			}
 		}
-		var pass cachebuild.Pass = f
-		if k == 1 {
-			pass = syncPass{f}
-		}
-		o := cachebuild.Options{Model: m, Pass: pass, Rows: cachebuild.Int32Rows{Data: tok, T: tt}, DataKind: "test",
-			BatchSize: 2, PerShard: 4, DType: "float32"}
 		for _, l := range layers {
-			o.Layers = append(o.Layers, cachebuild.Layer{Layer: l, Out: filepath.Join(dir, fmt.Sprint(l)), Transcoder: tc})
-		}
-		_, err = cachebuild.Build(context.Background(), o)
-		f.Free()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, l := range layers {
-		for _, name := range []string{"shard-00000.safetensors", "shard-00001.safetensors"} {
-			a, errA := os.ReadFile(filepath.Join(dirs[0], fmt.Sprint(l), name))
-			b, errB := os.ReadFile(filepath.Join(dirs[1], fmt.Sprint(l), name))
-			if errA != nil || errB != nil || !bytes.Equal(a, b) {
-				t.Errorf("layer %d %s: page-locked build differs from synchronous (%v, %v)", l, name, errA, errB)
+			for _, name := range []string{"shard-00000.safetensors", "shard-00001.safetensors"} {
+				a, errA := os.ReadFile(filepath.Join(dirs[0], fmt.Sprint(l), name))
+				b, errB := os.ReadFile(filepath.Join(dirs[1], fmt.Sprint(l), name))
+				if errA != nil || errB != nil || !bytes.Equal(a, b) {
+					t.Errorf("scale %v, layer %d %s: page-locked build differs from synchronous (%v, %v)", scale, l, name, errA, errB)
+				}
 			}
 		}
 	}

@@ -23,9 +23,11 @@
 // CPU; cuBLAS (column-major) computes their transposes.
 //
 // Invariants: every method makes the Device's context current on its OS
-// thread for its duration; all work goes to the default stream, so
-// kernels and GEMMs run in call order and a copy to the host waits for
-// them. Activations on the device are CSR with ascending features per row,
+// thread for its duration; kernels, GEMMs and copies go to the default
+// stream, so they run in call order and a copy to the host waits for
+// them. The one exception: Forward.Run copies x and y into page-locked
+// host memory on a non-blocking stream that waits for an event recorded
+// after their block, and synchronises it before it returns. Activations on the device are CSR with ascending features per row,
 // as transcoder.Acts. The W_mid gradient is summed with float atomics, so
 // its last bits (not its value to float32 tolerance) vary run to run.
 package cuda

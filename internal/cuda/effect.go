@@ -49,8 +49,7 @@ const effectPart = 2048
 
 // effectGroup is how many pairs one GEMM of the device's accumulator
 // takes (its stacked drives: 8,192 × 3,072 float32 = 100 MB at GPT-2
-// small, twice with pinv); a variable for the test that splits features
-// across groups.
+// small); a variable for the test that splits features across groups.
 var effectGroup = 8192
 
 // NewEffectAccumulator uploads W_out and computes the drives W_mid @ W_in

@@ -61,8 +61,9 @@ type Forward struct {
 	resid      []float32 // host copy of the residual stream, for Capture.Scale
 	copies     stream    // x and y to page-locked host memory
 	ready      event     // x and y of a layer computed, on the default stream
-	stage      []buf     // x, y of each layer but the deepest, while they copy
+	stage      []buf     // x, y of each layer but the deepest, while they copy; from the first such copy
 	staged     allocList
+	maxTokens  int
 }
 
 // NewForward prepares passes of up to maxRows rows of t tokens that
@@ -73,7 +74,7 @@ func (d *Device) NewForward(m *gpt2.Model, layers []int, tcs []*transcoder.Trans
 		return nil, fmt.Errorf("cuda: a forward pass with no layer to capture")
 	}
 	f := &Forward{devicePass: devicePass{d: d, c: m.DModel}, layers: layers,
-		encs: make([]*Encoder, len(layers)), acts: make([]*Acts, len(layers)), staged: allocList{d: d}}
+		encs: make([]*Encoder, len(layers)), acts: make([]*Acts, len(layers)), staged: allocList{d: d}, maxTokens: maxRows * t}
 	var err error
 	if f.m, err = d.LoadModel(m, layers[len(layers)-1], maxRows*t, t); err != nil {
 		return nil, err
@@ -91,15 +92,15 @@ func (d *Device) NewForward(m *gpt2.Model, layers []int, tcs []*transcoder.Trans
 			return nil, err
 		}
 	}
-	if err := f.newCopies(maxRows * t); err != nil {
+	if err := f.newCopies(); err != nil {
 		f.Free()
 		return nil, err
 	}
 	return f, nil
 }
 
-// newCopies makes the copy stream, its event and the staging buffers.
-func (f *Forward) newCopies(maxTokens int) error {
+// newCopies makes the copy stream and its event.
+func (f *Forward) newCopies() error {
 	defer f.d.enter()()
 	var err error
 	if f.copies, err = newStream(); err != nil {
@@ -108,11 +109,22 @@ func (f *Forward) newCopies(maxTokens int) error {
 	if f.ready, err = newEvent(); err != nil {
 		return fmt.Errorf("cuda: creating an event: %v", err)
 	}
-	f.stage = make([]buf, 2*(len(f.layers)-1))
-	for i := range f.stage {
-		f.staged.add(&f.stage[i], fmt.Sprintf("layer %d's %s while it copies", f.layers[i/2], []string{"x", "y"}[i%2]), maxTokens*f.c, 4)
+	return nil
+}
+
+// newStage allocates the staging buffers, when a layer before the deepest
+// first copies to page-locked memory (a pass into Go's memory, cache
+// plan's, never needs them).
+func (f *Forward) newStage() error {
+	stage := make([]buf, 2*(len(f.layers)-1))
+	for i := range stage {
+		f.staged.add(&stage[i], fmt.Sprintf("layer %d's %s while it copies", f.layers[i/2], []string{"x", "y"}[i%2]), f.maxTokens*f.c, 4)
 	}
-	return f.staged.done()
+	if err := f.staged.done(); err != nil {
+		return err
+	}
+	f.stage = stage
+	return nil
 }
 
 // Run computes, for tokens (B·T), each layer's x and y (B·T·C each) into
@@ -171,6 +183,11 @@ func (f *Forward) copyXY(c cachebuild.Capture, i, n int) error {
 		return d2h(c.Y[:n], y)
 	}
 	if i < len(f.layers)-1 {
+		if f.stage == nil {
+			if err := f.newStage(); err != nil {
+				return err
+			}
+		}
 		sx, sy := f.stage[2*i], f.stage[2*i+1]
 		if err := d2d(sx, x, int64(n)*4); err != nil {
 			return err
