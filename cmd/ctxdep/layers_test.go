@@ -347,6 +347,53 @@ func TestReportConnections(t *testing.T) {
 	expectError(t, code, errs, 1, "go into layer 2")
 }
 
+// report --layers takes one --connections per layer: each table's pages
+// go into the layer it targets (0→1 into layer 1, 1→2 into layer 2, none
+// into layer 0); two tables into one layer, or one into a layer not
+// reported, are usage errors.
+func TestReportLayersConnections(t *testing.T) {
+	set := buildSet(t, "--layers", "0,1,2")
+	tmp := t.TempDir()
+	conns := map[string]string{}
+	for _, pair := range []string{"0,1", "1,2"} {
+		conns[pair] = filepath.Join(tmp, "conns-"+pair)
+		if code, _, errs := ctxdep(t, "connections", "-q", "--cache", set, "--model", tinyModel, "--transcoders", tinyTC, "--layers", pair, "--top-k", "4", "--out", conns[pair]); code != 0 {
+			t.Fatalf("connections %s: %d %s", pair, code, errs)
+		}
+	}
+	fit := filepath.Join(tmp, "fit")
+	if code, _, errs := ctxdep(t, append(fitArgs(set, fit), "--layers", "all")...); code != 0 {
+		t.Fatalf("fit --layers: %d %s", code, errs)
+	}
+	report := func(out, layers string, tables ...string) (int, string) {
+		args := []string{"report", "-q", "--cache", set, "--layers", layers, "--model", tinyModel, "--transcoders", tinyTC,
+			"--midcoder", fit, "--out", out}
+		for _, c := range tables {
+			args = append(args, "--connections", c)
+		}
+		code, _, errs := ctxdep(t, args...)
+		return code, errs
+	}
+	out := filepath.Join(tmp, "report")
+	if code, errs := report(out, "all", conns["1,2"], conns["0,1"]); code != 0 {
+		t.Fatalf("report --layers --connections ×2: %d %s", code, errs)
+	}
+	for l, want := range []string{"", "Inputs from layer 0", "Inputs from layer 1"} {
+		pages, _ := filepath.Glob(filepath.Join(out, fmt.Sprintf("layer-%02d", l), "features", "*.html"))
+		if len(pages) == 0 {
+			t.Fatalf("layer %d: no feature pages", l)
+		}
+		page, _ := os.ReadFile(pages[0])
+		if got := strings.Contains(string(page), "Inputs from layer"); got != (want != "") || want != "" && !strings.Contains(string(page), want) {
+			t.Errorf("layer %d's page %s: inputs section %v, want %q", l, pages[0], got, want)
+		}
+	}
+	code, errs := report(filepath.Join(tmp, "twice"), "all", conns["1,2"], conns["1,2"])
+	expectError(t, code, errs, 2, "both go into layer 2")
+	code, errs = report(filepath.Join(tmp, "missing"), "0,1", conns["1,2"])
+	expectError(t, code, errs, 2, "not among the layers reported")
+}
+
 // A fit sweep cut short continues with --resume: the layers it finished
 // are skipped (their files untouched), the others are fitted, and the
 // result equals an uninterrupted sweep. Other settings are not skipped.

@@ -44,6 +44,23 @@ func runReportLayers(ctx context.Context, g *globalOptions, o *reportOptions) er
 		}
 		files[l] = f
 	}
+	// Each --connections table goes into one layer of the set, one table
+	// per layer.
+	into := map[int]string{}
+	for _, dir := range o.connections {
+		t, err := analysis.ReadConnections(dir)
+		if err != nil {
+			return err
+		}
+		l := t.Summary.TargetLayer
+		switch {
+		case into[l] != "":
+			return usagef("--connections %s and %s both go into layer %d: give one per layer", into[l], dir, l)
+		case !slices.Contains(layers, l):
+			return usagef("--connections %s go into layer %d, which is not among the layers reported %v", dir, l, layers)
+		}
+		into[l] = dir
+	}
 	if err := os.MkdirAll(o.out, 0o755); err != nil {
 		return err
 	}
