@@ -93,3 +93,28 @@ func cachedTokens(t *testing.T, dir string) (*actcache.Cache, []int32) {
 		tok = append(tok, b.Tokens...)
 	}
 }
+
+// With --n-tokens (tokenize: --n-rows), what the manifest and tokenize --json count is what the
+// rows used were read from — the documents of the tokenizer's batches of
+// 1,000 up to the last row's — not how far its goroutine read ahead, which
+// varies with timing: one row of a 5,000-document corpus counts 1,000.
+func TestTextCountsDeterministic(t *testing.T) {
+	corpus := writeCorpus(t, 5000)
+	dir := filepath.Join(t.TempDir(), "c")
+	if code, _, errs := ctxdep(t, "cache", "build", "-q", "--model", tinyModel, "--layer", "0", "--data", corpus,
+		"--max-length", "16", "--n-tokens", "16", "--out", dir); code != 0 {
+		t.Fatalf("cache build: %d %s", code, errs)
+	}
+	c, err := actcache.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Manifest.Data.Counts; got["documents"] != 1000 || got["rows"] != 1 {
+		t.Errorf("manifest counts %v, want 1000 documents and 1 row", got)
+	}
+	code, out, errs := ctxdep(t, "tokenize", "-q", "--data", corpus, "--max-length", "16", "--n-rows", "1", "--json",
+		"--out", filepath.Join(t.TempDir(), "rows.npy"))
+	if code != 0 || !strings.Contains(out, `"documents":1000,`) {
+		t.Errorf("tokenize --json: %d %s %s, want 1000 documents", code, out, errs)
+	}
+}

@@ -87,7 +87,9 @@ func openText(path string, o dataOptions) (*textRows, error) {
 		r.Close()
 		return nil, fmt.Errorf("data: %w", err)
 	}
-	return &textRows{reader: r, stream: tokrows.New(tok, r.Next, o.maxLength), prov: prov}, nil
+	st := tokrows.New(tok, r.Next, o.maxLength)
+	st.Snapshot = func() any { return r.Stats() } // on the stream's goroutine, which alone calls r.Next
+	return &textRows{reader: r, stream: st, prov: prov}, nil
 }
 
 func loadTokenizer(dir string) (*bpe.Tokenizer, error) {
@@ -106,9 +108,24 @@ func (t *textRows) Close() {
 	t.reader.Close()
 }
 
-// summary describes what was read, for the log.
+// readerStats returns what the reader had read for the rows used: all of
+// it when the stream ended, else as of the batch the last row came from
+// (the tokenizer's goroutine reads ahead by a timing, so its own counts
+// would vary from run to run). It stops the stream first: the reader is
+// then no longer in use.
+func (t *textRows) readerStats() owt.Stats {
+	ended := t.stream.Ended()
+	t.stream.Close()
+	if snap, ok := t.stream.Snap().(owt.Stats); ok && !ended {
+		return snap
+	}
+	return t.reader.Stats()
+}
+
+// summary describes what was read, for the log, once the rows are done (it
+// stops the stream).
 func (t *textRows) summary() string {
-	rs, ts := t.reader.Stats(), t.stream.Stats()
+	rs, ts := t.readerStats(), t.stream.Stats()
 	s := fmt.Sprintf("%d documents from %d file(s)", rs.Documents, rs.Files)
 	if rs.Empty > 0 || rs.Replaced > 0 {
 		s += fmt.Sprintf(" (%d empty, %d with invalid UTF-8 replaced)", rs.Empty, rs.Replaced)
@@ -119,13 +136,12 @@ func (t *textRows) summary() string {
 	return s + fmt.Sprintf("; %d tokens in %d batches, %d EOT removed, %d remainder tokens dropped", ts.Tokens, ts.Batches, ts.EOTRemoved, ts.Discarded)
 }
 
-// counts reports what was read, for the cache manifest, once the rows
-// are done: it stops the tokenizer first, whose goroutine reads documents
-// ahead and would otherwise be counting while this reads (with --n-tokens
-// the documents read ahead are counted too).
+// counts reports what the rows used were read from, for the cache
+// manifest, once the rows are done (it stops the stream): with --n-tokens,
+// the documents up to the end of the batch of 1,000 the last row came
+// from, the same on every run.
 func (t *textRows) counts() map[string]int64 {
-	t.stream.Close()
-	rs, ts := t.reader.Stats(), t.stream.Stats()
+	rs, ts := t.readerStats(), t.stream.Stats()
 	c := map[string]int64{"files": int64(rs.Files), "documents": rs.Documents, "empty_documents": rs.Empty,
 		"invalid_utf8_replaced": rs.Replaced, "rows": ts.Rows, "tokens_discarded": ts.Discarded}
 	for reason, n := range rs.Skipped {

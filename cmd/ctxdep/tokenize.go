@@ -114,7 +114,7 @@ func runTokenize(ctx context.Context, g *globalOptions, o *tokenizeOptions) erro
 	if err := w.Close(); err != nil {
 		return err
 	}
-	rs := src.reader.Stats()
+	rs := src.readerStats()
 	if g.json {
 		return json.NewEncoder(g.stdout).Encode(map[string]any{"out": o.out, "rows": w.Rows(), "tokens": w.Rows() * o.maxLength,
 			"documents": rs.Documents, "files": rs.Files, "empty": rs.Empty, "replaced": rs.Replaced, "skipped": rs.Skipped, "tokenizer": src.stream.Stats()})

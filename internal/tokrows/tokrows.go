@@ -40,6 +40,13 @@ type Stats struct {
 // Stream cuts documents into rows of maxLength tokens. It is not safe for
 // concurrent use; call Next, Stats and Close from one goroutine.
 type Stream struct {
+	// Snapshot, when set before the first Next, is called on the
+	// producer's goroutine once it has read each batch's documents (with
+	// the document source's counts, say); Snap returns the value of the
+	// batch the last row came from. The producer reads ahead of Next by a
+	// timing; the snapshot says what the rows used were read from.
+	Snapshot func() any
+
 	tok       *bpe.Tokenizer
 	next      func() (string, error)
 	maxLength int
@@ -53,6 +60,7 @@ type Stream struct {
 	cur   batch
 	pos   int // next token of cur.tokens
 	stats Stats
+	snap  any   // cur's snapshot
 	err   error // sticky: io.EOF or the first error
 }
 
@@ -62,6 +70,7 @@ type batch struct {
 	docs    int
 	total   int // tokens after removing EOT
 	removed int // EOT ids removed
+	snap    any // Snapshot() once its documents were read
 	err     error
 }
 
@@ -114,7 +123,7 @@ func (s *Stream) Next(dst []int32) error {
 		s.stats.Tokens += int64(b.total)
 		s.stats.Discarded += int64(b.total - len(b.tokens))
 		s.stats.EOTRemoved += int64(b.removed)
-		s.cur, s.pos = b, 0
+		s.cur, s.pos, s.snap = b, 0, b.snap
 	}
 	dst[0] = bpe.EOT
 	copy(dst[1:], s.cur.tokens[s.pos:s.pos+seqLen])
@@ -125,6 +134,13 @@ func (s *Stream) Next(dst []int32) error {
 
 // Stats returns the counts so far; after Next returned io.EOF, the totals.
 func (s *Stream) Stats() Stats { return s.stats }
+
+// Snap returns the Snapshot of the batch the last row came from (nil
+// before the first row or without Snapshot).
+func (s *Stream) Snap() any { return s.snap }
+
+// Ended reports whether Next has returned io.EOF: every document was read.
+func (s *Stream) Ended() bool { return s.err == io.EOF }
 
 // Close stops the producer and waits until it has returned (at most the
 // document read and batch in progress). Next then returns an error.
@@ -184,8 +200,16 @@ func (s *Stream) produce() {
 			return
 		}
 		read += len(docs)
-		if len(docs) > 0 && !send(w.batch(s.tok, docs, s.maxLength-1)) {
-			return
+		if len(docs) > 0 {
+			var snap any
+			if s.Snapshot != nil {
+				snap = s.Snapshot()
+			}
+			b := w.batch(s.tok, docs, s.maxLength-1)
+			b.snap = snap
+			if !send(b) {
+				return
+			}
 		}
 		if err == io.EOF {
 			return

@@ -10,7 +10,9 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/ctxdep/ctxdep/internal/bpe"
 	"github.com/ctxdep/ctxdep/internal/npy"
@@ -272,5 +274,48 @@ func TestSplit(t *testing.T) {
 				t.Errorf("split(%q): chunk %d = %q, want %q", s, k, w.chunks[k], want)
 			}
 		}
+	}
+}
+
+// Snap is the source's count as of the batch the last row came from, not
+// as far as the producer has read ahead: 1,000 documents while rows come
+// from the first batch (after the producer has read the second, here
+// waited for), 2,000 from the second; Ended only after io.EOF.
+func TestSnapshot(t *testing.T) {
+	tok := gpt2(t)
+	var calls atomic.Int64
+	const docs = 2500
+	s := New(tok, func() (string, error) {
+		if calls.Load() == docs {
+			return "", io.EOF
+		}
+		calls.Add(1)
+		return "some text to tokenize, again and again.", nil
+	}, 16)
+	s.Snapshot = func() any { return calls.Load() }
+	row := make([]int32, 16)
+	if err := s.Next(row); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); calls.Load() < 2*BatchDocs && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	if got := s.Snap(); got != int64(BatchDocs) || s.Ended() {
+		t.Fatalf("after the first row, with %d documents read: Snap() = %v, Ended %v; want %d, false", calls.Load(), got, s.Ended(), BatchDocs)
+	}
+	for s.Stats().Batches < 2 {
+		if err := s.Next(row); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := s.Snap(); got != int64(2*BatchDocs) {
+		t.Errorf("in the second batch: Snap() = %v, want %d", got, 2*BatchDocs)
+	}
+	var err error
+	for err == nil {
+		err = s.Next(row)
+	}
+	if err != io.EOF || !s.Ended() || s.Snap() != int64(docs) {
+		t.Errorf("at the end: %v, Ended %v, Snap %v; want io.EOF, true, %d", err, s.Ended(), s.Snap(), docs)
 	}
 }
