@@ -69,7 +69,7 @@ import (
 // e, F × C float64 (151 MB); with pinv, Γ, F × N float64 (604 MB), and
 // while Result runs the pinv sums and W_out in float64 (170 MB); per
 // feature a count and Σ‖e‖; and the group's buffers, effectGroup × (N +
-// C) float32 (16 MB) plus the batch's φ' (M × N float32). None of it
+// C) float32 (63 MB) plus the batch's φ' (M × N float32). None of it
 // grows with the number of tokens.
 //
 // The result does not depend on GOMAXPROCS: kernels.MatMul cuts by shape,
@@ -79,9 +79,11 @@ import (
 // are cut into batches (the groups), at float32 rounding.
 
 // effectGroup is how many (token, feature) pairs one GEMM takes: enough
-// rows for kernels.MatMul to split the product over cores and for BLAS to
-// run near its peak, few enough that the stacked drives stay small.
-const effectGroup = 1024
+// rows for kernels.MatMul to cut the product into parts of 512 rows (at
+// 1,024 pairs, in parts of 256, Add was 8–12% slower on the 2-core test
+// machine: -bench EffectAdd), few enough that the stacked drives stay
+// small.
+const effectGroup = 4096
 
 // EffectAccumulator accumulates effect consistency over batches of tokens
 // (Add) and gives the per-feature statistics (Result). It is not safe for
