@@ -209,6 +209,16 @@ inline bool reverse_order = false;
 
 // run_block runs one block of n threads to completion; an error names the
 // deadlock.
+// The linker's bounds of the section __shared__ variables live in (see
+// the __shared__ definition below); weak, for a kernel file without any.
+extern "C" char __start_cudasim_shared[] __attribute__((weak));
+extern "C" char __stop_cudasim_shared[] __attribute__((weak));
+
+inline void poison_shared() {
+    if (__start_cudasim_shared != nullptr && __stop_cudasim_shared > __start_cudasim_shared)
+        std::memset(__start_cudasim_shared, 0xff, __stop_cudasim_shared - __start_cudasim_shared);
+}
+
 inline std::string run_block(int n) {
     if ((int)threads.size() < n) threads.resize(n);
     while ((int)stacks.size() < n) stacks.push_back(static_cast<char*>(std::malloc(kStack)));
@@ -327,6 +337,7 @@ std::string launch(void (*k)(A...), int grid, int block, const uint64_t* slots, 
         int b = reverse_order ? grid - 1 - k : k;
         block_idx = uint3{};
         block_idx.x = b;
+        poison_shared();
         std::string err = run_block(block);
         if (!err.empty()) return "block " + std::to_string(b) + ": " + err;
     }
@@ -353,7 +364,11 @@ T warp_op(WarpOp op, unsigned mask, T v, int arg) {
 #define __global__ __attribute__((visibility("hidden")))
 #define __device__
 #define __forceinline__ inline
-#define __shared__ static
+// __shared__ variables are statics in their own section, which launch
+// fills with 0xff bytes before each block (NaN, −1): a block that reads
+// shared memory it has not written sees garbage, as on a GPU, not what
+// the block before it left.
+#define __shared__ static __attribute__((section("cudasim_shared")))
 #define threadIdx (cudasim::self->tid)
 #define blockIdx (cudasim::block_idx)
 #define blockDim (cudasim::block_dim)

@@ -22,6 +22,14 @@ extern "C" __global__ void sim_test_partial_shuffle(float* out) {
     out[threadIdx.x] = v;
 }
 
+// Block 0 writes its shared value; every block stores what it reads.
+extern "C" __global__ void sim_test_stale_shared(float* out) {
+    __shared__ float v;
+    if (blockIdx.x == 0 && threadIdx.x == 0) v = 1;
+    __syncthreads();
+    if (threadIdx.x == 0) out[blockIdx.x] = v;
+}
+
 namespace {
 
 using Launcher = std::string (*)(int grid, int block, const uint64_t* slots, const char* kinds, int nargs);
@@ -46,7 +54,7 @@ const Entry kernels[] = {
     KERNEL(gelu_new_grad), KERNEL(adamw),         KERNEL(sum_pairs),    KERNEL(csc_count),     KERNEL(csc_fill),
     KERNEL(csc_grad),      KERNEL(col_sum),       KERNEL(csc_totals),   KERNEL(csc_starts),       KERNEL(add_out),      KERNEL(sq_err),        KERNEL(decode_rows),
     KERNEL(cross_entropy), KERNEL(act_deriv),     KERNEL(masked_drive), KERNEL(effect_sums), KERNEL(gate_sums), KERNEL(gated_drive),
-    KERNEL(sim_test_split_barrier), KERNEL(sim_test_partial_shuffle),
+    KERNEL(sim_test_split_barrier), KERNEL(sim_test_partial_shuffle), KERNEL(sim_test_stale_shared),
 };
 
 const Entry* find(const char* name) {

@@ -3,6 +3,7 @@
 package cuda
 
 import (
+	"math"
 	"os"
 	"regexp"
 	"slices"
@@ -59,5 +60,19 @@ func TestSimReportsMisuse(t *testing.T) {
 		} else {
 			t.Logf("%s: %v", c.reason, err)
 		}
+	}
+}
+
+// Shared memory starts each block as 0xff bytes (NaN), not as the block
+// before left it: a kernel that reads shared memory it did not write
+// shows in the tests, as it would on a GPU (kernels_sim.cc's test kernel
+// writes it in block 0 only).
+func TestSimPoisonsShared(t *testing.T) {
+	defer dev.enter()()
+	out := scratch[float32](t, 2)
+	launchSync(t, "sim_test_stale_shared", 2, 32, out)
+	got := download[float32](t, out, 2)
+	if got[0] != 1 || !math.IsNaN(float64(got[1])) {
+		t.Errorf("block 0 read %v, block 1 %v; want 1 and NaN (0xff bytes)", got[0], got[1])
 	}
 }
