@@ -15,7 +15,8 @@
 // between threads that should have been separated by a barrier (threads
 // run in order, which hides many of them; CUDASIM_ORDER=reverse runs
 // blocks and threads in the opposite order, which shows others). Shared memory is a static variable, shared by the
-// block's threads. Atomics are plain operations (one OS thread). Fast-math
+// block's threads and filled with 0xff bytes before each block (on ELF
+// targets; see __shared__ below). Atomics are plain operations (one OS thread). Fast-math
 // intrinsics (__expf) are the exact functions, so results match the GPU to
 // its rounding, not bit for bit.
 #pragma once
@@ -207,18 +208,23 @@ inline bool complete_warp(int w, int n) {  // and every lane its mask names
 // that one order hides, the other shows.
 inline bool reverse_order = false;
 
-// run_block runs one block of n threads to completion; an error names the
-// deadlock.
+#if defined(__ELF__)
 // The linker's bounds of the section __shared__ variables live in (see
 // the __shared__ definition below); weak, for a kernel file without any.
 extern "C" char __start_cudasim_shared[] __attribute__((weak));
 extern "C" char __stop_cudasim_shared[] __attribute__((weak));
 
+// poison_shared fills the __shared__ variables with 0xff bytes.
 inline void poison_shared() {
     if (__start_cudasim_shared != nullptr && __stop_cudasim_shared > __start_cudasim_shared)
         std::memset(__start_cudasim_shared, 0xff, __stop_cudasim_shared - __start_cudasim_shared);
 }
+#else
+inline void poison_shared() {}  // no named sections: shared memory keeps what the last block left
+#endif
 
+// run_block runs one block of n threads to completion; an error names the
+// deadlock.
 inline std::string run_block(int n) {
     if ((int)threads.size() < n) threads.resize(n);
     while ((int)stacks.size() < n) stacks.push_back(static_cast<char*>(std::malloc(kStack)));
@@ -367,8 +373,14 @@ T warp_op(WarpOp op, unsigned mask, T v, int arg) {
 // __shared__ variables are statics in their own section, which launch
 // fills with 0xff bytes before each block (NaN, −1): a block that reads
 // shared memory it has not written sees garbage, as on a GPU, not what
-// the block before it left.
+// the block before it left. g++ ignores the section of a static local of
+// a function template (it goes to a COMDAT .bss of its own, unpoisoned):
+// kernels.cu declares shared memory in kernels and plain functions only.
+#if defined(__ELF__)
 #define __shared__ static __attribute__((section("cudasim_shared")))
+#else
+#define __shared__ static
+#endif
 #define threadIdx (cudasim::self->tid)
 #define blockIdx (cudasim::block_idx)
 #define blockDim (cudasim::block_dim)

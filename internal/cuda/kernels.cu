@@ -26,11 +26,11 @@ __device__ __forceinline__ float warp_max_f(float v) {
 
 // block_reduce returns warp's reduction of v over the block (blockDim.x a
 // multiple of 32, at most 1024) to every thread; identity is its neutral
-// element, for the lanes beyond the block's warps.
+// element, for the lanes beyond the block's warps. part (32) and total are
+// the caller's shared memory (declared in the non-template wrappers below,
+// where the simulated device can find it: see cudasim.h).
 template <typename T, T (*warp)(T)>
-__device__ __forceinline__ T block_reduce(T v, T identity) {
-    __shared__ T part[32];
-    __shared__ T total;
+__device__ __forceinline__ T block_reduce(T v, T identity, T* part, T* total) {
     int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
     v = warp(v);
     if (lane == 0) part[w] = v;
@@ -38,17 +38,23 @@ __device__ __forceinline__ T block_reduce(T v, T identity) {
     if (w == 0) {
         T s = lane < (blockDim.x >> 5) ? part[lane] : identity;
         s = warp(s);
-        if (lane == 0) total = s;
+        if (lane == 0) *total = s;
     }
     __syncthreads();
-    T r = total;
+    T r = *total;
     __syncthreads();
     return r;
 }
 
-__device__ double block_sum_d(double v) { return block_reduce<double, warp_sum_d>(v, 0.0); }
+__device__ double block_sum_d(double v) {
+    __shared__ double part[32], total;
+    return block_reduce<double, warp_sum_d>(v, 0.0, part, &total);
+}
 
-__device__ float block_max_f(float v) { return block_reduce<float, warp_max_f>(v, -INFINITY); }
+__device__ float block_max_f(float v) {
+    __shared__ float part[32], total;
+    return block_reduce<float, warp_max_f>(v, -INFINITY, part, &total);
+}
 
 // embed: resid[r] = W_E[tok[r]] + W_pos[r % T]. Grid: one block per row.
 extern "C" __global__ void embed(float* resid, const int* tok, const float* we, const float* wpos, int T, int C) {
