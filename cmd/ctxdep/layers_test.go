@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -387,6 +388,23 @@ func TestReportLayersConnections(t *testing.T) {
 		if got := strings.Contains(string(page), "Inputs from layer"); got != (want != "") || want != "" && !strings.Contains(string(page), want) {
 			t.Errorf("layer %d's page %s: inputs section %v, want %q", l, pages[0], got, want)
 		}
+	}
+	// Each layer's summary.json records the table it used, as given.
+	for l, want := range []string{"", conns["0,1"], conns["1,2"]} {
+		var sum struct {
+			Provenance struct{ Flags map[string]string } `json:"provenance"`
+		}
+		b, err := os.ReadFile(filepath.Join(out, fmt.Sprintf("layer-%02d", l), "summary.json"))
+		if err == nil {
+			err = json.Unmarshal(b, &sum)
+		}
+		if got, ok := sum.Provenance.Flags["connections"]; err != nil || got != want || ok != (want != "") {
+			t.Errorf("layer %d's summary.json records connections %q (%v), want %q", l, got, err, want)
+		}
+	}
+	// An empty --connections (an unset shell variable) is none.
+	if code, errs := report(filepath.Join(tmp, "empty"), "0", ""); code != 0 {
+		t.Errorf("report --connections '': %d %s", code, errs)
 	}
 	code, errs := report(filepath.Join(tmp, "twice"), "all", conns["1,2"], conns["1,2"])
 	expectError(t, code, errs, 2, "both go into layer 2")

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -90,11 +92,17 @@ otherwise, when found, for W_dec on the feature pages.`,
   ctxdep report --cache cache-l8 --midcoder fit-l8/midcoder.safetensors --out report-l8 --min-count 50 --pages 2000`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// An empty --connections (an unset variable in a script) is none.
+			o.connections = slices.DeleteFunc(o.connections, func(d string) bool { return d == "" })
 			o.flags = map[string]string{}
 			cmd.Flags().VisitAll(func(f *pflag.Flag) {
 				switch f.Name {
 				case "top-k", "features", "examples", "min-count", "pages", "effect":
 					o.flags[f.Name] = f.Value.String()
+				case "connections": // one DIR as given (report --layers records each layer's own)
+					if len(o.connections) > 0 {
+						o.flags[f.Name] = strings.Join(o.connections, ", ")
+					}
 				default:
 					if f.Changed {
 						o.flags[f.Name] = f.Value.String()

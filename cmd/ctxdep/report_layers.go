@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -81,6 +82,13 @@ func runReportLayers(ctx context.Context, g *globalOptions, o *reportOptions) er
 		lo := *o
 		lo.out = filepath.Join(o.out, actcache.LayerDirName(l))
 		lo.midcoder, lo.pinv = files[l][0], files[l][1]
+		// The layer's own --connections table, read once more, and recorded.
+		lo.connections, lo.flags = nil, maps.Clone(o.flags)
+		delete(lo.flags, "connections")
+		if dir := into[l]; dir != "" {
+			lo.connections = []string{dir}
+			lo.flags["connections"] = dir
+		}
 		res, r, err := reportLayer(ctx, g, &lo, true)
 		if err != nil {
 			return err
