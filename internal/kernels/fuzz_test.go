@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"encoding/binary"
+	"fmt"
 	"hash/fnv"
 	"math"
 	"math/rand/v2"
@@ -227,9 +228,14 @@ func FuzzCrossEntropyRows(f *testing.F) {
 			target[i] = int32(int(in.uint16()) % v)
 		}
 		got, want := make([]float32, m), make([]float32, m)
-		CrossEntropyRows(got, logits, target, m, v)
 		CrossEntropyRowsNaive(want, logits, target, m, v)
-		testutil.Close(t, "CrossEntropyRows", got, want, 1e-5, 1e-6)
+		saved := useExpSumAsm
+		defer func() { useExpSumAsm = saved }()
+		for _, asm := range []bool{hasAVX2FMA, false} {
+			useExpSumAsm = asm
+			CrossEntropyRows(got, logits, target, m, v)
+			testutil.Close(t, fmt.Sprintf("CrossEntropyRows (asm %v)", asm), got, want, 1e-5, 1e-6)
+		}
 	})
 }
 

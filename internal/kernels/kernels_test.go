@@ -199,19 +199,39 @@ func TestCausalAttention(t *testing.T) {
 	testutil.Close(t, "CausalAttention T=1", z, []float32{5, 6}, 0, 0)
 }
 
+// CrossEntropyRows equals the float64 reference on both paths: rows of
+// 1,000 and 1,003 logits (a tail past the kernel's blocks of 8), a row
+// whose logits span far below the clamp at −87, rows with −Inf entries,
+// and rows whose maximum is +Inf or NaN (NaN, as the reference).
 func TestCrossEntropyRows(t *testing.T) {
-	r := rand.New(rand.NewPCG(6, 6))
-	m, v := 5, 1000
-	logits := randSlice(r, m*v, 5)
-	target := []int32{0, 999, 3, 500, 7}
-	got, want := make([]float32, m), make([]float32, m)
-	CrossEntropyRows(got, logits, target, m, v)
-	CrossEntropyRowsNaive(want, logits, target, m, v)
-	testutil.Close(t, "CrossEntropyRows", got, want, 1e-5, 1e-6)
-	// Uniform logits: loss = log V exactly.
-	uni := make([]float32, 4)
-	CrossEntropyRows(got[:1], uni, []int32{2}, 1, 4)
-	testutil.Close(t, "CE(uniform)", got[:1], []float32{float32(math.Log(4))}, 0, 1e-7)
+	asmPaths(t, &useExpSumAsm, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(6, 6))
+		for _, v := range []int{1000, 1003} {
+			m := 5
+			logits := randSlice(r, m*v, 5)
+			for i := range v { // row 1 spans [−2000, 0]: most terms underflow
+				logits[v+i] = -2 * float32(i)
+			}
+			logits[2*v+17], logits[3*v] = float32(math.Inf(-1)), float32(math.Inf(-1))
+			target := []int32{0, 999, 3, 500, 7}
+			got, want := make([]float32, m), make([]float32, m)
+			CrossEntropyRows(got, logits, target, m, v)
+			CrossEntropyRowsNaive(want, logits, target, m, v)
+			testutil.Close(t, fmt.Sprintf("CrossEntropyRows V=%d", v), got, want, 1e-5, 1e-6)
+		}
+		// Uniform logits: loss = log V exactly.
+		got := make([]float32, 2)
+		uni := make([]float32, 16)
+		CrossEntropyRows(got[:1], uni, []int32{2}, 1, 16)
+		testutil.Close(t, "CE(uniform)", got[:1], []float32{float32(math.Log(16))}, 0, 1e-7)
+		special := make([]float32, 32)
+		special[5] = float32(math.Inf(1))
+		special[16+9] = float32(math.NaN())
+		CrossEntropyRows(got, special, []int32{0, 0}, 2, 16)
+		if !math.IsNaN(float64(got[0])) || !math.IsNaN(float64(got[1])) {
+			t.Errorf("rows with a +Inf or NaN logit: %v, want NaN (as the reference)", got)
+		}
+	})
 }
 
 // MatMul's bits do not depend on GOMAXPROCS: its cut into parts follows
