@@ -1,7 +1,7 @@
 package kernels
 
 // hasAVX2FMA reports whether this CPU and OS run the AVX2+FMA kernels
-// (gelu_amd64.s, adamw_amd64.s, axpy_amd64.s): CPUID.1:ECX has FMA
+// (gelu_amd64.s, adamw_amd64.s, axpy_amd64.s, ce_amd64.s): CPUID.1:ECX has FMA
 // (bit 12), AVX (28) and OSXSAVE (27), XCR0 has the SSE and AVX state
 // enabled (bits 1 and 2, so the OS saves the YMM registers), and
 // CPUID.(7,0):EBX has AVX2 (bit 5): the checks of the Intel SDM vol. 1,

@@ -16,8 +16,8 @@
 // count would change them: BLAS kernels round an element according to its
 // place in the call). The other kernels give each element, row, or batch
 // row and head to one goroutine and sum in a fixed order, so their bits do
-// not depend on it either; which elements GeluNew sends through its
-// assembly kernel follows the length alone. Every fast kernel has a
+// not depend on it either; which elements GeluNew and CrossEntropyRows
+// send through their assembly kernels follows the length alone. Every fast kernel has a
 // reference that the tests, fuzz tests included, compare it against:
 // MatMulNaive, GeluNewNaive, LayerNormPreNaive, CausalAttentionNaive and
 // CrossEntropyRowsNaive within stated tolerances, GeluNewBackward a
@@ -25,6 +25,7 @@
 // path bit for bit, and Axpy equals y + a·x with product and sum rounded
 // separately, bit for bit on every path; GeluNew's kernel and Go path
 // differ only in rounding, within a bound relative to the result that the
-// tests check. GeluNew, Axpy and AdamWStep.Update specify what NaN and
+// tests check, and so do CrossEntropyRows' (within its reference's
+// tolerance). GeluNew, Axpy and AdamWStep.Update specify what NaN and
 // ±Inf give; the other kernels expect finite inputs.
 package kernels
