@@ -10,14 +10,43 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	stopProfile := startProfile(os.Getenv("CTXDEP_CPUPROFILE"), os.Stderr)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stopProfile()
 	stop()
 	os.Exit(code)
+}
+
+// startProfile writes a CPU profile of the whole run to path when it is
+// not empty ($CTXDEP_CPUPROFILE: `go tool pprof bin/ctxdep FILE` shows
+// where a command spends its time); the returned function ends it. A
+// profile that cannot be written is a warning, not a failed command.
+func startProfile(path string, stderr io.Writer) func() {
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err == nil {
+		if err = pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "ctxdep: warning: no CPU profile (CTXDEP_CPUPROFILE): %v\n", err)
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			fmt.Fprintf(stderr, "ctxdep: warning: CPU profile %s: %v\n", path, err)
+		}
+	}
 }
 
 // run executes one command line and returns its exit status; errors are

@@ -775,3 +775,23 @@ func TestEvaluateMatchesPyTorch(t *testing.T) {
 	code, _, errs = ctxdep(t, "evaluate", "--model", tinyModel, "--transcoders", tinyTC, "--cache", cache2, "--midcoder", pinv)
 	expectError(t, code, errs, 1, "is for layer 1")
 }
+
+// $CTXDEP_CPUPROFILE writes a CPU profile of the run (gzip, pprof's
+// format); a path that cannot be created is a warning and no profile.
+func TestStartProfile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cpu.prof")
+	var errs strings.Builder
+	stop := startProfile(path, &errs)
+	if code, _, e := ctxdep(t, "version"); code != 0 {
+		t.Fatalf("version: %d %s", code, e)
+	}
+	stop()
+	b, err := os.ReadFile(path)
+	if err != nil || len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b || errs.Len() != 0 {
+		t.Errorf("profile: %d bytes, %v, warnings %q; want a gzip file", len(b), err, errs.String())
+	}
+	startProfile(filepath.Join(t.TempDir(), "no", "such", "dir"), &errs)()
+	if !strings.Contains(errs.String(), "no CPU profile") {
+		t.Errorf("unwritable path: warnings %q", errs.String())
+	}
+}
