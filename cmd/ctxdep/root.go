@@ -88,6 +88,7 @@ Environment:
   CTXDEP_CUBLAS           CUDA build: the cuBLAS library to load
   CUDA_HOME, VIRTUAL_ENV  CUDA build: where else cuBLAS is looked for
   OPENBLAS_CORETYPE       OpenBLAS build: read by OpenBLAS, forces its kernel
+  CTXDEP_CPUPROFILE       file to write a CPU profile of the run to (go tool pprof)
 
 Exit status: 0 success, 1 runtime error, 2 usage error, 130 interrupted.`,
 		SilenceUsage:  true,
