@@ -116,25 +116,27 @@ constexpr size_t kStack = 64 << 10;
 inline std::vector<Thread> threads;
 inline std::vector<char*> stacks;
 
-[[noreturn]] inline void fiber_main() {
-    body(body_arg);
-    self->state = DONE;
+// to_scheduler saves the running thread's registers and resumes the
+// scheduler.
+inline void to_scheduler() {
 #if defined(__x86_64__)
     cudasim_switch(&self->sp, sched_sp);
 #else
     swapcontext(&self->ctx, &sched_ctx);
 #endif
+}
+
+[[noreturn]] inline void fiber_main() {
+    body(body_arg);
+    self->state = DONE;
+    to_scheduler();
     std::abort();  // a finished thread is never resumed
 }
 
 // yield returns to the scheduler, to be resumed when this thread's wait ends.
 inline void yield(State s) {
     self->state = s;
-#if defined(__x86_64__)
-    cudasim_switch(&self->sp, sched_sp);
-#else
-    swapcontext(&self->ctx, &sched_ctx);
-#endif
+    to_scheduler();
 }
 
 inline void start(Thread& t, char* stack) {

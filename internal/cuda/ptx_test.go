@@ -14,16 +14,12 @@ import (
 // parameter types (pointers and long long as .u64, int .u32, float .f32,
 // double .f64) must be the same in both files, in the same order.
 func TestPTXMatchesSource(t *testing.T) {
-	src, err := os.ReadFile("kernels.cu")
-	if err != nil {
-		t.Fatal(err)
-	}
 	ptx, err := os.ReadFile("kernels.ptx")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var fromSource []string
-	for _, m := range regexp.MustCompile(`extern "C" __global__ void (\w+)\(([^)]*)\)`).FindAllStringSubmatch(string(src), -1) {
+	for _, m := range sourceKernels(t) {
 		var types []string
 		for _, p := range strings.Split(m[2], ",") {
 			types = append(types, ptxType(t, m[1], p))
@@ -44,6 +40,18 @@ func TestPTXMatchesSource(t *testing.T) {
 	if len(fromSource) == 0 || !slices.Equal(fromSource, fromPTX) {
 		t.Errorf("kernels.ptx is not kernels.cu's (run make ptx):\nkernels.cu:  %v\nkernels.ptx: %v", fromSource, fromPTX)
 	}
+}
+
+// kernelDecl matches a kernel of kernels.cu: its name and parameters.
+var kernelDecl = regexp.MustCompile(`extern "C" __global__ void (\w+)\(([^)]*)\)`)
+
+// sourceKernels returns kernels.cu's kernels, each as kernelDecl's match.
+func sourceKernels(t *testing.T) [][]string {
+	src, err := os.ReadFile("kernels.cu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kernelDecl.FindAllStringSubmatch(string(src), -1)
 }
 
 // ptxType is the PTX parameter type of a kernel parameter declaration.
@@ -67,15 +75,11 @@ func ptxType(t *testing.T, kernel, decl string) string {
 // in kernels_test.go (launched there, or named in the comment of the test
 // that runs it through its Go caller).
 func TestEveryKernelTested(t *testing.T) {
-	src, err := os.ReadFile("kernels.cu")
-	if err != nil {
-		t.Fatal(err)
-	}
 	tests, err := os.ReadFile("kernels_test.go")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range regexp.MustCompile(`extern "C" __global__ void (\w+)\(`).FindAllStringSubmatch(string(src), -1) {
+	for _, m := range sourceKernels(t) {
 		if !strings.Contains(string(tests), `"`+m[1]+`"`) {
 			t.Errorf("kernel %s has no test in kernels_test.go", m[1])
 		}

@@ -5,7 +5,6 @@ package cuda
 import (
 	"math"
 	"os"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -20,7 +19,7 @@ func init() { setReverseOrder(os.Getenv("CUDASIM_ORDER") == "reverse") }
 // kernelNames there), and kernelNames has no other.
 func TestSimHasEveryKernel(t *testing.T) {
 	var inSource []string
-	for _, m := range regexp.MustCompile(`extern "C" __global__ void (\w+)\(`).FindAllStringSubmatch(kernelsSource, -1) {
+	for _, m := range sourceKernels(t) {
 		inSource = append(inSource, m[1])
 	}
 	got, want := slices.Sorted(slices.Values(kernelNames)), slices.Sorted(slices.Values(inSource))
