@@ -3,6 +3,7 @@ package analysis
 import (
 	"fmt"
 	"math"
+	"runtime"
 
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas64"
@@ -259,10 +260,15 @@ func (ea *EffectAccumulator) pinvSums() []float64 {
 	}
 	wOut := toFloat64(ea.wOut)
 	parts := (len(fired) + effectPart - 1) / effectPart
-	par.Jobs(parts, 0, func(_, q int) {
+	workers := min(runtime.GOMAXPROCS(0), parts)
+	scratch := make([]struct{ v, out []float64 }, workers) // per worker: a part's gated drives and sums
+	par.Jobs(parts, workers, func(w, q int) {
 		fs := fired[q*effectPart : min((q+1)*effectPart, len(fired))]
-		v := make([]float64, len(fs)*n)
-		out := make([]float64, len(fs)*c)
+		sc := &scratch[w]
+		if sc.v == nil {
+			sc.v, sc.out = make([]float64, effectPart*n), make([]float64, effectPart*c)
+		}
+		v, out := sc.v[:len(fs)*n], sc.out[:len(fs)*c]
 		for i, fi := range fs {
 			d, g := ea.driveP[fi*n:(fi+1)*n], ea.gate[fi*n:(fi+1)*n]
 			for j := range v[i*n : (i+1)*n] {
