@@ -8,6 +8,7 @@ import (
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas64"
 
+	"github.com/ctxdep/ctxdep/internal/dtype"
 	"github.com/ctxdep/ctxdep/internal/kernels"
 	"github.com/ctxdep/ctxdep/internal/midcoder"
 	"github.com/ctxdep/ctxdep/internal/par"
@@ -258,7 +259,7 @@ func (ea *EffectAccumulator) pinvSums() []float64 {
 			fired = append(fired, fi)
 		}
 	}
-	wOut := toFloat64(ea.wOut)
+	wOut := dtype.Float64s(ea.wOut)
 	parts := (len(fired) + effectPart - 1) / effectPart
 	workers := min(runtime.GOMAXPROCS(0), parts)
 	scratch := make([]struct{ v, out []float64 }, workers) // per worker: a part's gated drives and sums

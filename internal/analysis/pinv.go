@@ -99,7 +99,7 @@ func PinvBaseline(wDec, wIn, wOut []float32, f, c, n int) ([]float32, Spectrum, 
 		}
 	}
 	prod := make([]float64, c*c) // W_in @ W_out (C, C)
-	matMul64(prod, wIn, toFloat64(wOut), c, n, c)
+	matMul64(prod, wIn, dtype.Float64s(wOut), c, n, c)
 	p, sp, err := Pinv(prod, c, c, 0)
 	if err != nil {
 		return nil, sp, err
@@ -170,18 +170,10 @@ func matMul64(dst []float64, a []float32, b []float64, m, k, n int) {
 	parts := (m + partRows - 1) / partRows
 	par.Jobs(parts, 0, func(_, q int) {
 		r0, r1 := q*partRows, min((q+1)*partRows, m)
-		a64 := toFloat64(a[r0*k : r1*k])
+		a64 := dtype.Float64s(a[r0*k : r1*k])
 		blas64.Gemm(blas.NoTrans, blas.NoTrans, 1,
 			blas64.General{Rows: r1 - r0, Cols: k, Stride: k, Data: a64},
 			blas64.General{Rows: k, Cols: n, Stride: n, Data: b},
 			0, blas64.General{Rows: r1 - r0, Cols: n, Stride: n, Data: dst[r0*n : r1*n]})
 	})
-}
-
-func toFloat64(v []float32) []float64 {
-	out := make([]float64, len(v))
-	for i, x := range v {
-		out[i] = float64(x)
-	}
-	return out
 }

@@ -120,7 +120,7 @@ func (dr *driver) launch(name string, grid, block int, ptrs []unsafe.Pointer, _ 
 
 func memAlloc(bytes int64) (devPtr, error) { return cu.MemAlloc(bytes) }
 
-func isOutOfMemory(err error) bool { return errors.Is(err, cu.OutOfMemory) || err == cu.OutOfMemory }
+func isOutOfMemory(err error) bool { return errors.Is(err, cu.OutOfMemory) }
 
 func memInfo() (free, total int64) {
 	free, total, _ = cu.MemInfo()

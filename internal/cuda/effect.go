@@ -5,6 +5,7 @@ package cuda
 import (
 	"fmt"
 
+	"github.com/ctxdep/ctxdep/internal/dtype"
 	"github.com/ctxdep/ctxdep/internal/midcoder"
 	"github.com/ctxdep/ctxdep/internal/transcoder"
 )
@@ -61,11 +62,8 @@ func (d *Device) NewEffectAccumulator(mlp *midcoder.MLP, fit, pinv *midcoder.Par
 		return nil, fmt.Errorf("cuda: effect: midcoders %d × %d and the MLP's d_model %d do not fit", f, fit.C, c)
 	}
 	defer d.enter()()
-	ea := &EffectAccumulator{d: d, c: c, n: n, f: f, act: actReLU, maxRows: maxRows, pinv: pinv != nil, all: allocList{d: d},
+	ea := &EffectAccumulator{d: d, c: c, n: n, f: f, act: actOf(mlp.Act), maxRows: maxRows, pinv: pinv != nil, all: allocList{d: d},
 		group: effectGroup, count: make([]int64, f), start: make([]int32, f+1)}
-	if mlp.Act == midcoder.GeluNew {
-		ea.act = actGeluNew
-	}
 	a := &ea.all
 	a.upload(&ea.wout, "W_out", mlp.WOut)
 	a.add(&ea.drive, "drives W_mid @ W_in", f*n, 4)
@@ -89,11 +87,7 @@ func (d *Device) NewEffectAccumulator(mlp *midcoder.MLP, fit, pinv *midcoder.Par
 		return nil, err
 	}
 	if ea.pinv {
-		w64 := make([]float64, n*c)
-		for i, v := range mlp.WOut {
-			w64[i] = float64(v)
-		}
-		if err := h2d(ea.wout64, w64); err != nil {
+		if err := h2d(ea.wout64, dtype.Float64s(mlp.WOut)); err != nil {
 			ea.all.freeAll()
 			return nil, err
 		}

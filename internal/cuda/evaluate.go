@@ -191,10 +191,8 @@ func (e *Evaluator) Batch(tokens []int32, b, t int, ce, se []float64, y2 *float6
 		if err := d2h(losses, e.ce); err != nil {
 			return err
 		}
-		for r, l := range losses {
-			if r%t != t-1 {
-				ce[v] += float64(l)
-			}
+		for _, l := range losses { // cross_entropy leaves 0 at each row's last position
+			ce[v] += float64(l)
 		}
 	}
 	return nil

@@ -550,8 +550,8 @@ extern "C" __global__ void gated_drive(double* v, const float* drive, const doub
 }
 
 // effect_sums: for each segment s of pairs [seg[s], seg[s+1]) with one
-// feature f = feats[seg[s]], in pair order: sum[f] += e[i] (float64) and,
-// when normSum is not null, normSum[f] += ‖e[i]‖ (float64), the order
+// feature f = feats[seg[s]], in pair order: sum[f] += e[i] (float64) and
+// normSum[f] += ‖e[i]‖ (float64), the order
 // analysis.EffectAccumulator adds them in (pairs sorted by feature, rows
 // ascending). One block per segment: no two blocks touch one feature.
 // Each column's sum is loaded once, added to over the segment, stored once.
@@ -563,7 +563,6 @@ extern "C" __global__ void effect_sums(double* sum, double* normSum, const float
         for (int i = lo; i < hi; i++) acc += (double)e[(size_t)i * C + j];
         sum[f * C + j] = acc;
     }
-    if (!normSum) return;
     double ns = normSum[f];  // plus each pair's norm, in pair order (thread 0's is stored)
     for (int i = lo; i < hi; i++) {
         double ss = 0;

@@ -27,7 +27,7 @@ import (
 
 // upload copies src to a new device buffer that the test frees at its end.
 // The context must be current.
-func upload[T int32 | int64 | float32](t *testing.T, src []T) buf {
+func upload[T int32 | int64 | float32 | float64](t *testing.T, src []T) buf {
 	t.Helper()
 	b := scratch[T](t, len(src))
 	if err := h2d(b, src); err != nil {
@@ -724,11 +724,8 @@ func TestKernelGatedDrive(t *testing.T) {
 	for i := range g {
 		g[i] = r.NormFloat64() * 50
 	}
-	gate, v := scratch[float64](t, n), scratch[float64](t, n)
-	if err := h2d(gate, g); err != nil {
-		t.Fatal(err)
-	}
-	launchSync(t, "gated_drive", 2, 128, v, upload(t, drive), gate, int64(n))
+	v := scratch[float64](t, n)
+	launchSync(t, "gated_drive", 2, 128, v, upload(t, drive), upload(t, g), int64(n))
 	want := make([]float64, n)
 	for i := range want {
 		want[i] = float64(drive[i]) * g[i]

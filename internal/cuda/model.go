@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/ctxdep/ctxdep/internal/gpt2"
+	"github.com/ctxdep/ctxdep/internal/midcoder"
 )
 
 // Model is GPT-2 up to one block on the device, with buffers for passes of
@@ -241,6 +242,14 @@ const (
 	actGeluNew = 1
 	actReLU    = 2
 )
+
+// actOf is a midcoder MLP's activation as the kernels name it.
+func actOf(a midcoder.Activation) int {
+	if a == midcoder.GeluNew {
+		return actGeluNew
+	}
+	return actReLU
+}
 
 // linear sets dst (M, N) = act(a (M, K) @ w (K, N) + bias).
 func (d *Device) linear(dst, a, w, bias buf, m, k, n, act int) error {

@@ -63,7 +63,6 @@ type Forward struct {
 	ready      event     // x and y of a layer computed, on the default stream
 	stage      []buf     // x, y of each layer but the deepest, while they copy; from the first such copy
 	staged     allocList
-	maxTokens  int
 }
 
 // NewForward prepares passes of up to maxRows rows of t tokens that
@@ -74,7 +73,7 @@ func (d *Device) NewForward(m *gpt2.Model, layers []int, tcs []*transcoder.Trans
 		return nil, fmt.Errorf("cuda: a forward pass with no layer to capture")
 	}
 	f := &Forward{devicePass: devicePass{d: d, c: m.DModel}, layers: layers,
-		encs: make([]*Encoder, len(layers)), acts: make([]*Acts, len(layers)), staged: allocList{d: d}, maxTokens: maxRows * t}
+		encs: make([]*Encoder, len(layers)), acts: make([]*Acts, len(layers)), staged: allocList{d: d}}
 	var err error
 	if f.m, err = d.LoadModel(m, layers[len(layers)-1], maxRows*t, t); err != nil {
 		return nil, err
@@ -118,7 +117,7 @@ func (f *Forward) newCopies() error {
 func (f *Forward) newStage() error {
 	stage := make([]buf, 2*(len(f.layers)-1))
 	for i := range stage {
-		f.staged.add(&stage[i], fmt.Sprintf("layer %d's %s while it copies", f.layers[i/2], []string{"x", "y"}[i%2]), f.maxTokens*f.c, 4)
+		f.staged.add(&stage[i], fmt.Sprintf("layer %d's %s while it copies", f.layers[i/2], []string{"x", "y"}[i%2]), f.m.maxTokens*f.c, 4)
 	}
 	if err := f.staged.done(); err != nil {
 		return err

@@ -108,10 +108,7 @@ type devMLP struct {
 
 // uploadMLP uploads mlp into p.
 func (l *allocList) uploadMLP(p *devMLP, mlp *midcoder.MLP) {
-	p.c, p.n, p.act = mlp.C, mlp.N, actReLU
-	if mlp.Act == midcoder.GeluNew {
-		p.act = actGeluNew
-	}
+	p.c, p.n, p.act = mlp.C, mlp.N, actOf(mlp.Act)
 	l.upload(&p.win, "W_in", mlp.WIn)
 	l.upload(&p.bin, "b_in", mlp.BIn)
 	l.upload(&p.wout, "W_out", mlp.WOut)

@@ -43,6 +43,15 @@ func CheckedProduct(start int64, shape []int) (int64, bool) {
 	return int64(p), true
 }
 
+// Float64s returns v widened to float64.
+func Float64s(v []float32) []float64 {
+	out := make([]float64, len(v))
+	for i, x := range v {
+		out[i] = float64(x)
+	}
+	return out
+}
+
 // Float32s returns v with each value rounded to float32.
 func Float32s(v []float64) []float32 {
 	out := make([]float32, len(v))
