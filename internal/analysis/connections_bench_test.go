@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ctxdep/ctxdep/internal/blasimpl"
+	"github.com/ctxdep/ctxdep/internal/testutil"
 	"github.com/ctxdep/ctxdep/internal/transcoder"
 )
 
@@ -36,7 +37,7 @@ func connBenchSetup(b *testing.B) *connBench {
 	b.Logf("blas %s, kernel %s, %d threads", info.Backend, info.Kernel, info.Threads)
 	connBenchOnce.Do(func() {
 		r := rand.New(rand.NewPCG(21, 22))
-		d := &connBench{wDec: connRand(r, connBenchF*connBenchC, 0.04), wEnc: connRand(r, connBenchC*connBenchF, 0.04),
+		d := &connBench{wDec: testutil.RandNormal(r, connBenchF*connBenchC, 0.04), wEnc: testutil.RandNormal(r, connBenchC*connBenchF, 0.04),
 			scale: make([]float32, connBenchTokens)}
 		acts := func() *transcoder.Acts {
 			a := &transcoder.Acts{Indptr: []int64{0}}

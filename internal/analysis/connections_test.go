@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/ctxdep/ctxdep/internal/safetensors"
+	"github.com/ctxdep/ctxdep/internal/testutil"
 	"github.com/ctxdep/ctxdep/internal/transcoder"
 )
 
@@ -242,14 +243,6 @@ func bruteSpearman(x, y []float64) float64 {
 	return sxy / math.Sqrt(sxx*syy)
 }
 
-func connRand(r *rand.Rand, n int, scale float64) []float32 {
-	v := make([]float32, n)
-	for i := range v {
-		v[i] = float32(scale * r.NormFloat64())
-	}
-	return v
-}
-
 // randomActs draws rows of about active features of f each, values in
 // (0, 2]; some rows are empty.
 func randomActs(r *rand.Rand, rows, f, active int) *transcoder.Acts {
@@ -312,7 +305,7 @@ func checkAgainstBrute(t *testing.T, res *ConnResult, b *connBrute, tol float64)
 func TestConnectionsBruteForce(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
 	const fs, ft, c, rows, k = 53, 300, 12, 120, 6
-	wDec, wEnc := connRand(r, fs*c, 0.5), connRand(r, c*ft, 0.5)
+	wDec, wEnc := testutil.RandNormal(r, fs*c, 0.5), testutil.RandNormal(r, c*ft, 0.5)
 	src, tgt := randomActs(r, rows, fs, 7), randomActs(r, rows, ft, 9)
 	scale := make([]float32, rows)
 	for i := range scale {
@@ -428,7 +421,7 @@ func TestConnectionsWrite(t *testing.T) {
 	for i := range scale {
 		scale[i] = 1
 	}
-	res, err := Connections(context.Background(), connRand(r, fs*c, 1), connRand(r, c*ft, 1), fs, ft, c, sliceConnData(src, tgt, scale, 8), ConnOptions{TopK: k, Block: 7})
+	res, err := Connections(context.Background(), testutil.RandNormal(r, fs*c, 1), testutil.RandNormal(r, c*ft, 1), fs, ft, c, sliceConnData(src, tgt, scale, 8), ConnOptions{TopK: k, Block: 7})
 	if err != nil {
 		t.Fatal(err)
 	}

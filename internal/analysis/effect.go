@@ -5,9 +5,6 @@ import (
 	"math"
 	"runtime"
 
-	"gonum.org/v1/gonum/blas"
-	"gonum.org/v1/gonum/blas/blas64"
-
 	"github.com/ctxdep/ctxdep/internal/dtype"
 	"github.com/ctxdep/ctxdep/internal/kernels"
 	"github.com/ctxdep/ctxdep/internal/midcoder"
@@ -82,9 +79,9 @@ import (
 
 // effectGroup is how many (token, feature) pairs one GEMM takes: enough
 // rows for kernels.MatMul to cut the product into parts of 512 rows (at
-// 1,024 pairs, in parts of 256, Add was 8–12% slower on the 2-core test
-// machine: -bench EffectAdd), few enough that the stacked drives stay
-// small.
+// 1,024 pairs, in parts of 256, Add was 8–12% slower on the 2-core AMD
+// test machine: -bench EffectAdd of test binaries built with each value,
+// alternating, 2026-12-02), few enough that the stacked drives stay small.
 const effectGroup = 4096
 
 // EffectAccumulator accumulates effect consistency over batches of tokens
@@ -104,6 +101,7 @@ type EffectAccumulator struct {
 	normSum []float64 // (F) Σ ‖e_t(f)‖
 
 	group int // pairs per GEMM (effectGroup; tests lower it)
+	part  int // features per GEMM of pinvSums (effectPart; tests lower it)
 	dphi  []float32
 	rows  []int32 // the group's pairs: batch row
 	feats []int32 // and feature
@@ -147,7 +145,7 @@ func NewEffectAccumulator(mlp *midcoder.MLP, fit, pinv *midcoder.Params, wDec []
 	}
 	ea := &EffectAccumulator{c: c, n: n, f: f, act: mlp.Act, wOut: mlp.WOut, wDec: wDec,
 		drive: make([]float32, f*n), count: make([]int64, f), sum: make([]float64, f*c),
-		normSum: make([]float64, f), group: effectGroup}
+		normSum: make([]float64, f), group: effectGroup, part: effectPart}
 	kernels.MatMul(ea.drive, fit.WMid, mlp.WIn, f, c, n, false)
 	if pinv != nil {
 		ea.driveP = make([]float32, f*n)
@@ -248,7 +246,7 @@ func (ea *EffectAccumulator) gateOf(dphi []float32, i int) []float32 {
 }
 
 // pinvSums returns Σ e^pinv_t(f) (F × C) = (d^pinv_f ⊙ Γ_f) @ W_out for
-// the features that fired, in float64, parts of effectPart features at a
+// the features that fired, in float64, parts of ea.part features at a
 // time (the cut follows the features alone).
 func (ea *EffectAccumulator) pinvSums() []float64 {
 	f, n, c := ea.f, ea.n, ea.c
@@ -260,14 +258,14 @@ func (ea *EffectAccumulator) pinvSums() []float64 {
 		}
 	}
 	wOut := dtype.Float64s(ea.wOut)
-	parts := (len(fired) + effectPart - 1) / effectPart
+	parts := (len(fired) + ea.part - 1) / ea.part
 	workers := min(runtime.GOMAXPROCS(0), parts)
 	scratch := make([]struct{ v, out []float64 }, workers) // per worker: a part's gated drives and sums
 	par.Jobs(parts, workers, func(w, q int) {
-		fs := fired[q*effectPart : min((q+1)*effectPart, len(fired))]
+		fs := fired[q*ea.part : min((q+1)*ea.part, len(fired))]
 		sc := &scratch[w]
 		if sc.v == nil {
-			sc.v, sc.out = make([]float64, effectPart*n), make([]float64, effectPart*c)
+			sc.v, sc.out = make([]float64, ea.part*n), make([]float64, ea.part*c)
 		}
 		v, out := sc.v[:len(fs)*n], sc.out[:len(fs)*c]
 		for i, fi := range fs {
@@ -276,10 +274,7 @@ func (ea *EffectAccumulator) pinvSums() []float64 {
 				v[i*n+j] = float64(d[j]) * g[j]
 			}
 		}
-		blas64.Gemm(blas.NoTrans, blas.NoTrans, 1,
-			blas64.General{Rows: len(fs), Cols: n, Stride: n, Data: v},
-			blas64.General{Rows: n, Cols: c, Stride: c, Data: wOut},
-			0, blas64.General{Rows: len(fs), Cols: c, Stride: c, Data: out})
+		gemm64(out, v, wOut, len(fs), n, c)
 		for i, fi := range fs {
 			copy(sumP[fi*c:(fi+1)*c], out[i*c:(i+1)*c])
 		}

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/ctxdep/ctxdep/internal/blasimpl"
+	"github.com/ctxdep/ctxdep/internal/dtype"
 	"github.com/ctxdep/ctxdep/internal/midcoder"
 	"github.com/ctxdep/ctxdep/internal/testutil"
 	"github.com/ctxdep/ctxdep/internal/transcoder"
@@ -42,6 +43,7 @@ func effectRun(t *testing.T, mlp *midcoder.MLP, fit, pinv *midcoder.Params, wDec
 	}
 	if group > 0 {
 		ea.group = group
+		ea.part = 3 // pinvSums' features in several parts too
 	}
 	md := midcoder.NewModel(mlp, fit, batch)
 	for r0 := 0; r0 < m; r0 += batch {
@@ -334,24 +336,16 @@ func TestEffectMatchesTorch(t *testing.T) {
 			for i, v := range got.Count {
 				cnt[i] = float64(v)
 			}
-			checkStat(t, name+" count", cnt, f64(g[name+".count"]), 0, 0)
-			checkStat(t, name+" effect_consistency", got.EffectConsistency, f64(g[name+".effect_consistency"]), 1e-6, 1e-5)
-			checkStat(t, name+" cos_effect_dec", got.CosEffectDec, f64(g[name+".cos_effect_dec"]), 1e-6, 1e-5)
-			checkStat(t, name+" cos_effect_pinv", got.CosEffectPinv, f64(g[name+".cos_effect_pinv"]), 1e-6, 1e-5)
-			checkStat(t, name+" mean_effect_norm", got.MeanEffectNorm, f64(g[name+".mean_effect_norm"]), 1e-6, 1e-5)
+			checkStat(t, name+" count", cnt, dtype.Float64s(g[name+".count"]), 0, 0)
+			checkStat(t, name+" effect_consistency", got.EffectConsistency, dtype.Float64s(g[name+".effect_consistency"]), 1e-6, 1e-5)
+			checkStat(t, name+" cos_effect_dec", got.CosEffectDec, dtype.Float64s(g[name+".cos_effect_dec"]), 1e-6, 1e-5)
+			checkStat(t, name+" cos_effect_pinv", got.CosEffectPinv, dtype.Float64s(g[name+".cos_effect_pinv"]), 1e-6, 1e-5)
+			checkStat(t, name+" mean_effect_norm", got.MeanEffectNorm, dtype.Float64s(g[name+".mean_effect_norm"]), 1e-6, 1e-5)
 		}
 	}
 }
 
 func sameBits(a, b float64) bool { return math.Float64bits(a) == math.Float64bits(b) }
-
-func f64(v []float32) []float64 {
-	out := make([]float64, len(v))
-	for i, x := range v {
-		out[i] = float64(x)
-	}
-	return out
-}
 
 // NewEffectAccumulator refuses inconsistent shapes.
 func TestEffectBadInput(t *testing.T) {

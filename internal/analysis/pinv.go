@@ -170,10 +170,15 @@ func matMul64(dst []float64, a []float32, b []float64, m, k, n int) {
 	parts := (m + partRows - 1) / partRows
 	par.Jobs(parts, 0, func(_, q int) {
 		r0, r1 := q*partRows, min((q+1)*partRows, m)
-		a64 := dtype.Float64s(a[r0*k : r1*k])
-		blas64.Gemm(blas.NoTrans, blas.NoTrans, 1,
-			blas64.General{Rows: r1 - r0, Cols: k, Stride: k, Data: a64},
-			blas64.General{Rows: k, Cols: n, Stride: n, Data: b},
-			0, blas64.General{Rows: r1 - r0, Cols: n, Stride: n, Data: dst[r0*n : r1*n]})
+		gemm64(dst[r0*n:r1*n], dtype.Float64s(a[r0*k:r1*k]), b, r1-r0, k, n)
 	})
+}
+
+// gemm64 sets dst (m, n) = a (m, k) @ b (k, n), dense row-major float64,
+// in one call of the build's BLAS.
+func gemm64(dst, a, b []float64, m, k, n int) {
+	blas64.Gemm(blas.NoTrans, blas.NoTrans, 1,
+		blas64.General{Rows: m, Cols: k, Stride: k, Data: a},
+		blas64.General{Rows: k, Cols: n, Stride: n, Data: b},
+		0, blas64.General{Rows: m, Cols: n, Stride: n, Data: dst})
 }

@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/ctxdep/ctxdep/internal/dtype"
 	"github.com/ctxdep/ctxdep/internal/safetensors"
 	"github.com/ctxdep/ctxdep/internal/testutil"
 	"github.com/ctxdep/ctxdep/internal/transcoder"
@@ -96,10 +97,7 @@ func TestPinvRankDeficient(t *testing.T) {
 	if sp.Rank != 2 || rank2 != 2 {
 		t.Fatalf("rank %d, torch %d, want 2", sp.Rank, rank2)
 	}
-	got := make([]float32, len(p))
-	for i, v := range p {
-		got[i] = float32(v)
-	}
+	got := dtype.Float32s(p)
 	testutil.Close(t, "pinv", got, g["rank2.pinv"], 1e-7, 1e-6)
 	// Penrose: A·A⁺·A = A, computed from our pinv alone.
 	for i := 0; i < 5; i++ {

@@ -538,8 +538,9 @@ func run(ctx context.Context, o Options, sinks []*sink, pass Pass, grid actcache
 			readAll = lo+nb >= grid.Rows // the input's last row was read
 		}
 	}
-	if _, err := fail(nil); err != nil {
-		return false, err
+	stop() // the writer has written every batch, or failed
+	if werr != nil {
+		return false, werr
 	}
 	for _, k := range sinks {
 		if k.pending < 0 {

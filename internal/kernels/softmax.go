@@ -16,8 +16,9 @@ import (
 // through assembly kernels (ce_amd64.s): the maximum, and, when it is
 // finite, the sum of exponentials (expf32's algorithm, 8 lanes, two
 // float64 accumulators); the rest as below. The loss over the
-// unembedding's logits was a sixth of evaluate's time on the CPU
-// (BenchmarkCrossEntropyRows times both paths).
+// unembedding's logits was a sixth of evaluate's time on the CPU (a CPU
+// profile of analysis' BenchmarkEvaluate, 2026-12-02);
+// BenchmarkCrossEntropyRows times both paths in one run.
 func CrossEntropyRows(loss, logits []float32, target []int32, m, v int) {
 	checkLen("CrossEntropyRows loss", loss, m)
 	checkLen("CrossEntropyRows logits", logits, m*v)

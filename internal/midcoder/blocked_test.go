@@ -6,6 +6,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/ctxdep/ctxdep/internal/testutil"
 	"github.com/ctxdep/ctxdep/internal/transcoder"
 )
 
@@ -22,7 +23,7 @@ func TestBlockedEqualsUnblocked(t *testing.T) {
 		run := func(blocked bool) (*Params, *AdamW, []float64) {
 			unblocked = !blocked
 			r := rand.New(rand.NewPCG(3, 4))
-			norm := func(k int, std float32) []float32 { return randNormal32(r, k, std) }
+			norm := func(k int, std float64) []float32 { return testutil.RandNormal(r, k, std) }
 			mlp := newMLP(norm(c*n, 0.3), norm(n, 0.1), norm(n*c, 0.3), norm(c, 0.1), c, n, act)
 			p := NewParams(f, c)
 			p.KaimingUniform(1)

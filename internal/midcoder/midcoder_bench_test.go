@@ -8,26 +8,17 @@ import (
 	"testing"
 
 	"github.com/ctxdep/ctxdep/internal/gpt2"
+	"github.com/ctxdep/ctxdep/internal/testutil"
 	"github.com/ctxdep/ctxdep/internal/transcoder"
 )
 
 // benchSetup builds GPT-2-small-shaped inputs: F = 24,576 features, C =
 // 768, N = 3,072, about l0 active features per token (random indices,
 // |N(0,1)| values), B·128 tokens, random MLP weights and targets.
-// randNormal32 returns k values std·x, x drawn from N(0, 1) and rounded
-// to float32 before the product.
-func randNormal32(r *rand.Rand, k int, std float32) []float32 {
-	s := make([]float32, k)
-	for i := range s {
-		s[i] = std * float32(r.NormFloat64())
-	}
-	return s
-}
-
 func benchSetup(b *testing.B, batch, l0 int) (*Trainer, *transcoder.Acts, []float32) {
 	const f, c, n, t = 24576, 768, 3072, 128
 	r := rand.New(rand.NewPCG(1, 2))
-	norm := func(k int, std float32) []float32 { return randNormal32(r, k, std) }
+	norm := func(k int, std float64) []float32 { return testutil.RandNormal(r, k, std) }
 	mlp := newMLP(norm(c*n, 0.03), norm(n, 0.1), norm(n*c, 0.03), norm(c, 0.1), c, n, ReLU)
 	p := NewParams(f, c)
 	p.KaimingUniform(1)

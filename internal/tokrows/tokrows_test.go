@@ -300,6 +300,9 @@ func TestSnapshot(t *testing.T) {
 	for deadline := time.Now().Add(10 * time.Second); calls.Load() < 2*BatchDocs && time.Now().Before(deadline); {
 		time.Sleep(time.Millisecond)
 	}
+	if calls.Load() < 2*BatchDocs {
+		t.Fatalf("the producer read %d documents in 10 s, not the second batch: nothing to test", calls.Load())
+	}
 	if got := s.Snap(); got != int64(BatchDocs) || s.Ended() {
 		t.Fatalf("after the first row, with %d documents read: Snap() = %v, Ended %v; want %d, false", calls.Load(), got, s.Ended(), BatchDocs)
 	}
