@@ -13,7 +13,8 @@ import (
 // device. It is chosen once, from --device, when a command starts
 // (globalOptions.setup); commands ask it for their passes and fits and
 // never look at --device themselves. Commands that only have CPU code
-// (report, inspect-cache, pinv-baseline, connections) call cpuOnly.
+// (inspect-cache, pinv-baseline, connections) call cpuOnly; report runs
+// its effect statistics on the backend and the rest on the CPU.
 type backend interface {
 	// pass returns cache build's forward pass capturing layers (with each
 	// layer's encoder where tcs holds a transcoder) for batches of up to

@@ -105,7 +105,7 @@ Exit status: 0 success, 1 runtime error, 2 usage error, 130 interrupted.`,
 	f.StringVar(&g.transcoders, "transcoders", "", "directory of per-layer transcoder files final_sparse_autoencoder_gpt2-small_blocks.{L}.ln2.hook_normalized_{F}.pt,\nor of SAELens transcoder directories (the one whose cfg.json hooks block L),\nor a hub repository OWNER/NAME[@REV] in the hub cache holding either\n(default $CTXDEP_TRANSCODERS, else the hub cache entry of pchlenski/gpt2-transcoders)")
 	f.StringVar(&g.transcoder, "transcoder", "", "one transcoder, instead of looking it up in --transcoders: a .pt file, or a SAELens\ndirectory (cfg.json and sae_weights.safetensors)")
 	f.IntVar(&g.layer, "layer", 8, "transformer block L whose MLP the transcoder replaces (with --cache: the cache's layer,\nor the one to open in a layer set; --layers LIST for several)")
-	f.StringVar(&g.device, "device", "cpu", "cpu or cuda: where cache build, cache plan, fit and evaluate run (cuda needs a build with CUDA:\nmake build-cuda)")
+	f.StringVar(&g.device, "device", "cpu", "cpu or cuda: where cache build, cache plan, fit, evaluate and report's effect statistics run\n(cuda needs a build with CUDA: make build-cuda)")
 	f.BoolVar(&g.tf32, "tf32", false, "with --device cuda, let cuBLAS use TF32 tensor cores for GEMMs (faster; ~1e-3 relative error instead of float32's exact products)")
 	f.BoolVar(&g.determ, "deterministic", false, "with --device cuda, sum the fit's gradients in a fixed order instead of with float atomics,\nso that a fit repeats bit for bit on the same GPU (the CPU always does)")
 	f.IntVar(&g.threads, "threads", 0, "CPU threads to use (default: all cores; at most 4 per core, or 64)")

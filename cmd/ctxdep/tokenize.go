@@ -114,8 +114,8 @@ func runTokenize(ctx context.Context, g *globalOptions, o *tokenizeOptions) erro
 	if err := w.Close(); err != nil {
 		return err
 	}
-	rs := src.readerStats()
 	if g.json {
+		rs := src.readerStats()
 		return json.NewEncoder(g.stdout).Encode(map[string]any{"out": o.out, "rows": w.Rows(), "tokens": w.Rows() * o.maxLength,
 			"documents": rs.Documents, "files": rs.Files, "empty": rs.Empty, "replaced": rs.Replaced, "skipped": rs.Skipped, "tokenizer": src.stream.Stats()})
 	}
