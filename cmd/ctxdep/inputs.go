@@ -312,8 +312,9 @@ func (g *globalOptions) loadTranscoder(layer, dModel int) (*transcoder.Transcode
 		return nil, provenance.File{}, "", err
 	}
 	// A command that runs layer after layer (report --layers --evaluate)
-	// may ask for a layer's transcoder twice.
-	if l, ok := g.tcs[path]; ok && l.layer == layer && (dModel <= 0 || l.tc.DIn == dModel) {
+	// may ask for a layer's transcoder twice in a row; only the last one is
+	// kept, so that a sweep over 12 layers does not hold all 12.
+	if l := g.lastTC; l.tc != nil && l.path == path && l.layer == layer && (dModel <= 0 || l.tc.DIn == dModel) {
 		return l.tc, l.prov, sparsity, nil
 	}
 	tc, err := transcoder.Load(path)
@@ -334,10 +335,7 @@ func (g *globalOptions) loadTranscoder(layer, dModel int) (*transcoder.Transcode
 		return nil, provenance.File{}, "", fmt.Errorf("transcoder: %w", err)
 	}
 	g.logf("transcoder %s: %d features, d_in %d", path, tc.DSAE, tc.DIn)
-	if g.tcs == nil {
-		g.tcs = map[string]loadedTranscoder{}
-	}
-	g.tcs[path] = loadedTranscoder{tc, p, layer}
+	g.lastTC = loadedTranscoder{tc, p, path, layer}
 	return tc, p, sparsity, nil
 }
 
@@ -345,6 +343,7 @@ func (g *globalOptions) loadTranscoder(layer, dModel int) (*transcoder.Transcode
 type loadedTranscoder struct {
 	tc    *transcoder.Transcoder
 	prov  provenance.File
+	path  string
 	layer int
 }
 

@@ -43,8 +43,8 @@ type globalOptions struct {
 	// models holds the models loaded so far, by checkpoint directory: a
 	// command that runs each layer of --layers in turn loads one once.
 	models map[string]loadedModel
-	noted  map[string]bool             // notices already printed (notef)
-	tcs    map[string]loadedTranscoder // transcoders loaded so far, by path
+	noted  map[string]bool  // notices already printed (notef)
+	lastTC loadedTranscoder // the transcoder loaded last (a layer's may be asked for twice in a row)
 }
 
 func newRootCmd(stdout, stderr io.Writer) (*cobra.Command, *globalOptions) {
