@@ -36,6 +36,7 @@ type reportOptions struct {
 	layers      string
 	evaluate    bool
 	connections []string
+	tables      []*analysis.ConnTable // the --connections tables, read once (connTables)
 	flags       map[string]string // every flag set, and the report's own, for the provenance
 }
 
@@ -153,6 +154,20 @@ func loadMidcoder(file string, layer, dModel, dSAE int, model provenance.File) (
 	return p, meta, nil
 }
 
+// connTables reads the --connections tables the first time it is asked.
+func (o *reportOptions) connTables() ([]*analysis.ConnTable, error) {
+	if o.tables == nil {
+		for _, dir := range o.connections {
+			t, err := analysis.ReadConnections(dir)
+			if err != nil {
+				return nil, err
+			}
+			o.tables = append(o.tables, t)
+		}
+	}
+	return o.tables, nil
+}
+
 func runReport(ctx context.Context, g *globalOptions, o *reportOptions, layerSet bool) error {
 	res, r, err := reportLayer(ctx, g, o, layerSet)
 	if err != nil {
@@ -187,19 +202,19 @@ func reportLayer(ctx context.Context, g *globalOptions, o *reportOptions, layerS
 	}
 	man := c.Manifest
 	layer := man.Layer
+	tables, err := o.connTables()
+	if err != nil {
+		return nil, nil, err
+	}
 	var conns *analysis.ConnTable
-	for _, dir := range o.connections {
-		t, err := analysis.ReadConnections(dir)
-		if err != nil {
-			return nil, nil, err
-		}
+	for _, t := range tables {
 		switch {
 		case t.Summary.TargetLayer == layer && conns != nil:
 			return nil, nil, usagef("two --connections go into layer %d: give one per layer", layer)
 		case t.Summary.TargetLayer == layer:
 			conns = t
-		case o.layers == "":
-			return nil, nil, fmt.Errorf("--connections %s go into layer %d, the cache %s is layer %d", dir, t.Summary.TargetLayer, o.cache, layer)
+		default:
+			return nil, nil, fmt.Errorf("--connections %s go into layer %d, the cache %s is layer %d", t.Dir, t.Summary.TargetLayer, o.cache, layer)
 		}
 	}
 	// Check the midcoder files against the cache before loading the model.

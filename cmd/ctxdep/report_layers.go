@@ -47,20 +47,20 @@ func runReportLayers(ctx context.Context, g *globalOptions, o *reportOptions) er
 	}
 	// Each --connections table goes into one layer of the set, one table
 	// per layer.
-	into := map[int]string{}
-	for _, dir := range o.connections {
-		t, err := analysis.ReadConnections(dir)
-		if err != nil {
-			return err
-		}
+	tables, err := o.connTables()
+	if err != nil {
+		return err
+	}
+	into := map[int]*analysis.ConnTable{}
+	for _, t := range tables {
 		l := t.Summary.TargetLayer
 		switch {
-		case into[l] != "":
-			return usagef("--connections %s and %s both go into layer %d: give one per layer", into[l], dir, l)
+		case into[l] != nil:
+			return usagef("--connections %s and %s both go into layer %d: give one per layer", into[l].Dir, t.Dir, l)
 		case !slices.Contains(layers, l):
-			return usagef("--connections %s go into layer %d, which is not among the layers reported %v", dir, l, layers)
+			return usagef("--connections %s go into layer %d, which is not among the layers reported %v", t.Dir, l, layers)
 		}
-		into[l] = dir
+		into[l] = t
 	}
 	if err := os.MkdirAll(o.out, 0o755); err != nil {
 		return err
@@ -82,12 +82,12 @@ func runReportLayers(ctx context.Context, g *globalOptions, o *reportOptions) er
 		lo := *o
 		lo.out = filepath.Join(o.out, actcache.LayerDirName(l))
 		lo.midcoder, lo.pinv = files[l][0], files[l][1]
-		// The layer's own --connections table, read once more, and recorded.
-		lo.connections, lo.flags = nil, maps.Clone(o.flags)
+		// The layer's own --connections table, and its record.
+		lo.connections, lo.tables, lo.flags = nil, nil, maps.Clone(o.flags)
 		delete(lo.flags, "connections")
-		if dir := into[l]; dir != "" {
-			lo.connections = []string{dir}
-			lo.flags["connections"] = dir
+		if t := into[l]; t != nil {
+			lo.tables = []*analysis.ConnTable{t}
+			lo.flags["connections"] = t.Dir
 		}
 		res, r, err := reportLayer(ctx, g, &lo, true)
 		if err != nil {
