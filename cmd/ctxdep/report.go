@@ -37,7 +37,7 @@ type reportOptions struct {
 	evaluate    bool
 	connections []string
 	tables      []*analysis.ConnTable // the --connections tables, read once (connTables)
-	flags       map[string]string // every flag set, and the report's own, for the provenance
+	flags       map[string]string     // every flag set, and the report's own, for the provenance
 }
 
 func newReportCmd(g *globalOptions) *cobra.Command {
