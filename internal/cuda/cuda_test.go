@@ -399,9 +399,11 @@ func TestFitTrajectory(t *testing.T) {
 }
 
 // With Options.Deterministic the gradients are summed in a fixed order:
-// two fits repeat bit for bit (parameters, moments and losses), and follow
-// the CPU's trajectory as the default scatter does. Batches of 3 rows of
-// 128 make two chunks of the sorted scatter.
+// two fits repeat bit for bit (W_mid, b_mid, W_mid's moments and the
+// losses), and follow the CPU's trajectory as the default scatter does.
+// Batches of 3 rows of 128 make two chunks of the sorted scatter. On the
+// simulated device, whose atomics run in a fixed order too, the repeat
+// shows nothing: there TestKernelSortedScatter checks the sorted sums.
 func TestFitDeterministic(t *testing.T) {
 	if dev.opts.TF32 {
 		t.Skip("TestFitTrajectory's reason")

@@ -353,11 +353,12 @@ func syncStream(s stream) error {
 }
 
 // hostAllocs are hostAlloc's allocations ("page-locked" host memory: the
-// simulated device's memory, with its guard page and 0xff fill).
+// simulated device's memory, with its guard page and 0xff fill), by
+// address, with the bytes asked for.
 var hostAllocs = struct {
 	sync.Mutex
-	m map[unsafe.Pointer]devPtr
-}{m: map[unsafe.Pointer]devPtr{}}
+	m map[unsafe.Pointer]int64
+}{m: map[unsafe.Pointer]int64{}}
 
 func hostAlloc(bytes int64) (unsafe.Pointer, error) {
 	p, err := memAlloc(bytes)
@@ -366,31 +367,27 @@ func hostAlloc(bytes int64) (unsafe.Pointer, error) {
 	}
 	hostAllocs.Lock()
 	defer hostAllocs.Unlock()
-	hostAllocs.m[host(p)] = p
+	hostAllocs.m[host(p)] = bytes
 	return host(p), nil
 }
 
 func hostFree(p unsafe.Pointer) {
 	hostAllocs.Lock()
-	d, ok := hostAllocs.m[p]
+	_, ok := hostAllocs.m[p]
 	delete(hostAllocs.m, p)
 	hostAllocs.Unlock()
 	if !ok {
 		panic(fmt.Sprintf("cudasim: freeing host memory at %p, which hostAlloc did not allocate", p))
 	}
-	memFree(d)
+	memFree(devPtr(uintptr(p))) // the simulated device's addresses are host addresses
 }
 
 // isHostAlloc reports whether [p, p+n) lies in one hostAlloc allocation.
 func isHostAlloc(p unsafe.Pointer, n int64) bool {
 	hostAllocs.Lock()
 	defer hostAllocs.Unlock()
-	allocs.Lock()
-	defer allocs.Unlock()
-	for h, d := range hostAllocs.m {
-		m := allocs.m[d]
-		end := uintptr(m.base) + uintptr(m.bytes) - 4096 // the guard page's start
-		if uintptr(p) >= uintptr(h) && uintptr(p)+uintptr(n) <= end {
+	for h, bytes := range hostAllocs.m {
+		if uintptr(p) >= uintptr(h) && uintptr(p)+uintptr(n) <= uintptr(h)+uintptr(bytes) {
 			return true
 		}
 	}
