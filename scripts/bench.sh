@@ -21,7 +21,9 @@ run() { # tags benchtime
   go test ${1:+-tags $1} -run '^$' -bench 'RunToBlock8|BenchmarkEncode$|ForwardEncode' -benchtime "$2" -count "$count" -v \
     ./internal/gpt2 ./internal/transcoder ./internal/cachebuild | tee -a "$out" | grep -E '^Benchmark|blas ' >&2
 }
-echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $(go version)" | tee "$out"
+# The model name alone can hide the generation (a VM may say only "AMD EPYC"):
+# CPU family and model tell it (AMD family 25 is Zen 3/4, 26 is Zen 5).
+echo "machine: $(lscpu | sed -n 's/^Model name: *//p') (family $(lscpu | sed -n 's/^CPU family: *//p'), model $(lscpu | sed -n 's/^Model: *//p')), $(nproc) cores; $(go version)" | tee "$out"
 echo "== pure Go" >&2; run "" 1x
 pure=$(cat "$out")
 : > "$out"

@@ -146,7 +146,7 @@ func (md *Model) gather(acts *transcoder.Acts) []float32 {
 // W_mid that gather and update work through: a few MB, to stay in the L3
 // cache that the cores share with the rest of the machine.
 // The sizes were chosen by hand-run trials of BenchmarkStepParts at
-// GPT-2-small shapes on a 2-core AMD EPYC (Zen 5, 32 MB L3), editing these
+// GPT-2-small shapes on a 2-core AMD EPYC (Zen 4, 32 MB L3), editing these
 // values between runs (no benchmark sweeps them): 4.7 to 9.4 MB gather
 // blocks and 4 MB scatter blocks did best, 1 MB blocks worse than none.
 // Variables for the test that blocked and unblocked paths (unblocked set)
