@@ -75,9 +75,10 @@ read share_topk_v as the stricter measure.
 
 Cost and memory: V is F × F′ (24,576² = 2.4 GB in float32 for GPT-2 small) and is
 never held whole. Targets are processed in blocks: per block, one pass over both
-layers' caches accumulates Σ acts_i/s for the block's targets into a dense float32
-block of F × block (--memory MiB sets the block: 1,024 MiB holds 10,922 targets of
-a 24,576-feature source, 3 passes), then V's columns for the block come from GEMMs
+layers' caches accumulates Σ acts_i/s for the block's targets into a dense float64
+block of F × block (--memory MiB sets the block: 1,024 MiB holds 5,461 targets of
+a 24,576-feature source, 5 passes; float64 because a float32 sum over millions of
+co-firing tokens would drift by percents), then V's columns for the block come from GEMMs
 (F·d_model·2 flops per target: 0.93 TFLOP for all of GPT-2 small's pairs), and
 only each target's lists and statistics are kept. Add ~(F + F′)·d_model·4 bytes
 for the weights (150 MB) and 25 MB of V rows. The per-token work is one update
@@ -110,7 +111,7 @@ statistics (PNG) and index.md.`,
 	f.StringVar(&o.layers, "layers", "", "the source and target layers L,L′ (L < L′)")
 	f.StringVar(&o.out, "out", "", "output directory")
 	f.IntVar(&o.topK, "top-k", connDefaultTopK, "sources listed per target in each view")
-	f.IntVar(&o.memoryMiB, "memory", connDefaultMemoryMiB, "MiB for the block of accumulated attributions (F × targets per pass, float32);\nfewer MiB, more passes over the caches")
+	f.IntVar(&o.memoryMiB, "memory", connDefaultMemoryMiB, "MiB for the block of accumulated attributions (F × targets per pass, float64);\nfewer MiB, more passes over the caches")
 	f.IntVar(&o.block, "block", 0, "targets per pass over the caches, instead of what --memory allows (0: from --memory)")
 	f.BoolVar(&o.force, "force", false, "replace an earlier run's --out directory")
 	addJSONFlag(cmd, g)

@@ -70,7 +70,10 @@ import (
 // Cost: V is F_s × F_t (24,576² = 2.4 GB in float32 for GPT-2 small's
 // transcoders); it is never held whole. Targets are processed in blocks of
 // Block: one pass over the data accumulates M for the block's targets
-// (a dense float32 [Block, F_s] array, the memory that Block sets), then
+// (a dense float64 [Block, F_s] array, the memory that Block sets: a
+// float32 sum of ~0.1–1 terms rounds each one to a multiple of 0.5 once
+// it passes 2²³, so a pair co-firing on 10 M tokens would be off by
+// percents), then
 // V's rows for the block are computed by GEMM, connSub targets at a time
 // (c(W_dec^l) @ W_enc^{l′}[:, sub], F_s·C·2 flops per target), and each
 // target's lists and statistics are taken from them. The data is read
@@ -96,7 +99,7 @@ type ConnOptions struct {
 	// F_s).
 	TopK int
 	// Block is the number of targets per pass over the data (≥ 1; capped
-	// at F_t): M's block takes Block·F_s·4 bytes.
+	// at F_t): M's block takes Block·F_s·8 bytes.
 	Block int
 	// Progress, when set, is called after each batch of a pass with the
 	// pass (0-based), the number of passes and the rows of the batch.
@@ -114,14 +117,14 @@ const connSub = 256
 func ConnMemory(fs, ft, c, block, k int) int64 {
 	block = min(block, ft)
 	sub := min(connSub, block)
-	return 4*int64(block)*int64(fs) + 4*int64(sub)*int64(fs) + 4*int64(c)*int64(fs+ft) +
+	return 8*int64(block)*int64(fs) + 4*int64(sub)*int64(fs) + 4*int64(c)*int64(fs+ft) +
 		int64(ft)*int64(k)*2*12 + int64(ft)*40 + 16*int64(fs)*int64(min(runtime.GOMAXPROCS(0), sub))
 }
 
 // BlockForMemory returns the largest block of targets whose M block
-// (block·fs·4 bytes) fits in mem bytes: at least 1, at most ft.
+// (block·fs·8 bytes) fits in mem bytes: at least 1, at most ft.
 func BlockForMemory(mem int64, fs, ft int) int {
-	b := mem / (4 * int64(max(fs, 1)))
+	b := mem / (8 * int64(max(fs, 1)))
 	return int(max(1, min(b, int64(ft))))
 }
 
@@ -177,7 +180,7 @@ func Connections(ctx context.Context, wDec, wEnc []float32, fs, ft, c int, data 
 	kernels.CentreRows(dec, fs, c)         // each decoder row's mean removed
 	decT := kernels.Transpose(dec, fs, c)  // (C, F_s)
 	encT := kernels.Transpose(wEnc, c, ft) // (F_t, C)
-	m := make([]float32, block*fs)         // M's block, rows by target: Σ acts_i/s
+	m := make([]float64, block*fs)         // M's block, rows by target: Σ acts_i/s
 	sub := min(connSub, block)
 	vRows := make([]float32, sub*fs)
 	scratch := make([]connScratch, sub)
@@ -223,11 +226,11 @@ func Connections(ctx context.Context, wDec, wEnc []float32, fs, ft, c int, data 
 // counting each such target's tokens. The block's targets are cut into
 // fixed parts updated concurrently, each part's rows by one goroutine in
 // token order, so the sums do not depend on the number of cores.
-func accumulateM(ctx context.Context, data ConnData, m []float32, count []int64, fs, ft, j0, j1 int, progress func(rows int)) (int64, error) {
+func accumulateM(ctx context.Context, data ConnData, m []float64, count []int64, fs, ft, j0, j1 int, progress func(rows int)) (int64, error) {
 	const parts = 16
 	nb := j1 - j0
 	var tokens int64
-	inv := []float32{}
+	inv := []float64{}
 	err := data(ctx, func(b ConnSources) error {
 		rows := b.Tgt.Rows()
 		if b.Src.Rows() != rows || len(b.Scale) != rows {
@@ -238,7 +241,7 @@ func accumulateM(ctx context.Context, data ConnData, m []float32, count []int64,
 			if !(s > 0) || math.IsInf(float64(s), 0) {
 				return fmt.Errorf("connections: token %d has ln2.hook_scale %g: want a positive finite scale", tokens+int64(r), s)
 			}
-			inv[r] = 1 / s
+			inv[r] = 1 / float64(s)
 		}
 		for _, a := range []struct {
 			acts *transcoder.Acts
@@ -266,7 +269,7 @@ func accumulateM(ctx context.Context, data ConnData, m []float32, count []int64,
 					count[j]++
 					row := m[(j-j0)*fs : (j-j0+1)*fs]
 					for x, i := range src {
-						row[i] += val[x] * inv[r]
+						row[i] += float64(val[x]) * inv[r]
 					}
 				}
 			}
@@ -295,7 +298,7 @@ func newConnScratch(fs, k int) connScratch {
 
 // finish fills target j's lists and statistics from its row of V (F_s)
 // and its row of M's sums (F_s).
-func (res *ConnResult) finish(s *connScratch, j int, v, msum []float32) {
+func (res *ConnResult) finish(s *connScratch, j int, v []float32, msum []float64) {
 	k, cnt := res.K, res.Count[j]
 	nv := topAbs(v, nil, s.idxV, s.magV, false)
 	na := 0
@@ -303,7 +306,7 @@ func (res *ConnResult) finish(s *connScratch, j int, v, msum []float32) {
 	if cnt > 0 {
 		total = 0
 		for i := range v {
-			a := float64(v[i])*float64(msum[i])/float64(cnt) + 0 // −0 → 0
+			a := float64(v[i])*msum[i]/float64(cnt) + 0 // −0 → 0
 			s.abar[i] = a
 			total += math.Abs(a)
 		}

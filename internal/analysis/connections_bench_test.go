@@ -65,7 +65,7 @@ func connBenchSetup(b *testing.B) *connBench {
 	return connBenchData
 }
 
-// The whole computation with a 1 GiB block (10,922 targets, 3 passes):
+// The whole computation with a 1 GiB block (5,461 targets, 5 passes):
 // V's GEMMs (F·F·C·2 = 0.93 TFLOP), each target's lists and statistics,
 // and the accumulation of M over the tokens on every pass.
 func BenchmarkConnections(b *testing.B) {
@@ -88,11 +88,11 @@ func BenchmarkConnections(b *testing.B) {
 }
 
 // The accumulation of M alone: one pass over the tokens for a block of
-// 10,922 targets (a third of all (source, target) pairs), per token.
+// 5,461 targets (two ninths of all (source, target) pairs), per token.
 func BenchmarkConnectionsAccumulate(b *testing.B) {
 	d := connBenchSetup(b)
 	block := BlockForMemory(1<<30, connBenchF, connBenchF)
-	m := make([]float32, block*connBenchF)
+	m := make([]float64, block*connBenchF)
 	count := make([]int64, connBenchF)
 	data := sliceConnData(d.src, d.tgt, d.scale, 128)
 	b.ResetTimer()

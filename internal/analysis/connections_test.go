@@ -400,7 +400,7 @@ func TestConnectionsErrors(t *testing.T) {
 			t.Errorf("%+v: %v, want an error with %q", c.o, err, c.want)
 		}
 	}
-	if b := BlockForMemory(1<<30, 24576, 24576); b != 10922 {
+	if b := BlockForMemory(1<<30, 24576, 24576); b != 5461 {
 		t.Errorf("BlockForMemory(1 GiB) = %d", b)
 	}
 	if b := BlockForMemory(1, 10, 20); b != 1 {
@@ -501,5 +501,43 @@ func TestConnectionsWrite(t *testing.T) {
 	}
 	if err := CheckConnectionsOut(filepath.Join(set, "out"), true); err == nil || !strings.Contains(err.Error(), "inside") {
 		t.Errorf("inside a layer set: %v", err)
+	}
+}
+
+// Ā stays exact for a pair that co-fires on more tokens than float32 can
+// count past: one source and one target firing together on 2²⁴ + 2²² tokens,
+// each adding acts/s = 0.75, so Ā = V · 0.75 exactly (V = 2 here). A float32
+// M rounds every addition past 2²³ up to a whole 1 and gives Ā = 1.6 (+6.7%);
+// the float64 sums are exact (0.75 and the partial sums are dyadic).
+func TestConnectionsLongSums(t *testing.T) {
+	const rows, batches = 1 << 16, 320 // 320 · 2¹⁶ = 2²⁴ + 2²²
+	src := &transcoder.Acts{Indptr: make([]int64, rows+1), Indices: make([]int32, rows), Values: make([]float32, rows)}
+	for r := range rows {
+		src.Indptr[r+1] = int64(r + 1)
+		src.Values[r] = 1.5
+	}
+	scale := make([]float32, rows)
+	for r := range scale {
+		scale[r] = 2
+	}
+	data := func(ctx context.Context, visit func(ConnSources) error) error {
+		for range batches {
+			if err := visit(ConnSources{Src: src, Tgt: src, Scale: scale}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	// W_dec's one row (1, −1) is centred already; W_enc's column (1, −1)
+	// gives V = 2.
+	res, err := Connections(context.Background(), []float32{1, -1}, []float32{1, -1}, 1, 1, 2, data, ConnOptions{TopK: 1, Block: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Count[0] != rows*batches || res.ByAbar.V[0] != 2 {
+		t.Fatalf("count %d, V %g: want %d and 2", res.Count[0], res.ByAbar.V[0], rows*batches)
+	}
+	if got := res.ByAbar.Abar[0]; got != 1.5 {
+		t.Errorf("Ā = %.9g over %d co-firings, want 1.5 exactly (V · mean acts/s = 2 · 0.75)", got, res.Count[0])
 	}
 }
