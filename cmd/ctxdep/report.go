@@ -135,7 +135,7 @@ otherwise, when found, for W_dec on the feature pages.`,
 	f.BoolVar(&o.effect, "effect", true, "compute effect_consistency, cos_effect_dec and cos_effect_pinv in the same pass\n(k·N·C flops per firing feature and token: at GPT-2 small's shapes tens of times the rest\nof the pass on the CPU; with --device cuda they run on the GPU; --effect=false leaves them out)")
 	f.StringVar(&o.layers, "layers", "", "report on each layer of the layer set --cache names (e.g. 2,3, 0-11 or all), with\n--midcoder and --pinv the --out DIRs of fit and pinv-baseline --layers: --out R gets\nR/layer-LL/ per layer and the cross-layer R/index.html, index.md, layers.csv and plots")
 	f.StringArrayVar(&o.connections, "connections", nil, "the --out DIR of ctxdep connections into this layer: each feature page lists the\nfeature's strongest inputs from the earlier layer, by weight (V) and by data (Ā)\n(with --layers, repeat it, one per layer: each is used for the layer it goes into)")
-	f.BoolVar(&o.evaluate, "evaluate", false, "with --layers, also run ctxdep evaluate per layer to fill the table's CE and NMSE\ncolumns (a forward pass of the whole model per cached token, per layer)")
+	f.BoolVar(&o.evaluate, "evaluate", false, "with --layers, also run ctxdep evaluate per layer to fill the table's CE, NMSE and\nloss_norm columns (a forward pass of the whole model per cached token, per layer)")
 	f.IntVar(&o.pages, "pages", analysis.DefaultPages, fmt.Sprintf("at most this many feature pages (the ranked features first; at most %d)", analysis.MaxPages))
 	addJSONFlag(cmd, g)
 	return cmd

@@ -175,7 +175,7 @@ func layerRow(layer int, res *analysis.ReportResult, allFeatures bool) analysis.
 		row.Consistency = cons
 		row.ConsistencyMedian, row.FracConsistencyGT09, row.FracConsistencyLT05 = s.ConsistencyMedian, s.FracConsistencyAbove09, s.FracConsistencyBelow05
 	}
-	if s.HasPinv && slices.ContainsFunc(res.Features, func(st analysis.FeatureStat) bool { return !math.IsNaN(st.CosFitPinv) }) {
+	if s.HasPinv && slices.ContainsFunc(res.Features, func(st analysis.FeatureStat) bool { return st.Count > 0 && !math.IsNaN(st.CosFitPinv) }) {
 		row.CosFitPinvMedian = s.CosMedian
 	}
 	return row

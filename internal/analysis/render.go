@@ -49,7 +49,7 @@ var ReportDefinitions = []struct{ Name, Text string }{
 	{"rankings", "the most/least context-independent tables list only features with count ≥ --min-count (default 20), sorted by consistency (ties: the larger count first)."},
 	{"examples", "per feature that fires: the --examples contexts of largest activation (top; ties to the lower row, then position), the firings at the 10/30/50/70/90% quantiles of a uniform sample of 20 firings (quantile; reservoir sampling with a deterministic hash, exact while the feature fired ≤ 20 times), and for its first 3 top neurons a uniform sample of 3 firings with the neuron active and 3 with it inactive (neuron_on, neuron_off). Each shows up to 10 tokens before and 3 after the firing token, decoded with GPT-2's tokenizer."},
 	{"output side", "on feature pages: the tokens most promoted and suppressed by W_dec[f] @ W_U (the transcoder's output direction through the processed unembedding) and by the midcoder's MLP effect (σ(pre₀ + ā·W_mid[f] @ W_in) − σ(pre₀)) @ W_out @ W_U / ā, with pre₀ = b_mid @ W_in + b_in the MLP's pre-activation when no feature fires, ā the feature's mean activation when it fires and σ the activation the midcoder was fitted through: what the midcoder predicts the feature alone does through the MLP, per unit activation."},
-	{"cos_fit_pinv", "the cosine between the feature's fitted mid vector W_mid_fit[f] and its pinv-baseline vector W_mid_pinv[f] = (W_dec @ pinv(W_in @ W_out))[f]; NaN without --pinv or when either vector is zero."},
+	{"cos_fit_pinv", "the cosine between the feature's fitted mid vector W_mid_fit[f] and its pinv-baseline vector W_mid_pinv[f] = (W_dec @ pinv(W_in @ W_out))[f]; NaN without --pinv or when either vector is zero. A feature that never fired in the fit's training tokens keeps its random initial fitted vector (cosine near 0), so the summary's means and median, and the histogram, take only the features that fire on this cache."},
 	{"norm_fit, norm_pinv", "the Euclidean norms ‖W_mid_fit[f]‖₂ and ‖W_mid_pinv[f]‖₂."},
 	{"effect e_t(f)", "the feature's linearised effect on the MLP's output at token t, per unit of its activation: (φ'(pre(t)) ⊙ drive) @ W_out, where pre(t) is the midcoder's pre-activation on all the token's features and φ' the derivative of the activation it was fitted through (ReLU: 1 where pre > 0, else 0). It is the direction f's mid vector moves the MLP output in, given which neurons the context has switched on."},
 	{"effect_consistency", "‖Σ_t e_t(f)‖ / Σ_t ‖e_t(f)‖ over the tokens where f fires: 1 when f moves the MLP's output in the same direction in every context, lower as the context turns that direction (not weighted by activation). Unlike consistency, it sees every neuron, not only the top k. NaN when f never fires or its effect is zero everywhere; not computed with --effect=false."},
@@ -332,16 +332,16 @@ func writeReportFiles(dir string, in RenderInput) (*Rendered, error) {
 	} else {
 		var cos []float64
 		for _, st := range res.Features {
-			if !math.IsNaN(st.CosFitPinv) {
+			if st.Count > 0 && !math.IsNaN(st.CosFitPinv) {
 				cos = append(cos, st.CosFitPinv)
 			}
 		}
 		if len(cos) == 0 {
-			out.Omitted = append(out.Omitted, "histogram of cos(fit, pinv): every feature in the table has a zero fitted or pinv vector")
+			out.Omitted = append(out.Omitted, "histogram of cos(fit, pinv): no feature in the table fires, or every one that does has a zero fitted or pinv vector")
 		} else {
 			img, cap := histogram(cos, -1, 1, 40, "Fitted mid vectors against the pinv baseline", "cos(fit, pinv)")
 			plots = append(plots, plotInfo{plotCosine, "Histogram of cos(fit, pinv)",
-				fmt.Sprintf("%d features, 40 bins of 0.05; the tallest holds %s.", len(cos), cap), img})
+				fmt.Sprintf("%d live features (a feature that never fires keeps its random initial fitted vector), 40 bins of 0.05; the tallest holds %s.", len(cos), cap), img})
 		}
 	}
 	switch {
@@ -548,11 +548,11 @@ func summaryRows(s Summary) [][2]string {
 		{"consistency mean / median (live)", fmt.Sprintf("%.4f / %.4f", s.ConsistencyMean, s.ConsistencyMedian)},
 		{"consistency 10th / 90th percentile", fmt.Sprintf("%.4f / %.4f", s.ConsistencyP10, s.ConsistencyP90)},
 		{"fraction with consistency > 0.9 / < 0.5", fmt.Sprintf("%.4f / %.4f", s.FracConsistencyAbove09, s.FracConsistencyBelow05)},
-		{"norm_fit mean", fmt.Sprintf("%.4g", s.NormFitMean)},
+		{"norm_fit mean (live)", fmt.Sprintf("%.4g", s.NormFitMean)},
 	}
 	if s.HasPinv {
-		r = append(r, [2]string{"cos(fit, pinv) mean / median", fmt.Sprintf("%.4f / %.4f", s.CosMean, s.CosMedian)},
-			[2]string{"norm_pinv mean", fmt.Sprintf("%.4g", s.NormPinvMean)})
+		r = append(r, [2]string{"cos(fit, pinv) mean / median (live)", fmt.Sprintf("%.4f / %.4f", s.CosMean, s.CosMedian)},
+			[2]string{"norm_pinv mean (live)", fmt.Sprintf("%.4g", s.NormPinvMean)})
 	}
 	return r
 }

@@ -136,7 +136,7 @@ type Summary struct {
 	ConsistencyP90         float64 `json:"consistency_p90"`
 	FracConsistencyAbove09 float64 `json:"frac_consistency_above_0.9"`
 	FracConsistencyBelow05 float64 `json:"frac_consistency_below_0.5"`
-	CosMean                float64 `json:"cos_fit_pinv_mean,omitempty"` // over the table's features with a defined cosine
+	CosMean                float64 `json:"cos_fit_pinv_mean,omitempty"` // over the table's live features with a defined cosine; the norms' means over its live features
 	CosMedian              float64 `json:"cos_fit_pinv_median,omitempty"`
 	NormFitMean            float64 `json:"norm_fit_mean"`
 	NormPinvMean           float64 `json:"norm_pinv_mean,omitempty"`
@@ -574,9 +574,17 @@ func norm64(v []float32) float64 {
 	return math.Sqrt(s)
 }
 
+// summarize fills s's means, medians and fractions over the live features
+// of fs (count > 0), the mid vectors' norms and cosines included: a
+// feature that never fires on the data most likely never fired in the fit
+// either, so its fitted vector is its random initial one and would pull
+// the cosine's mean towards 0.
 func summarize(fs []FeatureStat, s Summary) Summary {
 	var freq, cons, cos, nf, np []float64
 	for _, st := range fs {
+		if st.Count == 0 {
+			continue
+		}
 		nf = append(nf, st.NormFit)
 		if !math.IsNaN(st.NormPinv) {
 			np = append(np, st.NormPinv)
@@ -584,10 +592,8 @@ func summarize(fs []FeatureStat, s Summary) Summary {
 		if !math.IsNaN(st.CosFitPinv) {
 			cos = append(cos, st.CosFitPinv)
 		}
-		if st.Count > 0 {
-			freq = append(freq, st.Freq)
-			cons = append(cons, st.Consistency)
-		}
+		freq = append(freq, st.Freq)
+		cons = append(cons, st.Consistency)
 	}
 	// Means before sorting: they sum in table order.
 	s.FreqMean, s.ConsistencyMean = mean(freq), mean(cons)
