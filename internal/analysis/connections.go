@@ -796,12 +796,12 @@ func connMarkdown(res *ConnResult, s ConnSummary, spCaption, shCaption string) [
 		"(which features co-occur, and how strongly) rather than by the size of the weights. Both are NaN for a target that never fires. " +
 		"Ā_ij always has the sign of V_ij (it is V_ij times a mean of positive activations over scales), so the signed spearman credits sign agreement that holds by construction " +
 		"and runs higher than share_topk_v suggests; read share_topk_v as the stricter measure.\n\n")
-	b.WriteString("## Summary\n\n| statistic | targets | NaN | mean | median | 10% | 90% |\n|---|---|---|---|---|---|---|\n")
+	b.WriteString("## Summary\n\n" + mdHeader("statistic", "targets", "NaN", "mean", "median", "10%", "90%"))
 	for _, r := range []struct {
 		name string
 		d    ConnDist
 	}{{"spearman", s.Spearman}, {"share_topk_v", s.ShareTopV}} {
-		fmt.Fprintf(&b, "| %s | %d | %d | %s | %s | %s | %s |\n", r.name, r.d.N, r.d.NaN, connMD(r.d.Mean), connMD(r.d.Median), connMD(r.d.Q10), connMD(r.d.Q90))
+		b.WriteString(mdRow(r.name, strconv.Itoa(r.d.N), strconv.Itoa(r.d.NaN), connMD(r.d.Mean), connMD(r.d.Median), connMD(r.d.Q10), connMD(r.d.Q90)))
 	}
 	fmt.Fprintf(&b, "\n![Spearman histogram](%s)\n\n%s.\n\n![share histogram](%s)\n\n%s.\n\n", plotConnSpearman, spCaption, plotConnShare, shCaption)
 	var firing []int
@@ -812,10 +812,10 @@ func connMarkdown(res *ConnResult, s ConnSummary, spCaption, shCaption string) [
 	}
 	slices.SortStableFunc(firing, func(a, c int) int { return cmp.Compare(res.ShareTopV[c], res.ShareTopV[a]) })
 	table := func(title string, js []int) {
-		fmt.Fprintf(&b, "## %s\n\n| target | count | share_topk_v | spearman | strongest sources by \\|V\\| | strongest sources by \\|Ā\\| |\n|---|---|---|---|---|---|\n", title)
+		fmt.Fprintf(&b, "## %s\n\n%s", title, mdHeader("target", "count", "share_topk_v", "spearman", "strongest sources by |V|", "strongest sources by |Ā|"))
 		for _, j := range js {
-			fmt.Fprintf(&b, "| %d | %d | %s | %s | %s | %s |\n", j, res.Count[j], connMD(res.ShareTopV[j]), connMD(res.Spearman[j]),
-				connFirst(&res.ByV, j, res.K), connFirst(&res.ByAbar, j, res.K))
+			b.WriteString(mdRow(strconv.Itoa(j), strconv.FormatInt(res.Count[j], 10), connMD(res.ShareTopV[j]), connMD(res.Spearman[j]),
+				connFirst(&res.ByV, j, res.K), connFirst(&res.ByAbar, j, res.K)))
 		}
 		b.WriteString("\n")
 	}

@@ -442,6 +442,8 @@ func TestConnectionsWrite(t *testing.T) {
 			t.Errorf("%s: %v", f, err)
 		}
 	}
+	md, _ := os.ReadFile(filepath.Join(dir, ConnMarkdown))
+	checkMarkdownTables(t, ConnMarkdown, string(md))
 	raw, _ := os.ReadFile(filepath.Join(dir, ConnCSV))
 	recs, err := csv.NewReader(strings.NewReader(string(raw))).ReadAll()
 	if err != nil || len(recs) != ft+1 || !slices.Equal(recs[0], connCSVHeader) {

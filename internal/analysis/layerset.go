@@ -647,6 +647,21 @@ func mdEscape(s string) string {
 	return strings.NewReplacer("|", "\\|", "\n", " ").Replace(s)
 }
 
+// mdRow is one row of a markdown table, each cell escaped (a "|" in a
+// cell would split it and drop the whole table from the rendering).
+func mdRow(cells ...string) string {
+	esc := make([]string, len(cells))
+	for i, c := range cells {
+		esc[i] = mdEscape(c)
+	}
+	return "| " + strings.Join(esc, " | ") + " |\n"
+}
+
+// mdHeader is a markdown table's header row and the separator under it.
+func mdHeader(cells ...string) string {
+	return mdRow(cells...) + "|" + strings.Repeat("---|", len(cells)) + "\n"
+}
+
 // mdCode writes s as inline code, with a backtick fence longer than any
 // run of backticks in s.
 func mdCode(s string) string {
@@ -674,7 +689,7 @@ func layerSetMarkdown(rows []LayerRow, plots []plotInfo, omitted []string, info 
 	b.WriteString("# Context-dependence report across layers\n\n")
 	b.WriteString(layerSetIntro(rows) + "\n\n")
 	for _, t := range layerTables(rows) {
-		fmt.Fprintf(&b, "## %s\n\n| %s |\n|%s\n", t.Title, strings.Join(t.Header, " | "), strings.Repeat("---|", len(t.Header)))
+		fmt.Fprintf(&b, "## %s\n\n%s", t.Title, mdHeader(t.Header...))
 		for _, r := range t.Rows {
 			cells := make([]string, len(r))
 			for i, c := range r {
@@ -683,6 +698,7 @@ func layerSetMarkdown(rows []LayerRow, plots []plotInfo, omitted []string, info 
 					cells[i] = mdLink(cells[i], c.Href)
 				}
 			}
+			// Escaped already (a link's target may not be).
 			fmt.Fprintf(&b, "| %s |\n", strings.Join(cells, " | "))
 		}
 		b.WriteString("\n")

@@ -284,6 +284,7 @@ func TestLayerSetHTML(t *testing.T) {
 		t.Error("provenance is not sorted by input")
 	}
 	md, _ := os.ReadFile(filepath.Join(dir, LayerSetMarkdown))
+	checkMarkdownTables(t, LayerSetMarkdown, string(md))
 	for _, want := range []string{"| [2](layer-02/index.html) |", "| [3](layer-03/index.html) |", "| 7 |", "`/hf/tc (sha256 abc)`", "- transcoders:"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("index.md lacks %q", want)

@@ -612,9 +612,9 @@ func markdown(in RenderInput, plots []plotInfo, omitted []string, ex extremeTabl
 	}
 	b.WriteString(".\n\n")
 	fmt.Fprintf(&b, "**Which features and neurons:** %s.\n\n", res.Summary.Selection)
-	b.WriteString("## Summary\n\n| statistic | value |\n|---|---|\n")
+	b.WriteString("## Summary\n\n" + mdHeader("statistic", "value"))
 	for _, r := range summaryRows(res.Summary) {
-		fmt.Fprintf(&b, "| %s | %s |\n", r[0], strings.ReplaceAll(r[1], "|", "\\|"))
+		b.WriteString(mdRow(r[0], r[1]))
 	}
 	b.WriteString("\n## Definitions\n\n")
 	for _, d := range ReportDefinitions {
@@ -625,10 +625,10 @@ func markdown(in RenderInput, plots []plotInfo, omitted []string, ex extremeTabl
 		title string
 		rows  []FeatureStat
 	}{{"Most context-dependent features (lowest consistency)", ex.low}, {"Most context-independent features (highest consistency)", ex.high}} {
-		fmt.Fprintf(&b, "## %s\n\nOnly features that fired at least %d times (--min-count): %d of the table's %d.\n\n| %s |\n|%s\n", t.title,
-			res.Summary.MinCount, res.Summary.FeaturesRanked, res.Summary.FeaturesInTable, strings.Join(featureHeader, " | "), strings.Repeat("---|", len(featureHeader)))
+		fmt.Fprintf(&b, "## %s\n\nOnly features that fired at least %d times (--min-count): %d of the table's %d.\n\n%s", t.title,
+			res.Summary.MinCount, res.Summary.FeaturesRanked, res.Summary.FeaturesInTable, mdHeader(featureHeader...))
 		for _, st := range t.rows {
-			fmt.Fprintf(&b, "| %s |\n", strings.Join(featureRow(st), " | "))
+			b.WriteString(mdRow(featureRow(st)...))
 		}
 		b.WriteString("\n")
 	}

@@ -238,6 +238,7 @@ func TestWriteReport(t *testing.T) {
 		t.Error("index.html links a PNG file instead of embedding it")
 	}
 	md, _ := os.ReadFile(filepath.Join(out, ReportMarkdown))
+	checkMarkdownTables(t, ReportMarkdown, string(md))
 	if !strings.Contains(string(md), "](consistency_hist.png)") || !strings.Contains(string(md), "consistency**:") {
 		t.Errorf("index.md:\n%s", md)
 	}
