@@ -86,6 +86,9 @@ The notebook's run: --batch-size 64 --steps-per-epoch 10 --train-tokens 100000.`
 			if o.layers != "" && o.out == "" {
 				return usagef("fit needs --out DIR") // before the loop joins "" and layer-LL
 			}
+			if err := actcache.CheckOutside("--out "+o.out, o.out); err != nil {
+				return err // as the user gave it, not its layer-LL
+			}
 			return g.withLayers(cmd, o.layers, o.cache, func(layerSet bool, layer int) error {
 				lo := *o
 				if o.layers != "" {
@@ -103,7 +106,7 @@ The notebook's run: --batch-size 64 --steps-per-epoch 10 --train-tokens 100000.`
 	f := cmd.Flags()
 	f.StringVar(&o.cache, "cache", "", "activation cache directory (ctxdep cache build)")
 	f.StringVar(&o.data, "data", "", "stream a text corpus instead of a cache: x, y computed batch by batch by the model (tokenize's flags apply)")
-	f.StringVar(&o.out, "out", "", "output directory")
+	f.StringVar(&o.out, "out", "", "output directory (never an activation cache or inside one)")
 	f.BoolVar(&o.resume, "resume", false, "continue an interrupted fit from --out's checkpoint (same flags and inputs)")
 	f.IntVar(&o.cfg.BatchSize, "batch-size", 32, "sequences per step (B)")
 	f.IntVar(&o.cfg.StepsPerEpoch, "steps-per-epoch", 10, "optimizer steps per epoch")
@@ -131,6 +134,9 @@ func runFit(ctx context.Context, g *globalOptions, o *fitOptions, layerSet bool)
 		return usagef("fit needs either --cache DIR or --data PATH")
 	case o.cfg.Init != "kaiming" && o.cfg.Init != "zeros" && o.cfg.Init != "pinv":
 		return usagef("--init %q: want kaiming, zeros or pinv", o.cfg.Init)
+	}
+	if err := actcache.CheckOutside("--out "+o.out, o.out); err != nil {
+		return err
 	}
 	if o.data != "" {
 		if err := o.dataOptions.check(); err != nil {

@@ -171,6 +171,13 @@ func layerFlags(cmd *cobra.Command, spec string) error {
 // flag was given), or, with --layers spec, once per layer (layerSet true,
 // g.layer the layer). --layer and --layers together are a usage error.
 func (g *globalOptions) withLayers(cmd *cobra.Command, spec, cache string, run func(layerSet bool, layer int) error) error {
+	return g.withLayersChecked(cmd, spec, cache, nil, run)
+}
+
+// withLayersChecked is withLayers that, with --layers, first calls check
+// (when not nil) on every layer, so that a layer's output that cannot be
+// written is refused before any layer's work.
+func (g *globalOptions) withLayersChecked(cmd *cobra.Command, spec, cache string, check func(layer int) error, run func(layerSet bool, layer int) error) error {
 	if spec == "" {
 		return run(cmd.Flags().Changed("layer"), g.layer)
 	}
@@ -180,6 +187,14 @@ func (g *globalOptions) withLayers(cmd *cobra.Command, spec, cache string, run f
 	layers, err := g.layerList(spec, cache)
 	if err != nil {
 		return err
+	}
+	for _, l := range layers {
+		if check == nil {
+			break
+		}
+		if err := check(l); err != nil {
+			return fmt.Errorf("layer %d: %w", l, err)
+		}
 	}
 	return g.eachLayer(layers, func(l int) error { return run(true, l) })
 }

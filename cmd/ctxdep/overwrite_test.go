@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/ctxdep/ctxdep/internal/actcache"
@@ -68,5 +69,64 @@ func TestOutNotOverwritten(t *testing.T) {
 		if e.Name() == "pinv.safetensors" {
 			t.Error("pinv-baseline wrote into the cache directory")
 		}
+	}
+}
+
+// fit, pinv-baseline, tokenize and report refuse an --out that is an
+// activation cache or a layer set, or lies anywhere inside one, before any
+// work: the cache's and the set's listings are unchanged afterwards.
+func TestOutNeverInsideCache(t *testing.T) {
+	cache, set := buildCache(t, false), buildSet(t)
+	listing := func(dir string) []string {
+		var names []string
+		filepath.WalkDir(dir, func(p string, _ os.DirEntry, _ error) error {
+			names = append(names, p)
+			return nil
+		})
+		return names
+	}
+	before := append(listing(cache), listing(set)...)
+	fit := filepath.Join(t.TempDir(), "fit")
+	if code, _, errs := ctxdep(t, fitArgs(cache, fit)...); code != 0 {
+		t.Fatalf("fit: %d %s", code, errs)
+	}
+	model := []string{"--model", tinyModel, "--transcoders", tinyTC}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{fitArgs(cache, cache), "--out " + cache + " is an activation cache"},
+		{fitArgs(cache, filepath.Join(cache, "sub")), "inside the activation cache " + cache},
+		{append([]string{"fit", "-q", "--cache", set, "--layers", "all", "--batch-size", "2", "--steps-per-epoch", "3", "--train-tokens", "200", "--out", set}, model...),
+			"--out " + set + " is an activation cache"},
+		{append([]string{"pinv-baseline", "-q", "--layer", "1", "--out", filepath.Join(cache, "sub", "p.safetensors")}, model...), "inside the activation cache " + cache},
+		{append([]string{"pinv-baseline", "-q", "--cache", set, "--layers", "all", "--out", set}, model...), "--out " + set + " is an activation cache"},
+		{[]string{"tokenize", "-q", "--data", writeCorpus(t, 20), "--max-length", "16", "--out", filepath.Join(set, "rows.npy")}, "inside the activation cache " + set},
+		{append([]string{"report", "-q", "--cache", cache, "--midcoder", filepath.Join(fit, "midcoder.safetensors"), "--out", filepath.Join(cache, "report")}, model...),
+			"inside the activation cache " + cache},
+		{append([]string{"report", "-q", "--cache", set, "--layer", "1", "--midcoder", filepath.Join(fit, "midcoder.safetensors"), "--out", filepath.Join(set, "layer-01", "report")}, model...),
+			"inside the activation cache " + filepath.Join(set, "layer-01")},
+	} {
+		code, _, errs := ctxdep(t, c.args...)
+		expectError(t, code, errs, 1, c.want)
+	}
+	if after := append(listing(cache), listing(set)...); !slices.Equal(after, before) {
+		t.Errorf("the cache and the set changed:\nbefore %v\nafter  %v", before, after)
+	}
+}
+
+// pinv-baseline --layers refuses an existing layer's file before computing
+// any layer: layer 2's file exists, so layer 1's is never written.
+func TestPinvLayersChecksEveryOutFirst(t *testing.T) {
+	set, out := buildSet(t), t.TempDir()
+	existing := filepath.Join(out, actcache.LayerDirName(2)+".safetensors")
+	os.WriteFile(existing, []byte("keep me"), 0o644)
+	code, _, errs := ctxdep(t, "pinv-baseline", "-q", "--model", tinyModel, "--transcoders", tinyTC, "--cache", set, "--layers", "all", "--out", out)
+	expectError(t, code, errs, 1, "layer 2", existing, "already exists")
+	if _, err := os.Stat(filepath.Join(out, actcache.LayerDirName(1)+".safetensors")); err == nil {
+		t.Error("layer 1 was written before layer 2's existing file was refused")
+	}
+	if b, _ := os.ReadFile(existing); string(b) != "keep me" {
+		t.Error("layer 2's file was replaced")
 	}
 }

@@ -52,10 +52,15 @@ With --layers, one file per layer: --out DIR/layer-LL.safetensors.`,
 			if o.layers != "" && o.out == "" {
 				return usagef("pinv-baseline --layers needs --out DIR")
 			}
-			return g.withLayers(cmd, o.layers, o.cache, func(layerSet bool, layer int) error {
+			if err := actcache.CheckOutside("--out "+o.out, o.out); err != nil {
+				return err // as the user gave it, not its layer-LL.safetensors
+			}
+			outOf := func(layer int) string { return filepath.Join(o.out, actcache.LayerDirName(layer)+".safetensors") }
+			check := func(layer int) error { return checkOutFile(outOf(layer), o.force) }
+			return g.withLayersChecked(cmd, o.layers, o.cache, check, func(layerSet bool, layer int) error {
 				lo := *o
 				if o.layers != "" {
-					lo.out = filepath.Join(o.out, actcache.LayerDirName(layer)+".safetensors")
+					lo.out = outOf(layer)
 				}
 				return runPinv(cmd.Context(), g, &lo, layerSet)
 			})
@@ -172,9 +177,8 @@ func dropped(sp analysis.Spectrum) string {
 // (a temporary file renamed into place), so a failed run leaves an
 // existing one as it was.
 func checkOutFile(path string, force bool) error {
-	dir := filepath.Dir(path)
-	if actcache.IsCacheDir(dir) {
-		return fmt.Errorf("--out %s is inside the activation cache %s: ctxdep never writes a file into a cache, even with --force; choose a path outside it", path, dir)
+	if err := actcache.CheckOutside("--out "+path, path); err != nil {
+		return err
 	}
 	fi, err := os.Lstat(path)
 	switch {

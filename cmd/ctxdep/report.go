@@ -127,7 +127,7 @@ otherwise, when found, for W_dec on the feature pages.`,
 	f.StringVar(&o.midcoder, "midcoder", "", "fitted midcoder file (from fit)")
 	f.StringVar(&o.pinv, "pinv", "", "pinv-baseline midcoder file to compare mid vectors with")
 	f.StringVar(&o.history, "history", "", "fit's history.csv for the loss curves (default: history.csv next to --midcoder)")
-	f.StringVar(&o.out, "out", "", "output directory")
+	f.StringVar(&o.out, "out", "", "output directory (never an activation cache or inside one)")
 	f.IntVar(&o.topK, "top-k", 8, "neurons per feature whose gating is measured")
 	f.IntVar(&o.features, "features", 0, "keep only the first N live features (0: all)")
 	f.IntVar(&o.examples, "examples", analysis.DefaultExamples, fmt.Sprintf("top activating contexts per feature on its dashboard (0: no dashboards, examples.jsonl or pages; at most %d)", analysis.MaxExamples))

@@ -62,6 +62,9 @@ func runReportLayers(ctx context.Context, g *globalOptions, o *reportOptions) er
 		}
 		into[l] = t
 	}
+	if err := actcache.CheckOutside("--out "+o.out, o.out); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(o.out, 0o755); err != nil {
 		return err
 	}

@@ -146,3 +146,37 @@ func OpenLayer(dir string, layer int) (*Cache, error) {
 	}
 	return Open(LayerDir(dir, layer))
 }
+
+// Containing returns the activation cache or layer set that path is or
+// lies inside, looking at path and each of its parents, and whether there
+// is one. Commands ask it before writing an output: ctxdep never writes a
+// file into a cache (a stray file there would be taken for part of it, or
+// lost when the cache is rebuilt).
+func Containing(path string) (string, bool) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", false
+	}
+	for p := abs; ; p = filepath.Dir(p) {
+		if IsCacheDir(p) || IsLayerSet(p) {
+			return p, true
+		}
+		if filepath.Dir(p) == p {
+			return "", false
+		}
+	}
+}
+
+// CheckOutside returns an error when path is an activation cache or a
+// layer set or lies inside one (Containing); what names the path in the
+// message ("--out fit-l8").
+func CheckOutside(what, path string) error {
+	c, ok := Containing(path)
+	if !ok {
+		return nil
+	}
+	if abs, err := filepath.Abs(path); err == nil && abs == c {
+		return fmt.Errorf("%s is an activation cache: ctxdep never writes into a cache, even with --force; choose a new path", what)
+	}
+	return fmt.Errorf("%s is inside the activation cache %s: ctxdep never writes into a cache, even with --force; choose a path outside it", what, c)
+}

@@ -625,16 +625,8 @@ func CheckConnectionsOut(dir string, force bool) error {
 	if err != nil {
 		return err
 	}
-	if actcache.IsCacheDir(abs) || actcache.IsLayerSet(abs) {
-		return fmt.Errorf("--out %s is an activation cache: ctxdep never writes into a cache; choose a new directory", dir)
-	}
-	for p := filepath.Dir(abs); ; p = filepath.Dir(p) {
-		if actcache.IsCacheDir(p) || actcache.IsLayerSet(p) {
-			return fmt.Errorf("--out %s is inside the activation cache %s: choose a directory outside it", dir, p)
-		}
-		if filepath.Dir(p) == p {
-			break
-		}
+	if err := actcache.CheckOutside("--out "+dir, abs); err != nil {
+		return err
 	}
 	fi, err := os.Stat(abs)
 	if errors.Is(err, os.ErrNotExist) {

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/ctxdep/ctxdep/internal/actcache"
 	"github.com/ctxdep/ctxdep/internal/atomicfile"
 	"github.com/ctxdep/ctxdep/internal/dirlock"
 	"github.com/ctxdep/ctxdep/internal/midcoder"
@@ -150,6 +151,9 @@ func CheckReportOut(dir string) error {
 	parent, name := filepath.Split(abs)
 	if name == "" {
 		return fmt.Errorf("report: --out %s is not a directory that can be replaced: choose a new directory", dir)
+	}
+	if err := actcache.CheckOutside("--out "+dir, abs); err != nil {
+		return fmt.Errorf("report: %w", err)
 	}
 	if h, held, err := dirlock.Probe(reportLockPath(parent, name)); err == nil && held {
 		return fmt.Errorf("report: %s is being written by %s; wait for it to finish, or use another --out", dir, h)

@@ -197,6 +197,9 @@ func loadSAELens(dir, weights string) (*Transcoder, error) {
 		return nil, err
 	}
 	tc := &Transcoder{DIn: wEnc.Shape[0], DSAE: wEnc.Shape[1], DOut: wDec.Shape[1], Layer: -1}
+	if err := tc.checkWidths(); err != nil {
+		return nil, err
+	}
 	for _, c := range []struct {
 		key  string
 		cfg  *int

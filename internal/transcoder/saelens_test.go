@@ -185,6 +185,9 @@ func TestSAELensErrors(t *testing.T) {
 		{"b_dec of d_in", func(c map[string]any) { c["d_out"] = 5 }, func(s map[string][]int) { s["W_dec"] = []int{8, 5} }, "b_dec has shape [4], want [5]"},
 		{"b_enc too short", nil, func(s map[string][]int) { s["b_enc"] = []int{7} }, "b_enc has shape [7], want [8]"},
 		{"W_enc rank", nil, func(s map[string][]int) { s["W_enc"] = []int{32} }, "W_enc has shape [32], want 2 dimensions"},
+		{"no features", func(c map[string]any) { c["d_sae"] = 0 }, func(s map[string][]int) {
+			s["W_enc"], s["b_enc"], s["W_dec"] = []int{4, 0}, []int{0}, []int{0, 4}
+		}, "at least one input, feature and output"},
 		{"cfg disagrees", func(c map[string]any) { c["d_sae"] = 16 }, nil, "d_sae 16, the weights 8"},
 		{"W_skip", nil, func(s map[string][]int) { s["W_skip"] = []int{4, 4} }, "skip transcoder (it has W_skip)"},
 		{"skip architecture", func(c map[string]any) { c["architecture"] = "jumprelu_skip_transcoder" }, nil, "skip transcoder"},

@@ -91,6 +91,9 @@ func fromObject(obj any) (*Transcoder, error) {
 		return nil, err
 	}
 	tc.DOut = wDec.Shape[1]
+	if err := tc.checkWidths(); err != nil {
+		return nil, err
+	}
 	shapes := []struct {
 		name string
 		dst  *[]float32
@@ -156,6 +159,16 @@ func (tc *Transcoder) readConfig(obj any) error {
 	}
 	if t, ok := attr[bool](cfg, "is_transcoder"); ok && !t {
 		return errors.New("cfg.is_transcoder is false: this is a plain SAE, not a transcoder")
+	}
+	return nil
+}
+
+// checkWidths refuses a transcoder without features, inputs or outputs:
+// every command would have nothing to compute, and fit would write a
+// midcoder that no reader accepts.
+func (tc *Transcoder) checkWidths() error {
+	if tc.DIn < 1 || tc.DSAE < 1 || tc.DOut < 1 {
+		return fmt.Errorf("W_enc is [%d, %d] and W_dec [%d, %d]: a transcoder needs at least one input, feature and output", tc.DIn, tc.DSAE, tc.DSAE, tc.DOut)
 	}
 	return nil
 }
