@@ -6,6 +6,14 @@
 set -euo pipefail
 bin=${1:-bin/ctxdep}
 out=${DEMO_OUT:-$(mktemp -d)}
+# The bundle's paths are relative to the repository root: started from
+# elsewhere, the script moves there, keeping the binary and DEMO_OUT given.
+root=$(realpath -- "$(dirname -- "${BASH_SOURCE[0]}")/..")
+if [[ $(pwd -P) != "$root" ]]; then
+  if [[ $bin == */* ]]; then bin=$(realpath -- "$bin"); fi
+  mkdir -p -- "$out" && out=$(realpath -- "$out")
+  cd -- "$root"
+fi
 echo "== synthetic demo bundle (testdata/), output in $out" >&2
 set -x
 "$bin" version

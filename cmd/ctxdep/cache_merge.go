@@ -19,7 +19,7 @@ func newCacheMergeCmd(g *globalOptions) *cobra.Command {
 		Short: "Check the workers' shards of a sharded build and write DIR/manifest.json",
 		Long: `Joins the workers of a sharded ` + "`ctxdep cache build --shard i/N`" + ` into one
 cache. DIR may be a layer set (cache build --layers): each layer's cache is
-merged in turn (with --json, one object per layer). It reads every worker manifest (worker-IIIII-of-NNNNN.json) in DIR
+merged in turn (with --json, one document: {"layers": [...], "results": [...]}). It reads every worker manifest (worker-IIIII-of-NNNNN.json) in DIR
 and checks that
   - there is one worker count N, and all N workers ran to completion;
   - all workers used the same model, layer, dtype, token file (SHA-256),
@@ -47,12 +47,12 @@ Exit status: 0 merged, 1 a problem (see the message, or run
 			return runCacheMerge(cmd.Context(), g, args[0])
 		},
 	}
-	addJSONFlag(cmd, g)
+	addLayersJSONFlag(cmd, g)
 	return cmd
 }
 
 func runCacheMerge(ctx context.Context, g *globalOptions, root string) error {
-	return eachCache(root, func(dir, label string) error { return mergeOne(ctx, g, dir, label) })
+	return g.eachCache(root, func(dir, label string) error { return mergeOne(ctx, g, dir, label) })
 }
 
 func mergeOne(ctx context.Context, g *globalOptions, dir, label string) error {

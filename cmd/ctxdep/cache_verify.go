@@ -43,13 +43,13 @@ DIR is not a cache, 2 usage error.`,
 			return runCacheVerify(cmd.Context(), g, args[0])
 		},
 	}
-	addJSONFlag(cmd, g)
+	addLayersJSONFlag(cmd, g)
 	return cmd
 }
 
 func runCacheVerify(ctx context.Context, g *globalOptions, root string) error {
 	var bad []string
-	err := eachCache(root, func(dir, label string) error {
+	err := g.eachCache(root, func(dir, label string) error {
 		err := verifyOne(ctx, g, dir, label)
 		if err != nil && actcache.IsLayerSet(root) && ctx.Err() == nil {
 			bad = append(bad, err.Error()) // the other layers are checked too

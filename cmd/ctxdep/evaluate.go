@@ -61,8 +61,8 @@ summed in the CPU's order; the squared errors in another).`,
 	f := cmd.Flags()
 	f.StringVar(&o.cache, "cache", "", "activation cache whose sequences are evaluated")
 	f.StringArrayVar(&o.midcoders, "midcoder", nil, "midcoder file to splice in (repeatable); with --layers, fit's or\npinv-baseline's --out DIR, whose file for each layer is used")
-	addLayersFlag(cmd, &o.layers, "one table (or JSON object) per layer")
-	addJSONFlag(cmd, g)
+	addLayersFlag(cmd, &o.layers, "one table per layer (with --json, one document holding each layer's)")
+	addLayersJSONFlag(cmd, g)
 	return cmd
 }
 

@@ -119,7 +119,7 @@ The notebook's run: --batch-size 64 --steps-per-epoch 10 --train-tokens 100000.`
 	f.StringVar(&o.cfg.Act, "act", "relu", "MLP activation the midcoder trains through: relu (the notebook's) or gelu_new")
 	addDataFlags(f, &o.dataOptions, "data-seed")
 	addLayersFlag(cmd, &o.layers, "--out DIR gets DIR/layer-LL/ per layer")
-	addJSONFlag(cmd, g)
+	addLayersJSONFlag(cmd, g)
 	return cmd
 }
 

@@ -52,7 +52,7 @@ SHA-256 matches; otherwise x is encoded shard by shard.`,
 		},
 	}
 	addLayersFlag(cmd, &layers, "one report per layer of the layer set DIR")
-	addJSONFlag(cmd, g)
+	addLayersJSONFlag(cmd, g)
 	return cmd
 }
 

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -65,8 +68,9 @@ func parseLayerList(s string, nLayers int) ([]int, error) {
 // eachCache calls fn with root when root is a cache (or a sharded build),
 // or with each layer's cache in turn when root is a layer set, stopping at
 // the first error. label is "" for a lone cache and " layer-LL" for a
-// layer of a set, for progress lines.
-func eachCache(root string, fn func(dir, label string) error) error {
+// layer of a set, for progress lines. With --json a set's run prints one
+// document (layerDocs), also after an error.
+func (g *globalOptions) eachCache(root string, fn func(dir, label string) error) error {
 	if !actcache.IsLayerSet(root) {
 		return fn(root, "")
 	}
@@ -74,12 +78,60 @@ func eachCache(root string, fn func(dir, label string) error) error {
 	if err != nil {
 		return err
 	}
+	d := &layerDocs{}
 	for _, l := range s.Layers {
-		if err := fn(actcache.LayerDir(root, l), " "+actcache.LayerDirName(l)); err != nil {
-			return err
+		if err = g.runLayer(d, l, func() error { return fn(actcache.LayerDir(root, l), " "+actcache.LayerDirName(l)) }); err != nil {
+			break
 		}
 	}
-	return nil
+	return g.printLayerDocs(d, nil, err)
+}
+
+// layerDocs gathers, with --json, the JSON document each layer of a
+// multi-layer run prints, so that the run prints one document, as --json
+// promises: {"layers": [L, ...], "results": [layer L's document, ...]}.
+type layerDocs struct {
+	layers []int
+	docs   []json.RawMessage
+}
+
+// runLayer runs fn, layer l's work; with --json, what it prints on
+// g.stdout is kept in d as layer l's document instead.
+func (g *globalOptions) runLayer(d *layerDocs, l int, fn func() error) error {
+	if !g.json {
+		return fn()
+	}
+	var buf bytes.Buffer
+	stdout := g.stdout
+	g.stdout = &buf
+	err := fn()
+	g.stdout = stdout
+	if doc := bytes.TrimSpace(buf.Bytes()); len(doc) > 0 {
+		if !json.Valid(doc) { // two documents, or text
+			return fmt.Errorf("internal error: layer %d printed %d bytes that are not one JSON document", l, len(doc))
+		}
+		d.layers, d.docs = append(d.layers, l), append(d.docs, doc)
+	}
+	return err
+}
+
+// printLayerDocs prints d as one document, with extra's keys added, when
+// --json is given and the run succeeded (runErr nil) or some layers
+// finished before it failed (their results are not lost); it returns
+// runErr, else the printing's error.
+func (g *globalOptions) printLayerDocs(d *layerDocs, extra map[string]any, runErr error) error {
+	if !g.json || (runErr != nil && len(d.docs) == 0) {
+		return runErr
+	}
+	doc := map[string]any{"layers": d.layers, "results": d.docs}
+	if d.layers == nil {
+		doc["layers"], doc["results"] = []int{}, []json.RawMessage{}
+	}
+	maps.Copy(doc, extra)
+	if err := json.NewEncoder(g.stdout).Encode(doc); runErr == nil {
+		return err
+	}
+	return runErr
 }
 
 // layerList resolves a command's --layers: "all" is every layer of the
@@ -116,18 +168,20 @@ func (g *globalOptions) layerList(spec, cache string) ([]int, error) {
 // eachLayer runs fn for each of layers in turn with g.layer set to it, so
 // that --cache SET opens SET/layer-LL and the transcoder is the layer's;
 // the model is loaded once (loadModel keeps it). A heading line starts
-// each layer's output (none with --json: one document per layer).
-func (g *globalOptions) eachLayer(layers []int, fn func(layer int) error) error {
+// each layer's output; with --json, the layers' documents are gathered in
+// the layerDocs returned, for the caller's printLayerDocs.
+func (g *globalOptions) eachLayer(layers []int, fn func(layer int) error) (*layerDocs, error) {
+	d := &layerDocs{}
 	for i, l := range layers {
 		g.layer = l
 		if !g.json {
 			fmt.Fprintf(g.stdout, "== layer %d (%d of %d)\n", l, i+1, len(layers))
 		}
-		if err := fn(l); err != nil {
-			return fmt.Errorf("layer %d: %w", l, err)
+		if err := g.runLayer(d, l, func() error { return fn(l) }); err != nil {
+			return d, fmt.Errorf("layer %d: %w", l, err)
 		}
 	}
-	return nil
+	return d, nil
 }
 
 // layerFile is the file of layer inside path, an output of a command run
@@ -196,7 +250,8 @@ func (g *globalOptions) withLayersChecked(cmd *cobra.Command, spec, cache string
 			return fmt.Errorf("layer %d: %w", l, err)
 		}
 	}
-	return g.eachLayer(layers, func(l int) error { return run(true, l) })
+	d, err := g.eachLayer(layers, func(l int) error { return run(true, l) })
+	return g.printLayerDocs(d, nil, err)
 }
 
 // yFromX is the Cache.YFromX of c, a cache that stores no y: the model's

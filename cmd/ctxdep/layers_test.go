@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -480,5 +481,64 @@ func TestReportLayersRecordedInputs(t *testing.T) {
 	if code, _, errs := ctxdep(t, "report", "-q", "--cache", set, "--layers", "all", "--midcoder", fits, "--evaluate",
 		"--out", filepath.Join(tmp, "r")); code != 0 {
 		t.Fatalf("report --layers --evaluate: %d %s", code, errs)
+	}
+}
+
+// --json promises one document on stdout: with --layers, and on a layer
+// set, the layers' documents are gathered into {"layers", "results"}.
+func TestLayersJSONIsOneDocument(t *testing.T) {
+	set := buildSet(t)
+	fit := filepath.Join(t.TempDir(), "fit")
+	for _, args := range [][]string{
+		{"fit", "-q", "--cache", set, "--layers", "all", "--batch-size", "2", "--steps-per-epoch", "3", "--train-tokens", "200", "--out", fit},
+		{"inspect-cache", "-q", set, "--layers", "all"},
+		{"evaluate", "-q", "--cache", set, "--layers", "all", "--midcoder", fit},
+		{"report", "-q", "--cache", set, "--layers", "all", "--midcoder", fit, "--out", filepath.Join(t.TempDir(), "report")},
+		{"cache", "verify", "-q", set},
+	} {
+		code, out, errs := ctxdep(t, append(args, "--json")...)
+		if code != 0 {
+			t.Fatalf("%v: %d %s", args, code, errs)
+		}
+		var doc struct {
+			Layers  []int
+			Results []json.RawMessage
+		}
+		dec := json.NewDecoder(strings.NewReader(out))
+		if err := dec.Decode(&doc); err != nil || dec.More() {
+			t.Errorf("%v: stdout is not one JSON document (%v):\n%s", args, err, out)
+			continue
+		}
+		if !slices.Equal(doc.Layers, []int{1, 2}) || len(doc.Results) != 2 || len(doc.Results[0]) < 2 {
+			t.Errorf("%v: layers %v, %d results", args, doc.Layers, len(doc.Results))
+		}
+	}
+}
+
+// A run that fails after some layers still prints their results, as one
+// document; one that fails before any prints nothing.
+func TestPrintLayerDocs(t *testing.T) {
+	var out bytes.Buffer
+	g := &globalOptions{stdout: &out, json: true}
+	failed := errors.New("layer 2 failed")
+	d := &layerDocs{}
+	if err := g.runLayer(d, 1, func() error { fmt.Fprintln(g.stdout, `{"a": 1}`); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.runLayer(d, 2, func() error { return failed }); err != failed {
+		t.Fatalf("runLayer returned %v", err)
+	}
+	if err := g.printLayerDocs(d, map[string]any{"out": "x"}, failed); err != failed {
+		t.Errorf("printLayerDocs returned %v, want the run's error", err)
+	}
+	if got := strings.TrimSpace(out.String()); got != `{"layers":[1],"out":"x","results":[{"a":1}]}` {
+		t.Errorf("printed %s", got)
+	}
+	out.Reset()
+	if err := g.printLayerDocs(&layerDocs{}, nil, failed); err != failed || out.Len() != 0 {
+		t.Errorf("no layer finished: %v, printed %q", err, out.String())
+	}
+	if err := g.runLayer(d, 3, func() error { fmt.Fprintln(g.stdout, "{}\n{}"); return nil }); err == nil {
+		t.Error("two documents from one layer were accepted")
 	}
 }

@@ -72,7 +72,7 @@ With --layers, one file per layer: --out DIR/layer-LL.safetensors.`,
 	f.StringVar(&o.act, "act", "relu", "MLP activation of the midcoder forward: relu or gelu_new")
 	f.BoolVar(&o.force, "force", false, "replace an existing --out file (never one inside an activation cache)")
 	addLayersFlag(cmd, &o.layers, "--out DIR gets DIR/layer-LL.safetensors per layer")
-	addJSONFlag(cmd, g)
+	addLayersJSONFlag(cmd, g)
 	return cmd
 }
 

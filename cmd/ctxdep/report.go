@@ -137,7 +137,7 @@ otherwise, when found, for W_dec on the feature pages.`,
 	f.StringArrayVar(&o.connections, "connections", nil, "the --out DIR of ctxdep connections into this layer: each feature page lists the\nfeature's strongest inputs from the earlier layer, by weight (V) and by data (Ā)\n(with --layers, repeat it, one per layer: each is used for the layer it goes into)")
 	f.BoolVar(&o.evaluate, "evaluate", false, "with --layers, also run ctxdep evaluate per layer to fill the table's CE, NMSE and\nloss_norm columns (a forward pass of the whole model per cached token, per layer)")
 	f.IntVar(&o.pages, "pages", analysis.DefaultPages, fmt.Sprintf("at most this many feature pages (the ranked features first; at most %d)", analysis.MaxPages))
-	addJSONFlag(cmd, g)
+	addLayersJSONFlag(cmd, g)
 	return cmd
 }
 

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"maps"
 	"math"
@@ -70,7 +69,7 @@ func runReportLayers(ctx context.Context, g *globalOptions, o *reportOptions) er
 	}
 
 	var rows []analysis.LayerRow
-	err = g.eachLayer(layers, func(l int) error {
+	docs, err := g.eachLayer(layers, func(l int) error {
 		if o.evaluate {
 			// evaluate needs the whole model: load it (once, the model the
 			// cache records when no flag names one) before the report, which
@@ -124,7 +123,7 @@ func runReportLayers(ctx context.Context, g *globalOptions, o *reportOptions) er
 		return nil
 	})
 	if err != nil {
-		return err
+		return g.printLayerDocs(docs, nil, err)
 	}
 	info := analysis.LayerSetInfo{Version: "ctxdep " + version, CacheDir: o.cache, Provenance: map[string]string{}}
 	if s, err := actcache.ReadLayerSet(o.cache); err == nil {
@@ -146,7 +145,7 @@ func runReportLayers(ctx context.Context, g *globalOptions, o *reportOptions) er
 		return err
 	}
 	if g.json {
-		return json.NewEncoder(g.stdout).Encode(map[string]any{"out": o.out, "layers": layers, "files": r.Files, "omitted": append([]string{}, r.Omitted...)})
+		return g.printLayerDocs(docs, map[string]any{"out": o.out, "files": r.Files, "omitted": append([]string{}, r.Omitted...)}, nil)
 	}
 	fmt.Fprintf(g.stdout, "== layers %s: wrote %s (%s, %s; open %s)\n", actcache.LayersText(layers), o.out, analysis.LayerSetCSV, analysis.LayerSetMarkdown,
 		filepath.Join(o.out, analysis.LayerSetHTML))
