@@ -181,7 +181,8 @@ worker index or count from the environment that does not make sense),
 	return cmd
 }
 
-func runCacheBuild(ctx context.Context, g *globalOptions, o *cacheBuildOptions, getenv func(string) string, countSet bool) error {
+func runCacheBuild(ctx context.Context, g *globalOptions, o *cacheBuildOptions, getenv func(string) string, countSet bool) (err error) {
+	defer removeIfNewAndEmpty(o.out)(&err)
 	switch {
 	case o.out == "":
 		return usagef("cache build needs --out DIR")

@@ -123,7 +123,8 @@ The notebook's run: --batch-size 64 --steps-per-epoch 10 --train-tokens 100000.`
 	return cmd
 }
 
-func runFit(ctx context.Context, g *globalOptions, o *fitOptions, layerSet bool) error {
+func runFit(ctx context.Context, g *globalOptions, o *fitOptions, layerSet bool) (err error) {
+	defer removeIfNewAndEmpty(o.out)(&err)
 	act, err := midcoder.ParseActivation(o.cfg.Act)
 	switch {
 	case err != nil:
@@ -264,6 +265,9 @@ func runFit(ctx context.Context, g *globalOptions, o *fitOptions, layerSet bool)
 		},
 	})
 	bar.Finish()
+	if ended := (*midcoder.DataEndedError)(nil); errors.As(err, &ended) && o.data != "" {
+		err = fmt.Errorf("--data %s: %w", o.data, err)
+	}
 	if err != nil {
 		if ctx.Err() != nil && st.Epoch > 0 {
 			fmt.Fprintf(g.stderr, "ctxdep: checkpoint after epoch %d is in %s: continue with --resume\n", st.Epoch, job.CheckpointPath())

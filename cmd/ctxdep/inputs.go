@@ -39,11 +39,21 @@ func localOrRepo(flag, v string) (string, error) {
 	d, err := hub.Snapshot(repo, rev)
 	if err != nil {
 		what, fetch := repo, "huggingface-cli download "+repo
+		switch repo {
+		case modelRepo:
+			fetch = "ctxdep download model"
+		case transcodersRepo:
+			fetch = "ctxdep download transcoders"
+		}
 		if rev != "" {
 			what += " at revision " + rev
 			fetch += " --revision " + rev
 		}
-		return "", fmt.Errorf("%s %s: no such directory, and the hub repository %s is not in the hub cache %s (fetch it with `%s`)", flag, v, what, hub.CacheDir(), fetch)
+		where := "the working directory"
+		if wd, err := os.Getwd(); err == nil {
+			where = wd
+		}
+		return "", fmt.Errorf("%s %s: no such file or directory (relative paths start at %s); read as a hub repository id, %s is not in the hub cache %s either (fetch it with `%s`)", flag, v, where, what, hub.CacheDir(), fetch)
 	}
 	return d, nil
 }

@@ -265,6 +265,7 @@ func TestUsageErrors(t *testing.T) {
 		{"argument to a command that takes none", []string{"version", "extra"}, []string{"takes 0 argument(s), got 1"}},
 		{"missing argument of a subcommand", []string{"cache", "verify"}, []string{"takes 1 argument(s), got 0"}},
 		{"argument to a completion script", []string{"completion", "bash", "extra"}, []string{`"extra"`, "ctxdep completion bash --help"}},
+		{"--layer all", []string{"report", "--layer", "all"}, []string{`--layer "all"`, "--layers 2,3, 0-11 or all"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			code, out, errs := ctxdep(t, c.args...)
@@ -793,5 +794,27 @@ func TestStartProfile(t *testing.T) {
 	startProfile(filepath.Join(t.TempDir(), "no", "such", "dir"), &errs)()
 	if !strings.Contains(errs.String(), "no CPU profile") {
 		t.Errorf("unwritable path: warnings %q", errs.String())
+	}
+}
+
+// An empty corpus: cache build and fit name the file, and, having written
+// nothing, leave no empty --out behind.
+func TestEmptyDataNamedAndNoOutLeft(t *testing.T) {
+	empty := filepath.Join(t.TempDir(), "empty.txt")
+	os.WriteFile(empty, nil, 0o644)
+	model := []string{"--model", tinyModel, "--transcoders", tinyTC, "--layer", "1", "--max-length", "16", "--data", empty}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"cache", "build", "-q"}, empty + " holds no rows"},
+		{[]string{"fit", "-q", "--batch-size", "2", "--steps-per-epoch", "3", "--train-tokens", "200"}, "--data " + empty + ": the data ended after 0 sequences"},
+	} {
+		out := filepath.Join(t.TempDir(), "out")
+		code, _, errs := ctxdep(t, append(append(c.args, model...), "--out", out)...)
+		expectError(t, code, errs, 1, c.want)
+		if _, err := os.Stat(out); err == nil {
+			t.Errorf("%v left %s behind", c.args, out)
+		}
 	}
 }

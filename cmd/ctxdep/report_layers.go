@@ -17,7 +17,8 @@ import (
 // R/layer-LL/ (the one-layer report, unchanged), then the cross-layer
 // R/index.html, index.md, layers.csv and plots from their summaries (and,
 // with --evaluate, evaluate's CE and NMSE per layer). One model load.
-func runReportLayers(ctx context.Context, g *globalOptions, o *reportOptions) error {
+func runReportLayers(ctx context.Context, g *globalOptions, o *reportOptions) (err error) {
+	defer removeIfNewAndEmpty(o.out)(&err)
 	switch {
 	case o.cache == "" || !actcache.IsLayerSet(o.cache):
 		return usagef("report --layers reports on a layer set: give --cache SET (cache build --layers)")

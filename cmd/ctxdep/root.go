@@ -4,11 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/ctxdep/ctxdep/internal/blasimpl"
 )
@@ -116,6 +119,11 @@ Exit status: 0 success, 1 runtime error, 2 usage error, 130 interrupted.`,
 			// `cache biuld --out DIR`: the flag is unknown because the
 			// subcommand is; name the subcommand.
 			return unknownCommand(cmd, args[0])
+		}
+		var bad *pflag.InvalidValueError
+		if errors.As(err, &bad) && bad.GetFlag() != nil && bad.GetFlag().Name == "layer" && cmd.Flags().Lookup("layers") != nil {
+			// `--layer all` for `--layers all`: --layer is one block.
+			return usagef("--layer %q: want one layer number, e.g. --layer 8 (several layers: --layers 2,3, 0-11 or all)", bad.GetValue())
 		}
 		return usageError{fmt.Errorf("%w (see `%s --help`)", err, cmd.CommandPath())}
 	})
@@ -274,5 +282,20 @@ func exactArgs(n int) cobra.PositionalArgs {
 			return usagef("%s takes %d argument(s), got %d (see `%s --help`)", cmd.Name(), n, len(args), cmd.CommandPath())
 		}
 		return nil
+	}
+}
+
+// removeIfNewAndEmpty is for a deferred call at the start of a command
+// that makes its --out directory: when the command fails (*err not nil)
+// and dir did not exist at the call, dir is removed if it is still empty
+// (os.Remove leaves a directory with anything in it), so that a run that
+// failed before writing anything leaves no empty --out behind.
+func removeIfNewAndEmpty(dir string) func(err *error) {
+	_, statErr := os.Stat(dir)
+	isNew := dir != "" && errors.Is(statErr, fs.ErrNotExist)
+	return func(err *error) {
+		if isNew && *err != nil {
+			os.Remove(dir)
+		}
 	}
 }

@@ -21,6 +21,10 @@ import (
 	"github.com/ctxdep/ctxdep/internal/transcoder"
 )
 
+// ErrNoRows is Finish's error for a build whose input (streamed, its rows
+// not known in advance) ended before its first row.
+var ErrNoRows = errors.New("actcache: the input holds no rows")
+
 // Metadata keys of each shard's safetensors header.
 const (
 	metaFormat   = "format"
@@ -789,7 +793,7 @@ func (w *Writer) finish() error {
 			n += s.NSequences
 		}
 		if n == 0 {
-			return fmt.Errorf("actcache: the input holds no rows")
+			return ErrNoRows
 		}
 		w.man.NSequences, w.man.Data.Rows, w.man.Data.RowsTaken = n, n, n
 		w.man.NTokens = int64(n) * int64(w.man.ContextLength)

@@ -2,6 +2,7 @@ package cachebuild
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -159,6 +160,14 @@ type Layer struct {
 	TransProv  *provenance.File
 }
 
+// dataName names the input in errors: its file, as the provenance has it.
+func (o *Options) dataName() string {
+	if o.DataProv.Path != "" {
+		return o.DataProv.Path
+	}
+	return "the input"
+}
+
 // Options configures a build.
 type Options struct {
 	// Layers are cached from one forward pass per batch, each into its
@@ -234,7 +243,7 @@ func Build(ctx context.Context, o Options) ([]*actcache.Manifest, error) {
 		n = o.NRows
 	}
 	if n == 0 {
-		return nil, fmt.Errorf("the input holds no rows")
+		return nil, fmt.Errorf("%s holds no rows", o.dataName())
 	}
 	if n < 0 && o.Shard != nil {
 		return nil, fmt.Errorf("a sharded build needs to know its rows in advance: tokenize the input into a token file first")
@@ -318,7 +327,9 @@ func Build(ctx context.Context, o Options) ([]*actcache.Manifest, error) {
 		if o.DataCounts != nil && readAll {
 			k.w.SetDataCounts(o.DataCounts()) // else the earlier run's counts stay
 		}
-		if err := k.w.Finish(); err != nil {
+		if err := k.w.Finish(); errors.Is(err, actcache.ErrNoRows) {
+			return nil, fmt.Errorf("%s holds no rows", o.dataName())
+		} else if err != nil {
 			return nil, err
 		}
 		if out[i], err = actcache.ReadManifestFile(k.w.ManifestPath()); err != nil {
@@ -528,7 +539,7 @@ func run(ctx context.Context, o Options, sinks []*sink, pass Pass, grid actcache
 			nb, tok = got, tok[:got*t]
 		}
 		if err := o.Model.CheckTokens(tok, nb, t); err != nil {
-			return fail(fmt.Errorf("rows %d..%d: %w", lo, lo+nb-1, err))
+			return fail(fmt.Errorf("rows %d..%d of %s: %w", lo, lo+nb-1, o.dataName(), err))
 		}
 		if err := pass.Run(tok, nb, t, sl.caps); err != nil {
 			return fail(err)

@@ -395,6 +395,14 @@ func TestSaveLoad(t *testing.T) {
 	if got.Layer != 8 || got.Config.BatchSize != 64 || len(got.History) != 1 || got.Format != FormatMidcoder {
 		t.Errorf("meta %+v", got)
 	}
+	// fit's --out directory in place of its file: the error names the file.
+	dir := t.TempDir()
+	if err := Save(filepath.Join(dir, ResultFile), p, meta); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "give "+filepath.Join(dir, ResultFile)) {
+		t.Errorf("Load(fit's directory) error = %v", err)
+	}
 	// Kaiming bound sqrt(6/C).
 	b := math.Sqrt(6.0 / 3)
 	for _, v := range p.WMid {

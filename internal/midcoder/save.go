@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 
@@ -215,6 +217,13 @@ func writeTensors(path string, md map[string]string, ts []named) error {
 // file written before ctxdep recorded one is read unchecked); parameters
 // that hold a NaN or ±Inf are an error that names the tensor and index.
 func Load(path string) (*Params, Meta, error) {
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		hint := "a midcoder is a file"
+		if _, err := os.Stat(filepath.Join(path, ResultFile)); err == nil {
+			hint = "give " + filepath.Join(path, ResultFile) + " (fit's output file)"
+		}
+		return nil, Meta{}, fmt.Errorf("midcoder: %s is a directory: %s; a directory of layers is taken only with --layers", path, hint)
+	}
 	f, err := safetensors.Open(path)
 	if err != nil {
 		return nil, Meta{}, fmt.Errorf("midcoder: %w", err)

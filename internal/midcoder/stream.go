@@ -50,14 +50,25 @@ func (s *StreamSource) Skip(n int64) error {
 	return nil
 }
 
+// DataEndedError is ReadRows' error when the data ends before the fit
+// has read all the sequences it needs.
+type DataEndedError struct {
+	Rows  int64 // sequences read before the end
+	Batch int   // sequences the read asked for
+}
+
+func (e *DataEndedError) Error() string {
+	return fmt.Sprintf("the data ended after %d sequences, in a read of %d; give more data, or lower --train-tokens or --batch-size", e.Rows, e.Batch)
+}
+
 // ReadRows fills dst with n rows of t tokens from next, counting each row
-// read in *rows. The end of the data (io.EOF) becomes an error that says
-// how many sequences there were and what to do.
+// read in *rows. The end of the data (io.EOF) becomes a *DataEndedError,
+// which says how many sequences there were and what to do.
 func ReadRows(dst []int32, n, t int, next func([]int32) error, rows *int64) error {
 	for r := 0; r < n; r++ {
 		err := next(dst[r*t : (r+1)*t])
 		if err == io.EOF {
-			return fmt.Errorf("the data ended after %d sequences; give more data or lower --train-tokens", *rows)
+			return &DataEndedError{Rows: *rows, Batch: n}
 		}
 		if err != nil {
 			return err

@@ -66,10 +66,10 @@ func Parse(buf []byte) (*File, error) {
 // a file of size bytes.
 func checkHeaderLen(n uint64, size int64) error {
 	if n > MaxHeaderSize {
-		return fmt.Errorf("header length %d exceeds the limit of %d bytes", n, MaxHeaderSize)
+		return fmt.Errorf("header length %d exceeds the limit of %d bytes (not a safetensors file?)", n, MaxHeaderSize)
 	}
 	if n > uint64(size-8) {
-		return fmt.Errorf("header length %d exceeds the %d bytes that follow it", n, size-8)
+		return fmt.Errorf("header length %d exceeds the %d bytes that follow it (truncated, or not a safetensors file)", n, size-8)
 	}
 	return nil
 }

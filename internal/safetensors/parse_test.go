@@ -163,7 +163,7 @@ func TestParseErrors(t *testing.T) {
 	}{
 		{"empty", nil, "file is 0 bytes, too short"},
 		{"short", []byte{1, 2, 3}, "file is 3 bytes, too short"},
-		{"header too large", le(uint64(MaxHeaderSize + 1)), "header length 100000001 exceeds the limit"},
+		{"header too large", le(uint64(MaxHeaderSize + 1)), "header length 100000001 exceeds the limit of 100000000 bytes (not a safetensors file?)"},
 		{"header length past end", append(le(uint64(10)), "{}"...), "header length 10 exceeds the 2 bytes that follow it"},
 		{"huge header length", le(^uint64(0)), "exceeds the limit"},
 		{"zero header", le(uint64(0)), "header: truncated JSON"},
