@@ -818,3 +818,25 @@ func TestEmptyDataNamedAndNoOutLeft(t *testing.T) {
 		}
 	}
 }
+
+// A cache without y read with another model than its build's: the error
+// is about the model, not advice to rebuild shards that are intact.
+func TestStoreYFalseOtherModel(t *testing.T) {
+	cache := filepath.Join(t.TempDir(), "cache")
+	if code, _, errs := ctxdep(t, "cache", "build", "-q", "--model", tinyModel, "--transcoders", tinyTC, "--layer", "1",
+		"--tokens", tokensNpy, "--sequences-per-shard", "4", "--store-y=false", "--out", cache); code != 0 {
+		t.Fatalf("cache build: %d %s", code, errs)
+	}
+	other := filepath.Join(t.TempDir(), "model")
+	os.MkdirAll(other, 0o755)
+	cfg, _ := os.ReadFile(filepath.Join(tinyModel, "config.json"))
+	st, _ := os.ReadFile(filepath.Join(tinyModel, "model.safetensors"))
+	st[len(st)-1] ^= 1 // another weight value: another model
+	os.WriteFile(filepath.Join(other, "config.json"), cfg, 0o644)
+	os.WriteFile(filepath.Join(other, "model.safetensors"), st, 0o644)
+	code, _, errs := ctxdep(t, "inspect-cache", "-q", cache, "--model", other, "--transcoders", tinyTC)
+	expectError(t, code, errs, 1, "built from model")
+	if strings.Contains(errs, "cache verify") || strings.Contains(errs, "shard-") {
+		t.Errorf("the error blames the shards: %s", errs)
+	}
+}

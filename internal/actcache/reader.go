@@ -75,6 +75,13 @@ func (c *Cache) ReadShard(i int) (*ShardData, error) {
 		}
 		return nil, fmt.Errorf("actcache: shard %s: %w; %s", path, err, c.rebuild())
 	}
+	// After the shard's checks: a y that cannot be computed (no model, or
+	// another model than the build's) is not the shard's fault.
+	if c.Manifest.YRecomputed {
+		if err := c.recomputeY(sd, s.FirstRow); err != nil {
+			return nil, err
+		}
+	}
 	return sd, nil
 }
 
@@ -166,11 +173,6 @@ func (c *Cache) readShard(path string, s Shard) (*ShardData, error) {
 			return nil, err
 		}
 	}
-	if m.YRecomputed {
-		if err := c.recomputeY(sd, s.FirstRow); err != nil {
-			return nil, err
-		}
-	}
 	return sd, nil
 }
 
@@ -182,7 +184,7 @@ func (c *Cache) readShard(path string, s Shard) (*ShardData, error) {
 func (c *Cache) recomputeY(sd *ShardData, first int) error {
 	m := c.Manifest
 	if c.YFromX == nil {
-		return fmt.Errorf("the cache stores no y (built with --store-y=false) and nothing was given to compute it from x")
+		return fmt.Errorf("actcache: the cache %s stores no y (built with --store-y=false) and nothing was given to compute it from x", c.Dir)
 	}
 	t, dm := m.ContextLength, m.DModel
 	sd.Y = make([]float32, len(sd.X))
