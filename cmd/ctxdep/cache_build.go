@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ctxdep/ctxdep/internal/actcache"
+	"github.com/ctxdep/ctxdep/internal/bpe"
 	"github.com/ctxdep/ctxdep/internal/cachebuild"
 	"github.com/ctxdep/ctxdep/internal/npy"
 	"github.com/ctxdep/ctxdep/internal/progress"
@@ -30,7 +31,7 @@ forward pass.
 
 On one machine: ctxdep cache build --tokens rows.npy --out DIR.
 
-On a cluster, in two stages:
+On a cluster, in four steps:
   1. ctxdep tokenize --data CORPUS --out rows.npy        (once)
   2. ctxdep cache build --tokens rows.npy --out DIR --shard i/N
                                                           (on N workers; the
@@ -38,7 +39,7 @@ On a cluster, in two stages:
   3. ctxdep cache merge DIR                               (once, when all are done)
   4. ctxdep cache verify DIR                              (any time: re-hashes
      every shard, names the workers to rerun)
-Size N first with ctxdep cache plan --n-tokens N --workers N.`,
+Size N first with ctxdep cache plan --n-tokens T --workers N.`,
 	}
 	cmd.AddCommand(newCacheBuildCmd(g), newCacheMergeCmd(g), newCacheVerifyCmd(g), newCachePlanCmd(g))
 	return cmd
@@ -263,6 +264,9 @@ func runCacheBuild(ctx context.Context, g *globalOptions, o *cacheBuildOptions, 
 		if err := checkSize(rows.RowLen()); err != nil {
 			return err
 		}
+		if first := make([]int32, rows.RowLen()); rows.NumRows() > 0 && rows.Read(first, 0, 1) == nil && first[0] != bpe.EOT {
+			g.notef("note: row 0 of %s starts with token %d, not BOS (%d) as the notebook's rows (tokenize_and_concatenate) do; the cache takes the rows as they are", o.tokens, first[0], bpe.EOT)
+		}
 		opts.Rows = rows
 		if opts.DataProv, err = provenance.Hash(o.tokens); err != nil {
 			return err
@@ -377,8 +381,8 @@ func printBuildSummary(g *globalOptions, dir string, m *actcache.Manifest, shard
 
 // cacheSummary describes the cache m lists, as build and merge print it.
 func cacheSummary(m *actcache.Manifest) string {
-	return fmt.Sprintf("layer %d, %d sequences × %d tokens = %d tokens, %s, %d shards, %s",
-		m.Layer, m.NSequences, m.ContextLength, m.NTokens, m.DType, len(m.Shards), humanBytes(m.Bytes()))
+	return fmt.Sprintf("layer %d, %s × %d tokens = %d tokens, %s, %s, %s",
+		m.Layer, plural(m.NSequences, "sequence"), m.ContextLength, m.NTokens, m.DType, plural(len(m.Shards), "shard"), humanBytes(m.Bytes()))
 }
 
 func humanBytes(n int64) string {

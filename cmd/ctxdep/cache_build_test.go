@@ -118,3 +118,21 @@ func TestTextCountsDeterministic(t *testing.T) {
 		t.Errorf("tokenize --json: %d %s %s, want 1000 documents", code, out, errs)
 	}
 }
+
+// Rows that do not start with BOS are cached as they are, with a note:
+// the notebook's rows (tokenize_and_concatenate) all start with it.
+func TestCacheBuildNotesMissingBOS(t *testing.T) {
+	rows := filepath.Join(t.TempDir(), "rows.npy")
+	tokens := make([]int32, 2*16)
+	for i := range tokens {
+		tokens[i] = int32(i + 5)
+	}
+	if err := npy.WriteInt32(rows, tokens, []int{2, 16}); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs := ctxdep(t, "cache", "build", "--model", tinyModel, "--transcoders", tinyTC, "--layer", "1", "--tokens", rows,
+		"--out", filepath.Join(t.TempDir(), "cache"))
+	if code != 0 || !strings.Contains(errs, "starts with token 5, not BOS (50256)") {
+		t.Errorf("exit %d, stderr %s", code, errs)
+	}
+}

@@ -23,7 +23,7 @@ merged in turn (with --json, one document: {"layers": [...], "results": [...]}).
 and checks that
   - there is one worker count N, and all N workers ran to completion;
   - all workers used the same model, layer, dtype, token file (SHA-256),
-    row count, context length, sequences per shard and transcoder;
+    row count, context length, sequences per shard, batch size and transcoder;
   - their row ranges tile [0, R) exactly;
   - every shard file still has the size and SHA-256 its worker recorded
     (this reads the whole cache once).

@@ -56,7 +56,8 @@ you can trust. Sharding itself costs nothing per token.
 --layer may be repeated (or comma-separated); each layer is its own cache,
 built by its own pass. --layers LIST plans a layer set (cache build --layers):
 one pass to the deepest listed layer per batch, timed as such, and each
-layer's cache on disk. --store-y=false plans caches without y (C·size + 4
+layer's cache on disk (4 more bytes per token: a set's caches store the
+float32 ln2.hook_scale). --store-y=false plans caches without y (C·size + 4
 bytes per token).
 
 Exit status: 0, 1 runtime error (no model), 2 usage error.`,
@@ -176,7 +177,7 @@ func runCachePlan(ctx context.Context, g *globalOptions, o *cachePlanOptions, le
 		}
 	}
 	plan, err := cachebuild.NewPlan(cachebuild.PlanInput{NTokens: o.nTokens, RowLen: t, Workers: o.workers,
-		BatchSize: o.batchSize, PerShard: o.perShard, DModel: m.DModel, NoY: !o.storeY})
+		BatchSize: o.batchSize, PerShard: o.perShard, DModel: m.DModel, NoY: !o.storeY, Scale: o.set != ""})
 	if err != nil {
 		if errors.Is(err, cachebuild.ErrPlan) {
 			err = usageError{err}

@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -24,4 +25,13 @@ func displayPath(p string) string {
 		return p
 	}
 	return rel
+}
+
+// plural is n and noun, the noun in the plural unless n is 1 ("1 shard",
+// "2 shards").
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
 }

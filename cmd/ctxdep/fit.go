@@ -238,7 +238,11 @@ func runFit(ctx context.Context, g *globalOptions, o *fitOptions, layerSet bool)
 		bar.Logf("resuming at epoch %d of %d from %s", st.Epoch, epochs, job.CheckpointPath())
 	}
 	if need := int64(epochs*o.cfg.StepsPerEpoch*o.cfg.BatchSize) - st.Rows; c != nil && need > int64(c.Manifest.NSequences) {
-		bar.Logf("note: the run needs %d more sequences, the cache holds %d: it starts again from the first sequence when it runs out", need, c.Manifest.NSequences)
+		what := "the run reads"
+		if st.Rows > 0 {
+			what = "the rest of the run reads"
+		}
+		bar.Logf("note: %s %d sequences, the cache holds %d: it starts again from the first sequence when it runs out", what, need, c.Manifest.NSequences)
 	}
 	acts := "encoded from x shard by shard"
 	switch {

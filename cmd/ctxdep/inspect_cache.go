@@ -122,7 +122,7 @@ func printInspect(g *globalOptions, r *inspectResult) error {
 	fmt.Fprintf(w, "cache\t%s (%s v%d)\n", displayPath(r.Dir), m.Format, m.Version)
 	fmt.Fprintf(w, "layer\t%d (x = %s, y = %s)\n", m.Layer, m.Hooks.X, m.Hooks.Y)
 	fmt.Fprintf(w, "tokens\t%d sequences × %d = %d tokens\n", m.NSequences, m.ContextLength, m.NTokens)
-	fmt.Fprintf(w, "storage\t%s, d_model %d, %d shards, %s\n", m.DType, m.DModel, len(m.Shards), humanBytes(r.Bytes))
+	fmt.Fprintf(w, "storage\t%s, d_model %d, %s, %s\n", m.DType, m.DModel, plural(len(m.Shards), "shard"), humanBytes(r.Bytes))
 	fmt.Fprintf(w, "model\t%s (sha256 %.16s…)\n", displayPath(m.Model.Path), m.Model.SHA256)
 	fmt.Fprintf(w, "data\t%s %s (sha256 %.16s…), %d of %d rows\n", m.Data.Kind, displayPath(m.Data.Path), m.Data.SHA256, m.Data.RowsTaken, m.Data.Rows)
 	if m.WithActs && m.Transcoder != nil {

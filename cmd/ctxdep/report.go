@@ -80,7 +80,9 @@ summary.json (with the provenance: ctxdep version, inputs and their SHA-256,
 flags), examples.jsonl (one line per feature, kind and rank: about 10 KB per
 feature that fires), PNG plots (histogram of consistency, consistency against
 log10 frequency, histogram of cos(fit, pinv) with --pinv, loss curves from
---history or the history.csv next to the midcoder file), index.md, a
+--history or the history.csv next to the midcoder file, and unless
+--effect=false the histogram of effect_consistency and effect_consistency
+against consistency), index.md, a
 self-contained index.html with the definitions of every statistic and sortable
 rankings, and features/*.html. A missing or malformed history leaves out the
 loss plot and index.md says why.
@@ -214,7 +216,7 @@ func reportLayer(ctx context.Context, g *globalOptions, o *reportOptions, layerS
 		case t.Summary.TargetLayer == layer:
 			conns = t
 		default:
-			return nil, nil, fmt.Errorf("--connections %s go into layer %d, the cache %s is layer %d", t.Dir, t.Summary.TargetLayer, o.cache, layer)
+			return nil, nil, fmt.Errorf("--connections %s go into layer %d, the cache %s holds layer %d", t.Dir, t.Summary.TargetLayer, o.cache, layer)
 		}
 	}
 	// Check the midcoder files against the cache before loading the model.

@@ -18,6 +18,7 @@ type PlanInput struct {
 	PerShard  int   // rows per shard file
 	DModel    int   // the model's d_model, C
 	NoY       bool  // the cache stores no y (cache build --store-y=false)
+	Scale     bool  // the cache stores ln2.hook_scale, as a layer set's do
 }
 
 // Plan is the size of a cache and its split among workers. Estimate adds
@@ -72,7 +73,7 @@ func NewPlan(in PlanInput) (*Plan, error) {
 // Estimate is a plan's disk size and time for one layer's cache in one
 // dtype.
 type Estimate struct {
-	BytesPerToken    int64   // BytesPerToken(C, dtype, !NoY)
+	BytesPerToken    int64   // BytesPerToken(C, dtype, !NoY), plus 4 with Scale
 	Bytes            int64   // Tokens·BytesPerToken, without acts and shard headers
 	SecondsTotal     float64 // all tokens on one worker, without the model load
 	SecondsPerWorker float64 // the busiest worker's ComputedRows, model load included
@@ -84,6 +85,9 @@ type Estimate struct {
 // model.
 func (p *Plan) Estimate(dtype string, tokensPerSecond, loadSeconds float64) Estimate {
 	bpt := BytesPerToken(p.DModel, dtype, !p.NoY)
+	if p.Scale {
+		bpt += 4 // float32 ln2.hook_scale
+	}
 	return Estimate{
 		BytesPerToken:    bpt,
 		Bytes:            p.Tokens * bpt,

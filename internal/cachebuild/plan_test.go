@@ -38,6 +38,10 @@ func TestNewPlan(t *testing.T) {
 		// [21, 32)); in batches of 32 each computes all 32.
 		{"tiny model", PlanInput{NTokens: 1000, RowLen: 32, Workers: 3, BatchSize: 32, PerShard: 128, DModel: 16},
 			32, 1024, 11, 32, 3, 1024 * 132, 1024 * 68, 1024.0 / 32, 0.5 + 32*32.0/32},
+		// A layer set's cache also stores the float32 ln2.hook_scale: 4
+		// more bytes per token in either dtype.
+		{"layer set", PlanInput{NTokens: 96, RowLen: 16, Workers: 1, BatchSize: 4, PerShard: 4, DModel: 16, Scale: true},
+			6, 96, 6, 6, 2, 96 * 136, 96 * 72, 96.0 / 32, 0.5 + 6*16.0/32},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			p, err := NewPlan(c.in)
@@ -49,19 +53,23 @@ func TestNewPlan(t *testing.T) {
 				t.Errorf("NewPlan = %+v, want %d rows, %d tokens, %d rows per worker, %d computed, %d shards",
 					*p, c.rows, c.tokens, c.perWorker, c.computed, c.shards)
 			}
+			scale := int64(0) // the float32 scale's bytes per token
+			if c.in.Scale {
+				scale = 4
+			}
 			for _, d := range []struct {
 				dtype string
 				bpt   int64
 				bytes int64
-			}{{"float32", 132, c.bytes32}, {"float16", 68, c.bytes16}} {
+			}{{"float32", 132 + scale, c.bytes32}, {"float16", 68 + scale, c.bytes16}} {
 				want := Estimate{BytesPerToken: d.bpt, Bytes: d.bytes, SecondsTotal: c.secondsTotal, SecondsPerWorker: c.secondsPerWorker}
 				if got := p.Estimate(d.dtype, 32, 0.5); got != want {
 					t.Errorf("Estimate(%s) = %+v, want %+v", d.dtype, got, want)
 				}
-				// Without y: x and the token only, (bpt − 4)/2 + 4 bytes.
+				// Without y: x, the token and the scale, (bpt − 4 − scale)/2 + 4 + scale bytes.
 				noY := *p
 				noY.NoY = true
-				want.BytesPerToken = (d.bpt-4)/2 + 4
+				want.BytesPerToken = (d.bpt-4-scale)/2 + 4 + scale
 				want.Bytes = want.BytesPerToken * p.Tokens
 				if got := noY.Estimate(d.dtype, 32, 0.5); got != want {
 					t.Errorf("Estimate(%s, no y) = %+v, want %+v", d.dtype, got, want)
