@@ -161,6 +161,9 @@ worker index or count from the environment that does not make sense),
 			if err := layerFlags(cmd, o.layers); err != nil {
 				return err
 			}
+			if o.data == "" {
+				noteUnusedDataFlags(g, cmd.Flags(), "seed")
+			}
 			return runCacheBuild(cmd.Context(), g, o, os.Getenv, cmd.Flags().Changed("shard-count"))
 		},
 	}

@@ -83,6 +83,9 @@ The notebook's run: --batch-size 64 --steps-per-epoch 10 --train-tokens 100000.`
 			if o.layers != "" && o.cache == "" {
 				return usagef("fit --layers fits the layers of a layer set: give --cache SET (cache build --layers)")
 			}
+			if o.data == "" {
+				noteUnusedDataFlags(g, cmd.Flags(), "data-seed")
+			}
 			if o.layers != "" && o.out == "" {
 				return usagef("fit needs --out DIR") // before the loop joins "" and layer-LL
 			}

@@ -36,6 +36,17 @@ func addDataFlags(f *pflag.FlagSet, o *dataOptions, oldSeedFlag string) {
 	f.StringVar(&o.tokenizer, "tokenizer", "", "directory with a Hugging Face tokenizer.json or vocab.json + merges.txt (default: GPT-2's embedded BPE)")
 }
 
+// noteUnusedDataFlags notes each text-input flag of addDataFlags that the
+// user set on a run without --data (cache build --tokens, fit --cache),
+// which takes its rows as they are: the flag changes nothing.
+func noteUnusedDataFlags(g *globalOptions, f *pflag.FlagSet, oldSeedFlag string) {
+	for _, name := range []string{"shuffle-buffer", "shuffle-seed", oldSeedFlag, "max-length", "format", "tokenizer"} {
+		if f.Changed(name) {
+			g.notef("note: --%s applies to --data only; this run's rows are taken as they are", name)
+		}
+	}
+}
+
 // textRows streams token rows from a text corpus: documents in the Hugging
 // Face streaming order, tokenized as tokenize_and_concatenate.
 type textRows struct {
