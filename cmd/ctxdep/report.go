@@ -270,7 +270,7 @@ func reportLayer(ctx context.Context, g *globalOptions, o *reportOptions, layerS
 	// through the activation the midcoder was fitted through.
 	mlp := midcoder.NewMLP(model, layer, act)
 
-	in := analysis.ReportInput{Cache: c, Connections: conns, TC: tc, MLP: mlp, Fit: fit, Pinv: pinv, TopK: o.topK, Features: o.features,
+	in := analysis.ReportInput{Cache: c, Connections: conns, TC: tc, MLP: mlp, Fit: fit, FitUntrained: fitMeta.Untrained, Pinv: pinv, TopK: o.topK, Features: o.features,
 		Examples: o.examples, MinCount: o.minCount, Pages: o.pages, WU: model.WU, Vocab: model.DVocab, Effect: o.effect,
 		NewEffect: g.backend.effect()}
 	if tc != nil {

@@ -167,7 +167,7 @@ func layerRow(layer int, res *analysis.ReportResult, allFeatures bool) analysis.
 	var fired int64
 	for _, st := range res.Features {
 		fired += st.Count
-		if st.Count > 0 && !math.IsNaN(st.Consistency) {
+		if st.Reliable() && !math.IsNaN(st.Consistency) {
 			cons = append(cons, st.Consistency)
 		}
 	}
@@ -178,7 +178,7 @@ func layerRow(layer int, res *analysis.ReportResult, allFeatures bool) analysis.
 		row.Consistency = cons
 		row.ConsistencyMedian, row.FracConsistencyGT09, row.FracConsistencyLT05 = s.ConsistencyMedian, s.FracConsistencyAbove09, s.FracConsistencyBelow05
 	}
-	if s.HasPinv && slices.ContainsFunc(res.Features, func(st analysis.FeatureStat) bool { return st.Count > 0 && !math.IsNaN(st.CosFitPinv) }) {
+	if s.HasPinv && slices.ContainsFunc(res.Features, func(st analysis.FeatureStat) bool { return st.Reliable() && !math.IsNaN(st.CosFitPinv) }) {
 		row.CosFitPinvMedian = s.CosMedian
 	}
 	return row

@@ -52,6 +52,7 @@ var ReportDefinitions = []struct{ Name, Text string }{
 	{"output side", "on feature pages: the tokens most promoted and suppressed by W_dec[f] @ W_U (the transcoder's output direction through the processed unembedding) and by the midcoder's MLP effect (σ(pre₀ + ā·W_mid[f] @ W_in) − σ(pre₀)) @ W_out @ W_U / ā, with pre₀ = b_mid @ W_in + b_in the MLP's pre-activation when no feature fires, ā the feature's mean activation when it fires and σ the activation the midcoder was fitted through: what the midcoder predicts the feature alone does through the MLP, per unit activation."},
 	{"cos_fit_pinv", "the cosine between the feature's fitted mid vector W_mid_fit[f] and its pinv-baseline vector W_mid_pinv[f] = (W_dec @ pinv(W_in @ W_out))[f]; NaN without --pinv or when either vector is zero. A feature that never fired in the fit's training tokens keeps its random initial fitted vector (cosine near 0), so the summary's means and median, and the histogram, take only the features that fire on this cache."},
 	{"norm_fit, norm_pinv", "the Euclidean norms ‖W_mid_fit[f]‖₂ and ‖W_mid_pinv[f]‖₂."},
+	{"fit_trained", "1 when the fit gave the feature's W_mid row a gradient, i.e. the feature fired in at least one of the fit's batches; 0 when it never did, so the row is still its random initial value (the fit file's \"untrained\" list): the feature's drive, consistency, cos_fit_pinv and effects then describe noise, and it is left out of the summary's means, the plots and the rankings. A midcoder written before ctxdep recorded this counts every feature as trained."},
 	{"effect e_t(f)", "the feature's linearised effect on the MLP's output at token t, per unit of its activation: (φ'(pre(t)) ⊙ drive) @ W_out, where pre(t) is the midcoder's pre-activation on all the token's features and φ' the derivative of the activation it was fitted through (ReLU: 1 where pre > 0, else 0). It is the direction f's mid vector moves the MLP output in, given which neurons the context has switched on."},
 	{"effect_consistency", "‖Σ_t e_t(f)‖ / Σ_t ‖e_t(f)‖ over the tokens where f fires: 1 when f moves the MLP's output in the same direction in every context, lower as the context turns that direction (not weighted by activation). Unlike consistency, it sees every neuron, not only the top k. NaN when f never fires or its effect is zero everywhere; not computed with --effect=false."},
 	{"cos_effect_dec", "the cosine between Σ_t e_t(f) and the transcoder's decoder row W_dec[f]: how well the fixed, context-free output direction matches what the MLP does with f on average."},
@@ -336,7 +337,7 @@ func writeReportFiles(dir string, in RenderInput) (*Rendered, error) {
 	} else {
 		var cos []float64
 		for _, st := range res.Features {
-			if st.Count > 0 && !math.IsNaN(st.CosFitPinv) {
+			if st.Reliable() && !math.IsNaN(st.CosFitPinv) {
 				cos = append(cos, st.CosFitPinv)
 			}
 		}
@@ -444,7 +445,15 @@ func fmtF(v float64) string {
 
 // csvHeader is features.csv's header.
 var csvHeader = []string{"feature", "count", "freq", "consistency", "consistency_lo", "consistency_hi", "cos_fit_pinv", "norm_fit", "norm_pinv",
-	"effect_consistency", "cos_effect_dec", "cos_effect_pinv", "mean_effect_norm"}
+	"effect_consistency", "cos_effect_dec", "cos_effect_pinv", "mean_effect_norm", "fit_trained"}
+
+// flag01 is a boolean as features.csv and features.safetensors hold it.
+func flag01(b bool) int32 {
+	if b {
+		return 1
+	}
+	return 0
+}
 
 func featuresCSV(res *ReportResult) []byte {
 	var b bytes.Buffer
@@ -453,7 +462,7 @@ func featuresCSV(res *ReportResult) []byte {
 	for _, st := range res.Features {
 		w.Write([]string{strconv.Itoa(st.Feature), strconv.FormatInt(st.Count, 10), fmtF(st.Freq), fmtF(st.Consistency),
 			fmtF(st.ConsistencyLo), fmtF(st.ConsistencyHi), fmtF(st.CosFitPinv), fmtF(st.NormFit), fmtF(st.NormPinv),
-			fmtF(st.EffectConsistency), fmtF(st.CosEffectDec), fmtF(st.CosEffectPinv), fmtF(st.MeanEffectNorm)})
+			fmtF(st.EffectConsistency), fmtF(st.CosEffectDec), fmtF(st.CosEffectPinv), fmtF(st.MeanEffectNorm), strconv.Itoa(int(flag01(st.FitTrained)))})
 	}
 	w.Flush()
 	return b.Bytes()
@@ -469,6 +478,7 @@ func writeFeaturesSafetensors(path string, res *ReportResult) error {
 		cols[n] = make([]float32, s)
 	}
 	count := make([]int64, s)
+	trained := make([]int32, s)
 	neurons := make([]int32, 0, s*k)
 	drive := make([]float32, 0, s*k)
 	pAct := make([]float32, 0, s*k)
@@ -486,6 +496,7 @@ func writeFeaturesSafetensors(path string, res *ReportResult) error {
 		cols["cos_effect_pinv"][i] = float32(st.CosEffectPinv)
 		cols["mean_effect_norm"][i] = float32(st.MeanEffectNorm)
 		count[i] = st.Count
+		trained[i] = flag01(st.FitTrained)
 		neurons = append(neurons, st.Neurons...)
 		drive = append(drive, st.Drive...)
 		for _, p := range st.PActive {
@@ -500,7 +511,8 @@ func writeFeaturesSafetensors(path string, res *ReportResult) error {
 		safetensors.TensorInfo{Name: "count", DType: safetensors.I64, Shape: []int{s}},
 		safetensors.TensorInfo{Name: "top_neurons", DType: safetensors.I32, Shape: []int{s, k}},
 		safetensors.TensorInfo{Name: "drive", DType: safetensors.F32, Shape: []int{s, k}},
-		safetensors.TensorInfo{Name: "p_active", DType: safetensors.F32, Shape: []int{s, k}})
+		safetensors.TensorInfo{Name: "p_active", DType: safetensors.F32, Shape: []int{s, k}},
+		safetensors.TensorInfo{Name: "fit_trained", DType: safetensors.I32, Shape: []int{s}})
 	sum, _ := json.Marshal(res.Summary)
 	md := map[string]string{"format": "ctxdep-report", "summary": string(sum)}
 	if p := res.Summary.Provenance; p != nil {
@@ -531,6 +543,9 @@ func writeFeaturesSafetensors(path string, res *ReportResult) error {
 	if err == nil {
 		err = w.WriteFloat32(pAct)
 	}
+	if err == nil {
+		err = w.WriteInt32(trained)
+	}
 	if err != nil {
 		return errors.Join(err, w.Abort())
 	}
@@ -548,6 +563,7 @@ func summaryRows(s Summary) [][2]string {
 		{"table", s.Selection},
 		{"top-k neurons per feature", strconv.Itoa(s.TopK)},
 		{"ranked (count ≥ --min-count)", fmt.Sprintf("%d of the table's %d (--min-count %d)", s.FeaturesRanked, s.FeaturesInTable, s.MinCount)},
+		{"live features the fit never trained", fmt.Sprintf("%d (fit_trained 0: left out of the means, plots and rankings)", s.FeaturesUntrained)},
 		{"freq mean / median (live)", fmt.Sprintf("%.4g / %.4g", s.FreqMean, s.FreqMedian)},
 		{"consistency mean / median (live)", fmt.Sprintf("%.4f / %.4f", s.ConsistencyMean, s.ConsistencyMedian)},
 		{"consistency 10th / 90th percentile", fmt.Sprintf("%.4f / %.4f", s.ConsistencyP10, s.ConsistencyP90)},
@@ -561,11 +577,13 @@ func summaryRows(s Summary) [][2]string {
 	return r
 }
 
-// liveFeatures returns the features of fs that fire, in table order.
+// liveFeatures returns the features of fs that fire and whose fitted
+// vector trained (FeatureStat.Reliable), in table order: those the plots
+// and rankings show.
 func liveFeatures(fs []FeatureStat) []FeatureStat {
 	var live []FeatureStat
 	for _, st := range fs {
-		if st.Count > 0 && !math.IsNaN(st.Consistency) {
+		if st.Reliable() && !math.IsNaN(st.Consistency) {
 			live = append(live, st)
 		}
 	}

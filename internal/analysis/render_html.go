@@ -326,6 +326,7 @@ type featureView struct {
 	EffectCons, CosEffectDec              string
 	CosEffectPinv, MeanEffectNorm         string
 	Few                                   bool
+	Untrained                             bool // the fit never trained the feature's vector
 	MinCount                              int
 	AllNeurons, Neurons                   []neuronView
 	Top, Quantiles                        exTable
@@ -345,7 +346,7 @@ func featureHTML(res *ReportResult, st *FeatureStat, db *Dashboard) ([]byte, err
 		NormFit: fmt.Sprintf("%.4g", st.NormFit), NormPinv: fmt.Sprintf("%.4g", st.NormPinv),
 		Effect: s.HasEffect, EffectCons: fmt4(st.EffectConsistency), CosEffectDec: fmt4(st.CosEffectDec),
 		CosEffectPinv: fmt4(st.CosEffectPinv), MeanEffectNorm: fmt.Sprintf("%.4g", st.MeanEffectNorm),
-		Few: st.Count < int64(s.MinCount), MinCount: s.MinCount, Reservoir: reservoirSize,
+		Few: st.Count < int64(s.MinCount), Untrained: !st.FitTrained, MinCount: s.MinCount, Reservoir: reservoirSize,
 		Top: exRows(db.Top, db.MaxAct, false), Quantiles: exRows(db.Quantiles, db.MaxAct, true),
 		Hist: histSVG(db), Footer: footer(s.Provenance)}
 	if res.NeuronpediaBase != "" {

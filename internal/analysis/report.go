@@ -53,11 +53,14 @@ type ReportInput struct {
 	Cache *actcache.Cache
 	// TC encodes the cached x when the cache stores no acts; it may be nil
 	// when it does.
-	TC   *transcoder.Transcoder
-	MLP  *midcoder.MLP    // the layer's processed MLP (W_in, b_in)
-	Fit  *midcoder.Params // the fitted midcoder
-	Pinv *midcoder.Params // optional: the pinv baseline
-	TopK int              // neurons per feature (≥ 1)
+	TC  *transcoder.Transcoder
+	MLP *midcoder.MLP    // the layer's processed MLP (W_in, b_in)
+	Fit *midcoder.Params // the fitted midcoder
+	// FitUntrained lists the features whose fitted row never trained
+	// (midcoder.Meta.Untrained): FeatureStat.FitTrained false.
+	FitUntrained []int
+	Pinv         *midcoder.Params // optional: the pinv baseline
+	TopK         int              // neurons per feature (≥ 1)
 	// Features, when > 0, keeps only the first Features live features
 	// (those that fire at least once on the cache) in the table.
 	Features int
@@ -111,21 +114,36 @@ type FeatureStat struct {
 	CosEffectDec      float64 `json:"cos_effect_dec"`
 	CosEffectPinv     float64 `json:"cos_effect_pinv"`
 	MeanEffectNorm    float64 `json:"mean_effect_norm"`
+	// FitTrained is false when the fit never gave the feature's W_mid row
+	// a gradient (it never fired in the fit's batches): the row is its
+	// random initial value, and every statistic computed from it (drive,
+	// consistency, cos_fit_pinv, the effects) describes noise. Such
+	// features stay in the table but are left out of the summary's means
+	// and the rankings.
+	FitTrained bool `json:"fit_trained"`
 }
+
+// Reliable reports whether st's midcoder statistics mean something: the
+// feature fires on the data and the fit trained its vector.
+func (st *FeatureStat) Reliable() bool { return st.Count > 0 && st.FitTrained }
 
 // Summary is summary.json.
 type Summary struct {
-	Layer                  int     `json:"layer"`
-	DModel                 int     `json:"d_model"`
-	DSAE                   int     `json:"d_sae"`
-	DMLP                   int     `json:"d_mlp"`
-	Tokens                 int64   `json:"tokens"`
-	TopK                   int     `json:"top_k"`
-	FeaturesFlag           int     `json:"features_flag"` // --features (0: all)
-	Selection              string  `json:"selection"`
-	ActsSource             string  `json:"acts_source"` // "stored in the cache" or "encoded by the transcoder"
-	FeaturesTotal          int     `json:"features_total"`
-	FeaturesLive           int     `json:"features_live"` // fire at least once on the cache
+	Layer         int    `json:"layer"`
+	DModel        int    `json:"d_model"`
+	DSAE          int    `json:"d_sae"`
+	DMLP          int    `json:"d_mlp"`
+	Tokens        int64  `json:"tokens"`
+	TopK          int    `json:"top_k"`
+	FeaturesFlag  int    `json:"features_flag"` // --features (0: all)
+	Selection     string `json:"selection"`
+	ActsSource    string `json:"acts_source"` // "stored in the cache" or "encoded by the transcoder"
+	FeaturesTotal int    `json:"features_total"`
+	FeaturesLive  int    `json:"features_live"` // fire at least once on the cache
+	// FeaturesUntrained counts the live features in the table whose
+	// fitted vector the fit never trained (FeatureStat.FitTrained):
+	// left out of the means and rankings.
+	FeaturesUntrained      int     `json:"features_untrained"`
 	FeaturesInTable        int     `json:"features_in_table"`
 	HasPinv                bool    `json:"has_pinv"`
 	FreqMean               float64 `json:"freq_mean"` // over the table's live features
@@ -380,9 +398,13 @@ func Report(ctx context.Context, in ReportInput, bar *progress.Bar) (*ReportResu
 			return nil, fmt.Errorf("report: effect statistics: %w", err)
 		}
 	}
+	untrained := map[int]bool{}
+	for _, fi := range in.FitUntrained {
+		untrained[fi] = true
+	}
 	res := &ReportResult{Features: make([]FeatureStat, len(sel))}
 	for i, fi := range sel {
-		st := FeatureStat{Feature: fi, Count: count[fi], Freq: float64(count[fi]) / float64(tokens),
+		st := FeatureStat{Feature: fi, Count: count[fi], Freq: float64(count[fi]) / float64(tokens), FitTrained: !untrained[fi],
 			Neurons: neurons[fi*k : (fi+1)*k], Drive: drive[fi*k : (fi+1)*k],
 			CosFitPinv: math.NaN(), NormPinv: math.NaN(),
 			EffectConsistency: math.NaN(), CosEffectDec: math.NaN(), CosEffectPinv: math.NaN(), MeanEffectNorm: math.NaN()}
@@ -428,7 +450,7 @@ func Report(ctx context.Context, in ReportInput, bar *progress.Bar) (*ReportResu
 		HasEffect: in.Effect,
 	})
 	for _, st := range res.Features {
-		if st.Count >= int64(in.MinCount) {
+		if st.Reliable() && st.Count >= int64(in.MinCount) {
 			res.Summary.FeaturesRanked++
 		}
 	}
@@ -574,15 +596,22 @@ func norm64(v []float32) float64 {
 	return math.Sqrt(s)
 }
 
-// summarize fills s's means, medians and fractions over the live features
-// of fs (count > 0), the mid vectors' norms and cosines included: a
-// feature that never fires on the data most likely never fired in the fit
-// either, so its fitted vector is its random initial one and would pull
-// the cosine's mean towards 0.
+// summarize fills s's means, medians and fractions: freq over the live
+// features of fs (count > 0), everything computed from the fitted vectors
+// over the reliable ones (live, and trained by the fit): a vector the fit
+// never trained is its random initial one, and a feature that never fires
+// on the data most likely never fired in the fit either (older midcoder
+// files do not say), so either would pull the cosine's mean towards 0 and
+// the consistency towards what random vectors give.
 func summarize(fs []FeatureStat, s Summary) Summary {
 	var freq, cons, cos, nf, np []float64
 	for _, st := range fs {
 		if st.Count == 0 {
+			continue
+		}
+		freq = append(freq, st.Freq)
+		if !st.FitTrained {
+			s.FeaturesUntrained++
 			continue
 		}
 		nf = append(nf, st.NormFit)
@@ -592,7 +621,6 @@ func summarize(fs []FeatureStat, s Summary) Summary {
 		if !math.IsNaN(st.CosFitPinv) {
 			cos = append(cos, st.CosFitPinv)
 		}
-		freq = append(freq, st.Freq)
 		cons = append(cons, st.Consistency)
 	}
 	// Means before sorting: they sum in table order.
@@ -625,7 +653,7 @@ func summarize(fs []FeatureStat, s Summary) Summary {
 	if s.HasEffect {
 		var ec, cd, cp []float64
 		for _, st := range fs {
-			if st.Count == 0 {
+			if !st.Reliable() {
 				continue
 			}
 			for _, x := range []struct {

@@ -139,6 +139,28 @@ func TestReportHandComputed(t *testing.T) {
 	}
 }
 
+// A feature the fit never trained (the midcoder file's untrained list)
+// keeps its row in the table, flagged, but leaves the means and the
+// rankings: here feature 1, so the means are feature 0's alone.
+func TestReportUntrainedFeature(t *testing.T) {
+	in := ReportInput{Cache: handCache(t, true), MLP: handMLP(), Fit: handFit, Pinv: handPinv, TopK: 2, FitUntrained: []int{1}}
+	res, err := Report(context.Background(), in, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := res.Features; !f[0].FitTrained || f[1].FitTrained || !f[2].FitTrained || f[1].Count != 2 || !near(f[1].Consistency, 0.5) {
+		t.Errorf("features %+v", f)
+	}
+	s := res.Summary
+	if s.FeaturesUntrained != 1 || s.FeaturesRanked != 1 || s.FeaturesLive != 2 || !near(s.FreqMean, 0.5) || !near(s.ConsistencyMean, 1) ||
+		!near(s.CosMean, 1/math.Sqrt2) || !near(s.NormFitMean, 1) {
+		t.Errorf("summary %+v", s)
+	}
+	if ex := rankExtremes(res.Features, extremeRows, 1); len(ex.low) != 1 || ex.low[0].Feature != 0 {
+		t.Errorf("ranked %+v, want feature 0 alone", ex.low)
+	}
+}
+
 func TestReportFeaturesSampleAndNoPinv(t *testing.T) {
 	res, err := Report(context.Background(), ReportInput{Cache: handCache(t, true), MLP: handMLP(), Fit: handFit, TopK: 5, Features: 1}, nil)
 	if err != nil {
@@ -249,7 +271,7 @@ func TestWriteReport(t *testing.T) {
 	// Feature 1 fired twice, its neurons on 2/2 and 1/2 times: Wilson
 	// intervals [0.342, 1] and [0.095, 0.905] bound |2p − 1| to [0, 1] and
 	// [0, 0.811], so its consistency interval is [0, 0.905].
-	if err != nil || len(rows) != 4 || strings.Join(rows[0], ",") != "feature,count,freq,consistency,consistency_lo,consistency_hi,cos_fit_pinv,norm_fit,norm_pinv,effect_consistency,cos_effect_dec,cos_effect_pinv,mean_effect_norm" ||
+	if err != nil || len(rows) != 4 || strings.Join(rows[0], ",") != "feature,count,freq,consistency,consistency_lo,consistency_hi,cos_fit_pinv,norm_fit,norm_pinv,effect_consistency,cos_effect_dec,cos_effect_pinv,mean_effect_norm,fit_trained" ||
 		strings.Join(append(rows[2][:5:5], rows[2][6:9]...), ",") != "1,2,0.5,0.5,0,-1,2,1" || rows[3][9] != "NaN" || !strings.HasPrefix(rows[2][5], "0.905") || rows[3][3] != "NaN" || rows[3][1] != "0" {
 		t.Errorf("features.csv: %v %v", rows, err)
 	}

@@ -2,6 +2,7 @@ package midcoder
 
 import (
 	"math"
+	"slices"
 
 	"github.com/ctxdep/ctxdep/internal/kernels"
 )
@@ -27,6 +28,23 @@ func NewAdamW(p *Params, weightDecay float64) *AdamW {
 	return &AdamW{WeightDecay: weightDecay,
 		MW: make([]float32, len(p.WMid)), VW: make([]float32, len(p.WMid)),
 		MB: make([]float32, len(p.BMid)), VB: make([]float32, len(p.BMid))}
+}
+
+// UntrainedRows returns the rows of W_mid (f rows of c) whose second
+// moment is zero throughout: rows that never got a non-zero gradient, so
+// that AdamW left them at their initial value but for weight decay. A
+// feature's row gets a gradient in every batch where it fires, and its
+// second moment then stays positive (it decays by β₂ per step: only some
+// 10⁵ steps after the last firing could it underflow to zero). It returns
+// an empty, non-nil slice when every row trained.
+func (o *AdamW) UntrainedRows(f, c int) []int {
+	rows := []int{}
+	for i := range f {
+		if !slices.ContainsFunc(o.VW[i*c:(i+1)*c], func(v float32) bool { return v != 0 }) {
+			rows = append(rows, i)
+		}
+	}
+	return rows
 }
 
 // Coeffs returns the scalars of AdamW step t at learning rate lr, as

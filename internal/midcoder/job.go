@@ -131,6 +131,8 @@ func (j *Job) Run(ctx context.Context, b Backend, st *State, hooks Hooks) error 
 	}
 	meta := j.Meta
 	meta.History = st.History
+	// The moments are current: the last epoch's hook synced them.
+	meta.Untrained = j.Host.Opt.UntrainedRows(j.Host.Params.F, j.Host.Params.C)
 	if err := Save(filepath.Join(j.Dir, ResultFile), j.Host.Params, meta); err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -37,6 +38,7 @@ func TestJob(t *testing.T) {
 	if err := run(ref, st, Hooks{}); err != nil {
 		t.Fatal(err)
 	}
+	checkUntrained(t, tj, filepath.Join(ref.Dir, ResultFile))
 	want := files(ref.Dir)
 	if _, ok := want[CheckpointFile]; ok || len(want) != 2 || !strings.HasPrefix(want[HistoryFile], "epoch,loss,loss_norm,lr\n0,") {
 		t.Fatalf("an uninterrupted job left %v", reflect.ValueOf(want).MapKeys())
@@ -138,4 +140,39 @@ func (tj testJobs) run(j *Job, st *State, hooks Hooks) error {
 	b := NewCPUBackend(j.Host, src)
 	defer b.Close()
 	return j.Run(context.Background(), b, st, hooks)
+}
+
+// checkUntrained checks the result's untrained list against the data: the
+// job reads every row of the fixture's cache (8 rows of a 6-row cache), so
+// the features it never trained are exactly those that fire on no row.
+func checkUntrained(t *testing.T, tj testJobs, path string) {
+	t.Helper()
+	_, meta, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := NewCacheSource(tj.fx.cache, tj.fx.tc, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	fired := map[int]bool{}
+	for range tj.fx.cache.Manifest.NSequences / tj.cfg.BatchSize {
+		acts, _, err := src.Next(context.Background(), tj.cfg.BatchSize)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range acts.Indices {
+			fired[int(f)] = true
+		}
+	}
+	var want []int
+	for f := range meta.DSAE {
+		if !fired[f] {
+			want = append(want, f)
+		}
+	}
+	if len(want) == 0 || len(fired) == 0 || !slices.Equal(meta.Untrained, want) {
+		t.Errorf("untrained %v, want the %d features that never fire %v (%d fire)", meta.Untrained, len(want), want, len(fired))
+	}
 }

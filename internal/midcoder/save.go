@@ -44,6 +44,11 @@ type Meta struct {
 	Provenance Provenance `json:"provenance"`
 	History    []Record   `json:"history,omitempty"`
 	CreatedBy  string     `json:"created_by"`
+	// Untrained lists, for a fit, the features whose W_mid row never got
+	// a gradient (the feature never fired in the fit's batches), so that
+	// the row is still its initial value (AdamW.UntrainedRows). nil:
+	// unknown (a pinv baseline, or a file from before ctxdep recorded it).
+	Untrained []int `json:"untrained,omitempty"`
 }
 
 // Key identifies a fit's settings and inputs: a checkpoint resumes only
@@ -178,11 +183,19 @@ func metaStrings(meta Meta) (map[string]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	return map[string]string{
+	md := map[string]string{
 		"format": meta.Format, "version": formatVersion, "layer": strconv.Itoa(meta.Layer),
 		"d_model": strconv.Itoa(meta.DModel), "d_sae": strconv.Itoa(meta.DSAE), "method": meta.Method,
 		"config": string(cfg), "provenance": string(prov), "history": string(hist), "created_by": meta.CreatedBy,
-	}, nil
+	}
+	if meta.Untrained != nil {
+		raw, err := json.Marshal(meta.Untrained)
+		if err != nil {
+			return nil, err
+		}
+		md["untrained"] = string(raw)
+	}
+	return md, nil
 }
 
 type named struct {
@@ -272,7 +285,7 @@ func parseMeta(md map[string]string) (Meta, error) {
 		}
 	}
 	m.Method, m.CreatedBy = md["method"], md["created_by"]
-	for key, dst := range map[string]any{"config": &m.Config, "provenance": &m.Provenance, "history": &m.History} {
+	for key, dst := range map[string]any{"config": &m.Config, "provenance": &m.Provenance, "history": &m.History, "untrained": &m.Untrained} {
 		if md[key] == "" {
 			continue
 		}
