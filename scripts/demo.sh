@@ -10,7 +10,8 @@ out=${DEMO_OUT:-$(mktemp -d)}
 # elsewhere, the script moves there, keeping the binary and DEMO_OUT given.
 root=$(realpath -- "$(dirname -- "${BASH_SOURCE[0]}")/..")
 if [[ $(pwd -P) != "$root" ]]; then
-  if [[ $bin == */* ]]; then bin=$(realpath -- "$bin"); fi
+  # A binary given as a path is the caller's; the default is the root's.
+  if [[ -n ${1:-} && $bin == */* ]]; then bin=$(realpath -- "$bin"); fi
   mkdir -p -- "$out" && out=$(realpath -- "$out")
   cd -- "$root"
 fi

@@ -79,7 +79,8 @@ The notebook's run: --batch-size 64 --steps-per-epoch 10 --train-tokens 100000.`
       --layer 1 --batch-size 2 --steps-per-epoch 3 --train-tokens 200 --out /tmp/fit
   ctxdep fit --cache cache-all --layers all --out fit-all    # fit-all/layer-00/ … layer-11/`,
 		Args: exactArgs(0),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *cobra.Command, args []string) (err error) {
+			defer removeIfNewAndEmpty(o.out)(&err) // with --layers, DIR above the layers' own
 			if o.layers != "" && o.cache == "" {
 				return usagef("fit --layers fits the layers of a layer set: give --cache SET (cache build --layers)")
 			}

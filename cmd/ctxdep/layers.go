@@ -106,13 +106,16 @@ func (g *globalOptions) runLayer(d *layerDocs, l int, fn func() error) error {
 	g.stdout = &buf
 	err := fn()
 	g.stdout = stdout
+	if err != nil {
+		return err // what it printed before failing is not its result
+	}
 	if doc := bytes.TrimSpace(buf.Bytes()); len(doc) > 0 {
 		if !json.Valid(doc) { // two documents, or text
 			return fmt.Errorf("internal error: layer %d printed %d bytes that are not one JSON document", l, len(doc))
 		}
 		d.layers, d.docs = append(d.layers, l), append(d.docs, doc)
 	}
-	return err
+	return nil
 }
 
 // printLayerDocs prints d as one document, with extra's keys added, when

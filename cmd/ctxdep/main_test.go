@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -838,5 +839,71 @@ func TestStoreYFalseOtherModel(t *testing.T) {
 	expectError(t, code, errs, 1, "built from model")
 	if strings.Contains(errs, "cache verify") || strings.Contains(errs, "shard-") {
 		t.Errorf("the error blames the shards: %s", errs)
+	}
+}
+
+// removeIfNewAndEmpty removes only what the failed run made and left
+// without data: never a path that existed at the start (a dangling
+// symlink included), never a directory holding a file.
+func TestRemoveIfNewAndEmpty(t *testing.T) {
+	failed := errors.New("failed")
+	dir := t.TempDir()
+	link := filepath.Join(dir, "link")
+	os.Symlink(filepath.Join(dir, "missing"), link)
+	cleanup := removeIfNewAndEmpty(link)
+	cleanup(&failed)
+	if _, err := os.Lstat(link); err != nil {
+		t.Error("a dangling symlink the user had was removed")
+	}
+	set := filepath.Join(dir, "set")
+	cleanup = removeIfNewAndEmpty(set)
+	os.MkdirAll(filepath.Join(set, "layer-01"), 0o755)
+	os.WriteFile(filepath.Join(set, actcache.LayerSetName), []byte("{}"), 0o644)
+	cleanup(&failed)
+	if _, err := os.Stat(set); err == nil {
+		t.Error("a new set holding only layers.json and empty layer directories was left")
+	}
+	kept := filepath.Join(dir, "kept")
+	cleanup = removeIfNewAndEmpty(kept)
+	os.MkdirAll(filepath.Join(kept, "layer-01"), 0o755)
+	os.WriteFile(filepath.Join(kept, "layer-01", "shard-00000.safetensors"), []byte("data"), 0o644)
+	cleanup(&failed)
+	if _, err := os.Stat(filepath.Join(kept, "layer-01", "shard-00000.safetensors")); err != nil {
+		t.Error("a new directory holding data was removed")
+	}
+	var ok error
+	cleanup = removeIfNewAndEmpty(filepath.Join(dir, "done"))
+	os.Mkdir(filepath.Join(dir, "done"), 0o755)
+	cleanup(&ok)
+	if _, err := os.Stat(filepath.Join(dir, "done")); err != nil {
+		t.Error("a successful run's empty --out was removed")
+	}
+}
+
+// A layer-set build that fails before its first shard leaves no set
+// behind, so the corrected rerun into the same --out goes ahead.
+func TestFailedSetBuildDoesNotBlockRerun(t *testing.T) {
+	empty := filepath.Join(t.TempDir(), "empty.txt")
+	os.WriteFile(empty, nil, 0o644)
+	set := filepath.Join(t.TempDir(), "set")
+	args := []string{"cache", "build", "-q", "--model", tinyModel, "--transcoders", tinyTC, "--layers", "1,2", "--out", set}
+	code, _, errs := ctxdep(t, append(args, "--data", empty, "--max-length", "16")...)
+	expectError(t, code, errs, 1, "holds no rows")
+	if code, _, errs := ctxdep(t, append(args, "--tokens", tokensNpy)...); code != 0 {
+		t.Fatalf("the rerun with good rows: %d %s", code, errs)
+	}
+}
+
+// Without --out, fit and pinv-baseline say so (a usage error), even when
+// run from inside a cache, where the empty path would name the cache.
+func TestNoOutInsideCache(t *testing.T) {
+	cache := buildCache(t, false)
+	t.Chdir(cache)
+	for _, args := range [][]string{
+		{"fit", "-q", "--cache", ".", "--model", tinyModel, "--transcoders", tinyTC},
+		{"pinv-baseline", "-q", "--layer", "1", "--model", tinyModel, "--transcoders", tinyTC},
+	} {
+		code, _, errs := ctxdep(t, args...)
+		expectError(t, code, errs, 2, "--out")
 	}
 }

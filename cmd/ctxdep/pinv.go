@@ -48,7 +48,10 @@ With --layers, one file per layer: --out DIR/layer-LL.safetensors.`,
   ctxdep fit --init pinv --cache cache-l8 --out fit-l8   # start the fit from it
   ctxdep pinv-baseline --layers all --cache cache-all --out pinv-all`,
 		Args: exactArgs(0),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *cobra.Command, args []string) (err error) {
+			if o.layers != "" {
+				defer removeIfNewAndEmpty(o.out)(&err) // --out DIR: made for the layers' files
+			}
 			if o.layers != "" && o.out == "" {
 				return usagef("pinv-baseline --layers needs --out DIR")
 			}

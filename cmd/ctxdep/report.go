@@ -320,10 +320,13 @@ func printReport(g *globalOptions, o *reportOptions, res *analysis.ReportResult,
 	w := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(w, "layer %d: %d tokens, %d of %d features fire\t\n", s.Layer, s.Tokens, s.FeaturesLive, s.FeaturesTotal)
 	fmt.Fprintf(w, "table\t%s\n", s.Selection)
-	fmt.Fprintf(w, "consistency mean / median\t%.4f / %.4f\n", s.ConsistencyMean, s.ConsistencyMedian)
+	if s.FeaturesUntrained > 0 {
+		fmt.Fprintf(w, "untrained\t%d live features the fit never trained: left out below (fit_trained 0)\n", s.FeaturesUntrained)
+	}
+	fmt.Fprintf(w, "consistency mean / median\t%.4f / %.4f (live)\n", s.ConsistencyMean, s.ConsistencyMedian)
 	fmt.Fprintf(w, "consistency > 0.9 / < 0.5\t%.4f / %.4f of live features\n", s.FracConsistencyAbove09, s.FracConsistencyBelow05)
 	if s.HasPinv {
-		fmt.Fprintf(w, "cos(fit, pinv) mean / median\t%.4f / %.4f\n", s.CosMean, s.CosMedian)
+		fmt.Fprintf(w, "cos(fit, pinv) mean / median\t%.4f / %.4f (live)\n", s.CosMean, s.CosMedian)
 	}
 	if s.HasEffect {
 		fmt.Fprintf(w, "effect_consistency mean / median\t%.4f / %.4f\n", s.EffectConsistencyMean, s.EffectConsistencyMedian)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/ctxdep/ctxdep/internal/actcache"
 	"github.com/ctxdep/ctxdep/internal/blasimpl"
 )
 
@@ -121,7 +123,7 @@ Exit status: 0 success, 1 runtime error, 2 usage error, 130 interrupted.`,
 			return unknownCommand(cmd, args[0])
 		}
 		var bad *pflag.InvalidValueError
-		if errors.As(err, &bad) && bad.GetFlag() != nil && bad.GetFlag().Name == "layer" && cmd.Flags().Lookup("layers") != nil {
+		if errors.As(err, &bad) && bad.GetFlag() != nil && bad.GetFlag().Name == "layer" && bad.GetFlag().Value.Type() == "int" && cmd.Flags().Lookup("layers") != nil {
 			// `--layer all` for `--layers all`: --layer is one block.
 			return usagef("--layer %q: want one layer number, e.g. --layer 8 (several layers: --layers 2,3, 0-11 or all)", bad.GetValue())
 		}
@@ -287,15 +289,33 @@ func exactArgs(n int) cobra.PositionalArgs {
 
 // removeIfNewAndEmpty is for a deferred call at the start of a command
 // that makes its --out directory: when the command fails (*err not nil)
-// and dir did not exist at the call, dir is removed if it is still empty
-// (os.Remove leaves a directory with anything in it), so that a run that
-// failed before writing anything leaves no empty --out behind.
+// and dir did not exist at the call, dir is removed if nothing in it holds
+// data: it is empty, or holds only empty directories and a layer set's
+// layers.json (cache build --layers writes them first), all this run's.
+// So a run that failed before writing anything leaves no --out behind
+// that would refuse the corrected rerun.
 func removeIfNewAndEmpty(dir string) func(err *error) {
-	_, statErr := os.Stat(dir)
+	_, statErr := os.Lstat(dir) // a dangling symlink is the user's too
 	isNew := dir != "" && errors.Is(statErr, fs.ErrNotExist)
 	return func(err *error) {
-		if isNew && *err != nil {
-			os.Remove(dir)
+		if !isNew || *err == nil {
+			return
 		}
+		entries, rerr := os.ReadDir(dir)
+		if rerr != nil {
+			return
+		}
+		for _, e := range entries {
+			switch sub, serr := os.ReadDir(filepath.Join(dir, e.Name())); {
+			case e.IsDir() && serr == nil && len(sub) == 0:
+			case e.Type().IsRegular() && e.Name() == actcache.LayerSetName:
+			default:
+				return // data, or what cannot be read: kept
+			}
+		}
+		for _, e := range entries {
+			os.Remove(filepath.Join(dir, e.Name())) // a directory only while empty
+		}
+		os.Remove(dir)
 	}
 }

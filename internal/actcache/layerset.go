@@ -158,7 +158,7 @@ func Containing(path string) (string, bool) {
 		return "", false
 	}
 	for p := abs; ; p = filepath.Dir(p) {
-		if IsCacheDir(p) || IsLayerSet(p) {
+		if IsCacheDir(p) || holdsLayerSet(p) {
 			return p, true
 		}
 		if filepath.Dir(p) == p {
@@ -167,10 +167,28 @@ func Containing(path string) (string, bool) {
 	}
 }
 
+// holdsLayerSet reports whether dir's layers.json is a layer set's (its
+// format says so): IsLayerSet, without taking another tool's file of that
+// name, in some parent directory, for one.
+func holdsLayerSet(dir string) bool {
+	raw, err := os.ReadFile(filepath.Join(dir, LayerSetName))
+	if err != nil {
+		return false
+	}
+	var head struct {
+		Format string `json:"format"`
+	}
+	return json.Unmarshal(raw, &head) == nil && head.Format == LayerSetFormat
+}
+
 // CheckOutside returns an error when path is an activation cache or a
 // layer set or lies inside one (Containing); what names the path in the
-// message ("--out fit-l8").
+// message ("--out fit-l8"). An empty path (no --out given) passes: the
+// command's own usage error says what is missing.
 func CheckOutside(what, path string) error {
+	if path == "" {
+		return nil
+	}
 	c, ok := Containing(path)
 	if !ok {
 		return nil
