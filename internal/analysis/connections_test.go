@@ -497,7 +497,7 @@ func TestConnectionsWrite(t *testing.T) {
 		t.Errorf("a directory with other files: %v", err)
 	}
 	set := t.TempDir()
-	os.WriteFile(filepath.Join(set, "layers.json"), []byte("{}"), 0o644)
+	os.WriteFile(filepath.Join(set, "layers.json"), []byte(`{"format": "ctxdep-layer-set", "version": 1}`), 0o644)
 	if err := CheckConnectionsOut(set, true); err == nil || !strings.Contains(err.Error(), "activation cache") {
 		t.Errorf("a layer set: %v", err)
 	}
