@@ -543,8 +543,10 @@ func TestFit(t *testing.T) {
 }
 
 // A cache built from another model is refused.
-func TestFitOtherModel(t *testing.T) {
-	cache := buildCache(t, false)
+// otherModel is a copy of the tiny model with one weight changed: another
+// model, with another SHA-256.
+func otherModel(t *testing.T) string {
+	t.Helper()
 	other := filepath.Join(t.TempDir(), "model")
 	os.MkdirAll(other, 0o755)
 	cfg, _ := os.ReadFile(filepath.Join(tinyModel, "config.json"))
@@ -552,6 +554,12 @@ func TestFitOtherModel(t *testing.T) {
 	st[len(st)-1] ^= 1 // another weight value: another model
 	os.WriteFile(filepath.Join(other, "config.json"), cfg, 0o644)
 	os.WriteFile(filepath.Join(other, "model.safetensors"), st, 0o644)
+	return other
+}
+
+func TestFitOtherModel(t *testing.T) {
+	cache := buildCache(t, false)
+	other := otherModel(t)
 	args := fitArgs(cache, filepath.Join(t.TempDir(), "f"))
 	args[5] = other // --model
 	code, _, errs := ctxdep(t, args...)
@@ -828,13 +836,7 @@ func TestStoreYFalseOtherModel(t *testing.T) {
 		"--tokens", tokensNpy, "--sequences-per-shard", "4", "--store-y=false", "--out", cache); code != 0 {
 		t.Fatalf("cache build: %d %s", code, errs)
 	}
-	other := filepath.Join(t.TempDir(), "model")
-	os.MkdirAll(other, 0o755)
-	cfg, _ := os.ReadFile(filepath.Join(tinyModel, "config.json"))
-	st, _ := os.ReadFile(filepath.Join(tinyModel, "model.safetensors"))
-	st[len(st)-1] ^= 1 // another weight value: another model
-	os.WriteFile(filepath.Join(other, "config.json"), cfg, 0o644)
-	os.WriteFile(filepath.Join(other, "model.safetensors"), st, 0o644)
+	other := otherModel(t)
 	code, _, errs := ctxdep(t, "inspect-cache", "-q", cache, "--model", other, "--transcoders", tinyTC)
 	expectError(t, code, errs, 1, "built from model")
 	if strings.Contains(errs, "cache verify") || strings.Contains(errs, "shard-") {
