@@ -487,6 +487,13 @@ func fitTrajectory(t *testing.T, d *Device, act midcoder.Activation, b, steps in
 	if host.Opt.Step != cpu.Opt.Step {
 		t.Errorf("device took %d AdamW steps, CPU %d", host.Opt.Step, cpu.Opt.Step)
 	}
+	// The features the fit never trained (fit's "untrained" list) are the
+	// same: a row's second moment is zero exactly when it got no gradient.
+	if gu, cu := host.Opt.UntrainedRows(gp.F, gp.C), cpu.Opt.UntrainedRows(cp.F, cp.C); !slices.Equal(gu, cu) {
+		t.Errorf("untrained rows: %d on the device, %d on the CPU (%v, %v)", len(gu), len(cu), gu, cu)
+	} else {
+		t.Logf("%d of %d rows untrained on both", len(gu), gp.F)
+	}
 	// AdamW normalises each update by sqrt(v): in its first steps a weight
 	// moves by about lr·sign(g) whatever |g| is. A ReLU unit whose
 	// pre-activation is within rounding of zero is active on one side only
