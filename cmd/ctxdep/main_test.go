@@ -263,8 +263,8 @@ func TestUsageErrors(t *testing.T) {
 		{"unknown completion shell", []string{"completion", "bsh"}, []string{`"bsh"`, `"bash"`}},
 		{"unknown help topic", []string{"help", "fitt"}, []string{`"fitt"`, `did you mean "fit"?`}},
 		{"unknown help subtopic", []string{"help", "cache", "biuld"}, []string{`"biuld"`, `did you mean "build"?`}},
-		{"argument to a command that takes none", []string{"version", "extra"}, []string{"takes 0 argument(s), got 1"}},
-		{"missing argument of a subcommand", []string{"cache", "verify"}, []string{"takes 1 argument(s), got 0"}},
+		{"argument to a command that takes none", []string{"version", "extra"}, []string{"takes 0 arguments, got 1"}},
+		{"missing argument of a subcommand", []string{"cache", "verify"}, []string{"takes 1 argument, got 0"}},
 		{"argument to a completion script", []string{"completion", "bash", "extra"}, []string{`"extra"`, "ctxdep completion bash --help"}},
 		{"--layer all", []string{"report", "--layer", "all"}, []string{`--layer "all"`, "--layers 2,3, 0-11 or all"}},
 	} {

@@ -281,7 +281,7 @@ func addLayersJSONFlag(cmd *cobra.Command, g *globalOptions) {
 func exactArgs(n int) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if len(args) != n {
-			return usagef("%s takes %d argument(s), got %d (see `%s --help`)", cmd.Name(), n, len(args), cmd.CommandPath())
+			return usagef("%s takes %s, got %d (see `%s --help`)", cmd.Name(), plural(n, "argument"), len(args), cmd.CommandPath())
 		}
 		return nil
 	}
