@@ -282,6 +282,9 @@ func runFit(ctx context.Context, g *globalOptions, o *fitOptions, layerSet bool)
 		}
 		return err
 	}
+	if n := len(job.Host.Opt.UntrainedRows(params.F, params.C)); n > 0 {
+		g.notef("fit: %d of %d features never fired in the fit's batches: their W_mid rows are untrained (the midcoder's \"untrained\" list; report marks them fit_trained 0 and leaves them out of its statistics). More --train-tokens trains more of them.", n, params.F)
+	}
 	return printHistory(g, st.History)
 }
 

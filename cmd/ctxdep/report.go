@@ -68,8 +68,9 @@ Dashboards, gathered in the same pass with fixed memory per feature (about
 6.5 KB; --examples 0 turns them off): the --examples contexts of largest
 activation, contexts at the quantiles of a uniform sample of firings, and for
 each feature's top 3 neurons firings with the neuron on and off; an activation
-histogram. Pages (features/NNNNN.html, at most --pages: the ranked features
-first, then the table's others that fire, by index) add the tokens the feature
+histogram. Pages (features/NNNNN.html, at most --pages: the two ranking tables'
+features, then the other ranked ones (count ≥ --min-count, trained by the
+fit), then the table's others that fire, each by index) add the tokens the feature
 promotes and suppresses: W_dec[f] @ W_U (when the transcoder is there) and the
 midcoder's effect through the MLP. Token windows are decoded with GPT-2's
 tokenizer. For the released GPT-2 small transcoders each page links to the
@@ -318,15 +319,15 @@ func printReport(g *globalOptions, o *reportOptions, res *analysis.ReportResult,
 	}
 	s := res.Summary
 	w := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(w, "layer %d: %d tokens, %d of %d features fire\t\n", s.Layer, s.Tokens, s.FeaturesLive, s.FeaturesTotal)
+	fmt.Fprintf(w, "layer %d: %d tokens, %d of %d features fire\n", s.Layer, s.Tokens, s.FeaturesLive, s.FeaturesTotal)
 	fmt.Fprintf(w, "table\t%s\n", s.Selection)
-	if s.FeaturesUntrained > 0 {
-		fmt.Fprintf(w, "untrained\t%d live features the fit never trained: left out below (fit_trained 0)\n", s.FeaturesUntrained)
+	if s.FitUntrained > 0 {
+		fmt.Fprintf(w, "untrained\t%d features the fit never trained, %d of them live: left out below (fit_trained 0)\n", s.FitUntrained, s.FeaturesLiveUntrained)
 	}
-	fmt.Fprintf(w, "consistency mean / median\t%.4f / %.4f (live)\n", s.ConsistencyMean, s.ConsistencyMedian)
-	fmt.Fprintf(w, "consistency > 0.9 / < 0.5\t%.4f / %.4f of live features\n", s.FracConsistencyAbove09, s.FracConsistencyBelow05)
+	fmt.Fprintf(w, "consistency mean / median\t%.4f / %.4f (live, trained)\n", s.ConsistencyMean, s.ConsistencyMedian)
+	fmt.Fprintf(w, "consistency > 0.9 / < 0.5\t%.4f / %.4f of live trained features\n", s.FracConsistencyAbove09, s.FracConsistencyBelow05)
 	if s.HasPinv {
-		fmt.Fprintf(w, "cos(fit, pinv) mean / median\t%.4f / %.4f (live)\n", s.CosMean, s.CosMedian)
+		fmt.Fprintf(w, "cos(fit, pinv) mean / median\t%.4f / %.4f (live, trained)\n", s.CosMean, s.CosMedian)
 	}
 	if s.HasEffect {
 		fmt.Fprintf(w, "effect_consistency mean / median\t%.4f / %.4f\n", s.EffectConsistencyMean, s.EffectConsistencyMedian)

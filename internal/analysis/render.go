@@ -321,7 +321,7 @@ func writeReportFiles(dir string, in RenderInput) (*Rendered, error) {
 		}
 		img, cap := histogram(cons, 0, 1, 40, "Consistency of the neuron gating", "consistency (0: context-dependent, 1: context-independent)")
 		plots = append(plots, plotInfo{plotConsistency, "Histogram of consistency",
-			fmt.Sprintf("%d live features, 40 bins of 0.025; the tallest holds %s.", len(live), cap), img})
+			fmt.Sprintf("%d live features the fit trained, 40 bins of 0.025; the tallest holds %s.", len(live), cap), img})
 		xlo, xhi := minMax(lf)
 		if xhi-xlo < 1e-9 {
 			xlo, xhi = xlo-0.5, xhi+0.5
@@ -330,7 +330,7 @@ func writeReportFiles(dir string, in RenderInput) (*Rendered, error) {
 		xlo, xhi = xlo-pad, xhi+pad
 		img2 := scatter(lf, cons, xlo, xhi, 0, 1, "Consistency against firing frequency", "log10(freq)", "consistency")
 		plots = append(plots, plotInfo{plotScatter, "Consistency against log10 frequency",
-			fmt.Sprintf("one point per live feature (%d).", len(live)), img2})
+			fmt.Sprintf("one point per live feature the fit trained (%d).", len(live)), img2})
 	}
 	if in.PinvFile == "" {
 		out.Omitted = append(out.Omitted, "histogram of cos(fit, pinv): no --pinv file given")
@@ -346,7 +346,7 @@ func writeReportFiles(dir string, in RenderInput) (*Rendered, error) {
 		} else {
 			img, cap := histogram(cos, -1, 1, 40, "Fitted mid vectors against the pinv baseline", "cos(fit, pinv)")
 			plots = append(plots, plotInfo{plotCosine, "Histogram of cos(fit, pinv)",
-				fmt.Sprintf("%d live features (a feature that never fires, or never fired in the fit, keeps its initial fitted vector), 40 bins of 0.05; the tallest holds %s.", len(cos), cap), img})
+				fmt.Sprintf("%d live features the fit trained (a feature that never fires, or never fired in the fit, keeps its initial fitted vector), 40 bins of 0.05; the tallest holds %s.", len(cos), cap), img})
 		}
 	}
 	switch {
@@ -365,10 +365,10 @@ func writeReportFiles(dir string, in RenderInput) (*Rendered, error) {
 		}
 		img, cap := histogram(ec, 0, 1, 40, "Consistency of the effect through the MLP", "effect_consistency (1: the same direction in every context)")
 		plots = append(plots, plotInfo{plotEffect, "Histogram of effect_consistency",
-			fmt.Sprintf("%d live features, 40 bins of 0.025; the tallest holds %s.", len(ec), cap), img})
+			fmt.Sprintf("%d live features the fit trained, 40 bins of 0.025; the tallest holds %s.", len(ec), cap), img})
 		img2 := scatter(gc, ec, 0, 1, 0, 1, "Effect consistency against gating consistency", "consistency (top-k neuron gating)", "effect_consistency")
 		plots = append(plots, plotInfo{plotEffectScatter, "effect_consistency against consistency",
-			fmt.Sprintf("one point per live feature with a defined effect (%d): the gating of the top neurons against the direction of the whole effect.", len(ec)), img2})
+			fmt.Sprintf("one point per live feature the fit trained with a defined effect (%d): the gating of the top neurons against the direction of the whole effect.", len(ec)), img2})
 	}
 	if in.HistoryPath == "" {
 		out.Omitted = append(out.Omitted, "loss curves: "+orDefault(in.HistoryNote, "no history.csv given or found next to the midcoder file"))
@@ -562,17 +562,24 @@ func summaryRows(s Summary) [][2]string {
 		{"features that fire (live)", fmt.Sprintf("%d of %d", s.FeaturesLive, s.FeaturesTotal)},
 		{"table", s.Selection},
 		{"top-k neurons per feature", strconv.Itoa(s.TopK)},
-		{"ranked (count ≥ --min-count)", fmt.Sprintf("%d of the table's %d (--min-count %d)", s.FeaturesRanked, s.FeaturesInTable, s.MinCount)},
-		{"live features the fit never trained", fmt.Sprintf("%d (fit_trained 0: left out of the means, plots and rankings)", s.FeaturesUntrained)},
+		{"features the fit never trained", fmt.Sprintf("%d, of which %d fire on the cache (fit_trained 0: left out of the statistics marked trained, the plots and the rankings)", s.FitUntrained, s.FeaturesLiveUntrained)},
+		{"ranked (count ≥ --min-count, trained)", fmt.Sprintf("%d of the table's %d (--min-count %d)", s.FeaturesRanked, s.FeaturesInTable, s.MinCount)},
 		{"freq mean / median (live)", fmt.Sprintf("%.4g / %.4g", s.FreqMean, s.FreqMedian)},
-		{"consistency mean / median (live)", fmt.Sprintf("%.4f / %.4f", s.ConsistencyMean, s.ConsistencyMedian)},
+		{"consistency mean / median (live, trained)", fmt.Sprintf("%.4f / %.4f", s.ConsistencyMean, s.ConsistencyMedian)},
 		{"consistency 10th / 90th percentile", fmt.Sprintf("%.4f / %.4f", s.ConsistencyP10, s.ConsistencyP90)},
 		{"fraction with consistency > 0.9 / < 0.5", fmt.Sprintf("%.4f / %.4f", s.FracConsistencyAbove09, s.FracConsistencyBelow05)},
-		{"norm_fit mean (live)", fmt.Sprintf("%.4g", s.NormFitMean)},
+		{"norm_fit mean (live, trained)", fmt.Sprintf("%.4g", s.NormFitMean)},
 	}
 	if s.HasPinv {
-		r = append(r, [2]string{"cos(fit, pinv) mean / median (live)", fmt.Sprintf("%.4f / %.4f", s.CosMean, s.CosMedian)},
-			[2]string{"norm_pinv mean (live)", fmt.Sprintf("%.4g", s.NormPinvMean)})
+		r = append(r, [2]string{"cos(fit, pinv) mean / median (live, trained)", fmt.Sprintf("%.4f / %.4f", s.CosMean, s.CosMedian)},
+			[2]string{"norm_pinv mean (live, trained)", fmt.Sprintf("%.4g", s.NormPinvMean)})
+	}
+	if s.HasEffect {
+		r = append(r, [2]string{"effect_consistency mean / median (live, trained)", fmt.Sprintf("%.4f / %.4f", s.EffectConsistencyMean, s.EffectConsistencyMedian)},
+			[2]string{"cos(effect, W_dec) median", fmt.Sprintf("%.4f", s.CosEffectDecMedian)})
+		if s.HasPinv {
+			r = append(r, [2]string{"cos(effect, pinv effect) median", fmt.Sprintf("%.4f", s.CosEffectPinvMedian)})
+		}
 	}
 	return r
 }

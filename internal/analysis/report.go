@@ -70,8 +70,8 @@ type ReportInput struct {
 	// MinCount is the fewest firings a feature needs to be ranked in the
 	// most/least context-dependent tables (DefaultMinCount).
 	MinCount int
-	// Pages bounds the number of features with a page (DefaultPages): the
-	// ranked features first, then the table's other live features by index.
+	// Pages bounds the number of features with a page (DefaultPages), in
+	// pagedFeatures' order: the ranked features first.
 	Pages int
 	// WU (C, Vocab) is the model's processed unembedding, for the pages'
 	// output-side view; nil leaves the view out.
@@ -140,10 +140,12 @@ type Summary struct {
 	ActsSource    string `json:"acts_source"` // "stored in the cache" or "encoded by the transcoder"
 	FeaturesTotal int    `json:"features_total"`
 	FeaturesLive  int    `json:"features_live"` // fire at least once on the cache
-	// FeaturesUntrained counts the live features in the table whose
-	// fitted vector the fit never trained (FeatureStat.FitTrained):
-	// left out of the means and rankings.
-	FeaturesUntrained      int     `json:"features_untrained"`
+	// FitUntrained counts the features the fit never trained (the
+	// midcoder's untrained list, all of them: fit_trained 0 in the
+	// table); FeaturesLiveUntrained those of them in the table that fire
+	// on the cache, which the means, plots and rankings leave out.
+	FitUntrained          int `json:"fit_untrained"`
+	FeaturesLiveUntrained int `json:"features_live_untrained"`
 	FeaturesInTable        int     `json:"features_in_table"`
 	HasPinv                bool    `json:"has_pinv"`
 	FreqMean               float64 `json:"freq_mean"` // over the table's live features
@@ -446,7 +448,7 @@ func Report(ctx context.Context, in ReportInput, bar *progress.Bar) (*ReportResu
 	res.Summary = summarize(res.Features, Summary{
 		Layer: man.Layer, DModel: c, DSAE: f, DMLP: n, Tokens: tokens, TopK: k, FeaturesFlag: in.Features,
 		Selection: selection, ActsSource: source, FeaturesTotal: f, FeaturesLive: live,
-		FeaturesInTable: len(sel), HasPinv: in.Pinv != nil, MinCount: in.MinCount, ExamplesTopK: in.Examples,
+		FeaturesInTable: len(sel), HasPinv: in.Pinv != nil, MinCount: in.MinCount, ExamplesTopK: in.Examples, FitUntrained: len(in.FitUntrained),
 		HasEffect: in.Effect,
 	})
 	for _, st := range res.Features {
@@ -462,21 +464,12 @@ func Report(ctx context.Context, in ReportInput, bar *progress.Bar) (*ReportResu
 	// first, then the others by index, up to in.Pages.
 	res.NeuronpediaBase = in.NeuronpediaBase
 	res.Connections = in.Connections
-	ranked := rankExtremes(res.Features, extremeRows, in.MinCount)
-	paged := map[int]bool{}
-	for _, st := range append(slices.Clone(ranked.low), ranked.high...) {
-		if len(paged) < in.Pages {
-			paged[st.Feature] = true
-		}
-	}
+	paged := pagedFeatures(res.Features, in.MinCount, in.Pages)
 	means := map[int]float64{}
 	for i := range res.Features {
 		st := &res.Features[i]
 		if st.Count == 0 {
 			continue
-		}
-		if len(paged) < in.Pages {
-			paged[st.Feature] = true
 		}
 		db := dash.dashboard(st, on)
 		dash.feats[st.Feature] = nil // its examples now live in db
@@ -497,6 +490,35 @@ func Report(ctx context.Context, in ReportInput, bar *progress.Bar) (*ReportResu
 		db.Output = views[db.Feature]
 	}
 	return res, nil
+}
+
+// pagedFeatures chooses at most pages features of fs for a page, in this
+// order: those of the two ranking tables, then the other ranked features
+// (count ≥ minCount, trained by the fit), then the other live trained
+// features, then the live untrained ones, each group by index.
+func pagedFeatures(fs []FeatureStat, minCount, pages int) map[int]bool {
+	paged := map[int]bool{}
+	add := func(st FeatureStat) {
+		if len(paged) < pages {
+			paged[st.Feature] = true
+		}
+	}
+	ranked := rankExtremes(fs, extremeRows, minCount)
+	for _, st := range append(slices.Clone(ranked.low), ranked.high...) {
+		add(st)
+	}
+	for _, group := range []func(st FeatureStat) bool{
+		func(st FeatureStat) bool { return st.Reliable() && st.Count >= int64(minCount) },
+		func(st FeatureStat) bool { return st.Reliable() },
+		func(st FeatureStat) bool { return st.Count > 0 },
+	} {
+		for _, st := range fs {
+			if group(st) {
+				add(st)
+			}
+		}
+	}
+	return paged
 }
 
 // rankExtremes returns up to n of the table's features that fired at least
@@ -611,7 +633,7 @@ func summarize(fs []FeatureStat, s Summary) Summary {
 		}
 		freq = append(freq, st.Freq)
 		if !st.FitTrained {
-			s.FeaturesUntrained++
+			s.FeaturesLiveUntrained++
 			continue
 		}
 		nf = append(nf, st.NormFit)

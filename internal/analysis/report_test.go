@@ -152,7 +152,7 @@ func TestReportUntrainedFeature(t *testing.T) {
 		t.Errorf("features %+v", f)
 	}
 	s := res.Summary
-	if s.FeaturesUntrained != 1 || s.FeaturesRanked != 1 || s.FeaturesLive != 2 || !near(s.FreqMean, 0.5) || !near(s.ConsistencyMean, 1) ||
+	if s.FeaturesLiveUntrained != 1 || s.FitUntrained != 1 || s.FeaturesRanked != 1 || s.FeaturesLive != 2 || !near(s.FreqMean, 0.5) || !near(s.ConsistencyMean, 1) ||
 		!near(s.CosMean, 1/math.Sqrt2) || !near(s.NormFitMean, 1) {
 		t.Errorf("summary %+v", s)
 	}
@@ -308,5 +308,63 @@ func TestWriteReport(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(out2, plotLoss)); err == nil {
 		t.Error("loss plot written from a malformed history")
+	}
+}
+
+// Pages go to the ranking tables' features, then the other ranked ones,
+// then the other live trained ones, then the untrained ones. Features
+// 5..60 are ranked (56, more than the tables' 2 × extremeRows rows), 3
+// and 4 fired too rarely, 1 and 2 were never trained, 0 never fires.
+func TestPagedFeatures(t *testing.T) {
+	var fs []FeatureStat
+	for i := range 61 {
+		st := FeatureStat{Feature: i, Count: 100, FitTrained: true, Consistency: float64(i%10) / 10}
+		switch {
+		case i == 0:
+			st.Count = 0
+		case i < 3:
+			st.FitTrained = false
+		case i < 5:
+			st.Count = 3
+		}
+		fs = append(fs, st)
+	}
+	ranked := rankExtremes(fs, extremeRows, 20)
+	tables := map[int]bool{}
+	for _, st := range append(ranked.low, ranked.high...) {
+		tables[st.Feature] = true
+	}
+	var others []int // ranked, not in the tables
+	for i := 5; i <= 60; i++ {
+		if !tables[i] {
+			others = append(others, i)
+		}
+	}
+	if len(tables) != 2*extremeRows || len(others) != 56-2*extremeRows {
+		t.Fatalf("%d features in the tables, %d other ranked ones", len(tables), len(others))
+	}
+	for _, c := range []struct {
+		extra int
+		want  []int // the pages beyond the tables'
+	}{
+		{len(others) - 1, others[:len(others)-1]},
+		{len(others) + 1, append([]int{3}, others...)},
+		{len(others) + 3, append([]int{1, 3, 4}, others...)},
+	} {
+		paged := pagedFeatures(fs, 20, len(tables)+c.extra)
+		var rest []int
+		for f := range paged {
+			if !tables[f] {
+				rest = append(rest, f)
+			}
+		}
+		slices.Sort(rest)
+		want := slices.Sorted(slices.Values(c.want))
+		if len(paged) != len(tables)+c.extra || !slices.Equal(rest, want) {
+			t.Errorf("budget %d past the tables: %v, want %v", c.extra, rest, want)
+		}
+	}
+	if all := pagedFeatures(fs, 20, 1000); len(all) != 60 || all[0] {
+		t.Errorf("an ample budget pages %d features (dead feature 0: %v), want the 60 live ones", len(all), all[0])
 	}
 }
