@@ -144,8 +144,8 @@ type Summary struct {
 	// midcoder's untrained list, all of them: fit_trained 0 in the
 	// table); FeaturesLiveUntrained those of them in the table that fire
 	// on the cache, which the means, plots and rankings leave out.
-	FitUntrained          int `json:"fit_untrained"`
-	FeaturesLiveUntrained int `json:"features_live_untrained"`
+	FitUntrained           int     `json:"fit_untrained"`
+	FeaturesLiveUntrained  int     `json:"features_live_untrained"`
 	FeaturesInTable        int     `json:"features_in_table"`
 	HasPinv                bool    `json:"has_pinv"`
 	FreqMean               float64 `json:"freq_mean"` // over the table's live features
