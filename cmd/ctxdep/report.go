@@ -62,7 +62,9 @@ dashboards) and computes for each transcoder feature f:
 Gating statistics cover only each feature's top-k neurons; --features N keeps
 the first N features that fire on the cache (default: all features). The
 most/least context-independent tables rank only features that fired at least
---min-count times.
+--min-count times, whose mid vector the fit trained (fit_trained 1: it fired in
+the fit's batches) and that fire at position 0 (BOS, the same token in every
+row) at most half the time (first_position_frac ≤ 0.5).
 
 Dashboards, gathered in the same pass with fixed memory per feature (about
 6.5 KB; --examples 0 turns them off): the --examples contexts of largest

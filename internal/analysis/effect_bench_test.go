@@ -89,11 +89,11 @@ func BenchmarkEffectReportPass(b *testing.B) {
 	for i := range neurons {
 		neurons[i] = int32(r.IntN(n))
 	}
-	count, on := make([]int64, f), make([]int64, f*k)
+	count, first, on := make([]int64, f), make([]int64, f), make([]int64, f*k)
 	md := midcoder.NewModel(d.mlp, d.fit, ReportRows)
 	b.ResetTimer()
 	for b.Loop() {
-		accumulate(d.acts, md.PreActivations(d.acts), n, neurons, k, count, on)
+		accumulate(d.acts, md.PreActivations(d.acts), n, neurons, k, 128, count, first, on)
 	}
 	b.ReportMetric(float64(d.acts.Rows())*float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
 }

@@ -47,11 +47,12 @@ var ReportDefinitions = []struct{ Name, Text string }{
 	{"P(active | f)", "P(neuron n active | f active) = (tokens where f fires and n is active) / (tokens where f fires), for each of f's top-k neurons."},
 	{"consistency", "the mean over f's top-k neurons of |2·P(active | f) − 1|. It is 1 when f switches the same neurons on (or off) every time it fires: its effect through the MLP is context-independent. It is 0 when each of those neurons is on half the time f fires: the effect depends on context. NaN for a feature that never fires."},
 	{"consistency interval", "a 95% interval for consistency (consistency_lo, consistency_hi): each top neuron's P(active | f) gets its 95% Wilson score interval (from count firings), |2p − 1| is bounded over that interval (0 when it contains 1/2), and the bounds are averaged over the top-k neurons. It contains the consistency whenever every neuron's P lies in its own interval; it makes no correction for the neurons' dependence or for tokens of one sequence being correlated. A feature that fired once has an interval of about [0, 1], however consistent it looks."},
-	{"rankings", "the most/least context-independent tables list only features with count ≥ --min-count (default 20), sorted by consistency (ties: the larger count first)."},
+	{"rankings", "the most/least context-independent tables list only features with count ≥ --min-count (default 20) whose fitted vector the fit trained (fit_trained 1) and that fire at position 0 at most half the time (first_position_frac ≤ 0.5), sorted by consistency (ties: the larger count first)."},
 	{"examples", "per feature that fires: the --examples contexts of largest activation (top; ties to the lower row, then position), the firings at the 10/30/50/70/90% quantiles of a uniform sample of 20 firings (quantile; reservoir sampling with a deterministic hash, exact while the feature fired ≤ 20 times), and for its first 3 top neurons a uniform sample of 3 firings with the neuron active and 3 with it inactive (neuron_on, neuron_off). Each shows up to 10 tokens before and 3 after the firing token, decoded with GPT-2's tokenizer."},
 	{"output side", "on feature pages: the tokens most promoted and suppressed by W_dec[f] @ W_U (the transcoder's output direction through the processed unembedding) and by the midcoder's MLP effect (σ(pre₀ + ā·W_mid[f] @ W_in) − σ(pre₀)) @ W_out @ W_U / ā, with pre₀ = b_mid @ W_in + b_in the MLP's pre-activation when no feature fires, ā the feature's mean activation when it fires and σ the activation the midcoder was fitted through: what the midcoder predicts the feature alone does through the MLP, per unit activation."},
 	{"cos_fit_pinv", "the cosine between the feature's fitted mid vector W_mid_fit[f] and its pinv-baseline vector W_mid_pinv[f] = (W_dec @ pinv(W_in @ W_out))[f]; NaN without --pinv or when either vector is zero. A feature that never fired in the fit's training tokens keeps its random initial fitted vector (cosine near 0), so the summary's means and median, and the histogram, take only the features that fire on this cache."},
 	{"norm_fit, norm_pinv", "the Euclidean norms ‖W_mid_fit[f]‖₂ and ‖W_mid_pinv[f]‖₂."},
+	{"first_position_frac", "the fraction of the feature's firings at position 0 of their sequence (BOS in the notebook's rows). That token has nothing before it and is the same in every sequence, so its firings repeat one context rather than sample many: a feature that fires there more than half the time is left out of the rankings (its consistency would be 1 by repetition), though its row and statistics stay."},
 	{"fit_trained", "1 when the fit gave the feature's W_mid row a gradient, i.e. the feature fired in at least one of the fit's batches; 0 when it never did, so the row is still its initial value, random with the default --init kaiming (the fit file's \"untrained\" list): the feature's drive, consistency, cos_fit_pinv and effects then describe noise, and it is left out of the summary's means, the plots and the rankings. A midcoder written before ctxdep recorded this counts every feature as trained."},
 	{"effect e_t(f)", "the feature's linearised effect on the MLP's output at token t, per unit of its activation: (φ'(pre(t)) ⊙ drive) @ W_out, where pre(t) is the midcoder's pre-activation on all the token's features and φ' the derivative of the activation it was fitted through (ReLU: 1 where pre > 0, else 0). It is the direction f's mid vector moves the MLP output in, given which neurons the context has switched on."},
 	{"effect_consistency", "‖Σ_t e_t(f)‖ / Σ_t ‖e_t(f)‖ over the tokens where f fires: 1 when f moves the MLP's output in the same direction in every context, lower as the context turns that direction (not weighted by activation). Unlike consistency, it sees every neuron, not only the top k. NaN when f never fires or its effect is zero everywhere; not computed with --effect=false."},
@@ -445,7 +446,7 @@ func fmtF(v float64) string {
 
 // csvHeader is features.csv's header.
 var csvHeader = []string{"feature", "count", "freq", "consistency", "consistency_lo", "consistency_hi", "cos_fit_pinv", "norm_fit", "norm_pinv",
-	"effect_consistency", "cos_effect_dec", "cos_effect_pinv", "mean_effect_norm", "fit_trained"}
+	"effect_consistency", "cos_effect_dec", "cos_effect_pinv", "mean_effect_norm", "fit_trained", "first_position_frac"}
 
 // flag01 is a boolean as features.csv and features.safetensors hold it.
 func flag01(b bool) int32 {
@@ -462,7 +463,7 @@ func featuresCSV(res *ReportResult) []byte {
 	for _, st := range res.Features {
 		w.Write([]string{strconv.Itoa(st.Feature), strconv.FormatInt(st.Count, 10), fmtF(st.Freq), fmtF(st.Consistency),
 			fmtF(st.ConsistencyLo), fmtF(st.ConsistencyHi), fmtF(st.CosFitPinv), fmtF(st.NormFit), fmtF(st.NormPinv),
-			fmtF(st.EffectConsistency), fmtF(st.CosEffectDec), fmtF(st.CosEffectPinv), fmtF(st.MeanEffectNorm), strconv.Itoa(int(flag01(st.FitTrained)))})
+			fmtF(st.EffectConsistency), fmtF(st.CosEffectDec), fmtF(st.CosEffectPinv), fmtF(st.MeanEffectNorm), strconv.Itoa(int(flag01(st.FitTrained))), fmtF(st.FirstPositionFrac)})
 	}
 	w.Flush()
 	return b.Bytes()
@@ -472,7 +473,7 @@ func writeFeaturesSafetensors(path string, res *ReportResult) error {
 	s, k := len(res.Features), res.Summary.TopK
 	cols := map[string][]float32{}
 	names := []string{"freq", "consistency", "consistency_lo", "consistency_hi", "cos_fit_pinv", "norm_fit", "norm_pinv",
-		"effect_consistency", "cos_effect_dec", "cos_effect_pinv", "mean_effect_norm"}
+		"effect_consistency", "cos_effect_dec", "cos_effect_pinv", "mean_effect_norm", "first_position_frac"}
 	feature := make([]int32, s)
 	for _, n := range names {
 		cols[n] = make([]float32, s)
@@ -495,6 +496,7 @@ func writeFeaturesSafetensors(path string, res *ReportResult) error {
 		cols["cos_effect_dec"][i] = float32(st.CosEffectDec)
 		cols["cos_effect_pinv"][i] = float32(st.CosEffectPinv)
 		cols["mean_effect_norm"][i] = float32(st.MeanEffectNorm)
+		cols["first_position_frac"][i] = float32(st.FirstPositionFrac)
 		count[i] = st.Count
 		trained[i] = flag01(st.FitTrained)
 		neurons = append(neurons, st.Neurons...)
@@ -563,7 +565,7 @@ func summaryRows(s Summary) [][2]string {
 		{"table", s.Selection},
 		{"top-k neurons per feature", strconv.Itoa(s.TopK)},
 		{"features the fit never trained", fmt.Sprintf("%d, of which %d fire on the cache (fit_trained 0: left out of the statistics marked trained, the plots and the rankings)", s.FitUntrained, s.FeaturesLiveUntrained)},
-		{"ranked (count ≥ --min-count, trained)", fmt.Sprintf("%d of the table's %d (--min-count %d)", s.FeaturesRanked, s.FeaturesInTable, s.MinCount)},
+		{"ranked (count ≥ --min-count, trained, mostly past position 0)", fmt.Sprintf("%d of the table's %d (--min-count %d); %d more fire mostly at position 0", s.FeaturesRanked, s.FeaturesInTable, s.MinCount, s.FeaturesFirstPosition)},
 		{"freq mean / median (live)", fmt.Sprintf("%.4g / %.4g", s.FreqMean, s.FreqMedian)},
 		{"consistency mean / median (live, trained)", fmt.Sprintf("%.4f / %.4f", s.ConsistencyMean, s.ConsistencyMedian)},
 		{"consistency 10th / 90th percentile", fmt.Sprintf("%.4f / %.4f", s.ConsistencyP10, s.ConsistencyP90)},

@@ -121,6 +121,22 @@ type FeatureStat struct {
 	// features stay in the table but are left out of the summary's means
 	// and the rankings.
 	FitTrained bool `json:"fit_trained"`
+	// FirstPositionFrac is the fraction of the feature's firings at
+	// position 0 of their sequence (BOS in the notebook's rows): the same
+	// token with nothing before it in every sequence, so one context
+	// repeated, not independent ones. Rankings leave out features that
+	// fire there more than half the time (FirstPositionRankable).
+	FirstPositionFrac float64 `json:"first_position_frac"`
+}
+
+// FirstPositionRankable is the largest first_position_frac a feature may
+// have to be ranked: beyond it, most of its firings are one context.
+const FirstPositionRankable = 0.5
+
+// Ranked reports whether st is ranked at minCount: reliable, fired at
+// least minCount times, and mostly beyond its sequences' first position.
+func (st *FeatureStat) Ranked(minCount int) bool {
+	return st.Reliable() && st.Count >= int64(minCount) && !(st.FirstPositionFrac > FirstPositionRankable)
 }
 
 // Reliable reports whether st's midcoder statistics mean something: the
@@ -144,8 +160,11 @@ type Summary struct {
 	// midcoder's untrained list, all of them: fit_trained 0 in the
 	// table); FeaturesLiveUntrained those of them in the table that fire
 	// on the cache, which the means, plots and rankings leave out.
-	FitUntrained           int     `json:"fit_untrained"`
-	FeaturesLiveUntrained  int     `json:"features_live_untrained"`
+	FitUntrained          int `json:"fit_untrained"`
+	FeaturesLiveUntrained int `json:"features_live_untrained"`
+	// FeaturesFirstPosition counts the features left out of the rankings
+	// because most of their firings are at position 0 (FeatureStat.Ranked).
+	FeaturesFirstPosition  int     `json:"features_first_position"`
 	FeaturesInTable        int     `json:"features_in_table"`
 	HasPinv                bool    `json:"has_pinv"`
 	FreqMean               float64 `json:"freq_mean"` // over the table's live features
@@ -315,6 +334,7 @@ func Report(ctx context.Context, in ReportInput, bar *progress.Bar) (*ReportResu
 	neurons, drive := topNeurons(in.Fit.WMid, in.MLP.WIn, f, c, n, k)
 
 	count := make([]int64, f)
+	first := make([]int64, f) // firings at position 0 of a sequence
 	on := make([]int64, f*k)
 	tr := midcoder.NewModel(in.MLP, in.Fit, max(ReportRows, man.ContextLength))
 	var ro actcache.ReadOptions
@@ -357,7 +377,7 @@ func Report(ctx context.Context, in ReportInput, bar *progress.Bar) (*ReportResu
 			return nil, err
 		}
 		pre := tr.PreActivations(b.Acts)
-		accumulate(b.Acts, pre, n, neurons, k, count, on)
+		accumulate(b.Acts, pre, n, neurons, k, man.ContextLength, count, first, on)
 		if effect != nil {
 			if err := effect.Add(b.Acts, pre); err != nil {
 				return nil, fmt.Errorf("report: effect statistics: %w", err)
@@ -407,7 +427,8 @@ func Report(ctx context.Context, in ReportInput, bar *progress.Bar) (*ReportResu
 	res := &ReportResult{Features: make([]FeatureStat, len(sel))}
 	for i, fi := range sel {
 		st := FeatureStat{Feature: fi, Count: count[fi], Freq: float64(count[fi]) / float64(tokens), FitTrained: !untrained[fi],
-			Neurons: neurons[fi*k : (fi+1)*k], Drive: drive[fi*k : (fi+1)*k],
+			FirstPositionFrac: float64(first[fi]) / float64(count[fi]), // NaN (0/0) when it never fires
+			Neurons:           neurons[fi*k : (fi+1)*k], Drive: drive[fi*k : (fi+1)*k],
 			CosFitPinv: math.NaN(), NormPinv: math.NaN(),
 			EffectConsistency: math.NaN(), CosEffectDec: math.NaN(), CosEffectPinv: math.NaN(), MeanEffectNorm: math.NaN()}
 		if er != nil {
@@ -452,8 +473,11 @@ func Report(ctx context.Context, in ReportInput, bar *progress.Bar) (*ReportResu
 		HasEffect: in.Effect,
 	})
 	for _, st := range res.Features {
-		if st.Reliable() && st.Count >= int64(in.MinCount) {
+		switch {
+		case st.Ranked(in.MinCount):
 			res.Summary.FeaturesRanked++
+		case st.Reliable() && st.Count >= int64(in.MinCount):
+			res.Summary.FeaturesFirstPosition++
 		}
 	}
 	if dash == nil {
@@ -508,7 +532,7 @@ func pagedFeatures(fs []FeatureStat, minCount, pages int) map[int]bool {
 		add(st)
 	}
 	for _, group := range []func(st FeatureStat) bool{
-		func(st FeatureStat) bool { return st.Reliable() && st.Count >= int64(minCount) },
+		func(st FeatureStat) bool { return st.Ranked(minCount) },
 		func(st FeatureStat) bool { return st.Reliable() },
 		func(st FeatureStat) bool { return st.Count > 0 },
 	} {
@@ -521,24 +545,25 @@ func pagedFeatures(fs []FeatureStat, minCount, pages int) map[int]bool {
 	return paged
 }
 
-// rankExtremes returns up to n of the table's features that fired at least
-// minCount times, of lowest and of highest consistency (ties: the larger
-// count first).
+// rankExtremes returns up to n of the table's ranked features
+// (FeatureStat.Ranked at minCount), of lowest and of highest consistency
+// (ties: the larger count first).
 func rankExtremes(fs []FeatureStat, n, minCount int) extremeTables {
 	var ok []FeatureStat
 	for _, st := range liveFeatures(fs) {
-		if st.Count >= int64(minCount) {
+		if st.Ranked(minCount) {
 			ok = append(ok, st)
 		}
 	}
 	return extremes(ok, n)
 }
 
-// accumulate adds one batch of tokens to the counters: count[f] += 1 per
-// token where f fires; on[f·k + j] += 1 when, in addition, the
+// accumulate adds one batch of tokens, whole sequences of t, to the
+// counters: count[f] += 1 per token where f fires, first[f] += 1 when that
+// token is its sequence's first; on[f·k + j] += 1 when, in addition, the
 // pre-activation (pre (M, N), the midcoder's mid @ W_in + b_in) of f's
 // j-th top neuron is > 0.
-func accumulate(acts *transcoder.Acts, pre []float32, n int, neurons []int32, k int, count, on []int64) {
+func accumulate(acts *transcoder.Acts, pre []float32, n int, neurons []int32, k, t int, count, first, on []int64) {
 	m := acts.Rows()
 	for r := 0; r < m; r++ {
 		idx, val := acts.Row(r)
@@ -548,6 +573,9 @@ func accumulate(acts *transcoder.Acts, pre []float32, n int, neurons []int32, k 
 				continue
 			}
 			count[fi]++
+			if r%t == 0 {
+				first[fi]++
+			}
 			nb := neurons[int(fi)*k : (int(fi)+1)*k]
 			o := on[int(fi)*k : (int(fi)+1)*k]
 			for j, nn := range nb {

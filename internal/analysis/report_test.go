@@ -271,7 +271,10 @@ func TestWriteReport(t *testing.T) {
 	// Feature 1 fired twice, its neurons on 2/2 and 1/2 times: Wilson
 	// intervals [0.342, 1] and [0.095, 0.905] bound |2p − 1| to [0, 1] and
 	// [0, 0.811], so its consistency interval is [0, 0.905].
-	if err != nil || len(rows) != 4 || strings.Join(rows[0], ",") != "feature,count,freq,consistency,consistency_lo,consistency_hi,cos_fit_pinv,norm_fit,norm_pinv,effect_consistency,cos_effect_dec,cos_effect_pinv,mean_effect_norm,fit_trained" ||
+	if err != nil || len(rows) != 4 || strings.Join(rows[0], ",") != "feature,count,freq,consistency,consistency_lo,consistency_hi,cos_fit_pinv,norm_fit,norm_pinv,effect_consistency,cos_effect_dec,cos_effect_pinv,mean_effect_norm,fit_trained,first_position_frac" ||
+		// Features 0 and 1 each fire once at a sequence's position 0 (of
+		// their 2 firings); feature 2 never fires.
+		rows[1][14] != "0.5" || rows[2][14] != "0.5" || rows[3][14] != "NaN" ||
 		strings.Join(append(rows[2][:5:5], rows[2][6:9]...), ",") != "1,2,0.5,0.5,0,-1,2,1" || rows[3][9] != "NaN" || !strings.HasPrefix(rows[2][5], "0.905") || rows[3][3] != "NaN" || rows[3][1] != "0" {
 		t.Errorf("features.csv: %v %v", rows, err)
 	}
@@ -366,5 +369,25 @@ func TestPagedFeatures(t *testing.T) {
 	}
 	if all := pagedFeatures(fs, 20, 1000); len(all) != 60 || all[0] {
 		t.Errorf("an ample budget pages %d features (dead feature 0: %v), want the 60 live ones", len(all), all[0])
+	}
+}
+
+// A feature that fires mostly at position 0 (one context, repeated) is not
+// ranked, however often it fires; at half its firings it still is.
+func TestRankedFirstPosition(t *testing.T) {
+	for _, c := range []struct {
+		frac float64
+		want bool
+	}{{0, true}, {0.5, true}, {0.51, false}, {1, false}} {
+		st := FeatureStat{Count: 100, FitTrained: true, FirstPositionFrac: c.frac}
+		if got := st.Ranked(20); got != c.want {
+			t.Errorf("first_position_frac %g: ranked %v, want %v", c.frac, got, c.want)
+		}
+	}
+	if st := (FeatureStat{Count: 100, FitTrained: false}); st.Ranked(20) {
+		t.Error("an untrained feature is ranked")
+	}
+	if st := (FeatureStat{Count: 19, FitTrained: true}); st.Ranked(20) {
+		t.Error("a feature below --min-count is ranked")
 	}
 }
