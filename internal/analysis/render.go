@@ -656,7 +656,7 @@ func markdown(in RenderInput, plots []plotInfo, omitted []string, ex extremeTabl
 		title string
 		rows  []FeatureStat
 	}{{"Most context-dependent features (lowest consistency)", ex.low}, {"Most context-independent features (highest consistency)", ex.high}} {
-		fmt.Fprintf(&b, "## %s\n\nOnly features that fired at least %d times (--min-count): %d of the table's %d.\n\n%s", t.title,
+		fmt.Fprintf(&b, "## %s\n\nOnly features that fired at least %d times (--min-count), that the fit trained and that fire mostly past position 0: %d of the table's %d.\n\n%s", t.title,
 			res.Summary.MinCount, res.Summary.FeaturesRanked, res.Summary.FeaturesInTable, mdHeader(featureHeader...))
 		for _, st := range t.rows {
 			b.WriteString(mdRow(featureRow(st)...))

@@ -227,7 +227,7 @@ type indexView struct {
 // rankingTables are the index's two rankings, with captions.
 func rankingTables(res *ReportResult, ex extremeTables, paged map[int]bool) []rankTable {
 	s := res.Summary
-	capt := fmt.Sprintf("Only features that fired at least %d times (--min-count %d): %d of the table's %d features; up to %d rows. The interval is consistency's 95%% interval (see definitions). Click a column head to sort.",
+	capt := fmt.Sprintf("Only features that fired at least %d times (--min-count %d), that the fit trained and that fire mostly past position 0: %d of the table's %d features; up to %d rows. The interval is consistency's 95%% interval (see definitions). Click a column head to sort.",
 		s.MinCount, s.MinCount, s.FeaturesRanked, s.FeaturesInTable, extremeRows)
 	var out []rankTable
 	for _, t := range []struct {
