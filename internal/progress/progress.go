@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -93,6 +94,15 @@ func (b *Bar) Add(n int64, extra string) {
 	}
 }
 
+// formatRate writes a rate in whole units, or with two significant digits
+// below 10, so that one slow step in 3 s reads 0.31, not 0.
+func formatRate(r float64) string {
+	if r > 0 && r < 10 {
+		return strconv.FormatFloat(r, 'g', 2, 64)
+	}
+	return strconv.FormatFloat(r, 'f', 0, 64)
+}
+
 // line is the progress line at now: the label, the count (of the total,
 // with the percentage, when known), the rate, the elapsed time, the ETA
 // when eta and the total is known, and the extra text.
@@ -108,7 +118,7 @@ func (b *Bar) line(now time.Time, eta bool) string {
 	} else { // total unknown
 		s = fmt.Sprintf("%s: %d %s", b.label, b.done, b.unit)
 	}
-	s += fmt.Sprintf(", %.0f %s/s, %s", rate, b.unit, el.Round(100*time.Millisecond))
+	s += fmt.Sprintf(", %s %s/s, %s", formatRate(rate), b.unit, el.Round(100*time.Millisecond))
 	if eta && b.total > 0 && b.done < b.total {
 		if rate > 0 {
 			left := time.Duration(float64(b.total-b.done) / rate * float64(time.Second))

@@ -64,7 +64,7 @@ func TestPlainLineEdges(t *testing.T) {
 	b, c := newTestBar(&w, 0, false)
 	c.advance(time.Minute)
 	b.Add(5, "")
-	if got := w.String(); got != "build: 5 tokens, 0 tokens/s, 1m0s\n" {
+	if got := w.String(); got != "build: 5 tokens, 0.083 tokens/s, 1m0s\n" {
 		t.Errorf("unknown total: %q", got)
 	}
 	w.Reset()
@@ -80,7 +80,7 @@ func TestPlainLineEdges(t *testing.T) {
 	c.advance(time.Hour)
 	b.Add(5, "")
 	b.Finish()
-	if got := w.String(); got != "build: 5/10 tokens (50%), 0 tokens/s, 1h0m0s\n" {
+	if got := w.String(); got != "build: 5/10 tokens (50%), 0.0014 tokens/s, 1h0m0s\n" {
 		t.Errorf("interval 0: %q", got)
 	}
 	w.Reset()
