@@ -283,7 +283,11 @@ func runFit(ctx context.Context, g *globalOptions, o *fitOptions, layerSet bool)
 		return err
 	}
 	if n := len(job.Host.Opt.UntrainedRows(params.F, params.C)); n > 0 {
-		g.notef("fit: %d of %d features never fired in the fit's batches: their W_mid rows are untrained (the midcoder's \"untrained\" list; report marks them fit_trained 0 and leaves them out of its statistics). More --train-tokens trains more of them.", n, params.F)
+		more := "More --train-tokens trains more of them."
+		if c != nil && int64(epochs*o.cfg.StepsPerEpoch*o.cfg.BatchSize) >= int64(c.Manifest.NSequences) {
+			more = "The fit read every cached sequence: they never fire on this cache."
+		}
+		g.notef("fit: %d of %d features never fired in the fit's batches: their W_mid rows are untrained (the midcoder's \"untrained\" list; report marks them fit_trained 0 and leaves them out of its statistics). %s", n, params.F, more)
 	}
 	return printHistory(g, st.History)
 }

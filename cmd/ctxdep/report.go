@@ -63,8 +63,8 @@ Gating statistics cover only each feature's top-k neurons; --features N keeps
 the first N features that fire on the cache (default: all features). The
 most/least context-independent tables rank only features that fired at least
 --min-count times, whose mid vector the fit trained (fit_trained 1: it fired in
-the fit's batches) and that fire at position 0 (BOS, the same token in every
-row) at most half the time (first_position_frac ≤ 0.5).
+the fit's batches) and that fire at position 0 (BOS in the notebook's rows, the same token in
+every row) at most half the time (first_position_frac ≤ 0.5).
 
 Dashboards, gathered in the same pass with fixed memory per feature (about
 6.5 KB; --examples 0 turns them off): the --examples contexts of largest
@@ -72,7 +72,8 @@ activation, contexts at the quantiles of a uniform sample of firings, and for
 each feature's top 3 neurons firings with the neuron on and off; an activation
 histogram. Pages (features/NNNNN.html, at most --pages: the two ranking tables'
 features, then the other ranked ones (count ≥ --min-count, trained by the
-fit), then the table's others that fire, each by index) add the tokens the feature
+fit, at most half their firings at position 0), then the table's other
+live features, the fit's untrained ones last, each by index) add the tokens the feature
 promotes and suppresses: W_dec[f] @ W_U (when the transcoder is there) and the
 midcoder's effect through the MLP. Token windows are decoded with GPT-2's
 tokenizer. For the released GPT-2 small transcoders each page links to the
@@ -323,8 +324,8 @@ func printReport(g *globalOptions, o *reportOptions, res *analysis.ReportResult,
 	w := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(w, "layer %d: %d tokens, %d of %d features fire\n", s.Layer, s.Tokens, s.FeaturesLive, s.FeaturesTotal)
 	fmt.Fprintf(w, "table\t%s\n", s.Selection)
-	if s.FitUntrained > 0 {
-		fmt.Fprintf(w, "untrained\t%d features the fit never trained, %d of them live: left out below (fit_trained 0)\n", s.FitUntrained, s.FeaturesLiveUntrained)
+	if s.FitUntrained != nil && *s.FitUntrained > 0 {
+		fmt.Fprintf(w, "untrained\t%d features the fit never trained, %d of them live: left out below (fit_trained 0)\n", *s.FitUntrained, s.FeaturesLiveUntrained)
 	}
 	fmt.Fprintf(w, "consistency mean / median\t%.4f / %.4f (live, trained)\n", s.ConsistencyMean, s.ConsistencyMedian)
 	fmt.Fprintf(w, "consistency > 0.9 / < 0.5\t%.4f / %.4f of live trained features\n", s.FracConsistencyAbove09, s.FracConsistencyBelow05)

@@ -554,6 +554,15 @@ func writeFeaturesSafetensors(path string, res *ReportResult) error {
 	return w.Close()
 }
 
+// untrainedText is the summary's line on the features the fit never
+// trained.
+func untrainedText(s Summary) string {
+	if s.FitUntrained == nil {
+		return "unknown: the midcoder file does not record them (written before ctxdep did); every feature is taken as trained"
+	}
+	return fmt.Sprintf("%d, of which %d fire on the cache (fit_trained 0: left out of the statistics marked trained, the plots and the rankings)", *s.FitUntrained, s.FeaturesLiveUntrained)
+}
+
 // summaryRows are the summary's lines as (name, value) for the pages.
 func summaryRows(s Summary) [][2]string {
 	r := [][2]string{
@@ -564,8 +573,8 @@ func summaryRows(s Summary) [][2]string {
 		{"features that fire (live)", fmt.Sprintf("%d of %d", s.FeaturesLive, s.FeaturesTotal)},
 		{"table", s.Selection},
 		{"top-k neurons per feature", strconv.Itoa(s.TopK)},
-		{"features the fit never trained", fmt.Sprintf("%d, of which %d fire on the cache (fit_trained 0: left out of the statistics marked trained, the plots and the rankings)", s.FitUntrained, s.FeaturesLiveUntrained)},
-		{"ranked (count ≥ --min-count, trained, mostly past position 0)", fmt.Sprintf("%d of the table's %d (--min-count %d); %d more fire mostly at position 0", s.FeaturesRanked, s.FeaturesInTable, s.MinCount, s.FeaturesFirstPosition)},
+		{"features the fit never trained", untrainedText(s)},
+		{"ranked (count ≥ --min-count, trained, first_position_frac ≤ 0.5)", fmt.Sprintf("%d of the table's %d (--min-count %d); %d more fire at position 0 more than half the time", s.FeaturesRanked, s.FeaturesInTable, s.MinCount, s.FeaturesFirstPosition)},
 		{"freq mean / median (live)", fmt.Sprintf("%.4g / %.4g", s.FreqMean, s.FreqMedian)},
 		{"consistency mean / median (live, trained)", fmt.Sprintf("%.4f / %.4f", s.ConsistencyMean, s.ConsistencyMedian)},
 		{"consistency 10th / 90th percentile", fmt.Sprintf("%.4f / %.4f", s.ConsistencyP10, s.ConsistencyP90)},
@@ -656,7 +665,7 @@ func markdown(in RenderInput, plots []plotInfo, omitted []string, ex extremeTabl
 		title string
 		rows  []FeatureStat
 	}{{"Most context-dependent features (lowest consistency)", ex.low}, {"Most context-independent features (highest consistency)", ex.high}} {
-		fmt.Fprintf(&b, "## %s\n\nOnly features that fired at least %d times (--min-count), that the fit trained and that fire mostly past position 0: %d of the table's %d.\n\n%s", t.title,
+		fmt.Fprintf(&b, "## %s\n\nOnly features that fired at least %d times (--min-count), that the fit trained and that fire at position 0 at most half the time: %d of the table's %d.\n\n%s", t.title,
 			res.Summary.MinCount, res.Summary.FeaturesRanked, res.Summary.FeaturesInTable, mdHeader(featureHeader...))
 		for _, st := range t.rows {
 			b.WriteString(mdRow(featureRow(st)...))

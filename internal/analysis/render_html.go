@@ -227,7 +227,7 @@ type indexView struct {
 // rankingTables are the index's two rankings, with captions.
 func rankingTables(res *ReportResult, ex extremeTables, paged map[int]bool) []rankTable {
 	s := res.Summary
-	capt := fmt.Sprintf("Only features that fired at least %d times (--min-count %d), that the fit trained and that fire mostly past position 0: %d of the table's %d features; up to %d rows. The interval is consistency's 95%% interval (see definitions). Click a column head to sort.",
+	capt := fmt.Sprintf("Only features that fired at least %d times (--min-count %d), that the fit trained and that fire at position 0 at most half the time: %d of the table's %d features; up to %d rows. The interval is consistency's 95%% interval (see definitions). Click a column head to sort.",
 		s.MinCount, s.MinCount, s.FeaturesRanked, s.FeaturesInTable, extremeRows)
 	var out []rankTable
 	for _, t := range []struct {
@@ -327,6 +327,8 @@ type featureView struct {
 	CosEffectPinv, MeanEffectNorm         string
 	Few                                   bool
 	Untrained                             bool // the fit never trained the feature's vector
+	FirstPos                              string
+	FirstPosUnranked                      bool // left out of the rankings for it
 	MinCount                              int
 	AllNeurons, Neurons                   []neuronView
 	Top, Quantiles                        exTable
@@ -346,7 +348,8 @@ func featureHTML(res *ReportResult, st *FeatureStat, db *Dashboard) ([]byte, err
 		NormFit: fmt.Sprintf("%.4g", st.NormFit), NormPinv: fmt.Sprintf("%.4g", st.NormPinv),
 		Effect: s.HasEffect, EffectCons: fmt4(st.EffectConsistency), CosEffectDec: fmt4(st.CosEffectDec),
 		CosEffectPinv: fmt4(st.CosEffectPinv), MeanEffectNorm: fmt.Sprintf("%.4g", st.MeanEffectNorm),
-		Few: st.Count < int64(s.MinCount), Untrained: !st.FitTrained, MinCount: s.MinCount, Reservoir: reservoirSize,
+		Few: st.Count < int64(s.MinCount), Untrained: !st.FitTrained, MinCount: s.MinCount,
+		FirstPos: fmt.Sprintf("%.3f", st.FirstPositionFrac), FirstPosUnranked: st.FirstPositionFrac > FirstPositionRankable, Reservoir: reservoirSize,
 		Top: exRows(db.Top, db.MaxAct, false), Quantiles: exRows(db.Quantiles, db.MaxAct, true),
 		Hist: histSVG(db), Footer: footer(s.Provenance)}
 	if res.NeuronpediaBase != "" {

@@ -57,7 +57,9 @@ type ReportInput struct {
 	MLP *midcoder.MLP    // the layer's processed MLP (W_in, b_in)
 	Fit *midcoder.Params // the fitted midcoder
 	// FitUntrained lists the features whose fitted row never trained
-	// (midcoder.Meta.Untrained): FeatureStat.FitTrained false.
+	// (midcoder.Meta.Untrained): FeatureStat.FitTrained false. nil:
+	// unknown (a midcoder file from before ctxdep recorded it), every
+	// feature counted as trained.
 	FitUntrained []int
 	Pinv         *midcoder.Params // optional: the pinv baseline
 	TopK         int              // neurons per feature (≥ 1)
@@ -158,10 +160,12 @@ type Summary struct {
 	FeaturesLive  int    `json:"features_live"` // fire at least once on the cache
 	// FitUntrained counts the features the fit never trained (the
 	// midcoder's untrained list, all of them: fit_trained 0 in the
-	// table); FeaturesLiveUntrained those of them in the table that fire
-	// on the cache, which the means, plots and rankings leave out.
-	FitUntrained          int `json:"fit_untrained"`
-	FeaturesLiveUntrained int `json:"features_live_untrained"`
+	// table), nil (JSON null) when the midcoder file does not say;
+	// FeaturesLiveUntrained those of them that fire on the cache (all
+	// features, not only the table's), which the means, plots and
+	// rankings leave out.
+	FitUntrained          *int `json:"fit_untrained"`
+	FeaturesLiveUntrained int  `json:"features_live_untrained"`
 	// FeaturesFirstPosition counts the features left out of the rankings
 	// because most of their firings are at position 0 (FeatureStat.Ranked).
 	FeaturesFirstPosition  int     `json:"features_first_position"`
@@ -175,11 +179,11 @@ type Summary struct {
 	ConsistencyP90         float64 `json:"consistency_p90"`
 	FracConsistencyAbove09 float64 `json:"frac_consistency_above_0.9"`
 	FracConsistencyBelow05 float64 `json:"frac_consistency_below_0.5"`
-	CosMean                float64 `json:"cos_fit_pinv_mean,omitempty"` // over the table's live features with a defined cosine; the norms' means over its live features
+	CosMean                float64 `json:"cos_fit_pinv_mean,omitempty"` // over the table's live trained features with a defined cosine; the norms' means over its live trained features
 	CosMedian              float64 `json:"cos_fit_pinv_median,omitempty"`
 	NormFitMean            float64 `json:"norm_fit_mean"`
 	NormPinvMean           float64 `json:"norm_pinv_mean,omitempty"`
-	MinCount               int     `json:"min_count"`       // --min-count of the rankings
+	MinCount               int     `json:"min_count"`       // --min-count of the rankings (FeatureStat.Ranked)
 	FeaturesRanked         int     `json:"features_ranked"` // table features with count ≥ min_count
 	ExamplesTopK           int     `json:"examples_top_k"`  // --examples (0: no dashboards)
 	FeaturePages           int     `json:"feature_pages"`   // features with a page under features/
@@ -469,9 +473,18 @@ func Report(ctx context.Context, in ReportInput, bar *progress.Bar) (*ReportResu
 	res.Summary = summarize(res.Features, Summary{
 		Layer: man.Layer, DModel: c, DSAE: f, DMLP: n, Tokens: tokens, TopK: k, FeaturesFlag: in.Features,
 		Selection: selection, ActsSource: source, FeaturesTotal: f, FeaturesLive: live,
-		FeaturesInTable: len(sel), HasPinv: in.Pinv != nil, MinCount: in.MinCount, ExamplesTopK: in.Examples, FitUntrained: len(in.FitUntrained),
+		FeaturesInTable: len(sel), HasPinv: in.Pinv != nil, MinCount: in.MinCount, ExamplesTopK: in.Examples,
 		HasEffect: in.Effect,
 	})
+	if in.FitUntrained != nil {
+		n := len(in.FitUntrained)
+		res.Summary.FitUntrained = &n
+		for _, fi := range in.FitUntrained {
+			if count[fi] > 0 {
+				res.Summary.FeaturesLiveUntrained++
+			}
+		}
+	}
 	for _, st := range res.Features {
 		switch {
 		case st.Ranked(in.MinCount):
@@ -661,7 +674,6 @@ func summarize(fs []FeatureStat, s Summary) Summary {
 		}
 		freq = append(freq, st.Freq)
 		if !st.FitTrained {
-			s.FeaturesLiveUntrained++
 			continue
 		}
 		nf = append(nf, st.NormFit)

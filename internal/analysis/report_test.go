@@ -152,7 +152,7 @@ func TestReportUntrainedFeature(t *testing.T) {
 		t.Errorf("features %+v", f)
 	}
 	s := res.Summary
-	if s.FeaturesLiveUntrained != 1 || s.FitUntrained != 1 || s.FeaturesRanked != 1 || s.FeaturesLive != 2 || !near(s.FreqMean, 0.5) || !near(s.ConsistencyMean, 1) ||
+	if s.FeaturesLiveUntrained != 1 || s.FitUntrained == nil || *s.FitUntrained != 1 || s.FeaturesRanked != 1 || s.FeaturesLive != 2 || !near(s.FreqMean, 0.5) || !near(s.ConsistencyMean, 1) ||
 		!near(s.CosMean, 1/math.Sqrt2) || !near(s.NormFitMean, 1) {
 		t.Errorf("summary %+v", s)
 	}
@@ -389,5 +389,60 @@ func TestRankedFirstPosition(t *testing.T) {
 	}
 	if st := (FeatureStat{Count: 19, FitTrained: true}); st.Ranked(20) {
 		t.Error("a feature below --min-count is ranked")
+	}
+}
+
+// first_position_frac counts the firings at position 0 of each sequence,
+// on a shard of three sequences of 3 tokens that the report reads as one
+// batch: feature 0 fires only at position 0 (frac 1), feature 1 only past
+// it (frac 0), feature 2 at positions 0 and 2 of one sequence (frac 1/2).
+// Ranked at --min-count 1: features 1 and 2; feature 0 is left out of the
+// rankings for its position, and counted as such. Also, with --features 1
+// (a table of feature 0 alone) the untrained feature 2 still counts as a
+// live untrained one, and a midcoder without the list reads as unknown.
+func TestReportFirstPosition(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "cache")
+	man := actcache.Manifest{Layer: 0, DModel: 2, ContextLength: 3, NSequences: 3, DType: "float32", DSAE: 3, WithActs: true,
+		Hooks: actcache.HookNames(0), SequencesPerShard: 3, Data: actcache.Data{Kind: "test"}}
+	w, err := actcache.Create(dir, man)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acts := csrOf([]map[int32]float32{
+		{0: 1}, {1: 1}, {1: 2}, // sequence 0
+		{0: 2, 2: 1}, {}, {2: 1}, // sequence 1
+		{0: 1}, {1: 1}, {}, // sequence 2
+	})
+	if err := w.WriteShard(0, make([]int32, 9), make([]float32, 18), make([]float32, 18), nil, acts); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	c, err := actcache.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Report(context.Background(), ReportInput{Cache: c, MLP: handMLP(), Fit: handFit, TopK: 2, MinCount: 1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for f, want := range []float64{1, 0, 0.5} {
+		if got := res.Features[f].FirstPositionFrac; got != want {
+			t.Errorf("feature %d: first_position_frac %g, want %g", f, got, want)
+		}
+	}
+	if s := res.Summary; s.FeaturesRanked != 2 || s.FeaturesFirstPosition != 1 || s.FitUntrained != nil {
+		t.Errorf("ranked %d, left out for position 0 %d, fit_untrained %v; want 2, 1, unknown", s.FeaturesRanked, s.FeaturesFirstPosition, s.FitUntrained)
+	}
+	if ex := rankExtremes(res.Features, extremeRows, 1); len(ex.low) != 2 || slices.ContainsFunc(ex.low, func(st FeatureStat) bool { return st.Feature == 0 }) {
+		t.Errorf("ranked %+v: want features 1 and 2", ex.low)
+	}
+	res, err = Report(context.Background(), ReportInput{Cache: c, MLP: handMLP(), Fit: handFit, TopK: 2, MinCount: 1, Features: 1, FitUntrained: []int{2}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := res.Summary; len(res.Features) != 1 || s.FitUntrained == nil || *s.FitUntrained != 1 || s.FeaturesLiveUntrained != 1 {
+		t.Errorf("--features 1: %d rows, fit_untrained %v, live untrained %d; want 1 row, 1, 1", len(res.Features), s.FitUntrained, s.FeaturesLiveUntrained)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -394,6 +395,24 @@ func TestSaveLoad(t *testing.T) {
 	testutil.Close(t, "b_mid", q.BMid, p.BMid, 0, 0)
 	if got.Layer != 8 || got.Config.BatchSize != 64 || len(got.History) != 1 || got.Format != FormatMidcoder {
 		t.Errorf("meta %+v", got)
+	}
+	// The untrained list round-trips, and one that names no feature of
+	// the file (out of range, or not ascending) is refused.
+	meta.Untrained = []int{1, 4}
+	if err := Save(path, p, meta); err != nil {
+		t.Fatal(err)
+	}
+	if _, got, err := Load(path); err != nil || !slices.Equal(got.Untrained, []int{1, 4}) {
+		t.Errorf("untrained %v, %v; want [1 4]", got.Untrained, err)
+	}
+	for _, bad := range [][]int{{5}, {-1}, {3, 3}, {4, 1}} {
+		meta.Untrained = bad
+		if err := Save(path, p, meta); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := Load(path); err == nil || !strings.Contains(err.Error(), `"untrained"`) {
+			t.Errorf("untrained %v: Load error %v", bad, err)
+		}
 	}
 	// fit's --out directory in place of its file: the error names the file.
 	dir := t.TempDir()

@@ -293,6 +293,11 @@ func parseMeta(md map[string]string) (Meta, error) {
 			return m, fmt.Errorf("metadata %q: %w", key, err)
 		}
 	}
+	for i, f := range m.Untrained {
+		if f < 0 || f >= m.DSAE || i > 0 && f <= m.Untrained[i-1] {
+			return m, fmt.Errorf("metadata \"untrained\": entry %d is %d: want ascending features in [0, %d)", i, f, m.DSAE)
+		}
+	}
 	return m, nil
 }
 

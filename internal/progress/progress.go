@@ -95,8 +95,12 @@ func (b *Bar) Add(n int64, extra string) {
 }
 
 // formatRate writes a rate in whole units, or with two significant digits
-// below 10, so that one slow step in 3 s reads 0.31, not 0.
+// below 10, so that one slow step in 3 s reads 0.31, not 0 (and below
+// 0.01, "<0.01").
 func formatRate(r float64) string {
+	if r > 0 && r < 0.01 {
+		return "<0.01"
+	}
 	if r > 0 && r < 10 {
 		return strconv.FormatFloat(r, 'g', 2, 64)
 	}

@@ -80,7 +80,7 @@ func TestPlainLineEdges(t *testing.T) {
 	c.advance(time.Hour)
 	b.Add(5, "")
 	b.Finish()
-	if got := w.String(); got != "build: 5/10 tokens (50%), 0.0014 tokens/s, 1h0m0s\n" {
+	if got := w.String(); got != "build: 5/10 tokens (50%), <0.01 tokens/s, 1h0m0s\n" {
 		t.Errorf("interval 0: %q", got)
 	}
 	w.Reset()
