@@ -283,11 +283,11 @@ func runFit(ctx context.Context, g *globalOptions, o *fitOptions, layerSet bool)
 		return err
 	}
 	if n := len(job.Host.Opt.UntrainedRows(params.F, params.C)); n > 0 {
-		more := "More --train-tokens trains more of them."
+		why := "more --train-tokens would train more"
 		if c != nil && int64(epochs*o.cfg.StepsPerEpoch*o.cfg.BatchSize) >= int64(c.Manifest.NSequences) {
-			more = "The fit read every cached sequence: they never fire on this cache."
+			why = "they never fire on this cache"
 		}
-		g.notef("fit: %d of %d features never fired in the fit's batches: their W_mid rows are untrained (the midcoder's \"untrained\" list; report marks them fit_trained 0 and leaves them out of its statistics). %s", n, params.F, more)
+		g.notef("fit: %d of %d features never fired in the fit's batches (%s): their W_mid rows are untrained, and report marks them fit_trained 0", n, params.F, why)
 	}
 	return printHistory(g, st.History)
 }
