@@ -245,12 +245,11 @@ func (g *globalOptions) withLayersChecked(cmd *cobra.Command, spec, cache string
 	if err != nil {
 		return err
 	}
-	for _, l := range layers {
-		if check == nil {
-			break
-		}
-		if err := check(l); err != nil {
-			return fmt.Errorf("layer %d: %w", l, err)
+	if check != nil {
+		for _, l := range layers {
+			if err := check(l); err != nil {
+				return fmt.Errorf("layer %d: %w", l, err)
+			}
 		}
 	}
 	d, err := g.eachLayer(layers, func(l int) error { return run(true, l) })
