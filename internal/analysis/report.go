@@ -118,8 +118,9 @@ type FeatureStat struct {
 	MeanEffectNorm    float64 `json:"mean_effect_norm"`
 	// FitTrained is false when the fit never gave the feature's W_mid row
 	// a gradient (it never fired in the fit's batches): the row is its
-	// random initial value, and every statistic computed from it (drive,
-	// consistency, cos_fit_pinv, the effects) describes noise. Such
+	// initial value (random by default), and every statistic computed
+	// from it (drive, consistency, cos_fit_pinv, the effects) describes
+	// that, not the fit. Such
 	// features stay in the table but are left out of the summary's means
 	// and the rankings.
 	FitTrained bool `json:"fit_trained"`
@@ -184,7 +185,7 @@ type Summary struct {
 	NormFitMean            float64 `json:"norm_fit_mean"`
 	NormPinvMean           float64 `json:"norm_pinv_mean,omitempty"`
 	MinCount               int     `json:"min_count"`       // --min-count of the rankings (FeatureStat.Ranked)
-	FeaturesRanked         int     `json:"features_ranked"` // table features with count ≥ min_count
+	FeaturesRanked         int     `json:"features_ranked"` // table features ranked (FeatureStat.Ranked)
 	ExamplesTopK           int     `json:"examples_top_k"`  // --examples (0: no dashboards)
 	FeaturePages           int     `json:"feature_pages"`   // features with a page under features/
 	// Effect statistics over the table's live features (0 when none is
@@ -497,8 +498,8 @@ func Report(ctx context.Context, in ReportInput, bar *progress.Bar) (*ReportResu
 		return res, nil
 	}
 
-	// Dashboards for the table's live features; pages for the ranked ones
-	// first, then the others by index, up to in.Pages.
+	// Dashboards for the table's live features; pages for up to in.Pages
+	// of them (pagedFeatures: the ranked ones first).
 	res.NeuronpediaBase = in.NeuronpediaBase
 	res.Connections = in.Connections
 	paged := pagedFeatures(res.Features, in.MinCount, in.Pages)
@@ -531,8 +532,8 @@ func Report(ctx context.Context, in ReportInput, bar *progress.Bar) (*ReportResu
 
 // pagedFeatures chooses at most pages features of fs for a page, in this
 // order: those of the two ranking tables, then the other ranked features
-// (count ≥ minCount, trained by the fit), then the other live trained
-// features, then the live untrained ones, each group by index.
+// (FeatureStat.Ranked), then the other live trained features, then the
+// live untrained ones, each group by index.
 func pagedFeatures(fs []FeatureStat, minCount, pages int) map[int]bool {
 	paged := map[int]bool{}
 	add := func(st FeatureStat) {
