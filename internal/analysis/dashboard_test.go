@@ -378,13 +378,7 @@ func TestExamplesTiesAndQuantiles(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := w.Finish(); err != nil {
-		t.Fatal(err)
-	}
-	c, err := actcache.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := finishCache(t, w, dir)
 	res, err := Report(context.Background(), ReportInput{Cache: c, MLP: handMLP(), Fit: handFit, TopK: 2, Examples: 3, MinCount: 1, Pages: 10}, nil)
 	if err != nil {
 		t.Fatal(err)

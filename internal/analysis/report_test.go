@@ -81,6 +81,12 @@ func handCache(t *testing.T, withActs bool) *actcache.Cache {
 			t.Fatal(err)
 		}
 	}
+	return finishCache(t, w, dir)
+}
+
+// finishCache finishes the cache w writes into dir and opens it.
+func finishCache(t *testing.T, w *actcache.Writer, dir string) *actcache.Cache {
+	t.Helper()
 	if err := w.Finish(); err != nil {
 		t.Fatal(err)
 	}
@@ -416,13 +422,7 @@ func TestReportFirstPosition(t *testing.T) {
 	if err := w.WriteShard(0, make([]int32, 9), make([]float32, 18), make([]float32, 18), nil, acts); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Finish(); err != nil {
-		t.Fatal(err)
-	}
-	c, err := actcache.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := finishCache(t, w, dir)
 	res, err := Report(context.Background(), ReportInput{Cache: c, MLP: handMLP(), Fit: handFit, TopK: 2, MinCount: 1}, nil)
 	if err != nil {
 		t.Fatal(err)
