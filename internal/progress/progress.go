@@ -88,7 +88,8 @@ func (b *Bar) Add(n int64, extra string) {
 			b.last = now
 			b.draw("\r", now, true)
 		}
-	case b.every > 0 && now.Sub(b.last) >= b.every:
+	case b.every > 0 && now.Sub(b.last) >= b.every && !(b.total > 0 && b.done >= b.total):
+		// (At the total, Finish's line says it once.)
 		b.last = now
 		fmt.Fprintln(b.w, b.line(now, true))
 	}

@@ -57,6 +57,21 @@ func TestPlainLines(t *testing.T) {
 	}
 }
 
+// Reaching the total after an interval prints no periodic line: the
+// summary line says 100% once (the report's pass ended at 100%, then its
+// writing ended with a second 100% line).
+func TestPlainTotalOnce(t *testing.T) {
+	var w bytes.Buffer
+	b, c := newTestBar(&w, 100, false)
+	c.advance(40 * time.Second)
+	b.Add(100, "")
+	c.advance(5 * time.Second)
+	b.Finish()
+	if got := w.String(); got != "build: 100/100 tokens (100%), 2.2 tokens/s, 45s\n" {
+		t.Errorf("%q", got)
+	}
+}
+
 // An unknown total has no ETA; no rate yet says so; interval 0 prints
 // only the summary; quiet prints nothing.
 func TestPlainLineEdges(t *testing.T) {
