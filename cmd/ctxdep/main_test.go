@@ -909,3 +909,27 @@ func TestNoOutInsideCache(t *testing.T) {
 		expectError(t, code, errs, 2, "--out")
 	}
 }
+
+// report --skip-first-position reaches the report: its summary counts the
+// tokens past position 0 (6 sequences of 16 tokens: 90) and records the
+// flag.
+func TestReportSkipFirstPosition(t *testing.T) {
+	cache := buildCache(t, true)
+	fit := filepath.Join(t.TempDir(), "fit")
+	if code, _, errs := ctxdep(t, fitArgs(cache, fit)...); code != 0 {
+		t.Fatalf("fit: %d %s", code, errs)
+	}
+	out := filepath.Join(t.TempDir(), "report")
+	if code, _, errs := ctxdep(t, "report", "-q", "--cache", cache, "--model", tinyModel, "--transcoders", tinyTC,
+		"--midcoder", filepath.Join(fit, "midcoder.safetensors"), "--effect=false", "--skip-first-position", "--out", out); code != 0 {
+		t.Fatalf("report: %d %s", code, errs)
+	}
+	var s struct {
+		Tokens            int64 `json:"tokens"`
+		SkipFirstPosition bool  `json:"skip_first_position"`
+	}
+	raw, err := os.ReadFile(filepath.Join(out, "summary.json"))
+	if err != nil || json.Unmarshal(raw, &s) != nil || s.Tokens != 90 || !s.SkipFirstPosition {
+		t.Errorf("summary.json: %+v (%v)", s, err)
+	}
+}

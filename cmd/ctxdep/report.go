@@ -33,6 +33,7 @@ type reportOptions struct {
 	minCount    int
 	pages       int
 	effect      bool
+	skipFirst   bool
 	layers      string
 	evaluate    bool
 	connections []string
@@ -104,7 +105,7 @@ otherwise, when found, for W_dec on the feature pages.`,
 			o.flags = map[string]string{}
 			cmd.Flags().VisitAll(func(f *pflag.Flag) {
 				switch f.Name {
-				case "top-k", "features", "examples", "min-count", "pages", "effect":
+				case "top-k", "features", "examples", "min-count", "pages", "effect", "skip-first-position":
 					o.flags[f.Name] = f.Value.String()
 				case "connections": // one DIR as given (report --layers records each layer's own)
 					if len(o.connections) > 0 {
@@ -138,6 +139,7 @@ otherwise, when found, for W_dec on the feature pages.`,
 	f.IntVar(&o.features, "features", 0, "keep only the first N live features (0: all)")
 	f.IntVar(&o.examples, "examples", analysis.DefaultExamples, fmt.Sprintf("top activating contexts per feature on its dashboard (0: no dashboards, examples.jsonl or pages; at most %d)", analysis.MaxExamples))
 	f.IntVar(&o.minCount, "min-count", analysis.DefaultMinCount, "rank only features that fired at least this many times")
+	f.BoolVar(&o.skipFirst, "skip-first-position", false, "leave each sequence's position 0 (BOS in the notebook's rows: the same token with\nnothing before it in every sequence) out of every statistic, examples included")
 	f.BoolVar(&o.effect, "effect", true, "compute effect_consistency, cos_effect_dec and cos_effect_pinv in the same pass\n(k·N·C flops per firing feature and token: at GPT-2 small's shapes tens of times the rest\nof the pass on the CPU; with --device cuda they run on the GPU; --effect=false leaves them out)")
 	f.StringVar(&o.layers, "layers", "", "report on each layer of the layer set --cache names (e.g. 2,3, 0-11 or all), with\n--midcoder and --pinv the --out DIRs of fit and pinv-baseline --layers: --out R gets\nR/layer-LL/ per layer and the cross-layer R/index.html, index.md, layers.csv and plots")
 	f.StringArrayVar(&o.connections, "connections", nil, "the --out DIR of ctxdep connections into this layer: each feature page lists the\nfeature's strongest inputs from the earlier layer, by weight (V) and by data (Ā)\n(with --layers, repeat it, one per layer: each is used for the layer it goes into)")
@@ -275,7 +277,7 @@ func reportLayer(ctx context.Context, g *globalOptions, o *reportOptions, layerS
 	mlp := midcoder.NewMLP(model, layer, act)
 
 	in := analysis.ReportInput{Cache: c, Connections: conns, TC: tc, MLP: mlp, Fit: fit, FitUntrained: fitMeta.Untrained, Pinv: pinv, TopK: o.topK, Features: o.features,
-		Examples: o.examples, MinCount: o.minCount, Pages: o.pages, WU: model.WU, Vocab: model.DVocab, Effect: o.effect,
+		Examples: o.examples, MinCount: o.minCount, Pages: o.pages, WU: model.WU, Vocab: model.DVocab, Effect: o.effect, SkipFirstPosition: o.skipFirst,
 		NewEffect: g.backend.effect()}
 	if tc != nil {
 		in.NeuronpediaBase = analysis.NeuronpediaBase(tcProv.Path, layer, man.DModel, tc.DSAE)

@@ -554,6 +554,14 @@ func writeFeaturesSafetensors(path string, res *ReportResult) error {
 	return w.Close()
 }
 
+// cachedTokensText is the summary's line on the tokens counted.
+func cachedTokensText(s Summary) string {
+	if s.SkipFirstPosition {
+		return strconv.FormatInt(s.Tokens, 10) + ", each sequence's position 0 left out (--skip-first-position)"
+	}
+	return strconv.FormatInt(s.Tokens, 10)
+}
+
 // untrainedText is the summary's line on the features the fit never
 // trained.
 func untrainedText(s Summary) string {
@@ -568,7 +576,7 @@ func summaryRows(s Summary) [][2]string {
 	r := [][2]string{
 		{"layer", strconv.Itoa(s.Layer)},
 		{"d_model, d_mlp, features", fmt.Sprintf("%d, %d, %d", s.DModel, s.DMLP, s.DSAE)},
-		{"cached tokens", strconv.FormatInt(s.Tokens, 10)},
+		{"cached tokens", cachedTokensText(s)},
 		{"feature acts", s.ActsSource},
 		{"features that fire (live)", fmt.Sprintf("%d of %d", s.FeaturesLive, s.FeaturesTotal)},
 		{"table", s.Selection},

@@ -72,6 +72,11 @@ type ReportInput struct {
 	// MinCount is the fewest firings a feature needs to be ranked in the
 	// most/least context-dependent tables (DefaultMinCount).
 	MinCount int
+	// SkipFirstPosition leaves every sequence's position 0 out of every
+	// statistic (counts, freq, gating, effects, examples): there the token
+	// (BOS in the notebook's rows) has nothing before it, the same context
+	// in every sequence.
+	SkipFirstPosition bool
 	// Pages bounds the number of features with a page (DefaultPages), in
 	// pagedFeatures' order: the ranked features first.
 	Pages int
@@ -148,17 +153,20 @@ func (st *FeatureStat) Reliable() bool { return st.Count > 0 && st.FitTrained }
 
 // Summary is summary.json.
 type Summary struct {
-	Layer         int    `json:"layer"`
-	DModel        int    `json:"d_model"`
-	DSAE          int    `json:"d_sae"`
-	DMLP          int    `json:"d_mlp"`
-	Tokens        int64  `json:"tokens"`
-	TopK          int    `json:"top_k"`
-	FeaturesFlag  int    `json:"features_flag"` // --features (0: all)
-	Selection     string `json:"selection"`
-	ActsSource    string `json:"acts_source"` // "stored in the cache" or "encoded by the transcoder"
-	FeaturesTotal int    `json:"features_total"`
-	FeaturesLive  int    `json:"features_live"` // fire at least once on the cache
+	Layer        int   `json:"layer"`
+	DModel       int   `json:"d_model"`
+	DSAE         int   `json:"d_sae"`
+	DMLP         int   `json:"d_mlp"`
+	Tokens       int64 `json:"tokens"`
+	TopK         int   `json:"top_k"`
+	FeaturesFlag int   `json:"features_flag"` // --features (0: all)
+	// SkipFirstPosition: position 0 of every sequence was left out
+	// (--skip-first-position); Tokens counts the tokens kept.
+	SkipFirstPosition bool   `json:"skip_first_position,omitempty"`
+	Selection         string `json:"selection"`
+	ActsSource        string `json:"acts_source"` // "stored in the cache" or "encoded by the transcoder"
+	FeaturesTotal     int    `json:"features_total"`
+	FeaturesLive      int    `json:"features_live"` // fire at least once on the cache
 	// FitUntrained counts the features the fit never trained (the
 	// midcoder's untrained list, all of them: fit_trained 0 in the
 	// table), nil (JSON null) when the midcoder file does not say;
@@ -372,7 +380,10 @@ func Report(ctx context.Context, in ReportInput, bar *progress.Bar) (*ReportResu
 		}
 		defer effect.Close()
 	}
-	var tokens int64
+	var (
+		tokens  int64
+		skipped transcoder.Acts // a batch's acts without position 0 (SkipFirstPosition)
+	)
 	for {
 		b, err := rd.Next(max(1, ReportRows/man.ContextLength))
 		if err == io.EOF {
@@ -381,20 +392,24 @@ func Report(ctx context.Context, in ReportInput, bar *progress.Bar) (*ReportResu
 		if err != nil {
 			return nil, err
 		}
-		pre := tr.PreActivations(b.Acts)
-		accumulate(b.Acts, pre, n, neurons, k, man.ContextLength, count, first, on)
+		acts, kept := b.Acts, int64(len(b.Tokens))
+		if in.SkipFirstPosition {
+			acts, kept = withoutFirstPosition(&skipped, b.Acts, man.ContextLength), kept-int64(b.N)
+		}
+		pre := tr.PreActivations(acts)
+		accumulate(acts, pre, n, neurons, k, man.ContextLength, count, first, on)
 		if effect != nil {
-			if err := effect.Add(b.Acts, pre); err != nil {
+			if err := effect.Add(acts, pre); err != nil {
 				return nil, fmt.Errorf("report: effect statistics: %w", err)
 			}
 		}
 		if dash != nil {
-			dash.add(&window{tokens: b.Tokens, acts: b.Acts, first: b.First, t: man.ContextLength}, pre, n, neurons)
+			dash.add(&window{tokens: b.Tokens, acts: acts, first: b.First, t: man.ContextLength}, pre, n, neurons)
 		}
 		if bar != nil {
 			bar.Add(int64(len(b.Tokens)), "")
 		}
-		tokens += int64(len(b.Tokens))
+		tokens += kept
 	}
 
 	live := 0
@@ -475,7 +490,7 @@ func Report(ctx context.Context, in ReportInput, bar *progress.Bar) (*ReportResu
 		Layer: man.Layer, DModel: c, DSAE: f, DMLP: n, Tokens: tokens, TopK: k, FeaturesFlag: in.Features,
 		Selection: selection, ActsSource: source, FeaturesTotal: f, FeaturesLive: live,
 		FeaturesInTable: len(sel), HasPinv: in.Pinv != nil, MinCount: in.MinCount, ExamplesTopK: in.Examples,
-		HasEffect: in.Effect,
+		HasEffect: in.Effect, SkipFirstPosition: in.SkipFirstPosition,
 	})
 	if in.FitUntrained != nil {
 		n := len(in.FitUntrained)
@@ -570,6 +585,20 @@ func rankExtremes(fs []FeatureStat, n, minCount int) extremeTables {
 		}
 	}
 	return extremes(ok, n)
+}
+
+// withoutFirstPosition returns a (whole sequences of t tokens) with every
+// sequence's position-0 row emptied, in dst's buffers.
+func withoutFirstPosition(dst *transcoder.Acts, a *transcoder.Acts, t int) *transcoder.Acts {
+	dst.Indptr, dst.Indices, dst.Values = append(dst.Indptr[:0], 0), dst.Indices[:0], dst.Values[:0]
+	for r := range a.Rows() {
+		if r%t != 0 {
+			idx, val := a.Row(r)
+			dst.Indices, dst.Values = append(dst.Indices, idx...), append(dst.Values, val...)
+		}
+		dst.Indptr = append(dst.Indptr, int64(len(dst.Indices)))
+	}
+	return dst
 }
 
 // accumulate adds one batch of tokens, whole sequences of t, to the

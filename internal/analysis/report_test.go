@@ -438,6 +438,16 @@ func TestReportFirstPosition(t *testing.T) {
 	if ex := rankExtremes(res.Features, extremeRows, 1); len(ex.low) != 2 || slices.ContainsFunc(ex.low, func(st FeatureStat) bool { return st.Feature == 0 }) {
 		t.Errorf("ranked %+v: want features 1 and 2", ex.low)
 	}
+	// --skip-first-position: position 0 counts nowhere. Feature 0 no
+	// longer fires; features 1 and 2 fire 3 and 1 times in 6 tokens.
+	res, err = Report(context.Background(), ReportInput{Cache: c, MLP: handMLP(), Fit: handFit, TopK: 2, MinCount: 1, SkipFirstPosition: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f, s := res.Features, res.Summary; s.Tokens != 6 || !s.SkipFirstPosition || f[0].Count != 0 || f[1].Count != 3 || f[2].Count != 1 ||
+		!near(f[1].Freq, 0.5) || f[1].FirstPositionFrac != 0 || f[2].FirstPositionFrac != 0 || s.FeaturesLive != 2 {
+		t.Errorf("skipping position 0: %d tokens, counts %d %d %d, freq %g, live %d", s.Tokens, f[0].Count, f[1].Count, f[2].Count, f[1].Freq, s.FeaturesLive)
+	}
 	res, err = Report(context.Background(), ReportInput{Cache: c, MLP: handMLP(), Fit: handFit, TopK: 2, MinCount: 1, Features: 1, FitUntrained: []int{2}}, nil)
 	if err != nil {
 		t.Fatal(err)
