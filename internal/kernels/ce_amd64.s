@@ -1,4 +1,5 @@
 #include "textflag.h"
+#include "expf32_amd64.h"
 
 // Σ e^(x − mx) over a row of logits, 8 float32 lanes at a time with AVX2
 // and FMA, for CrossEntropyRows: z = x − mx (≤ 0 for the row's finite
@@ -9,32 +10,11 @@
 // float64, four by four, in two accumulators.
 
 // 0: LO
-DATA ceconst<>+0(SB)/4, $0xc2ae0000
-DATA ceconst<>+4(SB)/4, $0xc2ae0000
-DATA ceconst<>+8(SB)/4, $0xc2ae0000
-DATA ceconst<>+12(SB)/4, $0xc2ae0000
-DATA ceconst<>+16(SB)/4, $0xc2ae0000
-DATA ceconst<>+20(SB)/4, $0xc2ae0000
-DATA ceconst<>+24(SB)/4, $0xc2ae0000
-DATA ceconst<>+28(SB)/4, $0xc2ae0000
+VEC8(ceconst<>, 0, $0xc2ae0000)
 // 32: C6
-DATA ceconst<>+32(SB)/4, $0x3ab60b61
-DATA ceconst<>+36(SB)/4, $0x3ab60b61
-DATA ceconst<>+40(SB)/4, $0x3ab60b61
-DATA ceconst<>+44(SB)/4, $0x3ab60b61
-DATA ceconst<>+48(SB)/4, $0x3ab60b61
-DATA ceconst<>+52(SB)/4, $0x3ab60b61
-DATA ceconst<>+56(SB)/4, $0x3ab60b61
-DATA ceconst<>+60(SB)/4, $0x3ab60b61
+VEC8(ceconst<>, 32, $0x3ab60b61)
 // 64: C7
-DATA ceconst<>+64(SB)/4, $0x39500d01
-DATA ceconst<>+68(SB)/4, $0x39500d01
-DATA ceconst<>+72(SB)/4, $0x39500d01
-DATA ceconst<>+76(SB)/4, $0x39500d01
-DATA ceconst<>+80(SB)/4, $0x39500d01
-DATA ceconst<>+84(SB)/4, $0x39500d01
-DATA ceconst<>+88(SB)/4, $0x39500d01
-DATA ceconst<>+92(SB)/4, $0x39500d01
+VEC8(ceconst<>, 64, $0x39500d01)
 // 96: LOG2E
 DATA ceconst<>+96(SB)/4, $0x3fb8aa3b
 // 100: MAGIC
@@ -95,22 +75,7 @@ loop:
 	VMOVUPS      (SI), Y0
 	VSUBPS       Y4, Y0, Y0     // z = x − mx
 	VMAXPS       CE_LO, Y0, Y0
-	VMOVAPS      Y8, Y2
-	VFMADD231PS  Y7, Y0, Y2     // t = z·log2e + magic
-	VSUBPS       Y8, Y2, Y3     // n
-	VPSLLD       $23, Y2, Y2
-	VPADDD       Y11, Y2, Y2    // 2^n
-	VFNMADD231PS Y9, Y3, Y0     // r = z − n·ln2hi
-	VFNMADD231PS Y10, Y3, Y0    // r −= n·ln2lo
-	VMOVUPS      CE_C7, Y3
-	VFMADD213PS  CE_C6, Y0, Y3  // p = p·r + 1/6!
-	VFMADD213PS  Y15, Y0, Y3    // 1/5!
-	VFMADD213PS  Y14, Y0, Y3    // 1/4!
-	VFMADD213PS  Y13, Y0, Y3    // 1/3!
-	VFMADD213PS  Y12, Y0, Y3    // 1/2!
-	VFMADD213PS  Y11, Y0, Y3    // 1/1!
-	VFMADD213PS  Y11, Y0, Y3    // 1/0!
-	VMULPS       Y2, Y3, Y3     // e^z
+	EXPF32(Y0, CE_C6, CE_C7)    // Y3 = e^z
 	VCVTPS2PD    X3, Y2         // lanes 0–3 in float64
 	VADDPD       Y2, Y5, Y5
 	VEXTRACTF128 $1, Y3, X3

@@ -1,4 +1,5 @@
 #include "textflag.h"
+#include "expf32_amd64.h"
 
 // gelu_new on 8 float32 lanes with AVX2 and FMA: the algorithm of geluGo
 // (gelu.go) and expf32, vectorised. For x in Y0:
@@ -20,140 +21,35 @@
 // −Inf → −Inf/+Inf = NaN.
 
 //   0: 0.044715 (TransformerLens gelu_new)
-DATA geluconst<>+0(SB)/4, $0x3d372713
-DATA geluconst<>+4(SB)/4, $0x3d372713
-DATA geluconst<>+8(SB)/4, $0x3d372713
-DATA geluconst<>+12(SB)/4, $0x3d372713
-DATA geluconst<>+16(SB)/4, $0x3d372713
-DATA geluconst<>+20(SB)/4, $0x3d372713
-DATA geluconst<>+24(SB)/4, $0x3d372713
-DATA geluconst<>+28(SB)/4, $0x3d372713
+VEC8(geluconst<>, 0, $0x3d372713)
 //  32: −2·√(2/π) = −1.5957691 (twice geluSqrt2OverPi, exact in binary)
-DATA geluconst<>+32(SB)/4, $0xbfcc422a
-DATA geluconst<>+36(SB)/4, $0xbfcc422a
-DATA geluconst<>+40(SB)/4, $0xbfcc422a
-DATA geluconst<>+44(SB)/4, $0xbfcc422a
-DATA geluconst<>+48(SB)/4, $0xbfcc422a
-DATA geluconst<>+52(SB)/4, $0xbfcc422a
-DATA geluconst<>+56(SB)/4, $0xbfcc422a
-DATA geluconst<>+60(SB)/4, $0xbfcc422a
+VEC8(geluconst<>, 32, $0xbfcc422a)
 //  64: −87: e^z stays a normal float32 (expf32's lower clamp)
-DATA geluconst<>+64(SB)/4, $0xc2ae0000
-DATA geluconst<>+68(SB)/4, $0xc2ae0000
-DATA geluconst<>+72(SB)/4, $0xc2ae0000
-DATA geluconst<>+76(SB)/4, $0xc2ae0000
-DATA geluconst<>+80(SB)/4, $0xc2ae0000
-DATA geluconst<>+84(SB)/4, $0xc2ae0000
-DATA geluconst<>+88(SB)/4, $0xc2ae0000
-DATA geluconst<>+92(SB)/4, $0xc2ae0000
+VEC8(geluconst<>, 64, $0xc2ae0000)
 //  96: 89: n = 128 from z ≥ 88.38 makes 2^n the +Inf bit pattern
-DATA geluconst<>+96(SB)/4, $0x42b20000
-DATA geluconst<>+100(SB)/4, $0x42b20000
-DATA geluconst<>+104(SB)/4, $0x42b20000
-DATA geluconst<>+108(SB)/4, $0x42b20000
-DATA geluconst<>+112(SB)/4, $0x42b20000
-DATA geluconst<>+116(SB)/4, $0x42b20000
-DATA geluconst<>+120(SB)/4, $0x42b20000
-DATA geluconst<>+124(SB)/4, $0x42b20000
+VEC8(geluconst<>, 96, $0x42b20000)
 // 128: log2(e) = 1.44269504
-DATA geluconst<>+128(SB)/4, $0x3fb8aa3b
-DATA geluconst<>+132(SB)/4, $0x3fb8aa3b
-DATA geluconst<>+136(SB)/4, $0x3fb8aa3b
-DATA geluconst<>+140(SB)/4, $0x3fb8aa3b
-DATA geluconst<>+144(SB)/4, $0x3fb8aa3b
-DATA geluconst<>+148(SB)/4, $0x3fb8aa3b
-DATA geluconst<>+152(SB)/4, $0x3fb8aa3b
-DATA geluconst<>+156(SB)/4, $0x3fb8aa3b
+VEC8(geluconst<>, 128, $0x3fb8aa3b)
 // 160: 1.5·2^23: adding it rounds to an integer
-DATA geluconst<>+160(SB)/4, $0x4b400000
-DATA geluconst<>+164(SB)/4, $0x4b400000
-DATA geluconst<>+168(SB)/4, $0x4b400000
-DATA geluconst<>+172(SB)/4, $0x4b400000
-DATA geluconst<>+176(SB)/4, $0x4b400000
-DATA geluconst<>+180(SB)/4, $0x4b400000
-DATA geluconst<>+184(SB)/4, $0x4b400000
-DATA geluconst<>+188(SB)/4, $0x4b400000
+VEC8(geluconst<>, 160, $0x4b400000)
 // 192: 0.693359375, ln2 with few bits (Cody–Waite)
-DATA geluconst<>+192(SB)/4, $0x3f318000
-DATA geluconst<>+196(SB)/4, $0x3f318000
-DATA geluconst<>+200(SB)/4, $0x3f318000
-DATA geluconst<>+204(SB)/4, $0x3f318000
-DATA geluconst<>+208(SB)/4, $0x3f318000
-DATA geluconst<>+212(SB)/4, $0x3f318000
-DATA geluconst<>+216(SB)/4, $0x3f318000
-DATA geluconst<>+220(SB)/4, $0x3f318000
+VEC8(geluconst<>, 192, $0x3f318000)
 // 224: −2.12194440e-4 = ln2 − ln2hi
-DATA geluconst<>+224(SB)/4, $0xb95e8083
-DATA geluconst<>+228(SB)/4, $0xb95e8083
-DATA geluconst<>+232(SB)/4, $0xb95e8083
-DATA geluconst<>+236(SB)/4, $0xb95e8083
-DATA geluconst<>+240(SB)/4, $0xb95e8083
-DATA geluconst<>+244(SB)/4, $0xb95e8083
-DATA geluconst<>+248(SB)/4, $0xb95e8083
-DATA geluconst<>+252(SB)/4, $0xb95e8083
+VEC8(geluconst<>, 224, $0xb95e8083)
 // 256: 1 = 1/0! = 1/1! (its bits are also 127<<23)
-DATA geluconst<>+256(SB)/4, $0x3f800000
-DATA geluconst<>+260(SB)/4, $0x3f800000
-DATA geluconst<>+264(SB)/4, $0x3f800000
-DATA geluconst<>+268(SB)/4, $0x3f800000
-DATA geluconst<>+272(SB)/4, $0x3f800000
-DATA geluconst<>+276(SB)/4, $0x3f800000
-DATA geluconst<>+280(SB)/4, $0x3f800000
-DATA geluconst<>+284(SB)/4, $0x3f800000
+VEC8(geluconst<>, 256, $0x3f800000)
 // 288: 1/2!
-DATA geluconst<>+288(SB)/4, $0x3f000000
-DATA geluconst<>+292(SB)/4, $0x3f000000
-DATA geluconst<>+296(SB)/4, $0x3f000000
-DATA geluconst<>+300(SB)/4, $0x3f000000
-DATA geluconst<>+304(SB)/4, $0x3f000000
-DATA geluconst<>+308(SB)/4, $0x3f000000
-DATA geluconst<>+312(SB)/4, $0x3f000000
-DATA geluconst<>+316(SB)/4, $0x3f000000
+VEC8(geluconst<>, 288, $0x3f000000)
 // 320: 1/3!
-DATA geluconst<>+320(SB)/4, $0x3e2aaaab
-DATA geluconst<>+324(SB)/4, $0x3e2aaaab
-DATA geluconst<>+328(SB)/4, $0x3e2aaaab
-DATA geluconst<>+332(SB)/4, $0x3e2aaaab
-DATA geluconst<>+336(SB)/4, $0x3e2aaaab
-DATA geluconst<>+340(SB)/4, $0x3e2aaaab
-DATA geluconst<>+344(SB)/4, $0x3e2aaaab
-DATA geluconst<>+348(SB)/4, $0x3e2aaaab
+VEC8(geluconst<>, 320, $0x3e2aaaab)
 // 352: 1/4!
-DATA geluconst<>+352(SB)/4, $0x3d2aaaab
-DATA geluconst<>+356(SB)/4, $0x3d2aaaab
-DATA geluconst<>+360(SB)/4, $0x3d2aaaab
-DATA geluconst<>+364(SB)/4, $0x3d2aaaab
-DATA geluconst<>+368(SB)/4, $0x3d2aaaab
-DATA geluconst<>+372(SB)/4, $0x3d2aaaab
-DATA geluconst<>+376(SB)/4, $0x3d2aaaab
-DATA geluconst<>+380(SB)/4, $0x3d2aaaab
+VEC8(geluconst<>, 352, $0x3d2aaaab)
 // 384: 1/5!
-DATA geluconst<>+384(SB)/4, $0x3c088889
-DATA geluconst<>+388(SB)/4, $0x3c088889
-DATA geluconst<>+392(SB)/4, $0x3c088889
-DATA geluconst<>+396(SB)/4, $0x3c088889
-DATA geluconst<>+400(SB)/4, $0x3c088889
-DATA geluconst<>+404(SB)/4, $0x3c088889
-DATA geluconst<>+408(SB)/4, $0x3c088889
-DATA geluconst<>+412(SB)/4, $0x3c088889
+VEC8(geluconst<>, 384, $0x3c088889)
 // 416: 1/6!
-DATA geluconst<>+416(SB)/4, $0x3ab60b61
-DATA geluconst<>+420(SB)/4, $0x3ab60b61
-DATA geluconst<>+424(SB)/4, $0x3ab60b61
-DATA geluconst<>+428(SB)/4, $0x3ab60b61
-DATA geluconst<>+432(SB)/4, $0x3ab60b61
-DATA geluconst<>+436(SB)/4, $0x3ab60b61
-DATA geluconst<>+440(SB)/4, $0x3ab60b61
-DATA geluconst<>+444(SB)/4, $0x3ab60b61
+VEC8(geluconst<>, 416, $0x3ab60b61)
 // 448: 1/7!
-DATA geluconst<>+448(SB)/4, $0x39500d01
-DATA geluconst<>+452(SB)/4, $0x39500d01
-DATA geluconst<>+456(SB)/4, $0x39500d01
-DATA geluconst<>+460(SB)/4, $0x39500d01
-DATA geluconst<>+464(SB)/4, $0x39500d01
-DATA geluconst<>+468(SB)/4, $0x39500d01
-DATA geluconst<>+472(SB)/4, $0x39500d01
-DATA geluconst<>+476(SB)/4, $0x39500d01
+VEC8(geluconst<>, 448, $0x39500d01)
 GLOBL geluconst<>(SB), RODATA|NOPTR, $480
 
 #define CUBIC geluconst<>+0(SB)
@@ -203,22 +99,7 @@ loop:
 	VMULPS       Y6, Y1, Y1     // z = −2u
 	VMAXPS       LO, Y1, Y1
 	VMINPS       HI, Y1, Y1
-	VMOVAPS      Y8, Y2
-	VFMADD231PS  Y7, Y1, Y2     // t = z·log2e + magic
-	VSUBPS       Y8, Y2, Y3     // n
-	VPSLLD       $23, Y2, Y2
-	VPADDD       Y11, Y2, Y2    // 2^n
-	VFNMADD231PS Y9, Y3, Y1     // r = z − n·ln2hi
-	VFNMADD231PS Y10, Y3, Y1    // r −= n·ln2lo
-	VMOVUPS      C7, Y3
-	VFMADD213PS  C6, Y1, Y3     // p = p·r + 1/6!
-	VFMADD213PS  Y15, Y1, Y3    // 1/5!
-	VFMADD213PS  Y14, Y1, Y3    // 1/4!
-	VFMADD213PS  Y13, Y1, Y3    // 1/3!
-	VFMADD213PS  Y12, Y1, Y3    // 1/2!
-	VFMADD213PS  Y11, Y1, Y3    // 1/1!
-	VFMADD213PS  Y11, Y1, Y3    // 1/0!
-	VMULPS       Y2, Y3, Y3     // e^z
+	EXPF32(Y1, C6, C7)          // Y3 = e^z
 	VADDPS       Y11, Y3, Y3    // 1 + e^z
 	VDIVPS       Y3, Y0, Y0     // x / (1 + e^z)
 	VMOVUPS      Y0, (DI)
