@@ -216,8 +216,9 @@ func (f *Forward) copyXY(c cachebuild.Capture, i, n int) error {
 // scale sets c.Scale to ln2.hook_scale of block l, from the residual
 // stream: after block l it is resid_mid + y (the deepest block leaves
 // resid_mid itself), so resid_mid is recovered by subtracting y on the
-// host, to float32 rounding. c.Y must be there: scale waits for the
-// copies.
+// host, to float32 rounding. c.Y must be there then: for a layer before
+// the deepest, scale waits for the copies (the deepest's x and y go on
+// copying while the encoder runs; Run waits for them before returning).
 func (f *Forward) scale(c cachebuild.Capture, l, rows int) error {
 	n := rows * f.c
 	if len(f.resid) < n {
@@ -227,10 +228,10 @@ func (f *Forward) scale(c cachebuild.Capture, l, rows int) error {
 	if err := d2h(r, f.m.resid); err != nil {
 		return err
 	}
-	if err := syncStream(f.copies); err != nil {
-		return fmt.Errorf("cuda: copy from device: %v", err)
-	}
 	if l != f.layers[len(f.layers)-1] {
+		if err := syncStream(f.copies); err != nil {
+			return fmt.Errorf("cuda: copy from device: %v", err)
+		}
 		for i := range r {
 			r[i] -= c.Y[i]
 		}
