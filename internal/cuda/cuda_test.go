@@ -172,7 +172,8 @@ func TestForwardPinned(t *testing.T) {
 			f.FreeHostFloats(s)
 		}
 	}()
-	// Without the scale, which waits for the copies, and with it.
+	// Without the scale, and with it (a layer before the deepest waits
+	// for the copies to compute it).
 	for _, scale := range []bool{false, true} {
 		captures := func(floats func(int) []float32) []cachebuild.Capture {
 			out := make([]cachebuild.Capture, len(layers))
