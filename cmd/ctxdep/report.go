@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -37,8 +38,7 @@ type reportOptions struct {
 	layers      string
 	evaluate    bool
 	connections []string
-	tables      []*analysis.ConnTable // the --connections tables, read once (connTables)
-	flags       map[string]string     // every flag set, and the report's own, for the provenance
+	flags       map[string]string // every flag set, and the report's own, for the provenance
 }
 
 func newReportCmd(g *globalOptions) *cobra.Command {
@@ -162,22 +162,30 @@ func loadMidcoder(file string, layer, dModel, dSAE int, model provenance.File) (
 	return p, meta, nil
 }
 
-// connTables reads the --connections tables the first time it is asked.
-func (o *reportOptions) connTables() ([]*analysis.ConnTable, error) {
-	if o.tables == nil {
-		for _, dir := range o.connections {
-			t, err := analysis.ReadConnections(dir)
-			if err != nil {
-				return nil, err
-			}
-			o.tables = append(o.tables, t)
+// readConnTables reads the --connections tables dirs, keyed by the layer
+// each goes into; two into one layer are a usage error.
+func readConnTables(dirs []string) (map[int]*analysis.ConnTable, error) {
+	into := map[int]*analysis.ConnTable{}
+	for _, dir := range dirs {
+		t, err := analysis.ReadConnections(dir)
+		if err != nil {
+			return nil, err
 		}
+		l := t.Summary.TargetLayer
+		if into[l] != nil {
+			return nil, usagef("--connections %s and %s both go into layer %d: give one per layer", into[l].Dir, t.Dir, l)
+		}
+		into[l] = t
 	}
-	return o.tables, nil
+	return into, nil
 }
 
 func runReport(ctx context.Context, g *globalOptions, o *reportOptions, layerSet bool) error {
-	res, r, err := reportLayer(ctx, g, o, layerSet)
+	into, err := readConnTables(o.connections)
+	if err != nil {
+		return err
+	}
+	res, r, err := reportLayer(ctx, g, o, layerSet, into)
 	if err != nil {
 		return err
 	}
@@ -185,8 +193,9 @@ func runReport(ctx context.Context, g *globalOptions, o *reportOptions, layerSet
 }
 
 // reportLayer writes the report of the cache o names (its layer as g.layer
-// says when layerSet) into o.out.
-func reportLayer(ctx context.Context, g *globalOptions, o *reportOptions, layerSet bool) (*analysis.ReportResult, *analysis.Rendered, error) {
+// says when layerSet) into o.out, with the --connections table into holds
+// for its layer; a table into another layer is an error.
+func reportLayer(ctx context.Context, g *globalOptions, o *reportOptions, layerSet bool, into map[int]*analysis.ConnTable) (*analysis.ReportResult, *analysis.Rendered, error) {
 	switch {
 	case o.cache == "":
 		return nil, nil, usagef("report needs --cache DIR")
@@ -210,19 +219,10 @@ func reportLayer(ctx context.Context, g *globalOptions, o *reportOptions, layerS
 	}
 	man := c.Manifest
 	layer := man.Layer
-	tables, err := o.connTables()
-	if err != nil {
-		return nil, nil, err
-	}
-	var conns *analysis.ConnTable
-	for _, t := range tables {
-		switch {
-		case t.Summary.TargetLayer == layer && conns != nil:
-			return nil, nil, usagef("two --connections go into layer %d: give one per layer", layer)
-		case t.Summary.TargetLayer == layer:
-			conns = t
-		default:
-			return nil, nil, fmt.Errorf("--connections %s go into layer %d, the cache %s holds layer %d", t.Dir, t.Summary.TargetLayer, o.cache, layer)
+	conns := into[layer]
+	for _, l := range slices.Sorted(maps.Keys(into)) {
+		if l != layer {
+			return nil, nil, fmt.Errorf("--connections %s go into layer %d, the cache %s holds layer %d", into[l].Dir, l, o.cache, layer)
 		}
 	}
 	// Check the midcoder files against the cache before loading the model.

@@ -47,20 +47,14 @@ func runReportLayers(ctx context.Context, g *globalOptions, o *reportOptions) (e
 	}
 	// Each --connections table goes into one layer of the set, one table
 	// per layer.
-	tables, err := o.connTables()
+	into, err := readConnTables(o.connections)
 	if err != nil {
 		return err
 	}
-	into := map[int]*analysis.ConnTable{}
-	for _, t := range tables {
-		l := t.Summary.TargetLayer
-		switch {
-		case into[l] != nil:
-			return usagef("--connections %s and %s both go into layer %d: give one per layer", into[l].Dir, t.Dir, l)
-		case !slices.Contains(layers, l):
-			return usagef("--connections %s go into layer %d, which is not among the layers reported %v", t.Dir, l, layers)
+	for _, l := range slices.Sorted(maps.Keys(into)) {
+		if !slices.Contains(layers, l) {
+			return usagef("--connections %s go into layer %d, which is not among the layers reported %v", into[l].Dir, l, layers)
 		}
-		into[l] = t
 	}
 	if err := actcache.CheckOutside("--out "+o.out, o.out); err != nil {
 		return err
@@ -85,14 +79,14 @@ func runReportLayers(ctx context.Context, g *globalOptions, o *reportOptions) (e
 		lo := *o
 		lo.out = filepath.Join(o.out, actcache.LayerDirName(l))
 		lo.midcoder, lo.pinv = files[l][0], files[l][1]
-		// The layer's own --connections table, and its record.
-		lo.connections, lo.tables, lo.flags = nil, nil, maps.Clone(o.flags)
+		lo.flags = maps.Clone(o.flags)
 		delete(lo.flags, "connections")
+		var own map[int]*analysis.ConnTable // the layer's own --connections table, and its record
 		if t := into[l]; t != nil {
-			lo.tables = []*analysis.ConnTable{t}
+			own = map[int]*analysis.ConnTable{l: t}
 			lo.flags["connections"] = t.Dir
 		}
-		res, r, err := reportLayer(ctx, g, &lo, true)
+		res, r, err := reportLayer(ctx, g, &lo, true, own)
 		if err != nil {
 			return err
 		}
