@@ -328,7 +328,10 @@ func runCacheBuild(ctx context.Context, g *globalOptions, o *cacheBuildOptions, 
 		return err
 	}
 	defer free()
-	opts.Pass = pass
+	// Page-locked memory cannot be swapped out: a GPU build takes at most
+	// half of what this process may use, the rest of its batches'
+	// buffers are ordinary memory (with a note).
+	opts.Pass, opts.PinnedLimit = pass, machineMemory().bytes/2
 	bar := progress.New(g.stderr, "cache build", max(int64(total*opts.Rows.RowLen()), 0), "tokens", g.quiet)
 	if shard != nil {
 		bar.Logf("cache build: worker %d of %d (%s)", shard.Index, shard.Count, shard.Source)

@@ -65,28 +65,60 @@ type HostMemory interface {
 }
 
 // hostBuffers allocates the float32 buffers of a pass's captures: through
-// HostMemory when the pass has it, else, or when that fails (page-locked
-// memory is limited), in Go's memory, into which the pass copies as fast
-// as it can.
+// HostMemory when the pass has it, up to limit bytes (0: no limit), else,
+// or when that fails (page-locked memory is limited), in Go's memory, into
+// which the pass copies as fast as it can. It counts what went where, for
+// note.
 type hostBuffers struct {
-	hm  HostMemory
-	got [][]float32
+	hm       HostMemory
+	limit    int64
+	got      [][]float32
+	pinned   int64 // bytes from HostMemory
+	pageable int64 // bytes that fell back to Go's memory
+	err      error // the first failed allocation's
 }
 
-func newHostBuffers(p Pass) *hostBuffers {
+func newHostBuffers(p Pass, limit int64) *hostBuffers {
 	hm, _ := p.(HostMemory)
-	return &hostBuffers{hm: hm}
+	return &hostBuffers{hm: hm, limit: limit}
 }
 
-func (h *hostBuffers) floats(n int) []float32 {
-	if h.hm != nil {
-		if s, err := h.hm.HostFloats(n); err == nil {
-			h.got = append(h.got, s)
-			return s
+// xy returns a capture's x and y buffers, n floats each: both page-locked
+// or neither (a pass copies synchronously unless both are).
+func (h *hostBuffers) xy(n int) (x, y []float32) {
+	bytes := 8 * int64(n)
+	if h.hm != nil && h.err == nil && (h.limit <= 0 || h.pinned+bytes <= h.limit) {
+		if x, h.err = h.hm.HostFloats(n); h.err == nil {
+			if y, h.err = h.hm.HostFloats(n); h.err == nil {
+				h.got = append(h.got, x, y)
+				h.pinned += bytes
+				return x, y
+			}
+			h.hm.FreeHostFloats(x)
 		}
+		// Later captures go to Go's memory without asking again.
 	}
-	return make([]float32, n)
+	if h.hm != nil {
+		h.pageable += bytes
+	}
+	return make([]float32, n), make([]float32, n)
 }
+
+// note says, when some buffers fell back to Go's memory, how much and
+// why: copies into them are synchronous, so the build runs slower.
+func (h *hostBuffers) note() string {
+	if h.pageable == 0 {
+		return ""
+	}
+	why := fmt.Sprintf("the limit of %s (half the memory this process may use)", mibText(h.limit))
+	if h.err != nil {
+		why = h.err.Error()
+	}
+	return fmt.Sprintf("note: %s of the batches' %s of host buffers are ordinary memory, not page-locked (%s): the device's copies into them are synchronous, which slows the build; a smaller --batch-size keeps them all page-locked",
+		mibText(h.pageable), mibText(h.pinned+h.pageable), why)
+}
+
+func mibText(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
 // free releases what HostMemory gave.
 func (h *hostBuffers) free() {
@@ -196,6 +228,10 @@ type Options struct {
 	// worker file names, for `ctxdep cache merge` to join.
 	Shard *Shard
 	Pass  Pass // computes each batch; nil: the CPU (NewCPUPass)
+	// PinnedLimit caps the bytes of batch buffers a Pass with HostMemory
+	// allocates (page-locked memory cannot be swapped out or reclaimed);
+	// past it the buffers are Go's memory. 0: no limit.
+	PinnedLimit int64
 }
 
 // LayerNumbers returns the layers of ls.
@@ -376,13 +412,13 @@ func run(ctx context.Context, o Options, sinks []*sink, pass Pass, grid actcache
 	// filled and writes them, the pass computes the next batch into the
 	// other (a GPU's pass leaves the host idle while it runs; a CPU's
 	// overlaps the writes' hashing). The shard being filled, per layer.
-	hb := newHostBuffers(pass)
+	hb := newHostBuffers(pass, o.PinnedLimit)
 	defer hb.free() // after the writer has stopped (deferred below)
 	slots := make([]*batchSlot, 2)
 	for j := range slots {
 		sl := &batchSlot{tok: make([]int32, grid.Size*t), caps: make([]Capture, len(sinks))}
 		for i, k := range sinks {
-			sl.caps[i] = Capture{X: hb.floats(grid.Size * t * c), Y: hb.floats(grid.Size * t * c)}
+			sl.caps[i].X, sl.caps[i].Y = hb.xy(grid.Size * t * c)
 			if k.acts {
 				sl.caps[i].Acts = new(transcoder.Acts)
 			}
@@ -391,6 +427,9 @@ func run(ctx context.Context, o Options, sinks []*sink, pass Pass, grid actcache
 			}
 		}
 		slots[j] = sl
+	}
+	if msg := hb.note(); msg != "" && o.Progress != nil {
+		o.Progress.Logf("%s", msg)
 	}
 	sTok := make([]int32, per*t)
 	for _, k := range sinks {

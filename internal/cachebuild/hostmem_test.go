@@ -1,6 +1,7 @@
 package cachebuild
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"math"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"unsafe"
 
+	"github.com/ctxdep/ctxdep/internal/progress"
 	"github.com/ctxdep/ctxdep/internal/transcoder"
 )
 
@@ -73,15 +75,22 @@ func TestBuildHostMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	const bufs = 2 * 2 * 2 // two batches' x and y per layer
+	bufBytes := int64(4 * plain.BatchSize * f.rows.T * f.model.DModel)
 	for _, c := range []struct {
 		name    string
 		failAt  int
+		limit   int64 // PinnedLimit
+		allocs  int   // HostFloats calls
 		passErr bool
 		want    string
+		note    string // in the progress output
 	}{
-		{"complete", -1, false, ""},
-		{"an allocation fails", 5, false, ""},
-		{"the pass fails", -1, true, "the pass failed"},
+		{"complete", -1, 0, bufs, false, "", ""},
+		{"within the limit", -1, bufs * bufBytes, bufs, false, "", ""},
+		// After a failure, the rest is Go's memory without asking again.
+		{"an allocation fails", 5, 0, 6, false, "", "are ordinary memory, not page-locked (no page-locked memory left)"},
+		{"over the limit", -1, 3*bufBytes + 1, 2, false, "", "are ordinary memory, not page-locked (the limit of"},
+		{"the pass fails", -1, 0, bufs, true, "the pass failed", ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			o := layerOptions(t, f, filepath.Join(dir, strings.ReplaceAll(c.name, " ", "-")), layers...)
@@ -94,7 +103,8 @@ func TestBuildHostMemory(t *testing.T) {
 				inner = &failAfter{Pass: inner, n: 1}
 			}
 			p := &hostMemPass{Pass: inner, t: t, live: map[*float32]int{}, failAt: c.failAt}
-			o.Pass = p
+			var log bytes.Buffer
+			o.Pass, o.PinnedLimit, o.Progress = p, c.limit, progress.New(&log, "cache build", 0, "tokens", false)
 			_, err := Build(context.Background(), o)
 			if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
 				t.Fatalf("build: %v, want %q", err, c.want)
@@ -102,12 +112,15 @@ func TestBuildHostMemory(t *testing.T) {
 			if len(p.live) != 0 {
 				t.Errorf("%d of %d allocations not freed", len(p.live), p.allocs)
 			}
-			if p.allocs != bufs {
-				t.Errorf("%d allocations, want %d", p.allocs, bufs)
+			if p.allocs != c.allocs {
+				t.Errorf("%d allocations, want %d", p.allocs, c.allocs)
+			}
+			if got := strings.Contains(log.String(), "not page-locked"); got != (c.note != "") || !strings.Contains(log.String(), c.note) {
+				t.Errorf("progress output %q, want a note %q", log.String(), c.note)
 			}
 			if c.want == "" {
-				// Run is handed Go's memory only where an allocation failed.
-				if p.ledger == 0 || (c.failAt < 0) != (p.others == 0) {
+				// Run is handed Go's memory only where HostFloats was not asked or failed.
+				if p.ledger == 0 || (c.note == "") != (p.others == 0) {
 					t.Errorf("Run was handed %d buffers from HostFloats and %d others", p.ledger, p.others)
 				}
 				for i := range layers {

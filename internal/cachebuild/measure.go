@@ -34,11 +34,11 @@ func Measure(ctx context.Context, m *gpt2.Model, pass Pass, layers []int, rows, 
 	if pass == nil {
 		pass = NewCPUPass(m, layers, nil, rows*t)
 	}
-	hb := newHostBuffers(pass) // what Build gives the pass: the same copies
+	hb := newHostBuffers(pass, 0) // what Build gives the pass: the same copies
 	defer hb.free()
 	out := make([]Capture, len(layers))
 	for i := range out {
-		out[i] = Capture{X: hb.floats(rows * t * m.DModel), Y: hb.floats(rows * t * m.DModel)}
+		out[i].X, out[i].Y = hb.xy(rows * t * m.DModel)
 	}
 	if err := pass.Run(tokens[:t], 1, t, out); err != nil {
 		return 0, err
