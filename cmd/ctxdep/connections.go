@@ -95,7 +95,8 @@ spearman, share_topk_v, abs_abar_sum F32 [F′]; top_v.index I32 [F′, k] with
 top_v.v and top_v.abar F32 [F′, k], the same for top_abar; unused slots index −1
 and NaN), summary.json (settings, histograms' bins, provenance: ctxdep version,
 the caches' manifests, model and transcoders with SHA-256), histograms of both
-statistics (PNG) and index.md.`,
+statistics (PNG) and index.md. --out is written as a whole, at the end: a failed
+or interrupted run leaves an earlier one there as it was.`,
 		Example: `  ctxdep cache build --layers 5,6 --with-acts --tokens tokens.npy --out set-5-6
   ctxdep connections --cache set-5-6 --layers 5,6 --out conn-5-6
   ctxdep connections --cache set-5-6 --layers 5,6 --top-k 32 --memory 4096 --out conn-5-6 --force`,
@@ -272,7 +273,7 @@ func runConnections(ctx context.Context, g *globalOptions, o *connectionsOptions
 	}
 	prov.Inputs = append(prov.Inputs, analysis.ProvenanceInput{Role: "model (as the cache records it)", File: ms.Model})
 	sum.Provenance = prov
-	files, err := analysis.WriteConnections(o.out, res, sum)
+	files, err := analysis.WriteConnections(o.out, o.force, res, sum)
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -541,4 +542,107 @@ func TestPrintLayerDocs(t *testing.T) {
 	if err := g.runLayer(d, 3, func() error { fmt.Fprintln(g.stdout, "{}\n{}"); return nil }); err == nil {
 		t.Error("two documents from one layer were accepted")
 	}
+}
+
+// treeOf returns every file under dir, by its path inside dir, with its
+// content.
+func treeOf(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	m := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		rel, _ := filepath.Rel(dir, p)
+		m[rel] = string(b)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// report --layers writes its set as a whole: a run that fails at its last
+// layer leaves the earlier set as it was (not layer 1 of the new run and
+// layer 2 of the old) and nothing beside it; a run that would drop
+// another layer's report, or replace a directory with other files, is
+// refused before any work.
+func TestReportLayersWholeSet(t *testing.T) {
+	set := buildSet(t)
+	tmp := t.TempDir()
+	fit := filepath.Join(tmp, "fit")
+	if code, _, errs := ctxdep(t, append(fitArgs(set, fit), "--layers", "all")...); code != 0 {
+		t.Fatalf("fit --layers: %d %s", code, errs)
+	}
+	parent := filepath.Join(tmp, "reports")
+	out := filepath.Join(parent, "r")
+	report := func(fit, layers string, extra ...string) (int, string) {
+		args := append([]string{"report", "-q", "--cache", set, "--layers", layers, "--model", tinyModel, "--transcoders", tinyTC,
+			"--midcoder", fit, "--out", out}, extra...)
+		code, _, errs := ctxdep(t, args...)
+		return code, errs
+	}
+	if code, errs := report(fit, "all"); code != 0 {
+		t.Fatalf("report --layers: %d %s", code, errs)
+	}
+	before := treeOf(t, out)
+	if _, ok := before["layer-02/features.csv"]; !ok {
+		t.Fatalf("the set holds %d files, no layer-02/features.csv", len(before))
+	}
+
+	// Layer 2's midcoder is damaged: the run fails after layer 1's report.
+	bad := filepath.Join(tmp, "bad")
+	for _, l := range []string{"layer-01", "layer-02"} {
+		os.MkdirAll(filepath.Join(bad, l), 0o755)
+		b, err := os.ReadFile(filepath.Join(fit, l, "midcoder.safetensors"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l == "layer-02" {
+			b = b[:len(b)/2]
+		}
+		os.WriteFile(filepath.Join(bad, l, "midcoder.safetensors"), b, 0o644)
+	}
+	code, errs := report(bad, "all", "--top-k", "3")
+	expectError(t, code, errs, 1, "layer 2")
+	if after := treeOf(t, out); !maps.Equal(before, after) {
+		t.Errorf("a report --layers that failed at layer 2 changed the earlier set")
+	}
+	if got := listNames(t, parent); !slices.Equal(got, []string{"r"}) {
+		t.Errorf("beside the set after the failure: %v", got)
+	}
+
+	// Layers 1 alone would drop layer 2's report: refused.
+	code, errs = report(fit, "1")
+	expectError(t, code, errs, 1, "holds the reports of layers 2", "report those layers too")
+	// A file of the user's in the set: refused.
+	os.WriteFile(filepath.Join(out, "notes.txt"), []byte("mine"), 0o644)
+	code, errs = report(fit, "all")
+	expectError(t, code, errs, 1, "holds notes.txt")
+	os.Remove(filepath.Join(out, "notes.txt"))
+	if after := treeOf(t, out); !maps.Equal(before, after) {
+		t.Errorf("a refused report --layers changed the set")
+	}
+	// A rerun over the set replaces it.
+	if code, errs := report(fit, "all", "--top-k", "3"); code != 0 {
+		t.Fatalf("report --layers over the earlier set: %d %s", code, errs)
+	}
+	if after := treeOf(t, out); maps.Equal(before, after) || len(after) == 0 {
+		t.Errorf("the rerun left the set as it was")
+	}
+}
+
+func listNames(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
 }

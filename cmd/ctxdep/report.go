@@ -90,7 +90,12 @@ log10 frequency, histogram of cos(fit, pinv) with --pinv, loss curves from
 against consistency), index.md, a
 self-contained index.html with the definitions of every statistic and sortable
 rankings, and features/*.html. A missing or malformed history leaves out the
-loss plot and index.md says why.
+loss plot and index.md says why. --out is written as a whole, at the end: an
+earlier report there (nothing else) is replaced, and a failed or interrupted
+run leaves it as it was. With --layers the same holds for the whole set: each
+layer's report in --out/layer-LL and the cross-layer pages beside them, written
+once every layer is done; a set that holds other layers' reports is refused
+rather than lost.
 
 The model is needed for the layer's MLP weights and the unembedding; the
 transcoder when the cache stores no acts (built without --with-acts), and
@@ -185,44 +190,58 @@ func runReport(ctx context.Context, g *globalOptions, o *reportOptions, layerSet
 	if err != nil {
 		return err
 	}
-	res, r, err := reportLayer(ctx, g, o, layerSet, into)
+	if err := checkReportFlags(o); err != nil {
+		return err
+	}
+	if err := analysis.CheckReportOut(o.out); err != nil {
+		return err // before the pass over the cache
+	}
+	res, in, err := reportLayer(ctx, g, o, layerSet, into)
 	if err != nil {
 		return err
 	}
-	return printReport(g, o, res, r)
+	r, err := analysis.WriteReport(o.out, in)
+	if err != nil {
+		return err
+	}
+	return printReport(g, o, res, r, false)
 }
 
-// reportLayer writes the report of the cache o names (its layer as g.layer
-// says when layerSet) into o.out, with the --connections table into holds
-// for its layer; a table into another layer is an error.
-func reportLayer(ctx context.Context, g *globalOptions, o *reportOptions, layerSet bool, into map[int]*analysis.ConnTable) (*analysis.ReportResult, *analysis.Rendered, error) {
+// checkReportFlags refuses, as usage errors, what no report can do.
+func checkReportFlags(o *reportOptions) error {
 	switch {
 	case o.cache == "":
-		return nil, nil, usagef("report needs --cache DIR")
+		return usagef("report needs --cache DIR")
 	case o.midcoder == "":
-		return nil, nil, usagef("report needs --midcoder FILE")
+		return usagef("report needs --midcoder FILE")
 	case o.out == "":
-		return nil, nil, usagef("report needs --out DIR")
+		return usagef("report needs --out DIR")
 	}
 	if err := analysis.CheckReportSettings(o.topK, o.features); err != nil {
-		return nil, nil, usagef("%v", err)
+		return usagef("%v", err)
 	}
 	if err := analysis.CheckDashboardSettings(o.examples, o.minCount, o.pages); err != nil {
-		return nil, nil, usagef("%v", err)
+		return usagef("%v", err)
 	}
-	if err := analysis.CheckReportOut(o.out); err != nil {
-		return nil, nil, err // before the pass over the cache
-	}
+	return nil
+}
+
+// reportLayer computes the report of the cache o names (its layer as
+// g.layer says when layerSet), with the --connections table into holds
+// for its layer (a table into another layer is an error), and returns
+// what to write.
+func reportLayer(ctx context.Context, g *globalOptions, o *reportOptions, layerSet bool, into map[int]*analysis.ConnTable) (*analysis.ReportResult, analysis.RenderInput, error) {
+	var none analysis.RenderInput
 	c, err := g.openCacheAt(o.cache, layerSet)
 	if err != nil {
-		return nil, nil, err
+		return nil, none, err
 	}
 	man := c.Manifest
 	layer := man.Layer
 	conns := into[layer]
 	for _, l := range slices.Sorted(maps.Keys(into)) {
 		if l != layer {
-			return nil, nil, fmt.Errorf("--connections %s go into layer %d, the cache %s holds layer %d", into[l].Dir, l, o.cache, layer)
+			return nil, none, fmt.Errorf("--connections %s go into layer %d, the cache %s holds layer %d", into[l].Dir, l, o.cache, layer)
 		}
 	}
 	// Check the midcoder files against the cache before loading the model.
@@ -231,7 +250,7 @@ func reportLayer(ctx context.Context, g *globalOptions, o *reportOptions, layerS
 	var tcProv provenance.File
 	if !man.WithActs {
 		if tc, tcProv, _, err = g.loadTranscoder(layer, man.DModel); err != nil {
-			return nil, nil, fmt.Errorf("%w (the cache %s stores no acts, so the transcoder encodes its x)", err, o.cache)
+			return nil, none, fmt.Errorf("%w (the cache %s stores no acts, so the transcoder encodes its x)", err, o.cache)
 		}
 		dSAE = tc.DSAE
 	} else if o.examples > 0 && o.pages > 0 || o.effect {
@@ -250,7 +269,7 @@ func reportLayer(ctx context.Context, g *globalOptions, o *reportOptions, layerS
 	}
 	fit, fitMeta, err := loadMidcoder(o.midcoder, layer, man.DModel, dSAE, man.Model)
 	if err != nil {
-		return nil, nil, err
+		return nil, none, err
 	}
 	act := midcoder.ReLU
 	if a, err := midcoder.ParseActivation(fitMeta.Config.Act); err == nil {
@@ -259,18 +278,18 @@ func reportLayer(ctx context.Context, g *globalOptions, o *reportOptions, layerS
 	var pinv *midcoder.Params
 	if o.pinv != "" {
 		if pinv, _, err = loadMidcoder(o.pinv, layer, man.DModel, dSAE, man.Model); err != nil {
-			return nil, nil, err
+			return nil, none, err
 		}
 	}
 	model, modelProv, err := g.loadMLP(layer, o.examples > 0 && o.pages > 0) // W_U for the pages' output views
 	if err != nil {
-		return nil, nil, err
+		return nil, none, err
 	}
 	if err := c.CheckModel(modelProv); err != nil {
-		return nil, nil, err
+		return nil, none, err
 	}
 	if model.DModel != man.DModel || layer >= model.NLayer {
-		return nil, nil, fmt.Errorf("the cache %s (layer %d, d_model %d) does not fit the model (%d layers, d_model %d)", o.cache, layer, man.DModel, model.NLayer, model.DModel)
+		return nil, none, fmt.Errorf("the cache %s (layer %d, d_model %d) does not fit the model (%d layers, d_model %d)", o.cache, layer, man.DModel, model.NLayer, model.DModel)
 	}
 	// The gating uses W_in and b_in; the pages' MLP effect the whole MLP,
 	// through the activation the midcoder was fitted through.
@@ -286,7 +305,7 @@ func reportLayer(ctx context.Context, g *globalOptions, o *reportOptions, layerS
 	res, err := analysis.Report(ctx, in, bar)
 	bar.Finish()
 	if err != nil {
-		return nil, nil, err
+		return nil, none, err
 	}
 
 	hist, note := o.history, ""
@@ -300,20 +319,17 @@ func reportLayer(ctx context.Context, g *globalOptions, o *reportOptions, layerS
 	}
 	prov, err := reportProvenance(g, o, c.Dir, man, modelProv, tcProv, hist)
 	if err != nil {
-		return nil, nil, err
+		return nil, none, err
 	}
 	res.Summary.Provenance = prov
-	r, err := analysis.WriteReport(o.out, analysis.RenderInput{Result: res, CacheDir: o.cache, MidcoderFile: o.midcoder,
-		PinvFile: o.pinv, HistoryPath: hist, HistoryNote: note})
-	if err != nil {
-		return nil, nil, err
-	}
-	return res, r, nil
+	return res, analysis.RenderInput{Result: res, CacheDir: o.cache, MidcoderFile: o.midcoder,
+		PinvFile: o.pinv, HistoryPath: hist, HistoryNote: note}, nil
 }
 
 // printReport prints what report wrote: its summary (the JSON summary
-// with --json).
-func printReport(g *globalOptions, o *reportOptions, res *analysis.ReportResult, r *analysis.Rendered) error {
+// with --json). A layer of a set (inSet) is written with the set, once
+// every layer is done.
+func printReport(g *globalOptions, o *reportOptions, res *analysis.ReportResult, r *analysis.Rendered, inSet bool) error {
 	if g.json {
 		return json.NewEncoder(g.stdout).Encode(struct {
 			analysis.Summary
@@ -341,7 +357,11 @@ func printReport(g *globalOptions, o *reportOptions, res *analysis.ReportResult,
 	for _, om := range r.Omitted {
 		fmt.Fprintf(w, "left out\t%s\n", om)
 	}
-	fmt.Fprintf(w, "wrote\t%s (%d files; open index.html)\n", o.out, len(r.Files))
+	if inSet {
+		fmt.Fprintf(w, "report\t%s (%d files; the set is written once every layer is done)\n", o.out, len(r.Files))
+	} else {
+		fmt.Fprintf(w, "wrote\t%s (%d files; open index.html)\n", o.out, len(r.Files))
+	}
 	return w.Flush()
 }
 

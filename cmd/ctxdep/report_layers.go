@@ -16,9 +16,10 @@ import (
 // runReportLayers is report --layers: each layer's report into
 // R/layer-LL/ (the one-layer report, unchanged), then the cross-layer
 // R/index.html, index.md, layers.csv and plots from their summaries (and,
-// with --evaluate, evaluate's CE and NMSE per layer). One model load.
-func runReportLayers(ctx context.Context, g *globalOptions, o *reportOptions) (err error) {
-	defer removeIfNewAndEmpty(o.out)(&err)
+// with --evaluate, evaluate's CE and NMSE per layer). One model load. R
+// is written as a whole once every layer is done (analysis.WriteLayerSet):
+// a failure at any layer leaves an earlier R as it was.
+func runReportLayers(ctx context.Context, g *globalOptions, o *reportOptions) error {
 	switch {
 	case o.cache == "" || !actcache.IsLayerSet(o.cache):
 		return usagef("report --layers reports on a layer set: give --cache SET (cache build --layers)")
@@ -26,6 +27,9 @@ func runReportLayers(ctx context.Context, g *globalOptions, o *reportOptions) (e
 		return usagef("report needs --midcoder DIR (fit --layers' --out)")
 	case o.out == "":
 		return usagef("report needs --out DIR")
+	}
+	if err := checkReportFlags(o); err != nil {
+		return err
 	}
 	layers, err := g.layerList(o.layers, o.cache)
 	if err != nil {
@@ -56,13 +60,33 @@ func runReportLayers(ctx context.Context, g *globalOptions, o *reportOptions) (e
 			return usagef("--connections %s go into layer %d, which is not among the layers reported %v", into[l].Dir, l, layers)
 		}
 	}
-	if err := actcache.CheckOutside("--out "+o.out, o.out); err != nil {
-		return err
+	if err := analysis.CheckLayerSetOut(o.out, layers); err != nil {
+		return err // before any layer's work
 	}
-	if err := os.MkdirAll(o.out, 0o755); err != nil {
+	var docs *layerDocs
+	var r *analysis.Rendered
+	err = analysis.WriteLayerSet(o.out, layers, func(stage string) (err error) {
+		docs, r, err = reportLayers(ctx, g, o, layers, files, into, stage)
 		return err
+	})
+	if err != nil {
+		return err // nothing was written: no documents of layers that are not there
 	}
+	if g.json {
+		return g.printLayerDocs(docs, map[string]any{"out": o.out, "files": r.Files, "omitted": append([]string{}, r.Omitted...)}, nil)
+	}
+	fmt.Fprintf(g.stdout, "== layers %s: wrote %s (%s, %s; open %s)\n", actcache.LayersText(layers), o.out, analysis.LayerSetCSV, analysis.LayerSetMarkdown,
+		filepath.Join(o.out, analysis.LayerSetHTML))
+	for _, om := range r.Omitted {
+		fmt.Fprintf(g.stdout, "left out: %s\n", om)
+	}
+	return nil
+}
 
+// reportLayers writes each layer's report and the cross-layer files into
+// stage, the set being written (files holds each layer's midcoder and pinv
+// files, into its --connections tables).
+func reportLayers(ctx context.Context, g *globalOptions, o *reportOptions, layers []int, files map[int][2]string, into map[int]*analysis.ConnTable, stage string) (*layerDocs, *analysis.Rendered, error) {
 	var rows []analysis.LayerRow
 	docs, err := g.eachLayer(layers, func(l int) error {
 		if o.evaluate {
@@ -86,11 +110,19 @@ func runReportLayers(ctx context.Context, g *globalOptions, o *reportOptions) (e
 			own = map[int]*analysis.ConnTable{l: t}
 			lo.flags["connections"] = t.Dir
 		}
-		res, r, err := reportLayer(ctx, g, &lo, true, own)
+		res, in, err := reportLayer(ctx, g, &lo, true, own)
 		if err != nil {
 			return err
 		}
-		if err := printReport(g, &lo, res, r); err != nil {
+		dir := filepath.Join(stage, actcache.LayerDirName(l))
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			return err
+		}
+		r, err := analysis.WriteReportFiles(dir, in)
+		if err != nil {
+			return err
+		}
+		if err := printReport(g, &lo, res, r, true); err != nil {
 			return err
 		}
 		row := layerRow(l, res, o.features == 0)
@@ -118,7 +150,7 @@ func runReportLayers(ctx context.Context, g *globalOptions, o *reportOptions) (e
 		return nil
 	})
 	if err != nil {
-		return g.printLayerDocs(docs, nil, err)
+		return nil, nil, err
 	}
 	info := analysis.LayerSetInfo{Version: "ctxdep " + version, CacheDir: o.cache, Provenance: map[string]string{}}
 	if s, err := actcache.ReadLayerSet(o.cache); err == nil {
@@ -135,19 +167,11 @@ func runReportLayers(ctx context.Context, g *globalOptions, o *reportOptions) (e
 	if o.features != 0 {
 		info.Notes = append(info.Notes, fmt.Sprintf("l0 is empty: --features %d keeps only some features in each layer's table.", o.features))
 	}
-	r, err := analysis.WriteLayerSetReport(o.out, rows, info)
+	r, err := analysis.WriteLayerSetReport(stage, rows, info)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	if g.json {
-		return g.printLayerDocs(docs, map[string]any{"out": o.out, "files": r.Files, "omitted": append([]string{}, r.Omitted...)}, nil)
-	}
-	fmt.Fprintf(g.stdout, "== layers %s: wrote %s (%s, %s; open %s)\n", actcache.LayersText(layers), o.out, analysis.LayerSetCSV, analysis.LayerSetMarkdown,
-		filepath.Join(o.out, analysis.LayerSetHTML))
-	for _, om := range r.Omitted {
-		fmt.Fprintf(g.stdout, "left out: %s\n", om)
-	}
-	return nil
+	return docs, r, nil
 }
 
 // layerRow is layer's row of layers.csv from its report: consistency and

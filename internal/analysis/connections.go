@@ -19,6 +19,7 @@ import (
 	"strings"
 
 	"github.com/ctxdep/ctxdep/internal/actcache"
+	"github.com/ctxdep/ctxdep/internal/atomicdir"
 	"github.com/ctxdep/ctxdep/internal/atomicfile"
 	"github.com/ctxdep/ctxdep/internal/dtype"
 	"github.com/ctxdep/ctxdep/internal/kernels"
@@ -616,10 +617,17 @@ func connDist(v []float64, lo, hi float64) ConnDist {
 	return d
 }
 
+// connectionsDir is connections' --out: written as a whole
+// (internal/atomicdir), replacing only an earlier run's output and only
+// with force.
+func connectionsDir(force bool) atomicdir.Spec {
+	return atomicdir.Spec{What: "connections", Replaceable: func(dir string) error { return connReplaceable(dir, force) }}
+}
+
 // CheckConnectionsOut applies the rules of connections' --out DIR before
-// any work: never a cache, a layer set or a directory inside a cache;
-// an existing directory only when it holds nothing but an earlier run's
-// files, and only with force.
+// any work: never a cache, a layer set or a directory inside a cache; a
+// directory that can be written; an existing directory only when it holds
+// nothing but an earlier run's files, and only with force.
 func CheckConnectionsOut(dir string, force bool) error {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
@@ -628,17 +636,13 @@ func CheckConnectionsOut(dir string, force bool) error {
 	if err := actcache.CheckOutside("--out "+dir, abs); err != nil {
 		return err
 	}
-	fi, err := os.Stat(abs)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if !fi.IsDir() {
-		return fmt.Errorf("--out %s is a file: give a directory", dir)
-	}
-	entries, err := os.ReadDir(abs)
+	return connectionsDir(force).Check(dir)
+}
+
+// connReplaceable returns nil when the directory dir is empty, or holds
+// only an earlier run's files and force is set.
+func connReplaceable(dir string, force bool) error {
+	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return err
 	}
@@ -660,13 +664,24 @@ func CheckConnectionsOut(dir string, force bool) error {
 	return nil
 }
 
-// WriteConnections writes res into dir (created if needed; each file
-// atomically): connections.csv, connections.safetensors, summary.json,
+// WriteConnections writes res into dir as a whole (internal/atomicdir: a
+// failure leaves an earlier run's output as it was; one is replaced only
+// with force): connections.csv, connections.safetensors, summary.json,
 // the two histograms and index.md. It returns the files' names.
-func WriteConnections(dir string, res *ConnResult, sum ConnSummary) ([]string, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+func WriteConnections(dir string, force bool, res *ConnResult, sum ConnSummary) ([]string, error) {
+	var written []string
+	err := connectionsDir(force).Write(dir, func(tmp string) (err error) {
+		written, err = writeConnFiles(tmp, res, sum)
+		return err
+	})
+	if err != nil {
 		return nil, err
 	}
+	return written, nil
+}
+
+// writeConnFiles writes WriteConnections' files into dir, which exists.
+func writeConnFiles(dir string, res *ConnResult, sum ConnSummary) ([]string, error) {
 	var written []string
 	write := func(name string, data []byte) error {
 		if err := atomicfile.WriteFile(filepath.Join(dir, name), data); err != nil {

@@ -430,7 +430,7 @@ func TestConnectionsWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	sum := NewConnSummary(res, 1, 2, "set")
-	files, err := WriteConnections(dir, res, sum)
+	files, err := WriteConnections(dir, false, res, sum)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -490,6 +490,25 @@ func TestConnectionsWrite(t *testing.T) {
 	}
 	if err := CheckConnectionsOut(dir, true); err != nil {
 		t.Errorf("existing output with force: %v", err)
+	}
+	// A rerun that fails after writing its first file (here a summary
+	// that JSON cannot hold; a full disk or a kill fail the same way)
+	// leaves the earlier output as it was, not a mix of the two runs'
+	// files.
+	before := snapshotDir(t, dir)
+	bad := sum
+	bad.Seconds = math.NaN()
+	if _, err := WriteConnections(dir, true, res, bad); err == nil {
+		t.Fatal("WriteConnections of a malformed result succeeded")
+	}
+	if after := snapshotDir(t, dir); !mapsEqual(before, after) {
+		t.Error("a failed rerun changed the earlier output")
+	}
+	if got := listDir(t, filepath.Dir(dir)); !slices.Equal(got, []string{"conn"}) {
+		t.Errorf("beside the output after a failed rerun: %v", got)
+	}
+	if _, err := WriteConnections(dir, false, res, sum); err == nil || !strings.Contains(err.Error(), "--force") {
+		t.Errorf("WriteConnections over an earlier run without force: %v", err)
 	}
 	other := t.TempDir()
 	os.WriteFile(filepath.Join(other, "notes.txt"), []byte("x"), 0o644)

@@ -11,6 +11,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,6 +21,8 @@ import (
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
 
+	"github.com/ctxdep/ctxdep/internal/actcache"
+	"github.com/ctxdep/ctxdep/internal/atomicdir"
 	"github.com/ctxdep/ctxdep/internal/atomicfile"
 )
 
@@ -238,6 +241,76 @@ func layerSetCSV(rows []LayerRow) []byte {
 	}
 	w.Flush()
 	return b.Bytes()
+}
+
+// layerSetDir is report --layers' --out for layers: the per-layer reports
+// layer-LL/ and the cross-layer files, replaced as a whole
+// (internal/atomicdir), so that a run that fails at its last layer leaves
+// the earlier set as it was rather than a mix of two runs' layers.
+func layerSetDir(layers []int) atomicdir.Spec {
+	return atomicdir.Spec{What: "report", Replaceable: func(dir string) error { return replaceableSet(dir, layers) }}
+}
+
+// layerReportName matches a layer's report directory in a set, and what a
+// killed write of one (before sets were written whole) left beside it.
+var (
+	layerReportName     = regexp.MustCompile(`^layer-([0-9]{2,})$`)
+	layerReportLeftover = regexp.MustCompile(`^\.layer-[0-9]{2,}\.(report-(tmp|old)-.*|ctxdep\.lock)$`)
+)
+
+// replaceableSet returns nil when the directory dir is empty or holds only
+// a report set's files: its own (or their leftover temporary files) and
+// the layer-LL/ report directories of layers, and an error naming what
+// stops it being replaced otherwise. Another layer's report would be lost
+// with the set, so it stops it too.
+func replaceableSet(dir string, layers []int) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	own := append([]string{LayerSetCSV, LayerSetMarkdown, LayerSetHTML}, layerSetPlotFiles...)
+	var others []int
+	for _, e := range entries {
+		n := e.Name()
+		if base, ok := atomicfile.ParseTempName(n); ok {
+			n = base
+		}
+		m := layerReportName.FindStringSubmatch(n)
+		switch {
+		case e.Type().IsRegular() && slices.Contains(own, n), layerReportLeftover.MatchString(n):
+		case e.IsDir() && m != nil:
+			if err := replaceable(filepath.Join(dir, n)); err != nil {
+				return err
+			}
+			if l, _ := strconv.Atoi(m[1]); !slices.Contains(layers, l) {
+				others = append(others, l)
+			}
+		default:
+			return fmt.Errorf("report: --out %s holds %s, which a ctxdep report --layers does not: the set is replaced as a whole, so choose a new or empty directory, or an earlier report --layers'", dir, e.Name())
+		}
+	}
+	if len(others) > 0 {
+		return fmt.Errorf("report: --out %s holds the reports of layers %s, which this run (layers %s) would not write again: the set is replaced as a whole, so report those layers too, or choose another --out", dir, actcache.LayersText(others), actcache.LayersText(layers))
+	}
+	return nil
+}
+
+// CheckLayerSetOut reports, before any work, whether WriteLayerSet could
+// write the report of layers into dir (as CheckReportOut for a set).
+func CheckLayerSetOut(dir string, layers []int) error {
+	if err := checkOutside(dir); err != nil {
+		return err
+	}
+	return layerSetDir(layers).Check(dir)
+}
+
+// WriteLayerSet writes the report of layers into dir as a whole: fill
+// writes each layer's report (WriteReportFiles into stage/layer-LL) and
+// the cross-layer files (WriteLayerSetReport) into stage, a new directory
+// beside dir that takes dir's place once fill returns nil. A failure
+// leaves dir as it was.
+func WriteLayerSet(dir string, layers []int, fill func(stage string) error) error {
+	return layerSetDir(layers).Write(dir, fill)
 }
 
 // WriteLayerSetReport writes the cross-layer report of rows into dir:

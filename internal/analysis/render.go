@@ -16,8 +16,8 @@ import (
 	"strings"
 
 	"github.com/ctxdep/ctxdep/internal/actcache"
+	"github.com/ctxdep/ctxdep/internal/atomicdir"
 	"github.com/ctxdep/ctxdep/internal/atomicfile"
-	"github.com/ctxdep/ctxdep/internal/dirlock"
 	"github.com/ctxdep/ctxdep/internal/midcoder"
 	"github.com/ctxdep/ctxdep/internal/safetensors"
 )
@@ -84,91 +84,55 @@ type plotInfo struct {
 	png                  []byte
 }
 
+// reportDir is a report's --out: replaced as a whole (internal/atomicdir)
+// when it is empty or a ctxdep report (nothing in it but the report's
+// files); anything else is refused and left alone.
+var reportDir = atomicdir.Spec{What: "report", Replaceable: replaceable}
+
 // WriteReport writes the table, summary, plots, index.md and index.html
-// into dir, as a whole: into a temporary directory beside dir (.NAME.report-
-// tmp-*), renamed to dir at the end. A failure (a full disk) leaves dir as
-// it was, and a rerun leaves no file of the earlier report behind (a plot
-// it no longer draws). An existing dir is replaced only when it is empty
-// or a ctxdep report (nothing in it but the report's files); anything else
-// is refused and left alone. A lock beside dir (.NAME.ctxdep.lock, see
-// internal/dirlock) keeps two reports from writing dir at once.
+// into dir, as a whole (internal/atomicdir): into a temporary directory
+// beside dir (.NAME.report-tmp-*), renamed to dir at the end. A failure (a
+// full disk) leaves dir as it was, and a rerun leaves no file of the
+// earlier report behind (a plot it no longer draws). An existing dir is
+// replaced only when it is empty or a ctxdep report. A lock beside dir
+// (.NAME.ctxdep.lock, see internal/dirlock) keeps two reports from writing
+// dir at once.
 func WriteReport(dir string, in RenderInput) (*Rendered, error) {
-	res := in.Result
-	if res == nil {
+	if in.Result == nil {
 		return nil, errors.New("report: nothing to render")
 	}
-	abs, err := filepath.Abs(dir)
+	var out *Rendered
+	err := reportDir.Write(dir, func(tmp string) (err error) {
+		out, err = WriteReportFiles(tmp, in)
+		return err
+	})
 	if err != nil {
-		return nil, fmt.Errorf("report: %w", err)
-	}
-	parent, name := filepath.Split(abs)
-	if name == "" {
-		return nil, fmt.Errorf("report: --out %s is not a directory that can be replaced: choose a new directory", dir)
-	}
-	if err := os.MkdirAll(parent, 0o755); err != nil {
-		return nil, fmt.Errorf("report: %w", err)
-	}
-	lock, err := dirlock.TryLock(reportLockPath(parent, name), dirlock.Options{What: "ctxdep report", Subject: dir})
-	if err != nil {
-		return nil, fmt.Errorf("report: %w", err)
-	}
-	defer lock.Release()
-	if err := replaceable(dir); err != nil {
 		return nil, err
-	}
-	removeReportLeftovers(parent, name)
-	tmp, err := os.MkdirTemp(parent, "."+name+reportTmp)
-	if err != nil {
-		return nil, fmt.Errorf("report: %w", err)
-	}
-	out, err := writeReportFiles(tmp, in)
-	if err != nil {
-		os.RemoveAll(tmp)
-		return nil, err
-	}
-	err = os.Chmod(tmp, 0o755)
-	if err == nil {
-		err = swapInto(tmp, abs)
-	}
-	if err != nil {
-		os.RemoveAll(tmp)
-		return nil, fmt.Errorf("report: %w", err)
 	}
 	return out, nil
 }
 
-// reportLockPath is the lock beside report directory parent/name.
-func reportLockPath(parent, name string) string {
-	return filepath.Join(parent, "."+name+".ctxdep.lock")
+// CheckReportOut reports, before any work, whether WriteReport could
+// write dir: nil when dir is outside every activation cache, can be
+// written and replaced (see WriteReport) and no other report is writing
+// it. WriteReport checks again under its lock.
+func CheckReportOut(dir string) error {
+	if err := checkOutside(dir); err != nil {
+		return err
+	}
+	return reportDir.Check(dir)
 }
 
-// CheckReportOut reports, before any work, whether WriteReport could
-// write dir: nil when dir can be replaced (see WriteReport) and no other
-// report is writing it. WriteReport checks again under its lock.
-func CheckReportOut(dir string) error {
+func checkOutside(dir string) error {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return fmt.Errorf("report: %w", err)
 	}
-	parent, name := filepath.Split(abs)
-	if name == "" {
-		return fmt.Errorf("report: --out %s is not a directory that can be replaced: choose a new directory", dir)
-	}
 	if err := actcache.CheckOutside("--out "+dir, abs); err != nil {
 		return fmt.Errorf("report: %w", err)
 	}
-	if h, held, err := dirlock.Probe(reportLockPath(parent, name)); err == nil && held {
-		return fmt.Errorf("report: %s is being written by %s; wait for it to finish, or use another --out", dir, h)
-	}
-	return replaceable(dir)
+	return nil
 }
-
-// Names of the temporary directories beside a report's: the new report
-// being written, and the old one while the new takes its place.
-const (
-	reportTmp = ".report-tmp-"
-	reportOld = ".report-old-"
-)
 
 // reportFiles are the names a report directory may hold.
 var reportFiles = map[string]bool{ReportCSV: true, ReportSafetensors: true, ReportSummary: true, ReportMarkdown: true, ReportHTML: true,
@@ -193,20 +157,10 @@ func isFeaturesDir(dir string) bool {
 	return true
 }
 
-// replaceable returns nil when dir does not exist, is empty, or holds only
+// replaceable returns nil when the directory dir is empty or holds only
 // the files of a report (or their leftover temporary files), and an error
 // naming what stops it being replaced otherwise.
 func replaceable(dir string) error {
-	fi, err := os.Lstat(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("report: %w", err)
-	}
-	if !fi.IsDir() {
-		return fmt.Errorf("report: --out %s exists and is not a directory; choose another --out", dir)
-	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return fmt.Errorf("report: %w", err)
@@ -235,56 +189,10 @@ func replaceable(dir string) error {
 	return nil
 }
 
-// removeReportLeftovers removes the temporary directories that a killed
-// report into parent/name left (under the report's lock).
-func removeReportLeftovers(parent, name string) {
-	entries, err := os.ReadDir(parent)
-	if err != nil {
-		return
-	}
-	for _, e := range entries {
-		n := e.Name()
-		if e.IsDir() && (strings.HasPrefix(n, "."+name+reportTmp) || strings.HasPrefix(n, "."+name+reportOld)) {
-			os.RemoveAll(filepath.Join(parent, n))
-		}
-	}
-}
-
-// swapInto puts the complete report directory tmp in place at dir: an
-// existing dir is moved aside, tmp renamed onto its name, and the old one
-// removed; if the second rename fails, the old one is put back.
-func swapInto(tmp, dir string) error {
-	parent, name := filepath.Split(dir)
-	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
-		if err := os.Rename(tmp, dir); err != nil {
-			return err
-		}
-		atomicfile.SyncDir(parent)
-		return nil
-	}
-	old, err := os.MkdirTemp(parent, "."+name+reportOld)
-	if err != nil {
-		return err
-	}
-	if err := os.Remove(old); err != nil { // only the name was wanted
-		return err
-	}
-	if err := os.Rename(dir, old); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, dir); err != nil {
-		if rerr := os.Rename(old, dir); rerr != nil {
-			return fmt.Errorf("%w; the earlier report is in %s", errors.Join(err, rerr), old)
-		}
-		return err
-	}
-	atomicfile.SyncDir(parent)
-	os.RemoveAll(old)
-	return nil
-}
-
-// writeReportFiles writes the report's files into dir, which exists.
-func writeReportFiles(dir string, in RenderInput) (*Rendered, error) {
+// WriteReportFiles writes the report's files into dir, which exists and
+// is new: WriteReport's work, and that of each layer of a layer set's
+// report, which the set writes as a whole.
+func WriteReportFiles(dir string, in RenderInput) (*Rendered, error) {
 	res := in.Result
 	out := &Rendered{}
 	write := func(name string, data []byte) error {

@@ -82,7 +82,7 @@ func TestWriteReportReplacesWhole(t *testing.T) {
 	}
 
 	// A killed report's temporary directory is removed by the next.
-	os.Mkdir(filepath.Join(parent, ".report"+reportTmp+"123"), 0o755)
+	os.Mkdir(filepath.Join(parent, ".report.report-tmp-123"), 0o755)
 	if _, err := WriteReport(out, RenderInput{Result: res, CacheDir: "cache", MidcoderFile: "fit.safetensors"}); err != nil {
 		t.Fatal(err)
 	}
