@@ -532,7 +532,7 @@ type ConnDist struct {
 	NaN    int       `json:"nan"`    // targets without (never fire, or undefined)
 	Mean   float64   `json:"mean"`   // NaN when N = 0
 	Median float64   `json:"median"` // NaN when N = 0
-	Q10    float64   `json:"q10"`    // lower 10% quantile (nearest rank)
+	Q10    float64   `json:"q10"`    // 10% quantile (linear interpolation between order statistics, as numpy.quantile)
 	Q90    float64   `json:"q90"`
 	Lo     float64   `json:"lo"` // the histogram's range
 	Hi     float64   `json:"hi"`
@@ -608,11 +608,9 @@ func connDist(v []float64, lo, hi float64) ConnDist {
 	if d.N > 0 {
 		slices.Sort(ok)
 		d.Mean = mean(ok)
-		q := func(p float64) float64 { return ok[min(d.N-1, max(0, int(math.Ceil(p*float64(d.N)))-1))] }
-		d.Median, d.Q10, d.Q90 = q(0.5), q(0.1), q(0.9)
-		if d.N%2 == 0 {
-			d.Median = (ok[d.N/2-1] + ok[d.N/2]) / 2
-		}
+		// Linear interpolation between order statistics, as the report's
+		// quantiles and numpy's default.
+		d.Median, d.Q10, d.Q90 = quantile(ok, 0.5), quantile(ok, 0.1), quantile(ok, 0.9)
 	}
 	return d
 }

@@ -562,3 +562,22 @@ func TestConnectionsLongSums(t *testing.T) {
 		t.Errorf("Ā = %.9g over %d co-firings, want 1.5 exactly (V · mean acts/s = 2 · 0.75)", got, res.Count[0])
 	}
 }
+
+// connDist's quantiles interpolate linearly between order statistics, as
+// the report's and numpy.quantile's default: for 0, 1, …, 9 (shuffled, with
+// a NaN) the median is 4.5, q10 0.9 and q90 8.1 (worked by hand:
+// position q·(n−1)).
+func TestConnDistQuantiles(t *testing.T) {
+	d := connDist([]float64{3, 9, math.NaN(), 0, 5, 1, 8, 2, 7, 4, 6}, 0, 10)
+	if d.N != 10 || d.NaN != 1 || d.Mean != 4.5 {
+		t.Fatalf("n %d, nan %d, mean %v", d.N, d.NaN, d.Mean)
+	}
+	for _, c := range []struct {
+		name      string
+		got, want float64
+	}{{"median", d.Median, 4.5}, {"q10", d.Q10, 0.9}, {"q90", d.Q90, 8.1}} {
+		if math.Abs(c.got-c.want) > 1e-12 {
+			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
+		}
+	}
+}

@@ -23,7 +23,8 @@ import (
 //	           quantiles quantileLevels are shown: the typical firing, not
 //	           only the maximum. While a feature has fired at most
 //	           reservoirSize times the reservoir holds every firing and the
-//	           quantiles are exact (nearest rank).
+//	           quantiles are exact: level q shows the sorted sample's element
+//	           round(q·(n−1)) (halves away from zero).
 //	neuron_on, neuron_off
 //	           for each of the feature's first dashNeurons top neurons, a
 //	           uniform sample (reservoir, neuronExamples each) of the firings

@@ -459,13 +459,10 @@ func Report(ctx context.Context, in ReportInput, bar *progress.Bar) (*ReportResu
 		st.Consistency = math.NaN()
 		st.ConsistencyLo, st.ConsistencyHi = consistencyInterval(on[fi*k:(fi+1)*k], count[fi])
 		if count[fi] > 0 {
-			var s float64
 			for j := 0; j < k; j++ {
-				p := float64(on[fi*k+j]) / float64(count[fi])
-				st.PActive[j] = p
-				s += math.Abs(2*p - 1)
+				st.PActive[j] = float64(on[fi*k+j]) / float64(count[fi])
 			}
-			st.Consistency = s / float64(k)
+			st.Consistency = consistency(on[fi*k:(fi+1)*k], count[fi])
 		} else {
 			for j := range st.PActive {
 				st.PActive[j] = math.NaN()
@@ -599,6 +596,19 @@ func withoutFirstPosition(dst *transcoder.Acts, a *transcoder.Acts, t int) *tran
 		dst.Indptr = append(dst.Indptr, int64(len(dst.Indices)))
 	}
 	return dst
+}
+
+// consistency is the mean over a feature's top neurons of |2·P(active|f) −
+// 1|, P = on_j/count: Σ_j |2·on_j − count| / (count·k), the integers summed
+// exactly and divided once, so that a value of exactly 1/2 or 9/10 (common
+// at small counts) comes out as that value, on the right side of the
+// summary's thresholds (a sum of k rounded terms can land one step below).
+func consistency(on []int64, count int64) float64 {
+	var s int64
+	for _, o := range on {
+		s += max(2*o-count, count-2*o)
+	}
+	return float64(s) / (float64(count) * float64(len(on)))
 }
 
 // accumulate adds one batch of tokens, whole sequences of t, to the

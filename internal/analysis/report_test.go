@@ -456,3 +456,35 @@ func TestReportFirstPosition(t *testing.T) {
 		t.Errorf("--features 1: %d rows, fit_untrained %v, live untrained %d; want 1 row, 1, 1", len(res.Features), s.FitUntrained, s.FeaturesLiveUntrained)
 	}
 }
+
+// Consistency values that are exactly 1/2 or 9/10 come out exactly, so the
+// summary's "< 0.5" and "> 0.9" fractions count them on the right side.
+// The first case is from a real report (the demo's feature 31 at --top-k
+// 4): count 21, neurons on 19, 14, 9 and 18 times: (17+7+3+15)/(21·4) = 1/2
+// exactly, where the mean of the four rounded |2p − 1| is
+// 0.49999999999999994. The values are worked by hand.
+func TestConsistencyExactTies(t *testing.T) {
+	for _, c := range []struct {
+		on    []int64
+		count int64
+		want  float64
+	}{
+		{[]int64{19, 14, 9, 18}, 21, 0.5},
+		{[]int64{10, 1}, 10, 0.9}, // (10 + 8) / 20
+		{[]int64{1, 2, 0}, 3, 5.0 / 9},
+		{[]int64{7, 0}, 7, 1},
+		{[]int64{5}, 10, 0},
+	} {
+		if got := consistency(c.on, c.count); got != c.want {
+			t.Errorf("consistency(%v, %d) = %v, want %v", c.on, c.count, got, c.want)
+		}
+	}
+	// The naive mean of rounded terms misses the first case.
+	var naive float64
+	for _, o := range []float64{19, 14, 9, 18} {
+		naive += math.Abs(2*o/21 - 1)
+	}
+	if naive/4 == 0.5 {
+		t.Errorf("the naive mean is exact here too (%v): the first case proves nothing", naive/4)
+	}
+}
