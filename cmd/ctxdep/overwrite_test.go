@@ -4,9 +4,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/ctxdep/ctxdep/internal/actcache"
+	"github.com/ctxdep/ctxdep/internal/dirlock"
 )
 
 // Row 9 of issue 18: pinv-baseline and tokenize refuse an existing --out
@@ -128,5 +130,50 @@ func TestPinvLayersChecksEveryOutFirst(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(existing); string(b) != "keep me" {
 		t.Error("layer 2's file was replaced")
+	}
+}
+
+// tokenize and pinv-baseline write their --out file under a lock beside it:
+// they remove the temporary file a killed run left (.NAME.tmp-XXXXXXXX; a
+// full tokenize's is gigabytes) and say so, leave other files' alone, and
+// a second run while the lock is held is refused, naming the first.
+func TestOutFileLeftovers(t *testing.T) {
+	corpus := writeCorpus(t, 50)
+	cache := buildCache(t, true)
+	for _, c := range []struct {
+		name string
+		args func(out string) []string
+	}{
+		{"rows.npy", func(out string) []string {
+			return []string{"tokenize", "--data", corpus, "--max-length", "16", "--out", out}
+		}},
+		{"pinv.safetensors", func(out string) []string {
+			return []string{"pinv-baseline", "--model", tinyModel, "--transcoders", tinyTC, "--cache", cache, "--out", out}
+		}},
+	} {
+		dir := t.TempDir()
+		out := filepath.Join(dir, c.name)
+		left, other := "."+c.name+".tmp-0123abcd", ".other.npy.tmp-0123abcd"
+		for _, n := range []string{left, other} {
+			os.WriteFile(filepath.Join(dir, n), []byte("partial"), 0o644)
+		}
+		code, _, errs := ctxdep(t, c.args(out)...)
+		if code != 0 {
+			t.Fatalf("%s: %d %s", c.name, code, errs)
+		}
+		if !strings.Contains(errs, "removed 1 temporary file that a killed run left beside "+out) {
+			t.Errorf("%s: stderr %q", c.name, errs)
+		}
+		if got := listNames(t, dir); !slices.Equal(got, []string{other, c.name}) {
+			t.Errorf("%s: the directory holds %v", c.name, got)
+		}
+
+		l, err := dirlock.TryLock(dirlock.Beside(out), dirlock.Options{What: "ctxdep test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		code, _, errs = ctxdep(t, append(c.args(out), "--force")...)
+		l.Release()
+		expectError(t, code, errs, 1, out+" is being written by", "ctxdep test")
 	}
 }

@@ -7,11 +7,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/ctxdep/ctxdep/internal/actcache"
 	"github.com/ctxdep/ctxdep/internal/analysis"
+	"github.com/ctxdep/ctxdep/internal/atomicfile"
+	"github.com/ctxdep/ctxdep/internal/dirlock"
 	"github.com/ctxdep/ctxdep/internal/midcoder"
 	"github.com/ctxdep/ctxdep/internal/transcoder"
 )
@@ -149,7 +152,13 @@ func runPinv(ctx context.Context, g *globalOptions, o *pinvOptions, layerSet boo
 	meta := midcoder.Meta{Layer: layer, DModel: model.DModel, DSAE: tc.DSAE, Method: "pinv",
 		Config:     midcoder.Config{Layer: layer, Init: "pinv", Act: act.String()},
 		Provenance: midcoder.Provenance{Model: modelProv, Transcoder: tcProv}, CreatedBy: "ctxdep " + version}
-	if err := midcoder.Save(o.out, p, meta); err != nil {
+	lock, err := lockOutFile(g, o.out, "pinv-baseline", o.force)
+	if err != nil {
+		return err
+	}
+	err = midcoder.Save(o.out, p, meta)
+	lock.Release()
+	if err != nil {
 		return err
 	}
 	if g.json {
@@ -197,4 +206,29 @@ func checkOutFile(path string, force bool) error {
 		return fmt.Errorf("--out %s already exists: pass --force to replace it, or choose another path", path)
 	}
 	return nil
+}
+
+// lockOutFile takes the lock beside the --out file path (a second run
+// that writes it is refused, naming the first), applies checkOutFile's
+// rules again under it, and removes the temporary files of path that a
+// killed run left (a full tokenize's can be gigabytes). The caller writes
+// path, then releases the lock.
+func lockOutFile(g *globalOptions, path, what string, force bool) (*dirlock.Lock, error) {
+	lock, err := dirlock.TryLock(dirlock.Beside(path), dirlock.Options{What: "ctxdep " + what, Subject: path})
+	if err != nil {
+		return nil, err
+	}
+	if err := checkOutFile(path, force); err != nil {
+		lock.Release()
+		return nil, err
+	}
+	dir, base := filepath.Split(filepath.Clean(path))
+	removed, err := atomicfile.RemoveLeftovers(filepath.Clean(dir), func(b string) bool { return b == base })
+	if len(removed) > 0 {
+		g.notef("removed %s that a killed run left beside %s (%s)", plural(len(removed), "temporary file"), path, strings.Join(removed, ", "))
+	}
+	if err != nil {
+		g.notef("cannot remove the temporary files that a killed run left beside %s: %v", path, err)
+	}
+	return lock, nil
 }

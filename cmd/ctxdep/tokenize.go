@@ -80,6 +80,11 @@ func runTokenize(ctx context.Context, g *globalOptions, o *tokenizeOptions) erro
 	if err := checkOutFile(o.out, o.force); err != nil {
 		return err
 	}
+	lock, err := lockOutFile(g, o.out, "tokenize", o.force)
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
 	w, err := npy.CreateRows(o.out, o.maxLength, o.int64)
 	if err != nil {
 		return err

@@ -658,7 +658,7 @@ func leftoverProblems(dir string, c *Check) error {
 // removeMergeLeftovers removes, under dir's lock, the temporary files of
 // manifest.json and of the workers that are not running.
 func removeMergeLeftovers(dir string, notice func(string)) {
-	names, err := atomicfile.Leftovers(dir, func(base string) bool {
+	removed, _ := atomicfile.RemoveLeftovers(dir, func(base string) bool {
 		w, n, ok := tempOwner(base)
 		if !ok {
 			return false
@@ -669,16 +669,7 @@ func removeMergeLeftovers(dir string, notice func(string)) {
 		_, running := workerRunning(dir, w, n)
 		return !running
 	})
-	if err != nil || len(names) == 0 {
-		return
-	}
-	removed := 0
-	for _, name := range names {
-		if err := os.Remove(filepath.Join(dir, name)); err == nil || errors.Is(err, os.ErrNotExist) {
-			removed++
-		}
-	}
-	if removed > 0 {
-		notice(fmt.Sprintf("removed %d temporary file(s) that killed runs left in %s (%s)", removed, dir, strings.Join(names, ", ")))
+	if len(removed) > 0 {
+		notice(fmt.Sprintf("removed %d temporary file(s) that killed runs left in %s (%s)", len(removed), dir, strings.Join(removed, ", ")))
 	}
 }

@@ -327,20 +327,12 @@ func isWorkerFile(name string) bool {
 // of its own shards and manifest that a killed run left (a live writer's
 // would be under its lock, which this one holds).
 func (w *Writer) removeLeftovers() {
-	names, err := atomicfile.Leftovers(w.dir, w.ownsTemp)
-	if err != nil || len(names) == 0 {
-		return
+	removed, err := atomicfile.RemoveLeftovers(w.dir, w.ownsTemp)
+	if err != nil {
+		w.notice(fmt.Sprintf("cannot remove the temporary files that a killed run left in %s: %v", w.dir, err))
 	}
-	removed := 0
-	for _, name := range names {
-		if err := os.Remove(filepath.Join(w.dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			w.notice(fmt.Sprintf("cannot remove %s, a temporary file that a killed run left: %v", filepath.Join(w.dir, name), err))
-			continue
-		}
-		removed++
-	}
-	if removed > 0 {
-		w.notice(fmt.Sprintf("removed %d temporary file(s) that a killed run left in %s (%s)", removed, w.dir, strings.Join(names, ", ")))
+	if len(removed) > 0 {
+		w.notice(fmt.Sprintf("removed %d temporary file(s) that a killed run left in %s (%s)", len(removed), w.dir, strings.Join(removed, ", ")))
 	}
 }
 

@@ -38,12 +38,6 @@ type Spec struct {
 	Replaceable func(dir string) error
 }
 
-// LockPath is the lock beside directory dir.
-func LockPath(dir string) string {
-	parent, name := filepath.Split(filepath.Clean(dir))
-	return filepath.Join(parent, "."+name+".ctxdep.lock")
-}
-
 func (s Spec) tmpPrefix(name string) string { return "." + name + "." + s.What + "-tmp-" }
 func (s Spec) oldPrefix(name string) string { return "." + name + "." + s.What + "-old-" }
 
@@ -68,7 +62,7 @@ func (s Spec) Check(dir string) error {
 	if err != nil {
 		return err
 	}
-	if h, held, err := dirlock.Probe(LockPath(abs)); err == nil && held {
+	if h, held, err := dirlock.Probe(dirlock.Beside(abs)); err == nil && held {
 		return fmt.Errorf("%s: %s is being written by %s; wait for it to finish, or use another --out", s.What, dir, h)
 	}
 	anc := filepath.Clean(parent)
@@ -111,7 +105,7 @@ func (s Spec) Write(dir string, fill func(tmp string) error) error {
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return fmt.Errorf("%s: %w", s.What, err)
 	}
-	lock, err := dirlock.TryLock(LockPath(abs), dirlock.Options{What: "ctxdep " + s.What, Subject: dir})
+	lock, err := dirlock.TryLock(dirlock.Beside(abs), dirlock.Options{What: "ctxdep " + s.What, Subject: dir})
 	if err != nil {
 		return fmt.Errorf("%s: %w", s.What, err)
 	}

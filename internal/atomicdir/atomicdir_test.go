@@ -119,7 +119,7 @@ func TestWrite(t *testing.T) {
 // While another writer holds the lock, Check and Write refuse, naming it.
 func TestWriteLocked(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "out")
-	l, err := dirlock.TryLock(LockPath(dir), dirlock.Options{What: "ctxdep thing"})
+	l, err := dirlock.TryLock(dirlock.Beside(dir), dirlock.Options{What: "ctxdep thing"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -108,3 +108,25 @@ func Leftovers(dir string, mine func(base string) bool) ([]string, error) {
 	}
 	return out, nil
 }
+
+// RemoveLeftovers removes the Leftovers of dir that mine claims and
+// returns the names it removed. The caller holds the lock of what it
+// writes there, so that no live writer's temporary file is among them. A
+// failure to remove one (other than its being gone already) is returned,
+// joined with the others, after trying them all.
+func RemoveLeftovers(dir string, mine func(base string) bool) ([]string, error) {
+	names, err := Leftovers(dir, mine)
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	var errs []error
+	for _, name := range names {
+		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, name)
+	}
+	return removed, errors.Join(errs...)
+}

@@ -19,6 +19,14 @@ const Name = ".ctxdep.lock"
 // Path returns the lock file of dir.
 func Path(dir string) string { return filepath.Join(dir, Name) }
 
+// Beside returns the lock file of an output that is replaced as a whole
+// (a file, or a directory renamed into place), which cannot hold its own
+// lock: .NAME.ctxdep.lock in its parent.
+func Beside(path string) string {
+	parent, name := filepath.Split(filepath.Clean(path))
+	return filepath.Join(parent, "."+name+Name)
+}
+
 // Holder is what a lock file says about the process that holds the lock.
 type Holder struct {
 	PID   int       `json:"pid"`

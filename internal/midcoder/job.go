@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
+	"github.com/ctxdep/ctxdep/internal/atomicfile"
 	"github.com/ctxdep/ctxdep/internal/dirlock"
 )
 
@@ -59,6 +61,15 @@ func (j *Job) Check(resume bool) error {
 // is already there.
 var ErrComplete = errors.New("already complete")
 
+// notice tells the user msg through Notice, else on stderr.
+func (j *Job) notice(msg string) {
+	if j.Notice != nil {
+		j.Notice(msg)
+		return
+	}
+	fmt.Fprintln(os.Stderr, msg)
+}
+
 // Finished reports whether the job's directory holds the result of this
 // very job: a readable midcoder whose settings and inputs give the job's
 // Key. A sweep resumed with --resume skips such a job.
@@ -102,6 +113,17 @@ func (j *Job) Run(ctx context.Context, b Backend, st *State, hooks Hooks) error 
 	defer lock.Release()
 	if err := j.Check(st.Epoch > 0); err != nil {
 		return err
+	}
+	// A fit killed while writing left its temporary file (a checkpoint's
+	// holds W_mid and both moments: 226 MB at GPT-2 small's shapes).
+	removed, err := atomicfile.RemoveLeftovers(j.Dir, func(base string) bool {
+		return base == CheckpointFile || base == ResultFile || base == HistoryFile
+	})
+	if len(removed) > 0 {
+		j.notice(fmt.Sprintf("removed %d temporary file(s) that a killed fit left in %s (%s)", len(removed), j.Dir, strings.Join(removed, ", ")))
+	}
+	if err != nil {
+		j.notice(fmt.Sprintf("cannot remove the temporary files that a killed fit left in %s: %v", j.Dir, err))
 	}
 	ckpt := j.CheckpointPath()
 	after := hooks.AfterEpoch

@@ -68,3 +68,40 @@ func TestJobLock(t *testing.T) {
 		t.Error("the first fit's result was replaced")
 	}
 }
+
+// A fit removes, under its lock, the temporary files a killed fit left
+// while writing a checkpoint, the result or the history, and says so;
+// others' files are left alone.
+func TestJobRemovesLeftovers(t *testing.T) {
+	tj := newTestJobs(t, load(t, false))
+	dir := filepath.Join(t.TempDir(), "fit")
+	os.MkdirAll(dir, 0o755)
+	left := []string{".checkpoint.safetensors.tmp-0123abcd", ".midcoder.safetensors.tmp-89abcdef", ".history.csv.tmp-00000000"}
+	keep := []string{".notes.txt.tmp-00000000", "notes.txt"}
+	for _, n := range append(left, keep...) {
+		os.WriteFile(filepath.Join(dir, n), []byte("x"), 0o644)
+	}
+	j := tj.job(dir, 1)
+	var notices []string
+	j.Notice = func(s string) { notices = append(notices, s) }
+	st, err := j.Begin(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tj.run(j, st, Hooks{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range left {
+		if _, err := os.Stat(filepath.Join(dir, n)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s is still there (%v)", n, err)
+		}
+	}
+	for _, n := range keep {
+		if _, err := os.Stat(filepath.Join(dir, n)); err != nil {
+			t.Errorf("%s: %v", n, err)
+		}
+	}
+	if len(notices) != 1 || !strings.Contains(notices[0], "removed 3 temporary file(s) that a killed fit left") {
+		t.Errorf("notices %q", notices)
+	}
+}
