@@ -228,13 +228,14 @@ func layerFlags(cmd *cobra.Command, spec string) error {
 // flag was given), or, with --layers spec, once per layer (layerSet true,
 // g.layer the layer). --layer and --layers together are a usage error.
 func (g *globalOptions) withLayers(cmd *cobra.Command, spec, cache string, run func(layerSet bool, layer int) error) error {
-	return g.withLayersChecked(cmd, spec, cache, nil, run)
+	return g.withLayersChecked(cmd, spec, cache, nil, run, nil)
 }
 
 // withLayersChecked is withLayers that, with --layers, first calls check
 // (when not nil) on every layer, so that a layer's output that cannot be
-// written is refused before any layer's work.
-func (g *globalOptions) withLayersChecked(cmd *cobra.Command, spec, cache string, check func(layer int) error, run func(layerSet bool, layer int) error) error {
+// written is refused before any layer's work, and once every layer ran,
+// finish (when not nil), before the layers' documents are printed.
+func (g *globalOptions) withLayersChecked(cmd *cobra.Command, spec, cache string, check func(layer int) error, run func(layerSet bool, layer int) error, finish func() error) error {
 	if spec == "" {
 		return run(cmd.Flags().Changed("layer"), g.layer)
 	}
@@ -253,6 +254,11 @@ func (g *globalOptions) withLayersChecked(cmd *cobra.Command, spec, cache string
 		}
 	}
 	d, err := g.eachLayer(layers, func(l int) error { return run(true, l) })
+	if err == nil && finish != nil {
+		if err = finish(); err != nil {
+			return err // the layers' documents describe what finish did not do
+		}
+	}
 	return g.printLayerDocs(d, nil, err)
 }
 

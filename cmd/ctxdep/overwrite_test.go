@@ -1,6 +1,7 @@
 package main
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -130,6 +131,45 @@ func TestPinvLayersChecksEveryOutFirst(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(existing); string(b) != "keep me" {
 		t.Error("layer 2's file was replaced")
+	}
+}
+
+// pinv-baseline --layers --force writes its files once every layer is
+// done: a run that fails at layer 2 (its transcoder is damaged) leaves the
+// earlier set's files as they were, layer 1's too, and no temporary file.
+func TestPinvLayersWholeSet(t *testing.T) {
+	set, out := buildSet(t), t.TempDir()
+	run := func(tcs string, extra ...string) (int, string) {
+		code, _, errs := ctxdep(t, append([]string{"pinv-baseline", "-q", "--model", tinyModel, "--transcoders", tcs, "--cache", set,
+			"--layers", "all", "--out", out}, extra...)...)
+		return code, errs
+	}
+	if code, errs := run(tinyTC); code != 0 {
+		t.Fatalf("pinv-baseline --layers: %d %s", code, errs)
+	}
+	before := treeOf(t, out)
+	bad := t.TempDir()
+	for _, l := range []string{"1", "2"} {
+		name := "final_sparse_autoencoder_gpt2-small_blocks." + l + ".ln2.hook_normalized_64.pt"
+		b, err := os.ReadFile(filepath.Join(tinyTC, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l == "2" {
+			b = b[:len(b)/2]
+		}
+		os.WriteFile(filepath.Join(bad, name), b, 0o644)
+	}
+	code, errs := run(bad, "--act", "gelu_new", "--force")
+	expectError(t, code, errs, 1, "layer 2")
+	if after := treeOf(t, out); !maps.Equal(before, after) {
+		t.Errorf("a pinv-baseline --layers that failed at layer 2 changed the set: %v", slices.Sorted(maps.Keys(after)))
+	}
+	if code, errs := run(tinyTC, "--act", "gelu_new", "--force"); code != 0 {
+		t.Fatalf("pinv-baseline --layers --force: %d %s", code, errs)
+	}
+	if after := treeOf(t, out); len(after) != len(before) || maps.Equal(before, after) {
+		t.Errorf("the rerun with --force: %v", slices.Sorted(maps.Keys(after)))
 	}
 }
 

@@ -25,6 +25,42 @@ type pinvOptions struct {
 	act    string
 	force  bool
 	layers string
+	stage  *staging // with --layers: where the file goes until every layer is done
+}
+
+// staging is pinv-baseline --layers' files, each complete under a
+// temporary name beside its --out (atomicfile.TempName, so that a killed
+// run's are removed by the next), with its lock held, until commit
+// renames them all into place.
+type staging struct {
+	files []stagedFile
+}
+
+type stagedFile struct {
+	tmp, out string
+	lock     *dirlock.Lock
+}
+
+// commit renames every staged file onto its --out and releases the locks.
+func (s *staging) commit() error {
+	for i, f := range s.files {
+		if err := os.Rename(f.tmp, f.out); err != nil {
+			return fmt.Errorf("%w (the layers' files before it are in place, %d after it are not)", err, len(s.files)-i-1)
+		}
+		atomicfile.SyncDir(filepath.Dir(f.out))
+	}
+	s.abort() // removes nothing left, releases the locks
+	return nil
+}
+
+// abort removes the staged files that were not renamed and releases the
+// locks.
+func (s *staging) abort() {
+	for _, f := range s.files {
+		os.Remove(f.tmp)
+		f.lock.Release()
+	}
+	s.files = nil
 }
 
 func newPinvCmd(g *globalOptions) *cobra.Command {
@@ -63,13 +99,18 @@ With --layers, one file per layer: --out DIR/layer-LL.safetensors.`,
 			}
 			outOf := func(layer int) string { return filepath.Join(o.out, actcache.LayerDirName(layer)+".safetensors") }
 			check := func(layer int) error { return checkOutFile(outOf(layer), o.force) }
+			// With --layers each layer's file is staged and all are
+			// renamed into place once every layer is done: a failed
+			// run leaves none of an earlier set replaced.
+			var st staging
+			defer st.abort()
 			return g.withLayersChecked(cmd, o.layers, o.cache, check, func(layerSet bool, layer int) error {
 				lo := *o
 				if o.layers != "" {
-					lo.out = outOf(layer)
+					lo.out, lo.stage = outOf(layer), &st
 				}
 				return runPinv(cmd.Context(), g, &lo, layerSet)
-			})
+			}, st.commit)
 		},
 	}
 	f := cmd.Flags()
@@ -156,8 +197,14 @@ func runPinv(ctx context.Context, g *globalOptions, o *pinvOptions, layerSet boo
 	if err != nil {
 		return err
 	}
-	err = midcoder.Save(o.out, p, meta)
-	lock.Release()
+	if o.stage == nil {
+		err = midcoder.Save(o.out, p, meta)
+		lock.Release()
+	} else {
+		tmp := atomicfile.TempName(o.out)
+		o.stage.files = append(o.stage.files, stagedFile{tmp: tmp, out: o.out, lock: lock})
+		err = midcoder.Save(tmp, p, meta)
+	}
 	if err != nil {
 		return err
 	}
@@ -171,7 +218,11 @@ func runPinv(ctx context.Context, g *globalOptions, o *pinvOptions, layerSet boo
 	if res.Loss != nil {
 		fmt.Fprintf(g.stdout, "loss       %.6g\nloss_norm  %.6g   (%s, over the %d tokens of %s)\n", *res.Loss, *res.LossNorm, act, c.Manifest.NTokens, o.cache)
 	}
-	fmt.Fprintf(g.stdout, "wrote      %s\n", o.out)
+	if o.stage != nil {
+		fmt.Fprintf(g.stdout, "out        %s (written with the other layers' once every layer is done)\n", o.out)
+	} else {
+		fmt.Fprintf(g.stdout, "wrote      %s\n", o.out)
+	}
 	return nil
 }
 
@@ -223,7 +274,10 @@ func lockOutFile(g *globalOptions, path, what string, force bool) (*dirlock.Lock
 		return nil, err
 	}
 	dir, base := filepath.Split(filepath.Clean(path))
-	removed, err := atomicfile.RemoveLeftovers(filepath.Clean(dir), func(b string) bool { return b == base })
+	removed, err := atomicfile.RemoveLeftovers(filepath.Clean(dir), func(b string) bool {
+		staged, ok := atomicfile.ParseTempName(b) // a file being staged, itself written through a temporary file
+		return b == base || ok && staged == base
+	})
 	if len(removed) > 0 {
 		g.notef("removed %s that a killed run left beside %s (%s)", plural(len(removed), "temporary file"), path, strings.Join(removed, ", "))
 	}
