@@ -340,6 +340,9 @@ func runCacheBuild(ctx context.Context, g *globalOptions, o *cacheBuildOptions, 
 	start := time.Now()
 	mans, err := cachebuild.Build(ctx, opts)
 	bar.Finish()
+	if writeFailed(err) {
+		fmt.Fprintf(g.stderr, "ctxdep: the shards written so far are kept: once there is room, rerun the same command and it resumes\n")
+	}
 	if err != nil {
 		return err
 	}

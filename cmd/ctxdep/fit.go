@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"syscall"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -277,8 +278,14 @@ func runFit(ctx context.Context, g *globalOptions, o *fitOptions, layerSet bool)
 		err = fmt.Errorf("--data %s: %w", o.data, err)
 	}
 	if err != nil {
-		if ctx.Err() != nil && st.Epoch > 0 {
+		switch {
+		case ctx.Err() != nil && st.Epoch > 0:
 			fmt.Fprintf(g.stderr, "ctxdep: checkpoint after epoch %d is in %s: continue with --resume\n", st.Epoch, job.CheckpointPath())
+		case st.Epoch > 0 && writeFailed(err) && exists(job.CheckpointPath()):
+			// A full disk while writing a checkpoint or the result: the
+			// last checkpoint written is whole, and the fit can go on
+			// from it.
+			fmt.Fprintf(g.stderr, "ctxdep: %s holds the fit's last checkpoint: once the cause below is fixed, continue with --resume\n", job.CheckpointPath())
 		}
 		return err
 	}
@@ -338,4 +345,10 @@ type fitData struct {
 	model     *gpt2.Model
 	tc        *transcoder.Transcoder
 	useStored bool // the cache's stored activations are of tc
+}
+
+// writeFailed reports whether err is the filesystem's refusal to store
+// more (a full disk or quota), which a rerun can get past.
+func writeFailed(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }
