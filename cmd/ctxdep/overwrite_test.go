@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/ctxdep/ctxdep/internal/actcache"
@@ -215,5 +216,43 @@ func TestOutFileLeftovers(t *testing.T) {
 		code, _, errs = ctxdep(t, append(c.args(out), "--force")...)
 		l.Release()
 		expectError(t, code, errs, 1, out+" is being written by", "ctxdep test")
+	}
+}
+
+// smallDisk mounts a tmpfs of size bytes on a new directory for the test,
+// or skips the test where that is not allowed (not root, or a container
+// without CAP_SYS_ADMIN).
+func smallDisk(t *testing.T, size string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size); err != nil {
+		t.Skipf("cannot mount a tmpfs to fill (%v)", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(dir, 0) })
+	return dir
+}
+
+// On a full disk, cache build and fit say what they kept and how to go
+// on: the build's shards and a rerun that resumes; the fit's last
+// checkpoint and --resume.
+func TestDiskFullHints(t *testing.T) {
+	disk := smallDisk(t, "20k")
+	code, _, errs := ctxdep(t, "cache", "build", "--model", tinyModel, "--transcoders", tinyTC, "--layer", "1", "--tokens", tokensNpy,
+		"--batch-size", "2", "--sequences-per-shard", "2", "--with-acts", "--out", filepath.Join(disk, "c"))
+	expectError(t, code, errs, 1, "no space left on device")
+	if !strings.Contains(errs, "the shards written so far are kept: once there is room, rerun the same command and it resumes") {
+		t.Errorf("cache build on a full disk: stderr %q", errs)
+	}
+
+	cache := buildCache(t, true)
+	disk = smallDisk(t, "24k") // room for a checkpoint, not for two at once
+	out := filepath.Join(disk, "f")
+	code, _, errs = ctxdep(t, fitArgs(cache, out, "--train-tokens", "400")...)
+	if code == 0 {
+		t.Skip("the small disk held the whole fit (another page size?)")
+	}
+	expectError(t, code, errs, 1, "no space left on device")
+	if !strings.Contains(errs, out+"/checkpoint.safetensors holds the fit's last checkpoint") || !strings.Contains(errs, "continue with --resume") {
+		t.Errorf("fit on a full disk: stderr %q", errs)
 	}
 }
