@@ -15,6 +15,7 @@ import (
 	"github.com/ctxdep/ctxdep/internal/actcache"
 	"github.com/ctxdep/ctxdep/internal/analysis"
 	"github.com/ctxdep/ctxdep/internal/midcoder"
+	"github.com/ctxdep/ctxdep/internal/testutil"
 )
 
 func TestParseLayerList(t *testing.T) {
@@ -610,7 +611,7 @@ func TestReportLayersWholeSet(t *testing.T) {
 	if after := treeOf(t, out); !maps.Equal(before, after) {
 		t.Errorf("a report --layers that failed at layer 2 changed the earlier set")
 	}
-	if got := listNames(t, parent); !slices.Equal(got, []string{"r"}) {
+	if got := testutil.ListDir(t, parent); !slices.Equal(got, []string{"r"}) {
 		t.Errorf("beside the set after the failure: %v", got)
 	}
 
@@ -632,17 +633,4 @@ func TestReportLayersWholeSet(t *testing.T) {
 	if after := treeOf(t, out); maps.Equal(before, after) || len(after) == 0 {
 		t.Errorf("the rerun left the set as it was")
 	}
-}
-
-func listNames(t *testing.T, dir string) []string {
-	t.Helper()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range entries {
-		names = append(names, e.Name())
-	}
-	return names
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ctxdep/ctxdep/internal/actcache"
 	"github.com/ctxdep/ctxdep/internal/dirlock"
+	"github.com/ctxdep/ctxdep/internal/testutil"
 )
 
 // Row 9 of issue 18: pinv-baseline and tokenize refuse an existing --out
@@ -205,7 +206,7 @@ func TestOutFileLeftovers(t *testing.T) {
 		if !strings.Contains(errs, "removed 1 temporary file that a killed run left beside "+out) {
 			t.Errorf("%s: stderr %q", c.name, errs)
 		}
-		if got := listNames(t, dir); !slices.Equal(got, []string{other, c.name}) {
+		if got := testutil.ListDir(t, dir); !slices.Equal(got, []string{other, c.name}) {
 			t.Errorf("%s: the directory holds %v", c.name, got)
 		}
 

@@ -504,7 +504,7 @@ func TestConnectionsWrite(t *testing.T) {
 	if after := snapshotDir(t, dir); !mapsEqual(before, after) {
 		t.Error("a failed rerun changed the earlier output")
 	}
-	if got := listDir(t, filepath.Dir(dir)); !slices.Equal(got, []string{"conn"}) {
+	if got := testutil.ListDir(t, filepath.Dir(dir)); !slices.Equal(got, []string{"conn"}) {
 		t.Errorf("beside the output after a failed rerun: %v", got)
 	}
 	if _, err := WriteConnections(dir, false, res, sum); err == nil || !strings.Contains(err.Error(), "--force") {

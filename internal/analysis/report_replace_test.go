@@ -9,21 +9,8 @@ import (
 	"testing"
 
 	"github.com/ctxdep/ctxdep/internal/dirlock"
+	"github.com/ctxdep/ctxdep/internal/testutil"
 )
-
-// listDir returns the names in dir, sorted.
-func listDir(t *testing.T, dir string) []string {
-	t.Helper()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range entries {
-		names = append(names, e.Name())
-	}
-	return names
-}
 
 // Row 10 of issue 18: a report replaces its directory as a whole. A rerun
 // leaves no plot of the earlier report behind; a report that fails
@@ -42,7 +29,7 @@ func TestWriteReportReplacesWhole(t *testing.T) {
 	if _, err := WriteReport(out, RenderInput{Result: res, CacheDir: "cache", MidcoderFile: "fit.safetensors", PinvFile: "pinv.safetensors", HistoryPath: hist}); err != nil {
 		t.Fatal(err)
 	}
-	if names := listDir(t, out); !slices.Contains(names, plotCosine) || !slices.Contains(names, plotLoss) {
+	if names := testutil.ListDir(t, out); !slices.Contains(names, plotCosine) || !slices.Contains(names, plotLoss) {
 		t.Fatalf("first report: %v", names)
 	}
 
@@ -51,7 +38,7 @@ func TestWriteReportReplacesWhole(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	names := listDir(t, out)
+	names := testutil.ListDir(t, out)
 	if slices.Contains(names, plotCosine) || slices.Contains(names, plotLoss) {
 		t.Errorf("stale plots survived the rerun: %v", names)
 	}
@@ -60,7 +47,7 @@ func TestWriteReportReplacesWhole(t *testing.T) {
 	if !slices.Equal(names, want) {
 		t.Errorf("the report directory holds %v, WriteReport wrote %v", names, want)
 	}
-	if got := listDir(t, parent); !slices.Equal(got, []string{"report"}) {
+	if got := testutil.ListDir(t, parent); !slices.Equal(got, []string{"report"}) {
 		t.Errorf("beside the report: %v", got)
 	}
 
@@ -77,7 +64,7 @@ func TestWriteReportReplacesWhole(t *testing.T) {
 	if after := snapshotDir(t, out); !mapsEqual(before, after) {
 		t.Error("a failed report changed the earlier one")
 	}
-	if got := listDir(t, parent); !slices.Equal(got, []string{"report"}) {
+	if got := testutil.ListDir(t, parent); !slices.Equal(got, []string{"report"}) {
 		t.Errorf("a failed report left %v", got)
 	}
 
@@ -86,7 +73,7 @@ func TestWriteReportReplacesWhole(t *testing.T) {
 	if _, err := WriteReport(out, RenderInput{Result: res, CacheDir: "cache", MidcoderFile: "fit.safetensors"}); err != nil {
 		t.Fatal(err)
 	}
-	if got := listDir(t, parent); !slices.Equal(got, []string{"report"}) {
+	if got := testutil.ListDir(t, parent); !slices.Equal(got, []string{"report"}) {
 		t.Errorf("after a report over a killed one's leftovers: %v", got)
 	}
 
@@ -99,7 +86,7 @@ func TestWriteReportReplacesWhole(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "notes.txt") || !strings.Contains(err.Error(), "choose a new or empty directory") {
 		t.Errorf("WriteReport into a directory with other files: %v", err)
 	}
-	if got := listDir(t, other); !slices.Equal(got, []string{ReportHTML, "notes.txt"}) {
+	if got := testutil.ListDir(t, other); !slices.Equal(got, []string{ReportHTML, "notes.txt"}) {
 		t.Errorf("the refused directory now holds %v", got)
 	}
 	// An empty directory is fine.
@@ -124,7 +111,7 @@ func TestWriteReportReplacesWhole(t *testing.T) {
 func snapshotDir(t *testing.T, dir string) map[string]string {
 	t.Helper()
 	m := map[string]string{}
-	for _, n := range listDir(t, dir) {
+	for _, n := range testutil.ListDir(t, dir) {
 		b, _ := os.ReadFile(filepath.Join(dir, n))
 		m[n] = string(b)
 	}

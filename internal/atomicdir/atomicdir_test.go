@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/ctxdep/ctxdep/internal/dirlock"
+	"github.com/ctxdep/ctxdep/internal/testutil"
 )
 
 // spec replaces a directory that holds nothing but files named out-*.
@@ -21,19 +22,6 @@ var spec = Spec{What: "thing", Replaceable: func(dir string) error {
 	}
 	return nil
 }}
-
-func names(t *testing.T, dir string) []string {
-	t.Helper()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var n []string
-	for _, e := range entries {
-		n = append(n, e.Name())
-	}
-	return n
-}
 
 func fillWith(files ...string) func(string) error {
 	return func(tmp string) error {
@@ -56,7 +44,7 @@ func TestWrite(t *testing.T) {
 	if err := spec.Write(dir, fillWith("out-1", "out-2")); err != nil {
 		t.Fatal(err)
 	}
-	if got := names(t, dir); !slices.Equal(got, []string{"out-1", "out-2"}) {
+	if got := testutil.ListDir(t, dir); !slices.Equal(got, []string{"out-1", "out-2"}) {
 		t.Errorf("new directory: %v", got)
 	}
 	if fi, _ := os.Stat(dir); fi.Mode().Perm() != 0o755 {
@@ -65,7 +53,7 @@ func TestWrite(t *testing.T) {
 	if err := spec.Write(dir, fillWith("out-3")); err != nil {
 		t.Fatal(err)
 	}
-	if got := names(t, dir); !slices.Equal(got, []string{"out-3"}) {
+	if got := testutil.ListDir(t, dir); !slices.Equal(got, []string{"out-3"}) {
 		t.Errorf("replaced directory: %v", got)
 	}
 
@@ -77,10 +65,10 @@ func TestWrite(t *testing.T) {
 	if err == nil || err.Error() != "disk full" {
 		t.Errorf("a failing fill: %v", err)
 	}
-	if got := names(t, dir); !slices.Equal(got, []string{"out-3"}) {
+	if got := testutil.ListDir(t, dir); !slices.Equal(got, []string{"out-3"}) {
 		t.Errorf("after a failed write: %v", got)
 	}
-	if got := names(t, parent); !slices.Equal(got, []string{"out"}) {
+	if got := testutil.ListDir(t, parent); !slices.Equal(got, []string{"out"}) {
 		t.Errorf("beside the directory: %v", got)
 	}
 
@@ -91,7 +79,7 @@ func TestWrite(t *testing.T) {
 			t.Errorf("a directory with another file: %v", err)
 		}
 	}
-	if got := names(t, dir); !slices.Equal(got, []string{"mine.txt", "out-3"}) {
+	if got := testutil.ListDir(t, dir); !slices.Equal(got, []string{"mine.txt", "out-3"}) {
 		t.Errorf("the refused directory: %v", got)
 	}
 	os.Remove(filepath.Join(dir, "mine.txt"))
@@ -111,7 +99,7 @@ func TestWrite(t *testing.T) {
 	if err := spec.Write(dir, fillWith("out-6")); err != nil {
 		t.Fatal(err)
 	}
-	if got := names(t, parent); !slices.Equal(got, []string{"out"}) {
+	if got := testutil.ListDir(t, parent); !slices.Equal(got, []string{"out"}) {
 		t.Errorf("after a write over a killed one's leftovers: %v", got)
 	}
 }

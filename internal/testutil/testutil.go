@@ -2,6 +2,7 @@ package testutil
 
 import (
 	"math"
+	"os"
 	"testing"
 
 	"github.com/ctxdep/ctxdep/internal/safetensors"
@@ -40,4 +41,18 @@ func Golden(t testing.TB, path string) map[string][]float32 {
 		}
 	}
 	return out
+}
+
+// ListDir returns the names in dir, sorted (os.ReadDir's order).
+func ListDir(t testing.TB, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
 }
