@@ -157,8 +157,18 @@ func runPinv(ctx context.Context, g *globalOptions, o *pinvOptions, layerSet boo
 			return err
 		}
 	}
-	if err := checkOutFile(o.out, o.force); err != nil {
+	// The lock from here to the write: a second run is refused before
+	// its work, not after.
+	lock, err := lockOutFile(g, o.out, "pinv-baseline", o.force)
+	if err != nil {
 		return err
+	}
+	tmp := o.out
+	if o.stage == nil {
+		defer lock.Release()
+	} else { // released by the staging's commit or abort
+		tmp = atomicfile.TempName(o.out)
+		o.stage.files = append(o.stage.files, stagedFile{tmp: tmp, out: o.out, lock: lock})
 	}
 	model, modelProv, err := g.loadMLP(layer, false)
 	if err != nil {
@@ -193,19 +203,7 @@ func runPinv(ctx context.Context, g *globalOptions, o *pinvOptions, layerSet boo
 	meta := midcoder.Meta{Layer: layer, DModel: model.DModel, DSAE: tc.DSAE, Method: "pinv",
 		Config:     midcoder.Config{Layer: layer, Init: "pinv", Act: act.String()},
 		Provenance: midcoder.Provenance{Model: modelProv, Transcoder: tcProv}, CreatedBy: "ctxdep " + version}
-	lock, err := lockOutFile(g, o.out, "pinv-baseline", o.force)
-	if err != nil {
-		return err
-	}
-	if o.stage == nil {
-		err = midcoder.Save(o.out, p, meta)
-		lock.Release()
-	} else {
-		tmp := atomicfile.TempName(o.out)
-		o.stage.files = append(o.stage.files, stagedFile{tmp: tmp, out: o.out, lock: lock})
-		err = midcoder.Save(tmp, p, meta)
-	}
-	if err != nil {
+	if err := midcoder.Save(tmp, p, meta); err != nil {
 		return err
 	}
 	if g.json {

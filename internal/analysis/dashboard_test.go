@@ -361,7 +361,7 @@ func TestDashboardPagesAndRankings(t *testing.T) {
 
 // Ties in the top examples go to the lower row, then the lower position,
 // whatever the shard layout; the quantile examples of a feature that fired
-// at most reservoirSize times are exact nearest-rank quantiles.
+// at most reservoirSize times are exact: element round(q·(n−1)) of the sorted firings.
 func TestExamplesTiesAndQuantiles(t *testing.T) {
 	// F = 3 features on handCache's layout (2 sequences × 2 tokens): feature
 	// 0 fires with act 1 on all four tokens.
@@ -395,7 +395,7 @@ func TestExamplesTiesAndQuantiles(t *testing.T) {
 		t.Errorf("window %+v", e)
 	}
 	// Feature 1 fires twice, act 1 (row 0) and 2 (row 1): quantiles 0.1 and
-	// 0.3 are the smaller (nearest rank), 0.7 and 0.9 the larger.
+	// 0.3 are the smaller (round(0.3) = 0), 0.7 and 0.9 the larger.
 	db1 := res.Dashboards[1]
 	var qs []float32
 	for _, e := range db1.Quantiles {

@@ -24,6 +24,7 @@ import (
 	"github.com/ctxdep/ctxdep/internal/actcache"
 	"github.com/ctxdep/ctxdep/internal/atomicdir"
 	"github.com/ctxdep/ctxdep/internal/atomicfile"
+	"github.com/ctxdep/ctxdep/internal/dirlock"
 )
 
 // The cross-layer report (`ctxdep report --layers …`): one row per layer
@@ -277,10 +278,15 @@ func replaceableSet(dir string, layers []int) error {
 		}
 		m := layerReportName.FindStringSubmatch(n)
 		switch {
+		case strings.HasSuffix(n, dirlock.Name) && layerReportLeftover.MatchString(n):
+			// A one-layer report's lock: refused while that report runs.
+			if h, held, err := dirlock.Probe(filepath.Join(dir, n)); err == nil && held {
+				return fmt.Errorf("report: --out %s: its %s is being written by %s; wait for it to finish, or use another --out", dir, strings.TrimSuffix(n[1:], dirlock.Name), h)
+			}
 		case e.Type().IsRegular() && slices.Contains(own, n), layerReportLeftover.MatchString(n):
 		case e.IsDir() && m != nil:
 			if err := replaceable(filepath.Join(dir, n)); err != nil {
-				return err
+				return fmt.Errorf("report: --out %s: its %s is not a report of the set (%w)", dir, n, err)
 			}
 			if l, _ := strconv.Atoi(m[1]); !slices.Contains(layers, l) {
 				others = append(others, l)

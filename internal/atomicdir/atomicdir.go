@@ -11,18 +11,23 @@
 // nothing but an earlier output of the same kind), and is moved aside
 // (.NAME.WHAT-old-*) before the new one takes its name, then removed, or
 // put back when that rename fails; a lock beside the destination
-// (.NAME.ctxdep.lock, internal/dirlock) keeps two writers apart, and under
-// it the writer removes what a killed writer left (its temporary and
-// moved-aside directories).
+// (.NAME.ctxdep.lock, internal/dirlock) keeps two writers apart (and a
+// writer out of a directory inside one being written), and under it the
+// writer puts back an earlier output that a killed writer had moved aside
+// and not replaced, then removes what such a writer left (its temporary
+// and moved-aside directories). A symbolic link as the destination is
+// followed; a mount point is refused (it cannot be renamed).
 package atomicdir
 
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/ctxdep/ctxdep/internal/atomicfile"
 	"github.com/ctxdep/ctxdep/internal/dirlock"
@@ -41,10 +46,17 @@ type Spec struct {
 func (s Spec) tmpPrefix(name string) string { return "." + name + "." + s.What + "-tmp-" }
 func (s Spec) oldPrefix(name string) string { return "." + name + "." + s.What + "-old-" }
 
-// split returns dir's absolute path, its parent and its name.
+// split returns dir's absolute path, its parent and its name. An existing
+// dir that is a symbolic link is followed: the directory it points to is
+// the one replaced, and the link keeps pointing to it.
 func (s Spec) split(dir string) (abs, parent, name string, err error) {
 	if abs, err = filepath.Abs(dir); err != nil {
 		return "", "", "", fmt.Errorf("%s: %w", s.What, err)
+	}
+	if fi, err := os.Lstat(abs); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		if abs, err = filepath.EvalSymlinks(abs); err != nil {
+			return "", "", "", fmt.Errorf("%s: --out %s: %w", s.What, dir, err)
+		}
 	}
 	parent, name = filepath.Split(abs)
 	if name == "" {
@@ -54,8 +66,9 @@ func (s Spec) split(dir string) (abs, parent, name string, err error) {
 }
 
 // Check reports, before any work, whether Write could write dir: nil when
-// no other writer holds it, its parent (or the nearest ancestor that
-// exists, where the parents would be made) can be written, and an
+// no other writer holds it or a directory around it, dir is not a mount
+// point (which cannot be renamed), its parent (or the nearest ancestor
+// that exists, where the parents would be made) can be written, and an
 // existing dir is Replaceable. Write checks again under its lock.
 func (s Spec) Check(dir string) error {
 	abs, parent, _, err := s.split(dir)
@@ -65,6 +78,9 @@ func (s Spec) Check(dir string) error {
 	if h, held, err := dirlock.Probe(dirlock.Beside(abs)); err == nil && held {
 		return fmt.Errorf("%s: %s is being written by %s; wait for it to finish, or use another --out", s.What, dir, h)
 	}
+	if err := s.outside(dir, abs); err != nil {
+		return err
+	}
 	anc := filepath.Clean(parent)
 	for {
 		if _, err := os.Stat(anc); err == nil || filepath.Dir(anc) == anc {
@@ -72,12 +88,26 @@ func (s Spec) Check(dir string) error {
 		}
 		anc = filepath.Dir(anc)
 	}
+	if fi, err := os.Stat(anc); err == nil && !fi.IsDir() {
+		return fmt.Errorf("%s: cannot write --out %s: %s is not a directory", s.What, dir, anc)
+	}
 	// access(2) answers for this process: root's writes pass, a read-only
 	// filesystem's do not.
 	if err := syscall.Access(anc, 0x2|0x1); err != nil { // W_OK|X_OK
-		return fmt.Errorf("%s: cannot write --out %s: %s: %w", s.What, dir, anc, err)
+		return fmt.Errorf("%s: cannot write --out %s: %s: %w (the output is made beside --out and renamed into place: give a directory where that can be done, such as one inside --out)", s.What, dir, anc, err)
 	}
 	return s.replaceable(dir, abs)
+}
+
+// outside refuses dir when a writer of a directory around it is running
+// (one that will replace that directory as a whole, dir included).
+func (s Spec) outside(dir, abs string) error {
+	for p := filepath.Dir(abs); filepath.Dir(p) != p; p = filepath.Dir(p) {
+		if h, held, err := dirlock.Probe(dirlock.Beside(p)); err == nil && held {
+			return fmt.Errorf("%s: --out %s is inside %s, which %s is writing as a whole; wait for it to finish, or use another --out", s.What, dir, p, h)
+		}
+	}
+	return nil
 }
 
 func (s Spec) replaceable(dir, abs string) error {
@@ -91,12 +121,24 @@ func (s Spec) replaceable(dir, abs string) error {
 	if !fi.IsDir() {
 		return fmt.Errorf("%s: --out %s exists and is not a directory; choose another --out", s.What, dir)
 	}
+	if pi, err := os.Stat(filepath.Dir(abs)); err == nil && !sameDevice(pi, fi) {
+		return fmt.Errorf("%s: --out %s is a mount point, which cannot be replaced as a whole: give a directory inside it", s.What, dir)
+	}
 	return s.Replaceable(dir)
 }
 
+// sameDevice reports whether a and b are on one filesystem (true when
+// that cannot be told).
+func sameDevice(a, b os.FileInfo) bool {
+	sa, ok1 := a.Sys().(*syscall.Stat_t)
+	sb, ok2 := b.Sys().(*syscall.Stat_t)
+	return !ok1 || !ok2 || sa.Dev == sb.Dev
+}
+
 // Write makes dir hold what fill writes into the directory it is given
-// (new and empty, beside dir), as a whole; see the package comment. It
-// returns fill's error, or why dir could not be replaced.
+// (new and empty, beside dir, with the permissions the umask gives a new
+// directory), as a whole; see the package comment. It returns fill's
+// error, or why dir could not be replaced.
 func (s Spec) Write(dir string, fill func(tmp string) error) error {
 	abs, parent, name, err := s.split(dir)
 	if err != nil {
@@ -110,11 +152,15 @@ func (s Spec) Write(dir string, fill func(tmp string) error) error {
 		return fmt.Errorf("%s: %w", s.What, err)
 	}
 	defer lock.Release()
+	if err := s.outside(dir, abs); err != nil {
+		return err
+	}
+	s.recover(parent, name)
 	if err := s.replaceable(dir, abs); err != nil {
 		return err
 	}
 	s.removeLeftovers(parent, name)
-	tmp, err := os.MkdirTemp(parent, s.tmpPrefix(name))
+	tmp, err := mkdirTemp(parent, s.tmpPrefix(name))
 	if err != nil {
 		return fmt.Errorf("%s: %w", s.What, err)
 	}
@@ -122,15 +168,56 @@ func (s Spec) Write(dir string, fill func(tmp string) error) error {
 		os.RemoveAll(tmp)
 		return err
 	}
-	err = os.Chmod(tmp, 0o755) // MkdirTemp's is 0700
-	if err == nil {
-		err = s.swapInto(tmp, abs)
-	}
-	if err != nil {
-		os.RemoveAll(tmp)
+	if err := s.swapInto(tmp, abs); err != nil {
+		var stuck *stuckError
+		if !errors.As(err, &stuck) {
+			os.RemoveAll(tmp)
+		}
 		return fmt.Errorf("%s: %w", s.What, err)
 	}
 	return nil
+}
+
+// mkdirTemp makes a new directory parent/prefix+random with mode 0777
+// less the umask (os.MkdirTemp's is 0700), so that the output has the
+// permissions any new directory of the user's would.
+func mkdirTemp(parent, prefix string) (string, error) {
+	for range 100 {
+		p := filepath.Join(parent, fmt.Sprintf("%s%08x", prefix, rand.Uint32()))
+		err := os.Mkdir(p, 0o777)
+		if errors.Is(err, os.ErrExist) {
+			continue
+		}
+		return p, err
+	}
+	return "", errors.New("cannot find an unused temporary directory name")
+}
+
+// recover puts back the earlier output that a writer killed between its
+// two renames (or whose rollback failed) left moved aside: when
+// parent/name is missing and such a directory is there, the newest is
+// renamed back, before removeLeftovers would remove it.
+func (s Spec) recover(parent, name string) {
+	if _, err := os.Lstat(filepath.Join(parent, name)); !errors.Is(err, os.ErrNotExist) {
+		return
+	}
+	entries, err := os.ReadDir(parent)
+	if err != nil {
+		return
+	}
+	var newest string
+	var when time.Time
+	for _, e := range entries {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), s.oldPrefix(name)) {
+			continue
+		}
+		if fi, err := e.Info(); err == nil && (newest == "" || fi.ModTime().After(when)) {
+			newest, when = e.Name(), fi.ModTime()
+		}
+	}
+	if newest != "" {
+		os.Rename(filepath.Join(parent, newest), filepath.Join(parent, name))
+	}
 }
 
 // removeLeftovers removes the temporary directories that a killed writer
@@ -148,6 +235,17 @@ func (s Spec) removeLeftovers(parent, name string) {
 	}
 }
 
+// stuckError is a swap whose rollback failed too: the earlier output is
+// in Old and the new one, complete, in New; both are kept.
+type stuckError struct {
+	err, rerr error
+	Old, New  string
+}
+
+func (e *stuckError) Error() string {
+	return fmt.Sprintf("%v; putting the earlier output back failed too (%v): it is in %s, and the new one in %s", e.err, e.rerr, e.Old, e.New)
+}
+
 // swapInto puts the complete directory tmp in place at dir: an existing
 // dir is moved aside, tmp renamed onto its name, and the old one removed;
 // if the second rename fails, the old one is put back.
@@ -160,7 +258,7 @@ func (s Spec) swapInto(tmp, dir string) error {
 		atomicfile.SyncDir(parent)
 		return nil
 	}
-	old, err := os.MkdirTemp(parent, s.oldPrefix(name))
+	old, err := mkdirTemp(parent, s.oldPrefix(name))
 	if err != nil {
 		return err
 	}
@@ -172,7 +270,7 @@ func (s Spec) swapInto(tmp, dir string) error {
 	}
 	if err := os.Rename(tmp, dir); err != nil {
 		if rerr := os.Rename(old, dir); rerr != nil {
-			return fmt.Errorf("%w; the earlier %s is in %s", errors.Join(err, rerr), s.What, old)
+			return &stuckError{err: err, rerr: rerr, Old: old, New: tmp}
 		}
 		return err
 	}

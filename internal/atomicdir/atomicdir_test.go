@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/ctxdep/ctxdep/internal/dirlock"
@@ -23,6 +24,13 @@ var spec = Spec{What: "thing", Replaceable: func(dir string) error {
 	return nil
 }}
 
+// umask is the process's, read once (setting it back at once).
+var umask = func() os.FileMode {
+	m := syscall.Umask(0)
+	syscall.Umask(m)
+	return os.FileMode(m)
+}()
+
 func fillWith(files ...string) func(string) error {
 	return func(tmp string) error {
 		for _, f := range files {
@@ -37,7 +45,7 @@ func fillWith(files ...string) func(string) error {
 // Write makes a new directory (and its parents), replaces an earlier
 // output as a whole (no file of it is left), leaves it as it was when
 // fill fails, refuses what is not Replaceable, and leaves nothing beside
-// the directory but the lock.
+// the directory (the lock file goes at release).
 func TestWrite(t *testing.T) {
 	parent := filepath.Join(t.TempDir(), "a", "b")
 	dir := filepath.Join(parent, "out")
@@ -47,8 +55,8 @@ func TestWrite(t *testing.T) {
 	if got := testutil.ListDir(t, dir); !slices.Equal(got, []string{"out-1", "out-2"}) {
 		t.Errorf("new directory: %v", got)
 	}
-	if fi, _ := os.Stat(dir); fi.Mode().Perm() != 0o755 {
-		t.Errorf("mode %v, want 0755", fi.Mode().Perm())
+	if fi, _ := os.Stat(dir); fi.Mode().Perm() != 0o777&^umask {
+		t.Errorf("mode %v, want %v (0777 less the umask)", fi.Mode().Perm(), os.FileMode(0o777&^umask))
 	}
 	if err := spec.Write(dir, fillWith("out-3")); err != nil {
 		t.Fatal(err)
@@ -142,5 +150,82 @@ func TestCheckWritable(t *testing.T) {
 	os.Mkdir(ro, 0o555)
 	if err := spec.Check(filepath.Join(ro, "out")); err == nil || !strings.Contains(err.Error(), "cannot write --out") {
 		t.Errorf("Check in a read-only directory: %v", err)
+	}
+}
+
+// A symbolic link as the destination is followed: the directory it points
+// to is replaced and the link still points to it.
+func TestWriteThroughSymlink(t *testing.T) {
+	tmp := t.TempDir()
+	real, link := filepath.Join(tmp, "real"), filepath.Join(tmp, "link")
+	os.Mkdir(real, 0o755)
+	os.WriteFile(filepath.Join(real, "out-1"), nil, 0o644)
+	os.Symlink(real, link)
+	if err := spec.Check(link); err != nil {
+		t.Fatal(err)
+	}
+	if err := spec.Write(link, fillWith("out-2")); err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.ListDir(t, link); !slices.Equal(got, []string{"out-2"}) {
+		t.Errorf("through the link: %v", got)
+	}
+	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("the link is gone: %v", err)
+	}
+	if got := testutil.ListDir(t, tmp); !slices.Equal(got, []string{"link", "real"}) {
+		t.Errorf("beside: %v", got)
+	}
+}
+
+// A directory inside one that another writer is replacing as a whole is
+// refused: that writer would drop what is written there.
+func TestWriteInsideBusy(t *testing.T) {
+	set := filepath.Join(t.TempDir(), "set")
+	l, err := dirlock.TryLock(dirlock.Beside(set), dirlock.Options{What: "ctxdep report"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release()
+	inner := filepath.Join(set, "layer-01")
+	for _, err := range []error{spec.Check(inner), spec.Write(inner, fillWith("out-1"))} {
+		if err == nil || !strings.Contains(err.Error(), "is inside "+set) {
+			t.Errorf("inside a directory being written: %v", err)
+		}
+	}
+}
+
+// An earlier output that a killed writer had moved aside, and not
+// replaced, is put back by the next writer before it removes leftovers,
+// so that a second failure cannot lose it; with dir there, leftovers go.
+func TestWriteRecoversMovedAside(t *testing.T) {
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "out")
+	old := filepath.Join(parent, ".out.thing-old-12345678")
+	os.Mkdir(old, 0o755)
+	os.WriteFile(filepath.Join(old, "out-1"), []byte("earlier"), 0o644)
+	err := spec.Write(dir, func(string) error { return errors.New("disk full") })
+	if err == nil {
+		t.Fatal("a failing fill succeeded")
+	}
+	if got := testutil.ListDir(t, parent); !slices.Equal(got, []string{"out"}) {
+		t.Errorf("after the failed write: %v", got)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "out-1")); string(b) != "earlier" {
+		t.Error("the earlier output was not put back")
+	}
+}
+
+// A mount point cannot be renamed: it is refused before any work, with
+// what to give instead (needs root to mount a tmpfs; skipped otherwise).
+func TestCheckMountPoint(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "out")
+	os.Mkdir(dir, 0o755)
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=64k"); err != nil {
+		t.Skipf("cannot mount a tmpfs (%v)", err)
+	}
+	defer syscall.Unmount(dir, 0)
+	if err := spec.Check(dir); err == nil || !strings.Contains(err.Error(), "is a mount point") || !strings.Contains(err.Error(), "give a directory inside it") {
+		t.Errorf("Check of a mount point: %v", err)
 	}
 }
