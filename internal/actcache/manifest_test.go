@@ -1,6 +1,7 @@
 package actcache
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -154,5 +155,20 @@ func TestShardListErrors(t *testing.T) {
 		if err != nil && strings.Contains(err.Error(), "{") {
 			t.Errorf("error %q prints a struct", err)
 		}
+	}
+}
+
+// A directory without a manifest: an empty one (or another tool's) is not
+// a cache; one where a build was killed while writing its first shard says
+// so and to rerun that build.
+func TestReadManifestMissing(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := ReadManifest(dir); err == nil || !strings.Contains(err.Error(), "is not an activation cache") {
+		t.Errorf("empty directory: %v", err)
+	}
+	os.WriteFile(filepath.Join(dir, ".shard-00000.safetensors.tmp-0123abcd"), []byte("partial"), 0o644)
+	_, err := ReadManifest(dir)
+	if err == nil || !strings.Contains(err.Error(), "stopped before its first shard was done; rerun that same `ctxdep cache build`") {
+		t.Errorf("a killed first shard: %v", err)
 	}
 }
