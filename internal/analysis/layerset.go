@@ -252,11 +252,14 @@ func layerSetDir(layers []int) atomicdir.Spec {
 	return atomicdir.Spec{What: "report", Replaceable: func(dir string) error { return replaceableSet(dir, layers) }}
 }
 
-// layerReportName matches a layer's report directory in a set, and what a
-// killed write of one (before sets were written whole) left beside it.
+// layerReportName matches a layer's report directory in a set;
+// layerReportLeftover what a one-layer report of it leaves beside it while
+// it runs (its lock, its temporary directory) and, killed, after: its
+// temporary directory and the earlier report it had moved aside
+// (internal/atomicdir's names).
 var (
 	layerReportName     = regexp.MustCompile(`^layer-([0-9]{2,})$`)
-	layerReportLeftover = regexp.MustCompile(`^\.layer-[0-9]{2,}\.(report-(tmp|old)-.*|ctxdep\.lock)$`)
+	layerReportLeftover = regexp.MustCompile(`^\.layer-([0-9]{2,})\.(report-(tmp|old)-[0-9a-f]+|ctxdep\.lock)$`)
 )
 
 // replaceableSet returns nil when the directory dir is empty or holds only
@@ -277,13 +280,22 @@ func replaceableSet(dir string, layers []int) error {
 			n = base
 		}
 		m := layerReportName.FindStringSubmatch(n)
+		left := layerReportLeftover.FindStringSubmatch(n)
+		if e.IsDir() && left != nil && left[3] == "old" {
+			if _, err := os.Lstat(filepath.Join(dir, "layer-"+left[1])); errors.Is(err, os.ErrNotExist) {
+				// The only copy of layer-LL's report, which a killed
+				// one-layer report had moved aside (the next one puts it
+				// back): the set would drop it, so it counts as layer-LL.
+				m = []string{n, left[1]}
+			}
+		}
 		switch {
-		case strings.HasSuffix(n, dirlock.Name) && layerReportLeftover.MatchString(n):
+		case strings.HasSuffix(n, dirlock.Name) && left != nil:
 			// A one-layer report's lock: refused while that report runs.
 			if h, held, err := dirlock.Probe(filepath.Join(dir, n)); err == nil && held {
 				return fmt.Errorf("report: --out %s: its %s is being written by %s; wait for it to finish, or use another --out", dir, strings.TrimSuffix(n[1:], dirlock.Name), h)
 			}
-		case e.Type().IsRegular() && slices.Contains(own, n), layerReportLeftover.MatchString(n):
+		case e.Type().IsRegular() && slices.Contains(own, n), left != nil && m == nil:
 		case e.IsDir() && m != nil:
 			if err := replaceable(filepath.Join(dir, n)); err != nil {
 				return fmt.Errorf("report: --out %s: its %s is not a report of the set (%w)", dir, n, err)

@@ -142,3 +142,27 @@ func TestCheckReportOut(t *testing.T) {
 		t.Errorf("CheckReportOut(a fit's directory) = %v", err)
 	}
 }
+
+// A one-layer report in a set's directory that a killed writer had moved
+// aside (its layer-LL missing) is that layer's only copy: a set that does
+// not report layer LL refuses to replace it, as it would layer-LL itself.
+// Beside its layer-LL it is a leftover; a name that merely starts like one
+// is the user's.
+func TestReplaceableSetMovedAside(t *testing.T) {
+	dir := t.TempDir()
+	os.Mkdir(filepath.Join(dir, ".layer-03.report-old-0123abcd"), 0o755)
+	if err := replaceableSet(dir, []int{8}); err == nil || !strings.Contains(err.Error(), "layers 3") {
+		t.Errorf("a set without layer 3 over its moved-aside report: %v", err)
+	}
+	if err := replaceableSet(dir, []int{3, 8}); err != nil {
+		t.Errorf("a set with layer 3 over its moved-aside report: %v", err)
+	}
+	os.Mkdir(filepath.Join(dir, "layer-03"), 0o755)
+	if err := replaceableSet(dir, []int{3}); err != nil {
+		t.Errorf("a moved-aside report beside its layer's: %v", err)
+	}
+	os.Mkdir(filepath.Join(dir, ".layer-03.report-old-notes"), 0o755)
+	if err := replaceableSet(dir, []int{3}); err == nil || !strings.Contains(err.Error(), "holds .layer-03.report-old-notes") {
+		t.Errorf("a directory of the user's: %v", err)
+	}
+}

@@ -14,9 +14,12 @@
 // (.NAME.ctxdep.lock, internal/dirlock) keeps two writers apart (and a
 // writer out of a directory inside one being written), and under it the
 // writer puts back an earlier output that a killed writer had moved aside
-// and not replaced, then removes what such a writer left (its temporary
-// and moved-aside directories). A symbolic link as the destination is
-// followed; a mount point is refused (it cannot be renamed).
+// and not replaced (stopping, with where it is, when that fails), then
+// removes what such a writer left (its temporary and moved-aside
+// directories, by their exact names). Symbolic links are resolved: one
+// as the destination is followed, even to a missing target; the lock
+// probes go by real paths. A mount point, a bind mount included, is
+// refused (it cannot be renamed).
 package atomicdir
 
 import (
@@ -25,9 +28,11 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"strings"
+	"regexp"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ctxdep/ctxdep/internal/atomicfile"
 	"github.com/ctxdep/ctxdep/internal/dirlock"
@@ -46,17 +51,35 @@ type Spec struct {
 func (s Spec) tmpPrefix(name string) string { return "." + name + "." + s.What + "-tmp-" }
 func (s Spec) oldPrefix(name string) string { return "." + name + "." + s.What + "-old-" }
 
-// split returns dir's absolute path, its parent and its name. An existing
-// dir that is a symbolic link is followed: the directory it points to is
+// split returns dir's absolute path, its parent and its name, with
+// symbolic links resolved: those among the ancestors that exist (so that a
+// writer of a directory around dir is found by its real path), and dir
+// itself when it is one, even one whose target is missing (a killed
+// writer may have moved the target aside): the directory it points to is
 // the one replaced, and the link keeps pointing to it.
 func (s Spec) split(dir string) (abs, parent, name string, err error) {
 	if abs, err = filepath.Abs(dir); err != nil {
 		return "", "", "", fmt.Errorf("%s: %w", s.What, err)
 	}
-	if fi, err := os.Lstat(abs); err == nil && fi.Mode()&os.ModeSymlink != 0 {
-		if abs, err = filepath.EvalSymlinks(abs); err != nil {
+	for hops := 0; ; hops++ {
+		if abs, err = realParent(abs); err != nil {
 			return "", "", "", fmt.Errorf("%s: --out %s: %w", s.What, dir, err)
 		}
+		fi, err := os.Lstat(abs)
+		if err != nil || fi.Mode()&os.ModeSymlink == 0 {
+			break
+		}
+		if hops == 40 {
+			return "", "", "", fmt.Errorf("%s: --out %s: too many levels of symbolic links", s.What, dir)
+		}
+		target, err := os.Readlink(abs)
+		if err != nil {
+			return "", "", "", fmt.Errorf("%s: --out %s: %w", s.What, dir, err)
+		}
+		if !filepath.IsAbs(target) {
+			target = filepath.Join(filepath.Dir(abs), target)
+		}
+		abs = filepath.Clean(target)
 	}
 	parent, name = filepath.Split(abs)
 	if name == "" {
@@ -65,13 +88,31 @@ func (s Spec) split(dir string) (abs, parent, name string, err error) {
 	return abs, parent, name, nil
 }
 
+// realParent returns the absolute path abs with the symbolic links of its
+// nearest existing ancestor (abs's parent or above) resolved; abs's last
+// element is kept as it is.
+func realParent(abs string) (string, error) {
+	anc, rest := filepath.Dir(abs), filepath.Base(abs)
+	for {
+		if _, err := os.Lstat(anc); err == nil || filepath.Dir(anc) == anc {
+			break
+		}
+		anc, rest = filepath.Dir(anc), filepath.Join(filepath.Base(anc), rest)
+	}
+	real, err := filepath.EvalSymlinks(anc)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(real, rest), nil
+}
+
 // Check reports, before any work, whether Write could write dir: nil when
 // no other writer holds it or a directory around it, dir is not a mount
 // point (which cannot be renamed), its parent (or the nearest ancestor
 // that exists, where the parents would be made) can be written, and an
 // existing dir is Replaceable. Write checks again under its lock.
 func (s Spec) Check(dir string) error {
-	abs, parent, _, err := s.split(dir)
+	abs, parent, name, err := s.split(dir)
 	if err != nil {
 		return err
 	}
@@ -95,6 +136,12 @@ func (s Spec) Check(dir string) error {
 	// filesystem's do not.
 	if err := syscall.Access(anc, 0x2|0x1); err != nil { // W_OK|X_OK
 		return fmt.Errorf("%s: cannot write --out %s: %s: %w (the output is made beside --out and renamed into place: give a directory where that can be done, such as one inside --out)", s.What, dir, anc, err)
+	}
+	if old := s.movedAside(parent, name); old != "" {
+		// Write puts it back first, and then replaces it.
+		if err := s.Replaceable(old); err != nil {
+			return fmt.Errorf("%s: --out %s is missing, and the earlier output a killed writer moved aside (%s), which would be put back and replaced, cannot be replaced: %w", s.What, dir, old, err)
+		}
 	}
 	return s.replaceable(dir, abs)
 }
@@ -121,18 +168,28 @@ func (s Spec) replaceable(dir, abs string) error {
 	if !fi.IsDir() {
 		return fmt.Errorf("%s: --out %s exists and is not a directory; choose another --out", s.What, dir)
 	}
-	if pi, err := os.Stat(filepath.Dir(abs)); err == nil && !sameDevice(pi, fi) {
+	if mountPoint(abs, fi) {
 		return fmt.Errorf("%s: --out %s is a mount point, which cannot be replaced as a whole: give a directory inside it", s.What, dir)
 	}
 	return s.Replaceable(dir)
 }
 
-// sameDevice reports whether a and b are on one filesystem (true when
-// that cannot be told).
-func sameDevice(a, b os.FileInfo) bool {
-	sa, ok1 := a.Sys().(*syscall.Stat_t)
-	sb, ok2 := b.Sys().(*syscall.Stat_t)
-	return !ok1 || !ok2 || sa.Dev == sb.Dev
+// mountPoint reports whether the directory abs (fi its Lstat) is the
+// root of a mount: by statx(2)'s STATX_ATTR_MOUNT_ROOT (Linux 5.8 and
+// later), which also finds a bind mount of a directory within the same
+// filesystem, else by its device differing from its parent's.
+func mountPoint(abs string, fi os.FileInfo) bool {
+	var st unix.Statx_t
+	if err := unix.Statx(unix.AT_FDCWD, abs, unix.AT_SYMLINK_NOFOLLOW, unix.STATX_BASIC_STATS, &st); err == nil && st.Attributes_mask&unix.STATX_ATTR_MOUNT_ROOT != 0 {
+		return st.Attributes&unix.STATX_ATTR_MOUNT_ROOT != 0
+	}
+	pi, err := os.Stat(filepath.Dir(abs))
+	if err != nil {
+		return false
+	}
+	sa, ok1 := pi.Sys().(*syscall.Stat_t)
+	sb, ok2 := fi.Sys().(*syscall.Stat_t)
+	return ok1 && ok2 && sa.Dev != sb.Dev
 }
 
 // Write makes dir hold what fill writes into the directory it is given
@@ -155,7 +212,9 @@ func (s Spec) Write(dir string, fill func(tmp string) error) error {
 	if err := s.outside(dir, abs); err != nil {
 		return err
 	}
-	s.recover(parent, name)
+	if err := s.recover(parent, name); err != nil {
+		return err
+	}
 	if err := s.replaceable(dir, abs); err != nil {
 		return err
 	}
@@ -193,44 +252,66 @@ func mkdirTemp(parent, prefix string) (string, error) {
 	return "", errors.New("cannot find an unused temporary directory name")
 }
 
-// recover puts back the earlier output that a writer killed between its
-// two renames (or whose rollback failed) left moved aside: when
-// parent/name is missing and such a directory is there, the newest is
-// renamed back, before removeLeftovers would remove it.
-func (s Spec) recover(parent, name string) {
+// leftover matches the names of what a writer of parent/NAME leaves
+// beside it while it runs, and a killed one leaves behind: its temporary
+// (kind "tmp") and moved-aside ("old") directories, named by mkdirTemp.
+func (s Spec) leftover(name string) *regexp.Regexp {
+	return regexp.MustCompile(`^\.` + regexp.QuoteMeta(name) + `\.` + regexp.QuoteMeta(s.What) + `-(tmp|old)-[0-9a-f]+$`)
+}
+
+// movedAside returns the newest earlier output that a writer killed
+// between its two renames (or whose rollback failed) left moved aside
+// when parent/name is missing, or "" when there is none.
+func (s Spec) movedAside(parent, name string) string {
 	if _, err := os.Lstat(filepath.Join(parent, name)); !errors.Is(err, os.ErrNotExist) {
-		return
+		return ""
 	}
 	entries, err := os.ReadDir(parent)
 	if err != nil {
-		return
+		return ""
 	}
+	re := s.leftover(name)
 	var newest string
 	var when time.Time
 	for _, e := range entries {
-		if !e.IsDir() || !strings.HasPrefix(e.Name(), s.oldPrefix(name)) {
+		if m := re.FindStringSubmatch(e.Name()); !e.IsDir() || m == nil || m[1] != "old" {
 			continue
 		}
 		if fi, err := e.Info(); err == nil && (newest == "" || fi.ModTime().After(when)) {
 			newest, when = e.Name(), fi.ModTime()
 		}
 	}
-	if newest != "" {
-		os.Rename(filepath.Join(parent, newest), filepath.Join(parent, name))
+	if newest == "" {
+		return ""
 	}
+	return filepath.Join(parent, newest)
 }
 
-// removeLeftovers removes the temporary directories that a killed writer
-// of parent/name left (under the lock).
+// recover puts back the earlier output that movedAside finds, before
+// removeLeftovers would remove it. When that fails it says where the
+// output is, and nothing is removed.
+func (s Spec) recover(parent, name string) error {
+	old := s.movedAside(parent, name)
+	if old == "" {
+		return nil
+	}
+	if err := os.Rename(old, filepath.Join(parent, name)); err != nil {
+		return fmt.Errorf("%s: the earlier output, which a killed writer moved aside, is in %s; putting it back failed (%w): move it back by hand, or move it elsewhere to keep it", s.What, old, err)
+	}
+	return nil
+}
+
+// removeLeftovers removes the temporary and moved-aside directories that
+// a killed writer of parent/name left (under the lock, after recover).
 func (s Spec) removeLeftovers(parent, name string) {
 	entries, err := os.ReadDir(parent)
 	if err != nil {
 		return
 	}
+	re := s.leftover(name)
 	for _, e := range entries {
-		n := e.Name()
-		if e.IsDir() && (strings.HasPrefix(n, s.tmpPrefix(name)) || strings.HasPrefix(n, s.oldPrefix(name))) {
-			os.RemoveAll(filepath.Join(parent, n))
+		if e.IsDir() && re.MatchString(e.Name()) {
+			os.RemoveAll(filepath.Join(parent, e.Name()))
 		}
 	}
 }

@@ -229,3 +229,123 @@ func TestCheckMountPoint(t *testing.T) {
 		t.Errorf("Check of a mount point: %v", err)
 	}
 }
+
+// When the earlier output a killed writer moved aside cannot be put back
+// (here: it is a mount point, which rename refuses), Write stops, naming
+// where it is, and removes nothing (needs root to mount; skipped
+// otherwise).
+func TestWriteRecoverFails(t *testing.T) {
+	parent := t.TempDir()
+	old := filepath.Join(parent, ".out.thing-old-0badc0de")
+	os.Mkdir(old, 0o755)
+	if err := syscall.Mount("tmpfs", old, "tmpfs", 0, "size=64k"); err != nil {
+		t.Skipf("cannot mount a tmpfs (%v)", err)
+	}
+	defer syscall.Unmount(old, 0)
+	os.WriteFile(filepath.Join(old, "out-1"), []byte("earlier"), 0o644)
+	err := spec.Write(filepath.Join(parent, "out"), fillWith("out-2"))
+	if err == nil || !strings.Contains(err.Error(), "is in "+old) {
+		t.Errorf("Write with a moved-aside output that cannot be put back: %v", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(old, "out-1")); string(b) != "earlier" {
+		t.Error("the moved-aside earlier output was removed")
+	}
+	if got := testutil.ListDir(t, parent); !slices.Equal(got, []string{".out.thing-old-0badc0de"}) {
+		t.Errorf("beside: %v", got)
+	}
+}
+
+// A symbolic link whose target a killed writer had moved aside: the
+// target is put back (and the link still points to it) rather than the
+// write failing on the dangling link.
+func TestWriteDanglingSymlink(t *testing.T) {
+	tmp := t.TempDir()
+	link := filepath.Join(tmp, "link")
+	os.Symlink("real", link) // relative, as ln -s writes it
+	old := filepath.Join(tmp, ".real.thing-old-12345678")
+	os.Mkdir(old, 0o755)
+	os.WriteFile(filepath.Join(old, "out-1"), []byte("earlier"), 0o644)
+	if err := spec.Check(link); err != nil {
+		t.Fatal(err)
+	}
+	if err := spec.Write(link, func(string) error { return errors.New("disk full") }); err == nil || err.Error() != "disk full" {
+		t.Fatalf("a failing fill: %v", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(link, "out-1")); string(b) != "earlier" {
+		t.Error("the earlier output was not put back behind the link")
+	}
+	if err := spec.Write(link, fillWith("out-2")); err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.ListDir(t, tmp); !slices.Equal(got, []string{"link", "real"}) {
+		t.Errorf("beside: %v", got)
+	}
+	if got := testutil.ListDir(t, link); !slices.Equal(got, []string{"out-2"}) {
+		t.Errorf("through the link: %v", got)
+	}
+}
+
+// A missing destination whose earlier output a killed writer moved aside:
+// Write would put that back and replace it, so Check asks of it whether
+// it may be replaced.
+func TestCheckMovedAside(t *testing.T) {
+	parent := t.TempDir()
+	old := filepath.Join(parent, ".out.thing-old-12345678")
+	os.Mkdir(old, 0o755)
+	os.WriteFile(filepath.Join(old, "mine.txt"), nil, 0o644)
+	if err := spec.Check(filepath.Join(parent, "out")); err == nil || !strings.Contains(err.Error(), "holds mine.txt") || !strings.Contains(err.Error(), old) {
+		t.Errorf("Check with an unreplaceable moved-aside output: %v", err)
+	}
+}
+
+// A writer of a directory around dir is found through a symbolic link
+// among dir's ancestors: its lock is beside the real path.
+func TestWriteInsideBusyThroughSymlink(t *testing.T) {
+	tmp := t.TempDir()
+	set, alias := filepath.Join(tmp, "set"), filepath.Join(tmp, "alias")
+	os.Mkdir(set, 0o755)
+	os.Symlink(set, alias)
+	l, err := dirlock.TryLock(dirlock.Beside(set), dirlock.Options{What: "ctxdep report"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release()
+	inner := filepath.Join(alias, "layer-01")
+	for _, err := range []error{spec.Check(inner), spec.Write(inner, fillWith("out-1"))} {
+		if err == nil || !strings.Contains(err.Error(), "is inside "+set) {
+			t.Errorf("inside a directory being written, through a link: %v", err)
+		}
+	}
+}
+
+// Only the names a writer makes are leftovers: a directory of the user's
+// that merely starts like one is kept.
+func TestLeftoversExact(t *testing.T) {
+	parent := t.TempDir()
+	for _, p := range []string{".out.thing-old-notes", ".out.thing-tmp-1.bak", ".out.thing-tmp-0aF"} {
+		os.Mkdir(filepath.Join(parent, p), 0o755)
+	}
+	if err := spec.Write(filepath.Join(parent, "out"), fillWith("out-1")); err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.ListDir(t, parent); !slices.Equal(got, []string{".out.thing-old-notes", ".out.thing-tmp-0aF", ".out.thing-tmp-1.bak", "out"}) {
+		t.Errorf("beside: %v", got)
+	}
+}
+
+// A bind mount of a directory within the same filesystem is a mount point
+// too (same device as its parent): refused (needs root; skipped
+// otherwise).
+func TestCheckBindMount(t *testing.T) {
+	tmp := t.TempDir()
+	src, dir := filepath.Join(tmp, "src"), filepath.Join(tmp, "out")
+	os.Mkdir(src, 0o755)
+	os.Mkdir(dir, 0o755)
+	if err := syscall.Mount(src, dir, "", syscall.MS_BIND, ""); err != nil {
+		t.Skipf("cannot bind-mount (%v)", err)
+	}
+	defer syscall.Unmount(dir, 0)
+	if err := spec.Check(dir); err == nil || !strings.Contains(err.Error(), "is a mount point") {
+		t.Errorf("Check of a bind mount: %v", err)
+	}
+}
