@@ -43,19 +43,36 @@ summed in the CPU's order; the squared errors in another).`,
 		Example: `  ctxdep evaluate --cache cache-l8 --midcoder fit-l8/midcoder.safetensors --midcoder pinv-l8.safetensors`,
 		Args:    exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.withLayers(cmd, o.layers, o.cache, func(layerSet bool, layer int) error {
+			layerFiles := func(layer int) ([]string, error) {
+				files := make([]string, len(o.midcoders))
+				for i, f := range o.midcoders {
+					var err error
+					if files[i], err = layerFile(f, layer); err != nil {
+						return nil, err
+					}
+				}
+				return files, nil
+			}
+			// Every layer's midcoder files against its cache before any work.
+			check := func(layer int) error {
+				files, err := layerFiles(layer)
+				for _, f := range files {
+					if err == nil {
+						err = checkLayerMidcoder(o.cache, layer, f, analysis.MidcoderWant{Flag: "--midcoder"})
+					}
+				}
+				return err
+			}
+			return g.withLayersChecked(cmd, o.layers, o.cache, check, func(layerSet bool, layer int) error {
 				lo := *o
 				if o.layers != "" {
-					lo.midcoders = make([]string, len(o.midcoders))
-					for i, f := range o.midcoders {
-						var err error
-						if lo.midcoders[i], err = layerFile(f, layer); err != nil {
-							return err
-						}
+					var err error
+					if lo.midcoders, err = layerFiles(layer); err != nil {
+						return err
 					}
 				}
 				return runEvaluate(cmd.Context(), g, &lo, layerSet)
-			})
+			}, nil)
 		},
 	}
 	f := cmd.Flags()
@@ -117,13 +134,13 @@ func evaluateOpened(ctx context.Context, g *globalOptions, c *actcache.Cache, mi
 	if err := c.CheckModel(modelProv); err != nil {
 		return nil, err
 	}
-	tc, _, _, err := g.loadTranscoder(layer, model.DModel)
+	tc, tcProv, _, err := g.loadTranscoder(layer, model.DModel)
 	if err != nil {
 		return nil, err
 	}
 	var mids []analysis.Midcoder
 	for _, f := range midcoders {
-		p, meta, err := loadMidcoder(f, layer, model.DModel, tc.DSAE, modelProv)
+		p, meta, err := loadMidcoder(f, analysis.MidcoderWant{Layer: layer, DModel: model.DModel, DSAE: tc.DSAE, Model: modelProv, Transcoder: tcProv, Flag: "--midcoder"})
 		if err != nil {
 			return nil, err
 		}

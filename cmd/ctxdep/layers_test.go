@@ -593,7 +593,9 @@ func TestReportLayersWholeSet(t *testing.T) {
 		t.Fatalf("the set holds %d files, no layer-02/features.csv", len(before))
 	}
 
-	// Layer 2's midcoder is damaged: the run fails after layer 1's report.
+	// Layer 2's midcoder's tensors are damaged (its metadata, which is
+	// checked before any work, is whole): the run fails after layer 1's
+	// report, when layer 2's file is loaded and hashed.
 	bad := filepath.Join(tmp, "bad")
 	for _, l := range []string{"layer-01", "layer-02"} {
 		os.MkdirAll(filepath.Join(bad, l), 0o755)
@@ -602,12 +604,12 @@ func TestReportLayersWholeSet(t *testing.T) {
 			t.Fatal(err)
 		}
 		if l == "layer-02" {
-			b = b[:len(b)/2]
+			b[len(b)-1] ^= 0xff // b_mid's last value
 		}
 		os.WriteFile(filepath.Join(bad, l, "midcoder.safetensors"), b, 0o644)
 	}
 	code, errs := report(bad, "all", "--top-k", "3")
-	expectError(t, code, errs, 1, "layer 2")
+	expectError(t, code, errs, 1, "layer 2", "is corrupt")
 	if after := treeOf(t, out); !maps.Equal(before, after) {
 		t.Errorf("a report --layers that failed at layer 2 changed the earlier set")
 	}

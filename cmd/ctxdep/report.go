@@ -155,16 +155,38 @@ otherwise, when found, for W_dec on the feature pages.`,
 }
 
 // loadMidcoder loads a midcoder file (evaluate's and report's) and checks
-// it against the cache's layer and width and the transcoder's width.
-func loadMidcoder(file string, layer, dModel, dSAE int, model provenance.File) (*midcoder.Params, midcoder.Meta, error) {
-	p, meta, err := midcoder.Load(file)
+// it against what it is used with (analysis.CheckMidcoderMeta).
+func loadMidcoder(file string, want analysis.MidcoderWant) (*midcoder.Params, midcoder.Meta, error) {
+	meta, err := midcoder.ReadMeta(file)
 	if err != nil {
 		return nil, meta, err
 	}
-	if err := analysis.CheckMidcoderMeta(file, meta, layer, dModel, dSAE, model); err != nil {
-		return nil, meta, err
+	if err := analysis.CheckMidcoderMeta(file, meta, want); err != nil {
+		return nil, meta, err // before reading and hashing its tensors
 	}
-	return p, meta, nil
+	return midcoder.Load(file)
+}
+
+// checkLayerMidcoder checks a midcoder file's metadata against the cache
+// of layer in cache (a layer set, or one layer's cache) before any work:
+// the check loadMidcoder repeats when the layer's turn comes, less what
+// needs the transcoder loaded (its width and file, when the cache stores no
+// acts). want gives the flag and method.
+func checkLayerMidcoder(cache string, layer int, file string, want analysis.MidcoderWant) error {
+	c, err := actcache.OpenLayer(cache, layer)
+	if err != nil {
+		return err
+	}
+	m := c.Manifest
+	want.Layer, want.DModel, want.Model = m.Layer, m.DModel, m.Model
+	if m.WithActs && m.Transcoder != nil {
+		want.DSAE, want.Transcoder = m.DSAE, *m.Transcoder
+	}
+	meta, err := midcoder.ReadMeta(file)
+	if err != nil {
+		return err
+	}
+	return analysis.CheckMidcoderMeta(file, meta, want)
 }
 
 // readConnTables reads the --connections tables dirs, keyed by the layer
@@ -267,7 +289,11 @@ func reportLayer(ctx context.Context, g *globalOptions, o *reportOptions, layerS
 			tc, tcProv = t, p
 		}
 	}
-	fit, fitMeta, err := loadMidcoder(o.midcoder, layer, man.DModel, dSAE, man.Model)
+	want := analysis.MidcoderWant{Layer: layer, DModel: man.DModel, DSAE: dSAE, Model: man.Model, Transcoder: tcProv, Flag: "--midcoder"}
+	if man.WithActs && man.Transcoder != nil {
+		want.Transcoder = *man.Transcoder // the features the cache's acts are of
+	}
+	fit, fitMeta, err := loadMidcoder(o.midcoder, want)
 	if err != nil {
 		return nil, none, err
 	}
@@ -277,7 +303,8 @@ func reportLayer(ctx context.Context, g *globalOptions, o *reportOptions, layerS
 	}
 	var pinv *midcoder.Params
 	if o.pinv != "" {
-		if pinv, _, err = loadMidcoder(o.pinv, layer, man.DModel, dSAE, man.Model); err != nil {
+		want.Flag, want.Method = "--pinv", "pinv"
+		if pinv, _, err = loadMidcoder(o.pinv, want); err != nil {
 			return nil, none, err
 		}
 	}

@@ -47,6 +47,16 @@ func runReportLayers(ctx context.Context, g *globalOptions, o *reportOptions) er
 				return fmt.Errorf("--pinv: %w", err)
 			}
 		}
+		// Each file's metadata against its layer's cache: a wrong file at
+		// the last layer is found before the first layer's pass.
+		if err := checkLayerMidcoder(o.cache, l, f[0], analysis.MidcoderWant{Flag: "--midcoder"}); err != nil {
+			return fmt.Errorf("layer %d: %w", l, err)
+		}
+		if f[1] != "" {
+			if err := checkLayerMidcoder(o.cache, l, f[1], analysis.MidcoderWant{Flag: "--pinv", Method: "pinv"}); err != nil {
+				return fmt.Errorf("layer %d: %w", l, err)
+			}
+		}
 		files[l] = f
 	}
 	// Each --connections table goes into one layer of the set, one table

@@ -234,15 +234,52 @@ type ReportResult struct {
 	Connections     *ConnTable // into this layer, for the pages; nil without
 }
 
+// MidcoderWant is what a midcoder file must match to be used on a cache:
+// its layer and d_model, and where known (non-zero) the transcoder's width,
+// the model and transcoder files, and the method that made it.
+type MidcoderWant struct {
+	Layer, DModel int
+	DSAE          int             // 0: not known yet
+	Model         provenance.File // the cache's model; no SHA-256: not checked
+	// Transcoder is the transcoder whose features the midcoder's rows must
+	// be: the one whose acts the cache stores, else the one loaded.
+	Transcoder provenance.File
+	Method     string // "pinv" for --pinv (methodCommand's keys); "": any
+	Flag       string // the flag that named the file, for the errors
+}
+
+// methodCommand is the command that writes a midcoder of each method.
+var methodCommand = map[string]string{"fit": "fit", "pinv": "pinv-baseline"}
+
 // CheckMidcoderMeta returns a clear error when a midcoder file's metadata
-// does not match the cache's layer and width and the transcoder's width.
-func CheckMidcoderMeta(file string, meta midcoder.Meta, layer, dModel, dSAE int, model provenance.File) error {
-	if meta.Layer != layer || meta.DModel != dModel || meta.DSAE != dSAE {
-		return fmt.Errorf("midcoder %s is for layer %d, d_model %d, %d features; the cache and transcoder have layer %d, d_model %d, %d features",
-			file, meta.Layer, meta.DModel, meta.DSAE, layer, dModel, dSAE)
+// does not match want: a midcoder fitted for another layer, width, model
+// or transcoder (same width, other features: its rows would be applied to
+// the wrong features), or a fit given where pinv-baseline's file belongs.
+func CheckMidcoderMeta(file string, meta midcoder.Meta, want MidcoderWant) error {
+	name := "midcoder " + file
+	if want.Flag != "" {
+		name = want.Flag + " " + file
 	}
-	if m := meta.Provenance.Model; m.SHA256 != "" && model.SHA256 != "" && !provenance.Same(m, model) {
-		return fmt.Errorf("midcoder %s was made with another model (%s, sha256 %.12s…) than the cache's (sha256 %.12s…)", file, m.Path, m.SHA256, model.SHA256)
+	dSAE := want.DSAE
+	if dSAE == 0 {
+		dSAE = meta.DSAE
+	}
+	if meta.Layer != want.Layer || meta.DModel != want.DModel || meta.DSAE != dSAE {
+		if want.DSAE == 0 {
+			return fmt.Errorf("%s is for layer %d, d_model %d; the cache has layer %d, d_model %d", name, meta.Layer, meta.DModel, want.Layer, want.DModel)
+		}
+		return fmt.Errorf("%s is for layer %d, d_model %d, %d features; the cache and transcoder have layer %d, d_model %d, %d features",
+			name, meta.Layer, meta.DModel, meta.DSAE, want.Layer, want.DModel, want.DSAE)
+	}
+	if m := meta.Provenance.Model; m.SHA256 != "" && want.Model.SHA256 != "" && !provenance.Same(m, want.Model) {
+		return fmt.Errorf("%s was made with another model (%s, sha256 %.12s…) than the cache's (sha256 %.12s…)", name, m.Path, m.SHA256, want.Model.SHA256)
+	}
+	if t := meta.Provenance.Transcoder; t.SHA256 != "" && want.Transcoder.SHA256 != "" && !provenance.Same(t, want.Transcoder) {
+		return fmt.Errorf("%s was made with another transcoder (%s, sha256 %.12s…) than this one (%s, sha256 %.12s…): its rows belong to that transcoder's features",
+			name, t.Path, t.SHA256, want.Transcoder.Path, want.Transcoder.SHA256)
+	}
+	if want.Method != "" && meta.Method != want.Method {
+		return fmt.Errorf("%s records method %q, not %q: give the file that ctxdep %s wrote", name, meta.Method, want.Method, methodCommand[want.Method])
 	}
 	return nil
 }

@@ -189,17 +189,35 @@ func TestReportFeaturesSampleAndNoPinv(t *testing.T) {
 }
 
 func TestReportBadInput(t *testing.T) {
-	if err := CheckMidcoderMeta("m.safetensors", midcoder.Meta{Layer: 3, DModel: 2, DSAE: 3}, 0, 2, 3, provenance.File{}); err == nil || !strings.Contains(err.Error(), "layer 3") {
+	want := MidcoderWant{Layer: 0, DModel: 2, DSAE: 3}
+	if err := CheckMidcoderMeta("m.safetensors", midcoder.Meta{Layer: 3, DModel: 2, DSAE: 3}, want); err == nil || !strings.Contains(err.Error(), "layer 3") {
 		t.Errorf("layer mismatch: %v", err)
 	}
-	if err := CheckMidcoderMeta("m.safetensors", midcoder.Meta{Layer: 0, DModel: 2, DSAE: 4}, 0, 2, 3, provenance.File{}); err == nil || !strings.Contains(err.Error(), "4 features") {
+	if err := CheckMidcoderMeta("m.safetensors", midcoder.Meta{Layer: 0, DModel: 2, DSAE: 4}, want); err == nil || !strings.Contains(err.Error(), "4 features") {
 		t.Errorf("width mismatch: %v", err)
 	}
 	other := midcoder.Meta{Layer: 0, DModel: 2, DSAE: 3, Provenance: midcoder.Provenance{Model: provenance.File{SHA256: "aa", Size: 1}}}
-	if err := CheckMidcoderMeta("m.safetensors", other, 0, 2, 3, provenance.File{SHA256: "bb", Size: 1}); err == nil || !strings.Contains(err.Error(), "another model") {
+	if err := CheckMidcoderMeta("m.safetensors", other, MidcoderWant{Layer: 0, DModel: 2, DSAE: 3, Model: provenance.File{SHA256: "bb", Size: 1}}); err == nil || !strings.Contains(err.Error(), "another model") {
 		t.Errorf("CheckMidcoderMeta(other model) = %v", err)
 	}
-	if err := CheckMidcoderMeta("m.safetensors", midcoder.Meta{Layer: 0, DModel: 2, DSAE: 3}, 0, 2, 3, provenance.File{}); err != nil {
+	// Same width, another transcoder: its rows are other features' rows.
+	otherTC := midcoder.Meta{Layer: 0, DModel: 2, DSAE: 3, Method: "fit", Provenance: midcoder.Provenance{Transcoder: provenance.File{Path: "a.pt", SHA256: "aa", Size: 1}}}
+	if err := CheckMidcoderMeta("m.safetensors", otherTC, MidcoderWant{Layer: 0, DModel: 2, DSAE: 3, Transcoder: provenance.File{Path: "b.pt", SHA256: "bb", Size: 1}}); err == nil || !strings.Contains(err.Error(), "another transcoder") || !strings.Contains(err.Error(), "a.pt") {
+		t.Errorf("CheckMidcoderMeta(other transcoder) = %v", err)
+	}
+	if err := CheckMidcoderMeta("m.safetensors", otherTC, MidcoderWant{Layer: 0, DModel: 2, DSAE: 3, Transcoder: provenance.File{Path: "c.pt", SHA256: "aa", Size: 1}}); err != nil {
+		t.Errorf("the same transcoder under another path: %v", err)
+	}
+	// A fit given as --pinv: it would compare the fit with itself.
+	if err := CheckMidcoderMeta("m.safetensors", otherTC, MidcoderWant{Layer: 0, DModel: 2, DSAE: 3, Method: "pinv", Flag: "--pinv"}); err == nil || !strings.Contains(err.Error(), "--pinv m.safetensors records method \"fit\"") {
+		t.Errorf("a fit as --pinv: %v", err)
+	}
+	// DSAE 0 (not known yet, report --layers' check before any work): the
+	// file's own width is not compared.
+	if err := CheckMidcoderMeta("m.safetensors", midcoder.Meta{Layer: 0, DModel: 2, DSAE: 7}, MidcoderWant{Layer: 0, DModel: 2}); err != nil {
+		t.Errorf("unknown width: %v", err)
+	}
+	if err := CheckMidcoderMeta("m.safetensors", midcoder.Meta{Layer: 0, DModel: 2, DSAE: 3}, want); err != nil {
 		t.Error(err)
 	}
 	c := handCache(t, false)

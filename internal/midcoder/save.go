@@ -225,11 +225,22 @@ func writeTensors(path string, md map[string]string, ts []named) error {
 	return nil
 }
 
-// Load reads a midcoder file written by Save (by `fit` or
-// `pinv-baseline`). A file that records a content hash must match it (a
-// file written before ctxdep recorded one is read unchecked); parameters
-// that hold a NaN or ±Inf are an error that names the tensor and index.
-func Load(path string) (*Params, Meta, error) {
+// ReadMeta reads what a midcoder file says about itself, without reading
+// or checking its tensors: what commands check their inputs against before
+// any work (Load checks the tensors).
+func ReadMeta(path string) (Meta, error) {
+	f, meta, err := open(path)
+	if err != nil {
+		return Meta{}, err
+	}
+	f.Close()
+	return meta, nil
+}
+
+// open opens a midcoder file and reads its metadata; a directory, or a
+// safetensors file of another kind (a cache shard, a checkpoint, a model),
+// is an error that says what path is.
+func open(path string) (*safetensors.File, Meta, error) {
 	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
 		hint := "a midcoder is a file"
 		if _, err := os.Stat(filepath.Join(path, ResultFile)); err == nil {
@@ -241,15 +252,34 @@ func Load(path string) (*Params, Meta, error) {
 	if err != nil {
 		return nil, Meta{}, fmt.Errorf("midcoder: %w", err)
 	}
-	defer f.Close()
 	md := f.Metadata()
+	if format := md["format"]; format != FormatMidcoder {
+		f.Close()
+		what := fmt.Sprintf("its format is %q", format)
+		if format == "" {
+			what = "it records no format"
+		}
+		return nil, Meta{}, fmt.Errorf("midcoder: %s is not a midcoder file (%s; ctxdep fit and pinv-baseline write %q)", path, what, FormatMidcoder)
+	}
 	meta, err := parseMeta(md)
 	if err != nil {
+		f.Close()
 		return nil, Meta{}, fmt.Errorf("midcoder: %s: %w", path, err)
 	}
-	if meta.Format != FormatMidcoder {
-		return nil, Meta{}, fmt.Errorf("midcoder: %s: format %q is not %q (not a midcoder file from ctxdep fit or pinv-baseline)", path, meta.Format, FormatMidcoder)
+	return f, meta, nil
+}
+
+// Load reads a midcoder file written by Save (by `fit` or
+// `pinv-baseline`). A file that records a content hash must match it (a
+// file written before ctxdep recorded one is read unchecked); parameters
+// that hold a NaN or ±Inf are an error that names the tensor and index.
+func Load(path string) (*Params, Meta, error) {
+	f, meta, err := open(path)
+	if err != nil {
+		return nil, Meta{}, err
 	}
+	defer f.Close()
+	md := f.Metadata()
 	if want, ok := md[metaSHA256]; ok {
 		got, err := fileHash(f, nil, []string{"W_mid", "b_mid"})
 		if err != nil {
