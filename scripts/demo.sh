@@ -16,6 +16,12 @@ if [[ $(pwd -P) != "$root" ]]; then
   cd -- "$root"
 fi
 echo "== synthetic demo bundle (testdata/), output in $out" >&2
+# The demo's outputs are its own: a rerun into the same DEMO_OUT starts
+# afresh (fit, like every command, never overwrites a finished result).
+# Only the names below are removed; anything else in DEMO_OUT stays.
+for name in cache fit pinv.safetensors report set fit-set pinv-set connections report-set; do
+  rm -rf -- "${out:?}/$name"
+done
 set -x
 "$bin" version
 "$bin" cache build --model testdata/tiny-gpt2 --transcoders testdata/tiny-transcoders --layer 1 \

@@ -203,7 +203,8 @@ func runFit(ctx context.Context, g *globalOptions, o *fitOptions, layerSet bool)
 	}
 	meta := midcoder.Meta{Layer: o.cfg.Layer, DModel: model.DModel, DSAE: tc.DSAE, Method: "fit", Config: o.cfg, Provenance: prov, CreatedBy: "ctxdep " + version}
 	params := midcoder.NewParams(tc.DSAE, model.DModel)
-	job := &midcoder.Job{Config: o.cfg, Dir: o.out, Meta: meta, Key: midcoder.Key(o.cfg, prov)}
+	job := &midcoder.Job{Config: o.cfg, Dir: o.out, Meta: meta, Key: midcoder.Key(o.cfg, prov),
+		Notice: func(msg string) { g.notef("fit: %s", msg) }}
 	if err := job.Check(o.resume); err != nil {
 		// A sweep (--layers) resumed after an interruption: the layers it
 		// finished are skipped, the one it was fitting resumes.

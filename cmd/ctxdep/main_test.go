@@ -524,8 +524,8 @@ func TestFit(t *testing.T) {
 		code int
 		want []string
 	}{
-		{"existing output", fitArgs(cache, out), 1, []string{"already holds", "--resume"}},
-		{"resume a finished fit", fitArgs(cache, out, "--resume"), 1, []string{"already complete"}},
+		{"existing output", fitArgs(cache, out), 1, []string{"already holds a finished fit", "choose another --out, or remove " + out}},
+		{"resume a finished fit", fitArgs(cache, out, "--resume"), 1, []string{"already complete", "choose another --out or remove " + out}},
 		{"bad init", fitArgs(cache, filepath.Join(t.TempDir(), "p"), "--init", "orthogonal"), 2, []string{"--init"}},
 		{"zero steps", fitArgs(cache, filepath.Join(t.TempDir(), "z"), "--steps-per-epoch", "0"), 2, []string{"steps per epoch"}},
 		{"bad act", fitArgs(cache, filepath.Join(t.TempDir(), "a"), "--act", "tanh"), 2, []string{"--act"}},

@@ -36,21 +36,43 @@ type Job struct {
 // CheckpointPath returns the path of the job's checkpoint.
 func (j *Job) CheckpointPath() string { return filepath.Join(j.Dir, CheckpointFile) }
 
-// Check applies the output directory's rules before any work: without
-// resume, a directory that holds a result or a checkpoint is refused
-// (nothing is overwritten); with it, there must be a checkpoint.
+// Check applies the output directory's rules before any work: a fit that
+// another live process is running in Dir is refused, naming it (before
+// what Dir holds is judged: that fit's checkpoint is not an interrupted
+// one); without resume, a directory that holds a result or a checkpoint is
+// refused (nothing is overwritten); with it, there must be a checkpoint.
 func (j *Job) Check(resume bool) error {
+	if err := j.checkBusy(); err != nil {
+		return err
+	}
+	return j.checkFiles(resume)
+}
+
+// checkBusy refuses a Dir whose lock another live process holds.
+func (j *Job) checkBusy() error {
+	lock := dirlock.Path(j.Dir)
+	if h, held, err := dirlock.Probe(lock); err == nil && held {
+		return &dirlock.BusyError{Path: lock, Subject: j.Dir, Holder: h}
+	}
+	return nil
+}
+
+// checkFiles is Check's rules on what Dir holds.
+func (j *Job) checkFiles(resume bool) error {
+	_, errResult := os.Stat(filepath.Join(j.Dir, ResultFile))
+	_, errCheckpoint := os.Stat(j.CheckpointPath())
 	if !resume {
-		for _, name := range []string{ResultFile, CheckpointFile} {
-			if _, err := os.Stat(filepath.Join(j.Dir, name)); err == nil {
-				return fmt.Errorf("%s already holds %s; pass --resume to continue an interrupted fit, or choose another --out", j.Dir, name)
-			}
+		switch {
+		case errResult == nil:
+			return fmt.Errorf("%s already holds a finished fit (%s), which a fit never overwrites: choose another --out, or remove %s to fit again", j.Dir, ResultFile, j.Dir)
+		case errCheckpoint == nil:
+			return fmt.Errorf("%s holds the checkpoint of an interrupted fit (%s): pass --resume to continue it with the same settings, or choose another --out", j.Dir, CheckpointFile)
 		}
 		return nil
 	}
-	if _, err := os.Stat(j.CheckpointPath()); err != nil {
-		if _, err := os.Stat(filepath.Join(j.Dir, ResultFile)); err == nil {
-			return fmt.Errorf("the fit in %s is %w (%s); nothing to resume", j.Dir, ErrComplete, ResultFile)
+	if errCheckpoint != nil {
+		if errResult == nil {
+			return fmt.Errorf("the fit in %s is %w (%s); nothing to resume: to fit again, choose another --out or remove %s", j.Dir, ErrComplete, ResultFile, j.Dir)
 		}
 		return fmt.Errorf("--resume: %s has no %s", j.Dir, CheckpointFile)
 	}
@@ -111,7 +133,7 @@ func (j *Job) Run(ctx context.Context, b Backend, st *State, hooks Hooks) error 
 		return err
 	}
 	defer lock.Release()
-	if err := j.Check(st.Epoch > 0); err != nil {
+	if err := j.checkFiles(st.Epoch > 0); err != nil {
 		return err
 	}
 	// A fit killed while writing left its temporary file (a checkpoint's

@@ -61,7 +61,7 @@ func TestJobLock(t *testing.T) {
 	// B checked the directory before A finished; now it would replace A's
 	// result.
 	err = run(b, stB, Hooks{})
-	if err == nil || !strings.Contains(err.Error(), "already holds "+ResultFile) {
+	if err == nil || !strings.Contains(err.Error(), "already holds a finished fit ("+ResultFile+")") {
 		t.Errorf("a fit that began before the first finished: %v", err)
 	}
 	if got, _ := os.ReadFile(filepath.Join(dir, ResultFile)); string(got) != string(want) {
@@ -103,5 +103,47 @@ func TestJobRemovesLeftovers(t *testing.T) {
 	}
 	if len(notices) != 1 || !strings.Contains(notices[0], "removed 3 temporary file(s) that a killed fit left") {
 		t.Errorf("notices %q", notices)
+	}
+}
+
+// A fit begun while another runs in its directory is refused at Begin,
+// naming the running fit: the running fit's checkpoint is not an
+// interrupted fit's, so neither "pass --resume" nor a resume from it.
+func TestJobBeginWhileAnotherRuns(t *testing.T) {
+	tj := newTestJobs(t, load(t, false))
+	if tj.cfg.Epochs() < 2 {
+		t.Fatalf("the test job has %d epochs: want 2, for a checkpoint while it runs", tj.cfg.Epochs())
+	}
+	dir := filepath.Join(t.TempDir(), "fit")
+	a := tj.job(dir, 1)
+	stA, err := a.Begin(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inside, proceed := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		once := false
+		done <- tj.run(a, stA, Hooks{AfterStep: func(epoch, _ int, _, _, _ float64) {
+			if epoch == 1 && !once { // the first epoch's checkpoint is written
+				once = true
+				close(inside)
+				<-proceed
+			}
+		}})
+	}()
+	<-inside
+	if _, err := os.Stat(filepath.Join(dir, CheckpointFile)); err != nil {
+		t.Errorf("no checkpoint while the fit runs its second epoch: %v", err)
+	}
+	for _, resume := range []bool{false, true} {
+		_, err := tj.job(dir, 2).Begin(resume)
+		if err == nil || !strings.Contains(err.Error(), dir+" is being written by this process (pid") || strings.Contains(err.Error(), "--resume") {
+			t.Errorf("Begin(resume %v) while a fit runs in %s: %v", resume, dir, err)
+		}
+	}
+	close(proceed)
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

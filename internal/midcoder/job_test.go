@@ -43,7 +43,7 @@ func TestJob(t *testing.T) {
 	if _, ok := want[CheckpointFile]; ok || len(want) != 2 || !strings.HasPrefix(want[HistoryFile], "epoch,loss,loss_norm,lr\n0,") {
 		t.Fatalf("an uninterrupted job left %v", reflect.ValueOf(want).MapKeys())
 	}
-	if _, err := newJob(ref.Dir).Begin(false); err == nil || !strings.Contains(err.Error(), "already holds "+ResultFile) {
+	if _, err := newJob(ref.Dir).Begin(false); err == nil || !strings.Contains(err.Error(), "already holds a finished fit ("+ResultFile+")") {
 		t.Errorf("Begin(a finished fit's directory) = %v", err)
 	}
 	if _, err := newJob(ref.Dir).Begin(true); err == nil || !strings.Contains(err.Error(), "already complete") {
