@@ -215,7 +215,7 @@ func runConnections(ctx context.Context, g *globalOptions, o *connectionsOptions
 		}
 	}
 	if err := analysis.CheckConnectionsOut(o.out, o.force); err != nil {
-		return err
+		return outUsage(err)
 	}
 	ls, err := openConnLayer(g, o.cache, src)
 	if err != nil {

@@ -63,10 +63,10 @@ func localOrRepo(flag, v string) (string, error) {
 // OWNER/NAME[@REV], found in the hub cache.
 func (g *globalOptions) modelDir() (string, error) {
 	if g.model != "" {
-		return localOrRepo("--model", g.model)
+		return modelDirFrom("--model", g.model)
 	}
 	if d := os.Getenv("CTXDEP_MODEL"); d != "" {
-		return localOrRepo("$CTXDEP_MODEL", d)
+		return modelDirFrom("$CTXDEP_MODEL", d)
 	}
 	if r := g.recorded; r != nil && r.model.Path != "" {
 		if r.modelDir != "" {
@@ -92,6 +92,27 @@ func (g *globalOptions) modelDir() (string, error) {
 		return d, nil
 	}
 	return "", fmt.Errorf("no GPT-2 checkpoint found: pass --model DIR or set $CTXDEP_MODEL (a directory with config.json and model.safetensors), or download %s into the Hugging Face cache (%s)", modelRepo, hub.CacheDir())
+}
+
+// modelDirFrom resolves the model directory flag (or variable) names as v:
+// a local directory, or a hub repository. A file, or a path that is not
+// there, is an error that says what --model takes.
+func modelDirFrom(flag, v string) (string, error) {
+	d, err := localOrRepo(flag, v)
+	if err != nil {
+		return "", err
+	}
+	const takes = "a GPT-2 checkpoint's directory: config.json plus model.safetensors or pytorch_model.bin"
+	fi, err := os.Stat(d)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return "", fmt.Errorf("%s %s: no such directory (%s takes %s)", flag, v, flag, takes)
+	case err != nil:
+		return "", fmt.Errorf("%s %s: %w", flag, v, err)
+	case !fi.IsDir():
+		return "", fmt.Errorf("%s %s is a file: %s takes %s (here perhaps %s)", flag, v, flag, takes, filepath.Dir(v))
+	}
+	return d, nil
 }
 
 // hubModel returns the snapshot of GPT-2 in the hub cache.
@@ -366,6 +387,11 @@ func (g *globalOptions) openCacheAt(dir string, layerSet bool) (*actcache.Cache,
 	layer := -1 // a layer set needs --layer; a lone cache is its own layer
 	if layerSet {
 		layer = g.layer
+		if actcache.IsLayerSet(dir) {
+			if s, err := actcache.ReadLayerSet(dir); err == nil && !slices.Contains(s.Layers, layer) {
+				return nil, usagef("--layer %d: the layer set %s holds layers %s", layer, dir, actcache.LayersText(s.Layers))
+			}
+		}
 	}
 	c, err := actcache.OpenLayer(dir, layer)
 	if errors.Is(err, actcache.ErrLayerSet) {

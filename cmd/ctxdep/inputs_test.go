@@ -194,3 +194,21 @@ func TestHubRepoIDs(t *testing.T) {
 	code, _, errs = ctxdep(t, "evaluate", "-q", "--cache", cache, "--model", tinyModel)
 	expectError(t, code, errs, 1, "$CTXDEP_TRANSCODERS nobody/nothing", "not in the hub cache")
 }
+
+// --model takes a directory: a file in it (config.json, the weights) or a
+// path that is not there is an error that says so, naming what it takes
+// (it was "open …/config.json/config.json: not a directory").
+func TestModelFlagWants(t *testing.T) {
+	cache := buildCache(t, true)
+	for _, c := range []struct {
+		model string
+		want  []string
+	}{
+		{filepath.Join(tinyModel, "config.json"), []string{"config.json is a file", "takes a GPT-2 checkpoint's directory", "perhaps " + tinyModel}},
+		{filepath.Join(tinyModel, "model.safetensors"), []string{"model.safetensors is a file", "perhaps " + tinyModel}},
+		{filepath.Join(t.TempDir(), "no-model"), []string{"no-model: no such directory", "--model takes"}},
+	} {
+		code, _, errs := ctxdep(t, "evaluate", "-q", "--cache", cache, "--model", c.model, "--transcoders", tinyTC)
+		expectError(t, code, errs, 1, append([]string{"--model " + c.model}, c.want...)...)
+	}
+}

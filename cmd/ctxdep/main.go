@@ -12,6 +12,8 @@ import (
 	"os/signal"
 	"runtime/pprof"
 	"syscall"
+
+	"github.com/ctxdep/ctxdep/internal/atomicdir"
 )
 
 func main() {
@@ -76,6 +78,15 @@ func (e usageError) Error() string { return e.err.Error() }
 func (e usageError) Unwrap() error { return e.err }
 
 func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
+
+// outUsage makes an output directory check's error a usage error where
+// --out names something that is not a directory (atomicdir.ErrNotDir).
+func outUsage(err error) error {
+	if errors.Is(err, atomicdir.ErrNotDir) {
+		return usageError{err}
+	}
+	return err
+}
 
 // exitCode prints err once, as one line, and maps it to an exit status.
 func exitCode(err error, ctx context.Context, stderr io.Writer) int {

@@ -216,7 +216,7 @@ func runReport(ctx context.Context, g *globalOptions, o *reportOptions, layerSet
 		return err
 	}
 	if err := analysis.CheckReportOut(o.out); err != nil {
-		return err // before the pass over the cache
+		return outUsage(err) // before the pass over the cache
 	}
 	res, in, err := reportLayer(ctx, g, o, layerSet, into)
 	if err != nil {
@@ -321,6 +321,9 @@ func reportLayer(ctx context.Context, g *globalOptions, o *reportOptions, layerS
 	// The gating uses W_in and b_in; the pages' MLP effect the whole MLP,
 	// through the activation the midcoder was fitted through.
 	mlp := midcoder.NewMLP(model, layer, act)
+	if o.topK > mlp.N {
+		g.notef("report: --top-k %d is more than the MLP's %d neurons: the gating is measured over all %d", o.topK, mlp.N, mlp.N)
+	}
 
 	in := analysis.ReportInput{Cache: c, Connections: conns, TC: tc, MLP: mlp, Fit: fit, FitUntrained: fitMeta.Untrained, Pinv: pinv, TopK: o.topK, Features: o.features,
 		Examples: o.examples, MinCount: o.minCount, Pages: o.pages, WU: model.WU, Vocab: model.DVocab, Effect: o.effect, SkipFirstPosition: o.skipFirst,

@@ -71,7 +71,7 @@ func runReportLayers(ctx context.Context, g *globalOptions, o *reportOptions) er
 		}
 	}
 	if err := analysis.CheckLayerSetOut(o.out, layers); err != nil {
-		return err // before any layer's work
+		return outUsage(err) // before any layer's work
 	}
 	var docs *layerDocs
 	var r *analysis.Rendered

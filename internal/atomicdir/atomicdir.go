@@ -38,6 +38,11 @@ import (
 	"github.com/ctxdep/ctxdep/internal/dirlock"
 )
 
+// ErrNotDir is wrapped by Check's and Write's error for an --out that
+// exists and is not a directory: a bad argument rather than a state of the
+// filesystem to fix.
+var ErrNotDir = errors.New("exists and is not a directory")
+
 // Spec says what kind of output directory is written.
 type Spec struct {
 	// What names the output in messages, the lock ("ctxdep WHAT") and the
@@ -166,7 +171,7 @@ func (s Spec) replaceable(dir, abs string) error {
 		return fmt.Errorf("%s: %w", s.What, err)
 	}
 	if !fi.IsDir() {
-		return fmt.Errorf("%s: --out %s exists and is not a directory; choose another --out", s.What, dir)
+		return fmt.Errorf("%s: --out %s %w; choose another --out", s.What, dir, ErrNotDir)
 	}
 	if mountPoint(abs, fi) {
 		return fmt.Errorf("%s: --out %s is a mount point, which cannot be replaced as a whole: give a directory inside it", s.What, dir)

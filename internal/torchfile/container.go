@@ -16,8 +16,11 @@ import (
 // <prefix>/data/<key> the raw little-endian bytes of storage <key>.
 func (o LoadOptions) loadZip(data []byte, m *mapping) (any, error) {
 	zr, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
-	if err != nil && !errors.Is(err, zip.ErrInsecurePath) { // names are never used as paths here
-		return nil, fmt.Errorf("zip: %w", err)
+	switch {
+	case errors.Is(err, zip.ErrFormat): // "zip: not a valid zip file"
+		return nil, fmt.Errorf("it begins as a zip archive (torch.save's format) but has no readable zip directory at its end (%d bytes): the file is truncated or corrupt", len(data))
+	case err != nil && !errors.Is(err, zip.ErrInsecurePath): // names are never used as paths here
+		return nil, fmt.Errorf("zip archive: %w", err)
 	}
 	files := make(map[string]*zip.File, len(zr.File))
 	var pkls []*zip.File

@@ -84,6 +84,19 @@ func TestTruncated(t *testing.T) {
 	}
 }
 
+// A zip-format file cut short (a download stopped early) says so, without
+// the archive/zip error's doubled "zip: zip:" prefix.
+func TestTruncatedZipSaysSo(t *testing.T) {
+	data, err := os.ReadFile("../../testdata/tiny-transcoders/final_sparse_autoencoder_gpt2-small_blocks.1.ln2.hook_normalized_64.pt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = LoadBytes(data[:len(data)/2])
+	if err == nil || !strings.Contains(err.Error(), "truncated or corrupt") || strings.Contains(err.Error(), "zip: zip:") {
+		t.Errorf("LoadBytes(half a torch.save zip) = %v", err)
+	}
+}
+
 // TestCorrupted flips bytes at seeded random positions. Zip files may still
 // load where a byte is outside every checked field, but nothing may panic,
 // and a flip inside a CRC-checked record must be reported.

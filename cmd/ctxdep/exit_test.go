@@ -1,0 +1,48 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Bad arguments exit 2 (usage), as the root's --help promises: a --layer
+// that the layer set --cache names does not hold, and a report --out that
+// is a file.
+func TestBadArgumentsExitUsage(t *testing.T) {
+	set := buildSet(t)
+	tmp := t.TempDir()
+	code, _, errs := ctxdep(t, fitArgs(set, filepath.Join(tmp, "fit"), "--layer", "0")...)
+	expectError(t, code, errs, 2, "--layer 0", "holds layers 1, 2")
+
+	cache := buildCache(t, true)
+	fit := filepath.Join(tmp, "fit1")
+	if code, _, errs := ctxdep(t, fitArgs(cache, fit)...); code != 0 {
+		t.Fatalf("fit: %d %s", code, errs)
+	}
+	file := filepath.Join(tmp, "a-file")
+	os.WriteFile(file, []byte("mine"), 0o644)
+	code, _, errs = ctxdep(t, "report", "-q", "--cache", cache, "--model", tinyModel, "--transcoders", tinyTC,
+		"--midcoder", filepath.Join(fit, "midcoder.safetensors"), "--out", file)
+	expectError(t, code, errs, 2, "--out "+file, "exists and is not a directory")
+	if b, _ := os.ReadFile(file); string(b) != "mine" {
+		t.Errorf("the refused report changed %s", file)
+	}
+}
+
+// A --top-k beyond the MLP's width is used as the whole width, and report
+// says so (the tiny model's MLP has 64 neurons).
+func TestReportTopKBeyondWidth(t *testing.T) {
+	cache := buildCache(t, true)
+	tmp := t.TempDir()
+	fit := filepath.Join(tmp, "fit")
+	if code, _, errs := ctxdep(t, fitArgs(cache, fit)...); code != 0 {
+		t.Fatalf("fit: %d %s", code, errs)
+	}
+	code, _, errs := ctxdep(t, "report", "--cache", cache, "--model", tinyModel, "--transcoders", tinyTC,
+		"--midcoder", filepath.Join(fit, "midcoder.safetensors"), "--out", filepath.Join(tmp, "r"), "--top-k", "1000")
+	if code != 0 || !strings.Contains(errs, "--top-k 1000 is more than the MLP's 64 neurons") {
+		t.Errorf("report --top-k 1000: %d %q", code, errs)
+	}
+}
