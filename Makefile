@@ -28,6 +28,8 @@ BLAS_TAGS := $(if $(HAVE_OPENBLAS),openblas,)
 # some machines force with OPENBLAS_CORETYPE (it rounds differently). -count=1:
 # go test's cache does not know the kernel changed.
 NUMERICS_PKGS := ./internal/blasimpl ./internal/kernels ./internal/gpt2 ./internal/transcoder ./internal/cachebuild ./internal/midcoder ./internal/analysis
+# The CLI's tests against PyTorch's numbers, run again on the OpenBLAS build.
+NUMERICS_CLI  := -run 'Golden|PyTorch' ./cmd/ctxdep
 HAVE_AVX512   := $(shell grep -qw avx512f /proc/cpuinfo 2>/dev/null && echo yes)
 
 # The CUDA build compiles and links against CUDA 11.8's headers and driver
@@ -126,9 +128,11 @@ test:
 	@if [ -n "$(HAVE_OPENBLAS)" ]; then \
 		echo "OpenBLAS build: numerics tests, with the kernel OpenBLAS picks for this CPU"; \
 		env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE CGO_ENABLED=1 $(GO) test -count=1 -tags openblas $(NUMERICS_PKGS) || exit 1; \
+		env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE CGO_ENABLED=1 $(GO) test -count=1 -tags openblas $(NUMERICS_CLI) || exit 1; \
 		if [ -n "$(HAVE_AVX512)" ]; then \
 			echo "OpenBLAS build: numerics tests again with OPENBLAS_CORETYPE=Haswell (the AVX2 kernel, set on some AVX-512 machines)"; \
 			OPENBLAS_CORETYPE=Haswell CGO_ENABLED=1 $(GO) test -count=1 -tags openblas $(NUMERICS_PKGS) || exit 1; \
+			OPENBLAS_CORETYPE=Haswell CGO_ENABLED=1 $(GO) test -count=1 -tags openblas $(NUMERICS_CLI) || exit 1; \
 		fi; \
 	else echo "libopenblas not found: skipped the OpenBLAS build's tests"; fi
 	@if [ -n "$(HAVE_CXX)" ]; then $(MAKE) --no-print-directory test-sim; \

@@ -40,7 +40,22 @@ the golden numbers use the float32-rounded values. The scale puts mid(t) at a no
 x's, so the spliced cross-entropies differ from clean, transcoder and zero ablation.
 
 Writes testdata/golden/evaluate/: expected.json and {relu,gelu_new}.{W_mid,b_mid}.npy.
-Deterministic (fixed seeds, one torch thread): a rerun leaves git status clean.
+
+Reproducibility: the seeds are fixed and torch runs one thread, so a rerun on the same machine
+with the same BLAS kernel writes the same bytes (the .npy files do not depend on the kernel).
+Debian's torch runs its float64 matrix products and LAPACK calls in OpenBLAS, whose kernel depends
+on the CPU and on OPENBLAS_CORETYPE, so a rerun elsewhere (or with other torch, numpy or OpenBLAS
+versions) need not leave git status clean: on one AVX-512 machine, OpenBLAS's own kernel
+(Cooperlake) and the Haswell kernel gave values that the test compares differing by up to 3.2e-15
+relative, the round-off singular value sigma[15] (not compared) by 70%, and the diagnostics by up
+to 1e-8 relative. Such differences are far below the test's tolerances (1.5e-7 and up); they are
+not a change of the reference. The committed files were written with Debian's python3-torch 1.13
+under OPENBLAS_CORETYPE=Haswell, and with those a rerun as
+
+    OPENBLAS_CORETYPE=Haswell PATH=/usr/bin:$PATH python3 testdata/gen/gen_eval_golden.py
+
+reproduced every file byte for byte (checked on an AVX-512 AMD EPYC; the Haswell kernel needs
+AVX2).
 """
 import collections
 import io
