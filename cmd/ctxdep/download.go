@@ -55,11 +55,15 @@ resumes. Every file is checked before it is kept: against its SHA-256 (or git
 blob id) from the hub's headers or metadata API, and its size; a file that
 nothing can verify is kept only when its size matches, with a warning, and an
 HTML page is never taken for a weights file. HF_ENDPOINT selects a mirror,
-HF_TOKEN (or huggingface-cli login's token file) authenticates. Prints where the
-files are.`,
+HF_TOKEN (or huggingface-cli login's token file) authenticates.
+
+Prints where the files are, one line per target, its name and its folder
+separated by a tab ("model<TAB>DIR"), so that a script can take the folder with
+cut -f2 (with --json, one object: {"model": DIR, ...}).`,
 		Example: `  ctxdep download
   ctxdep download transcoders --layers 8,9
-  ctxdep download owt --max-files 2`,
+  ctxdep download owt --max-files 2
+  owt=$(ctxdep download owt --max-files 1 | cut -f2)   # the folder, for --data "$owt"`,
 		ValidArgs: downloadTargets,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runDownload(cmd.Context(), g, o, args)
