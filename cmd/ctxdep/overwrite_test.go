@@ -42,7 +42,7 @@ func TestOutNotOverwritten(t *testing.T) {
 		t.Error("pinv-baseline --force did not replace --out")
 	}
 	code, errs = pinv(t.TempDir(), "--force")
-	expectError(t, code, errs, 1, "is a directory")
+	expectError(t, code, errs, 2, "is a directory") // a bad argument: a usage error
 	for _, target := range []string{manifest, filepath.Join(cache, "pinv.safetensors")} {
 		code, errs = pinv(target, "--force")
 		expectError(t, code, errs, 1, "inside the activation cache "+cache, "even with --force")

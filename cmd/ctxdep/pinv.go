@@ -3,18 +3,14 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/ctxdep/ctxdep/internal/actcache"
 	"github.com/ctxdep/ctxdep/internal/analysis"
-	"github.com/ctxdep/ctxdep/internal/atomicfile"
-	"github.com/ctxdep/ctxdep/internal/dirlock"
 	"github.com/ctxdep/ctxdep/internal/midcoder"
 	"github.com/ctxdep/ctxdep/internal/transcoder"
 )
@@ -26,41 +22,6 @@ type pinvOptions struct {
 	force  bool
 	layers string
 	stage  *staging // with --layers: where the file goes until every layer is done
-}
-
-// staging is pinv-baseline --layers' files, each complete under a
-// temporary name beside its --out (atomicfile.TempName, so that a killed
-// run's are removed by the next), with its lock held, until commit
-// renames them all into place.
-type staging struct {
-	files []stagedFile
-}
-
-type stagedFile struct {
-	tmp, out string
-	lock     *dirlock.Lock
-}
-
-// commit renames every staged file onto its --out and releases the locks.
-func (s *staging) commit() error {
-	for i, f := range s.files {
-		if err := os.Rename(f.tmp, f.out); err != nil {
-			return fmt.Errorf("%w (the layers' files before it are in place, %d after it are not)", err, len(s.files)-i-1)
-		}
-		atomicfile.SyncDir(filepath.Dir(f.out))
-	}
-	s.abort() // removes nothing left, releases the locks
-	return nil
-}
-
-// abort removes the staged files that were not renamed and releases the
-// locks.
-func (s *staging) abort() {
-	for _, f := range s.files {
-		os.Remove(f.tmp)
-		f.lock.Release()
-	}
-	s.files = nil
 }
 
 func newPinvCmd(g *globalOptions) *cobra.Command {
@@ -88,22 +49,39 @@ With --layers, one file per layer: --out DIR/layer-LL.safetensors.`,
   ctxdep pinv-baseline --layers all --cache cache-all --out pinv-all`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) (err error) {
-			if o.layers != "" {
-				defer removeIfNewAndEmpty(o.out)(&err) // --out DIR: made for the layers' files
-			}
 			if o.layers != "" && o.out == "" {
 				return usagef("pinv-baseline --layers needs --out DIR")
 			}
 			if err := actcache.CheckOutside("--out "+o.out, o.out); err != nil {
 				return err // as the user gave it, not its layer-LL.safetensors
 			}
+			if _, err := midcoder.ParseActivation(o.act); err != nil {
+				return usagef("--act %q: want relu or gelu_new", o.act) // before --layers makes --out DIR
+			}
+			if fi, err := os.Stat(o.out); err == nil && !fi.IsDir() && o.layers != "" {
+				return usagef("--out %s is not a directory: with --layers, --out is the directory of the layers' files (DIR/layer-LL.safetensors)", o.out)
+			}
 			outOf := func(layer int) string { return filepath.Join(o.out, actcache.LayerDirName(layer)+".safetensors") }
-			check := func(layer int) error { return checkOutFile(outOf(layer), o.force) }
-			// With --layers each layer's file is staged and all are
-			// renamed into place once every layer is done: a failed
-			// run leaves none of an earlier set replaced.
-			var st staging
+			// With --layers every layer's lock is taken before any
+			// layer's work (a run writing one of them is found at once),
+			// each layer's file is staged, and all are put in place once
+			// every layer is done: a failed run leaves none of an earlier
+			// set replaced.
+			var made madeDirs                            // --out DIR and its parents, as made by check
+			defer func() { made.removeIfFailed(&err) }() // after the locks, whose files are in them
+			st := staging{force: o.force, notef: g.notef}
 			defer st.abort()
+			dirMade := false
+			check := func(layer int) error {
+				if !dirMade { // --out DIR, made as fit makes its --out
+					var err error
+					if made, err = makeDirs(o.out, o.out); err != nil {
+						return err
+					}
+					dirMade = true
+				}
+				return st.add(g, outOf(layer))
+			}
 			return g.withLayersChecked(cmd, o.layers, o.cache, check, func(layerSet bool, layer int) error {
 				lo := *o
 				if o.layers != "" {
@@ -135,7 +113,7 @@ type pinvResult struct {
 	Out      string    `json:"out"`
 }
 
-func runPinv(ctx context.Context, g *globalOptions, o *pinvOptions, layerSet bool) error {
+func runPinv(ctx context.Context, g *globalOptions, o *pinvOptions, layerSet bool) (err error) {
 	g.backend.cpuOnly("pinv-baseline")
 	act, err := midcoder.ParseActivation(o.act)
 	if err != nil {
@@ -152,23 +130,26 @@ func runPinv(ctx context.Context, g *globalOptions, o *pinvOptions, layerSet boo
 		}
 		layer = c.Manifest.Layer
 	}
-	if o.layers != "" { // --out DIR, made once the flags passed
-		if err := os.MkdirAll(filepath.Dir(o.out), 0o755); err != nil {
-			return err
-		}
-	}
 	// The lock from here to the write: a second run is refused before
-	// its work, not after.
-	lock, err := lockOutFile(g, o.out, "pinv-baseline", o.force)
-	if err != nil {
-		return err
-	}
+	// its work, not after. With --layers, every layer's was taken before
+	// the first layer's work, and the file is staged.
 	tmp := o.out
 	if o.stage == nil {
+		if err := checkOutFile(o.out, o.force); err != nil {
+			return err // before anything is made
+		}
+		var made madeDirs
+		if made, err = makeDirs(filepath.Dir(o.out), o.out); err != nil {
+			return err
+		}
+		defer made.removeIfFailed(&err)
+		lock, err := lockOutFile(g, o.out, "pinv-baseline", o.force)
+		if err != nil {
+			return err
+		}
 		defer lock.Release()
-	} else { // released by the staging's commit or abort
-		tmp = atomicfile.TempName(o.out)
-		o.stage.files = append(o.stage.files, stagedFile{tmp: tmp, out: o.out, lock: lock})
+	} else if tmp, err = o.stage.tmpOf(o.out); err != nil {
+		return err
 	}
 	model, modelProv, err := g.loadMLP(layer, false)
 	if err != nil {
@@ -229,58 +210,4 @@ func dropped(sp analysis.Spectrum) string {
 		return "none"
 	}
 	return fmt.Sprintf("%.4g (%.2g·σ_max)", sp.Sigma[sp.Rank], sp.Sigma[sp.Rank]/sp.SigmaMax)
-}
-
-// checkOutFile applies the rules of an --out file (pinv-baseline,
-// tokenize) before any work: never a file inside an activation cache (its
-// manifest.json or a shard, not even with --force), never a directory,
-// and an existing file only with --force. The file is written atomically
-// (a temporary file renamed into place), so a failed run leaves an
-// existing one as it was.
-func checkOutFile(path string, force bool) error {
-	if err := actcache.CheckOutside("--out "+path, path); err != nil {
-		return err
-	}
-	fi, err := os.Lstat(path)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		return nil
-	case err != nil:
-		return err
-	case fi.IsDir():
-		return fmt.Errorf("--out %s is a directory: give the path of a file", path)
-	case !fi.Mode().IsRegular():
-		return fmt.Errorf("--out %s exists and is not a regular file; choose another path", path)
-	case !force:
-		return fmt.Errorf("--out %s already exists: pass --force to replace it, or choose another path", path)
-	}
-	return nil
-}
-
-// lockOutFile takes the lock beside the --out file path (a second run
-// that writes it is refused, naming the first), applies checkOutFile's
-// rules again under it, and removes the temporary files of path that a
-// killed run left (a full tokenize's can be gigabytes). The caller writes
-// path, then releases the lock.
-func lockOutFile(g *globalOptions, path, what string, force bool) (*dirlock.Lock, error) {
-	lock, err := dirlock.TryLock(dirlock.Beside(path), dirlock.Options{What: "ctxdep " + what, Subject: path})
-	if err != nil {
-		return nil, err
-	}
-	if err := checkOutFile(path, force); err != nil {
-		lock.Release()
-		return nil, err
-	}
-	dir, base := filepath.Split(filepath.Clean(path))
-	removed, err := atomicfile.RemoveLeftovers(filepath.Clean(dir), func(b string) bool {
-		staged, ok := atomicfile.ParseTempName(b) // a file being staged, itself written through a temporary file
-		return b == base || ok && staged == base
-	})
-	if len(removed) > 0 {
-		g.notef("removed %s that a killed run left beside %s (%s)", plural(len(removed), "temporary file"), path, strings.Join(removed, ", "))
-	}
-	if err != nil {
-		g.notef("cannot remove the temporary files that a killed run left beside %s: %v", path, err)
-	}
-	return lock, nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -65,7 +66,7 @@ activation cache; the file appears complete or not at all.`,
 	return cmd
 }
 
-func runTokenize(ctx context.Context, g *globalOptions, o *tokenizeOptions) error {
+func runTokenize(ctx context.Context, g *globalOptions, o *tokenizeOptions) (err error) {
 	switch {
 	case o.data == "" || o.out == "":
 		return usagef("tokenize needs --data PATH and --out FILE.npy")
@@ -80,6 +81,11 @@ func runTokenize(ctx context.Context, g *globalOptions, o *tokenizeOptions) erro
 	if err := checkOutFile(o.out, o.force); err != nil {
 		return err
 	}
+	made, err := makeDirs(filepath.Dir(o.out), o.out) // a missing parent, as fit and cache build make theirs
+	if err != nil {
+		return err
+	}
+	defer made.removeIfFailed(&err) // after the lock, whose file is in it
 	lock, err := lockOutFile(g, o.out, "tokenize", o.force)
 	if err != nil {
 		return err
