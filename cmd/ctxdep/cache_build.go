@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -199,6 +202,9 @@ func runCacheBuild(ctx context.Context, g *globalOptions, o *cacheBuildOptions, 
 	case o.dtype != "float32" && o.dtype != "float16":
 		return usagef("--dtype %q: want float32 or float16", o.dtype)
 	}
+	if err := checkBuildOut(o.out, o.layers != ""); err != nil {
+		return err
+	}
 	if o.data != "" {
 		if err := o.dataOptions.check(); err != nil {
 			return err
@@ -340,7 +346,12 @@ func runCacheBuild(ctx context.Context, g *globalOptions, o *cacheBuildOptions, 
 	start := time.Now()
 	mans, err := cachebuild.Build(ctx, opts)
 	bar.Finish()
-	if writeFailed(err) {
+	switch {
+	case err != nil && ctx.Err() != nil:
+		if msg := resumeNote(opts.Layers, shard); msg != "" {
+			fmt.Fprintf(g.stderr, "ctxdep: %s\n", msg) // before main's "ctxdep: interrupted"
+		}
+	case writeFailed(err):
 		fmt.Fprintf(g.stderr, "ctxdep: the shards written so far are kept: once there is room, rerun the same command and it resumes\n")
 	}
 	if err != nil {
@@ -350,6 +361,68 @@ func runCacheBuild(ctx context.Context, g *globalOptions, o *cacheBuildOptions, 
 		return printBuildSummary(g, o.out, mans[0], shard, time.Since(start))
 	}
 	return printSetSummary(g, o.out, layers, mans, shard, time.Since(start))
+}
+
+// resumeNote says, after an interrupted build, how many complete shards
+// each layer's cache keeps (its manifest lists them, with their hashes)
+// and that the same command resumes from them: a rerun keeps every shard
+// its manifest lists, and computes only the others. It is "" when no
+// shard is complete, where there is nothing to resume from.
+func resumeNote(layers []cachebuild.Layer, shard *actcache.WorkerSpec) string {
+	lo, hi, total := -1, 0, 0
+	for _, l := range layers {
+		name := actcache.ManifestName
+		if shard != nil {
+			name = actcache.WorkerManifestName(shard.Index, shard.Count)
+		}
+		m, err := actcache.ReadManifestFile(filepath.Join(l.Out, name))
+		if err != nil {
+			return ""
+		}
+		n := len(m.Shards)
+		if lo < 0 || n < lo {
+			lo = n
+		}
+		hi = max(hi, n)
+		total = 0 // unknown: the input is read to its end
+		if !m.Data.ToEnd || m.Complete {
+			total = (m.NSequences + m.SequencesPerShard - 1) / m.SequencesPerShard
+		}
+	}
+	if hi == 0 {
+		return ""
+	}
+	count := fmt.Sprint(lo)
+	if lo != hi {
+		count = fmt.Sprintf("%d to %d", lo, hi)
+	}
+	if total > 0 {
+		count += fmt.Sprintf(" of %d", total)
+	}
+	where := layers[0].Out
+	if len(layers) > 1 {
+		where = fmt.Sprintf("each of the %d layers' caches in %s", len(layers), filepath.Dir(layers[0].Out))
+		count += " shards"
+	} else {
+		count += " " + pluralWord(hi, "shard")
+	}
+	who := ""
+	if shard != nil {
+		who = fmt.Sprintf(" (worker %d of %d)", shard.Index, shard.Count)
+	}
+	again := ""
+	if total == 0 {
+		again = ", reading the input again from its start"
+	}
+	return fmt.Sprintf("%s%s keeps the %s completed before the interrupt: rerun the same command and it resumes from them%s", where, who, count, again)
+}
+
+// pluralWord returns noun, with an s unless n is 1.
+func pluralWord(n int, noun string) string {
+	if n == 1 {
+		return noun
+	}
+	return noun + "s"
 }
 
 // printSetSummary reports a layer set's build: one line per layer.
@@ -405,4 +478,108 @@ func humanBytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// checkBuildOut applies cache build's rules for --out before any work
+// (nothing is loaded or made before they pass). --out must be a directory
+// or a path where one can be made: a file there, or a file where a parent
+// directory would be, is a usage error. An existing directory must be
+// empty, a cache (which the build resumes or refuses by its own rules), or
+// hold what a killed build left (its shards, its hidden temporary and
+// lock files): one that holds anything else, another tool's output such
+// as a fit's, is refused (exit 1, as an existing --out of the other
+// commands is), so that a build never mixes its shards with other files.
+// With --layers (set), --out is a layer set's directory: empty, or holding
+// its layers.json, and each layer-LL in it a cache as above.
+func checkBuildOut(out string, set bool) error {
+	fi, err := os.Stat(filepath.Clean(out)) // "FILE/" names FILE
+	if li, lerr := os.Lstat(filepath.Clean(out)); errors.Is(err, fs.ErrNotExist) && lerr == nil && li.Mode()&fs.ModeSymlink != 0 {
+		return usagef("--out %s is a symbolic link to a directory that does not exist: make its target, or choose another --out", out)
+	}
+	if err != nil {
+		// The nearest existing ancestor must be a directory, to make
+		// --out in.
+		for p := filepath.Dir(filepath.Clean(out)); ; p = filepath.Dir(p) {
+			if pi, perr := os.Stat(p); perr == nil {
+				if !pi.IsDir() {
+					return usagef("--out %s cannot be made: %s is a file, not a directory; choose another --out", out, p)
+				}
+				break
+			}
+			if filepath.Dir(p) == p {
+				break
+			}
+		}
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("--out %s: %w", out, err)
+	}
+	if !fi.IsDir() {
+		what := "is a file"
+		if !fi.Mode().IsRegular() {
+			what = "exists and is not a directory"
+		}
+		return usagef("--out %s %s: cache build writes a directory of shards; give a new or empty directory, or a cache to resume", out, what)
+	}
+	dirs := []string{out}
+	if set {
+		if !actcache.IsLayerSet(out) {
+			entries, err := os.ReadDir(out)
+			if err != nil {
+				return fmt.Errorf("--out %s: %w", out, err)
+			}
+			var names []string
+			for _, e := range entries {
+				if !strings.HasPrefix(e.Name(), ".") { // lock and temporary files aside
+					names = append(names, e.Name())
+				}
+			}
+			if len(names) > 0 {
+				return fmt.Errorf("--out %s exists and holds files but no layer set (%s): cache build --layers writes only into a new or empty directory, or a layer set to resume; choose an empty or new directory", out, fileList(names))
+			}
+			return nil
+		}
+		dirs = dirs[:0]
+		entries, err := os.ReadDir(out)
+		if err != nil {
+			return fmt.Errorf("--out %s: %w", out, err)
+		}
+		for _, e := range entries {
+			var l int
+			if n, _ := fmt.Sscanf(e.Name(), "layer-%d", &l); n == 1 && e.Name() == actcache.LayerDirName(l) && e.IsDir() {
+				dirs = append(dirs, filepath.Join(out, e.Name()))
+			}
+		}
+	} else if actcache.IsLayerSet(out) {
+		if s, err := actcache.ReadLayerSet(out); err == nil {
+			return fmt.Errorf("--out %s is a layer set of layers %s: resume it with --layers %s, or choose another --out for a cache of one layer", out, actcache.LayersText(s.Layers), strings.ReplaceAll(actcache.LayersText(s.Layers), " ", ""))
+		}
+	}
+	for _, dir := range dirs {
+		foreign, err := actcache.ForeignFiles(dir)
+		if err != nil {
+			return fmt.Errorf("--out %s: %w", out, err)
+		}
+		if len(foreign) > 0 {
+			what := "--out " + dir
+			if dir != out {
+				what = fmt.Sprintf("%s, in the layer set --out %s,", dir, out)
+			}
+			if actcache.IsCacheDir(dir) {
+				return fmt.Errorf("%s is an activation cache, but also holds files that are not a cache's (%s): move them out of it to resume or rebuild the cache there, or choose an empty or new directory", what, fileList(foreign))
+			}
+			return fmt.Errorf("%s exists and holds files that are not an activation cache's (%s): cache build writes only into a new or empty directory, or one that holds a cache to resume; choose an empty or new directory", what, fileList(foreign))
+		}
+	}
+	return nil
+}
+
+// fileList names files in a message: the first three, and a count of the
+// others.
+func fileList(names []string) string {
+	if len(names) <= 3 {
+		return strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(names[:3], ", "), len(names)-3)
 }

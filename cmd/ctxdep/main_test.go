@@ -359,8 +359,8 @@ wait:
 	case <-time.After(30 * time.Second):
 		t.Fatal("the build did not stop within 30 s of the interrupt")
 	}
-	if code != 130 || stderr.String() != "ctxdep: interrupted\n" || stdout.Len() != 0 {
-		t.Fatalf("exit %d, stdout %q, stderr %q; want 130, nothing, \"ctxdep: interrupted\"", code, stdout.String(), stderr.String())
+	if code != 130 || !strings.HasSuffix(stderr.String(), "\nctxdep: interrupted\n") || stdout.Len() != 0 {
+		t.Fatalf("exit %d, stdout %q, stderr %q; want 130, nothing, a note and \"ctxdep: interrupted\"", code, stdout.String(), stderr.String())
 	}
 
 	// What the interrupt left: manifest.json and whole shards, no
@@ -370,6 +370,11 @@ wait:
 		t.Fatal(err)
 	}
 	all := rows / 2
+	// The note before "ctxdep: interrupted" counts them and says the same
+	// command resumes from them.
+	if want := fmt.Sprintf("ctxdep: %s keeps the %d of %d shards completed before the interrupt: rerun the same command and it resumes from them\nctxdep: interrupted\n", out, len(man.Shards), all); stderr.String() != want {
+		t.Errorf("stderr %q, want %q", stderr.String(), want)
+	}
 	if man.Complete || len(man.Shards) < 3 || len(man.Shards) >= all {
 		t.Fatalf("interrupted manifest: complete %v with %d of %d shards; want incomplete with at least 3", man.Complete, len(man.Shards), all)
 	}

@@ -300,10 +300,7 @@ func ReadManifest(dir string) (*Manifest, error) {
 		if names, _ := workerManifests(dir); len(names) > 0 {
 			return nil, fmt.Errorf("actcache: %s holds the shards of a sharded build but no %s: run `ctxdep cache merge %s` once every worker is done", dir, ManifestName, dir)
 		}
-		if left, _ := atomicfile.Leftovers(dir, isCacheFile); len(left) > 0 {
-			return nil, fmt.Errorf("actcache: %s holds no %s, only a shard being written (%s): a cache build into it stopped before its first shard was done; rerun that same `ctxdep cache build`", dir, ManifestName, left[0])
-		}
-		return nil, fmt.Errorf("actcache: %s is not an activation cache (no %s); build one with `ctxdep cache build`", dir, ManifestName)
+		return nil, missingManifest(dir)
 	}
 	if err == nil && m.Worker != nil {
 		return nil, fmt.Errorf("actcache: %s: a worker's manifest stands in for the cache's; run `ctxdep cache merge %s`", path, dir)

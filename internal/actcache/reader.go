@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/ctxdep/ctxdep/internal/dirlock"
 	"github.com/ctxdep/ctxdep/internal/dtype"
 	"github.com/ctxdep/ctxdep/internal/provenance"
 	"github.com/ctxdep/ctxdep/internal/safetensors"
@@ -40,6 +41,9 @@ func Open(dir string) (*Cache, error) {
 		return nil, err
 	}
 	if !m.Complete {
+		if h, held, err := dirlock.Probe(dirlock.Path(dir)); err == nil && held {
+			return nil, fmt.Errorf("actcache: %s is incomplete: it is being written by %s (%s so far); wait for it to finish", dir, h, plural(len(m.Shards), "shard"))
+		}
 		return nil, fmt.Errorf("actcache: %s is incomplete (%d of its shards were written before the build stopped); re-run the same `ctxdep cache build` to resume it", dir, len(m.Shards))
 	}
 	if m.NSequences == 0 {

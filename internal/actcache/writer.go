@@ -105,7 +105,8 @@ func settingsKey(m *Manifest) string {
 // but whose header is not this build's (the manifest was edited: its
 // layer, say) is an error. A shard of this build's settings that the
 // manifest does not list is computed again (Has is false) and compared
-// (Unlisted).
+// (Unlisted). A directory that holds anything else than a cache's files
+// (ForeignFiles: another tool's output) is refused, and left untouched.
 //
 // The writer holds dir's lock (internal/dirlock) from Create to Finish or
 // Close, so that a second build into dir is refused with a message that
@@ -152,6 +153,13 @@ func CreateWith(dir string, man Manifest, o CreateOptions) (*Writer, error) {
 	}
 	if err := w.lockDir(); err != nil {
 		return nil, err
+	}
+	if foreign, err := ForeignFiles(dir); err == nil && len(foreign) > 0 {
+		w.release()
+		if IsCacheDir(dir) {
+			return nil, fmt.Errorf("actcache: %s is an activation cache, but also holds files that are not a cache's (%s): move them out of it to resume or rebuild the cache there, or choose an empty or new directory", dir, nameList(foreign))
+		}
+		return nil, fmt.Errorf("actcache: %s holds files that are not an activation cache's (%s): a cache build writes only into a new or empty directory, or one that holds a cache to resume; choose an empty or new directory", dir, nameList(foreign))
 	}
 	if err := w.prepare(); err != nil {
 		w.release()
