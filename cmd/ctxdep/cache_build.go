@@ -497,18 +497,8 @@ func checkBuildOut(out string, set bool) error {
 		return usagef("--out %s is a symbolic link to a directory that does not exist: make its target, or choose another --out", out)
 	}
 	if err != nil {
-		// The nearest existing ancestor must be a directory, to make
-		// --out in.
-		for p := filepath.Dir(filepath.Clean(out)); ; p = filepath.Dir(p) {
-			if pi, perr := os.Stat(p); perr == nil {
-				if !pi.IsDir() {
-					return usagef("--out %s cannot be made: %s is a file, not a directory; choose another --out", out, p)
-				}
-				break
-			}
-			if filepath.Dir(p) == p {
-				break
-			}
+		if err := checkOutParent(out); err != nil {
+			return err // the nearest existing ancestor must be a directory, to make --out in
 		}
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil

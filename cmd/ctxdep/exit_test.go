@@ -46,3 +46,31 @@ func TestReportTopKBeyondWidth(t *testing.T) {
 		t.Errorf("report --top-k 1000: %d %q", code, errs)
 	}
 }
+
+// fit's --out is a directory it makes: a file there, or where a parent
+// would be, is refused before any work (the model named here does not
+// exist, so a check after loading it would fail on --model instead).
+func TestFitOutIsFile(t *testing.T) {
+	cache := buildCache(t, true)
+	file := filepath.Join(t.TempDir(), "a-file")
+	os.WriteFile(file, []byte("mine"), 0o644)
+	noModel := filepath.Join(t.TempDir(), "no-model")
+	for _, c := range []struct{ out, want string }{
+		{file, "--out " + file + " is a file: fit writes a directory"},
+		{filepath.Join(file, "fit"), "--out " + filepath.Join(file, "fit") + " cannot be made: " + file + " is a file"},
+	} {
+		code, _, errs := ctxdep(t, "fit", "-q", "--cache", cache, "--model", noModel, "--transcoders", tinyTC, "--batch-size", "2", "--out", c.out)
+		expectError(t, code, errs, 2, c.want)
+	}
+	if b, _ := os.ReadFile(file); string(b) != "mine" {
+		t.Errorf("a refused fit changed %s", file)
+	}
+}
+
+// A --cache that does not exist is said to be missing, not to be a
+// directory that holds no cache.
+func TestCacheMissing(t *testing.T) {
+	none := filepath.Join(t.TempDir(), "no-cache")
+	code, _, errs := ctxdep(t, "evaluate", "--cache", none, "--model", tinyModel, "--transcoders", tinyTC)
+	expectError(t, code, errs, 1, none+": no such directory")
+}

@@ -144,6 +144,9 @@ func runFit(ctx context.Context, g *globalOptions, o *fitOptions, layerSet bool)
 	if err := actcache.CheckOutside("--out "+o.out, o.out); err != nil {
 		return err
 	}
+	if err := checkOutDir(o.out, "fit", midcoder.ResultFile+", "+midcoder.HistoryFile+" and checkpoints"); err != nil {
+		return err
+	}
 	if o.data != "" {
 		if err := o.dataOptions.check(); err != nil {
 			return err

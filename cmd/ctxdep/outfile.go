@@ -315,6 +315,25 @@ func fileAncestor(path string) string {
 	}
 }
 
+// checkOutParent refuses, as a usage error, an --out that cannot be made
+// because a file stands where one of its parent directories would be.
+func checkOutParent(out string) error {
+	if anc := fileAncestor(out); anc != "" {
+		return usagef("--out %s cannot be made: %s is a file, not a directory; choose another --out", out, anc)
+	}
+	return nil
+}
+
+// checkOutDir applies, before any work, the rules of an --out directory
+// that a command makes (fit): a file there, or where a parent directory
+// would be, is a usage error. holds says what the command writes in it.
+func checkOutDir(out, command, holds string) error {
+	if fi, err := os.Stat(filepath.Clean(out)); err == nil && !fi.IsDir() {
+		return usagef("--out %s is a file: %s writes a directory (%s); choose another --out", out, command, holds)
+	}
+	return checkOutParent(out)
+}
+
 // madeDirs are the directories makeDirs made, outermost first.
 type madeDirs []string
 

@@ -27,6 +27,17 @@ import (
 // shards it computes them again and compares them with the files
 // (Writer.Unlisted).
 func missingManifest(dir string) error {
+	if fi, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		where := ""
+		if !filepath.IsAbs(dir) {
+			if wd, err := os.Getwd(); err == nil {
+				where = " (relative paths start at " + wd + ")"
+			}
+		}
+		return fmt.Errorf("actcache: %s: no such directory%s; build a cache there with `ctxdep cache build`", dir, where)
+	} else if err == nil && !fi.IsDir() {
+		return fmt.Errorf("actcache: %s is a file, not an activation cache (a directory holding %s and shards)", dir, ManifestName)
+	}
 	if h, held, err := dirlock.Probe(dirlock.Path(dir)); err == nil && held {
 		return fmt.Errorf("actcache: %w", &dirlock.BusyError{Path: dirlock.Path(dir), Subject: dir, Holder: h,
 			Advice: fmt.Sprintf("it has no %s until its first shard is done: wait for the build to finish", ManifestName)})

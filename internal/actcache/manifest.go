@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/ctxdep/ctxdep/internal/atomicfile"
 	"github.com/ctxdep/ctxdep/internal/provenance"
@@ -296,7 +297,7 @@ func safeName(name string) bool {
 func ReadManifest(dir string) (*Manifest, error) {
 	path := filepath.Join(dir, ManifestName)
 	m, err := ReadManifestFile(path)
-	if errors.Is(err, os.ErrNotExist) {
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
 		if names, _ := workerManifests(dir); len(names) > 0 {
 			return nil, fmt.Errorf("actcache: %s holds the shards of a sharded build but no %s: run `ctxdep cache merge %s` once every worker is done", dir, ManifestName, dir)
 		}

@@ -166,6 +166,16 @@ func TestReadManifestMissing(t *testing.T) {
 	if _, err := ReadManifest(dir); err == nil || !strings.Contains(err.Error(), "is not an activation cache") {
 		t.Errorf("empty directory: %v", err)
 	}
+	// No directory, or a file: said as such, not as a directory that
+	// holds no cache.
+	if _, err := ReadManifest(filepath.Join(dir, "none")); err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "none")+": no such directory") {
+		t.Errorf("no directory: %v", err)
+	}
+	file := filepath.Join(dir, "f")
+	os.WriteFile(file, nil, 0o644)
+	if _, err := ReadManifest(file); err == nil || !strings.Contains(err.Error(), file+" is a file, not an activation cache") {
+		t.Errorf("a file: %v", err)
+	}
 	os.WriteFile(filepath.Join(dir, ".shard-00000.safetensors.tmp-0123abcd"), []byte("partial"), 0o644)
 	_, err := ReadManifest(dir)
 	if err == nil || !strings.Contains(err.Error(), "stopped before its first shard was done; rerun that same `ctxdep cache build`") {
