@@ -67,7 +67,7 @@ type cacheBuildOptions struct {
 func newCacheBuildCmd(g *globalOptions) *cobra.Command {
 	o := &cacheBuildOptions{}
 	cmd := &cobra.Command{
-		Use:   "build --tokens FILE.npy --out DIR",
+		Use:   "build (--tokens FILE.npy | --data PATH) --out DIR",
 		Short: "Run GPT-2 to block L and cache x = ln2.hook_normalized and y = hook_mlp_out",
 		Long: `Runs the TransformerLens-processed GPT-2 over token rows up to block L
 (--layer) and stores, per token, x = blocks.L.ln2.hook_normalized (the
@@ -121,7 +121,10 @@ and x is float32). Python readers must do the same.
 A shard appears only when complete. Re-running the same command into the
 same DIR resumes: complete shards are kept (one that no longer matches the
 hash its manifest recorded is rewritten). A DIR built with other inputs or
-settings is refused and left untouched. --tokens files are read by offset,
+settings is refused and left untouched, as is a DIR that holds files that are
+not a cache's (another command's output: choose a new or empty directory); a
+--out that is a file is a usage error (exit 2). An interrupted build (Ctrl-C)
+says how many shards it kept. --tokens files are read by offset,
 a batch at a time, so they may be larger than memory.
 
 Sharded builds (a cluster; tokenize once, then run this on N workers):

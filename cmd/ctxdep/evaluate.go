@@ -78,7 +78,7 @@ summed in the CPU's order; the squared errors in another).`,
 	f := cmd.Flags()
 	f.StringVar(&o.cache, "cache", "", "activation cache whose sequences are evaluated")
 	f.StringArrayVar(&o.midcoders, "midcoder", nil, "midcoder file to splice in (repeatable); with --layers, fit's or\npinv-baseline's --out DIR, whose file for each layer is used")
-	addLayersFlag(cmd, &o.layers, "one table per layer (with --json, one document holding each layer's)")
+	addLayersFlag(cmd, &o.layers, "--cache", "one table per layer (with --json, one document holding each layer's)")
 	addLayersJSONFlag(cmd, g)
 	return cmd
 }

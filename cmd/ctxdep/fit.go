@@ -123,7 +123,7 @@ The notebook's run: --batch-size 64 --steps-per-epoch 10 --train-tokens 100000.`
 	f.StringVar(&o.cfg.Init, "init", "kaiming", "initial W_mid: kaiming, zeros or pinv")
 	f.StringVar(&o.cfg.Act, "act", "relu", "MLP activation the midcoder trains through: relu (the notebook's) or gelu_new")
 	addDataFlags(f, &o.dataOptions, "data-seed")
-	addLayersFlag(cmd, &o.layers, "--out DIR gets DIR/layer-LL/ per layer")
+	addLayersFlag(cmd, &o.layers, "--cache", "--out DIR gets DIR/layer-LL/ per layer")
 	addLayersJSONFlag(cmd, g)
 	return cmd
 }

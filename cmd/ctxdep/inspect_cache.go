@@ -51,7 +51,7 @@ SHA-256 matches; otherwise x is encoded shard by shard.`,
 			})
 		},
 	}
-	addLayersFlag(cmd, &layers, "one report per layer of the layer set DIR")
+	addLayersFlag(cmd, &layers, "DIR", "one report per layer")
 	addLayersJSONFlag(cmd, g)
 	return cmd
 }

@@ -210,10 +210,11 @@ func layerFile(path string, layer int) (string, error) {
 	return "", fmt.Errorf("%s holds no midcoder for layer %d (neither %s/%s nor %s.safetensors)", path, layer, actcache.LayerDirName(layer), midcoder.ResultFile, actcache.LayerDirName(layer))
 }
 
-// addLayersFlag adds --layers to cmd; what says what each layer's run
+// addLayersFlag adds --layers to cmd; set names the argument that gives
+// the layer set ("--cache", "DIR"), what says what each layer's run
 // writes.
-func addLayersFlag(cmd *cobra.Command, p *string, what string) {
-	cmd.Flags().StringVar(p, "layers", "", "run for each of these layers in turn (e.g. 2,3, 0-11 or all: every layer of the\nlayer set --cache names), loading the model once; "+what)
+func addLayersFlag(cmd *cobra.Command, p *string, set, what string) {
+	cmd.Flags().StringVar(p, "layers", "", "run for each of these layers in turn (e.g. 2,3, 0-11 or all: every layer of the\nlayer set "+set+" names), loading the model once; "+what)
 }
 
 // layerFlags refuses --layer and --layers together (a usage error).

@@ -96,7 +96,7 @@ With --layers, one file per layer: --out DIR/layer-LL.safetensors.`,
 	f.StringVar(&o.cache, "cache", "", "activation cache to report loss and loss_norm on")
 	f.StringVar(&o.act, "act", "relu", "MLP activation of the midcoder forward: relu or gelu_new")
 	f.BoolVar(&o.force, "force", false, "replace an existing --out file (never one inside an activation cache)")
-	addLayersFlag(cmd, &o.layers, "--out DIR gets DIR/layer-LL.safetensors per layer")
+	addLayersFlag(cmd, &o.layers, "--cache", "--out DIR gets DIR/layer-LL.safetensors per layer")
 	addLayersJSONFlag(cmd, g)
 	return cmd
 }

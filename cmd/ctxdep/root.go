@@ -274,7 +274,11 @@ func addJSONFlag(cmd *cobra.Command, g *globalOptions) {
 // addLayersJSONFlag adds --json to a reporting command that runs layer by
 // layer with --layers or on a layer set (printLayerDocs).
 func addLayersJSONFlag(cmd *cobra.Command, g *globalOptions) {
-	cmd.Flags().BoolVar(&g.json, "json", false, "print one JSON document on stdout instead of a table (with --layers, or on a\nlayer set: {\"layers\": [L, ...], \"results\": [layer L's document, ...]})")
+	on := "with --layers, or on a\nlayer set"
+	if cmd.Flags().Lookup("layers") == nil {
+		on = "on a layer set"
+	}
+	cmd.Flags().BoolVar(&g.json, "json", false, "print one JSON document on stdout instead of a table ("+on+": {\"layers\": [L, ...], \"results\": [layer L's document, ...]})")
 }
 
 // exactArgs rejects any number of positional arguments but n as a usage error.
