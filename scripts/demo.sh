@@ -40,11 +40,11 @@ head -n 5 "$out/fit/history.csv"
 # transcoders the cache recorded, so they need no --model or --transcoders.
 "$bin" cache build --model testdata/tiny-gpt2 --transcoders testdata/tiny-transcoders --layers all \
   --tokens testdata/tokens/tiny-int64.npy --batch-size 4 --sequences-per-shard 4 --with-acts --out "$out/set"
-"$bin" fit --cache "$out/set" --layers all --batch-size 2 --steps-per-epoch 3 --train-tokens 200 --out "$out/fit-set" --json >/dev/null
-"$bin" pinv-baseline --cache "$out/set" --layers all --out "$out/pinv-set" --json >/dev/null
+"$bin" fit --cache "$out/set" --layers all --batch-size 2 --steps-per-epoch 3 --train-tokens 200 --out "$out/fit-set"
+"$bin" pinv-baseline --cache "$out/set" --layers all --out "$out/pinv-set"
 "$bin" connections --cache "$out/set" --layers 1,2 --top-k 8 --out "$out/connections"
 "$bin" report --cache "$out/set" --layers all --midcoder "$out/fit-set" --pinv "$out/pinv-set" --evaluate \
-  --connections "$out/connections" --out "$out/report-set" --json >/dev/null
+  --connections "$out/connections" --out "$out/report-set"
 cat "$out/report-set/layers.csv"
 set +x
 echo "== done: open $out/report/index.html (layer 1's features) and $out/report-set/index.html (every layer)" >&2
