@@ -29,19 +29,7 @@ func TestJobLock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inside, proceed := make(chan struct{}), make(chan struct{})
-	done := make(chan error, 1)
-	go func() {
-		once := false
-		done <- run(a, stA, Hooks{AfterStep: func(_, _ int, _, _, _ float64) {
-			if !once {
-				once = true
-				close(inside)
-				<-proceed
-			}
-		}})
-	}()
-	<-inside
+	proceed, done := tj.runPaused(a, stA, 0)
 	err = run(b, stB, Hooks{})
 	if err == nil || !strings.Contains(err.Error(), dir+" is being written by this process (pid") || !strings.Contains(err.Error(), "ctxdep fit") {
 		t.Errorf("a second fit while the first runs: %v", err)
@@ -120,19 +108,7 @@ func TestJobBeginWhileAnotherRuns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inside, proceed := make(chan struct{}), make(chan struct{})
-	done := make(chan error, 1)
-	go func() {
-		once := false
-		done <- tj.run(a, stA, Hooks{AfterStep: func(epoch, _ int, _, _, _ float64) {
-			if epoch == 1 && !once { // the first epoch's checkpoint is written
-				once = true
-				close(inside)
-				<-proceed
-			}
-		}})
-	}()
-	<-inside
+	proceed, done := tj.runPaused(a, stA, 1) // the first epoch's checkpoint is written
 	if _, err := os.Stat(filepath.Join(dir, CheckpointFile)); err != nil {
 		t.Errorf("no checkpoint while the fit runs its second epoch: %v", err)
 	}
@@ -146,4 +122,28 @@ func TestJobBeginWhileAnotherRuns(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+}
+
+// runPaused runs j from st in a goroutine and returns once it is inside
+// its first step of epoch, where it waits until proceed is closed; done
+// receives Run's error.
+func (tj testJobs) runPaused(j *Job, st *State, epoch int) (proceed chan struct{}, done chan error) {
+	inside := make(chan struct{})
+	proceed, done = make(chan struct{}), make(chan error, 1)
+	go func() {
+		once := false
+		done <- tj.run(j, st, Hooks{AfterStep: func(e, _ int, _, _, _ float64) {
+			if e == epoch && !once {
+				once = true
+				close(inside)
+				<-proceed
+			}
+		}})
+	}()
+	select {
+	case <-inside:
+	case err := <-done:
+		tj.t.Fatalf("the run ended before its pause in epoch %d: %v", epoch, err)
+	}
+	return proceed, done
 }
