@@ -62,7 +62,7 @@ per-layer transcoders of Dunefsky et al. (pchlenski/gpt2-transcoders), fits
 and evaluates midcoders, and reports how context-dependent each transcoder
 feature is, one layer or every layer at once (--layers), in one binary.
 The command reference, file formats and method are in the repository's
-docs/ (docs/cli, docs/formats.md, docs/method.md).
+docs/ (docs/cli, docs/formats.md, docs/method.md, docs/json.md for --json).
 
 Inputs are found through --model and --transcoders, or $CTXDEP_MODEL and
 $CTXDEP_TRANSCODERS, or, for a command given --cache, the model and
