@@ -530,14 +530,55 @@ const connHistBins = 20
 type ConnDist struct {
 	N      int       `json:"n"`      // targets with a value
 	NaN    int       `json:"nan"`    // targets without (never fire, or undefined)
-	Mean   float64   `json:"mean"`   // NaN when N = 0
-	Median float64   `json:"median"` // NaN when N = 0
+	Mean   float64   `json:"mean"`   // NaN when N = 0 (null in JSON)
+	Median float64   `json:"median"` // NaN when N = 0 (null in JSON)
 	Q10    float64   `json:"q10"`    // 10% quantile (linear interpolation between order statistics, as numpy.quantile)
 	Q90    float64   `json:"q90"`
 	Lo     float64   `json:"lo"` // the histogram's range
 	Hi     float64   `json:"hi"`
 	Counts []int     `json:"counts"` // connHistBins equal bins over [lo, hi]; the last includes hi
 	Edges  []float64 `json:"edges"`  // the bins' connHistBins+1 edges
+}
+
+// connDistJSON is ConnDist as JSON: the mean and quantiles are null where
+// they are NaN (no target has a value), as JSON has no NaN.
+type connDistJSON struct {
+	connDistPlain
+	Mean   *float64 `json:"mean"`
+	Median *float64 `json:"median"`
+	Q10    *float64 `json:"q10"`
+	Q90    *float64 `json:"q90"`
+}
+
+// connDistPlain is ConnDist without its JSON methods.
+type connDistPlain ConnDist
+
+// MarshalJSON writes d with null for a NaN mean or quantile.
+func (d ConnDist) MarshalJSON() ([]byte, error) {
+	num := func(x float64) *float64 {
+		if math.IsNaN(x) {
+			return nil
+		}
+		return &x
+	}
+	return json.Marshal(connDistJSON{connDistPlain(d), num(d.Mean), num(d.Median), num(d.Q10), num(d.Q90)})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes: null is NaN.
+func (d *ConnDist) UnmarshalJSON(b []byte) error {
+	var v connDistJSON
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	val := func(p *float64) float64 {
+		if p == nil {
+			return math.NaN()
+		}
+		return *p
+	}
+	*d = ConnDist(v.connDistPlain)
+	d.Mean, d.Median, d.Q10, d.Q90 = val(v.Mean), val(v.Median), val(v.Q10), val(v.Q90)
+	return nil
 }
 
 // ConnSummary is summary.json, also the safetensors file's "summary"

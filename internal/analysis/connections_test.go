@@ -581,3 +581,29 @@ func TestConnDistQuantiles(t *testing.T) {
 		}
 	}
 }
+
+// A statistic no target has a value of (every target NaN: none fires)
+// has a NaN mean and quantiles: summary.json writes them as null (JSON
+// has no NaN; writing failed after the whole pass) and reads null back as
+// NaN; defined values round-trip exactly.
+func TestConnDistJSONWithoutValues(t *testing.T) {
+	for _, v := range [][]float64{{math.NaN(), math.NaN()}, {0.25, -0.5, 1}} {
+		d := connDist(v, -1, 1)
+		b, err := json.Marshal(ConnSummary{Spearman: d, ShareTopV: d})
+		if err != nil {
+			t.Fatalf("%v: %v", v, err)
+		}
+		if empty := d.N == 0; empty != strings.Contains(string(b), `"median":null`) {
+			t.Errorf("%v: %s", v, b)
+		}
+		var back ConnSummary
+		if err := json.Unmarshal(b, &back); err != nil {
+			t.Fatal(err)
+		}
+		same := func(a, b float64) bool { return a == b || math.IsNaN(a) && math.IsNaN(b) }
+		g := back.Spearman
+		if !same(g.Mean, d.Mean) || !same(g.Median, d.Median) || !same(g.Q10, d.Q10) || !same(g.Q90, d.Q90) || g.N != d.N || g.NaN != d.NaN || !slices.Equal(g.Counts, d.Counts) {
+			t.Errorf("%v: round trip %+v, want %+v", v, g, d)
+		}
+	}
+}
