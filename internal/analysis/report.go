@@ -182,7 +182,7 @@ type Summary struct {
 	HasPinv                bool    `json:"has_pinv"`
 	FreqMean               float64 `json:"freq_mean"` // over the table's live features
 	FreqMedian             float64 `json:"freq_median"`
-	ConsistencyMean        float64 `json:"consistency_mean"` // over the table's live features
+	ConsistencyMean        float64 `json:"consistency_mean"` // the consistency statistics: over the table's live features that the fit trained
 	ConsistencyMedian      float64 `json:"consistency_median"`
 	ConsistencyP10         float64 `json:"consistency_p10"`
 	ConsistencyP90         float64 `json:"consistency_p90"`
