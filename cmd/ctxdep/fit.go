@@ -213,7 +213,13 @@ func runFit(ctx context.Context, g *globalOptions, o *fitOptions, layerSet bool)
 		// finished are skipped, the one it was fitting resumes.
 		if o.layers != "" && errors.Is(err, midcoder.ErrComplete) && job.Finished() {
 			g.notef("fit: layer %d is already fitted with these settings in %s: skipped", o.cfg.Layer, o.out)
-			return nil
+			// Its history, as its fit printed it: the sweep's output
+			// (--json's results) holds every layer.
+			meta, err := midcoder.ReadMeta(filepath.Join(o.out, midcoder.ResultFile))
+			if err != nil {
+				return err
+			}
+			return printHistory(g, meta.History)
 		}
 		return err // before the initialisation's work
 	}

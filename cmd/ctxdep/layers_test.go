@@ -430,9 +430,15 @@ func TestFitSweepResume(t *testing.T) {
 		t.Fatalf("fit --layers 1: %d %s", code, errs)
 	}
 	st0, _ := os.Stat(filepath.Join(cut, "layer-01", midcoder.ResultFile))
-	code, _, errs := ctxdep(t, append(fitArgs(set, cut), "--layers", "all", "--resume")...)
+	code, resumed, errs := ctxdep(t, append(fitArgs(set, cut), "--layers", "all", "--resume", "--json")...)
 	if code != 0 {
 		t.Fatalf("fit --layers all --resume: %d %s", code, errs)
+	}
+	// Its --json holds every layer, the skipped one's history too: the
+	// uninterrupted sweep's document.
+	_, whole, _ := ctxdep(t, append(fitArgs(set, filepath.Join(tmp, "ref2")), "--layers", "all", "--json")...)
+	if resumed != whole {
+		t.Errorf("fit --layers all --resume --json printed %s, the uninterrupted sweep %s", resumed, whole)
 	}
 	st1, _ := os.Stat(filepath.Join(cut, "layer-01", midcoder.ResultFile))
 	if !os.SameFile(st0, st1) || !st0.ModTime().Equal(st1.ModTime()) {
