@@ -58,7 +58,7 @@ summed in the CPU's order; the squared errors in another).`,
 				files, err := layerFiles(layer)
 				for _, f := range files {
 					if err == nil {
-						err = checkLayerMidcoder(o.cache, layer, f, analysis.MidcoderWant{Flag: "--midcoder"})
+						err = g.checkLayerMidcoder(o.cache, layer, f, analysis.MidcoderWant{Flag: "--midcoder"}, false)
 					}
 				}
 				return err

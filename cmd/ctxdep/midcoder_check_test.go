@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -116,5 +117,63 @@ func TestLayersMidcodersCheckedUpFront(t *testing.T) {
 	expectError(t, code, errs, 1, "layer 2", "is for layer 1")
 	if stdout != "" {
 		t.Errorf("evaluate --layers worked before refusing layer 2's file: stdout %q", stdout)
+	}
+}
+
+// The --layers check before any work compares a midcoder with the
+// transcoder the layer's run uses: for evaluate the one it loads (not the
+// one whose acts the cache stores: evaluate encodes x itself), so that
+// --layers takes what --layer takes; and on a cache without acts, the one
+// report and evaluate will load, so that a wrong file is refused before
+// the first layer's output.
+func TestLayersCheckTheTranscoderUsed(t *testing.T) {
+	tmp := t.TempDir()
+	fp16 := filepath.Join(tinyTC, "fp16")
+	set := buildSet(t) // layers 1, 2, with the float32 transcoders' acts
+	fit16 := filepath.Join(tmp, "fit16")
+	if code, _, errs := ctxdep(t, "fit", "-q", "--cache", set, "--layers", "1", "--transcoders", fp16,
+		"--batch-size", "2", "--steps-per-epoch", "3", "--train-tokens", "200", "--out", fit16); code != 0 {
+		t.Fatalf("fit --layers 1 with the fp16 transcoder: %d %s", code, errs)
+	}
+	for _, sel := range [][]string{{"--layer", "1"}, {"--layers", "1"}} {
+		arg := fit16
+		if sel[0] == "--layer" {
+			arg = filepath.Join(fit16, "layer-01", "midcoder.safetensors")
+		}
+		code, _, errs := ctxdep(t, append([]string{"evaluate", "-q", "--cache", set, "--transcoders", fp16, "--midcoder", arg}, sel...)...)
+		if code != 0 {
+			t.Errorf("evaluate %v with the fit's own transcoder: %d %s", sel, code, errs)
+		}
+	}
+
+	// A cache without acts; layer 1's transcoder in --transcoders is not
+	// the one the fit used.
+	noActs := filepath.Join(tmp, "set-no-acts")
+	if code, _, errs := ctxdep(t, "cache", "build", "-q", "--model", tinyModel, "--transcoders", tinyTC, "--layers", "1,2",
+		"--tokens", tokensNpy, "--sequences-per-shard", "4", "--batch-size", "4", "--out", noActs); code != 0 {
+		t.Fatalf("cache build: %d %s", code, errs)
+	}
+	fit := filepath.Join(tmp, "fit")
+	if code, _, errs := ctxdep(t, append(fitArgs(noActs, fit), "--layers", "all")...); code != 0 {
+		t.Fatalf("fit --layers all: %d %s", code, errs)
+	}
+	mixed := filepath.Join(tmp, "mixed")
+	for _, f := range []string{"blocks.1.ln2.hook_normalized_64.pt", "blocks.2.ln2.hook_normalized_64.pt"} {
+		src := filepath.Join(tinyTC, "final_sparse_autoencoder_gpt2-small_"+f)
+		if strings.Contains(f, "blocks.1.") {
+			src = filepath.Join(fp16, "final_sparse_autoencoder_gpt2-small_"+f)
+		}
+		copyFile(t, src, filepath.Join(mixed, filepath.Base(src)))
+	}
+	code, stdout, errs := ctxdep(t, "evaluate", "--cache", noActs, "--layers", "all", "--model", tinyModel, "--transcoders", mixed, "--midcoder", fit)
+	expectError(t, code, errs, 1, "layer 1", "another transcoder")
+	if stdout != "" {
+		t.Errorf("evaluate --layers worked before refusing layer 1's file: stdout %q", stdout)
+	}
+	code, stdout, errs = ctxdep(t, "report", "--cache", noActs, "--layers", "all", "--model", tinyModel, "--transcoders", mixed,
+		"--midcoder", fit, "--out", filepath.Join(tmp, "r"))
+	expectError(t, code, errs, 1, "layer 1", "another transcoder")
+	if stdout != "" {
+		t.Errorf("report --layers worked before refusing layer 1's file: stdout %q", stdout)
 	}
 }

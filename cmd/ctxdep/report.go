@@ -169,24 +169,46 @@ func loadMidcoder(file string, want analysis.MidcoderWant) (*midcoder.Params, mi
 
 // checkLayerMidcoder checks a midcoder file's metadata against the cache
 // of layer in cache (a layer set, or one layer's cache) before any work:
-// the check loadMidcoder repeats when the layer's turn comes, less what
-// needs the transcoder loaded (its width and file, when the cache stores no
-// acts). want gives the flag and method.
-func checkLayerMidcoder(cache string, layer int, file string, want analysis.MidcoderWant) error {
+// the check loadMidcoder repeats when the layer's turn comes, less the
+// transcoder's width when it is not loaded yet. The midcoder's rows must
+// be the features of the transcoder whose acts the cache stores, when the
+// run reads them (storedActs: report), else of the transcoder the layer's
+// run loads (resolved and hashed as loadTranscoder does, not loaded).
+// want gives the flag and method.
+func (g *globalOptions) checkLayerMidcoder(cache string, layer int, file string, want analysis.MidcoderWant, storedActs bool) error {
 	c, err := actcache.OpenLayer(cache, layer)
 	if err != nil {
 		return err
 	}
 	m := c.Manifest
 	want.Layer, want.DModel, want.Model = m.Layer, m.DModel, m.Model
-	if m.WithActs && m.Transcoder != nil {
+	if storedActs && m.WithActs && m.Transcoder != nil {
 		want.DSAE, want.Transcoder = m.DSAE, *m.Transcoder
+	} else if want.Transcoder, err = g.layerTranscoder(cache, layer); err != nil {
+		return err
 	}
 	meta, err := midcoder.ReadMeta(file)
 	if err != nil {
 		return err
 	}
 	return analysis.CheckMidcoderMeta(file, meta, want)
+}
+
+// layerTranscoder returns the provenance of the transcoder file that a run
+// on layer of the layer set cache loads, found as loadTranscoder finds it
+// (flags, environment, the cache's record) and hashed, without loading it.
+func (g *globalOptions) layerTranscoder(cache string, layer int) (provenance.File, error) {
+	saved := g.layer
+	defer func() { g.layer = saved }()
+	g.layer = layer
+	if _, err := g.openCacheAt(cache, true); err != nil { // the cache's record of its transcoder
+		return provenance.File{}, err
+	}
+	path, _, err := g.transcoderFiles(layer)
+	if err != nil {
+		return provenance.File{}, err
+	}
+	return g.hash(path)
 }
 
 // readConnTables reads the --connections tables dirs, keyed by the layer

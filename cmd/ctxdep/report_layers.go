@@ -49,11 +49,11 @@ func runReportLayers(ctx context.Context, g *globalOptions, o *reportOptions) er
 		}
 		// Each file's metadata against its layer's cache: a wrong file at
 		// the last layer is found before the first layer's pass.
-		if err := checkLayerMidcoder(o.cache, l, f[0], analysis.MidcoderWant{Flag: "--midcoder"}); err != nil {
+		if err := g.checkLayerMidcoder(o.cache, l, f[0], analysis.MidcoderWant{Flag: "--midcoder"}, true); err != nil {
 			return fmt.Errorf("layer %d: %w", l, err)
 		}
 		if f[1] != "" {
-			if err := checkLayerMidcoder(o.cache, l, f[1], analysis.MidcoderWant{Flag: "--pinv", Method: "pinv"}); err != nil {
+			if err := g.checkLayerMidcoder(o.cache, l, f[1], analysis.MidcoderWant{Flag: "--pinv", Method: "pinv"}, true); err != nil {
 				return fmt.Errorf("layer %d: %w", l, err)
 			}
 		}
