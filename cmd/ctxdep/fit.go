@@ -221,6 +221,10 @@ func runFit(ctx context.Context, g *globalOptions, o *fitOptions, layerSet bool)
 			}
 			return printHistory(g, meta.History)
 		}
+		if o.layers != "" && errors.Is(err, midcoder.ErrFinished) {
+			// Most likely an interrupted sweep run again.
+			err = fmt.Errorf("%w; to continue an interrupted sweep, pass --resume: the layers already fitted with these settings are skipped", err)
+		}
 		return err // before the initialisation's work
 	}
 	switch o.cfg.Init {

@@ -430,6 +430,10 @@ func TestFitSweepResume(t *testing.T) {
 		t.Fatalf("fit --layers 1: %d %s", code, errs)
 	}
 	st0, _ := os.Stat(filepath.Join(cut, "layer-01", midcoder.ResultFile))
+	// Rerun without --resume: refused at the finished layer, saying how
+	// to continue the sweep.
+	code, _, errs := ctxdep(t, append(fitArgs(set, cut), "--layers", "all")...)
+	expectError(t, code, errs, 1, "layer 1", "already holds a finished fit", "to continue an interrupted sweep, pass --resume")
 	code, resumed, errs := ctxdep(t, append(fitArgs(set, cut), "--layers", "all", "--resume", "--json")...)
 	if code != 0 {
 		t.Fatalf("fit --layers all --resume: %d %s", code, errs)

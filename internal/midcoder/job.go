@@ -64,7 +64,7 @@ func (j *Job) checkFiles(resume bool) error {
 	if !resume {
 		switch {
 		case errResult == nil:
-			return fmt.Errorf("%s already holds a finished fit (%s), which a fit never overwrites: choose another --out, or remove %s to fit again", j.Dir, ResultFile, j.Dir)
+			return fmt.Errorf("%s %w (%s), which a fit never overwrites: choose another --out, or remove %s to fit again", j.Dir, ErrFinished, ResultFile, j.Dir)
 		case errCheckpoint == nil:
 			return fmt.Errorf("%s holds the checkpoint of an interrupted fit (%s): pass --resume to continue it with the same settings, or choose another --out", j.Dir, CheckpointFile)
 		}
@@ -80,8 +80,11 @@ func (j *Job) checkFiles(resume bool) error {
 }
 
 // ErrComplete is wrapped by Check's error for a resumed job whose result
-// is already there.
-var ErrComplete = errors.New("already complete")
+// is already there, ErrFinished by its error for a fresh job there.
+var (
+	ErrComplete = errors.New("already complete")
+	ErrFinished = errors.New("already holds a finished fit")
+)
 
 // notice tells the user msg through Notice, else on stderr.
 func (j *Job) notice(msg string) {
