@@ -387,6 +387,40 @@ func (m madeDirs) remove() {
 	}
 }
 
+// layerAside matches the name asideName gives a layer's file of
+// pinv-baseline --layers: .layer-LL.safetensors.old-XXXXXXXX.
+var layerAside = regexp.MustCompile(`^\.(layer-[0-9]{2,}\.safetensors)\.old-[0-9a-f]{8}$`)
+
+// putBackLayers puts back, before anything can be refused, every layer
+// file in dir that a killed pinv-baseline --layers commit moved aside
+// (each under its lock, as lockOutFile would), whichever layers this run
+// covers: a refusal of one layer must not leave another missing.
+func putBackLayers(g *globalOptions, dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil // no directory: nothing was moved aside in it
+	}
+	done := map[string]bool{}
+	for _, e := range entries {
+		m := layerAside.FindStringSubmatch(e.Name())
+		if m == nil || done[m[1]] {
+			continue
+		}
+		done[m[1]] = true
+		path := filepath.Join(dir, m[1])
+		lock, err := dirlock.TryLock(dirlock.Beside(path), dirlock.Options{What: "ctxdep pinv-baseline", Subject: path})
+		if err != nil {
+			return err
+		}
+		err = putBackAside(g, path)
+		lock.Release()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // lockOutFile takes the lock beside the --out file path (a second run
 // that writes it is refused, naming the first), puts back an earlier file
 // of path that a killed pinv-baseline --layers had moved aside

@@ -61,6 +61,11 @@ With --layers, one file per layer: --out DIR/layer-LL.safetensors.`,
 			if fi, err := os.Stat(o.out); err == nil && !fi.IsDir() && o.layers != "" {
 				return usagef("--out %s is not a directory: with --layers, --out is the directory of the layers' files (DIR/layer-LL.safetensors)", o.out)
 			}
+			if o.layers != "" {
+				if err := putBackLayers(g, o.out); err != nil {
+					return err
+				}
+			}
 			outOf := func(layer int) string { return filepath.Join(o.out, actcache.LayerDirName(layer)+".safetensors") }
 			// With --layers every layer's lock is taken before any
 			// layer's work (a run writing one of them is found at once),

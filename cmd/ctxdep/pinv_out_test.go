@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"maps"
 	"os"
 	"path/filepath"
@@ -227,6 +228,31 @@ func TestPinvLayersPutsBackMovedAside(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(filepath.Join(out, ".layer-02.safetensors.old-4567cdef")); string(b) != "earlier" {
 		t.Error("the moved-aside file was changed")
+	}
+}
+
+// A commit killed between its renames left layer 1's new file in place
+// (its earlier one moved aside) and layer 2 missing (moved aside): a rerun
+// that is refused at layer 1 (no --force) still puts layer 2's earlier
+// file back, and names layer 1's.
+func TestPinvLayersPutsBackEveryLayer(t *testing.T) {
+	set, out := buildSet(t), t.TempDir()
+	if code, _, errs := pinvLayers(t, set, out, "-q"); code != 0 {
+		t.Fatalf("pinv-baseline --layers: %d %s", code, errs)
+	}
+	l1, l2 := filepath.Join(out, "layer-01.safetensors"), filepath.Join(out, "layer-02.safetensors")
+	want, _ := os.ReadFile(l2)
+	os.WriteFile(filepath.Join(out, ".layer-01.safetensors.old-0123abcd"), []byte("layer 1's earlier file"), 0o644)
+	if err := os.Rename(l2, filepath.Join(out, ".layer-02.safetensors.old-4567cdef")); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs := pinvLayers(t, set, out)
+	expectError(t, code, errs, 1, "layer 1", l1+" already exists")
+	if got, err := os.ReadFile(l2); err != nil || !bytes.Equal(got, want) {
+		t.Errorf("layer 2's earlier file was not put back: %v", err)
+	}
+	if !strings.Contains(errs, "kept .layer-01.safetensors.old-0123abcd beside "+l1) {
+		t.Errorf("layer 1's moved-aside file is not named: %q", errs)
 	}
 }
 
