@@ -74,3 +74,19 @@ func TestCacheMissing(t *testing.T) {
 	code, _, errs := ctxdep(t, "evaluate", "--cache", none, "--model", tinyModel, "--transcoders", tinyTC)
 	expectError(t, code, errs, 1, none+": no such directory")
 }
+
+// A report --out below a file exits 2, as fit's, pinv-baseline's and
+// cache build's do.
+func TestReportOutBelowFile(t *testing.T) {
+	cache := buildCache(t, true)
+	tmp := t.TempDir()
+	fit := filepath.Join(tmp, "fit")
+	if code, _, errs := ctxdep(t, fitArgs(cache, fit)...); code != 0 {
+		t.Fatalf("fit: %d %s", code, errs)
+	}
+	file := filepath.Join(tmp, "a-file")
+	os.WriteFile(file, []byte("mine"), 0o644)
+	code, _, errs := ctxdep(t, "report", "-q", "--cache", cache, "--model", tinyModel, "--transcoders", tinyTC,
+		"--midcoder", filepath.Join(fit, "midcoder.safetensors"), "--out", filepath.Join(file, "r"))
+	expectError(t, code, errs, 2, file+" is not a directory")
+}

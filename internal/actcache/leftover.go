@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/ctxdep/ctxdep/internal/atomicfile"
 	"github.com/ctxdep/ctxdep/internal/dirlock"
@@ -27,7 +28,7 @@ import (
 // shards it computes them again and compares them with the files
 // (Writer.Unlisted).
 func missingManifest(dir string) error {
-	if fi, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+	if fi, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
 		where := ""
 		if !filepath.IsAbs(dir) {
 			if wd, err := os.Getwd(); err == nil {
@@ -180,6 +181,7 @@ func ForeignFiles(dir string) ([]string, error) {
 		name := e.Name()
 		switch {
 		case strings.HasPrefix(name, "."):
+		case name == "lost+found" && e.IsDir(): // a fresh file system's root
 		case name == ManifestName && e.Type().IsRegular():
 			if !others && !cacheManifest(filepath.Join(dir, name)) {
 				out = append(out, name)

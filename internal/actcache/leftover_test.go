@@ -169,6 +169,11 @@ func TestCreateRefusesForeignDir(t *testing.T) {
 		}
 	}
 
+	// A fresh file system's root holds only lost+found: taken.
+	fresh := t.TempDir()
+	os.Mkdir(filepath.Join(fresh, "lost+found"), 0o700)
+	wtBuild(t, fresh, wtManifest(6, "a"))
+
 	leftovers := t.TempDir()
 	os.WriteFile(filepath.Join(leftovers, dirlock.Name), []byte(`{"pid": 999999999, "host": "gone"}`), 0o644)
 	os.WriteFile(filepath.Join(leftovers, ".shard-00000.safetensors.tmp-0123abcd"), []byte("partial"), 0o644)

@@ -39,9 +39,9 @@ import (
 )
 
 // ErrNotDir is wrapped by Check's and Write's error for an --out that
-// exists and is not a directory: a bad argument rather than a state of the
-// filesystem to fix.
-var ErrNotDir = errors.New("exists and is not a directory")
+// exists and is not a directory, or lies below a file: a bad argument
+// rather than a state of the filesystem to fix.
+var ErrNotDir = errors.New("is not a directory")
 
 // Spec says what kind of output directory is written.
 type Spec struct {
@@ -135,7 +135,7 @@ func (s Spec) Check(dir string) error {
 		anc = filepath.Dir(anc)
 	}
 	if fi, err := os.Stat(anc); err == nil && !fi.IsDir() {
-		return fmt.Errorf("%s: cannot write --out %s: %s is not a directory", s.What, dir, anc)
+		return fmt.Errorf("%s: cannot write --out %s: %s %w", s.What, dir, anc, ErrNotDir)
 	}
 	// access(2) answers for this process: root's writes pass, a read-only
 	// filesystem's do not.
@@ -171,7 +171,7 @@ func (s Spec) replaceable(dir, abs string) error {
 		return fmt.Errorf("%s: %w", s.What, err)
 	}
 	if !fi.IsDir() {
-		return fmt.Errorf("%s: --out %s %w; choose another --out", s.What, dir, ErrNotDir)
+		return fmt.Errorf("%s: --out %s exists and %w; choose another --out", s.What, dir, ErrNotDir)
 	}
 	if mountPoint(abs, fi) {
 		return fmt.Errorf("%s: --out %s is a mount point, which cannot be replaced as a whole: give a directory inside it", s.What, dir)
