@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -89,4 +90,26 @@ func TestReportOutBelowFile(t *testing.T) {
 	code, _, errs := ctxdep(t, "report", "-q", "--cache", cache, "--model", tinyModel, "--transcoders", tinyTC,
 		"--midcoder", filepath.Join(fit, "midcoder.safetensors"), "--out", filepath.Join(file, "r"))
 	expectError(t, code, errs, 2, file+" is not a directory")
+}
+
+// tokenize never writes over its own corpus, even with --force (the
+// corpus file itself, or a file inside a corpus directory), and an
+// unknown --format is a usage error (it exited 1).
+func TestTokenizeOutIsInput(t *testing.T) {
+	corpus := writeCorpus(t, 50)
+	before, _ := os.ReadFile(corpus)
+	dir := filepath.Dir(corpus)
+	for _, c := range []struct{ data, out string }{
+		{corpus, corpus},
+		{corpus, filepath.Join(dir, ".", filepath.Base(corpus))},
+		{dir, filepath.Join(dir, "rows.npy")},
+	} {
+		code, _, errs := ctxdep(t, "tokenize", "-q", "--data", c.data, "--out", c.out, "--force", "--max-length", "16")
+		expectError(t, code, errs, 2, "is the corpus --data "+c.data+" reads")
+	}
+	if after, _ := os.ReadFile(corpus); !bytes.Equal(before, after) {
+		t.Error("tokenize changed its corpus")
+	}
+	code, _, errs := ctxdep(t, "tokenize", "-q", "--data", corpus, "--out", filepath.Join(t.TempDir(), "r.npy"), "--format", "csv")
+	expectError(t, code, errs, 2, `--format "csv"`, "jsonl")
 }

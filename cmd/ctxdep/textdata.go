@@ -55,9 +55,9 @@ type textRows struct {
 	prov   provenance.File
 }
 
-// check checks the numeric flags of text input: a usage error for a
-// --max-length below 2 or above maxRowTokens, or a negative
-// --shuffle-buffer.
+// check checks the flags of text input: a usage error for a --max-length
+// below 2 or above maxRowTokens, a negative --shuffle-buffer, or an
+// unknown --format.
 func (o dataOptions) check() error {
 	switch {
 	case o.maxLength < 2:
@@ -67,7 +67,11 @@ func (o dataOptions) check() error {
 	case o.shuffleBuffer < 0:
 		return usagef("--shuffle-buffer %d: want 0 (no shuffle) or a positive count", o.shuffleBuffer)
 	}
-	return nil
+	switch owt.Format(o.format) {
+	case "", owt.FormatJSONL, owt.FormatParquet, owt.FormatTar, owt.FormatTxt:
+		return nil
+	}
+	return usagef("--format %q: want %s, %s, %s or %s", o.format, owt.FormatJSONL, owt.FormatParquet, owt.FormatTar, owt.FormatTxt)
 }
 
 // checkContext checks --max-length against the context of the model that

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
@@ -73,6 +74,9 @@ func runTokenize(ctx context.Context, g *globalOptions, o *tokenizeOptions) (err
 	case o.nRows < 0:
 		return usagef("--n-rows %d: want a positive count", o.nRows)
 	}
+	if same, err := outIsInput(o.out, o.data); err == nil && same {
+		return usagef("--out %s is the corpus --data %s reads, or inside it: choose another path", o.out, o.data)
+	}
 	src, err := openText(o.data, o.dataOptions)
 	if err != nil {
 		return err
@@ -132,4 +136,32 @@ func runTokenize(ctx context.Context, g *globalOptions, o *tokenizeOptions) (err
 	}
 	fmt.Fprintf(g.stdout, "%s: %d rows × %d tokens from %s\n", o.out, w.Rows(), o.maxLength, src.summary())
 	return nil
+}
+
+// outIsInput reports whether the file out is the input path data (the
+// same file, whatever the path's spelling) or lies inside the directory
+// data: --force must never replace the corpus being read.
+func outIsInput(out, data string) (bool, error) {
+	di, err := os.Stat(data)
+	if err != nil {
+		return false, err
+	}
+	if oi, err := os.Stat(out); err == nil && os.SameFile(oi, di) {
+		return true, nil
+	}
+	if !di.IsDir() {
+		return false, nil
+	}
+	absOut, err := filepath.Abs(out)
+	if err != nil {
+		return false, err
+	}
+	for p := filepath.Dir(absOut); ; p = filepath.Dir(p) {
+		if pi, err := os.Stat(p); err == nil && os.SameFile(pi, di) {
+			return true, nil
+		}
+		if filepath.Dir(p) == p {
+			return false, nil
+		}
+	}
 }

@@ -588,7 +588,7 @@ func markdown(in RenderInput, plots []plotInfo, omitted []string, ex extremeTabl
 		}
 		b.WriteString("\n")
 	}
-	fmt.Fprintf(&b, "The full table is `%s` (and `%s`: feature I32, count I64, the other columns as F32 tensors, plus top_neurons, drive and p_active [rows, k]); the summary is `%s`.", ReportCSV, ReportSafetensors, ReportSummary)
+	fmt.Fprintf(&b, "The full table is `%s` (and `%s`: feature and fit_trained I32, count I64, the other columns as F32 tensors, plus top_neurons, drive and p_active [rows, k]); the summary is `%s`.", ReportCSV, ReportSafetensors, ReportSummary)
 	if res.Summary.ExamplesTopK > 0 {
 		fmt.Fprintf(&b, " Every feature's examples are in `%s`; %d features have a page in `%s/` (open index.html).", ReportExamples, len(res.Pages), FeaturesDir)
 	}
