@@ -211,6 +211,20 @@ func asideName(path string) (string, error) {
 	return "", errors.New("cannot find an unused name to move " + path + " aside")
 }
 
+// asideRe matches the names asideName gives; its group is the name of
+// the file moved aside.
+var asideRe = regexp.MustCompile(`^\.(.+)\.old-[0-9a-f]{8}$`)
+
+// asideOf returns the name of the file that name, one of asideName's,
+// holds the earlier copy of.
+func asideOf(name string) (string, bool) {
+	m := asideRe.FindStringSubmatch(name)
+	if m == nil {
+		return "", false
+	}
+	return m[1], true
+}
+
 // asides returns the files beside path that asideName names, newest
 // (modification time) first.
 func asides(path string) []string {
@@ -219,14 +233,13 @@ func asides(path string) []string {
 	if err != nil {
 		return nil
 	}
-	re := regexp.MustCompile(`^\.` + regexp.QuoteMeta(base) + `\.old-[0-9a-f]{8}$`)
 	type aside struct {
 		path string
 		mod  time.Time
 	}
 	var found []aside
 	for _, e := range entries {
-		if !e.Type().IsRegular() || !re.MatchString(e.Name()) {
+		if of, ok := asideOf(e.Name()); !ok || of != base || !e.Type().IsRegular() {
 			continue
 		}
 		if fi, err := e.Info(); err == nil {
@@ -387,9 +400,8 @@ func (m madeDirs) remove() {
 	}
 }
 
-// layerAside matches the name asideName gives a layer's file of
-// pinv-baseline --layers: .layer-LL.safetensors.old-XXXXXXXX.
-var layerAside = regexp.MustCompile(`^\.(layer-[0-9]{2,}\.safetensors)\.old-[0-9a-f]{8}$`)
+// layerFileRe matches a layer's file of pinv-baseline --layers.
+var layerFileRe = regexp.MustCompile(`^layer-[0-9]{2,}\.safetensors$`)
 
 // putBackLayers puts back, before anything can be refused, every layer
 // file in dir that a killed pinv-baseline --layers commit moved aside
@@ -402,12 +414,12 @@ func putBackLayers(g *globalOptions, dir string) error {
 	}
 	done := map[string]bool{}
 	for _, e := range entries {
-		m := layerAside.FindStringSubmatch(e.Name())
-		if m == nil || done[m[1]] {
+		base, ok := asideOf(e.Name())
+		if !ok || !layerFileRe.MatchString(base) || done[base] {
 			continue
 		}
-		done[m[1]] = true
-		path := filepath.Join(dir, m[1])
+		done[base] = true
+		path := filepath.Join(dir, base)
 		lock, err := dirlock.TryLock(dirlock.Beside(path), dirlock.Options{What: "ctxdep pinv-baseline", Subject: path})
 		if err != nil {
 			return err
