@@ -134,7 +134,10 @@ that hold that many tokens), computing at most two batches it shares with a
 neighbour (see Batches), into the shared --out DIR as
 wIIIII-of-NNNNN-shard-KKKKK.safetensors plus its own manifest
 worker-IIIII-of-NNNNN.json; workers never touch each other's files, and a
-rerun worker resumes. When all N are done, ` + "`ctxdep cache merge DIR`" + ` checks
+rerun worker resumes. Every worker must run with the same inputs and
+settings (model, layers, --tokens, --n-tokens, --batch-size,
+--sequences-per-shard, --dtype, transcoder): a worker whose flags differ from
+those its siblings' manifests in DIR record is refused before any work. When all N are done, ` + "`ctxdep cache merge DIR`" + ` checks
 them and writes DIR/manifest.json; then fit, inspect-cache, evaluate and
 report read DIR as any cache. Sharding needs --tokens (` + "`ctxdep tokenize`" + ` first).
 

@@ -200,18 +200,41 @@ func TestShardedCacheErrors(t *testing.T) {
 	// Mistakes: another worker count, another layer, another token file.
 	code, _, errs = ctxdep(t, workerArgs(dir, "1/4")...)
 	expectError(t, code, errs, 1, "3 workers", "worker count cannot change", "--shard 1/3")
+	// A worker run unlike its sibling is refused before any work.
 	other := filepath.Join(t.TempDir(), "o")
 	ctxdep(t, workerArgs(other, "0/2")...)
-	ctxdep(t, append(workerArgs(other, "1/2"), "--layer", "2")...)
+	code, _, errs = ctxdep(t, append(workerArgs(other, "1/2"), "--layer", "2")...)
+	expectError(t, code, errs, 1, "worker 1 of 2", "than worker 0", "this run's layer 2, not 1", "rerun with worker 0's flags")
+	if _, err := os.Stat(filepath.Join(other, actcache.WorkerManifestName(1, 2))); err == nil {
+		t.Error("the refused worker wrote its manifest")
+	}
+	// Files of such a worker copied in: merge and verify name it, and
+	// say that its files go before its rerun.
+	odd := filepath.Join(t.TempDir(), "odd")
+	ctxdep(t, append(workerArgs(odd, "1/2"), "--layer", "2")...)
+	for _, name := range []string{actcache.WorkerManifestName(1, 2), actcache.WorkerShardName(1, 2, 0)} {
+		b, err := os.ReadFile(filepath.Join(odd, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(other, name), b, 0o644)
+	}
 	code, _, errs = ctxdep(t, "cache", "merge", other)
 	expectError(t, code, errs, 1, "worker 1 of 2", "layer 2, not 1", "rerun it with the same flags")
+	code, _, errs = ctxdep(t, "cache", "verify", "-q", other)
+	expectError(t, code, errs, 1, "problem(s)", "mend worker(s) 1 of 2", "remove the files of worker(s) 1 first")
 	tok := filepath.Join(t.TempDir(), "o2")
 	ctxdep(t, workerArgs(tok, "0/2")...)
-	ctxdep(t, append(workerArgs(tok, "1/2"), "--tokens", "../../testdata/tokens/tiny-int32.npy")...)
-	code, _, errs = ctxdep(t, "cache", "merge", tok)
+	code, _, errs = ctxdep(t, append(workerArgs(tok, "1/2"), "--tokens", "../../testdata/tokens/tiny-int32.npy")...)
 	expectError(t, code, errs, 1, "worker 1 of 2", "token file sha256")
 	code, _, errs = ctxdep(t, "inspect-cache", tok)
 	expectError(t, code, errs, 1, "cache merge")
+	// A missing shard is counted as missing, not as re-hashed.
+	os.Remove(filepath.Join(dir, actcache.WorkerShardName(0, 3, 1)))
+	code, out, _ = ctxdep(t, "cache", "verify", "-q", dir)
+	if code != 1 || !strings.Contains(out, "5 shards re-hashed, 1 missing") {
+		t.Errorf("verify with a shard removed: %d %q", code, out)
+	}
 	code, _, errs = ctxdep(t, "cache", "merge", t.TempDir())
 	expectError(t, code, errs, 1, "no worker manifests")
 	code, _, errs = ctxdep(t, "cache", "verify", t.TempDir())

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -85,7 +86,18 @@ func verifyOne(ctx context.Context, g *globalOptions, dir, label string) error {
 	}
 	msg := fmt.Sprintf("cache %s has %d problem(s)", dir, len(c.Problems))
 	if len(c.Rerun) > 0 {
-		msg += "; rerun worker(s) " + c.RerunList() + fmt.Sprintf(" of %d with the same flags (they resume), then `ctxdep cache merge %s`", c.Workers, dir)
+		var remove []int // workers whose files go before their rerun
+		for _, p := range c.Problems {
+			if (p.Kind == actcache.ProblemMismatch || p.Kind == actcache.ProblemBadManifest) && !slices.Contains(remove, p.Worker) {
+				remove = append(remove, p.Worker)
+			}
+		}
+		if len(remove) == 0 {
+			msg += "; rerun worker(s) " + c.RerunList() + fmt.Sprintf(" of %d with the same flags (they resume), then `ctxdep cache merge %s`", c.Workers, dir)
+		} else {
+			slices.Sort(remove)
+			msg += "; mend worker(s) " + c.RerunList() + fmt.Sprintf(" of %d as each problem says (remove the files of worker(s) %s first, as they were built with other inputs or settings or their manifest cannot be read; the others resume with the same flags), then `ctxdep cache merge %s`", c.Workers, actcache.LayersText(remove), dir)
+		}
 	}
 	return fmt.Errorf("%s", msg)
 }
@@ -104,7 +116,17 @@ func printCheck(g *globalOptions, c *actcache.Check) {
 	if !c.OK() {
 		status = fmt.Sprintf("%d problem(s)", len(c.Problems))
 	}
-	fmt.Fprintf(g.stdout, "cache %s: %s, %d rows, %d shards re-hashed (%s): %s\n", c.Dir, kind, c.Rows, c.Shards, humanBytes(c.Bytes), status)
+	missing := 0 // listed, not found: counted in c.Shards, never hashed
+	for _, p := range c.Problems {
+		if p.Kind == actcache.ProblemMissingShard {
+			missing++
+		}
+	}
+	hashed := fmt.Sprintf("%d shards re-hashed", c.Shards-missing)
+	if missing > 0 {
+		hashed += fmt.Sprintf(", %d missing", missing)
+	}
+	fmt.Fprintf(g.stdout, "cache %s: %s, %d rows, %s (%s): %s\n", c.Dir, kind, c.Rows, hashed, humanBytes(c.Bytes), status)
 	if c.OK() && c.Sharded && !c.Merged {
 		fmt.Fprintf(g.stdout, "all %d workers are complete: run `ctxdep cache merge %s`\n", c.Workers, c.Dir)
 	}

@@ -75,7 +75,7 @@ func ReadLayerSet(dir string) (*LayerSet, error) {
 	return &s, nil
 }
 
-// LayersText writes layers as "1, 2, 5".
+// LayersText writes layers (or any indices: workers, say) as "1, 2, 5".
 func LayersText(layers []int) string {
 	s := make([]string, len(layers))
 	for i, l := range layers {

@@ -82,13 +82,7 @@ func (c *Check) Err() error {
 }
 
 // RerunList returns the workers to rerun as text: "1, 3".
-func (c *Check) RerunList() string {
-	ws := make([]string, len(c.Rerun))
-	for i, w := range c.Rerun {
-		ws[i] = fmt.Sprint(w)
-	}
-	return strings.Join(ws, ", ")
-}
+func (c *Check) RerunList() string { return LayersText(c.Rerun) }
 
 // workerSet is the workers' manifests of a sharded build, by index.
 type workerSet struct {
@@ -191,7 +185,7 @@ func scanWorkers(dir string, c *Check) (*workerSet, error) {
 		}
 		if d := differences(ws.mans[ref], m); d != "" {
 			c.add(Problem{Kind: ProblemMismatch, File: WorkerManifestName(i, n), Worker: i, Message: fmt.Sprintf(
-				"worker %d of %d was built with other inputs or settings than worker %d (%s): all workers must use the same model, layer, dtype, token file, row count and --batch-size; remove worker %d's files (w%05d-of-%05d-shard-*.safetensors, %s) and rerun it with the same flags as the others",
+				"worker %d of %d was built with other inputs or settings than worker %d (%s): all workers must use the same model, layer, token file, --n-tokens, --batch-size, --sequences-per-shard, --dtype and transcoder; remove worker %d's files (w%05d-of-%05d-shard-*.safetensors, %s) and rerun it with the same flags as the others",
 				i, n, ref, d, i, i, n, WorkerManifestName(i, n))})
 		}
 	}

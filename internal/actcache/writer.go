@@ -408,7 +408,62 @@ func (w *Writer) checkLayout() (*Manifest, error) {
 			return nil, fmt.Errorf("actcache: %s holds %s, written by a build with %d workers, and this is worker %d of %d: the worker count cannot change between runs; rerun every worker with --shard i/%d, or use another --out (or remove the %d-worker files)", w.dir, name, n, wk.Index, wk.Count, n, n)
 		}
 	}
+	if err := w.checkSiblings(names); err != nil {
+		return nil, err
+	}
 	return merged, nil
+}
+
+// checkSiblings compares a worker's build with the other workers' whose
+// manifests are in the directory (names): their rows join into one cache
+// only when they were built with the same inputs and settings, and merge
+// would refuse this worker's files only after all of its work. This run is
+// refused when it differs from every sibling it can read; when some agree
+// with it, the others are the odd ones out, and a notice names them (merge
+// and verify say how to mend them). Unreadable manifests are left to merge.
+func (w *Writer) checkSiblings(names []string) error {
+	wk := w.man.Worker
+	var agree []int
+	type odd struct {
+		index int
+		diff  string
+	}
+	var differ []odd
+	for _, name := range names {
+		i, n, _ := parseWorkerManifestName(name)
+		if i == wk.Index {
+			continue
+		}
+		m, err := ReadManifestFile(filepath.Join(w.dir, name))
+		if err != nil || m.Worker == nil || m.Worker.Index != i || m.Worker.Count != n {
+			continue
+		}
+		if d := differences(m, &w.man); d != "" {
+			differ = append(differ, odd{i, d})
+		} else {
+			agree = append(agree, i)
+		}
+	}
+	if len(differ) == 0 {
+		return nil
+	}
+	files := func(i int) string {
+		return fmt.Sprintf("w%05d-of-%05d-shard-*.safetensors and %s", i, wk.Count, WorkerManifestName(i, wk.Count))
+	}
+	d := differ[0]
+	if len(agree) == 0 {
+		more := ""
+		if len(differ) > 1 {
+			more = fmt.Sprintf(" (and %d other worker(s) built like it)", len(differ)-1)
+		}
+		return fmt.Errorf("actcache: this is worker %d of %d, run with other inputs or settings than worker %d was built with in %s%s (this run's %s): every worker of a sharded build must use the same model, layer, token file, --n-tokens, --batch-size, --sequences-per-shard, --dtype and transcoder, or the workers' rows do not join into one cache; rerun with worker %d's flags, or, if worker %d's are the ones to change, remove its files (%s) first",
+			wk.Index, wk.Count, d.index, w.dir, more, d.diff, d.index, d.index, files(d.index))
+	}
+	for _, d := range differ {
+		w.notice(fmt.Sprintf("note: worker %d of %d in %s was built with other inputs or settings than this worker and worker(s) %s (this run's %s): cache merge will refuse it; remove its files (%s) and rerun it with this run's flags",
+			d.index, wk.Count, w.dir, LayersText(agree), d.diff, files(d.index)))
+	}
+	return nil
 }
 
 // existing checks shard i on disk: absent → nil; listed by the earlier

@@ -413,15 +413,6 @@ func WriteLayerSetReport(dir string, rows []LayerRow, info LayerSetInfo) (*Rende
 // and orange.
 var colLayerSet3 = color.RGBA{50, 150, 80, 255}
 
-// layerList names the layers of ls, e.g. "2, 3, 5".
-func layerList(ls []int) string {
-	s := make([]string, len(ls))
-	for i, l := range ls {
-		s[i] = strconv.Itoa(l)
-	}
-	return strings.Join(s, ", ")
-}
-
 // layerAxis sets p's x axis to the layers of rows: one tick per layer, a
 // margin of pad either side.
 func layerAxis(p *plot.Plot, rows []LayerRow, pad float64) {
@@ -485,7 +476,7 @@ func layerLines(rows []LayerRow, series []layerSeries, title, ylabel string, ylo
 			notes = append(notes, s.name+": no layer has a value")
 			continue
 		case len(missing) > 0:
-			notes = append(notes, fmt.Sprintf("%s: no value for layer %s", s.name, layerList(missing)))
+			notes = append(notes, fmt.Sprintf("%s: no value for layer %s", s.name, actcache.LayersText(missing)))
 		}
 		var legend bool
 		for _, seg := range segs {
@@ -567,7 +558,7 @@ func layerSetPlots(rows []LayerRow) (plots []plotInfo, omitted []string) {
 		p.Add(plotter.NewGrid())
 		note := ""
 		if len(lack) > 0 {
-			note = "no per-feature consistencies for layer " + layerList(lack)
+			note = "no per-feature consistencies for layer " + actcache.LayersText(lack)
 		}
 		plots = append(plots, plotInfo{plotLayerConsistency, "Consistency distribution per layer",
 			withNote("One box per layer over the consistency of its live features (0: context-dependent, 1: context-independent): the box spans the quartiles, the line is the median, the whiskers reach the furthest values within 1.5 interquartile ranges, and the points beyond them are single features.", note),
@@ -620,7 +611,7 @@ func layerSetPlots(rows []LayerRow) (plots []plotInfo, omitted []string) {
 					if len(lack) == 0 {
 						return ""
 					}
-					return "no l0 or ce_transcoder for layer " + layerList(lack)
+					return "no l0 or ce_transcoder for layer " + actcache.LayersText(lack)
 				}()),
 			l0CEPlot(xys, labels)})
 	}
@@ -730,7 +721,7 @@ func layerSetIntro(rows []LayerRow) string {
 	for i, r := range rows {
 		ls[i] = r.Layer
 	}
-	return fmt.Sprintf("One row per layer (%s). Each layer's own report is linked from its layer number; the table is %s, where a missing value is an empty cell (— here).", layerList(ls), LayerSetCSV)
+	return fmt.Sprintf("One row per layer (%s). Each layer's own report is linked from its layer number; the table is %s, where a missing value is an empty cell (— here).", actcache.LayersText(ls), LayerSetCSV)
 }
 
 // mdEscape makes s safe in a markdown table cell or paragraph.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/ctxdep/ctxdep/internal/actcache"
 	"github.com/ctxdep/ctxdep/internal/npy"
+	"github.com/ctxdep/ctxdep/internal/progress"
 	"github.com/ctxdep/ctxdep/internal/provenance"
 	"github.com/ctxdep/ctxdep/internal/transcoder"
 )
@@ -237,18 +238,81 @@ func TestMergeErrors(t *testing.T) {
 	}
 }
 
-// redo removes worker i of n's files from dir and builds it again with mod.
+// redo replaces worker i of n's files in dir with those of a build of
+// that worker with mod, made in another directory (cache build refuses to
+// build a worker unlike its siblings; copying files in does not).
 func redo(t *testing.T, f fixture, dir string, i, n int, mod func(*Options)) {
 	t.Helper()
 	names, _ := filepath.Glob(filepath.Join(dir, fmt.Sprintf("w%05d-of-%05d-*", i, n)))
 	for _, p := range append(names, filepath.Join(dir, actcache.WorkerManifestName(i, n))) {
 		os.Remove(p)
 	}
-	o := f.options(dir, 1)
+	other := filepath.Join(t.TempDir(), "other")
+	o := f.options(other, 1)
 	o.PerShard, o.Shard = 1, &Shard{Index: i, Count: n}
 	mod(&o)
 	if _, err := build1(context.Background(), o); err != nil {
 		t.Fatal(err)
+	}
+	for name, b := range snapshot(t, other) {
+		if _, _, ok := actcache.ParseWorkerShardName(name); ok || name == actcache.WorkerManifestName(i, n) {
+			os.WriteFile(filepath.Join(dir, name), []byte(b), 0o644)
+		}
+	}
+}
+
+// A worker run with other settings than its siblings' files is refused
+// before any work, naming the setting and both ways out; when some
+// siblings agree with it, the odd sibling is named in a notice instead.
+func TestWorkerSettingsCheckedAgainstSiblings(t *testing.T) {
+	f := load(t)
+	good := filepath.Join(t.TempDir(), "good")
+	buildWorkers(t, f, good, 3, 1, nil)
+	dir := copyDir(t, good)
+	redone := func(i int, mod func(*Options)) (Options, error) {
+		for _, p := range []string{actcache.WorkerManifestName(i, 3), actcache.WorkerShardName(i, 3, 0), actcache.WorkerShardName(i, 3, 1)} {
+			os.Remove(filepath.Join(dir, p))
+		}
+		o := f.options(dir, 1)
+		o.PerShard, o.Shard = 1, &Shard{Index: i, Count: 3}
+		mod(&o)
+		before := snapshot(t, dir)
+		_, err := build1(context.Background(), o)
+		if err != nil && !reflect.DeepEqual(before, snapshot(t, dir)) {
+			t.Error("a refused worker changed the directory")
+		}
+		return o, err
+	}
+	for _, c := range []struct {
+		name string
+		mod  func(*Options)
+		want string
+	}{
+		{"batch size", func(o *Options) { o.BatchSize = 2 }, "this run's batch size 2, not 4"},
+		{"rows per shard", func(o *Options) { o.PerShard = 2 }, "this run's sequences per shard 2, not 1"},
+		{"row count", func(o *Options) { o.NRows = 5 }, "this run's rows split among the workers 5, not 6"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := redone(1, c.mod)
+			if err == nil {
+				t.Fatal("a worker unlike its siblings was built")
+			}
+			for _, w := range []string{"worker 1 of 3", "than worker 0", "(and 1 other worker(s)", c.want, "rerun with worker 0's flags", "w00000-of-00003-shard-*.safetensors"} {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+	// Worker 2's files are the odd ones: rebuilding worker 1 like worker 0
+	// succeeds, with a notice naming worker 2.
+	redo(t, f, dir, 2, 3, func(o *Options) { o.BatchSize = 2 })
+	var notes bytes.Buffer
+	if _, err := redone(1, func(o *Options) { o.Progress = progress.New(&notes, "cache build", 0, "tokens", false) }); err != nil {
+		t.Fatal(err)
+	}
+	if got := notes.String(); !strings.Contains(got, "worker 2 of 3") || !strings.Contains(got, "worker(s) 0") || !strings.Contains(got, "batch size 4, not 2") {
+		t.Errorf("notices %q do not name worker 2 and its batch size", got)
 	}
 }
 
