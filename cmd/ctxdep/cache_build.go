@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"math"
 	"os"
@@ -77,7 +78,9 @@ Input: --tokens FILE.npy, an int32 or int64 array of shape [rows, T] used
 verbatim (rows from ctxdep tokenize, or numpy); or --data PATH, a text corpus
 streamed, shuffled and tokenized exactly as ` + "`ctxdep tokenize`" + ` does (same flags),
 overlapped with the forward pass. --n-tokens stops after that many tokens,
-rounded up to whole rows; without it the build caches every row (with
+rounded up to whole rows (an input that holds fewer is cached whole, with a
+note; with --data the rows are counted first, by tokenizing without the
+model); without it the build caches every row (with
 --data, the whole corpus, counted as it streams: the manifest records the
 rows found, and a rerun reads the corpus again from its start).
 
@@ -180,7 +183,7 @@ worker index or count from the environment that does not make sense),
 	f.StringVar(&o.tokens, "tokens", "", "token rows: .npy of int32 or int64, shape [rows, T]")
 	f.StringVar(&o.data, "data", "", "text corpus, streamed and tokenized as ctxdep tokenize does (to its end, or --n-tokens)")
 	f.StringVar(&o.out, "out", "", "output cache directory (created; resumed when it holds an interrupted build)")
-	f.Int64Var(&o.nTokens, "n-tokens", 0, "stop after this many tokens, rounded up to whole rows (default: all rows, or the whole corpus)")
+	f.Int64Var(&o.nTokens, "n-tokens", 0, "stop after this many tokens, rounded up to whole rows; an input that holds fewer is cached whole, with a note (default: all rows, or the whole corpus)")
 	f.IntVar(&o.batchSize, "batch-size", 32, "rows per forward pass; part of the cache's identity (use the same on every worker and rerun)")
 	f.IntVar(&o.perShard, "sequences-per-shard", 128, "rows per shard file")
 	f.StringVar(&o.dtype, "dtype", "float32", "storage type of x and y: float32 or float16")
@@ -256,15 +259,28 @@ func runCacheBuild(ctx context.Context, g *globalOptions, o *cacheBuildOptions, 
 		if err := checkSize(t); err != nil {
 			return err
 		}
+		n := -1 // the whole corpus, counted as it streams
+		if o.nTokens > 0 {
+			n = int(min(ceilDiv(o.nTokens, int64(t)), math.MaxInt32))
+			// --n-tokens is a cap: a corpus that ends first is cached whole
+			// (as a token file is, and as tokenize --n-rows stops). The
+			// rows are counted first, tokenizing without the model (some
+			// thousand times faster than the forward pass), so that the
+			// manifest records the rows the build will find.
+			found, err := countTextRows(ctx, o.data, o.dataOptions, n)
+			if err != nil {
+				return err
+			}
+			if found < n {
+				g.notef("note: --n-tokens %d asks for %d rows of %d tokens; %s holds %d (%d tokens): caching all of them", o.nTokens, n, t, o.data, found, found*t)
+				n = found
+			}
+		}
 		src, err := openText(o.data, o.dataOptions)
 		if err != nil {
 			return err
 		}
 		defer src.Close()
-		n := -1 // the whole corpus, counted as it streams
-		if o.nTokens > 0 {
-			n = int(min(ceilDiv(o.nTokens, int64(t)), math.MaxInt32))
-		}
 		opts.Rows = cachebuild.NewStreamRows(src.Next, t, n)
 		opts.DataKind, opts.DataProv = "text", src.prov
 		opts.DataSet = map[string]string{"shuffle_buffer": fmt.Sprint(o.shuffleBuffer), "seed": fmt.Sprint(o.seed),
@@ -288,7 +304,11 @@ func runCacheBuild(ctx context.Context, g *globalOptions, o *cacheBuildOptions, 
 		}
 		opts.DataKind = "tokens-npy"
 		if o.nTokens > 0 {
-			opts.NRows = int(min(ceilDiv(o.nTokens, int64(rows.RowLen())), int64(rows.NumRows())))
+			want := ceilDiv(o.nTokens, int64(rows.RowLen()))
+			if want > int64(rows.NumRows()) {
+				g.notef("note: --n-tokens %d asks for %d rows of %d tokens; %s holds %d (%d tokens): caching all of them", o.nTokens, want, rows.RowLen(), o.tokens, rows.NumRows(), rows.NumRows()*rows.RowLen())
+			}
+			opts.NRows = int(min(want, int64(rows.NumRows())))
 		}
 	}
 	t := opts.Rows.RowLen()
@@ -578,4 +598,27 @@ func fileList(names []string) string {
 		return strings.Join(names, ", ")
 	}
 	return fmt.Sprintf("%s and %d more", strings.Join(names[:3], ", "), len(names)-3)
+}
+
+// countTextRows returns how many rows of the text corpus at path the
+// stream yields, up to want: a second stream over the same documents, in
+// the same order, tokenized but not run through the model.
+func countTextRows(ctx context.Context, path string, o dataOptions, want int) (int, error) {
+	src, err := openText(path, o)
+	if err != nil {
+		return 0, err
+	}
+	defer src.Close()
+	row := make([]int32, o.maxLength)
+	for n := 0; n < want; n++ {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		if err := src.Next(row); errors.Is(err, io.EOF) {
+			return n, nil
+		} else if err != nil {
+			return 0, err
+		}
+	}
+	return want, nil
 }

@@ -43,6 +43,40 @@ func TestCacheBuildWholeCorpus(t *testing.T) {
 	expectError(t, code, errs, 2, "ctxdep tokenize")
 }
 
+// --n-tokens and --n-rows are caps: asking for more rows than the input
+// holds takes all of it, with a note that says so, for a token file and
+// a text corpus alike (before, cache build --data failed after the whole
+// pass); the cache equals tokenize's rows and a rerun resumes it.
+func TestAskingForMoreThanTheInputHolds(t *testing.T) {
+	corpus := writeCorpus(t, 600)
+	rows := filepath.Join(t.TempDir(), "rows.npy")
+	code, _, errs := ctxdep(t, "tokenize", "--data", corpus, "--max-length", "16", "--n-rows", "100000", "--out", rows)
+	want, shape, err := npy.ReadInt32(rows)
+	if code != 0 || err != nil || shape[0] < 5 || shape[0] >= 100000 {
+		t.Fatalf("tokenize: %d %s; wrote %v, %v", code, errs, shape, err)
+	}
+	if note := fmt.Sprintf("ended after %d rows, fewer than the 100000 --n-rows asks for", shape[0]); !strings.Contains(errs, note) {
+		t.Errorf("tokenize stderr %q does not say %q", errs, note)
+	}
+	big := fmt.Sprint(16 * (shape[0] + 50))
+	note := fmt.Sprintf("--n-tokens %s asks for %d rows of 16 tokens; %%s holds %d (%d tokens): caching all of them", big, shape[0]+50, shape[0], 16*shape[0])
+	for _, input := range [][]string{{"--data", corpus, "--max-length", "16"}, {"--tokens", rows}} {
+		dir := filepath.Join(t.TempDir(), "c")
+		args := append([]string{"cache", "build", "--model", tinyModel, "--layer", "0", "--n-tokens", big,
+			"--sequences-per-shard", "3", "--batch-size", "2", "--out", dir}, input...)
+		for run := range 2 {
+			code, _, errs := ctxdep(t, args...)
+			if code != 0 || !strings.Contains(errs, fmt.Sprintf(note, input[1])) {
+				t.Fatalf("%s, run %d: exit %d, stderr %q lacks the note", input[0], run, code, errs)
+			}
+			c, got := cachedTokens(t, dir)
+			if m := c.Manifest; fmt.Sprint(got) != fmt.Sprint(want) || m.NSequences != shape[0] || m.Data.ToEnd {
+				t.Errorf("%s, run %d: cached %d rows (to_end %v), tokenize wrote %d", input[0], run, m.NSequences, m.Data.ToEnd, shape[0])
+			}
+		}
+	}
+}
+
 // --batch-size is part of a cache's identity: rerunning a build with
 // another one is refused (exit 1) and names it; `cache plan` states the
 // rule and counts the whole batches a worker computes.

@@ -59,7 +59,7 @@ activation cache; the file appears complete or not at all.`,
 	f := cmd.Flags()
 	f.StringVar(&o.data, "data", "", "corpus file or directory")
 	f.StringVar(&o.out, "out", "", "output .npy")
-	f.IntVar(&o.nRows, "n-rows", 0, "stop after this many rows (default: the whole corpus)")
+	f.IntVar(&o.nRows, "n-rows", 0, "stop after this many rows; a corpus that ends first is written whole, with a note (default: the whole corpus)")
 	f.BoolVar(&o.int64, "int64", false, "write int64 (as torch's tokenizer output) instead of int32")
 	f.BoolVar(&o.force, "force", false, "replace an existing --out file (never one inside an activation cache)")
 	addDataFlags(f, &o.dataOptions, "seed")
@@ -128,6 +128,9 @@ func runTokenize(ctx context.Context, g *globalOptions, o *tokenizeOptions) (err
 	}
 	if err := w.Close(); err != nil {
 		return err
+	}
+	if o.nRows > 0 && w.Rows() < o.nRows {
+		g.notef("note: %s ended after %d rows, fewer than the %d --n-rows asks for: %s holds all of them", o.data, w.Rows(), o.nRows, o.out)
 	}
 	if g.json {
 		rs := src.readerStats()
