@@ -161,6 +161,33 @@ func (g *globalOptions) layerList(spec, cache string) ([]int, error) {
 		}
 		return layers, nil
 	}
+	if cache != "" {
+		if m, err := actcache.ReadManifestFile(filepath.Join(cache, actcache.ManifestName)); err == nil {
+			// A one-layer cache is a set of its own layer; the layers are
+			// checked against the model it was built with, as its run
+			// resolves it.
+			if g.recorded == nil {
+				g.recorded = &recordedInputs{dir: cache, layer: m.Layer, model: m.Model, transcoder: m.Transcoder}
+			}
+			if strings.TrimSpace(spec) == "all" {
+				return []int{m.Layer}, nil
+			}
+			mc, err := g.modelConfig()
+			if err != nil {
+				return nil, err
+			}
+			layers, err := parseLayerList(spec, mc.NLayer)
+			if err != nil {
+				return nil, err
+			}
+			for _, l := range layers {
+				if l != m.Layer {
+					return nil, usagef("--layers %s: the cache %s holds layer %d only (a layer set from cache build --layers holds several)", spec, cache, m.Layer)
+				}
+			}
+			return layers, nil
+		}
+	}
 	mc, err := g.modelConfig()
 	if err != nil {
 		return nil, err

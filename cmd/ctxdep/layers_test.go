@@ -646,3 +646,22 @@ func TestReportLayersWholeSet(t *testing.T) {
 		t.Errorf("the rerun left the set as it was")
 	}
 }
+
+// A one-layer cache is a layer set of its own layer: --layers resolves the
+// model the cache records (as the run without --layers does), "all" is
+// the cache's layer, and a layer it does not hold is a usage error before
+// any layer's work.
+func TestLayersOnOneLayerCache(t *testing.T) {
+	cache := buildCache(t, true)
+	for _, spec := range []string{"1", "all"} {
+		code, out, errs := ctxdep(t, "inspect-cache", "-q", cache, "--layers", spec, "--json")
+		if code != 0 || !strings.Contains(out, `"layers":[1]`) {
+			t.Errorf("inspect-cache --layers %s (no --model): %d %s %s", spec, code, out, errs)
+		}
+	}
+	code, out, errs := ctxdep(t, "inspect-cache", "-q", cache, "--layers", "1,2")
+	expectError(t, code, errs, 2, "--layers 1,2", "holds layer 1 only")
+	if strings.Contains(out, "== layer 1") {
+		t.Error("layer 1 ran before the refusal")
+	}
+}
