@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -168,5 +169,67 @@ func TestCacheBuildNotesMissingBOS(t *testing.T) {
 		"--out", filepath.Join(t.TempDir(), "cache"))
 	if code != 0 || !strings.Contains(errs, "starts with token 5, not BOS (50256)") {
 		t.Errorf("exit %d, stderr %s", code, errs)
+	}
+}
+
+// A truncated manifest says what writes it again (a rebuild for a
+// single-machine cache, a merge for a sharded one, the worker's rerun for
+// a worker's manifest), and following that advice works; a missing shard
+// is named with the advice every damaged shard gets.
+func TestDamagedCacheAdvice(t *testing.T) {
+	truncate := func(path string) {
+		t.Helper()
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(path, b[:len(b)/2], 0o644)
+	}
+	dir := buildCache(t, true)
+	manifest := filepath.Join(dir, actcache.ManifestName)
+	truncate(manifest)
+	code, _, errs := ctxdep(t, "inspect-cache", "-q", dir)
+	expectError(t, code, errs, 1, "manifest.json: malformed manifest", "truncated or edited", "remove it and rerun the same `ctxdep cache build`")
+	os.Remove(manifest)
+	if code, _, errs := ctxdep(t, "cache", "build", "-q", "--model", tinyModel, "--transcoders", tinyTC, "--layer", "1",
+		"--tokens", tokensNpy, "--sequences-per-shard", "4", "--out", dir, "--with-acts"); code != 0 {
+		t.Fatalf("the advised rebuild: %d %s", code, errs)
+	}
+	os.Remove(filepath.Join(dir, actcache.ShardName(1)))
+	code, _, errs = ctxdep(t, "inspect-cache", "-q", dir)
+	expectError(t, code, errs, 1, "shard-00001.safetensors, listed in the manifest, is missing", "ctxdep cache verify")
+
+	clearShardEnv(t)
+	sharded := filepath.Join(t.TempDir(), "s")
+	for _, s := range []string{"0/2", "1/2"} {
+		if code, _, errs := ctxdep(t, workerArgs(sharded, s)...); code != 0 {
+			t.Fatalf("worker %s: %s", s, errs)
+		}
+	}
+	if code, _, errs := ctxdep(t, "cache", "merge", "-q", sharded); code != 0 {
+		t.Fatalf("merge: %s", errs)
+	}
+	manifest = filepath.Join(sharded, actcache.ManifestName)
+	truncate(manifest)
+	code, _, errs = ctxdep(t, "inspect-cache", "-q", sharded)
+	expectError(t, code, errs, 1, "truncated or edited", "remove it and run `ctxdep cache merge "+sharded+"`")
+	code, _, errs = ctxdep(t, "cache", "merge", "-q", sharded)
+	expectError(t, code, errs, 1, "remove it and run `ctxdep cache merge", "left as it is")
+	os.Remove(manifest)
+	if code, _, errs := ctxdep(t, "cache", "merge", "-q", sharded); code != 0 {
+		t.Fatalf("the advised merge: %s", errs)
+	}
+	truncate(filepath.Join(sharded, actcache.WorkerManifestName(1, 2)))
+	code, _, errs = ctxdep(t, "cache", "verify", "-q", "--json", sharded)
+	if code != 1 {
+		t.Fatalf("verify: %d %s", code, errs)
+	}
+	chk, err := actcache.Verify(context.Background(), sharded, nil)
+	if err != nil || len(chk.Problems) == 0 {
+		t.Fatalf("Verify: %+v, %v", chk, err)
+	}
+	if msg := chk.Problems[0].Message; chk.Problems[0].Kind != actcache.ProblemBadManifest ||
+		strings.Count(msg, "--shard 1/2") != 1 || !strings.Contains(msg, "remove it and rerun worker 1") {
+		t.Errorf("the damaged worker manifest's problem: %+v", chk.Problems[0])
 	}
 }

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -72,12 +70,8 @@ func runInspectCache(ctx context.Context, g *globalOptions, dir string, layerSet
 	}
 	m := c.Manifest
 	res := inspectResult{Dir: c.Dir, Manifest: m}
-	for _, s := range m.Shards {
-		st, err := os.Stat(filepath.Join(c.Dir, s.File))
-		if err != nil {
-			return fmt.Errorf("actcache: %w", err)
-		}
-		res.Bytes += st.Size()
+	if res.Bytes, err = c.Bytes(); err != nil {
+		return err
 	}
 	var opts inspect.Options
 	tc, prov, sparsity, err := g.loadTranscoder(m.Layer, m.DModel)

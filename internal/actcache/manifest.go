@@ -322,19 +322,47 @@ func ReadManifestFile(path string) (*Manifest, error) {
 	return parseManifest(path, raw)
 }
 
+// damagedError is an error about a manifest file that was truncated or
+// edited; its text ends with what writes the file again (damagedAdvice).
+type damagedError string
+
+func (e damagedError) Error() string { return string(e) }
+
+// damagedf returns the damagedError about the manifest file at path: what
+// is wrong, then how to mend it.
+func damagedf(path, format string, a ...any) error {
+	return damagedError(fmt.Sprintf("actcache: %s: %s; %s", path, fmt.Sprintf(format, a...), damagedAdvice(path)))
+}
+
+// damagedAdvice says what writes the manifest file at path again: a
+// worker's rerun for a worker's manifest, a merge for a sharded build's
+// manifest.json, else the build's rerun, which computes the shards that
+// no manifest lists again and keeps those whose bytes match.
+func damagedAdvice(path string) string {
+	dir, base := filepath.Split(path)
+	dir = filepath.Clean(dir)
+	if i, n, ok := parseWorkerManifestName(base); ok {
+		return fmt.Sprintf("remove it and rerun worker %d with the same flags and --shard %d/%d, which computes its shards again and keeps those whose bytes match", i, i, n)
+	}
+	if names, _ := workerManifests(dir); len(names) > 0 {
+		return fmt.Sprintf("remove it and run `ctxdep cache merge %s`, which writes it again from the workers' manifests", dir)
+	}
+	return "restore it, or remove it and rerun the same `ctxdep cache build`, which computes the shards again and keeps those whose bytes match"
+}
+
 // parseManifest parses and checks the manifest file at path, whose bytes
 // are raw.
 func parseManifest(path string, raw []byte) (*Manifest, error) {
 	var m Manifest
 	if err := json.Unmarshal(raw, &m); err != nil {
-		return nil, fmt.Errorf("actcache: %s: malformed manifest: %w", path, err)
+		return nil, damagedf(path, "malformed manifest (%v): it was truncated or edited", err)
 	}
 	// A field that is absent would read as its zero value (a manifest
 	// without "layer" as layer 0): every field that ctxdep has always
 	// written must be there.
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &fields); err != nil {
-		return nil, fmt.Errorf("actcache: %s: malformed manifest: %w", path, err)
+		return nil, damagedf(path, "malformed manifest (%v): it was truncated or edited", err)
 	}
 	for _, k := range requiredFields {
 		if v, ok := fields[k]; !ok || string(v) == "null" {
@@ -342,7 +370,7 @@ func parseManifest(path string, raw []byte) (*Manifest, error) {
 			if ok {
 				what = "has a null"
 			}
-			return nil, fmt.Errorf("actcache: %s: the manifest %s %q, which every cache manifest has: it was edited or truncated; restore it, or rebuild the cache with `ctxdep cache build`", path, what, k)
+			return nil, damagedf(path, "the manifest %s %q, which every cache manifest has: it was edited or truncated", what, k)
 		}
 	}
 	if m.Format != Format {

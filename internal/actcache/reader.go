@@ -89,6 +89,25 @@ func (c *Cache) ReadShard(i int) (*ShardData, error) {
 	return sd, nil
 }
 
+// Bytes returns the size on disk of the shards the manifest lists. A
+// shard that is missing or unreadable is an error that names it and ends
+// with the advice every damaged shard gets.
+func (c *Cache) Bytes() (int64, error) {
+	var n int64
+	for _, s := range c.Manifest.Shards {
+		path := filepath.Join(c.Dir, s.File)
+		st, err := os.Stat(path)
+		if errors.Is(err, os.ErrNotExist) {
+			return 0, fmt.Errorf("actcache: shard %s, listed in the manifest, is missing; %s", path, c.rebuild())
+		}
+		if err != nil {
+			return 0, fmt.Errorf("actcache: shard %s: %w; %s", path, err, c.rebuild())
+		}
+		n += st.Size()
+	}
+	return n, nil
+}
+
 // rebuild is the advice that ends every error about a damaged shard.
 func (c *Cache) rebuild() string {
 	return fmt.Sprintf("run `ctxdep cache verify %s` (it lists every damaged shard and what to rerun) and rerun the same `ctxdep cache build`, which rewrites damaged shards", c.Dir)

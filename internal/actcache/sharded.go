@@ -146,8 +146,11 @@ func scanWorkers(dir string, c *Check) (*workerSet, error) {
 			err = fmt.Errorf("actcache: %s: the manifest is not worker %d of %d's", name, i, n)
 		}
 		if err != nil {
-			c.add(Problem{Kind: ProblemBadManifest, File: name, Worker: i, Message: fmt.Sprintf(
-				"%v; remove %s and %s", err, name, rerunHint(i, n))})
+			msg := fmt.Sprintf("%v; remove %s and %s", err, name, rerunHint(i, n))
+			if errors.As(err, new(damagedError)) {
+				msg = err.Error() // it says how to mend it
+			}
+			c.add(Problem{Kind: ProblemBadManifest, File: name, Worker: i, Message: msg})
 			continue
 		}
 		ws.mans[i] = m
@@ -574,6 +577,9 @@ func MergeWith(ctx context.Context, dir string, progress func(int64), notice fun
 		return m, c, nil // merged before: nothing to do
 	case err == nil:
 		om, rerr := parseManifest(path, old)
+		if errors.As(rerr, new(damagedError)) {
+			return nil, c, fmt.Errorf("%w (it is left as it is until then)", rerr) // the advice is to remove it and merge
+		}
 		if rerr != nil {
 			return nil, c, fmt.Errorf("%w; it is left as it is: remove it to merge", rerr)
 		}
