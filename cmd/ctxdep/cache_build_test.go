@@ -233,3 +233,24 @@ func TestDamagedCacheAdvice(t *testing.T) {
 		t.Errorf("the damaged worker manifest's problem: %+v", chk.Problems[0])
 	}
 }
+
+// --tokenizer takes a directory: one that is not there, or a file, is
+// named as such, with what the flag takes (before, both read as a
+// directory without tokenizer.json).
+func TestTokenizerFlagErrors(t *testing.T) {
+	corpus := writeCorpus(t, 10)
+	tmp := t.TempDir()
+	file := filepath.Join(tmp, "tokenizer.json")
+	os.WriteFile(file, []byte("{}"), 0o644)
+	for _, c := range []struct {
+		dir  string
+		want []string
+	}{
+		{filepath.Join(tmp, "missing"), []string{"missing: no such directory", "takes a directory holding"}},
+		{file, []string{"tokenizer.json is a file", "(here " + tmp + ")"}},
+		{t.TempDir(), []string{"has neither tokenizer.json nor vocab.json"}},
+	} {
+		code, _, errs := ctxdep(t, "tokenize", "--data", corpus, "--tokenizer", c.dir, "--out", filepath.Join(tmp, "rows.npy"))
+		expectError(t, code, errs, 1, c.want...)
+	}
+}

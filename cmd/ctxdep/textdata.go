@@ -1,8 +1,11 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 
 	"github.com/spf13/pflag"
@@ -108,10 +111,24 @@ func openText(path string, o dataOptions) (*textRows, error) {
 }
 
 func loadTokenizer(dir string) (*bpe.Tokenizer, error) {
-	if dir != "" {
-		return bpe.FromFiles(dir)
+	if dir == "" {
+		return bpe.GPT2()
 	}
-	return bpe.GPT2()
+	const takes = "a directory holding a Hugging Face tokenizer.json, or vocab.json and merges.txt"
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil, fmt.Errorf("--tokenizer %s: no such directory (--tokenizer takes %s)", dir, takes)
+	case err != nil:
+		return nil, fmt.Errorf("--tokenizer %s: %w", dir, err)
+	case !fi.IsDir():
+		hint := ""
+		if b := filepath.Base(dir); b == "tokenizer.json" || b == "vocab.json" || b == "merges.txt" {
+			hint = fmt.Sprintf(" (here %s)", filepath.Dir(dir))
+		}
+		return nil, fmt.Errorf("--tokenizer %s is a file: --tokenizer takes %s%s", dir, takes, hint)
+	}
+	return bpe.FromFiles(dir)
 }
 
 // Next fills one row.
